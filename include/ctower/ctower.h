@@ -1,0 +1,21 @@
+/* ctower: network clients and servers as services, on libuv.
+ * This header includes every public header. */
+#ifndef CTOWER_H
+#define CTOWER_H
+
+#include "ctower/error.h"
+#include "ctower/loop.h"
+#include "ctower/waker.h"
+#include "ctower/op.h"
+#include "ctower/service.h"
+#include "ctower/service_fn.h"
+#include "ctower/buf.h"
+#include "ctower/transport.h"
+#include "ctower/channel.h"
+#include "ctower/pipeline.h"
+
+#define CTOWER_VERSION_MAJOR 0
+#define CTOWER_VERSION_MINOR 1
+#define CTOWER_VERSION_PATCH 0
+
+#endif

@@ -1,0 +1,68 @@
+/* Error codes.
+ *
+ * Every ctower function that can fail returns a negative int. libuv's codes
+ * (UV_ECONNRESET, UV_EOF, ...) pass through unchanged; ctower's own codes live
+ * in [-30999, -30000] and codes a service defines for itself in
+ * [CT_SERVICE_ERROR(0), CT_SERVICE_ERROR(CT_SERVICE_ERROR_MAX)], ranges that
+ * cannot collide with libuv's (which stay above -4096).
+ *
+ * This header does not include <uv.h> so that codecs, which do no I/O, can
+ * use it.
+ */
+#ifndef CTOWER_ERROR_H
+#define CTOWER_ERROR_H
+
+#include <errno.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one table of ctower's own codes: name, value, message. */
+#define CT_ERRNO_MAP(XX)                                                                           \
+    XX(ESENDBROKEN, -30001, "transport broken on send")                                            \
+    XX(ERECVBROKEN, -30002, "transport broken on receive")                                         \
+    XX(ECLOSED, -30003, "client closed")                                                           \
+    XX(EDESYNC, -30004, "desynchronized: a response arrived with no request waiting for it")       \
+    XX(EOVERLOADED, -30005, "service overloaded")                                                  \
+    XX(ECLOSING, -30006, "handle is already closing")                                              \
+    XX(ESHUTDOWN, -30007, "service is shutting down")                                              \
+    XX(EBUSY, -30008, "operation is still in progress")                                            \
+    XX(EINVAL, -30009, "invalid argument")                                                         \
+    XX(ENOTSUP, -30010, "operation not supported by this service")
+
+typedef enum {
+#define CT__ERR_ENUM(name, value, msg) CT_##name = (value),
+    CT_ERRNO_MAP(CT__ERR_ENUM)
+#undef CT__ERR_ENUM
+} ct_errno_t;
+
+/* Canceled and timed out are libuv's codes (static-asserted equal in error.c);
+ * they are spelled here through errno so that this header stays uv-free. */
+#define CT_ECANCELED (-ECANCELED)
+#define CT_ETIMEDOUT (-ETIMEDOUT)
+
+/* A service's own error code n (0 <= n <= CT_SERVICE_ERROR_MAX), as an op
+ * status. ct_err_service_code() recovers n. */
+#define CT_SERVICE_ERROR_BASE (-100000)
+#define CT_SERVICE_ERROR_MAX  999999
+#define CT_SERVICE_ERROR(n)   (CT_SERVICE_ERROR_BASE - (int)(n))
+
+/* Non-zero if err was made by CT_SERVICE_ERROR(). */
+int ct_err_is_service(int err);
+
+/* The n of CT_SERVICE_ERROR(n), or -1 if err is not a service error. */
+int ct_err_service_code(int err);
+
+/* A human-readable message for any code: ctower's, libuv's or a service's.
+ * Never NULL; an unknown code gives "unknown error". */
+const char *ct_strerror(int err);
+
+/* The code's symbolic name ("CT_EDESYNC", "ECONNRESET", "CT_SERVICE_ERROR").
+ * Never NULL. */
+const char *ct_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

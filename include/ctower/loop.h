@@ -1,0 +1,96 @@
+/* ct_loop_t: ctower's state for one libuv loop.
+ *
+ * Every ctower object belongs to one ct_loop_t, which the user allocates,
+ * initializes over a uv_loop_t it owns, and closes before closing that loop.
+ * It holds no global state: two loops in two threads never share anything.
+ *
+ * It provides two queues that the rest of the library relies on:
+ *
+ *  - Deferred tasks (ct_task_post). Completion callbacks, wakers and transport
+ *    deliveries are never run from the stack that caused them; they are queued
+ *    and run from a uv_check handle in the same loop turn, before the loop
+ *    polls again (a uv_idle handle is active while the queue is non-empty so
+ *    that the poll does not block). A caller therefore never sees its own
+ *    callback re-entered from inside the function it called.
+ *
+ *  - Flush tasks (ct_loop_post_flush), run from a uv_prepare handle just before
+ *    the loop polls for I/O. Transports use it to turn every message sent during
+ *    a turn into one write.
+ */
+#ifndef CTOWER_LOOP_H
+#define CTOWER_LOOP_H
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An intrusive doubly-linked list node (private to the library). */
+typedef struct ct_link {
+    struct ct_link *prev;
+    struct ct_link *next;
+} ct_link_t;
+
+typedef struct ct_loop ct_loop_t;
+typedef struct ct_task ct_task_t;
+typedef void (*ct_task_cb)(ct_task_t *task);
+typedef void (*ct_loop_close_cb)(ct_loop_t *loop);
+
+/* A callback to run later from a fresh stack. Caller-allocated, usually
+ * embedded in a larger struct and recovered with CT_CONTAINER_OF. */
+struct ct_task {
+    ct_task_cb cb;
+    /* private */
+    ct_link_t link;
+    int queued;
+};
+
+struct ct_loop {
+    uv_loop_t *uv;
+    void *data; /* for the user */
+    /* private */
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_prepare_t prepare;
+    ct_link_t tasks;
+    ct_link_t flushes;
+    int handles_open;
+    int closing;
+    ct_loop_close_cb close_cb;
+};
+
+#define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Initializes loop over uv. Returns 0 or a libuv error. */
+int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv);
+
+/* Starts closing loop: its libuv handles are closed and cb runs once they are
+ * (the uv loop must run for that). Every ctower object on the loop must be
+ * closed first; otherwise returns CT_EBUSY and closes nothing. Closing twice
+ * returns CT_ECLOSING. */
+int ct_loop_close(ct_loop_t *loop, ct_loop_close_cb cb);
+
+/* Initializes a task with its callback. */
+void ct_task_init(ct_task_t *task, ct_task_cb cb);
+
+/* Queues task to run from the loop's check phase of this turn. Posting a task
+ * that is already queued does nothing (it still runs once). */
+void ct_task_post(ct_loop_t *loop, ct_task_t *task);
+
+/* Queues task to run just before the loop next polls for I/O (write batching).
+ * Posting a queued task does nothing. */
+void ct_loop_post_flush(ct_loop_t *loop, ct_task_t *task);
+
+/* Removes task from whichever queue holds it; its callback will not run.
+ * Safe on a task that is not queued. After this the task's memory may be
+ * reused. */
+void ct_task_cancel(ct_task_t *task);
+
+/* Non-zero while task is queued. */
+int ct_task_is_queued(const ct_task_t *task);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

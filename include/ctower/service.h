@@ -1,0 +1,108 @@
+/* ct_service_t: an asynchronous function from a request to a response, with
+ * explicit readiness (back-pressure).
+ *
+ * The contract, which every middleware and protocol client keeps:
+ *
+ *  - ct_service_poll_ready() answers CT_READY, CT_PENDING (the waker is kept
+ *    and woken when readiness may have changed) or a negative error (the
+ *    service is dead). A READY may reserve capacity for the next call;
+ *    ct_service_release() hands back a reservation that will not be used.
+ *  - ct_service_call() starts a request. The request's ownership moves to the
+ *    service. The op completes exactly once, with a response (whose ownership
+ *    moves to the caller) or an error. Calling without a READY is allowed: a
+ *    service at capacity completes the op with CT_EOVERLOADED. If call returns
+ *    an error, nothing started, no callback will run and the request still
+ *    belongs to the caller.
+ *  - ct_op_cancel() drops an op (see op.h).
+ *  - ct_service_shutdown() drains gracefully: no new calls, every op in flight
+ *    finishes normally. ct_service_close() is like uv_close(): every op still
+ *    in flight completes with an error first, then the close callback runs,
+ *    after which the memory may be reclaimed.
+ */
+#ifndef CTOWER_SERVICE_H
+#define CTOWER_SERVICE_H
+
+#include "ctower/loop.h"
+#include "ctower/op.h"
+#include "ctower/waker.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_service ct_service_t;
+typedef void (*ct_close_cb)(ct_service_t *svc);
+typedef void (*ct_shutdown_cb)(ct_service_t *svc, int status);
+
+/* What a service implements. Every entry is called only through the
+ * ct_service_* functions below, which check the generic rules (op reuse,
+ * closing) first. */
+typedef struct ct_service_vtable {
+    int (*poll_ready)(ct_service_t *svc, ct_waker_t *waker);
+    int (*call)(ct_service_t *svc, void *request, ct_op_t *op);
+    /* Must complete op with CT_ECANCELED (ct_op_complete) before returning. */
+    void (*cancel)(ct_service_t *svc, ct_op_t *op);
+    /* May be NULL if readiness never reserves anything. */
+    void (*release)(ct_service_t *svc);
+    /* May be NULL (then ct_service_shutdown returns CT_ENOTSUP). Calls
+     * ct_service_shutdown_done() when drained. */
+    int (*shutdown)(ct_service_t *svc);
+    /* Completes every pending op with an error, releases resources, then calls
+     * ct_service_closed() (now or later). */
+    void (*close)(ct_service_t *svc);
+} ct_service_vtable_t;
+
+struct ct_service {
+    const ct_service_vtable_t *vtable;
+    ct_loop_t *loop;
+    void *data; /* for the user */
+    /* private */
+    int flags;
+    int shutdown_status;
+    ct_close_cb close_cb;
+    ct_shutdown_cb shutdown_cb;
+    ct_task_t close_task;
+    ct_task_t shutdown_task;
+};
+
+/* Asks whether svc can take a call: CT_READY, CT_PENDING (waker registered;
+ * it is woken once readiness may have changed), or a negative error. */
+int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker);
+
+/* Starts request on svc, completing op later. Returns 0, or a negative error
+ * if nothing started: CT_EBUSY (op still pending), CT_ECLOSING, or the
+ * service's own reason (a dead client returns the error that killed it). */
+int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op);
+
+/* Hands back the capacity that a READY reserved and no call used. */
+void ct_service_release(ct_service_t *svc);
+
+/* Starts a graceful shutdown: calls are refused with CT_ESHUTDOWN, the ops in
+ * flight finish normally, then cb runs with 0 (or the error that cut the
+ * drain short). The service must still be closed afterwards. */
+int ct_service_shutdown(ct_service_t *svc, ct_shutdown_cb cb);
+
+/* Closes svc: every pending op completes with an error, a pending shutdown's
+ * callback gets CT_ECANCELED, then cb (may be NULL) runs. Closing twice
+ * returns CT_ECLOSING. */
+int ct_service_close(ct_service_t *svc, ct_close_cb cb);
+
+/* Non-zero once ct_service_close() was called. */
+int ct_service_is_closing(const ct_service_t *svc);
+
+/* Non-zero once ct_service_shutdown() was accepted. */
+int ct_service_is_shutting_down(const ct_service_t *svc);
+
+/* For implementers: initializes the generic part of a service. */
+void ct_service_init(ct_service_t *svc, ct_loop_t *loop, const ct_service_vtable_t *vtable);
+
+/* For implementers: the close started by vtable->close is done. */
+void ct_service_closed(ct_service_t *svc);
+
+/* For implementers: the shutdown started by vtable->shutdown is done. */
+void ct_service_shutdown_done(ct_service_t *svc, int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ctower needs to build and test, if missing.
+# As root it uses apt-get; otherwise it names the packages to install.
+set -euo pipefail
+
+packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ctower needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,123 @@
+/* The per-loop deferred-task and flush queues. */
+#include "ctower/loop.h"
+#include "ctower/error.h"
+#include "list.h"
+
+#include <stddef.h>
+
+enum { CT_TASK_IDLE = 0, CT_TASK_DEFERRED = 1, CT_TASK_FLUSH = 2 };
+
+/* An idle callback is required by uv_idle_start; the work is done in check. */
+static void on_idle(uv_idle_t *idle) {
+    (void)idle;
+}
+
+static void keep_polling_nonblocking(ct_loop_t *loop) {
+    /* An active idle handle makes uv_run poll with a zero timeout, so the
+     * check phase that drains our queue comes in this turn, not after the
+     * next I/O event. */
+    if (!uv_is_active((uv_handle_t *)&loop->idle)) uv_idle_start(&loop->idle, on_idle);
+}
+
+static void run_queue(ct_loop_t *loop, ct_link_t *queue) {
+    ct_link_t *node;
+    /* Tasks posted by tasks run in this same drain: a turn ends only when
+     * nothing is left to deliver. */
+    while ((node = ct_list_pop_front(queue)) != NULL) {
+        ct_task_t *task = CT_CONTAINER_OF(node, ct_task_t, link);
+        task->queued = CT_TASK_IDLE;
+        task->cb(task);
+    }
+    (void)loop;
+}
+
+static void on_check(uv_check_t *check) {
+    ct_loop_t *loop = CT_CONTAINER_OF(check, ct_loop_t, check);
+    run_queue(loop, &loop->tasks);
+    if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes))
+        uv_idle_stop(&loop->idle);
+}
+
+static void on_prepare(uv_prepare_t *prepare) {
+    ct_loop_t *loop = CT_CONTAINER_OF(prepare, ct_loop_t, prepare);
+    run_queue(loop, &loop->flushes);
+    uv_prepare_stop(&loop->prepare);
+}
+
+int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
+    int r;
+    loop->uv = uv;
+    loop->data = NULL;
+    loop->handles_open = 0;
+    loop->closing = 0;
+    loop->close_cb = NULL;
+    ct_list_init(&loop->tasks);
+    ct_list_init(&loop->flushes);
+    if ((r = uv_check_init(uv, &loop->check)) != 0) return r;
+    if ((r = uv_idle_init(uv, &loop->idle)) != 0) goto fail_idle;
+    if ((r = uv_prepare_init(uv, &loop->prepare)) != 0) goto fail_prepare;
+    loop->handles_open = 3;
+    /* The check handle is always running but must not keep uv_run alive on its
+     * own; pending work keeps it alive through the (referenced) idle handle. */
+    uv_check_start(&loop->check, on_check);
+    uv_unref((uv_handle_t *)&loop->check);
+    uv_unref((uv_handle_t *)&loop->prepare);
+    return 0;
+fail_prepare:
+    uv_close((uv_handle_t *)&loop->idle, NULL);
+fail_idle:
+    uv_close((uv_handle_t *)&loop->check, NULL);
+    return r;
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+    ct_loop_t *loop = (ct_loop_t *)handle->data;
+    if (--loop->handles_open == 0 && loop->close_cb) loop->close_cb(loop);
+}
+
+int ct_loop_close(ct_loop_t *loop, ct_loop_close_cb cb) {
+    if (loop->closing) return CT_ECLOSING;
+    if (!ct_list_empty(&loop->tasks) || !ct_list_empty(&loop->flushes)) return CT_EBUSY;
+    loop->closing = 1;
+    loop->close_cb = cb;
+    loop->check.data = loop;
+    loop->idle.data = loop;
+    loop->prepare.data = loop;
+    uv_close((uv_handle_t *)&loop->check, on_handle_closed);
+    uv_close((uv_handle_t *)&loop->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&loop->prepare, on_handle_closed);
+    return 0;
+}
+
+void ct_task_init(ct_task_t *task, ct_task_cb cb) {
+    task->cb = cb;
+    task->queued = CT_TASK_IDLE;
+    ct_list_init(&task->link);
+}
+
+void ct_task_post(ct_loop_t *loop, ct_task_t *task) {
+    if (task->queued) return;
+    task->queued = CT_TASK_DEFERRED;
+    ct_list_push_back(&loop->tasks, &task->link);
+    keep_polling_nonblocking(loop);
+}
+
+void ct_loop_post_flush(ct_loop_t *loop, ct_task_t *task) {
+    if (task->queued) return;
+    task->queued = CT_TASK_FLUSH;
+    ct_list_push_back(&loop->flushes, &task->link);
+    if (!uv_is_active((uv_handle_t *)&loop->prepare)) uv_prepare_start(&loop->prepare, on_prepare);
+    /* The prepare handle is unreferenced; the idle handle keeps the loop
+     * turning until the flush has run. */
+    keep_polling_nonblocking(loop);
+}
+
+void ct_task_cancel(ct_task_t *task) {
+    if (!task->queued) return;
+    ct_list_remove(&task->link);
+    task->queued = CT_TASK_IDLE;
+}
+
+int ct_task_is_queued(const ct_task_t *task) {
+    return task->queued != CT_TASK_IDLE;
+}

@@ -1,0 +1,134 @@
+/* The generic half of the service contract: op states, closing, shutdown. */
+#include "ctower/service.h"
+#include "ctower/error.h"
+
+#include <assert.h>
+
+enum { OP_IDLE = 0, OP_PENDING = 1, OP_DELIVERING = 2 };
+enum { SVC_CLOSING = 1, SVC_SHUTTING = 2, SVC_SHUTDOWN_REPORTED = 4 };
+
+static void deliver_op(ct_task_t *task) {
+    ct_op_t *op = CT_CONTAINER_OF(task, ct_op_t, task);
+    op->state = OP_IDLE; /* reusable from inside its own callback */
+    op->cb(op, op->status, op->response);
+}
+
+void ct_op_init(ct_op_t *op, ct_op_cb cb) {
+    op->data = NULL;
+    op->cb = cb;
+    op->status = 0;
+    op->cause = 0;
+    op->response = NULL;
+    op->svc = NULL;
+    op->state = OP_IDLE;
+    op->slot = 0;
+    ct_task_init(&op->task, deliver_op);
+}
+
+int ct_op_is_pending(const ct_op_t *op) {
+    return op->state != OP_IDLE;
+}
+
+void ct_op_cancel(ct_op_t *op) {
+    if (op->state != OP_PENDING) return;
+    op->svc->vtable->cancel(op->svc, op);
+    assert(op->state != OP_PENDING && "a service's cancel must complete the op");
+}
+
+void ct_op_complete(ct_op_t *op, int status, int cause, void *response) {
+    assert(op->state == OP_PENDING && "op completed twice");
+    op->state = OP_DELIVERING;
+    op->status = status;
+    op->cause = cause;
+    op->response = response;
+    ct_task_post(op->svc->loop, &op->task);
+}
+
+static void run_close_cb(ct_task_t *task) {
+    ct_service_t *svc = CT_CONTAINER_OF(task, ct_service_t, close_task);
+    if (svc->close_cb) svc->close_cb(svc);
+}
+
+static void run_shutdown_cb(ct_task_t *task) {
+    ct_service_t *svc = CT_CONTAINER_OF(task, ct_service_t, shutdown_task);
+    if (svc->shutdown_cb) svc->shutdown_cb(svc, svc->shutdown_status);
+}
+
+void ct_service_init(ct_service_t *svc, ct_loop_t *loop, const ct_service_vtable_t *vtable) {
+    svc->vtable = vtable;
+    svc->loop = loop;
+    svc->data = NULL;
+    svc->flags = 0;
+    svc->shutdown_status = 0;
+    svc->close_cb = NULL;
+    svc->shutdown_cb = NULL;
+    ct_task_init(&svc->close_task, run_close_cb);
+    ct_task_init(&svc->shutdown_task, run_shutdown_cb);
+}
+
+int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
+    if (svc->flags & SVC_SHUTTING) return CT_ESHUTDOWN;
+    return svc->vtable->poll_ready(svc, waker);
+}
+
+int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    int r;
+    if (op->state != OP_IDLE) return CT_EBUSY;
+    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
+    if (svc->flags & SVC_SHUTTING) return CT_ESHUTDOWN;
+    op->svc = svc;
+    op->state = OP_PENDING;
+    op->status = 0;
+    op->cause = 0;
+    op->response = NULL;
+    r = svc->vtable->call(svc, request, op);
+    if (r < 0) {
+        assert(op->state == OP_PENDING && "call failed but completed the op");
+        op->state = OP_IDLE;
+    }
+    return r;
+}
+
+void ct_service_release(ct_service_t *svc) {
+    if (svc->vtable->release && !(svc->flags & SVC_CLOSING)) svc->vtable->release(svc);
+}
+
+int ct_service_shutdown(ct_service_t *svc, ct_shutdown_cb cb) {
+    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
+    if (svc->flags & SVC_SHUTTING) return CT_EBUSY;
+    if (!svc->vtable->shutdown) return CT_ENOTSUP;
+    svc->flags |= SVC_SHUTTING;
+    svc->shutdown_cb = cb;
+    return svc->vtable->shutdown(svc);
+}
+
+void ct_service_shutdown_done(ct_service_t *svc, int status) {
+    if (!(svc->flags & SVC_SHUTTING) || (svc->flags & SVC_SHUTDOWN_REPORTED)) return;
+    svc->flags |= SVC_SHUTDOWN_REPORTED;
+    svc->shutdown_status = status;
+    ct_task_post(svc->loop, &svc->shutdown_task);
+}
+
+int ct_service_close(ct_service_t *svc, ct_close_cb cb) {
+    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
+    svc->flags |= SVC_CLOSING;
+    svc->close_cb = cb;
+    /* A drain that close cuts short still reports, and before the close
+     * callback: after that one the memory may be gone. */
+    ct_service_shutdown_done(svc, CT_ECANCELED);
+    svc->vtable->close(svc);
+    return 0;
+}
+
+int ct_service_is_closing(const ct_service_t *svc) {
+    return (svc->flags & SVC_CLOSING) != 0;
+}
+
+void ct_service_closed(ct_service_t *svc) {
+    ct_task_post(svc->loop, &svc->close_task);
+}
+
+int ct_service_is_shutting_down(const ct_service_t *svc) {
+    return (svc->flags & SVC_SHUTTING) != 0;
+}

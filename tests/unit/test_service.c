@@ -1,0 +1,152 @@
+#include "testutil.h"
+
+TestSuite(service, .init = h_setup, .fini = h_teardown);
+
+static int double_it(void *ctx, void *req, void **resp) {
+    tmsg_t *m = req;
+    (void)ctx;
+    if (m->id == 13) {
+        tmsg_free(m, NULL);
+        return CT_SERVICE_ERROR(13);
+    }
+    m->id *= 2;
+    *resp = m;
+    return 0;
+}
+
+Test(service, fn_completes_inline_but_calls_back_from_a_fresh_stack) {
+    ct_service_fn_t fn;
+    rec_op_t r;
+    ct_service_fn_init(&fn, &H.ct, double_it, NULL);
+    rec_op_init(&r);
+    cr_assert_eq(ct_service_poll_ready(&fn.service, NULL), CT_READY);
+    cr_assert_eq(h_call(&fn.service, tmsg_new(21), &r.op), 0);
+    cr_assert_eq(r.calls, 0, "callback ran inside call");
+    cr_assert(ct_op_is_pending(&r.op));
+    h_run();
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.response_id, 42);
+    cr_assert(!ct_op_is_pending(&r.op));
+    h_close_service(&fn.service);
+}
+
+Test(service, fn_error_is_the_service_own_code) {
+    ct_service_fn_t fn;
+    rec_op_t r;
+    ct_service_fn_init(&fn, &H.ct, double_it, NULL);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&fn.service, tmsg_new(13), &r.op), 0);
+    h_run();
+    cr_assert_eq(r.calls, 1);
+    cr_assert(ct_err_is_service(r.status));
+    cr_assert_eq(ct_err_service_code(r.status), 13);
+    h_close_service(&fn.service);
+}
+
+Test(service, echo_returns_the_request) {
+    ct_service_fn_t echo;
+    rec_op_t r;
+    ct_echo_service_init(&echo, &H.ct);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&echo.service, tmsg_new(7), &r.op), 0);
+    h_run();
+    cr_assert_eq(r.response_id, 7);
+    h_close_service(&echo.service);
+}
+
+Test(service, reusing_a_pending_op_is_refused) {
+    ct_service_fn_t echo;
+    rec_op_t r;
+    tmsg_t *second = tmsg_new(2);
+    ct_echo_service_init(&echo, &H.ct);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&echo.service, tmsg_new(1), &r.op), 0);
+    cr_assert_eq(h_call(&echo.service, second, &r.op), CT_EBUSY);
+    tmsg_free(second, NULL); /* refused: still ours */
+    h_run();
+    cr_assert_eq(r.calls, 1);
+    h_close_service(&echo.service);
+}
+
+static ct_service_t *reuse_svc;
+static int reuse_count;
+static void reuse_cb(ct_op_t *op, int status, void *response) {
+    cr_assert_eq(H.nested, 0);
+    cr_assert_eq(status, 0);
+    tmsg_free(response, NULL);
+    if (++reuse_count < 5) cr_assert_eq(h_call(reuse_svc, tmsg_new(reuse_count), op), 0);
+}
+
+Test(service, op_is_reusable_inside_its_callback) {
+    ct_service_fn_t echo;
+    ct_op_t op;
+    ct_echo_service_init(&echo, &H.ct);
+    reuse_svc = &echo.service;
+    reuse_count = 0;
+    ct_op_init(&op, reuse_cb);
+    cr_assert_eq(h_call(&echo.service, tmsg_new(0), &op), 0);
+    h_run();
+    cr_assert_eq(reuse_count, 5);
+    h_close_service(&echo.service);
+}
+
+static int shutdown_status = 1;
+static void on_shutdown(ct_service_t *svc, int status) {
+    (void)svc;
+    shutdown_status = status;
+}
+
+Test(service, close_rules) {
+    ct_service_fn_t echo;
+    rec_op_t r;
+    tmsg_t *m = tmsg_new(1);
+    ct_echo_service_init(&echo, &H.ct);
+    rec_op_init(&r);
+    cr_assert_eq(ct_service_shutdown(&echo.service, on_shutdown), 0);
+    cr_assert_eq(ct_service_shutdown(&echo.service, on_shutdown), CT_EBUSY);
+    cr_assert_eq(h_call(&echo.service, m, &r.op), CT_ESHUTDOWN);
+    h_run();
+    cr_assert_eq(shutdown_status, 0);
+    h_close_service(&echo.service);
+    cr_assert_eq(ct_service_close(&echo.service, NULL), CT_ECLOSING, "closing twice is reported");
+    cr_assert_eq(h_call(&echo.service, m, &r.op), CT_ECLOSING);
+    cr_assert_eq(ct_service_poll_ready(&echo.service, NULL), CT_ECLOSING);
+    tmsg_free(m, NULL);
+    cr_assert_eq(r.calls, 0);
+}
+
+Test(service, cancel_completes_once_with_canceled) {
+    held_svc_t h;
+    rec_op_t r;
+    held_init(&h, 0);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&h.service, tmsg_new(1), &r.op), 0);
+    ct_op_cancel(&r.op);
+    ct_op_cancel(&r.op); /* no longer pending in the service: nothing */
+    h_run();
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ECANCELED);
+    h_close_service(&h.service);
+    held_free(&h);
+}
+
+Test(service, close_completes_pending_ops_before_the_close_callback) {
+    held_svc_t h;
+    rec_op_t r;
+    held_init(&h, 0);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&h.service, tmsg_new(1), &r.op), 0);
+    h_close_service(&h.service);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ECLOSED);
+    held_free(&h);
+}
+
+Test(service, shutdown_unsupported_is_reported) {
+    held_svc_t h;
+    held_init(&h, 0);
+    cr_assert_eq(ct_service_shutdown(&h.service, on_shutdown), CT_ENOTSUP);
+    h_close_service(&h.service);
+    held_free(&h);
+}

@@ -1,0 +1,216 @@
+#include "testutil.h"
+
+#include <stdlib.h>
+
+harness_t H;
+long rec_op_counter;
+
+void h_setup(void) {
+    memset(&H, 0, sizeof H);
+    rec_op_counter = 0;
+    cr_assert_eq(uv_loop_init(&H.uv), 0);
+    cr_assert_eq(ct_loop_init(&H.ct, &H.uv), 0);
+}
+
+static int loop_closed;
+static void on_loop_closed(ct_loop_t *loop) {
+    (void)loop;
+    loop_closed = 1;
+}
+
+void h_teardown(void) {
+    uv_run(&H.uv, UV_RUN_DEFAULT);
+    loop_closed = 0;
+    cr_assert_eq(ct_loop_close(&H.ct, on_loop_closed), 0);
+    uv_run(&H.uv, UV_RUN_DEFAULT);
+    cr_assert(loop_closed);
+    cr_assert_eq(uv_loop_close(&H.uv), 0, "a handle was left open");
+    cr_assert_eq(H.live_msgs, 0, "%ld test messages leaked", H.live_msgs);
+}
+
+void h_run(void) {
+    uv_run(&H.uv, UV_RUN_DEFAULT);
+}
+
+void h_turns(int n) {
+    while (n-- > 0)
+        uv_run(&H.uv, UV_RUN_NOWAIT);
+}
+
+tmsg_t *tmsg_new(uint64_t id) {
+    tmsg_t *m = malloc(sizeof *m);
+    cr_assert(m);
+    m->id = id;
+    H.live_msgs++;
+    return m;
+}
+
+void tmsg_free(void *msg, void *ctx) {
+    (void)ctx;
+    if (!msg) return;
+    H.live_msgs--;
+    free(msg);
+}
+
+uint64_t tmsg_id(void *msg) {
+    return ((tmsg_t *)msg)->id;
+}
+
+int h_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    int r;
+    H.nested++;
+    r = ct_service_call(svc, request, op);
+    H.nested--;
+    return r;
+}
+
+static void rec_cb(ct_op_t *op, int status, void *response) {
+    rec_op_t *r = CT_CONTAINER_OF(op, rec_op_t, op);
+    cr_assert_eq(H.nested, 0, "callback re-entered from inside a call");
+    r->calls++;
+    r->status = status;
+    r->cause = op->cause;
+    r->order = ++rec_op_counter;
+    if (status == 0) {
+        cr_assert(response);
+        r->response_id = tmsg_id(response);
+        tmsg_free(response, NULL);
+    } else {
+        cr_assert_null(response);
+    }
+}
+
+void rec_op_init(rec_op_t *r) {
+    memset(r, 0, sizeof *r);
+    ct_op_init(&r->op, rec_cb);
+}
+
+/* ---- held service ------------------------------------------------------ */
+
+static void held_remove(held_svc_t *h, size_t i) {
+    memmove(&h->ops[i], &h->ops[i + 1], (h->n - i - 1) * sizeof *h->ops);
+    memmove(&h->reqs[i], &h->reqs[i + 1], (h->n - i - 1) * sizeof *h->reqs);
+    h->n--;
+    ct_waitq_wake_all(&h->waiters);
+}
+
+void held_complete(held_svc_t *h, size_t i, int status) {
+    ct_op_t *op = h->ops[i];
+    void *req = h->reqs[i];
+    held_remove(h, i);
+    if (status == 0) {
+        ct_op_complete(op, 0, 0, req);
+    } else {
+        tmsg_free(req, NULL);
+        ct_op_complete(op, status, 0, NULL);
+    }
+}
+
+void held_complete_all(held_svc_t *h) {
+    while (h->n > 0)
+        held_complete(h, 0, 0);
+}
+
+static int held_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    held_svc_t *h = (held_svc_t *)svc;
+    if (h->capacity == 0 || h->n < h->capacity) return CT_READY;
+    ct_waitq_add(&h->waiters, waker);
+    return CT_PENDING;
+}
+
+static int held_call(ct_service_t *svc, void *req, ct_op_t *op) {
+    held_svc_t *h = (held_svc_t *)svc;
+    h->calls++;
+    if (h->fail_id_plus1 && tmsg_id(req) + 1 == (uint64_t)h->fail_id_plus1) {
+        tmsg_free(req, NULL);
+        ct_op_complete(op, h->fail_status, 0, NULL);
+        return 0;
+    }
+    if (h->capacity && h->n >= h->capacity) {
+        tmsg_free(req, NULL);
+        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+        return 0;
+    }
+    h->ops = realloc(h->ops, (h->n + 1) * sizeof *h->ops);
+    h->reqs = realloc(h->reqs, (h->n + 1) * sizeof *h->reqs);
+    h->ops[h->n] = op;
+    h->reqs[h->n] = req;
+    h->n++;
+    if (h->n > h->max_n) h->max_n = h->n;
+    if (h->batch && h->n == h->batch)
+        while (h->n > 0)
+            held_complete(h, h->n - 1, 0); /* newest first */
+    return 0;
+}
+
+static void held_cancel(ct_service_t *svc, ct_op_t *op) {
+    held_svc_t *h = (held_svc_t *)svc;
+    size_t i;
+    for (i = 0; i < h->n; i++)
+        if (h->ops[i] == op) {
+            tmsg_free(h->reqs[i], NULL);
+            held_remove(h, i);
+            h->cancels++;
+            ct_op_complete(op, CT_ECANCELED, 0, NULL);
+            return;
+        }
+    cr_assert_fail("cancel of an op the service does not hold");
+}
+
+static void held_timer_closed(uv_handle_t *handle) {
+    held_svc_t *h = handle->data;
+    ct_service_closed(&h->service);
+}
+
+static void held_close(ct_service_t *svc) {
+    held_svc_t *h = (held_svc_t *)svc;
+    while (h->n > 0)
+        held_complete(h, 0, CT_ECLOSED);
+    if (h->period_ms) {
+        uv_close((uv_handle_t *)&h->timer, held_timer_closed);
+    } else {
+        ct_service_closed(svc);
+    }
+}
+
+static void on_tick(uv_timer_t *timer) {
+    held_svc_t *h = timer->data;
+    if (h->n > 0) held_complete(h, 0, 0);
+}
+
+static const ct_service_vtable_t held_vtable = {
+    held_poll_ready, held_call, held_cancel, NULL, NULL, held_close,
+};
+
+void held_init(held_svc_t *h, size_t capacity) {
+    memset(h, 0, sizeof *h);
+    ct_service_init(&h->service, &H.ct, &held_vtable);
+    ct_waitq_init(&h->waiters);
+    h->capacity = capacity;
+}
+
+void held_start_timer(held_svc_t *h, uint64_t period_ms) {
+    h->period_ms = period_ms;
+    cr_assert_eq(uv_timer_init(&H.uv, &h->timer), 0);
+    h->timer.data = h;
+    uv_timer_start(&h->timer, on_tick, period_ms, period_ms);
+}
+
+void held_free(held_svc_t *h) {
+    free(h->ops);
+    free(h->reqs);
+    h->ops = NULL;
+    h->reqs = NULL;
+}
+
+static void on_service_closed(ct_service_t *svc) {
+    *(int *)svc->data = 1;
+}
+
+void h_close_service(ct_service_t *svc) {
+    int closed = 0;
+    svc->data = &closed;
+    cr_assert_eq(ct_service_close(svc, on_service_closed), 0);
+    while (!closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+}

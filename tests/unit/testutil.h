@@ -1,0 +1,84 @@
+/* Test support: one loop per test, leak and re-entrancy checks, test
+ * messages, and a service whose completions the test controls. */
+#ifndef CTOWER_TESTUTIL_H
+#define CTOWER_TESTUTIL_H
+
+#include <ctower/ctower.h>
+#include <criterion/criterion.h>
+#include <stdint.h>
+
+typedef struct tmsg {
+    uint64_t id;
+} tmsg_t;
+
+typedef struct harness {
+    uv_loop_t uv;
+    ct_loop_t ct;
+    long live_msgs; /* test messages allocated and not yet freed */
+    int nested;     /* > 0 while inside a call that starts an operation */
+} harness_t;
+
+extern harness_t H;
+
+/* Criterion .init/.fini: the fini runs the loop dry, closes the ct_loop and
+ * asserts uv_loop_close() == 0 and that no test message leaked. */
+void h_setup(void);
+void h_teardown(void);
+
+/* Runs the loop until nothing is left to do. */
+void h_run(void);
+
+/* Runs one non-blocking loop turn (UV_RUN_NOWAIT) n times. */
+void h_turns(int n);
+
+tmsg_t *tmsg_new(uint64_t id);
+void tmsg_free(void *msg, void *ctx);
+uint64_t tmsg_id(void *msg);
+
+/* ct_service_call() with the re-entrancy counter raised around it. Every
+ * completion callback in the tests asserts H.nested == 0. */
+int h_call(ct_service_t *svc, void *request, ct_op_t *op);
+
+/* A recorded completion. */
+typedef struct rec_op {
+    ct_op_t op;
+    int calls;  /* how many times the callback ran */
+    int status;
+    int cause;
+    uint64_t response_id; /* id of the response message, freed on arrival */
+    long order;           /* completion order across all rec_ops */
+} rec_op_t;
+
+void rec_op_init(rec_op_t *r);
+extern long rec_op_counter;
+
+/* A service that holds each request until the test (or its timer, or its
+ * batch rule) completes it; the response is the request itself. */
+typedef struct held_svc {
+    ct_service_t service;
+    ct_op_t **ops;
+    void **reqs;
+    size_t n;
+    size_t max_n;      /* the most requests ever held at once */
+    size_t capacity;   /* poll_ready is PENDING when n == capacity (0: never) */
+    size_t batch;      /* when n reaches batch, complete all in reverse (0: off) */
+    long calls;
+    long cancels;
+    uint64_t period_ms; /* > 0: a timer completes the oldest one per tick */
+    uv_timer_t timer;
+    ct_waitq_t waiters;
+    int fail_id_plus1; /* the request with id fail_id_plus1 - 1 fails */
+    int fail_status;
+} held_svc_t;
+
+void held_init(held_svc_t *h, size_t capacity);
+void held_start_timer(held_svc_t *h, uint64_t period_ms);
+/* Completes held request i (0 = oldest) with status (0: echo). */
+void held_complete(held_svc_t *h, size_t i, int status);
+void held_complete_all(held_svc_t *h);
+void held_free(held_svc_t *h);
+
+/* Closes svc and runs the loop until its close callback has run. */
+void h_close_service(ct_service_t *svc);
+
+#endif
