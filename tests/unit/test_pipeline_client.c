@@ -1,0 +1,431 @@
+/* The pipeline client against a peer that the test drives by hand over the
+ * channel: it can answer, stay silent, send strays, close or break. */
+#include "testutil.h"
+
+TestSuite(pipeline_client, .init = h_setup, .fini = h_teardown);
+
+static ct_channel_t client_end, peer;
+static ct_pipeline_client_t client;
+
+/* What the peer received. */
+static void *peer_inbox[64];
+static int peer_n;
+static int peer_end = 1;
+
+static void on_peer_recv(ct_transport_t *t, int status, void *msg) {
+    (void)t;
+    if (status < 0) {
+        peer_end = status;
+        return;
+    }
+    peer_inbox[peer_n++] = msg;
+}
+
+static void setup_client(size_t max_in_flight, size_t channel_cap) {
+    ct_pipeline_client_config_t cfg = {0};
+    cfg.max_in_flight = max_in_flight;
+    cfg.free_msg = tmsg_free;
+    peer_n = 0;
+    peer_end = 1;
+    cr_assert_eq(
+        ct_channel_pair_init(&H.ct, &client_end, &peer, channel_cap, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &cfg), 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+}
+
+/* The peer answers its oldest unanswered request with the same message. */
+static void peer_answer(int i) {
+    cr_assert_eq(ct_transport_send(&peer.transport, peer_inbox[i]), 0);
+    peer_inbox[i] = NULL;
+}
+
+static void peer_send_stray(uint64_t id) {
+    cr_assert_eq(ct_transport_send(&peer.transport, tmsg_new(id)), 0);
+}
+
+static void teardown_client(void) {
+    int i;
+    h_close_service(&client.service);
+    for (i = 0; i < peer_n; i++)
+        tmsg_free(peer_inbox[i], NULL);
+    if (!ct_transport_is_closing(&peer.transport)) ct_transport_close(&peer.transport, NULL);
+}
+
+static void call(rec_op_t *r, uint64_t id) {
+    rec_op_init(r);
+    cr_assert_eq(h_call(&client.service, tmsg_new(id), &r->op), 0);
+}
+
+Test(pipeline_client, rejects_bad_arguments_and_a_taken_transport) {
+    ct_pipeline_client_t other;
+    setup_client(4, 4);
+    cr_assert_eq(ct_pipeline_client_init(&other, &H.ct, NULL, NULL), CT_EINVAL);
+    cr_assert_eq(ct_pipeline_client_init(&other, &H.ct, &client_end.transport, NULL), CT_EINVAL,
+                 "a transport already driven by a client cannot be shared");
+    teardown_client();
+}
+
+Test(pipeline_client, responses_match_requests_in_order) {
+    rec_op_t r[3];
+    int i;
+    setup_client(8, 8);
+    for (i = 0; i < 3; i++)
+        call(&r[i], 100 + i);
+    h_turns(2);
+    cr_assert_eq(peer_n, 3);
+    for (i = 0; i < 3; i++)
+        cr_assert_eq(tmsg_id(peer_inbox[i]), 100u + i);
+    for (i = 0; i < 3; i++)
+        peer_answer(i);
+    h_turns(2);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, 0);
+        cr_assert_eq(r[i].response_id, 100u + i);
+    }
+    cr_assert_eq(ct_pipeline_client_in_flight(&client), 0);
+    teardown_client();
+}
+
+static int woken;
+static void on_wake(ct_waker_t *w) {
+    (void)w;
+    cr_assert_eq(H.nested, 0);
+    woken++;
+}
+
+Test(pipeline_client, bound_gives_pending_then_wakes) {
+    rec_op_t r[3];
+    ct_waker_t w;
+    setup_client(2, 8);
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_wake);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[0], 1);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[1], 2);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_PENDING);
+    h_turns(2);
+    cr_assert_eq(woken, 0);
+    peer_answer(0);
+    h_turns(2);
+    cr_assert_eq(woken, 1);
+    cr_assert_eq(r[0].status, 0);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[2], 3);
+    h_turns(2);
+    peer_answer(1);
+    peer_answer(2);
+    h_turns(2);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(r[2].response_id, 3);
+    teardown_client();
+}
+
+Test(pipeline_client, call_at_capacity_without_ready_is_overloaded) {
+    rec_op_t r[2];
+    setup_client(1, 8);
+    call(&r[0], 1);
+    call(&r[1], 2); /* no READY asked: overload, not a crash */
+    h_turns(2);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_EOVERLOADED);
+    cr_assert_eq(peer_n, 1, "the overloaded request was not sent");
+    peer_answer(0);
+    h_turns(2);
+    cr_assert_eq(r[0].status, 0);
+    teardown_client();
+}
+
+Test(pipeline_client, a_reservation_can_be_released) {
+    rec_op_t r;
+    ct_waker_t w;
+    setup_client(1, 8);
+    ct_waker_init(&w, &H.ct, on_wake);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    /* The reservation holds the only slot: a call without READY must not
+     * steal it. */
+    rec_op_init(&r);
+    ct_service_release(&client.service);
+    call(&r, 1);
+    h_turns(2);
+    cr_assert_eq(peer_n, 1, "after release, the slot was free for the call");
+    peer_answer(0);
+    h_turns(2);
+    cr_assert_eq(r.status, 0);
+    teardown_client();
+}
+
+Test(pipeline_client, a_reservation_is_honoured_over_unready_calls) {
+    rec_op_t r[2];
+    setup_client(1, 8);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_READY);
+    call(&r[0], 1); /* uses the reservation */
+    call(&r[1], 2); /* none left: overload */
+    h_turns(2);
+    cr_assert_eq(r[1].status, CT_EOVERLOADED);
+    peer_answer(0);
+    h_turns(2);
+    cr_assert_eq(r[0].status, 0);
+    teardown_client();
+}
+
+Test(pipeline_client, receive_error_fails_every_op_once_with_its_cause) {
+    rec_op_t r[3];
+    int i;
+    tmsg_t *m = tmsg_new(9);
+    rec_op_t late;
+    setup_client(8, 8);
+    for (i = 0; i < 3; i++)
+        call(&r[i], i);
+    h_turns(2);
+    ct_channel_fail_recv(&client_end, UV_ECONNRESET);
+    h_turns(2);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ERECVBROKEN);
+        cr_assert_eq(r[i].cause, UV_ECONNRESET);
+    }
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_ERECVBROKEN);
+    cr_assert_eq(ct_pipeline_client_cause(&client), UV_ECONNRESET);
+    rec_op_init(&late);
+    cr_assert_eq(h_call(&client.service, m, &late.op), CT_ERECVBROKEN,
+                 "a dead client refuses calls; the request stays with the caller");
+    tmsg_free(m, NULL);
+    h_turns(2);
+    for (i = 0; i < 3; i++)
+        cr_assert_eq(r[i].calls, 1, "completed exactly once");
+    cr_assert_eq(late.calls, 0);
+    teardown_client();
+}
+
+Test(pipeline_client, send_error_fails_every_op_with_its_cause) {
+    rec_op_t r[3];
+    int i;
+    setup_client(8, 8);
+    call(&r[0], 0);
+    call(&r[1], 1);
+    h_turns(2);
+    ct_channel_fail_send(&client_end, UV_EPIPE);
+    call(&r[2], 2);
+    h_turns(2);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ESENDBROKEN);
+        cr_assert_eq(r[i].cause, UV_EPIPE);
+    }
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_ESENDBROKEN);
+    teardown_client();
+}
+
+Test(pipeline_client, send_error_while_requests_wait_for_room) {
+    rec_op_t r[4];
+    int i;
+    setup_client(8, 1); /* the channel takes one message at a time */
+    for (i = 0; i < 4; i++)
+        call(&r[i], i);
+    ct_channel_fail_send(&client_end, UV_ECONNRESET);
+    h_turns(3);
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ESENDBROKEN);
+        cr_assert_eq(r[i].cause, UV_ECONNRESET);
+    }
+    teardown_client();
+}
+
+Test(pipeline_client, peer_closing_with_requests_in_flight) {
+    enum { N = 5 };
+    rec_op_t r[N];
+    int i;
+    setup_client(8, 8);
+    for (i = 0; i < N; i++)
+        call(&r[i], i);
+    h_turns(2);
+    peer_answer(0); /* one answer made it out before the close */
+    ct_transport_close(&peer.transport, NULL);
+    h_turns(3);
+    cr_assert_eq(r[0].status, 0);
+    for (i = 1; i < N; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ERECVBROKEN);
+        cr_assert_eq(r[i].cause, UV_EOF);
+    }
+    teardown_client();
+}
+
+Test(pipeline_client, peer_closing_while_idle_is_seen_by_poll_ready) {
+    ct_waker_t w;
+    setup_client(8, 8);
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_wake);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    ct_transport_close(&peer.transport, NULL);
+    h_turns(3);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_ERECVBROKEN);
+    cr_assert_eq(ct_pipeline_client_cause(&client), UV_EOF);
+    teardown_client();
+}
+
+Test(pipeline_client, a_waiting_caller_is_woken_when_the_client_dies) {
+    ct_waker_t w;
+    rec_op_t r;
+    setup_client(1, 8);
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_wake);
+    call(&r, 1);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_PENDING);
+    ct_channel_fail_recv(&client_end, UV_ECONNRESET);
+    h_turns(3);
+    cr_assert_eq(woken, 1);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_ERECVBROKEN);
+    cr_assert_eq(r.status, CT_ERECVBROKEN);
+    teardown_client();
+}
+
+Test(pipeline_client, stray_response_while_idle_is_desync) {
+    setup_client(8, 8);
+    peer_send_stray(77);
+    h_turns(2);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_EDESYNC);
+    teardown_client();
+}
+
+Test(pipeline_client, extra_response_is_not_given_to_the_next_request) {
+    rec_op_t r[2];
+    tmsg_t *m = tmsg_new(2);
+    setup_client(8, 8);
+    call(&r[0], 1);
+    h_turns(2);
+    peer_answer(0);
+    peer_send_stray(666); /* a second answer to the same request */
+    h_turns(2);
+    cr_assert_eq(r[0].status, 0);
+    cr_assert_eq(r[0].response_id, 1);
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&client.service, m, &r[1].op), CT_EDESYNC);
+    tmsg_free(m, NULL);
+    teardown_client();
+}
+
+Test(pipeline_client, cancel_in_flight_keeps_a_tombstone) {
+    rec_op_t r[3];
+    setup_client(8, 8);
+    call(&r[0], 1);
+    call(&r[1], 2);
+    h_turns(2);
+    ct_op_cancel(&r[0].op);
+    h_turns(1);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, CT_ECANCELED);
+    cr_assert_eq(ct_pipeline_client_in_flight(&client), 2, "the tombstone still counts");
+    call(&r[2], 3);
+    h_turns(2);
+    peer_answer(0); /* the late answer to the canceled request */
+    peer_answer(1);
+    peer_answer(2);
+    h_turns(2);
+    cr_assert_eq(r[0].calls, 1, "the late answer was discarded");
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(r[2].response_id, 3);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_READY);
+    teardown_client();
+}
+
+Test(pipeline_client, cancel_before_sending_drops_the_request) {
+    rec_op_t r[3];
+    setup_client(8, 1);
+    call(&r[0], 1);
+    call(&r[1], 2); /* waits for room in the channel */
+    call(&r[2], 3);
+    ct_op_cancel(&r[1].op);
+    cr_assert_eq(peer_n, 0);
+    h_turns(4);
+    cr_assert_eq(r[1].status, CT_ECANCELED);
+    cr_assert_eq(peer_n, 2);
+    cr_assert_eq(tmsg_id(peer_inbox[0]), 1);
+    cr_assert_eq(tmsg_id(peer_inbox[1]), 3, "the canceled request never went out");
+    peer_answer(0);
+    h_turns(2); /* the return direction holds one message too */
+    peer_answer(1);
+    h_turns(2);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[2].response_id, 3);
+    cr_assert_eq(ct_pipeline_client_in_flight(&client), 0);
+    teardown_client();
+}
+
+Test(pipeline_client, abort_close_fails_ops_with_client_closed) {
+    rec_op_t r[2];
+    setup_client(8, 1);
+    call(&r[0], 1);
+    call(&r[1], 2); /* unsent: freed by the close */
+    h_turns(1);
+    h_close_service(&client.service);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, CT_ECLOSED);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_ECLOSED);
+    cr_assert_eq(ct_service_close(&client.service, NULL), CT_ECLOSING);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_ECLOSING);
+    while (peer_n > 0)
+        tmsg_free(peer_inbox[--peer_n], NULL);
+    ct_transport_close(&peer.transport, NULL);
+}
+
+static int drained = 1;
+static void on_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    drained = status;
+}
+
+Test(pipeline_client, graceful_shutdown_delivers_responses_still_due) {
+    rec_op_t r[2];
+    tmsg_t *m = tmsg_new(3);
+    rec_op_t refused;
+    setup_client(8, 8);
+    drained = 1;
+    call(&r[0], 1);
+    call(&r[1], 2);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    rec_op_init(&refused);
+    cr_assert_eq(h_call(&client.service, m, &refused.op), CT_ESHUTDOWN);
+    tmsg_free(m, NULL);
+    h_turns(3);
+    cr_assert_eq(peer_n, 2, "what was queued is sent");
+    cr_assert_eq(peer_end, UV_EOF, "then the write side is closed");
+    cr_assert_eq(drained, 1, "not drained while responses are due");
+    peer_answer(0);
+    peer_answer(1);
+    h_turns(3);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(drained, 0);
+    teardown_client();
+}
+
+Test(pipeline_client, shutdown_cut_short_by_the_peer_reports_the_cause) {
+    rec_op_t r;
+    setup_client(8, 8);
+    drained = 1;
+    call(&r, 1);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    h_turns(2);
+    ct_transport_close(&peer.transport, NULL);
+    h_turns(3);
+    cr_assert_eq(r.status, CT_ERECVBROKEN);
+    cr_assert_eq(drained, CT_ERECVBROKEN);
+    teardown_client();
+}
+
+Test(pipeline_client, close_during_shutdown_cancels_the_drain) {
+    rec_op_t r;
+    setup_client(8, 8);
+    drained = 1;
+    call(&r, 1);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    h_turns(2);
+    teardown_client();
+    cr_assert_eq(drained, CT_ECANCELED);
+    cr_assert_eq(r.status, CT_ECLOSED);
+}
