@@ -1,0 +1,245 @@
+/* Pipeline client and server back to back over the channel. */
+#include "testutil.h"
+
+#include <stdlib.h>
+
+TestSuite(pipeline_e2e, .init = h_setup, .fini = h_teardown);
+
+static ct_channel_t client_end, server_end;
+static ct_pipeline_client_t client;
+static ct_pipeline_server_t srv;
+static int server_closed;
+
+static void on_server_closed(ct_pipeline_server_t *s, int status) {
+    (void)s;
+    (void)status;
+    server_closed = 1;
+}
+
+static void connect_pair(ct_service_t *service, size_t depth, size_t channel_cap) {
+    ct_pipeline_client_config_t ccfg = {0};
+    ct_pipeline_server_config_t scfg = {0};
+    ccfg.max_in_flight = depth;
+    ccfg.free_msg = tmsg_free;
+    scfg.max_in_flight = depth;
+    scfg.free_msg = tmsg_free;
+    server_closed = 0;
+    cr_assert_eq(
+        ct_channel_pair_init(&H.ct, &client_end, &server_end, channel_cap, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
+                                         on_server_closed),
+                 0);
+    cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &ccfg), 0);
+}
+
+/* The client closes; the server sees EOF, drains and closes itself. */
+static void disconnect(ct_service_t *service) {
+    h_close_service(&client.service);
+    while (!server_closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    h_close_service(service);
+}
+
+/* ---- a service that completes on a later turn ---------------------------- */
+
+typedef struct deferred_echo {
+    ct_service_t service;
+    ct_op_t *ops[2048];
+    void *reqs[2048];
+    size_t n;
+    ct_task_t task;
+} deferred_echo_t;
+
+static void deferred_run(ct_task_t *task) {
+    deferred_echo_t *d = CT_CONTAINER_OF(task, deferred_echo_t, task);
+    size_t i, n = d->n;
+    d->n = 0;
+    for (i = 0; i < n; i++)
+        ct_op_complete(d->ops[i], 0, 0, d->reqs[i]);
+}
+
+static int deferred_ready(ct_service_t *svc, ct_waker_t *w) {
+    (void)svc;
+    (void)w;
+    return CT_READY;
+}
+
+static int deferred_call(ct_service_t *svc, void *req, ct_op_t *op) {
+    deferred_echo_t *d = (deferred_echo_t *)svc;
+    cr_assert_lt(d->n, 2048);
+    d->ops[d->n] = op;
+    d->reqs[d->n++] = req;
+    ct_task_post(svc->loop, &d->task);
+    return 0;
+}
+
+static void deferred_cancel(ct_service_t *svc, ct_op_t *op) {
+    deferred_echo_t *d = (deferred_echo_t *)svc;
+    size_t i;
+    for (i = 0; i < d->n; i++)
+        if (d->ops[i] == op) {
+            tmsg_free(d->reqs[i], NULL);
+            d->ops[i] = d->ops[--d->n];
+            d->reqs[i] = d->reqs[d->n];
+            ct_op_complete(op, CT_ECANCELED, 0, NULL);
+            return;
+        }
+}
+
+static void deferred_close(ct_service_t *svc) {
+    deferred_echo_t *d = (deferred_echo_t *)svc;
+    ct_task_cancel(&d->task);
+    while (d->n > 0) {
+        d->n--;
+        tmsg_free(d->reqs[d->n], NULL);
+        ct_op_complete(d->ops[d->n], CT_ECLOSED, 0, NULL);
+    }
+    ct_service_closed(svc);
+}
+
+static const ct_service_vtable_t deferred_vtable = {
+    deferred_ready, deferred_call, deferred_cancel, NULL, NULL, deferred_close,
+};
+
+/* ---- a driver that keeps `depth` requests in flight ---------------------- */
+
+typedef struct driver_op {
+    ct_op_t op;
+    uint64_t expect;
+} driver_op_t;
+
+static struct {
+    uint64_t next;
+    uint64_t total;
+    uint64_t done;
+    uint64_t mismatched;
+    uint64_t errors;
+} drv;
+
+static void issue(driver_op_t *d) {
+    d->expect = drv.next++;
+    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
+}
+
+static void on_driver_done(ct_op_t *op, int status, void *response) {
+    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
+    cr_assert_eq(H.nested, 0);
+    drv.done++;
+    if (status != 0) {
+        drv.errors++;
+        return;
+    }
+    if (tmsg_id(response) != d->expect) drv.mismatched++;
+    tmsg_free(response, NULL);
+    if (drv.next < drv.total) issue(d);
+}
+
+static void drive(size_t depth, uint64_t total) {
+    driver_op_t *ops = calloc(depth, sizeof *ops);
+    size_t i;
+    memset(&drv, 0, sizeof drv);
+    drv.total = total;
+    for (i = 0; i < depth && drv.next < total; i++) {
+        ct_op_init(&ops[i].op, on_driver_done);
+        issue(&ops[i]);
+    }
+    while (drv.done < total)
+        cr_assert(uv_run(&H.uv, UV_RUN_ONCE) != 0 || drv.done == total, "the loop went idle");
+    free(ops);
+    cr_assert_eq(drv.errors, 0);
+    cr_assert_eq(drv.mismatched, 0, "responses matched to the wrong request");
+    cr_assert_eq(drv.done, total);
+}
+
+static void run_echo(size_t depth) {
+    ct_service_fn_t echo;
+    ct_echo_service_init(&echo, &H.ct);
+    connect_pair(&echo.service, depth, 64);
+    drive(depth, 100000);
+    disconnect(&echo.service);
+}
+
+static void run_deferred(size_t depth) {
+    deferred_echo_t d;
+    memset(&d, 0, sizeof d);
+    ct_service_init(&d.service, &H.ct, &deferred_vtable);
+    ct_task_init(&d.task, deferred_run);
+    connect_pair(&d.service, depth, 64);
+    drive(depth, 100000);
+    disconnect(&d.service);
+}
+
+Test(pipeline_e2e, inline_100k_depth_1) {
+    run_echo(1);
+}
+Test(pipeline_e2e, inline_100k_depth_16) {
+    run_echo(16);
+}
+Test(pipeline_e2e, inline_100k_depth_1024) {
+    run_echo(1024);
+}
+Test(pipeline_e2e, deferred_100k_depth_1) {
+    run_deferred(1);
+}
+Test(pipeline_e2e, deferred_100k_depth_16) {
+    run_deferred(16);
+}
+Test(pipeline_e2e, deferred_100k_depth_1024) {
+    run_deferred(1024);
+}
+
+static int drained = 1;
+static void on_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    drained = status;
+}
+
+Test(pipeline_e2e, graceful_close_racing_with_responses) {
+    held_svc_t held;
+    rec_op_t r[2];
+    held_init(&held, 0);
+    connect_pair(&held.service, 8, 8);
+    rec_op_init(&r[0]);
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&client.service, tmsg_new(1), &r[0].op), 0);
+    cr_assert_eq(h_call(&client.service, tmsg_new(2), &r[1].op), 0);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    h_turns(4);
+    cr_assert_eq(held.n, 2, "both requests reached the service");
+    cr_assert_eq(r[0].calls + r[1].calls, 0);
+    held_complete(&held, 1, 0); /* the server answers after the client closed */
+    held_complete(&held, 0, 0);
+    h_turns(4);
+    cr_assert_eq(r[0].status, 0);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[1].status, 0);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(drained, 0);
+    cr_assert(server_closed, "the server ended after its peer's EOF");
+    disconnect(&held.service);
+    held_free(&held);
+}
+
+Test(pipeline_e2e, server_closing_with_requests_in_flight) {
+    enum { N = 7 };
+    held_svc_t held;
+    rec_op_t r[N];
+    int i;
+    held_init(&held, 0);
+    connect_pair(&held.service, 8, 8);
+    for (i = 0; i < N; i++) {
+        rec_op_init(&r[i]);
+        cr_assert_eq(h_call(&client.service, tmsg_new(i), &r[i].op), 0);
+    }
+    h_turns(3);
+    cr_assert_eq(ct_pipeline_server_close(&srv), 0);
+    h_turns(4);
+    for (i = 0; i < N; i++) {
+        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
+        cr_assert_eq(r[i].status, CT_ERECVBROKEN);
+        cr_assert_eq(r[i].cause, UV_EOF);
+    }
+    cr_assert_eq(held.cancels, N);
+    disconnect(&held.service);
+    held_free(&held);
+}
