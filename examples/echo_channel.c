@@ -74,8 +74,8 @@ int main(void) {
     app.echo.service.data = &app;
     server_cfg.free_msg = ct_buf_free_msg;
     app.server.data = &app;
-    r = ct_pipeline_server_init(&app.server, &app.ct, &app.server_end.transport,
-                                &app.echo.service, &server_cfg, on_server_closed);
+    r = ct_pipeline_server_init(&app.server, &app.ct, &app.server_end.transport, &app.echo.service,
+                                &server_cfg, on_server_closed);
     if (r != 0) return fprintf(stderr, "server: %s\n", ct_strerror(r)), 1;
 
     client_cfg.free_msg = ct_buf_free_msg;

@@ -34,8 +34,7 @@ static void run_queue(ct_loop_t *loop, ct_link_t *queue) {
 static void on_check(uv_check_t *check) {
     ct_loop_t *loop = CT_CONTAINER_OF(check, ct_loop_t, check);
     run_queue(loop, &loop->tasks);
-    if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes))
-        uv_idle_stop(&loop->idle);
+    if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes)) uv_idle_stop(&loop->idle);
 }
 
 static void on_prepare(uv_prepare_t *prepare) {

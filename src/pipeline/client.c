@@ -52,7 +52,8 @@ static void complete_all(ct_pipeline_client_t *c, int kind, int cause) {
     for (i = 0; i < c->count; i++) {
         slot_t *s = nth(c, i);
         if (s->state == SLOT_QUEUED) free_msg(c, s->request);
-        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT) ct_op_complete(s->op, kind, cause, NULL);
+        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT)
+            ct_op_complete(s->op, kind, cause, NULL);
     }
     c->head = c->count = c->sent = 0;
     c->reserved = 0;
@@ -232,8 +233,7 @@ static void client_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t client_vtable = {
-    client_poll_ready, client_call,     client_cancel,
-    client_release,    client_shutdown, client_close,
+    client_poll_ready, client_call, client_cancel, client_release, client_shutdown, client_close,
 };
 
 int ct_pipeline_client_init(ct_pipeline_client_t *c, ct_loop_t *loop, ct_transport_t *transport,

@@ -116,8 +116,8 @@ static const ct_transport_vtable_t channel_vtable = {
     ch_send_ready, ch_send, ch_recv_start, ch_recv_stop, ch_shutdown, ch_close,
 };
 
-static int channel_init(ct_loop_t *loop, ct_channel_t *ch, size_t capacity,
-                        ct_msg_free_fn free_msg, void *free_ctx) {
+static int channel_init(ct_loop_t *loop, ct_channel_t *ch, size_t capacity, ct_msg_free_fn free_msg,
+                        void *free_ctx) {
     ct_transport_init(&ch->transport, loop, &channel_vtable);
     ch->ring = calloc(capacity, sizeof *ch->ring);
     if (!ch->ring) return UV_ENOMEM;

@@ -27,8 +27,7 @@ static void setup_client(size_t max_in_flight, size_t channel_cap) {
     cfg.free_msg = tmsg_free;
     peer_n = 0;
     peer_end = 1;
-    cr_assert_eq(
-        ct_channel_pair_init(&H.ct, &client_end, &peer, channel_cap, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, channel_cap, tmsg_free, NULL), 0);
     cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &cfg), 0);
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
 }

@@ -78,9 +78,9 @@ Test(pipeline_server, rejects_bad_arguments) {
     start(4, 4, NULL, 1);
     cr_assert_eq(ct_pipeline_server_init(&other, &H.ct, NULL, &held.service, NULL, NULL),
                  CT_EINVAL);
-    cr_assert_eq(ct_pipeline_server_init(&other, &H.ct, &server_end.transport, &held.service,
-                                         NULL, NULL),
-                 CT_EINVAL, "a transport already served cannot be shared");
+    cr_assert_eq(
+        ct_pipeline_server_init(&other, &H.ct, &server_end.transport, &held.service, NULL, NULL),
+        CT_EINVAL, "a transport already served cannot be shared");
     ct_pipeline_server_close(&srv);
     finish();
 }

@@ -42,7 +42,7 @@ int h_call(ct_service_t *svc, void *request, ct_op_t *op);
 /* A recorded completion. */
 typedef struct rec_op {
     ct_op_t op;
-    int calls;  /* how many times the callback ran */
+    int calls; /* how many times the callback ran */
     int status;
     int cause;
     uint64_t response_id; /* id of the response message, freed on arrival */
@@ -59,9 +59,9 @@ typedef struct held_svc {
     ct_op_t **ops;
     void **reqs;
     size_t n;
-    size_t max_n;      /* the most requests ever held at once */
-    size_t capacity;   /* poll_ready is PENDING when n == capacity (0: never) */
-    size_t batch;      /* when n reaches batch, complete all in reverse (0: off) */
+    size_t max_n;    /* the most requests ever held at once */
+    size_t capacity; /* poll_ready is PENDING when n == capacity (0: never) */
+    size_t batch;    /* when n reaches batch, complete all in reverse (0: off) */
     long calls;
     long cancels;
     uint64_t period_ms; /* > 0: a timer completes the oldest one per tick */
