@@ -13,6 +13,7 @@
 #include "ctower/transport.h"
 #include "ctower/channel.h"
 #include "ctower/pipeline.h"
+#include "ctower/layer/timeout.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

@@ -57,6 +57,7 @@ struct ct_service {
     ct_loop_t *loop;
     void *data; /* for the user */
     /* private */
+    void *owner; /* the layer that wraps this service, if any */
     int flags;
     int shutdown_status;
     ct_close_cb close_cb;

@@ -58,6 +58,7 @@ void ct_service_init(ct_service_t *svc, ct_loop_t *loop, const ct_service_vtable
     svc->vtable = vtable;
     svc->loop = loop;
     svc->data = NULL;
+    svc->owner = NULL;
     svc->flags = 0;
     svc->shutdown_status = 0;
     svc->close_cb = NULL;

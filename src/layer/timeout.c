@@ -1,0 +1,177 @@
+/* The timeout layer. Each call borrows an entry that holds the inner op; the
+ * entry returns to the pool only when the inner op has called back, even if
+ * the caller was answered earlier (timed out or canceled). */
+#include "ctower/layer/timeout.h"
+#include "ctower/error.h"
+#include "../core/list.h"
+
+#include <stdlib.h>
+
+typedef struct ct_timeout_entry {
+    ct_op_t inner;
+    ct_op_t *outer; /* NULL once the caller has been answered */
+    uint64_t deadline;
+    ct_link_t link; /* in free_entries, in by_deadline, or alone */
+    ct_timeout_t *layer;
+} entry_t;
+
+static void on_timer(uv_timer_t *timer);
+
+static void arm(ct_timeout_t *t) {
+    entry_t *first;
+    uint64_t now, due;
+    if (ct_list_empty(&t->by_deadline)) {
+        uv_timer_stop(&t->timer);
+        return;
+    }
+    first = CT_CONTAINER_OF(t->by_deadline.next, entry_t, link);
+    now = uv_now(t->service.loop->uv);
+    due = first->deadline > now ? first->deadline - now : 0;
+    uv_timer_start(&t->timer, on_timer, due, 0);
+}
+
+/* Answers the caller now; the entry waits for its inner op to call back. */
+static void answer(entry_t *e, int status, int cause, void *response) {
+    ct_op_t *outer = e->outer;
+    e->outer = NULL;
+    ct_list_remove(&e->link);
+    ct_op_complete(outer, status, cause, response);
+}
+
+static void on_timer(uv_timer_t *timer) {
+    ct_timeout_t *t = CT_CONTAINER_OF(timer, ct_timeout_t, timer);
+    uint64_t now = uv_now(timer->loop);
+    while (!ct_list_empty(&t->by_deadline)) {
+        entry_t *e = CT_CONTAINER_OF(t->by_deadline.next, entry_t, link);
+        if (e->deadline > now) break;
+        answer(e, CT_ETIMEDOUT, 0, NULL);
+        ct_op_cancel(&e->inner);
+    }
+    arm(t);
+}
+
+static void on_inner_done(ct_op_t *op, int status, void *response) {
+    entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
+    ct_timeout_t *t = e->layer;
+    if (e->outer) {
+        answer(e, status, op->cause, response);
+        arm(t);
+    } else if (response && t->free_msg) {
+        t->free_msg(response, t->free_ctx); /* nobody waits for it any more */
+    }
+    ct_list_push_back(&t->free_entries, &e->link);
+    t->busy--;
+    ct_waitq_wake_all(&t->waiters);
+}
+
+static int timeout_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    ct_timeout_t *t = (ct_timeout_t *)svc;
+    if (ct_list_empty(&t->free_entries)) {
+        if (waker) ct_waitq_add(&t->waiters, waker);
+        return CT_PENDING;
+    }
+    return ct_service_poll_ready(t->inner, waker);
+}
+
+static int timeout_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    ct_timeout_t *t = (ct_timeout_t *)svc;
+    ct_link_t *node = ct_list_pop_front(&t->free_entries);
+    entry_t *e;
+    int r;
+    if (!node) {
+        if (t->free_msg) t->free_msg(request, t->free_ctx);
+        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+        return 0;
+    }
+    e = CT_CONTAINER_OF(node, entry_t, link);
+    ct_op_init(&e->inner, on_inner_done);
+    r = ct_service_call(t->inner, request, &e->inner);
+    if (r < 0) {
+        ct_list_push_back(&t->free_entries, &e->link);
+        return r;
+    }
+    e->outer = op;
+    e->deadline = uv_now(svc->loop->uv) + t->timeout_ms;
+    op->slot = (size_t)(e - t->entries);
+    ct_list_push_back(&t->by_deadline, &e->link);
+    t->busy++;
+    if (!uv_is_active((uv_handle_t *)&t->timer)) arm(t);
+    return 0;
+}
+
+static void timeout_cancel(ct_service_t *svc, ct_op_t *op) {
+    ct_timeout_t *t = (ct_timeout_t *)svc;
+    entry_t *e = &t->entries[op->slot];
+    answer(e, CT_ECANCELED, 0, NULL);
+    ct_op_cancel(&e->inner);
+    arm(t);
+}
+
+static void timeout_release(ct_service_t *svc) {
+    ct_service_release(((ct_timeout_t *)svc)->inner);
+}
+
+static void on_inner_shutdown(ct_service_t *inner, int status) {
+    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
+}
+
+static int timeout_shutdown(ct_service_t *svc) {
+    ct_timeout_t *t = (ct_timeout_t *)svc;
+    return ct_service_shutdown(t->inner, on_inner_shutdown);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+    ct_timeout_t *t = CT_CONTAINER_OF(handle, ct_timeout_t, timer);
+    free(t->entries);
+    t->entries = NULL;
+    ct_service_closed(&t->service);
+}
+
+/* The inner service completed every op before its close callback, so every
+ * entry has come home. */
+static void on_inner_closed(ct_service_t *inner) {
+    ct_timeout_t *t = inner->owner;
+    uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+}
+
+static void timeout_close(ct_service_t *svc) {
+    ct_timeout_t *t = (ct_timeout_t *)svc;
+    uv_timer_stop(&t->timer);
+    ct_waitq_wake_all(&t->waiters);
+    if (ct_service_close(t->inner, on_inner_closed) < 0) on_inner_closed(t->inner);
+}
+
+static const ct_service_vtable_t timeout_vtable = {
+    timeout_poll_ready, timeout_call,     timeout_cancel,
+    timeout_release,    timeout_shutdown, timeout_close,
+};
+
+int ct_timeout_init(ct_timeout_t *t, ct_loop_t *loop, ct_service_t *inner,
+                    const ct_timeout_config_t *cfg) {
+    size_t i, cap;
+    int r;
+    if (!t || !loop || !inner || inner->owner || !cfg || cfg->timeout_ms == 0) return CT_EINVAL;
+    cap = cfg->max_in_flight ? cfg->max_in_flight : 1024;
+    t->entries = calloc(cap, sizeof *t->entries);
+    if (!t->entries) return UV_ENOMEM;
+    if ((r = uv_timer_init(loop->uv, &t->timer)) != 0) {
+        free(t->entries);
+        return r;
+    }
+    ct_service_init(&t->service, loop, &timeout_vtable);
+    t->inner = inner;
+    inner->owner = t;
+    t->cap = cap;
+    t->busy = 0;
+    t->timeout_ms = cfg->timeout_ms;
+    t->free_msg = cfg->free_msg;
+    t->free_ctx = cfg->free_ctx;
+    ct_list_init(&t->free_entries);
+    ct_list_init(&t->by_deadline);
+    ct_waitq_init(&t->waiters);
+    for (i = 0; i < cap; i++) {
+        t->entries[i].layer = t;
+        ct_list_push_back(&t->free_entries, &t->entries[i].link);
+    }
+    return 0;
+}

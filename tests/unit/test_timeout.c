@@ -1,0 +1,149 @@
+#include "testutil.h"
+
+TestSuite(timeout, .init = h_setup, .fini = h_teardown);
+
+static held_svc_t held;
+static ct_timeout_t layer;
+
+static void wrap(uint64_t ms, size_t max_in_flight) {
+    ct_timeout_config_t cfg = {0};
+    cfg.timeout_ms = ms;
+    cfg.max_in_flight = max_in_flight;
+    cfg.free_msg = tmsg_free;
+    held_init(&held, 0);
+    cr_assert_eq(ct_timeout_init(&layer, &H.ct, &held.service, &cfg), 0);
+}
+
+static void run_until_called(rec_op_t *r) {
+    while (r->calls == 0)
+        uv_run(&H.uv, UV_RUN_ONCE);
+}
+
+static void unwrap(void) {
+    h_close_service(&layer.service);
+    held_free(&held);
+}
+
+Test(timeout, rejects_bad_config) {
+    ct_timeout_t t;
+    ct_timeout_config_t cfg = {0};
+    held_init(&held, 0);
+    cr_assert_eq(ct_timeout_init(&t, &H.ct, &held.service, &cfg), CT_EINVAL, "zero timeout");
+    cr_assert_eq(ct_timeout_init(&t, &H.ct, &held.service, NULL), CT_EINVAL);
+    h_close_service(&held.service);
+    held_free(&held);
+}
+
+Test(timeout, a_silent_service_times_out_once) {
+    rec_op_t r;
+    wrap(20, 4);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(1), &r.op), 0);
+    run_until_called(&r);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(held.cancels, 1, "the inner op was canceled");
+    h_turns(3);
+    cr_assert_eq(r.calls, 1);
+    unwrap();
+}
+
+Test(timeout, an_answer_in_time_passes_through) {
+    rec_op_t r;
+    wrap(10000, 4);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(5), &r.op), 0);
+    h_turns(2);
+    held_complete(&held, 0, 0);
+    run_until_called(&r);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.response_id, 5);
+    unwrap();
+}
+
+Test(timeout, deadlines_expire_in_call_order) {
+    rec_op_t r[3];
+    int i;
+    wrap(15, 4);
+    for (i = 0; i < 3; i++) {
+        rec_op_init(&r[i]);
+        cr_assert_eq(h_call(&layer.service, tmsg_new(i), &r[i].op), 0);
+    }
+    held_complete(&held, 1, 0); /* the middle one answers in time */
+    run_until_called(&r[2]);
+    cr_assert_eq(r[0].status, CT_ETIMEDOUT);
+    cr_assert_eq(r[1].status, 0);
+    cr_assert_eq(r[2].status, CT_ETIMEDOUT);
+    cr_assert_lt(r[1].order, r[0].order);
+    unwrap();
+}
+
+Test(timeout, cancel_completes_once_and_frees_the_entry) {
+    rec_op_t r[2];
+    wrap(10000, 1);
+    rec_op_init(&r[0]);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(1), &r[0].op), 0);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_PENDING, "the pool is used up");
+    ct_op_cancel(&r[0].op);
+    h_turns(2);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, CT_ECANCELED);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_READY);
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(2), &r[1].op), 0);
+    h_turns(1);
+    held_complete(&held, 0, 0);
+    run_until_called(&r[1]);
+    cr_assert_eq(r[1].response_id, 2);
+    unwrap();
+}
+
+Test(timeout, close_fails_what_is_in_flight) {
+    rec_op_t r;
+    wrap(10000, 4);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(1), &r.op), 0);
+    unwrap();
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ECLOSED);
+}
+
+/* The whole chain: a pipeline client under a timeout, a peer that answers
+ * late. The late answer lands on the tombstone; the next call gets its own. */
+static void *inbox[4];
+static int inbox_n;
+static void on_peer(ct_transport_t *t, int status, void *msg) {
+    (void)t;
+    if (status == 0) inbox[inbox_n++] = msg;
+}
+
+Test(timeout, late_answer_after_a_timeout_does_not_desynchronize_a_pipeline) {
+    static ct_channel_t a, b; /* outlive this frame: teardown runs the loop */
+    static ct_pipeline_client_t client;
+    ct_pipeline_client_config_t ccfg = {0};
+    ct_timeout_config_t tcfg = {0};
+    rec_op_t r[2];
+    ccfg.free_msg = tmsg_free;
+    tcfg.timeout_ms = 10;
+    tcfg.free_msg = tmsg_free;
+    inbox_n = 0;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &a, &b, 8, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &a.transport, &ccfg), 0);
+    cr_assert_eq(ct_timeout_init(&layer, &H.ct, &client.service, &tcfg), 0);
+    cr_assert_eq(ct_transport_recv_start(&b.transport, on_peer), 0);
+    rec_op_init(&r[0]);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(1), &r[0].op), 0);
+    run_until_called(&r[0]);
+    cr_assert_eq(r[0].status, CT_ETIMEDOUT);
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(2), &r[1].op), 0);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 2);
+    cr_assert_eq(ct_transport_send(&b.transport, inbox[0]), 0); /* late */
+    cr_assert_eq(ct_transport_send(&b.transport, inbox[1]), 0);
+    run_until_called(&r[1]);
+    cr_assert_eq(r[1].status, 0);
+    cr_assert_eq(r[1].response_id, 2);
+    h_close_service(&layer.service);
+    ct_transport_close(&b.transport, NULL);
+    h_run();
+}
