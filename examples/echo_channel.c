@@ -13,8 +13,8 @@ typedef struct app {
     ct_loop_t ct;
     ct_channel_t client_end, server_end;
     ct_service_fn_t echo;
-    ct_pipeline_client_t client;
-    ct_pipeline_server_t server;
+    ct_client_t client;
+    ct_server_t server;
     ct_op_t op;
     int exit_code;
 } app_t;
@@ -29,7 +29,7 @@ static void on_echo_closed(ct_service_t *svc) {
 }
 
 /* The server ends when the client closes its side; then the service can go. */
-static void on_server_closed(ct_pipeline_server_t *srv, int status) {
+static void on_server_closed(ct_server_t *srv, int status) {
     app_t *app = srv->data;
     if (status != 0) fprintf(stderr, "server ended: %s\n", ct_strerror(status));
     ct_service_close(&app->echo.service, on_echo_closed);
@@ -58,8 +58,8 @@ static void on_response(ct_op_t *op, int status, void *response) {
 int main(void) {
     uv_loop_t uv;
     app_t app;
-    ct_pipeline_client_config_t client_cfg = {0};
-    ct_pipeline_server_config_t server_cfg = {0};
+    ct_client_config_t client_cfg = {0};
+    ct_server_config_t server_cfg = {0};
     ct_buf_t *request;
     int r;
 

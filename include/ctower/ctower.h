@@ -12,7 +12,11 @@
 #include "ctower/buf.h"
 #include "ctower/transport.h"
 #include "ctower/channel.h"
+#include "ctower/tag_store.h"
+#include "ctower/client.h"
+#include "ctower/server.h"
 #include "ctower/pipeline.h"
+#include "ctower/multiplex.h"
 #include "ctower/layer/timeout.h"
 
 #define CTOWER_VERSION_MAJOR 0

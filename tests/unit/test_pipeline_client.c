@@ -5,7 +5,7 @@
 TestSuite(pipeline_client, .init = h_setup, .fini = h_teardown);
 
 static ct_channel_t client_end, peer;
-static ct_pipeline_client_t client;
+static ct_client_t client;
 
 /* What the peer received. */
 static void *peer_inbox[64];
@@ -22,7 +22,7 @@ static void on_peer_recv(ct_transport_t *t, int status, void *msg) {
 }
 
 static void setup_client(size_t max_in_flight, size_t channel_cap) {
-    ct_pipeline_client_config_t cfg = {0};
+    ct_client_config_t cfg = {0};
     cfg.max_in_flight = max_in_flight;
     cfg.free_msg = tmsg_free;
     peer_n = 0;
@@ -56,7 +56,7 @@ static void call(rec_op_t *r, uint64_t id) {
 }
 
 Test(pipeline_client, rejects_bad_arguments_and_a_taken_transport) {
-    ct_pipeline_client_t other;
+    ct_client_t other;
     setup_client(4, 4);
     cr_assert_eq(ct_pipeline_client_init(&other, &H.ct, NULL, NULL), CT_EINVAL);
     cr_assert_eq(ct_pipeline_client_init(&other, &H.ct, &client_end.transport, NULL), CT_EINVAL,
@@ -82,7 +82,7 @@ Test(pipeline_client, responses_match_requests_in_order) {
         cr_assert_eq(r[i].status, 0);
         cr_assert_eq(r[i].response_id, 100u + i);
     }
-    cr_assert_eq(ct_pipeline_client_in_flight(&client), 0);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
     teardown_client();
 }
 
@@ -186,7 +186,7 @@ Test(pipeline_client, receive_error_fails_every_op_once_with_its_cause) {
         cr_assert_eq(r[i].cause, UV_ECONNRESET);
     }
     cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_ERECVBROKEN);
-    cr_assert_eq(ct_pipeline_client_cause(&client), UV_ECONNRESET);
+    cr_assert_eq(ct_client_cause(&client), UV_ECONNRESET);
     rec_op_init(&late);
     cr_assert_eq(h_call(&client.service, m, &late.op), CT_ERECVBROKEN,
                  "a dead client refuses calls; the request stays with the caller");
@@ -262,7 +262,7 @@ Test(pipeline_client, peer_closing_while_idle_is_seen_by_poll_ready) {
     ct_transport_close(&peer.transport, NULL);
     h_turns(3);
     cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_ERECVBROKEN);
-    cr_assert_eq(ct_pipeline_client_cause(&client), UV_EOF);
+    cr_assert_eq(ct_client_cause(&client), UV_EOF);
     teardown_client();
 }
 
@@ -317,7 +317,7 @@ Test(pipeline_client, cancel_in_flight_keeps_a_tombstone) {
     h_turns(1);
     cr_assert_eq(r[0].calls, 1);
     cr_assert_eq(r[0].status, CT_ECANCELED);
-    cr_assert_eq(ct_pipeline_client_in_flight(&client), 2, "the tombstone still counts");
+    cr_assert_eq(ct_client_in_flight(&client), 2, "the tombstone still counts");
     call(&r[2], 3);
     h_turns(2);
     peer_answer(0); /* the late answer to the canceled request */
@@ -350,7 +350,7 @@ Test(pipeline_client, cancel_before_sending_drops_the_request) {
     h_turns(2);
     cr_assert_eq(r[0].response_id, 1);
     cr_assert_eq(r[2].response_id, 3);
-    cr_assert_eq(ct_pipeline_client_in_flight(&client), 0);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
     teardown_client();
 }
 

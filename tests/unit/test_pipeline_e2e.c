@@ -6,19 +6,19 @@
 TestSuite(pipeline_e2e, .init = h_setup, .fini = h_teardown);
 
 static ct_channel_t client_end, server_end;
-static ct_pipeline_client_t client;
-static ct_pipeline_server_t srv;
+static ct_client_t client;
+static ct_server_t srv;
 static int server_closed;
 
-static void on_server_closed(ct_pipeline_server_t *s, int status) {
+static void on_server_closed(ct_server_t *s, int status) {
     (void)s;
     (void)status;
     server_closed = 1;
 }
 
 static void connect_pair(ct_service_t *service, size_t depth, size_t channel_cap) {
-    ct_pipeline_client_config_t ccfg = {0};
-    ct_pipeline_server_config_t scfg = {0};
+    ct_client_config_t ccfg = {0};
+    ct_server_config_t scfg = {0};
     ccfg.max_in_flight = depth;
     ccfg.free_msg = tmsg_free;
     scfg.max_in_flight = depth;
@@ -232,7 +232,7 @@ Test(pipeline_e2e, server_closing_with_requests_in_flight) {
         cr_assert_eq(h_call(&client.service, tmsg_new(i), &r[i].op), 0);
     }
     h_turns(3);
-    cr_assert_eq(ct_pipeline_server_close(&srv), 0);
+    cr_assert_eq(ct_server_close(&srv), 0);
     h_turns(4);
     for (i = 0; i < N; i++) {
         cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);

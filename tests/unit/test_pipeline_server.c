@@ -5,7 +5,7 @@
 TestSuite(pipeline_server, .init = h_setup, .fini = h_teardown);
 
 static ct_channel_t server_end, peer;
-static ct_pipeline_server_t srv;
+static ct_server_t srv;
 static held_svc_t held;
 static int closed_calls;
 static int closed_status;
@@ -26,21 +26,21 @@ static void on_peer_recv(ct_transport_t *t, int status, void *msg) {
     tmsg_free(msg, NULL);
 }
 
-static void on_server_closed(ct_pipeline_server_t *s, int status) {
+static void on_server_closed(ct_server_t *s, int status) {
     cr_assert_eq(s, &srv);
     cr_assert_eq(H.nested, 0);
     closed_calls++;
     closed_status = status;
 }
 
-static int error_to_response(ct_pipeline_server_t *s, int status, void **response) {
+static int error_to_response(ct_server_t *s, int status, void **response) {
     (void)s;
     *response = tmsg_new(1000 + (uint64_t)ct_err_service_code(status));
     return 0;
 }
 
 static void start(size_t bound, size_t channel_cap, ct_server_error_fn on_error, int peer_reads) {
-    ct_pipeline_server_config_t cfg = {0};
+    ct_server_config_t cfg = {0};
     cfg.max_in_flight = bound;
     cfg.free_msg = tmsg_free;
     cfg.on_error = on_error;
@@ -73,7 +73,7 @@ static void finish(void) {
 }
 
 Test(pipeline_server, rejects_bad_arguments) {
-    ct_pipeline_server_t other;
+    ct_server_t other;
     held_init(&held, 0);
     start(4, 4, NULL, 1);
     cr_assert_eq(ct_pipeline_server_init(&other, &H.ct, NULL, &held.service, NULL, NULL),
@@ -81,7 +81,7 @@ Test(pipeline_server, rejects_bad_arguments) {
     cr_assert_eq(
         ct_pipeline_server_init(&other, &H.ct, &server_end.transport, &held.service, NULL, NULL),
         CT_EINVAL, "a transport already served cannot be shared");
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
 }
 
@@ -95,7 +95,7 @@ Test(pipeline_server, answers_in_request_order_when_the_service_reverses) {
     cr_assert_eq(got_n, 12);
     for (i = 0; i < 12; i++)
         cr_assert_eq(got[i], (uint64_t)i, "response %d out of order", i);
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
     cr_assert_eq(closed_status, CT_ECANCELED);
 }
@@ -109,7 +109,7 @@ Test(pipeline_server, stops_reading_at_its_bound_with_a_slow_service) {
     ask(0, N);
     while (got_n < N) {
         uv_run(&H.uv, UV_RUN_ONCE);
-        cr_assert_leq(ct_pipeline_server_in_flight(&srv), BOUND);
+        cr_assert_leq(ct_server_in_flight(&srv), BOUND);
         cr_assert_leq(held.n, BOUND);
         if (got_n > 0 && got_n < N - BOUND)
             cr_assert_gt(server_end.count, 0, "unread requests wait in the transport");
@@ -117,7 +117,7 @@ Test(pipeline_server, stops_reading_at_its_bound_with_a_slow_service) {
     cr_assert_eq(held.max_n, BOUND, "the service saw up to the bound, never more");
     for (i = 0; i < N; i++)
         cr_assert_eq(got[i], (uint64_t)i);
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
 }
 
@@ -134,7 +134,7 @@ Test(pipeline_server, error_hook_turns_an_error_into_a_response) {
     cr_assert_eq(got[3], 1005);
     cr_assert_eq(got[4], 4);
     cr_assert_eq(peer_end, 1);
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
 }
 
@@ -180,7 +180,7 @@ Test(pipeline_server, graceful_shutdown_answers_what_was_read) {
     start(8, 8, NULL, 1);
     ask(0, 2);
     h_turns(2);
-    cr_assert_eq(ct_pipeline_server_shutdown(&srv), 0);
+    cr_assert_eq(ct_server_shutdown(&srv), 0);
     ask(2, 3); /* arrives after the shutdown: never read, freed at close */
     h_turns(2);
     cr_assert_eq(held.calls, 2);
@@ -189,7 +189,7 @@ Test(pipeline_server, graceful_shutdown_answers_what_was_read) {
     cr_assert_eq(got_n, 2);
     cr_assert_eq(peer_end, UV_EOF);
     cr_assert_eq(closed_status, 0);
-    cr_assert_eq(ct_pipeline_server_close(&srv), CT_ECLOSING);
+    cr_assert_eq(ct_server_close(&srv), CT_ECLOSING);
 }
 
 Test(pipeline_server, close_cancels_requests_in_the_service) {
@@ -198,8 +198,8 @@ Test(pipeline_server, close_cancels_requests_in_the_service) {
     ask(0, 3);
     h_turns(2);
     cr_assert_eq(held.n, 3);
-    cr_assert_eq(ct_pipeline_server_close(&srv), 0);
-    cr_assert_eq(ct_pipeline_server_close(&srv), CT_ECLOSING, "closing twice is reported");
+    cr_assert_eq(ct_server_close(&srv), 0);
+    cr_assert_eq(ct_server_close(&srv), CT_ECLOSING, "closing twice is reported");
     finish();
     cr_assert_eq(held.cancels, 3);
     cr_assert_eq(got_n, 0);
@@ -244,13 +244,13 @@ Test(pipeline_server, waits_for_service_readiness) {
     h_turns(2);
     cr_assert_eq(got_n, 4);
     cr_assert_eq(held.max_n, 1);
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
 }
 
 Test(pipeline_server, a_dead_service_ends_the_connection) {
     ct_service_fn_t echo;
-    ct_pipeline_server_config_t cfg = {0};
+    ct_server_config_t cfg = {0};
     ct_echo_service_init(&echo, &H.ct);
     cr_assert_eq(ct_service_shutdown(&echo.service, NULL), 0);
     cfg.free_msg = tmsg_free;
@@ -281,12 +281,12 @@ Test(pipeline_server, holds_responses_while_the_peer_does_not_read) {
     h_turns(3);
     /* One response fills the return direction; the rest wait in the server. */
     cr_assert_eq(peer.count, 1);
-    cr_assert_geq(ct_pipeline_server_in_flight(&srv), 1);
+    cr_assert_geq(ct_server_in_flight(&srv), 1);
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
     h_turns(4);
     cr_assert_eq(got_n, 2);
     cr_assert_eq(got[0], 0);
     cr_assert_eq(got[1], 1);
-    ct_pipeline_server_close(&srv);
+    ct_server_close(&srv);
     finish();
 }

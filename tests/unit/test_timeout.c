@@ -118,8 +118,8 @@ static void on_peer(ct_transport_t *t, int status, void *msg) {
 
 Test(timeout, late_answer_after_a_timeout_does_not_desynchronize_a_pipeline) {
     static ct_channel_t a, b; /* outlive this frame: teardown runs the loop */
-    static ct_pipeline_client_t client;
-    ct_pipeline_client_config_t ccfg = {0};
+    static ct_client_t client;
+    ct_client_config_t ccfg = {0};
     ct_timeout_config_t tcfg = {0};
     rec_op_t r[2];
     ccfg.free_msg = tmsg_free;

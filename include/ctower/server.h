@@ -1,0 +1,110 @@
+/* ct_server_t: drives one transport with one service; the server half of a
+ * request/response protocol.
+ *
+ * It reads requests, calls the service for each while the service is ready,
+ * and sends the responses: in request order for a pipeline (pipeline.h), in
+ * completion order for a multiplexed protocol (multiplex.h). Everything else
+ * is shared and is described here.
+ *
+ * Requests read and not yet answered are bounded per connection: at the bound
+ * the server stops reading, so memory stays bounded with a slow service. A
+ * service error goes to the on_error hook, which may turn it into a response;
+ * without it, the connection closes after the responses before it are sent.
+ * When the peer closes its write side, or on ct_server_shutdown(), the server
+ * stops reading, answers what it has read, shuts its write side and closes.
+ */
+#ifndef CTOWER_SERVER_H
+#define CTOWER_SERVER_H
+
+#include "ctower/service.h"
+#include "ctower/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CT_SERVER_DEFAULT_IN_FLIGHT 64
+
+typedef struct ct_server ct_server_t;
+
+/* Turns a service error into a response to send in its place: returns 0 and
+ * sets *response, or a negative value to close the connection instead. */
+typedef int (*ct_server_error_fn)(ct_server_t *srv, int status, void **response);
+
+/* The server is finished and its memory may be reclaimed. status is 0 after a
+ * graceful end, the error that ended the connection, or CT_ECANCELED after
+ * ct_server_close(). */
+typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
+
+/* Reads a request's tag before the service gets it, and writes it into the
+ * response (multiplex only; NULL when the service tags responses itself). */
+typedef uint64_t (*ct_server_tag_get_fn)(const void *request);
+typedef void (*ct_server_tag_set_fn)(void *response, uint64_t tag);
+
+typedef struct ct_server_config {
+    /* Requests read and not yet answered, at most; 0 means the default. */
+    size_t max_in_flight;
+    /* Frees requests never handed to the service and responses never sent.
+     * May be NULL. */
+    ct_msg_free_fn free_msg;
+    void *free_ctx;
+    /* May be NULL: then a service error closes the connection. */
+    ct_server_error_fn on_error;
+    /* Multiplex only, both or neither. */
+    ct_server_tag_get_fn get_tag;
+    ct_server_tag_set_fn set_tag;
+} ct_server_config_t;
+
+struct ct_server_slot;
+
+struct ct_server {
+    void *data; /* for the user */
+    ct_loop_t *loop;
+    ct_transport_t *transport;
+    ct_service_t *service;
+    /* private */
+    struct ct_server_slot *slots;
+    size_t *free_slots;
+    size_t *call_queue; /* ring: read, waiting for the service */
+    size_t *send_queue; /* ring: in the order responses must leave */
+    size_t cap;
+    size_t nfree;
+    size_t call_head, call_count;
+    size_t send_head, send_count;
+    size_t outstanding; /* ops in the service */
+    int in_order;       /* pipeline: responses leave in request order */
+    int reading;
+    int draining; /* no more requests will be read */
+    int ending;
+    int transport_closed;
+    int status;
+    ct_server_config_t cfg;
+    ct_server_close_cb close_cb;
+    ct_waker_t ready_waker;
+    ct_waker_t send_waker;
+};
+
+/* Graceful end: stop reading, answer every request already read, shut the
+ * write side, close, then close_cb(srv, 0). CT_ECLOSING if already ending. */
+int ct_server_shutdown(ct_server_t *srv);
+
+/* Abrupt end: cancel the requests in the service, drop unsent responses,
+ * close the transport, then close_cb(srv, CT_ECANCELED). CT_ECLOSING if
+ * already ending. */
+int ct_server_close(ct_server_t *srv);
+
+/* Requests read and not yet answered. */
+size_t ct_server_in_flight(const ct_server_t *srv);
+
+/* For protocol implementers: starts serving transport (which the server owns
+ * and closes when it ends) with service (which it does not own). in_order: 1
+ * for request order, 0 for completion order. Returns 0, CT_EINVAL or
+ * UV_ENOMEM. */
+int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
+                   ct_service_t *service, int in_order, const ct_server_config_t *cfg,
+                   ct_server_close_cb close_cb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,71 @@
+/* ct_tag_store_t: how a response finds its request.
+ *
+ * A client gives every request it sends a slot (0 <= slot < capacity). The
+ * tag store writes into the request what will let it find that slot again,
+ * and reads it back from the response: the C form of tokio-tower's TagStore.
+ * Tags live in the user's message format, so the store is an interface that
+ * the user implements for their messages. ct_slab_tags_t is a ready one for
+ * messages that carry a 32-bit tag field.
+ *
+ * (The pipeline client uses an implicit store of its own: the tag is the
+ * position in the send order.)
+ */
+#ifndef CTOWER_TAG_STORE_H
+#define CTOWER_TAG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_tag_store ct_tag_store_t;
+
+typedef struct ct_tag_store_vtable {
+    /* Tags request, which is about to be sent for slot. Returns 0, or a
+     * negative error that fails this request alone. */
+    int (*assign)(ct_tag_store_t *store, void *request, size_t slot);
+    /* Finds the slot that response answers and retires its tag: returns 0
+     * and sets *slot, or CT_EDESYNC if the response answers no tag in use
+     * (unknown, stale, or already answered). */
+    int (*finish)(ct_tag_store_t *store, const void *response, size_t *slot);
+} ct_tag_store_vtable_t;
+
+struct ct_tag_store {
+    const ct_tag_store_vtable_t *vtable;
+    size_t capacity; /* slots it can tell apart; bounds the client's in-flight */
+};
+
+/* ---- the slab store: a 32-bit tag field --------------------------------- */
+
+typedef uint32_t (*ct_tag_get_fn)(const void *msg);
+typedef void (*ct_tag_set_fn)(void *msg, uint32_t tag);
+
+/* Tags are the slot index in the low bits and a generation in the high bits,
+ * bumped each time a slot is reused: an answer that comes after its slot was
+ * handed to another request carries the old generation and is refused, never
+ * delivered to the new request. (A generation wraps after 2^(32 - index bits)
+ * reuses of one slot.) */
+typedef struct ct_slab_tags {
+    ct_tag_store_t store; /* first: a ct_slab_tags_t * is a ct_tag_store_t * */
+    /* private */
+    ct_tag_get_fn get;
+    ct_tag_set_fn set;
+    uint32_t *generation;
+    unsigned char *in_use;
+    unsigned index_bits;
+} ct_slab_tags_t;
+
+/* Initializes tags for up to capacity (1 .. 2^24) requests in flight, reading
+ * and writing the tag field through get and set. Returns 0, CT_EINVAL or
+ * UV_ENOMEM. */
+int ct_slab_tags_init(ct_slab_tags_t *tags, size_t capacity, ct_tag_get_fn get, ct_tag_set_fn set);
+
+/* Frees what ct_slab_tags_init() allocated. Only once no client uses it. */
+void ct_slab_tags_free(ct_slab_tags_t *tags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

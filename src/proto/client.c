@@ -1,0 +1,317 @@
+/* The request/response client shared by pipeline and multiplex. Slots hold
+ * the ops in flight; a send queue keeps call order; the tag store says which
+ * slot a response answers. */
+#include "ctower/client.h"
+#include "ctower/error.h"
+#include "order_tags.h"
+
+#include <stdlib.h>
+
+enum slot_state {
+    SLOT_FREE,
+    SLOT_QUEUED,  /* waiting for the transport to take the request */
+    SLOT_SENT,    /* waiting for the response */
+    SLOT_TOMB,    /* canceled after sending: the answer is still due */
+    SLOT_DROPPED, /* canceled before sending: skipped by the send queue */
+};
+
+struct ct_client_slot {
+    ct_op_t *op;
+    void *request;
+    int state;
+};
+
+typedef struct ct_client_slot slot_t;
+
+static void free_msg(ct_client_t *c, void *msg) {
+    if (c->free_msg && msg) c->free_msg(msg, c->free_ctx);
+}
+
+static size_t in_flight(const ct_client_t *c) {
+    return c->cap - c->nfree;
+}
+
+static void release_slot(ct_client_t *c, size_t index) {
+    c->slots[index].state = SLOT_FREE;
+    c->slots[index].op = NULL;
+    c->slots[index].request = NULL;
+    c->free_slots[c->nfree++] = index;
+    ct_waitq_wake_all(&c->ready_waiters);
+}
+
+static size_t send_queue_pop(ct_client_t *c) {
+    size_t index = c->send_queue[c->send_head];
+    c->send_head = (c->send_head + 1) % c->cap;
+    c->send_count--;
+    return index;
+}
+
+static void check_drained(ct_client_t *c) {
+    if (in_flight(c) == 0 && c->write_shut && !c->error) ct_service_shutdown_done(&c->service, 0);
+}
+
+/* Every live op completes with kind; requests never sent are freed. */
+static void complete_all(ct_client_t *c, int kind, int cause) {
+    size_t i;
+    for (i = 0; i < c->cap; i++) {
+        slot_t *s = &c->slots[i];
+        if (s->state == SLOT_FREE) continue;
+        if (s->state == SLOT_QUEUED) free_msg(c, s->request);
+        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT) ct_op_complete(s->op, kind, cause, NULL);
+        release_slot(c, i);
+    }
+    c->send_head = c->send_count = 0;
+    c->reserved = 0;
+}
+
+/* The transport broke, or the stream went out of step: the client is dead. */
+static void fail(ct_client_t *c, int kind, int cause) {
+    if (c->error) return;
+    c->error = kind;
+    c->cause = cause;
+    ct_transport_recv_stop(c->transport);
+    ct_waker_cancel(&c->send_waker);
+    complete_all(c, kind, cause);
+    ct_waitq_wake_all(&c->ready_waiters);
+    ct_service_shutdown_done(&c->service, kind);
+}
+
+static void on_write_shut(ct_transport_t *t, int status) {
+    if (status < 0 && status != CT_ECLOSING) fail(t->owner, CT_ESENDBROKEN, status);
+}
+
+static void shut_write_when_all_sent(ct_client_t *c) {
+    int r;
+    if (!ct_service_is_shutting_down(&c->service) || c->write_shut || c->send_count > 0) return;
+    c->write_shut = 1;
+    r = ct_transport_shutdown(c->transport, on_write_shut);
+    if (r < 0) fail(c, CT_ESENDBROKEN, r);
+}
+
+/* Sends one queued request: 1 if sent (or settled), 0 to wait, -1 if dead. */
+static int send_one(ct_client_t *c, size_t index) {
+    slot_t *s = &c->slots[index];
+    int r = ct_transport_send_ready(c->transport, &c->send_waker);
+    if (r == CT_PENDING) return 0;
+    if (r < 0) {
+        fail(c, CT_ESENDBROKEN, r);
+        return -1;
+    }
+    r = c->tags->vtable->assign(c->tags, s->request, index);
+    if (r < 0) { /* this request cannot be tagged: it alone fails */
+        send_queue_pop(c);
+        free_msg(c, s->request);
+        ct_op_complete(s->op, r, 0, NULL);
+        release_slot(c, index);
+        return 1;
+    }
+    /* After READY a send cannot lack room; a transport that says so broke its
+     * contract, and the tag is already taken. */
+    r = ct_transport_send(c->transport, s->request);
+    if (r < 0) {
+        fail(c, CT_ESENDBROKEN, r);
+        return -1;
+    }
+    send_queue_pop(c);
+    s->request = NULL;
+    s->state = SLOT_SENT;
+    return 1;
+}
+
+/* Hands queued requests to the transport, in call order, while it takes them. */
+static void pump(ct_client_t *c) {
+    while (!c->error && c->send_count > 0) {
+        size_t index = c->send_queue[c->send_head];
+        if (c->slots[index].state == SLOT_DROPPED) {
+            send_queue_pop(c);
+            release_slot(c, index);
+            continue;
+        }
+        if (send_one(c, index) <= 0) return;
+    }
+    if (!c->error) shut_write_when_all_sent(c);
+}
+
+static void on_send_ready(ct_waker_t *waker) {
+    ct_client_t *c = CT_CONTAINER_OF(waker, ct_client_t, send_waker);
+    pump(c);
+    check_drained(c);
+}
+
+static void on_response(ct_client_t *c, void *msg) {
+    size_t index = 0;
+    slot_t *s;
+    int r = c->tags->vtable->finish(c->tags, msg, &index);
+    if (r < 0 || index >= c->cap ||
+        (c->slots[index].state != SLOT_SENT && c->slots[index].state != SLOT_TOMB)) {
+        /* An answer to nothing we asked: delivering it would hand a stranger's
+         * response to some request. */
+        free_msg(c, msg);
+        fail(c, CT_EDESYNC, 0);
+        return;
+    }
+    s = &c->slots[index];
+    if (s->state == SLOT_SENT)
+        ct_op_complete(s->op, 0, 0, msg);
+    else
+        free_msg(c, msg); /* a tombstone's late answer */
+    release_slot(c, index);
+    check_drained(c);
+}
+
+static void on_recv(ct_transport_t *t, int status, void *msg) {
+    ct_client_t *c = t->owner;
+    if (status == 0)
+        on_response(c, msg);
+    else if (!(status == UV_EOF && c->write_shut && in_flight(c) == 0))
+        fail(c, CT_ERECVBROKEN, status);
+}
+
+static int client_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    ct_client_t *c = (ct_client_t *)svc;
+    if (c->error) return c->error;
+    if (c->reserved) return CT_READY;
+    if (c->nfree > 0) {
+        c->reserved = 1;
+        return CT_READY;
+    }
+    if (waker) ct_waitq_add(&c->ready_waiters, waker);
+    return CT_PENDING;
+}
+
+static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    ct_client_t *c = (ct_client_t *)svc;
+    size_t index;
+    if (c->error) return c->error;
+    if (c->reserved)
+        c->reserved = 0;
+    else if (c->nfree == 0) {
+        free_msg(c, request);
+        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+        return 0;
+    }
+    index = c->free_slots[--c->nfree];
+    c->slots[index].op = op;
+    c->slots[index].request = request;
+    c->slots[index].state = SLOT_QUEUED;
+    op->slot = index;
+    c->send_queue[(c->send_head + c->send_count) % c->cap] = index;
+    c->send_count++;
+    pump(c);
+    return 0;
+}
+
+static void client_cancel(ct_service_t *svc, ct_op_t *op) {
+    ct_client_t *c = (ct_client_t *)svc;
+    slot_t *s = &c->slots[op->slot];
+    if (s->state == SLOT_SENT) {
+        s->state = SLOT_TOMB;
+    } else {
+        free_msg(c, s->request);
+        s->request = NULL;
+        s->state = SLOT_DROPPED;
+    }
+    s->op = NULL;
+    ct_op_complete(op, CT_ECANCELED, 0, NULL);
+    pump(c); /* releases dropped slots at the head of the send queue */
+    check_drained(c);
+}
+
+static void client_release(ct_service_t *svc) {
+    ct_client_t *c = (ct_client_t *)svc;
+    c->reserved = 0;
+    ct_waitq_wake_all(&c->ready_waiters);
+}
+
+static int client_shutdown(ct_service_t *svc) {
+    ct_client_t *c = (ct_client_t *)svc;
+    if (c->error) {
+        ct_service_shutdown_done(svc, c->error);
+        return 0;
+    }
+    c->reserved = 0;
+    ct_waitq_wake_all(&c->ready_waiters); /* they will see CT_ESHUTDOWN */
+    pump(c);
+    check_drained(c);
+    return 0;
+}
+
+static void free_arrays(ct_client_t *c) {
+    free(c->slots);
+    c->slots = NULL;
+}
+
+static void on_transport_closed(ct_transport_t *t) {
+    ct_client_t *c = t->owner;
+    free_arrays(c);
+    ct_service_closed(&c->service);
+}
+
+static void client_close(ct_service_t *svc) {
+    ct_client_t *c = (ct_client_t *)svc;
+    if (!c->error) {
+        c->error = CT_ECLOSED;
+        complete_all(c, CT_ECLOSED, 0);
+    }
+    ct_waker_cancel(&c->send_waker);
+    ct_waitq_wake_all(&c->ready_waiters);
+    ct_transport_close(c->transport, on_transport_closed);
+}
+
+static const ct_service_vtable_t client_vtable = {
+    client_poll_ready, client_call,     client_cancel,
+    client_release,    client_shutdown, client_close,
+};
+
+/* One allocation: the slots, then three index arrays (free stack, send
+ * queue, send-order ring for the implicit store). */
+static int alloc_arrays(ct_client_t *c, size_t cap) {
+    size_t i;
+    char *mem = calloc(1, cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    if (!mem) return UV_ENOMEM;
+    c->slots = (slot_t *)mem;
+    c->free_slots = (size_t *)(mem + cap * sizeof(slot_t));
+    c->send_queue = c->free_slots + cap;
+    for (i = 0; i < cap; i++)
+        c->free_slots[i] = cap - 1 - i; /* slot 0 is handed out first */
+    ct_order_tags_init(&c->order, c->send_queue + cap, cap);
+    return 0;
+}
+
+int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport,
+                   ct_tag_store_t *tags, size_t cap, const ct_client_config_t *cfg) {
+    int r;
+    if (!c || !loop || !transport || transport->owner || cap == 0) return CT_EINVAL;
+    if (tags && (tags->capacity < cap || !tags->vtable)) return CT_EINVAL;
+    if ((r = alloc_arrays(c, cap)) != 0) return r;
+    ct_service_init(&c->service, loop, &client_vtable);
+    c->transport = transport;
+    c->tags = tags ? tags : &c->order.store;
+    c->cap = cap;
+    c->nfree = cap;
+    c->send_head = c->send_count = 0;
+    c->reserved = 0;
+    c->error = c->cause = 0;
+    c->write_shut = 0;
+    c->free_msg = cfg ? cfg->free_msg : NULL;
+    c->free_ctx = cfg ? cfg->free_ctx : NULL;
+    ct_waitq_init(&c->ready_waiters);
+    ct_waker_init(&c->send_waker, loop, on_send_ready);
+    transport->owner = c;
+    /* Read while idle too: that is how a stray response or a peer that went
+     * away is noticed before the next request is trusted to it. */
+    r = ct_transport_recv_start(transport, on_recv);
+    if (r < 0) {
+        transport->owner = NULL;
+        free_arrays(c);
+    }
+    return r;
+}
+
+int ct_client_cause(const ct_client_t *c) {
+    return c->error ? c->cause : 0;
+}
+
+size_t ct_client_in_flight(const ct_client_t *c) {
+    return in_flight(c);
+}

@@ -1,0 +1,31 @@
+/* Send order as a tag store: assign remembers the order, finish pops it. */
+#include "order_tags.h"
+#include "ctower/error.h"
+
+static int order_assign(ct_tag_store_t *store, void *request, size_t slot) {
+    ct_order_tags_t *t = (ct_order_tags_t *)store;
+    (void)request;
+    t->ring[(t->head + t->count) % store->capacity] = slot;
+    t->count++;
+    return 0;
+}
+
+static int order_finish(ct_tag_store_t *store, const void *response, size_t *slot) {
+    ct_order_tags_t *t = (ct_order_tags_t *)store;
+    (void)response;
+    if (t->count == 0) return CT_EDESYNC; /* nothing was asked */
+    *slot = t->ring[t->head];
+    t->head = (t->head + 1) % store->capacity;
+    t->count--;
+    return 0;
+}
+
+static const ct_tag_store_vtable_t order_vtable = {order_assign, order_finish};
+
+void ct_order_tags_init(ct_order_tags_t *t, size_t *ring, size_t capacity) {
+    t->store.vtable = &order_vtable;
+    t->store.capacity = capacity;
+    t->ring = ring;
+    t->head = 0;
+    t->count = 0;
+}

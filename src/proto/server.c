@@ -1,0 +1,293 @@
+/* The request/response server shared by pipeline and multiplex. Slots hold
+ * the requests read and not yet answered (the per-connection bound); a call
+ * queue keeps arrival order for the service; a send queue holds the order in
+ * which responses must leave: arrival order for a pipeline (a response waits
+ * for every earlier one), completion order for a multiplexed protocol. */
+#include "ctower/server.h"
+#include "ctower/error.h"
+
+#include <stdlib.h>
+
+enum slot_state {
+    SLOT_FREE,
+    SLOT_WAITING, /* read, not yet handed to the service */
+    SLOT_CALLING, /* in the service */
+    SLOT_DONE,    /* response ready, waiting for its turn */
+    SLOT_FAILED,  /* error and no response: the connection ends here */
+};
+
+struct ct_server_slot {
+    ct_op_t op;
+    void *request;
+    void *response;
+    uint64_t tag;
+    int state;
+    int status;
+};
+
+typedef struct ct_server_slot slot_t;
+
+static void send_responses(ct_server_t *srv);
+static void on_recv(ct_transport_t *t, int status, void *msg);
+
+static void free_msg(ct_server_t *srv, void *msg) {
+    if (srv->cfg.free_msg && msg) srv->cfg.free_msg(msg, srv->cfg.free_ctx);
+}
+
+static size_t in_flight(const ct_server_t *srv) {
+    return srv->cap - srv->nfree;
+}
+
+static void ring_push(size_t *ring, size_t cap, size_t head, size_t *count, size_t index) {
+    ring[(head + *count) % cap] = index;
+    (*count)++;
+}
+
+static size_t ring_pop(size_t *ring, size_t cap, size_t *head, size_t *count) {
+    size_t index = ring[*head];
+    *head = (*head + 1) % cap;
+    (*count)--;
+    return index;
+}
+
+static void release_slot(ct_server_t *srv, size_t index) {
+    srv->slots[index].state = SLOT_FREE;
+    srv->free_slots[srv->nfree++] = index;
+}
+
+static void maybe_closed(ct_server_t *srv) {
+    if (!srv->transport_closed || srv->outstanding > 0) return;
+    free(srv->slots);
+    srv->slots = NULL;
+    if (srv->close_cb) srv->close_cb(srv, srv->status); /* last: it may free srv */
+}
+
+static void on_transport_closed(ct_transport_t *t) {
+    ct_server_t *srv = t->owner;
+    srv->transport_closed = 1;
+    maybe_closed(srv);
+}
+
+static void on_write_shut(ct_transport_t *t, int status) {
+    ct_server_t *srv = t->owner;
+    if (status < 0 && srv->status == 0) srv->status = status;
+    ct_transport_close(t, on_transport_closed);
+}
+
+/* Ends the connection once. graceful: the write side is shut first so that
+ * the responses already sent reach the peer. */
+static void finish(ct_server_t *srv, int status, int graceful) {
+    size_t i;
+    if (srv->ending) return;
+    srv->ending = 1;
+    srv->status = status;
+    srv->reading = 0;
+    ct_transport_recv_stop(srv->transport);
+    ct_waker_cancel(&srv->ready_waker);
+    ct_waker_cancel(&srv->send_waker);
+    for (i = 0; i < srv->cap; i++) {
+        slot_t *s = &srv->slots[i];
+        if (s->state == SLOT_CALLING) ct_op_cancel(&s->op); /* its callback frees */
+        if (s->state == SLOT_WAITING) free_msg(srv, s->request);
+        if (s->state == SLOT_DONE) free_msg(srv, s->response);
+    }
+    srv->call_count = srv->send_count = 0;
+    if (!graceful || ct_transport_shutdown(srv->transport, on_write_shut) < 0)
+        ct_transport_close(srv->transport, on_transport_closed);
+}
+
+static void finish_if_drained(ct_server_t *srv) {
+    if (srv->draining && in_flight(srv) == 0) finish(srv, 0, 1);
+}
+
+/* The slot has its outcome; in completion order it may now leave. */
+static void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
+    void *replacement = NULL;
+    if (status < 0 && srv->cfg.on_error && srv->cfg.on_error(srv, status, &replacement) == 0) {
+        status = 0;
+        response = replacement;
+    }
+    if (status == 0) {
+        s->response = response;
+        s->state = SLOT_DONE;
+        if (srv->cfg.set_tag) srv->cfg.set_tag(response, s->tag);
+    } else {
+        s->state = SLOT_FAILED;
+        s->status = status;
+    }
+    if (!srv->in_order)
+        ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count,
+                  (size_t)(s - srv->slots));
+}
+
+static void on_service_done(ct_op_t *op, int status, void *response) {
+    ct_server_t *srv = op->data;
+    slot_t *s = CT_CONTAINER_OF(op, slot_t, op);
+    srv->outstanding--;
+    if (srv->ending) {
+        free_msg(srv, response);
+        maybe_closed(srv);
+        return;
+    }
+    settle(srv, s, status, response);
+    send_responses(srv);
+}
+
+/* Hands waiting requests to the service, in arrival order, while it is ready. */
+static void call_service(ct_server_t *srv) {
+    while (!srv->ending && srv->call_count > 0) {
+        int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
+        slot_t *s;
+        if (r == CT_PENDING) return;
+        s = &srv->slots[ring_pop(srv->call_queue, srv->cap, &srv->call_head, &srv->call_count)];
+        if (r >= 0) {
+            ct_op_init(&s->op, on_service_done);
+            s->op.data = srv;
+            s->state = SLOT_CALLING;
+            srv->outstanding++;
+            r = ct_service_call(srv->service, s->request, &s->op);
+            if (r >= 0) continue;
+            srv->outstanding--;
+        }
+        /* Not started: the request is still ours. */
+        free_msg(srv, s->request);
+        s->request = NULL;
+        settle(srv, s, r, NULL);
+    }
+    send_responses(srv);
+}
+
+static void on_service_ready(ct_waker_t *waker) {
+    call_service(CT_CONTAINER_OF(waker, ct_server_t, ready_waker));
+}
+
+static void resume_reading(ct_server_t *srv) {
+    if (srv->reading || srv->draining || srv->ending || srv->nfree == 0) return;
+    srv->reading = 1;
+    if (ct_transport_recv_start(srv->transport, on_recv) < 0) finish(srv, CT_ERECVBROKEN, 0);
+}
+
+/* Sends, in send-queue order, every response whose turn has come. */
+static void send_responses(ct_server_t *srv) {
+    while (!srv->ending && srv->send_count > 0) {
+        size_t index = srv->send_queue[srv->send_head];
+        slot_t *s = &srv->slots[index];
+        int r;
+        if (s->state == SLOT_FAILED) {
+            finish(srv, s->status, 1);
+            return;
+        }
+        if (s->state != SLOT_DONE) break; /* in order: an earlier one is not ready */
+        r = ct_transport_send_ready(srv->transport, &srv->send_waker);
+        if (r == CT_PENDING) return;
+        if (r >= 0) r = ct_transport_send(srv->transport, s->response);
+        if (r < 0) {
+            finish(srv, r, 0);
+            return;
+        }
+        s->response = NULL;
+        ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
+        release_slot(srv, index);
+    }
+    resume_reading(srv);
+    finish_if_drained(srv);
+}
+
+static void on_send_ready(ct_waker_t *waker) {
+    send_responses(CT_CONTAINER_OF(waker, ct_server_t, send_waker));
+}
+
+static void on_recv(ct_transport_t *t, int status, void *msg) {
+    ct_server_t *srv = t->owner;
+    size_t index;
+    slot_t *s;
+    if (status < 0) {
+        srv->reading = 0;
+        srv->draining = 1;
+        if (status == UV_EOF)
+            finish_if_drained(srv); /* the peer is done asking; answer the rest */
+        else
+            finish(srv, status, 0);
+        return;
+    }
+    index = srv->free_slots[--srv->nfree];
+    s = &srv->slots[index];
+    s->request = msg;
+    s->response = NULL;
+    s->state = SLOT_WAITING;
+    s->tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
+    ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
+    if (srv->in_order) ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
+    if (srv->nfree == 0) {
+        srv->reading = 0;
+        ct_transport_recv_stop(t);
+    }
+    call_service(srv);
+}
+
+/* One allocation: the slots, then three index arrays. */
+static int alloc_arrays(ct_server_t *srv, size_t cap) {
+    size_t i;
+    char *mem = calloc(1, cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    if (!mem) return UV_ENOMEM;
+    srv->slots = (slot_t *)mem;
+    srv->free_slots = (size_t *)(mem + cap * sizeof(slot_t));
+    srv->call_queue = srv->free_slots + cap;
+    srv->send_queue = srv->call_queue + cap;
+    for (i = 0; i < cap; i++)
+        srv->free_slots[i] = cap - 1 - i;
+    return 0;
+}
+
+int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
+                   ct_service_t *service, int in_order, const ct_server_config_t *cfg,
+                   ct_server_close_cb close_cb) {
+    static const ct_server_config_t defaults = {0};
+    size_t cap = cfg && cfg->max_in_flight ? cfg->max_in_flight : CT_SERVER_DEFAULT_IN_FLIGHT;
+    int r;
+    if (!srv || !loop || !transport || !service || transport->owner) return CT_EINVAL;
+    if (cfg && !cfg->get_tag != !cfg->set_tag) return CT_EINVAL;
+    if ((r = alloc_arrays(srv, cap)) != 0) return r;
+    srv->loop = loop;
+    srv->transport = transport;
+    srv->service = service;
+    srv->cap = cap;
+    srv->nfree = cap;
+    srv->call_head = srv->call_count = srv->send_head = srv->send_count = 0;
+    srv->outstanding = 0;
+    srv->in_order = in_order;
+    srv->draining = srv->ending = srv->transport_closed = 0;
+    srv->status = 0;
+    srv->cfg = cfg ? *cfg : defaults;
+    srv->close_cb = close_cb;
+    ct_waker_init(&srv->ready_waker, loop, on_service_ready);
+    ct_waker_init(&srv->send_waker, loop, on_send_ready);
+    transport->owner = srv;
+    srv->reading = 1;
+    r = ct_transport_recv_start(transport, on_recv);
+    if (r < 0) {
+        transport->owner = NULL;
+        free(srv->slots);
+        srv->slots = NULL;
+    }
+    return r;
+}
+
+int ct_server_shutdown(ct_server_t *srv) {
+    if (srv->ending) return CT_ECLOSING;
+    srv->draining = 1;
+    srv->reading = 0;
+    ct_transport_recv_stop(srv->transport);
+    finish_if_drained(srv);
+    return 0;
+}
+
+int ct_server_close(ct_server_t *srv) {
+    if (srv->ending) return CT_ECLOSING;
+    finish(srv, CT_ECANCELED, 0);
+    return 0;
+}
+
+size_t ct_server_in_flight(const ct_server_t *srv) {
+    return in_flight(srv);
+}
