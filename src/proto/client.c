@@ -57,7 +57,8 @@ static void complete_all(ct_client_t *c, int kind, int cause) {
         slot_t *s = &c->slots[i];
         if (s->state == SLOT_FREE) continue;
         if (s->state == SLOT_QUEUED) free_msg(c, s->request);
-        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT) ct_op_complete(s->op, kind, cause, NULL);
+        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT)
+            ct_op_complete(s->op, kind, cause, NULL);
         release_slot(c, i);
     }
     c->send_head = c->send_count = 0;
@@ -259,8 +260,7 @@ static void client_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t client_vtable = {
-    client_poll_ready, client_call,     client_cancel,
-    client_release,    client_shutdown, client_close,
+    client_poll_ready, client_call, client_cancel, client_release, client_shutdown, client_close,
 };
 
 /* One allocation: the slots, then three index arrays (free stack, send
@@ -278,8 +278,8 @@ static int alloc_arrays(ct_client_t *c, size_t cap) {
     return 0;
 }
 
-int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport,
-                   ct_tag_store_t *tags, size_t cap, const ct_client_config_t *cfg) {
+int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, ct_tag_store_t *tags,
+                   size_t cap, const ct_client_config_t *cfg) {
     int r;
     if (!c || !loop || !transport || transport->owner || cap == 0) return CT_EINVAL;
     if (tags && (tags->capacity < cap || !tags->vtable)) return CT_EINVAL;

@@ -217,7 +217,8 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     s->state = SLOT_WAITING;
     s->tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
-    if (srv->in_order) ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
+    if (srv->in_order)
+        ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
     if (srv->nfree == 0) {
         srv->reading = 0;
         ct_transport_recv_stop(t);
