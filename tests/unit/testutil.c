@@ -59,6 +59,7 @@ tmsg_t *tmsg_new(uint64_t id) {
     tmsg_t *m = malloc(sizeof *m);
     cr_assert(m);
     m->id = id;
+    m->tag = 0;
     H.live_msgs++;
     return m;
 }
@@ -72,6 +73,22 @@ void tmsg_free(void *msg, void *ctx) {
 
 uint64_t tmsg_id(void *msg) {
     return ((tmsg_t *)msg)->id;
+}
+
+uint32_t tmsg_get_tag(const void *msg) {
+    return ((const tmsg_t *)msg)->tag;
+}
+
+void tmsg_set_tag(void *msg, uint32_t tag) {
+    ((tmsg_t *)msg)->tag = tag;
+}
+
+uint64_t tmsg_get_tag64(const void *msg) {
+    return ((const tmsg_t *)msg)->tag;
+}
+
+void tmsg_set_tag64(void *msg, uint64_t tag) {
+    ((tmsg_t *)msg)->tag = (uint32_t)tag;
 }
 
 int h_call(ct_service_t *svc, void *request, ct_op_t *op) {

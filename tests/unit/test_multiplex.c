@@ -1,0 +1,597 @@
+/* The multiplex client and server: tags, out-of-order answers, retired and
+ * versioned tags, and the absence of head-of-line blocking. */
+#include "testutil.h"
+
+#include <stdlib.h>
+
+TestSuite(multiplex, .init = h_setup, .fini = h_teardown);
+
+static ct_channel_t client_end, peer;
+static ct_client_t client;
+static ct_slab_tags_t tags;
+
+/* ---- the client against a peer played by the test -------------------- */
+
+static void *inbox[64];
+static int inbox_n;
+
+static void on_peer_recv(ct_transport_t *t, int status, void *msg) {
+    (void)t;
+    if (status == 0) inbox[inbox_n++] = msg;
+}
+
+static void setup_client(size_t tag_capacity, size_t max_in_flight) {
+    ct_client_config_t cfg = {0};
+    cfg.max_in_flight = max_in_flight;
+    cfg.free_msg = tmsg_free;
+    inbox_n = 0;
+    cr_assert_eq(ct_slab_tags_init(&tags, tag_capacity, tmsg_get_tag, tmsg_set_tag), 0);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, 64, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &tags.store, &cfg),
+                 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+}
+
+static void teardown_client(void) {
+    int i;
+    h_close_service(&client.service);
+    for (i = 0; i < inbox_n; i++)
+        tmsg_free(inbox[i], NULL);
+    ct_transport_close(&peer.transport, NULL);
+    h_run();
+    ct_slab_tags_free(&tags);
+}
+
+static void call(rec_op_t *r, uint64_t id) {
+    rec_op_init(r);
+    cr_assert_eq(h_call(&client.service, tmsg_new(id), &r->op), 0);
+}
+
+/* The peer answers request i (in arrival order) with the message itself. */
+static void answer(int i) {
+    cr_assert_not_null(inbox[i]);
+    cr_assert_eq(ct_transport_send(&peer.transport, inbox[i]), 0);
+    inbox[i] = NULL;
+}
+
+static void answer_copy(int i, uint64_t id) {
+    tmsg_t *m = tmsg_new(id);
+    m->tag = ((tmsg_t *)inbox[i])->tag;
+    cr_assert_eq(ct_transport_send(&peer.transport, m), 0);
+}
+
+Test(multiplex, rejects_bad_arguments) {
+    ct_slab_tags_t t;
+    ct_client_t c;
+    cr_assert_eq(ct_slab_tags_init(&t, 0, tmsg_get_tag, tmsg_set_tag), CT_EINVAL);
+    cr_assert_eq(ct_slab_tags_init(&t, 4, NULL, tmsg_set_tag), CT_EINVAL);
+    cr_assert_eq(ct_slab_tags_init(&t, ((size_t)1 << 24) + 1, tmsg_get_tag, tmsg_set_tag),
+                 CT_EINVAL);
+    cr_assert_eq(ct_multiplex_client_init(&c, &H.ct, &client_end.transport, NULL, NULL), CT_EINVAL);
+}
+
+Test(multiplex, answers_in_any_order_reach_their_own_requests) {
+    rec_op_t r[4];
+    int i;
+    setup_client(16, 16);
+    for (i = 0; i < 4; i++)
+        call(&r[i], 10 + i);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 4);
+    answer(2);
+    answer(0);
+    answer(3);
+    answer(1);
+    h_turns(2);
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].response_id, 10u + i);
+    }
+    cr_assert_lt(r[2].order, r[0].order, "completed in the order the answers came");
+    cr_assert_lt(r[3].order, r[1].order);
+    teardown_client();
+}
+
+static int woken;
+static void on_wake(ct_waker_t *w) {
+    (void)w;
+    woken++;
+}
+
+Test(multiplex, tag_exhaustion_is_pending_until_a_tag_frees) {
+    rec_op_t r[3];
+    ct_waker_t w;
+    setup_client(2, 64); /* the store has two tags: they bound the client */
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_wake);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[0], 1);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[1], 2);
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_PENDING);
+    h_turns(2);
+    cr_assert_eq(woken, 0);
+    answer(1);
+    h_turns(2);
+    cr_assert_eq(woken, 1, "readiness returns when a tag frees up");
+    cr_assert_eq(ct_service_poll_ready(&client.service, &w), CT_READY);
+    call(&r[2], 3);
+    h_turns(2);
+    answer(0);
+    answer(2);
+    h_turns(2);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(r[2].response_id, 3);
+    teardown_client();
+}
+
+Test(multiplex, unknown_tag_is_desync_for_every_op) {
+    rec_op_t r[2];
+    tmsg_t *stray = tmsg_new(99);
+    setup_client(8, 8);
+    call(&r[0], 1);
+    call(&r[1], 2);
+    h_turns(2);
+    stray->tag = 0xdead0007; /* a slot index in range, a generation never used */
+    cr_assert_eq(ct_transport_send(&peer.transport, stray), 0);
+    h_turns(2);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, CT_EDESYNC);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_EDESYNC);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_EDESYNC);
+    teardown_client();
+}
+
+Test(multiplex, duplicate_answer_is_desync_not_a_gift_to_the_next_request) {
+    rec_op_t r[2];
+    setup_client(1, 1); /* one slot: the second request reuses it */
+    call(&r[0], 1);
+    h_turns(2);
+    answer_copy(0, 1);
+    h_turns(2);
+    cr_assert_eq(r[0].response_id, 1);
+    call(&r[1], 2);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 2);
+    cr_assert_neq(((tmsg_t *)inbox[0])->tag, ((tmsg_t *)inbox[1])->tag,
+                  "a reused slot gets a new tag");
+    answer(0); /* the same answer again, after its slot was reused */
+    h_turns(2);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_EDESYNC, "the stale answer was not given to request 2");
+    teardown_client();
+}
+
+Test(multiplex, transport_closed_with_requests_in_flight) {
+    rec_op_t r[3];
+    int i;
+    setup_client(8, 8);
+    for (i = 0; i < 3; i++)
+        call(&r[i], i);
+    h_turns(2);
+    answer(1);
+    for (i = 0; i < inbox_n; i++)
+        if (inbox[i]) tmsg_free(inbox[i], NULL);
+    inbox_n = 0;
+    ct_transport_close(&peer.transport, NULL);
+    h_turns(3);
+    cr_assert_eq(r[1].status, 0);
+    cr_assert_eq(r[0].status, CT_ERECVBROKEN);
+    cr_assert_eq(r[0].cause, UV_EOF);
+    cr_assert_eq(r[2].status, CT_ERECVBROKEN);
+    for (i = 0; i < 3; i++)
+        cr_assert_eq(r[i].calls, 1);
+    h_close_service(&client.service);
+    h_run();
+    ct_slab_tags_free(&tags);
+}
+
+Test(multiplex, client_closed_with_requests_in_flight) {
+    rec_op_t r[3];
+    int i;
+    setup_client(8, 8);
+    for (i = 0; i < 3; i++)
+        call(&r[i], i);
+    h_turns(2);
+    teardown_client();
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ECLOSED);
+    }
+}
+
+Test(multiplex, late_answer_to_a_canceled_request_is_discarded) {
+    rec_op_t r[2];
+    setup_client(1, 1);
+    call(&r[0], 1);
+    h_turns(2);
+    ct_op_cancel(&r[0].op);
+    h_turns(1);
+    cr_assert_eq(r[0].status, CT_ECANCELED);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_PENDING,
+                 "the canceled request's tag stays retired until its answer");
+    answer(0); /* the server's late answer */
+    h_turns(2);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_READY);
+    call(&r[1], 2);
+    h_turns(2);
+    answer(1);
+    h_turns(2);
+    cr_assert_eq(r[1].status, 0);
+    cr_assert_eq(r[1].response_id, 2, "the next request got its own answer");
+    teardown_client();
+}
+
+/* ---- client and server back to back ----------------------------------- */
+
+static ct_channel_t server_end;
+static ct_server_t srv;
+static int server_closed;
+
+static void on_server_closed(ct_server_t *s, int status) {
+    (void)s;
+    (void)status;
+    server_closed = 1;
+}
+
+static void connect_pair(ct_service_t *service, int multiplexed, size_t depth) {
+    ct_client_config_t ccfg = {0};
+    ct_server_config_t scfg = {0};
+    ccfg.max_in_flight = depth;
+    ccfg.free_msg = tmsg_free;
+    scfg.max_in_flight = depth;
+    scfg.free_msg = tmsg_free;
+    server_closed = 0;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &server_end, 64, tmsg_free, NULL), 0);
+    if (multiplexed) {
+        scfg.get_tag = tmsg_get_tag64;
+        scfg.set_tag = tmsg_set_tag64;
+        cr_assert_eq(ct_slab_tags_init(&tags, depth, tmsg_get_tag, tmsg_set_tag), 0);
+        cr_assert_eq(ct_multiplex_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
+                                              on_server_closed),
+                     0);
+        cr_assert_eq(
+            ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &tags.store, &ccfg), 0);
+    } else {
+        cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
+                                             on_server_closed),
+                     0);
+        cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &ccfg), 0);
+    }
+}
+
+static void disconnect(ct_service_t *service, int multiplexed) {
+    h_close_service(&client.service);
+    while (!server_closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    h_close_service(service);
+    if (multiplexed) ct_slab_tags_free(&tags);
+}
+
+/* A service that completes what it holds in a random order, every turn. */
+typedef struct shuffle_svc {
+    ct_service_t service;
+    ct_op_t **ops;
+    void **reqs;
+    size_t n;
+    ct_task_t task;
+    uint64_t completions;
+} shuffle_svc_t;
+
+static uint32_t rng_state = 12345;
+static uint32_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void shuffle_run(ct_task_t *task) {
+    shuffle_svc_t *s = CT_CONTAINER_OF(task, shuffle_svc_t, task);
+    while (s->n > 0) {
+        size_t i = rng() % s->n;
+        ct_op_t *op = s->ops[i];
+        void *req = s->reqs[i];
+        s->ops[i] = s->ops[--s->n];
+        s->reqs[i] = s->reqs[s->n];
+        s->completions++;
+        ct_op_complete(op, 0, 0, req);
+    }
+}
+
+static int shuffle_ready(ct_service_t *svc, ct_waker_t *w) {
+    (void)svc;
+    (void)w;
+    return CT_READY;
+}
+
+static int shuffle_call(ct_service_t *svc, void *req, ct_op_t *op) {
+    shuffle_svc_t *s = (shuffle_svc_t *)svc;
+    s->ops[s->n] = op;
+    s->reqs[s->n++] = req;
+    ct_task_post(svc->loop, &s->task);
+    return 0;
+}
+
+static void shuffle_cancel(ct_service_t *svc, ct_op_t *op) {
+    shuffle_svc_t *s = (shuffle_svc_t *)svc;
+    size_t i;
+    for (i = 0; i < s->n; i++)
+        if (s->ops[i] == op) {
+            tmsg_free(s->reqs[i], NULL);
+            s->ops[i] = s->ops[--s->n];
+            s->reqs[i] = s->reqs[s->n];
+            ct_op_complete(op, CT_ECANCELED, 0, NULL);
+            return;
+        }
+}
+
+static void shuffle_close(ct_service_t *svc) {
+    shuffle_svc_t *s = (shuffle_svc_t *)svc;
+    ct_task_cancel(&s->task);
+    while (s->n > 0) {
+        s->n--;
+        tmsg_free(s->reqs[s->n], NULL);
+        ct_op_complete(s->ops[s->n], CT_ECLOSED, 0, NULL);
+    }
+    free(s->ops);
+    free(s->reqs);
+    ct_service_closed(svc);
+}
+
+static const ct_service_vtable_t shuffle_vtable = {
+    shuffle_ready, shuffle_call, shuffle_cancel, NULL, NULL, shuffle_close,
+};
+
+static void shuffle_init(shuffle_svc_t *s, size_t max) {
+    memset(s, 0, sizeof *s);
+    ct_service_init(&s->service, &H.ct, &shuffle_vtable);
+    ct_task_init(&s->task, shuffle_run);
+    s->ops = calloc(max, sizeof *s->ops);
+    s->reqs = calloc(max, sizeof *s->reqs);
+}
+
+/* Keeps `depth` requests in flight; checks each answer is its own. */
+typedef struct driver_op {
+    ct_op_t op;
+    uint64_t expect;
+} driver_op_t;
+
+static struct { uint64_t next, total, done, mismatched, errors, out_of_order, last_done; } drv;
+
+static void issue(driver_op_t *d) {
+    d->expect = drv.next++;
+    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
+}
+
+static void on_driver_done(ct_op_t *op, int status, void *response) {
+    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
+    cr_assert_eq(H.nested, 0);
+    drv.done++;
+    if (status != 0) {
+        drv.errors++;
+        return;
+    }
+    if (tmsg_id(response) != d->expect) drv.mismatched++;
+    if (drv.done > 1 && d->expect < drv.last_done) drv.out_of_order++;
+    drv.last_done = d->expect;
+    tmsg_free(response, NULL);
+    if (drv.next < drv.total) issue(d);
+}
+
+static void drive(size_t depth, uint64_t total) {
+    driver_op_t *ops = calloc(depth, sizeof *ops);
+    size_t i;
+    memset(&drv, 0, sizeof drv);
+    drv.total = total;
+    for (i = 0; i < depth && drv.next < total; i++) {
+        ct_op_init(&ops[i].op, on_driver_done);
+        issue(&ops[i]);
+    }
+    while (drv.done < total)
+        cr_assert(uv_run(&H.uv, UV_RUN_ONCE) != 0 || drv.done == total, "the loop went idle");
+    free(ops);
+    cr_assert_eq(drv.errors, 0);
+    cr_assert_eq(drv.mismatched, 0, "a response reached the wrong request");
+}
+
+static void random_order(size_t depth) {
+    shuffle_svc_t s;
+    shuffle_init(&s, depth);
+    connect_pair(&s.service, 1, depth);
+    drive(depth, 100000);
+    if (depth > 2) cr_assert_gt(drv.out_of_order, 0, "the service did reorder");
+    disconnect(&s.service, 1);
+}
+
+Test(multiplex, random_order_100k_depth_1) {
+    random_order(1);
+}
+Test(multiplex, random_order_100k_depth_16) {
+    random_order(16);
+}
+Test(multiplex, random_order_100k_depth_256) {
+    random_order(256);
+}
+Test(multiplex, random_order_100k_depth_4096) {
+    random_order(4096);
+}
+
+/* Holds request 0 until released; answers every other one at once. */
+typedef struct hold_first {
+    ct_service_t service;
+    ct_op_t *held_op;
+    void *held_req;
+} hold_first_t;
+
+static int hold_ready(ct_service_t *svc, ct_waker_t *w) {
+    (void)svc;
+    (void)w;
+    return CT_READY;
+}
+
+static int hold_call(ct_service_t *svc, void *req, ct_op_t *op) {
+    hold_first_t *h = (hold_first_t *)svc;
+    if (tmsg_id(req) == 0) {
+        h->held_op = op;
+        h->held_req = req;
+    } else {
+        ct_op_complete(op, 0, 0, req);
+    }
+    return 0;
+}
+
+static void hold_release(hold_first_t *h) {
+    ct_op_t *op = h->held_op;
+    h->held_op = NULL;
+    ct_op_complete(op, 0, 0, h->held_req);
+}
+
+static void hold_cancel(ct_service_t *svc, ct_op_t *op) {
+    hold_first_t *h = (hold_first_t *)svc;
+    cr_assert_eq(op, h->held_op);
+    h->held_op = NULL;
+    tmsg_free(h->held_req, NULL);
+    ct_op_complete(op, CT_ECANCELED, 0, NULL);
+}
+
+static void hold_close(ct_service_t *svc) {
+    ct_service_closed(svc);
+}
+
+static const ct_service_vtable_t hold_vtable = {
+    hold_ready, hold_call, hold_cancel, NULL, NULL, hold_close,
+};
+
+enum { HOL_OTHERS = 10000, HOL_DEPTH = 64 };
+static long first_order;
+static long others_before_first;
+static long others_done;
+
+static void on_hol_done(ct_op_t *op, int status, void *response);
+
+static driver_op_t hol_ops[HOL_DEPTH];
+static uint64_t hol_next;
+
+static void hol_issue(driver_op_t *d) {
+    d->expect = hol_next++;
+    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
+}
+
+static void on_hol_done(ct_op_t *op, int status, void *response) {
+    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
+    cr_assert_eq(status, 0);
+    cr_assert_eq(tmsg_id(response), d->expect);
+    tmsg_free(response, NULL);
+    if (d->expect == 0) {
+        first_order = 1;
+    } else {
+        others_done++;
+        if (!first_order) others_before_first++;
+    }
+    if (hol_next <= HOL_OTHERS) hol_issue(d);
+}
+
+static void head_of_line(int multiplexed) {
+    hold_first_t h;
+    int i;
+    memset(&h, 0, sizeof h);
+    ct_service_init(&h.service, &H.ct, &hold_vtable);
+    connect_pair(&h.service, multiplexed, HOL_DEPTH);
+    first_order = others_before_first = others_done = 0;
+    hol_next = 0;
+    for (i = 0; i < HOL_DEPTH; i++) {
+        ct_op_init(&hol_ops[i].op, on_hol_done);
+        hol_issue(&hol_ops[i]);
+    }
+    h_run(); /* until nothing more can happen while request 0 is held */
+    cr_assert_not_null(h.held_op, "request 0 is still held");
+    if (multiplexed)
+        cr_assert_eq(others_done, HOL_OTHERS, "every other request completed around it");
+    else
+        cr_assert_eq(others_done, 0, "in a pipeline every answer waits for the first");
+    hold_release(&h);
+    h_run();
+    cr_assert_eq(first_order, 1);
+    cr_assert_eq(others_done, HOL_OTHERS);
+    cr_assert_eq(others_before_first, multiplexed ? HOL_OTHERS : 0);
+    disconnect(&h.service, multiplexed);
+}
+
+Test(multiplex, no_head_of_line_blocking) {
+    head_of_line(1);
+}
+
+Test(multiplex, a_pipeline_under_the_same_load_blocks) {
+    head_of_line(0);
+}
+
+/* ---- the multiplex server against a peer played by the test ------------- */
+
+Test(multiplex, server_sends_in_completion_order_with_tags_copied) {
+    held_svc_t held;
+    ct_server_config_t cfg = {0};
+    int i;
+    held_init(&held, 0);
+    cfg.free_msg = tmsg_free;
+    cfg.get_tag = tmsg_get_tag64;
+    cfg.set_tag = tmsg_set_tag64;
+    server_closed = 0;
+    inbox_n = 0;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 16, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_multiplex_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg,
+                                          on_server_closed),
+                 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+    for (i = 0; i < 3; i++) {
+        tmsg_t *m = tmsg_new(i);
+        m->tag = 100 + i;
+        cr_assert_eq(ct_transport_send(&peer.transport, m), 0);
+    }
+    h_turns(2);
+    cr_assert_eq(held.n, 3);
+    /* The service answers with fresh messages; the server carries the tags. */
+    held_complete(&held, 2, 0);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 1, "an answer leaves as soon as it is ready");
+    held_complete(&held, 0, 0);
+    held_complete(&held, 0, 0);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 3);
+    cr_assert_eq(tmsg_id(inbox[0]), 2);
+    cr_assert_eq(tmsg_get_tag(inbox[0]), 102);
+    cr_assert_eq(tmsg_id(inbox[1]), 0);
+    cr_assert_eq(tmsg_get_tag(inbox[1]), 100);
+    cr_assert_eq(tmsg_get_tag(inbox[2]), 101);
+    for (i = 0; i < inbox_n; i++)
+        tmsg_free(inbox[i], NULL);
+    cr_assert_eq(ct_server_close(&srv), 0);
+    while (!server_closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    ct_transport_close(&peer.transport, NULL);
+    h_close_service(&held.service);
+    held_free(&held);
+}
+
+Test(multiplex, pipeline_server_refuses_tag_functions) {
+    held_svc_t held;
+    ct_server_config_t cfg = {0};
+    held_init(&held, 0);
+    cfg.get_tag = tmsg_get_tag64;
+    cfg.set_tag = tmsg_set_tag64;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 4, tmsg_free, NULL), 0);
+    cr_assert_eq(
+        ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg, NULL),
+        CT_EINVAL);
+    cfg.set_tag = NULL;
+    cr_assert_eq(
+        ct_multiplex_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg, NULL),
+        CT_EINVAL, "get_tag without set_tag");
+    ct_transport_close(&server_end.transport, NULL);
+    ct_transport_close(&peer.transport, NULL);
+    h_close_service(&held.service);
+    held_free(&held);
+}
