@@ -16,6 +16,8 @@ typedef struct ct_buf {
     char *base; /* points just past the header, in the same allocation */
     size_t len;
     size_t cap;
+    /* private */
+    struct ct_buf *next_free; /* in a pool's free list */
 } ct_buf_t;
 
 /* A buffer with room for cap bytes and len 0, or NULL if out of memory. */
@@ -29,6 +31,33 @@ void ct_buf_free(ct_buf_t *buf);
 
 /* ct_buf_free() in the shape of a free_msg hook; ctx is ignored. */
 void ct_buf_free_msg(void *msg, void *ctx);
+
+/* A free list of buffers of one size, so that steady-state traffic does not
+ * call malloc per message. Single-threaded, like everything on a loop. */
+typedef struct ct_buf_pool {
+    size_t buf_cap;  /* capacity of pooled buffers */
+    size_t max_free; /* free buffers kept at most; the rest go back to malloc */
+    /* private */
+    ct_buf_t *free_list;
+    size_t nfree;
+} ct_buf_pool_t;
+
+/* Initializes pool for buffers of buf_cap bytes, keeping up to max_free. */
+void ct_buf_pool_init(ct_buf_pool_t *pool, size_t buf_cap, size_t max_free);
+
+/* A buffer with room for at least cap bytes and len 0 (a pooled one when cap
+ * fits), or NULL if out of memory. */
+ct_buf_t *ct_buf_pool_get(ct_buf_pool_t *pool, size_t cap);
+
+/* Gives buf back: kept for reuse if it is of the pool's size and the pool is
+ * not full, freed otherwise. */
+void ct_buf_pool_put(ct_buf_pool_t *pool, ct_buf_t *buf);
+
+/* ct_buf_pool_put() in the shape of a free_msg hook; ctx is the pool. */
+void ct_buf_pool_free_msg(void *msg, void *ctx);
+
+/* Frees every buffer the pool keeps. */
+void ct_buf_pool_destroy(ct_buf_pool_t *pool);
 
 #ifdef __cplusplus
 }

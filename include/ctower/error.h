@@ -29,7 +29,11 @@ extern "C" {
     XX(ESHUTDOWN, -30007, "service is shutting down")                                              \
     XX(EBUSY, -30008, "operation is still in progress")                                            \
     XX(EINVAL, -30009, "invalid argument")                                                         \
-    XX(ENOTSUP, -30010, "operation not supported by this service")
+    XX(ENOTSUP, -30010, "operation not supported by this service")                                 \
+    XX(EFRAMETOOLARGE, -30011, "frame larger than the codec's maximum")                            \
+    XX(EMALFORMED, -30012, "malformed frame")                                                      \
+    XX(ETRUNCATED, -30013, "peer closed the connection in the middle of a frame")                  \
+    XX(EBADADDR, -30014, "bad address (expected tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH)")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

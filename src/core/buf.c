@@ -12,6 +12,7 @@ ct_buf_t *ct_buf_new(size_t cap) {
     buf->base = (char *)(buf + 1);
     buf->len = 0;
     buf->cap = cap;
+    buf->next_free = NULL;
     return buf;
 }
 
@@ -30,4 +31,47 @@ void ct_buf_free(ct_buf_t *buf) {
 void ct_buf_free_msg(void *msg, void *ctx) {
     (void)ctx;
     free(msg);
+}
+
+void ct_buf_pool_init(ct_buf_pool_t *pool, size_t buf_cap, size_t max_free) {
+    pool->buf_cap = buf_cap;
+    pool->max_free = max_free;
+    pool->free_list = NULL;
+    pool->nfree = 0;
+}
+
+ct_buf_t *ct_buf_pool_get(ct_buf_pool_t *pool, size_t cap) {
+    ct_buf_t *buf;
+    if (cap > pool->buf_cap) return ct_buf_new(cap);
+    buf = pool->free_list;
+    if (!buf) return ct_buf_new(pool->buf_cap);
+    pool->free_list = buf->next_free;
+    pool->nfree--;
+    buf->next_free = NULL;
+    buf->len = 0;
+    return buf;
+}
+
+void ct_buf_pool_put(ct_buf_pool_t *pool, ct_buf_t *buf) {
+    if (!buf) return;
+    if (buf->cap != pool->buf_cap || pool->nfree >= pool->max_free) {
+        free(buf);
+        return;
+    }
+    buf->next_free = pool->free_list;
+    pool->free_list = buf;
+    pool->nfree++;
+}
+
+void ct_buf_pool_free_msg(void *msg, void *ctx) {
+    ct_buf_pool_put((ct_buf_pool_t *)ctx, (ct_buf_t *)msg);
+}
+
+void ct_buf_pool_destroy(ct_buf_pool_t *pool) {
+    while (pool->free_list) {
+        ct_buf_t *buf = pool->free_list;
+        pool->free_list = buf->next_free;
+        free(buf);
+    }
+    pool->nfree = 0;
 }

@@ -1,0 +1,68 @@
+/* ct_codec_t: turns bytes into frames and frames into bytes.
+ *
+ * A codec does no I/O and never allocates: the transport feeds it the bytes
+ * it has, and it answers CT_CODEC_FRAME (with where the payload lies),
+ * CT_CODEC_NEED_MORE, or an error. Errors are sticky: once a stream is
+ * malformed, every later call returns the same error (hiredis's reader works
+ * this way), because nothing after a framing error can be trusted.
+ *
+ * The built-in codecs are in codec/length.h and codec/line.h.
+ */
+#ifndef CTOWER_CODEC_H
+#define CTOWER_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CT_CODEC_NEED_MORE = 0, CT_CODEC_FRAME = 1 };
+
+/* Where a decoded frame lies in the bytes given to ct_codec_decode(). */
+typedef struct ct_frame {
+    size_t payload_offset; /* the payload starts here */
+    size_t payload_len;
+    size_t frame_len; /* bytes the whole frame takes: consume them */
+} ct_frame_t;
+
+typedef struct ct_codec ct_codec_t;
+
+typedef struct ct_codec_vtable {
+    int (*decode)(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame);
+    int (*encode)(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
+                  size_t *written);
+} ct_codec_vtable_t;
+
+struct ct_codec {
+    const ct_codec_vtable_t *vtable;
+    size_t max_payload; /* larger frames are CT_EFRAMETOOLARGE */
+    size_t overhead;    /* bytes a frame adds to its payload, at most */
+    size_t size;        /* sizeof the concrete codec, so a transport can copy it */
+    /* private */
+    int error;   /* sticky */
+    size_t scan; /* bytes of the pending frame already examined */
+};
+
+/* Looks for one frame at the start of data[0..len). Returns CT_CODEC_FRAME
+ * and fills *frame, CT_CODEC_NEED_MORE (call again with the same bytes and
+ * more after them), or a negative error: CT_EFRAMETOOLARGE, CT_EMALFORMED. */
+int ct_codec_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame);
+
+/* Frames len bytes of payload into out, which has room for len +
+ * codec->overhead bytes; *written gets the frame's size. Returns 0,
+ * CT_EFRAMETOOLARGE or CT_EINVAL (a payload the format cannot carry). */
+int ct_codec_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
+                    size_t *written);
+
+/* The sticky error, or 0. */
+int ct_codec_error(const ct_codec_t *codec);
+
+/* Forgets the state of a stream (for a new connection). */
+void ct_codec_reset(ct_codec_t *codec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

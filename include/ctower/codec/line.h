@@ -1,0 +1,24 @@
+/* The newline-delimited codec: each frame is a line ending in '\n' (not part
+ * of the payload). A line longer than max_payload is CT_EFRAMETOOLARGE; a
+ * payload containing '\n' cannot be encoded (CT_EINVAL).
+ */
+#ifndef CTOWER_CODEC_LINE_H
+#define CTOWER_CODEC_LINE_H
+
+#include "ctower/codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_line_codec {
+    ct_codec_t codec; /* first: a ct_line_codec_t * is a ct_codec_t * */
+} ct_line_codec_t;
+
+/* Initializes codec for lines of at most max_payload bytes (0: 64 KiB). */
+void ct_line_codec_init(ct_line_codec_t *codec, size_t max_payload);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,39 @@
+/* ct_connector_t: makes a new connected stream transport on demand, to one
+ * address (the C form of tower's MakeTransport). Reconnecting clients and
+ * pools call it each time they need a connection.
+ */
+#ifndef CTOWER_CONNECTOR_H
+#define CTOWER_CONNECTOR_H
+
+#include "ctower/address.h"
+#include "ctower/stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* status 0: stream is connected and is a transport, now the caller's.
+ * Negative (UV_ECONNREFUSED, UV_ENOENT for a missing socket file, ...): the
+ * connection failed and the stream is already closed; its memory is free. */
+typedef void (*ct_connect_cb)(ct_stream_t *stream, int status);
+
+typedef struct ct_connector {
+    ct_loop_t *loop;
+    ct_address_t address;
+    ct_stream_config_t stream_cfg;
+} ct_connector_t;
+
+/* Initializes connector for address with the configuration every stream
+ * gets. Returns 0, CT_EBADADDR or CT_EINVAL. */
+int ct_connector_init(ct_connector_t *connector, ct_loop_t *loop, const char *address,
+                      const ct_stream_config_t *cfg);
+
+/* Starts connecting stream (caller-allocated, alive until cb). Returns 0 and
+ * cb runs once, with the outcome; or CT_EINVAL / UV_ENOMEM / a libuv error
+ * from creating the handle, and then cb will not run. */
+int ct_connector_connect(ct_connector_t *connector, ct_stream_t *stream, ct_connect_cb cb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,78 @@
+/* ct_listener_t: accepts connections on an address and runs one server
+ * (pipeline or multiplex) per connection, all calling the same service.
+ *
+ * At max_connections it stops accepting (the kernel's backlog holds the
+ * next ones) and resumes as connections close. With idle_timeout_ms, a
+ * connection with nothing in flight and nothing read for that long is shut
+ * down gracefully. ct_listener_shutdown() stops accepting, lets every server
+ * finish what it has read, aborts those still running at the deadline, and
+ * calls back once everything is closed.
+ */
+#ifndef CTOWER_LISTENER_H
+#define CTOWER_LISTENER_H
+
+#include "ctower/address.h"
+#include "ctower/server.h"
+#include "ctower/stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_listener ct_listener_t;
+typedef void (*ct_listener_close_cb)(ct_listener_t *listener);
+
+typedef struct ct_listener_config {
+    int multiplex;             /* 0: a pipeline server per connection */
+    ct_server_config_t server; /* each connection's server */
+    ct_stream_config_t stream; /* each connection's transport */
+    size_t max_connections;    /* 0: no limit */
+    uint64_t idle_timeout_ms;  /* 0: never close idle connections */
+    int backlog;               /* 0: 511 */
+} ct_listener_config_t;
+
+struct ct_listener {
+    void *data; /* for the user */
+    ct_loop_t *loop;
+    ct_service_t *service;
+    /* private */
+    ct_listener_config_t cfg;
+    ct_address_t address;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    uv_timer_t timer;
+    ct_link_t conns;
+    size_t nconns;
+    size_t accepted;
+    size_t accept_errors;
+    int accept_paused;
+    int closing;
+    int handles_open;
+    ct_listener_close_cb close_cb;
+};
+
+/* Binds address and starts accepting. A stale Unix socket file is replaced.
+ * Returns 0, CT_EBADADDR, CT_EINVAL or a libuv error (UV_EADDRINUSE, ...);
+ * on error nothing is left open. */
+int ct_listener_init(ct_listener_t *listener, ct_loop_t *loop, const char *address,
+                     ct_service_t *service, const ct_listener_config_t *cfg);
+
+/* The address actually bound (with the port the system chose for port 0). */
+int ct_listener_address(ct_listener_t *listener, ct_address_t *out);
+
+/* Connections open now. */
+size_t ct_listener_connections(const ct_listener_t *listener);
+
+/* Graceful shutdown (see above); deadline_ms 0 waits as long as it takes.
+ * cb runs once every connection and handle is closed. CT_ECLOSING if called
+ * twice. */
+int ct_listener_shutdown(ct_listener_t *listener, uint64_t deadline_ms, ct_listener_close_cb cb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

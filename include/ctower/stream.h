@@ -1,0 +1,91 @@
+/* ct_stream_t: a transport over a libuv stream (TCP or a Unix socket) with a
+ * codec between bytes and messages. Messages are ct_buf_t, taken from and
+ * returned to a ct_buf_pool_t.
+ *
+ * Reads land in one reused buffer and are decoded in batches. Every message
+ * sent during a loop turn is encoded into one output buffer, which is written
+ * once, just before the loop polls (uv_try_write first, then uv_write for
+ * what the socket did not take). send_ready is PENDING while the output
+ * buffered exceeds the high watermark and wakes below the low one. After
+ * warm-up no allocation happens per message: buffers only grow to the
+ * largest burst.
+ *
+ * Receive errors: UV_EOF (the peer closed cleanly), CT_ETRUNCATED (it closed
+ * in the middle of a frame), CT_EFRAMETOOLARGE or CT_EMALFORMED (the codec
+ * refused the bytes), or libuv's error (UV_ECONNRESET, ...). A write error
+ * breaks the send side and also ends the receive side with that error.
+ *
+ * Streams are made by a connector (connector.h) or a listener (listener.h).
+ */
+#ifndef CTOWER_STREAM_H
+#define CTOWER_STREAM_H
+
+#include "ctower/buf.h"
+#include "ctower/codec.h"
+#include "ctower/codec/length.h"
+#include "ctower/codec/line.h"
+#include "ctower/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_stream_config {
+    /* A codec to copy for this stream (each stream keeps its own state).
+     * Its size must fit ct_codec_storage_t. */
+    const ct_codec_t *codec;
+    /* Where received messages come from and sent ones go back to. */
+    ct_buf_pool_t *pool;
+    size_t read_buffer; /* initial read buffer, bytes (0: 64 KiB) */
+    size_t high_water;  /* output bytes above which send_ready is PENDING (0: 1 MiB) */
+    size_t low_water;   /* ... and below which it is READY again (0: high / 4) */
+} ct_stream_config_t;
+
+/* Room for any built-in codec, or a user codec of up to 128 bytes. */
+typedef union ct_codec_storage {
+    ct_codec_t base;
+    ct_length_codec_t length;
+    ct_line_codec_t line;
+    char custom[128];
+} ct_codec_storage_t;
+
+typedef struct ct_stream {
+    ct_transport_t transport; /* first: a ct_stream_t * is a ct_transport_t * */
+    /* private */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    ct_codec_storage_t codec;
+    ct_stream_config_t cfg;
+    uint8_t *rbuf;
+    size_t rcap, rstart, rlen;
+    uint8_t *wbuf, *wbusy; /* accumulating, and being written */
+    size_t wcap, wlen, wbusy_cap, wbusy_len;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    ct_task_t flush_task;
+    ct_task_t decode_task;
+    ct_waitq_t send_waiters;
+    uint64_t last_read_ms;
+    int writing, reading, uv_reading, ended, send_error, shut_pending;
+    int handle_open;
+} ct_stream_t;
+
+/* For connectors and listeners: initializes stream with a TCP (ipc = -1) or
+ * pipe handle. Returns 0, CT_EINVAL or a libuv error. */
+int ct_stream_init(ct_stream_t *stream, ct_loop_t *loop, int is_pipe,
+                   const ct_stream_config_t *cfg);
+
+/* The libuv stream underneath (for uv_accept, uv_tcp_connect, options). */
+uv_stream_t *ct_stream_uv(ct_stream_t *stream);
+
+/* uv_now() at the last byte received (for idle timeouts). */
+uint64_t ct_stream_last_read(const ct_stream_t *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

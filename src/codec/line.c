@@ -1,0 +1,44 @@
+/* The newline-delimited codec. It remembers how far it has scanned the
+ * pending line, so a long line arriving in many small reads is scanned once,
+ * not once per read. */
+#include "ctower/codec/line.h"
+#include "ctower/error.h"
+
+#include <string.h>
+
+static int line_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
+    size_t limit = codec->max_payload + 1; /* the line and its '\n' */
+    size_t end = len < limit ? len : limit;
+    const uint8_t *nl;
+    if (codec->scan > end) codec->scan = 0; /* not the bytes we saw: start over */
+    nl = memchr(data + codec->scan, '\n', end - codec->scan);
+    if (!nl) {
+        codec->scan = end;
+        return len >= limit ? CT_EFRAMETOOLARGE : CT_CODEC_NEED_MORE;
+    }
+    frame->payload_offset = 0;
+    frame->payload_len = (size_t)(nl - data);
+    frame->frame_len = frame->payload_len + 1;
+    return CT_CODEC_FRAME;
+}
+
+static int line_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
+                       size_t *written) {
+    if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
+    if (len && memchr(payload, '\n', len)) return CT_EINVAL;
+    if (len) memcpy(out, payload, len);
+    out[len] = '\n';
+    *written = len + 1;
+    return 0;
+}
+
+static const ct_codec_vtable_t line_vtable = {line_decode, line_encode};
+
+void ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
+    c->codec.vtable = &line_vtable;
+    c->codec.max_payload = max_payload ? max_payload : 64u << 10;
+    c->codec.overhead = 1;
+    c->codec.size = sizeof(ct_line_codec_t);
+    c->codec.error = 0;
+    c->codec.scan = 0;
+}

@@ -1,0 +1,77 @@
+/* Address parsing: scheme, then a numeric host and port, or a path. */
+#include "ctower/address.h"
+#include "ctower/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_port(const char *text, int *port) {
+    char *end;
+    long v;
+    if (!*text) return CT_EBADADDR;
+    v = strtol(text, &end, 10);
+    if (*end || v < 0 || v > 65535) return CT_EBADADDR;
+    *port = (int)v;
+    return 0;
+}
+
+static int parse_tcp(const char *rest, ct_address_t *addr) {
+    char host[64];
+    const char *colon;
+    int port;
+    size_t n;
+    if (rest[0] == '[') { /* [v6]:port */
+        const char *close = strchr(rest, ']');
+        if (!close || close[1] != ':') return CT_EBADADDR;
+        n = (size_t)(close - rest - 1);
+        if (n == 0 || n >= sizeof host) return CT_EBADADDR;
+        memcpy(host, rest + 1, n);
+        host[n] = 0;
+        if (parse_port(close + 2, &port) < 0) return CT_EBADADDR;
+        return uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr->sa) ? CT_EBADADDR : 0;
+    }
+    colon = strrchr(rest, ':');
+    if (!colon) return CT_EBADADDR;
+    n = (size_t)(colon - rest);
+    if (n == 0 || n >= sizeof host) return CT_EBADADDR;
+    memcpy(host, rest, n);
+    host[n] = 0;
+    if (parse_port(colon + 1, &port) < 0) return CT_EBADADDR;
+    if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)&addr->sa) ? CT_EBADADDR : 0;
+}
+
+int ct_address_parse(const char *text, ct_address_t *addr) {
+    memset(addr, 0, sizeof *addr);
+    if (!text) return CT_EBADADDR;
+    if (strncmp(text, "tcp://", 6) == 0) {
+        addr->kind = CT_ADDRESS_TCP;
+        return parse_tcp(text + 6, addr);
+    }
+    if (strncmp(text, "unix://", 7) == 0) {
+        size_t n = strlen(text + 7);
+        if (n == 0 || n >= sizeof addr->path) return CT_EBADADDR;
+        addr->kind = CT_ADDRESS_UNIX;
+        memcpy(addr->path, text + 7, n + 1);
+        return 0;
+    }
+    return CT_EBADADDR;
+}
+
+int ct_address_format(const ct_address_t *addr, char *out, size_t size) {
+    char host[64];
+    int n;
+    if (addr->kind == CT_ADDRESS_UNIX) {
+        n = snprintf(out, size, "unix://%s", addr->path);
+    } else if (addr->sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&addr->sa;
+        uv_ip6_name(a, host, sizeof host);
+        n = snprintf(out, size, "tcp://[%s]:%d", host, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&addr->sa;
+        uv_ip4_name(a, host, sizeof host);
+        n = snprintf(out, size, "tcp://%s:%d", host, ntohs(a->sin_port));
+    }
+    return n < 0 || (size_t)n >= size ? UV_ENOBUFS : 0;
+}

@@ -1,0 +1,196 @@
+/* The listener: one heap-allocated connection (stream + server) per accepted
+ * socket, kept in a list for the idle sweep and for shutdown. */
+#include "ctower/listener.h"
+#include "ctower/error.h"
+#include "ctower/multiplex.h"
+#include "ctower/pipeline.h"
+#include "../core/list.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct conn {
+    ct_link_t link;
+    ct_listener_t *listener;
+    ct_stream_t stream;
+    ct_server_t server;
+} conn_t;
+
+static void accept_one(ct_listener_t *l);
+
+static int is_pipe(const ct_listener_t *l) {
+    return l->address.kind == CT_ADDRESS_UNIX;
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+    ct_listener_t *l = handle->data;
+    if (--l->handles_open == 0) {
+        if (is_pipe(l)) unlink(l->address.path);
+        if (l->close_cb) l->close_cb(l);
+    }
+}
+
+static void finish_if_done(ct_listener_t *l) {
+    if (!l->closing || l->nconns > 0 || uv_is_closing((uv_handle_t *)&l->timer)) return;
+    uv_close((uv_handle_t *)&l->timer, on_handle_closed);
+}
+
+static void on_conn_closed(ct_server_t *srv, int status) {
+    conn_t *c = CT_CONTAINER_OF(srv, conn_t, server);
+    ct_listener_t *l = c->listener;
+    (void)status;
+    ct_list_remove(&c->link);
+    l->nconns--;
+    free(c);
+    if (l->accept_paused && !l->closing) {
+        l->accept_paused = 0;
+        accept_one(l); /* the connection the kernel kept waiting */
+    }
+    finish_if_done(l);
+}
+
+static void on_refused_closed(ct_transport_t *t) {
+    free(CT_CONTAINER_OF(t, conn_t, stream));
+}
+
+static void accept_one(ct_listener_t *l) {
+    conn_t *c = calloc(1, sizeof *c);
+    int r;
+    if (!c) {
+        l->accept_errors++;
+        return;
+    }
+    c->listener = l;
+    if ((r = ct_stream_init(&c->stream, l->loop, is_pipe(l), &l->cfg.stream)) != 0) {
+        free(c);
+        l->accept_errors++;
+        return;
+    }
+    if ((r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream))) == 0) {
+        if (!is_pipe(l)) uv_tcp_nodelay(&c->stream.h.tcp, 1);
+        r = l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, &c->stream.transport,
+                                                        l->service, &l->cfg.server, on_conn_closed)
+                             : ct_pipeline_server_init(&c->server, l->loop, &c->stream.transport,
+                                                       l->service, &l->cfg.server, on_conn_closed);
+    }
+    if (r != 0) {
+        l->accept_errors++;
+        ct_transport_close(&c->stream.transport, on_refused_closed);
+        return;
+    }
+    ct_list_push_back(&l->conns, &c->link);
+    l->nconns++;
+    l->accepted++;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    ct_listener_t *l = server->data;
+    if (status < 0 || l->closing) {
+        l->accept_errors += status < 0;
+        return;
+    }
+    if (l->cfg.max_connections && l->nconns >= l->cfg.max_connections) {
+        /* Not accepting makes libuv stop polling the socket until we do. */
+        l->accept_paused = 1;
+        return;
+    }
+    accept_one(l);
+}
+
+static void sweep_idle(uv_timer_t *timer) {
+    ct_listener_t *l = timer->data;
+    uint64_t now = uv_now(timer->loop);
+    ct_link_t *node;
+    for (node = l->conns.next; node != &l->conns; node = node->next) {
+        conn_t *c = CT_CONTAINER_OF(node, conn_t, link);
+        if (ct_server_in_flight(&c->server) == 0 &&
+            now - ct_stream_last_read(&c->stream) >= l->cfg.idle_timeout_ms)
+            ct_server_shutdown(&c->server);
+    }
+}
+
+static void on_deadline(uv_timer_t *timer) {
+    ct_listener_t *l = timer->data;
+    ct_link_t *node = l->conns.next;
+    while (node != &l->conns) {
+        conn_t *c = CT_CONTAINER_OF(node, conn_t, link);
+        node = node->next; /* closing may unlink it */
+        ct_server_close(&c->server);
+    }
+}
+
+static int bind_and_listen(ct_listener_t *l) {
+    int r;
+    if (is_pipe(l)) {
+        struct stat st;
+        if (stat(l->address.path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(l->address.path);
+        if ((r = uv_pipe_init(l->loop->uv, &l->h.pipe, 0)) != 0) return r;
+        r = uv_pipe_bind(&l->h.pipe, l->address.path);
+    } else {
+        if ((r = uv_tcp_init(l->loop->uv, &l->h.tcp)) != 0) return r;
+        r = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&l->address.sa, 0);
+    }
+    l->h.handle.data = l;
+    l->handles_open++;
+    if (r == 0) r = uv_listen(&l->h.stream, l->cfg.backlog ? l->cfg.backlog : 511, on_connection);
+    return r;
+}
+
+int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_service_t *service,
+                     const ct_listener_config_t *cfg) {
+    int r;
+    if (!l || !loop || !service || !cfg) return CT_EINVAL;
+    memset(l, 0, sizeof *l);
+    if ((r = ct_address_parse(address, &l->address)) != 0) return r;
+    l->loop = loop;
+    l->service = service;
+    l->cfg = *cfg;
+    ct_list_init(&l->conns);
+    if ((r = uv_timer_init(loop->uv, &l->timer)) != 0) return r;
+    l->timer.data = l;
+    l->handles_open = 1;
+    if ((r = bind_and_listen(l)) != 0) {
+        /* Nothing may stay open: close what was made and let the loop finish
+         * it; the caller sees the error now. */
+        l->closing = 1;
+        if (l->handles_open == 2) uv_close(&l->h.handle, NULL);
+        uv_close((uv_handle_t *)&l->timer, NULL);
+        return r;
+    }
+    if (cfg->idle_timeout_ms) {
+        uint64_t every = cfg->idle_timeout_ms / 2 ? cfg->idle_timeout_ms / 2 : 1;
+        uv_timer_start(&l->timer, sweep_idle, every, every);
+    }
+    return 0;
+}
+
+int ct_listener_address(ct_listener_t *l, ct_address_t *out) {
+    int len = sizeof out->sa;
+    *out = l->address;
+    if (is_pipe(l)) return 0;
+    return uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&out->sa, &len);
+}
+
+size_t ct_listener_connections(const ct_listener_t *l) {
+    return l->nconns;
+}
+
+int ct_listener_shutdown(ct_listener_t *l, uint64_t deadline_ms, ct_listener_close_cb cb) {
+    ct_link_t *node;
+    if (l->closing) return CT_ECLOSING;
+    l->closing = 1;
+    l->close_cb = cb;
+    uv_close(&l->h.handle, on_handle_closed);
+    uv_timer_stop(&l->timer);
+    node = l->conns.next;
+    while (node != &l->conns) {
+        conn_t *c = CT_CONTAINER_OF(node, conn_t, link);
+        node = node->next;
+        ct_server_shutdown(&c->server);
+    }
+    if (deadline_ms && l->nconns > 0) uv_timer_start(&l->timer, on_deadline, deadline_ms, 0);
+    finish_if_done(l);
+    return 0;
+}

@@ -1,0 +1,304 @@
+/* The libuv stream transport: one reused read buffer decoded in batches, and
+ * a double output buffer written once per loop turn. */
+#include "ctower/stream.h"
+#include "ctower/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void flush(ct_task_t *task);
+static void decode_buffered(ct_stream_t *s);
+
+static ct_codec_t *codec(ct_stream_t *s) {
+    return &s->codec.base;
+}
+
+static size_t buffered_out(const ct_stream_t *s) {
+    return s->wlen + s->wbusy_len;
+}
+
+static void end_stream(ct_stream_t *s, int status) {
+    if (s->ended) return;
+    s->ended = 1;
+    s->reading = 0;
+    if (s->uv_reading) uv_read_stop(&s->h.stream);
+    s->uv_reading = 0;
+    ct_transport_deliver(&s->transport, status, NULL);
+}
+
+static void write_failed(ct_stream_t *s, int status) {
+    if (!s->send_error) s->send_error = status;
+    ct_waitq_wake_all(&s->send_waiters);
+    /* The socket is gone: the reader must hear of it even if nothing more is
+     * sent. */
+    if (s->reading) end_stream(s, status);
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need) {
+    size_t n = *cap ? *cap : 4096;
+    uint8_t *p;
+    while (n < need)
+        n *= 2;
+    if (n == *cap) return 0;
+    p = realloc(*buf, n);
+    if (!p) return UV_ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+    ct_stream_t *s = handle->data;
+    size_t want = codec(s)->max_payload + codec(s)->overhead;
+    (void)suggested;
+    if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
+        memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
+        s->rstart = 0;
+    }
+    /* A frame larger than the buffer makes it grow, up to one whole frame. */
+    if (s->rstart + s->rlen == s->rcap && s->rcap < want)
+        grow(&s->rbuf, &s->rcap, s->rcap + 1 < want ? s->rcap + 1 : want);
+    out->base = (char *)s->rbuf + s->rstart + s->rlen;
+    out->len = s->rcap - s->rstart - s->rlen;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    ct_stream_t *s = stream->data;
+    (void)buf;
+    if (nread > 0) {
+        s->rlen += (size_t)nread;
+        s->last_read_ms = uv_now(stream->loop);
+        decode_buffered(s);
+    } else if (nread == UV_EOF) {
+        end_stream(s, s->rlen > 0 ? CT_ETRUNCATED : UV_EOF);
+    } else if (nread < 0) {
+        end_stream(s, (int)nread);
+    }
+}
+
+/* Delivers every whole frame buffered, while the reader wants them. */
+static void decode_buffered(ct_stream_t *s) {
+    while (s->reading && s->rlen > 0) {
+        ct_frame_t f;
+        ct_buf_t *msg;
+        int r = ct_codec_decode(codec(s), s->rbuf + s->rstart, s->rlen, &f);
+        if (r == CT_CODEC_NEED_MORE) break;
+        if (r < 0) {
+            end_stream(s, r);
+            return;
+        }
+        msg = ct_buf_pool_get(s->cfg.pool, f.payload_len);
+        if (!msg) {
+            end_stream(s, UV_ENOMEM);
+            return;
+        }
+        memcpy(msg->base, s->rbuf + s->rstart + f.payload_offset, f.payload_len);
+        msg->len = f.payload_len;
+        s->rstart += f.frame_len;
+        s->rlen -= f.frame_len;
+        ct_transport_deliver(&s->transport, 0, msg);
+        if (ct_transport_is_closing(&s->transport)) return;
+    }
+    if (s->rlen == 0) s->rstart = 0;
+}
+
+static void on_decode_task(ct_task_t *task) {
+    ct_stream_t *s = CT_CONTAINER_OF(task, ct_stream_t, decode_task);
+    decode_buffered(s);
+}
+
+static int st_recv_start(ct_transport_t *t) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    int r;
+    if (s->ended) return 0;
+    s->reading = 1;
+    if (!s->uv_reading) {
+        if ((r = uv_read_start(&s->h.stream, on_alloc, on_read)) != 0) return r;
+        s->uv_reading = 1;
+    }
+    /* Frames already buffered are delivered from a fresh stack. */
+    if (s->rlen > 0) ct_task_post(t->loop, &s->decode_task);
+    return 0;
+}
+
+static int st_recv_stop(ct_transport_t *t) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    s->reading = 0;
+    ct_task_cancel(&s->decode_task);
+    if (s->uv_reading) uv_read_stop(&s->h.stream);
+    s->uv_reading = 0;
+    return 0;
+}
+
+/* ---- send --------------------------------------------------------------- */
+
+static int st_send_ready(ct_transport_t *t, ct_waker_t *waker) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    if (s->send_error) return s->send_error;
+    if (s->shut_pending) return UV_EPIPE;
+    if (buffered_out(s) < s->cfg.high_water) return CT_READY;
+    if (waker) ct_waitq_add(&s->send_waiters, waker);
+    return CT_PENDING;
+}
+
+static int st_send(ct_transport_t *t, void *msg) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    ct_buf_t *buf = msg;
+    size_t written = 0;
+    int r;
+    if (s->send_error) return s->send_error;
+    if (s->shut_pending) return UV_EPIPE;
+    if ((r = grow(&s->wbuf, &s->wcap, s->wlen + buf->len + codec(s)->overhead)) != 0) return r;
+    r = ct_codec_encode(codec(s), (const uint8_t *)buf->base, buf->len, s->wbuf + s->wlen,
+                        &written);
+    if (r < 0) return r;
+    s->wlen += written;
+    ct_buf_pool_put(s->cfg.pool, buf);
+    ct_loop_post_flush(t->loop, &s->flush_task);
+    return 0;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    ct_stream_t *s = req->data;
+    ct_transport_shutdown_done(&s->transport, status);
+}
+
+static void shutdown_if_flushed(ct_stream_t *s) {
+    int r;
+    if (s->shut_pending != 1 || s->writing || s->wlen > 0) return;
+    s->shut_pending = 2;
+    s->shutdown_req.data = s;
+    r = uv_shutdown(&s->shutdown_req, &s->h.stream, on_shutdown);
+    if (r < 0) ct_transport_shutdown_done(&s->transport, r);
+}
+
+static void after_write(ct_stream_t *s) {
+    if (buffered_out(s) <= s->cfg.low_water) ct_waitq_wake_all(&s->send_waiters);
+    shutdown_if_flushed(s);
+}
+
+static void on_write(uv_write_t *req, int status) {
+    ct_stream_t *s = req->data;
+    s->writing = 0;
+    s->wbusy_len = 0;
+    if (status < 0) {
+        if (status != UV_ECANCELED) write_failed(s, status);
+        return;
+    }
+    /* Keep the pipe full: what accumulated meanwhile goes out now. */
+    if (s->wlen > 0) flush(&s->flush_task);
+    after_write(s);
+}
+
+/* One write for everything sent since the last one. */
+static void flush(ct_task_t *task) {
+    ct_stream_t *s = CT_CONTAINER_OF(task, ct_stream_t, flush_task);
+    uv_buf_t b;
+    int n, r;
+    uint8_t *tmp;
+    size_t tmp_cap;
+    if (s->writing || s->wlen == 0 || s->send_error || !s->handle_open) return;
+    b = uv_buf_init((char *)s->wbuf, (unsigned)s->wlen);
+    n = uv_try_write(&s->h.stream, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) {
+        write_failed(s, n);
+        return;
+    }
+    if ((size_t)n == s->wlen) {
+        s->wlen = 0;
+        after_write(s);
+        return;
+    }
+    /* The socket took part of it: the rest is written from the busy buffer
+     * while new messages accumulate in the other one. */
+    tmp = s->wbusy;
+    tmp_cap = s->wbusy_cap;
+    s->wbusy = s->wbuf;
+    s->wbusy_cap = s->wcap;
+    s->wbusy_len = s->wlen - (size_t)n;
+    s->wbuf = tmp;
+    s->wcap = tmp_cap;
+    s->wlen = 0;
+    b = uv_buf_init((char *)s->wbusy + n, (unsigned)s->wbusy_len);
+    s->write_req.data = s;
+    r = uv_write(&s->write_req, &s->h.stream, &b, 1, on_write);
+    if (r < 0) {
+        s->wbusy_len = 0;
+        write_failed(s, r);
+        return;
+    }
+    s->writing = 1;
+}
+
+static int st_shutdown(ct_transport_t *t) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    s->shut_pending = 1;
+    flush(&s->flush_task);
+    shutdown_if_flushed(s);
+    return 0;
+}
+
+/* ---- close -------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *handle) {
+    ct_stream_t *s = handle->data;
+    free(s->rbuf);
+    free(s->wbuf);
+    free(s->wbusy);
+    s->rbuf = s->wbuf = s->wbusy = NULL;
+    ct_transport_closed(&s->transport);
+}
+
+static void st_close(ct_transport_t *t) {
+    ct_stream_t *s = (ct_stream_t *)t;
+    ct_task_cancel(&s->flush_task);
+    ct_task_cancel(&s->decode_task);
+    ct_waitq_init(&s->send_waiters);
+    s->reading = 0;
+    s->handle_open = 0;
+    uv_close(&s->h.handle, on_handle_closed);
+}
+
+static const ct_transport_vtable_t stream_vtable = {
+    st_send_ready, st_send, st_recv_start, st_recv_stop, st_shutdown, st_close,
+};
+
+int ct_stream_init(ct_stream_t *s, ct_loop_t *loop, int is_pipe, const ct_stream_config_t *cfg) {
+    int r;
+    if (!s || !loop || !cfg || !cfg->codec || !cfg->pool) return CT_EINVAL;
+    if (cfg->codec->size == 0 || cfg->codec->size > sizeof s->codec) return CT_EINVAL;
+    memset(s, 0, sizeof *s);
+    ct_transport_init(&s->transport, loop, &stream_vtable);
+    memcpy(&s->codec, cfg->codec, cfg->codec->size);
+    ct_codec_reset(codec(s));
+    s->cfg = *cfg;
+    if (!s->cfg.read_buffer) s->cfg.read_buffer = 64u << 10;
+    if (!s->cfg.high_water) s->cfg.high_water = 1u << 20;
+    if (!s->cfg.low_water || s->cfg.low_water > s->cfg.high_water)
+        s->cfg.low_water = s->cfg.high_water / 4;
+    ct_task_init(&s->flush_task, flush);
+    ct_task_init(&s->decode_task, on_decode_task);
+    ct_waitq_init(&s->send_waiters);
+    if (grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0) return UV_ENOMEM;
+    r = is_pipe ? uv_pipe_init(loop->uv, &s->h.pipe, 0) : uv_tcp_init(loop->uv, &s->h.tcp);
+    if (r != 0) {
+        free(s->rbuf);
+        s->rbuf = NULL;
+        return r;
+    }
+    s->h.handle.data = s;
+    s->handle_open = 1;
+    s->last_read_ms = uv_now(loop->uv);
+    return 0;
+}
+
+uv_stream_t *ct_stream_uv(ct_stream_t *s) {
+    return &s->h.stream;
+}
+
+uint64_t ct_stream_last_read(const ct_stream_t *s) {
+    return s->last_read_ms;
+}
