@@ -17,6 +17,7 @@
 #define CTOWER_SERVER_H
 
 #include "ctower/service.h"
+#include "ctower/tag_store.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -36,11 +37,6 @@ typedef int (*ct_server_error_fn)(ct_server_t *srv, int status, void **response)
  * ct_server_close(). */
 typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
 
-/* Reads a request's tag before the service gets it, and writes it into the
- * response (multiplex only; NULL when the service tags responses itself). */
-typedef uint64_t (*ct_server_tag_get_fn)(const void *request);
-typedef void (*ct_server_tag_set_fn)(void *response, uint64_t tag);
-
 typedef struct ct_server_config {
     /* Requests read and not yet answered, at most; 0 means the default. */
     size_t max_in_flight;
@@ -50,9 +46,11 @@ typedef struct ct_server_config {
     void *free_ctx;
     /* May be NULL: then a service error closes the connection. */
     ct_server_error_fn on_error;
-    /* Multiplex only, both or neither. */
-    ct_server_tag_get_fn get_tag;
-    ct_server_tag_set_fn set_tag;
+    /* Multiplex only, both or neither: the server reads each request's tag
+     * before the service gets it and writes it into the response. NULL when
+     * the service tags its responses itself. */
+    ct_tag_get_fn get_tag;
+    ct_tag_set_fn set_tag;
 } ct_server_config_t;
 
 struct ct_server_slot;

@@ -65,6 +65,12 @@ int ct_slab_tags_init(ct_slab_tags_t *tags, size_t capacity, ct_tag_get_fn get, 
 /* Frees what ct_slab_tags_init() allocated. Only once no client uses it. */
 void ct_slab_tags_free(ct_slab_tags_t *tags);
 
+/* Tag accessors for ct_buf_t messages whose payload starts with a 32-bit
+ * big-endian tag (the message must hold at least 4 bytes; get reads 0 from a
+ * shorter one, set leaves it alone). */
+uint32_t ct_buf_get_tag(const void *msg);
+void ct_buf_set_tag(void *msg, uint32_t tag);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
  * generation moves on each time it is tagged, so an answer to an earlier use
  * of the slot no longer matches. */
 #include "ctower/tag_store.h"
+#include "ctower/buf.h"
 #include "ctower/error.h"
 
 #include <stdlib.h>
@@ -60,4 +61,21 @@ void ct_slab_tags_free(ct_slab_tags_t *t) {
     free(t->in_use);
     t->generation = NULL;
     t->in_use = NULL;
+}
+
+uint32_t ct_buf_get_tag(const void *msg) {
+    const ct_buf_t *b = msg;
+    const unsigned char *p = (const unsigned char *)b->base;
+    if (b->len < 4) return 0;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void ct_buf_set_tag(void *msg, uint32_t tag) {
+    ct_buf_t *b = msg;
+    unsigned char *p = (unsigned char *)b->base;
+    if (b->len < 4) return;
+    p[0] = (unsigned char)(tag >> 24);
+    p[1] = (unsigned char)(tag >> 16);
+    p[2] = (unsigned char)(tag >> 8);
+    p[3] = (unsigned char)tag;
 }

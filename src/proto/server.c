@@ -20,7 +20,7 @@ struct ct_server_slot {
     ct_op_t op;
     void *request;
     void *response;
-    uint64_t tag;
+    uint32_t tag;
     int state;
     int status;
 };

@@ -247,8 +247,8 @@ static void connect_pair(ct_service_t *service, int multiplexed, size_t depth) {
     server_closed = 0;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &server_end, 64, tmsg_free, NULL), 0);
     if (multiplexed) {
-        scfg.get_tag = tmsg_get_tag64;
-        scfg.set_tag = tmsg_set_tag64;
+        scfg.get_tag = tmsg_get_tag;
+        scfg.set_tag = tmsg_set_tag;
         cr_assert_eq(ct_slab_tags_init(&tags, depth, tmsg_get_tag, tmsg_set_tag), 0);
         cr_assert_eq(ct_multiplex_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
                                               on_server_closed),
@@ -537,8 +537,8 @@ Test(multiplex, server_sends_in_completion_order_with_tags_copied) {
     int i;
     held_init(&held, 0);
     cfg.free_msg = tmsg_free;
-    cfg.get_tag = tmsg_get_tag64;
-    cfg.set_tag = tmsg_set_tag64;
+    cfg.get_tag = tmsg_get_tag;
+    cfg.set_tag = tmsg_set_tag;
     server_closed = 0;
     inbox_n = 0;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 16, tmsg_free, NULL), 0);
@@ -580,8 +580,8 @@ Test(multiplex, pipeline_server_refuses_tag_functions) {
     held_svc_t held;
     ct_server_config_t cfg = {0};
     held_init(&held, 0);
-    cfg.get_tag = tmsg_get_tag64;
-    cfg.set_tag = tmsg_set_tag64;
+    cfg.get_tag = tmsg_get_tag;
+    cfg.set_tag = tmsg_set_tag;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 4, tmsg_free, NULL), 0);
     cr_assert_eq(
         ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg, NULL),

@@ -83,14 +83,6 @@ void tmsg_set_tag(void *msg, uint32_t tag) {
     ((tmsg_t *)msg)->tag = tag;
 }
 
-uint64_t tmsg_get_tag64(const void *msg) {
-    return ((const tmsg_t *)msg)->tag;
-}
-
-void tmsg_set_tag64(void *msg, uint64_t tag) {
-    ((tmsg_t *)msg)->tag = (uint32_t)tag;
-}
-
 int h_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r;
     H.nested++;

@@ -36,11 +36,9 @@ tmsg_t *tmsg_new(uint64_t id);
 void tmsg_free(void *msg, void *ctx);
 uint64_t tmsg_id(void *msg);
 
-/* The tag field, for ct_slab_tags_t and for the multiplex server. */
+/* The tag field, for ct_slab_tags_t and the multiplex server. */
 uint32_t tmsg_get_tag(const void *msg);
 void tmsg_set_tag(void *msg, uint32_t tag);
-uint64_t tmsg_get_tag64(const void *msg);
-void tmsg_set_tag64(void *msg, uint64_t tag);
 
 /* ct_service_call() with the re-entrancy counter raised around it. Every
  * completion callback in the tests asserts H.nested == 0. */

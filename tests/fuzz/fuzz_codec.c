@@ -1,0 +1,71 @@
+/* libFuzzer target for the codecs. The first input byte picks the codec and
+ * its options; the rest is a byte stream fed in chunks whose sizes come from
+ * the input too, the way reads arrive. Every frame found must lie inside the
+ * bytes given, and a frame re-encoded must decode to the same payload. */
+#include <ctower/codec/length.h>
+#include <ctower/codec/line.h>
+#include <ctower/error.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static void check_roundtrip(ct_codec_t *c, const uint8_t *payload, size_t len) {
+    uint8_t *out = malloc(len + c->overhead);
+    size_t written = 0;
+    ct_frame_t f;
+    if (!out) return;
+    if (ct_codec_encode(c, payload, len, out, &written) == 0) {
+        ct_codec_t copy[4];
+        memcpy(copy, c, c->size);
+        ct_codec_reset(copy);
+        if (ct_codec_decode(copy, out, written, &f) != CT_CODEC_FRAME || f.payload_len != len ||
+            f.frame_len != written || memcmp(out + f.payload_offset, payload, len) != 0)
+            abort();
+    }
+    free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static const unsigned field_sizes[] = {1, 2, 4, 8};
+    union {
+        ct_codec_t base;
+        ct_length_codec_t length;
+        ct_line_codec_t line;
+    } u;
+    size_t at = 0, avail = 0;
+    uint8_t opt;
+    if (size < 2) return 0;
+    opt = data[0];
+    data += 2;
+    size -= 2;
+    if (opt & 1) {
+        ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
+    } else {
+        ct_length_codec_config_t cfg = {field_sizes[(opt >> 1) & 3], (opt >> 3) & 1,
+                                        (int64_t)((opt >> 4) & 7) - 4, 1024};
+        if (ct_length_codec_init(&u.length, &cfg) != 0) abort();
+    }
+    /* Feed the stream as reads of varying size, as a socket would. */
+    while (at < size) {
+        ct_frame_t f;
+        int r;
+        avail += 1 + data[at + avail < size ? at + avail : size - 1] % 17;
+        if (at + avail > size) avail = size - at;
+        r = ct_codec_decode(&u.base, data + at, avail, &f);
+        if (r < 0) {
+            if (ct_codec_decode(&u.base, data + at, avail, &f) != r) abort(); /* sticky */
+            break;
+        }
+        if (r == CT_CODEC_NEED_MORE) {
+            if (at + avail == size) break;
+            continue;
+        }
+        if (f.frame_len > avail || f.payload_offset + f.payload_len > f.frame_len) abort();
+        check_roundtrip(&u.base, data + at + f.payload_offset, f.payload_len);
+        at += f.frame_len;
+        avail = 0;
+    }
+    return 0;
+}

@@ -1,0 +1,157 @@
+#include "testutil.h"
+
+static ct_length_codec_t len4;
+
+static void length(unsigned size, int little, int64_t adjust, size_t max) {
+    ct_length_codec_config_t cfg = {size, little, adjust, max};
+    cr_assert_eq(ct_length_codec_init(&len4, &cfg), 0);
+}
+
+static size_t encode(ct_codec_t *c, const char *payload, uint8_t *out) {
+    size_t written = 0;
+    cr_assert_eq(ct_codec_encode(c, (const uint8_t *)payload, strlen(payload), out, &written), 0);
+    return written;
+}
+
+Test(codec, length_round_trip_for_every_field_size_and_order) {
+    static const unsigned sizes[] = {1, 2, 4, 8};
+    int s, little;
+    for (s = 0; s < 4; s++)
+        for (little = 0; little < 2; little++) {
+            uint8_t out[64];
+            ct_frame_t f;
+            size_t n;
+            length(sizes[s], little, 0, 0);
+            n = encode(&len4.codec, "hello", out);
+            cr_assert_eq(n, sizes[s] + 5);
+            cr_assert_eq(ct_codec_decode(&len4.codec, out, n, &f), CT_CODEC_FRAME);
+            cr_assert_eq(f.payload_len, 5);
+            cr_assert_eq(f.frame_len, n);
+            cr_assert_eq(memcmp(out + f.payload_offset, "hello", 5), 0);
+        }
+}
+
+Test(codec, length_field_byte_order) {
+    uint8_t out[16];
+    length(2, 0, 0, 0);
+    encode(&len4.codec, "abc", out);
+    cr_assert_eq(out[0], 0);
+    cr_assert_eq(out[1], 3);
+    length(2, 1, 0, 0);
+    encode(&len4.codec, "abc", out);
+    cr_assert_eq(out[0], 3);
+    cr_assert_eq(out[1], 0);
+}
+
+Test(codec, length_adjustment_counts_the_field_itself) {
+    uint8_t out[16];
+    ct_frame_t f;
+    length(4, 0, -4, 0); /* the length includes its own 4 bytes */
+    encode(&len4.codec, "xy", out);
+    cr_assert_eq(out[3], 6);
+    cr_assert_eq(ct_codec_decode(&len4.codec, out, 6, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 2);
+    out[3] = 3; /* says 3 bytes in all: less than the field itself */
+    ct_codec_reset(&len4.codec);
+    cr_assert_eq(ct_codec_decode(&len4.codec, out, 6, &f), CT_EMALFORMED);
+}
+
+Test(codec, length_every_split_point_needs_more_until_whole) {
+    uint8_t out[64];
+    size_t n, cut;
+    ct_frame_t f;
+    length(4, 0, 0, 0);
+    n = encode(&len4.codec, "split me anywhere", out);
+    for (cut = 0; cut < n; cut++)
+        cr_assert_eq(ct_codec_decode(&len4.codec, out, cut, &f), CT_CODEC_NEED_MORE, "cut %zu",
+                     cut);
+    cr_assert_eq(ct_codec_decode(&len4.codec, out, n, &f), CT_CODEC_FRAME);
+}
+
+Test(codec, length_many_frames_in_one_buffer) {
+    uint8_t buf[4096];
+    size_t n = 0, at = 0;
+    int i, got = 0;
+    ct_frame_t f;
+    length(4, 0, 0, 0);
+    for (i = 0; i < 100; i++)
+        n += encode(&len4.codec, i % 2 ? "odd" : "even!", buf + n);
+    while (ct_codec_decode(&len4.codec, buf + at, n - at, &f) == CT_CODEC_FRAME) {
+        cr_assert_eq(f.payload_len, got % 2 ? 3u : 5u);
+        at += f.frame_len;
+        got++;
+    }
+    cr_assert_eq(got, 100);
+    cr_assert_eq(at, n);
+}
+
+Test(codec, length_oversize_is_a_sticky_error) {
+    uint8_t hdr[4] = {0, 0, 4, 1}; /* 1025 bytes */
+    ct_frame_t f;
+    length(4, 0, 0, 1024);
+    cr_assert_eq(ct_codec_decode(&len4.codec, hdr, 4, &f), CT_EFRAMETOOLARGE);
+    cr_assert_eq(ct_codec_decode(&len4.codec, (const uint8_t *)"\0\0\0\0", 4, &f),
+                 CT_EFRAMETOOLARGE, "sticky: nothing after a framing error is trusted");
+    cr_assert_eq(ct_codec_error(&len4.codec), CT_EFRAMETOOLARGE);
+}
+
+Test(codec, length_huge_8_byte_fields_do_not_overflow) {
+    uint8_t hdr[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    ct_frame_t f;
+    length(8, 0, 100, 0);
+    cr_assert_eq(ct_codec_decode(&len4.codec, hdr, 8, &f), CT_EFRAMETOOLARGE);
+    length(8, 0, -9, 0);
+    cr_assert_eq(ct_codec_decode(&len4.codec, hdr, 8, &f), CT_EFRAMETOOLARGE);
+}
+
+Test(codec, length_encode_refuses_what_the_field_cannot_hold) {
+    uint8_t out[400];
+    char big[301];
+    size_t w;
+    memset(big, 'a', 300);
+    big[300] = 0;
+    length(1, 0, 0, 0);
+    cr_assert_eq(ct_codec_encode(&len4.codec, (const uint8_t *)big, 300, out, &w),
+                 CT_EFRAMETOOLARGE);
+    cr_assert_eq(ct_codec_encode(&len4.codec, (const uint8_t *)big, 255, out, &w), 0);
+}
+
+Test(codec, length_rejects_bad_config) {
+    ct_length_codec_config_t cfg = {3, 0, 0, 0};
+    cr_assert_eq(ct_length_codec_init(&len4, &cfg), CT_EINVAL);
+    cr_assert_eq(ct_length_codec_init(&len4, NULL), 0);
+    cr_assert_eq(len4.codec.overhead, 4);
+}
+
+Test(codec, line_frames_and_splits) {
+    ct_line_codec_t line;
+    const char *text = "first\nsecond line\n";
+    size_t n = strlen(text), cut;
+    ct_frame_t f;
+    ct_line_codec_init(&line, 0);
+    for (cut = 0; cut < 6; cut++)
+        cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text, cut, &f),
+                     CT_CODEC_NEED_MORE);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text, n, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 5);
+    cr_assert_eq(f.frame_len, 6);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text + 6, n - 6, &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 11);
+}
+
+Test(codec, line_too_long_and_unencodable) {
+    ct_line_codec_t line;
+    uint8_t out[32];
+    size_t w;
+    ct_frame_t f;
+    ct_line_codec_init(&line, 4);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcd\n", 5, &f), CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcde", 5, &f), CT_EFRAMETOOLARGE);
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"a\nb", 3, out, &w), CT_EINVAL);
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"abcde", 5, out, &w),
+                 CT_EFRAMETOOLARGE);
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"ab", 2, out, &w), 0);
+    cr_assert_eq(w, 3);
+    cr_assert_eq(out[2], '\n');
+}
