@@ -128,7 +128,7 @@ void held_complete(held_svc_t *h, size_t i, int status) {
     if (status == 0) {
         ct_op_complete(op, 0, 0, req);
     } else {
-        tmsg_free(req, NULL);
+        h->free_req(req, h->free_ctx);
         ct_op_complete(op, status, 0, NULL);
     }
 }
@@ -175,7 +175,7 @@ static void held_cancel(ct_service_t *svc, ct_op_t *op) {
     size_t i;
     for (i = 0; i < h->n; i++)
         if (h->ops[i] == op) {
-            tmsg_free(h->reqs[i], NULL);
+            h->free_req(h->reqs[i], h->free_ctx);
             held_remove(h, i);
             h->cancels++;
             ct_op_complete(op, CT_ECANCELED, 0, NULL);
@@ -214,6 +214,7 @@ void held_init(held_svc_t *h, size_t capacity) {
     ct_service_init(&h->service, &H.ct, &held_vtable);
     ct_waitq_init(&h->waiters);
     h->capacity = capacity;
+    h->free_req = tmsg_free;
 }
 
 void held_start_timer(held_svc_t *h, uint64_t period_ms) {

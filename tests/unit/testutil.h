@@ -74,6 +74,8 @@ typedef struct held_svc {
     ct_waitq_t waiters;
     int fail_id_plus1; /* the request with id fail_id_plus1 - 1 fails */
     int fail_status;
+    ct_msg_free_fn free_req; /* frees a dropped request (default tmsg_free) */
+    void *free_ctx;
 } held_svc_t;
 
 void held_init(held_svc_t *h, size_t capacity);

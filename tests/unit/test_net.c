@@ -1,0 +1,552 @@
+/* Clients and servers over real sockets: TCP (v4, v6) and Unix, both modes,
+ * every connection error, partial reads, graceful shutdown. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+TestSuite(net, .init = h_setup, .fini = h_teardown);
+
+enum { PAYLOAD = 64 };
+
+static ct_buf_pool_t pool;
+static ct_length_codec_t codec;
+static ct_stream_config_t stream_cfg;
+static ct_service_fn_t echo;
+static ct_listener_t listener;
+static int listener_closed;
+static char bound[128];
+
+static void net_setup(void) {
+    ct_buf_pool_init(&pool, PAYLOAD, 4096);
+    cr_assert_eq(ct_length_codec_init(&codec, NULL), 0);
+    memset(&stream_cfg, 0, sizeof stream_cfg);
+    stream_cfg.codec = &codec.codec;
+    stream_cfg.pool = &pool;
+    listener_closed = 0;
+}
+
+static void on_listener_closed(ct_listener_t *l) {
+    (void)l;
+    listener_closed = 1;
+}
+
+static void listen_on(const char *address, ct_service_t *service, int multiplex) {
+    ct_listener_config_t cfg;
+    ct_address_t a;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = multiplex;
+    cfg.stream = stream_cfg;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cfg.server.max_in_flight = 256;
+    cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
+}
+
+static void stop_listening(void) {
+    cr_assert_eq(ct_listener_shutdown(&listener, 1000, on_listener_closed), 0);
+    while (!listener_closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+}
+
+/* ---- a connection driven at a fixed depth ------------------------------- */
+
+typedef struct req {
+    ct_op_t op;
+    uint64_t expect;
+    struct conn *conn;
+} req_t;
+
+typedef struct conn {
+    ct_stream_t stream;
+    ct_client_t client;
+    ct_slab_tags_t tags;
+    int multiplex;
+    int connected;
+    int connect_status;
+    uint64_t next, total, done, errors, mismatched;
+    int first_error, first_cause;
+    req_t reqs[64];
+    size_t depth;
+} conn_t;
+
+static ct_buf_t *make_request(uint64_t id) {
+    ct_buf_t *b = ct_buf_pool_get(&pool, PAYLOAD);
+    cr_assert_not_null(b);
+    memset(b->base, 0, PAYLOAD);
+    memcpy(b->base + 4, &id, sizeof id);
+    b->len = PAYLOAD;
+    return b;
+}
+
+static void issue(conn_t *c, req_t *r) {
+    r->expect = c->next++;
+    cr_assert_eq(h_call(&c->client.service, make_request(r->expect), &r->op), 0);
+}
+
+static void on_reply(ct_op_t *op, int status, void *response) {
+    req_t *r = CT_CONTAINER_OF(op, req_t, op);
+    conn_t *c = r->conn;
+    cr_assert_eq(H.nested, 0);
+    c->done++;
+    if (status != 0) {
+        if (!c->errors++) {
+            c->first_error = status;
+            c->first_cause = op->cause;
+        }
+        return;
+    }
+    {
+        ct_buf_t *b = response;
+        uint64_t id;
+        memcpy(&id, b->base + 4, sizeof id);
+        if (b->len != PAYLOAD || id != r->expect) c->mismatched++;
+        ct_buf_pool_put(&pool, b);
+    }
+    if (c->next < c->total) issue(c, r);
+}
+
+static void start_client(conn_t *c) {
+    ct_client_config_t cfg = {0};
+    cfg.max_in_flight = c->depth;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    if (c->multiplex) {
+        cr_assert_eq(ct_slab_tags_init(&c->tags, c->depth, ct_buf_get_tag, ct_buf_set_tag), 0);
+        cr_assert_eq(
+            ct_multiplex_client_init(&c->client, &H.ct, &c->stream.transport, &c->tags.store, &cfg),
+            0);
+    } else {
+        cr_assert_eq(ct_pipeline_client_init(&c->client, &H.ct, &c->stream.transport, &cfg), 0);
+    }
+}
+
+static void on_connected(ct_stream_t *stream, int status) {
+    conn_t *c = CT_CONTAINER_OF(stream, conn_t, stream);
+    size_t i;
+    c->connect_status = status;
+    c->connected = 1;
+    if (status < 0) return;
+    start_client(c);
+    for (i = 0; i < c->depth && c->next < c->total; i++) {
+        c->reqs[i].conn = c;
+        ct_op_init(&c->reqs[i].op, on_reply);
+        issue(c, &c->reqs[i]);
+    }
+}
+
+static void connect_to(conn_t *c, const char *address, int multiplex, size_t depth,
+                       uint64_t total) {
+    static ct_connector_t connector;
+    memset(c, 0, sizeof *c);
+    c->multiplex = multiplex;
+    c->depth = depth;
+    c->total = total;
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, address, &stream_cfg), 0);
+    cr_assert_eq(ct_connector_connect(&connector, &c->stream, on_connected), 0);
+}
+
+static void close_conn(conn_t *c) {
+    if (c->connect_status == 0 && c->connected) h_close_service(&c->client.service);
+    if (c->multiplex && c->tags.in_use) ct_slab_tags_free(&c->tags);
+}
+
+static int all_done(conn_t *conns, int n) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (!conns[i].connected || conns[i].done < conns[i].total) return 0;
+    return 1;
+}
+
+static void round_trip(const char *address, int multiplex) {
+    enum { CONNS = 4, PER_CONN = 25000 };
+    static conn_t conns[CONNS];
+    int i;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on(address, &echo.service, multiplex);
+    for (i = 0; i < CONNS; i++)
+        connect_to(&conns[i], bound, multiplex, 16, PER_CONN);
+    while (!all_done(conns, CONNS))
+        uv_run(&H.uv, UV_RUN_ONCE);
+    for (i = 0; i < CONNS; i++) {
+        cr_assert_eq(conns[i].connect_status, 0);
+        cr_assert_eq(conns[i].errors, 0, "%s", ct_strerror(conns[i].first_error));
+        cr_assert_eq(conns[i].mismatched, 0);
+        cr_assert_eq(conns[i].done, PER_CONN);
+    }
+    cr_assert_eq(ct_listener_connections(&listener), CONNS);
+    for (i = 0; i < CONNS; i++)
+        close_conn(&conns[i]);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, tcp4_pipeline_100k) {
+    round_trip("tcp://127.0.0.1:0", 0);
+}
+Test(net, tcp4_multiplex_100k) {
+    round_trip("tcp://127.0.0.1:0", 1);
+}
+Test(net, tcp6_pipeline_100k) {
+    round_trip("tcp://[::1]:0", 0);
+}
+Test(net, unix_pipeline_100k) {
+    round_trip("unix:///tmp/ctower-test-pipeline.sock", 0);
+}
+Test(net, unix_multiplex_100k) {
+    round_trip("unix:///tmp/ctower-test-multiplex.sock", 1);
+}
+
+Test(net, addresses_parse_and_refuse_nonsense) {
+    ct_address_t a;
+    char text[128];
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1:80", &a), 0);
+    cr_assert_eq(ct_address_format(&a, text, sizeof text), 0);
+    cr_assert_str_eq(text, "tcp://127.0.0.1:80");
+    cr_assert_eq(ct_address_parse("tcp://[::1]:8080", &a), 0);
+    cr_assert_eq(ct_address_format(&a, text, sizeof text), 0);
+    cr_assert_str_eq(text, "tcp://[::1]:8080");
+    cr_assert_eq(ct_address_parse("tcp://localhost:1", &a), 0);
+    cr_assert_eq(ct_address_parse("unix:///tmp/x.sock", &a), 0);
+    cr_assert_eq(a.kind, CT_ADDRESS_UNIX);
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1:99999", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://[::1:80", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("http://x:1", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://example.com:80", &a), CT_EBADADDR, "no resolver");
+    cr_assert_eq(ct_address_parse("unix://", &a), CT_EBADADDR);
+}
+
+Test(net, connection_refused_and_missing_socket) {
+    static conn_t c;
+    char refused[128];
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    strcpy(refused, bound);
+    stop_listening(); /* the port is free again: nothing listens there */
+    connect_to(&c, refused, 0, 1, 0);
+    while (!c.connected)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(c.connect_status, UV_ECONNREFUSED);
+    connect_to(&c, "unix:///tmp/ctower-test-nobody-here.sock", 0, 1, 0);
+    while (!c.connected)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(c.connect_status, UV_ENOENT);
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* ---- a raw peer that misbehaves on purpose ------------------------------ */
+
+enum { BAD_OVERSIZE, BAD_MALFORMED, BAD_MIDFRAME, BAD_RESET };
+
+static struct {
+    uv_tcp_t server;
+    uv_tcp_t conn;
+    uv_write_t write;
+    uv_buf_t out;
+    int behaviour;
+    int acted;
+    int closed;
+    char port[16];
+} bad;
+
+static void bad_closed(uv_handle_t *h) {
+    (void)h;
+    bad.closed++;
+}
+
+static void bad_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    static char buf[4096];
+    (void)h;
+    (void)n;
+    *b = uv_buf_init(buf, sizeof buf);
+}
+
+static void bad_written(uv_write_t *w, int status) {
+    (void)status;
+    if (bad.behaviour == BAD_MIDFRAME) uv_close((uv_handle_t *)w->handle, bad_closed);
+}
+
+static void bad_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    static char oversize[] = {0x7f, 0, 0, 0};
+    static char malformed[] = {0, 0, 0, 2}; /* less than the field, with adjust -4 */
+    static char midframe[] = {0, 0, 0, 10, 'a', 'b', 'c'};
+    (void)b;
+    if (n <= 0 || bad.acted) return;
+    bad.acted = 1;
+    if (bad.behaviour == BAD_RESET) {
+        uv_tcp_close_reset((uv_tcp_t *)s, bad_closed);
+        return;
+    }
+    if (bad.behaviour == BAD_OVERSIZE) bad.out = uv_buf_init(oversize, sizeof oversize);
+    if (bad.behaviour == BAD_MALFORMED) bad.out = uv_buf_init(malformed, sizeof malformed);
+    if (bad.behaviour == BAD_MIDFRAME) bad.out = uv_buf_init(midframe, sizeof midframe);
+    uv_write(&bad.write, s, &bad.out, 1, bad_written);
+}
+
+static void bad_accept(uv_stream_t *server, int status) {
+    cr_assert_eq(status, 0);
+    uv_tcp_init(server->loop, &bad.conn);
+    cr_assert_eq(uv_accept(server, (uv_stream_t *)&bad.conn), 0);
+    uv_read_start((uv_stream_t *)&bad.conn, bad_alloc, bad_read);
+}
+
+static void start_bad_peer(int behaviour) {
+    struct sockaddr_in a;
+    struct sockaddr_storage got;
+    int len = sizeof got;
+    memset(&bad, 0, sizeof bad);
+    bad.behaviour = behaviour;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    cr_assert_eq(uv_tcp_init(&H.uv, &bad.server), 0);
+    cr_assert_eq(uv_tcp_bind(&bad.server, (const struct sockaddr *)&a, 0), 0);
+    cr_assert_eq(uv_listen((uv_stream_t *)&bad.server, 8, bad_accept), 0);
+    uv_tcp_getsockname(&bad.server, (struct sockaddr *)&got, &len);
+    snprintf(bound, sizeof bound, "tcp://127.0.0.1:%d",
+             ntohs(((struct sockaddr_in *)&got)->sin_port));
+}
+
+static void stop_bad_peer(void) {
+    uv_close((uv_handle_t *)&bad.server, bad_closed);
+    if (!uv_is_closing((uv_handle_t *)&bad.conn)) uv_close((uv_handle_t *)&bad.conn, bad_closed);
+    h_run();
+}
+
+static void client_sees(int behaviour, int64_t adjust, int cause) {
+    enum { N = 3 };
+    static conn_t c;
+    ct_length_codec_config_t lc = {4, 0, adjust, 1024};
+    int i;
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    start_bad_peer(behaviour);
+    connect_to(&c, bound, 0, N, N);
+    while (c.done < N)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(c.errors, N, "every op failed");
+    cr_assert_eq(c.first_error, CT_ERECVBROKEN);
+    cr_assert_eq(c.first_cause, cause, "cause %s, expected %s", ct_err_name(c.first_cause),
+                 ct_err_name(cause));
+    for (i = 0; i < N; i++)
+        cr_assert_eq(c.reqs[i].op.status, CT_ERECVBROKEN);
+    h_turns(3);
+    cr_assert_eq(c.done, N, "each op completed exactly once");
+    close_conn(&c);
+    stop_bad_peer();
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, oversize_frame_fails_every_op) {
+    client_sees(BAD_OVERSIZE, 0, CT_EFRAMETOOLARGE);
+}
+Test(net, malformed_length_fails_every_op) {
+    client_sees(BAD_MALFORMED, -4, CT_EMALFORMED);
+}
+Test(net, peer_closing_mid_frame_fails_every_op) {
+    client_sees(BAD_MIDFRAME, 0, CT_ETRUNCATED);
+}
+Test(net, connection_reset_fails_every_op) {
+    client_sees(BAD_RESET, 0, UV_ECONNRESET);
+}
+
+/* ---- raw clients against a real listener --------------------------------- */
+
+typedef struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t writes[512];
+    int nwrites;
+    char in[1 << 16];
+    size_t in_len;
+    int eof;
+    int closed;
+} raw_t;
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    raw_t *r = h->data;
+    (void)n;
+    *b = uv_buf_init(r->in + r->in_len, (unsigned)(sizeof r->in - r->in_len));
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    raw_t *r = s->data;
+    (void)b;
+    if (n > 0) r->in_len += (size_t)n;
+    if (n < 0) r->eof = (int)n;
+}
+
+static void raw_connected(uv_connect_t *req, int status) {
+    raw_t *r = req->data;
+    cr_assert_eq(status, 0);
+    uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+}
+
+static void raw_open(raw_t *r) {
+    ct_address_t a;
+    memset(r, 0, sizeof *r);
+    cr_assert_eq(ct_address_parse(bound, &a), 0);
+    uv_tcp_init(&H.uv, &r->tcp);
+    r->tcp.data = r;
+    r->connect.data = r;
+    uv_tcp_nodelay(&r->tcp, 1);
+    cr_assert_eq(uv_tcp_connect(&r->connect, &r->tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
+}
+
+static void raw_write(raw_t *r, const void *data, size_t len) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    cr_assert_lt(r->nwrites, 512);
+    cr_assert_eq(uv_write(&r->writes[r->nwrites++], (uv_stream_t *)&r->tcp, &b, 1, NULL), 0);
+}
+
+static void raw_closed(uv_handle_t *h) {
+    ((raw_t *)h->data)->closed = 1;
+}
+
+/* Frames echoed back, decoded with the same codec. */
+static int decode_all(const char *data, size_t len, int *frames) {
+    ct_length_codec_t c;
+    ct_frame_t f;
+    size_t at = 0;
+    int r;
+    ct_length_codec_init(&c, NULL);
+    *frames = 0;
+    while ((r = ct_codec_decode(&c.codec, (const uint8_t *)data + at, len - at, &f)) ==
+           CT_CODEC_FRAME) {
+        uint32_t n;
+        memcpy(&n, data + at + f.payload_offset, 4);
+        if (f.payload_len != 8 || n != (uint32_t)*frames) return -1;
+        at += f.frame_len;
+        (*frames)++;
+    }
+    return r < 0 ? r : 0;
+}
+
+static size_t frame(char *out, uint32_t n) {
+    out[0] = out[1] = out[2] = 0;
+    out[3] = 8;
+    memcpy(out + 4, &n, 4);
+    memset(out + 8, 'x', 4);
+    return 12;
+}
+
+Test(net, frames_split_at_every_byte_boundary_and_many_in_one_read) {
+    static raw_t r;
+    static char stream[12 * 1000];
+    size_t len = 0, at = 0, chunk = 1;
+    int i, frames = 0;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    for (i = 0; i < 1000; i++)
+        len += frame(stream + len, (uint32_t)i);
+    raw_open(&r);
+    h_turns(5);
+    /* The first 24 frames go out in pieces of 1, 2, ... 12 bytes, each piece
+     * a write of its own with loop turns between: every byte boundary of a
+     * frame is a read boundary at least once. */
+    while (at < 12 * 24) {
+        size_t n = chunk < 12 * 24 - at ? chunk : 12 * 24 - at;
+        raw_write(&r, stream + at, n);
+        at += n;
+        chunk = chunk % 12 + 1;
+        h_turns(2);
+    }
+    raw_write(&r, stream + at, len - at); /* the other 976 frames in one write */
+    while (r.in_len < len && !r.eof)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(decode_all(r.in, r.in_len, &frames), 0);
+    cr_assert_eq(frames, 1000);
+    r.tcp.data = &r;
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, a_bad_client_is_dropped_and_the_others_are_served) {
+    static raw_t bad_client;
+    static conn_t good;
+    static const char oversize[] = {0x7f, 0, 0, 0};
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    connect_to(&good, bound, 0, 4, 1000);
+    raw_open(&bad_client);
+    h_turns(5);
+    raw_write(&bad_client, oversize, sizeof oversize);
+    while (!bad_client.eof || good.done < good.total)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert(bad_client.eof == UV_EOF || bad_client.eof == UV_ECONNRESET,
+              "the server closed the bad connection (%s)", ct_err_name(bad_client.eof));
+    cr_assert_eq(good.errors, 0);
+    cr_assert_eq(good.mismatched, 0);
+    cr_assert_eq(ct_listener_connections(&listener), 1, "only the good connection is left");
+    uv_close((uv_handle_t *)&bad_client.tcp, raw_closed);
+    close_conn(&good);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* ---- graceful shutdown ----------------------------------------------------- */
+
+Test(net, listener_shutdown_answers_requests_in_flight) {
+    static conn_t c;
+    held_svc_t held;
+    net_setup();
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0);
+    connect_to(&c, bound, 0, 5, 5);
+    while (held.n < 5)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(ct_listener_shutdown(&listener, 10000, on_listener_closed), 0);
+    h_turns(3);
+    cr_assert_eq(c.done, 0, "nothing is dropped while the service works");
+    held_complete_all(&held);
+    while (!listener_closed)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    while (c.done < 5)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(c.errors, 0);
+    cr_assert_eq(c.mismatched, 0);
+    h_turns(3);
+    cr_assert_eq(ct_service_poll_ready(&c.client.service, NULL), CT_ERECVBROKEN);
+    cr_assert_eq(ct_client_cause(&c.client), UV_EOF, "then the server closed");
+    close_conn(&c);
+    h_close_service(&held.service);
+    held_free(&held);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, listener_deadline_aborts_what_is_left) {
+    static conn_t c;
+    held_svc_t held;
+    net_setup();
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0);
+    connect_to(&c, bound, 0, 2, 2);
+    while (held.n < 2)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(ct_listener_shutdown(&listener, 20, on_listener_closed), 0);
+    cr_assert_eq(ct_listener_shutdown(&listener, 20, on_listener_closed), CT_ECLOSING);
+    while (!listener_closed || c.done < 2)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    cr_assert_eq(held.cancels, 2, "the deadline canceled the requests in the service");
+    cr_assert_eq(c.errors, 2);
+    cr_assert_eq(c.first_error, CT_ERECVBROKEN);
+    close_conn(&c);
+    h_close_service(&held.service);
+    held_free(&held);
+    ct_buf_pool_destroy(&pool);
+}
