@@ -550,3 +550,55 @@ Test(net, listener_deadline_aborts_what_is_left) {
     held_free(&held);
     ct_buf_pool_destroy(&pool);
 }
+
+#ifdef CT_COUNT_ALLOCS
+/* ---- no allocation per request in steady state --------------------------- */
+
+extern volatile long ct_test_allocs;
+extern volatile int ct_test_counting;
+
+TestSuite(alloc, .init = h_setup, .fini = h_teardown);
+
+static void steady_state(const char *address, int multiplex) {
+    enum { WARMUP = 10000, MEASURED = 10000 };
+    static conn_t c;
+    long allocs;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on(address, &echo.service, multiplex);
+    connect_to(&c, bound, multiplex, 16, WARMUP + MEASURED);
+    while (c.done < WARMUP)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    ct_test_allocs = 0;
+    ct_test_counting = 1;
+    while (c.done < WARMUP + MEASURED)
+        uv_run(&H.uv, UV_RUN_ONCE);
+    ct_test_counting = 0;
+    allocs = ct_test_allocs;
+    cr_assert_eq(c.errors, 0);
+    cr_assert_eq(c.mismatched, 0);
+    cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(alloc, the_hook_counts) {
+    void *volatile p; /* volatile: the compiler may not elide the pair */
+    ct_test_allocs = 0;
+    ct_test_counting = 1;
+    p = malloc(16);
+    ct_test_counting = 0;
+    free(p);
+    cr_assert_eq(ct_test_allocs, 1, "the counting hook must see malloc");
+}
+
+Test(alloc, pipeline_over_tcp_allocates_nothing_per_request) {
+    steady_state("tcp://127.0.0.1:0", 0);
+}
+
+Test(alloc, multiplex_over_tcp_allocates_nothing_per_request) {
+    steady_state("tcp://127.0.0.1:0", 1);
+}
+#endif
