@@ -1,0 +1,488 @@
+/* `ctower bench`: drives an echo server with pipeline or multiplex clients
+ * and reports throughput, latency percentiles and errors.
+ *
+ * Each client thread runs its own loop with its share of the connections;
+ * without --server, as many server threads each run an echo listener on a
+ * free loopback port, and client thread i talks to server thread i. */
+#include "bench.h"
+#include "histogram.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16 };
+
+typedef struct bench_req {
+    ct_op_t op;
+    uint64_t start_ns;
+    struct bench_conn *conn;
+} bench_req_t;
+
+typedef struct bench_conn {
+    ct_stream_t stream;
+    ct_client_t client;
+    ct_slab_tags_t tags;
+    struct client_thread *th;
+    bench_req_t *reqs;
+    int up;
+} bench_conn_t;
+
+typedef struct error_count {
+    int code;
+    uint64_t count;
+} error_count_t;
+
+typedef struct client_thread {
+    uv_thread_t tid;
+    uv_loop_t uv;
+    ct_loop_t ct;
+    wire_t wire;
+    ct_connector_t connector;
+    const options_t *o;
+    char address[160];
+    bench_conn_t *conns;
+    int nconns, next_connect, settled, failed, closed;
+    int connect_error;
+    histogram_t hist;
+    uint64_t done;           /* read by the main thread for progress */
+    int all_connected;       /* likewise */
+    int finished;            /* likewise */
+    long long issued, limit; /* limit 0: no request limit */
+    uint64_t outstanding;
+    uint64_t t_start, t_end;
+    int stopping;
+    uv_timer_t timer;
+    error_count_t errors[MAX_ERROR_KINDS];
+    uint64_t other_errors;
+} client_thread_t;
+
+typedef struct server_thread {
+    uv_thread_t tid;
+    uv_loop_t uv;
+    ct_loop_t ct;
+    wire_t wire;
+    ct_service_fn_t echo;
+    ct_listener_t listener;
+    uv_async_t stop;
+    uv_sem_t ready;
+    const options_t *o;
+    char address[160];
+    int error;
+} server_thread_t;
+
+/* ---- the client side ------------------------------------------------------ */
+
+static void count_error(client_thread_t *th, int code) {
+    int i;
+    for (i = 0; i < MAX_ERROR_KINDS; i++) {
+        if (th->errors[i].code == code || th->errors[i].code == 0) {
+            th->errors[i].code = code;
+            th->errors[i].count++;
+            return;
+        }
+    }
+    th->other_errors++;
+}
+
+static void issue(bench_req_t *r);
+static void finish_thread(client_thread_t *th);
+
+static void on_reply(ct_op_t *op, int status, void *response) {
+    bench_req_t *r = CT_CONTAINER_OF(op, bench_req_t, op);
+    client_thread_t *th = r->conn->th;
+    hist_record(&th->hist, uv_hrtime() - r->start_ns);
+    th->outstanding--;
+    if (status < 0) {
+        count_error(th, status == CT_ERECVBROKEN || status == CT_ESENDBROKEN ? op->cause : status);
+    } else {
+        ct_buf_t *b = response;
+        if (b->len != (size_t)th->o->size) count_error(th, CT_EMALFORMED);
+        ct_buf_pool_put(&th->wire.pool, b);
+    }
+    __atomic_add_fetch(&th->done, 1, __ATOMIC_RELAXED);
+    if (status < 0 || th->stopping || (th->limit && th->issued >= th->limit)) {
+        if (th->outstanding == 0) finish_thread(th);
+        return;
+    }
+    issue(r);
+}
+
+static void issue(bench_req_t *r) {
+    client_thread_t *th = r->conn->th;
+    ct_buf_t *b = ct_buf_pool_get(&th->wire.pool, (size_t)th->o->size);
+    int rc;
+    b->len = (size_t)th->o->size;
+    if (th->o->line_codec) memset(b->base, 'x', b->len);
+    r->start_ns = uv_hrtime();
+    rc = ct_service_call(&r->conn->client.service, b, &r->op);
+    if (rc < 0) {
+        ct_buf_pool_put(&th->wire.pool, b);
+        count_error(th, ct_client_cause(&r->conn->client) ? ct_client_cause(&r->conn->client) : rc);
+        if (th->outstanding == 0) finish_thread(th);
+        return;
+    }
+    th->issued++;
+    th->outstanding++;
+}
+
+static void on_client_closed(ct_service_t *svc) {
+    bench_conn_t *c = svc->data;
+    client_thread_t *th = c->th;
+    if (th->o->multiplex) ct_slab_tags_free(&c->tags);
+    if (++th->closed == th->nconns - th->failed) {
+        uv_close((uv_handle_t *)&th->timer, NULL);
+        ct_loop_close(&th->ct, NULL);
+    }
+}
+
+static void finish_thread(client_thread_t *th) {
+    int i;
+    if (th->t_end) return;
+    th->t_end = uv_hrtime();
+    th->stopping = 1;
+    uv_timer_stop(&th->timer);
+    for (i = 0; i < th->nconns; i++)
+        if (th->conns[i].up) ct_service_close(&th->conns[i].client.service, on_client_closed);
+    if (th->nconns == th->failed) {
+        uv_close((uv_handle_t *)&th->timer, NULL);
+        ct_loop_close(&th->ct, NULL);
+    }
+}
+
+static void on_duration(uv_timer_t *t) {
+    client_thread_t *th = t->data;
+    th->stopping = 1;
+    if (th->outstanding == 0) finish_thread(th);
+}
+
+static void start_requests(client_thread_t *th) {
+    int i, d;
+    __atomic_store_n(&th->all_connected, 1, __ATOMIC_RELEASE);
+    th->t_start = uv_hrtime();
+    if (th->failed == th->nconns) {
+        finish_thread(th);
+        return;
+    }
+    if (!th->o->requests)
+        uv_timer_start(&th->timer, on_duration, (uint64_t)(th->o->duration_s * 1000), 0);
+    for (d = 0; d < th->o->depth; d++)
+        for (i = 0; i < th->nconns; i++)
+            if (th->conns[i].up && (!th->limit || th->issued < th->limit))
+                issue(&th->conns[i].reqs[d]);
+    if (th->outstanding == 0) finish_thread(th);
+}
+
+static void connect_next(client_thread_t *th);
+
+static void on_connected(ct_stream_t *stream, int status) {
+    bench_conn_t *c = CT_CONTAINER_OF(stream, bench_conn_t, stream);
+    client_thread_t *th = c->th;
+    ct_client_config_t cfg = {0};
+    int r = status, d;
+    cfg.max_in_flight = (size_t)th->o->depth;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &th->wire.pool;
+    if (r == 0 && th->o->multiplex) {
+        r = ct_slab_tags_init(&c->tags, (size_t)th->o->depth, ct_buf_get_tag, ct_buf_set_tag);
+        if (r == 0)
+            r = ct_multiplex_client_init(&c->client, &th->ct, &stream->transport, &c->tags.store,
+                                         &cfg);
+    } else if (r == 0) {
+        r = ct_pipeline_client_init(&c->client, &th->ct, &stream->transport, &cfg);
+    }
+    if (r < 0) {
+        if (status == 0) ct_transport_close(&stream->transport, NULL);
+        th->failed++;
+        th->connect_error = r;
+        count_error(th, r);
+    } else {
+        c->up = 1;
+        c->client.service.data = c;
+        for (d = 0; d < th->o->depth; d++) {
+            ct_op_init(&c->reqs[d].op, on_reply);
+            c->reqs[d].conn = c;
+        }
+    }
+    if (++th->settled == th->nconns)
+        start_requests(th);
+    else
+        connect_next(th);
+}
+
+/* A bounded number of connects at once, so a large --connections does not
+ * overflow the listen backlog. */
+static void connect_next(client_thread_t *th) {
+    while (th->next_connect < th->nconns && th->next_connect - th->settled < MAX_CONNECTING) {
+        bench_conn_t *c = &th->conns[th->next_connect++];
+        int r = ct_connector_connect(&th->connector, &c->stream, on_connected);
+        if (r < 0) {
+            th->failed++;
+            th->connect_error = r;
+            count_error(th, r);
+            if (++th->settled == th->nconns) start_requests(th);
+        }
+    }
+}
+
+static void client_thread_run(void *arg) {
+    client_thread_t *th = arg;
+    int i, r;
+    uv_loop_init(&th->uv);
+    ct_loop_init(&th->ct, &th->uv);
+    wire_init(&th->wire, th->o);
+    uv_timer_init(&th->uv, &th->timer);
+    th->timer.data = th;
+    hist_init(&th->hist);
+    th->conns = calloc((size_t)th->nconns, sizeof *th->conns);
+    for (i = 0; i < th->nconns; i++) {
+        th->conns[i].th = th;
+        th->conns[i].reqs = calloc((size_t)th->o->depth, sizeof(bench_req_t));
+    }
+    r = ct_connector_init(&th->connector, &th->ct, th->address, &th->wire.stream);
+    if (r < 0) {
+        th->connect_error = r;
+        th->failed = th->nconns;
+        count_error(th, r);
+        start_requests(th);
+    } else {
+        connect_next(th);
+    }
+    uv_run(&th->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&th->uv);
+    for (i = 0; i < th->nconns; i++)
+        free(th->conns[i].reqs);
+    free(th->conns);
+    ct_buf_pool_destroy(&th->wire.pool);
+    __atomic_store_n(&th->finished, 1, __ATOMIC_RELEASE);
+}
+
+/* ---- the in-process server ----------------------------------------------- */
+
+static void on_server_loop_closed(ct_loop_t *loop) {
+    (void)loop;
+}
+
+static void on_echo_closed(ct_service_t *svc) {
+    server_thread_t *st = svc->data;
+    ct_loop_close(&st->ct, on_server_loop_closed);
+}
+
+static void on_listener_closed(ct_listener_t *l) {
+    server_thread_t *st = l->data;
+    ct_service_close(&st->echo.service, on_echo_closed);
+}
+
+static void on_stop(uv_async_t *a) {
+    server_thread_t *st = a->data;
+    uv_close((uv_handle_t *)a, NULL);
+    ct_listener_shutdown(&st->listener, 1000, on_listener_closed);
+}
+
+static void server_thread_run(void *arg) {
+    server_thread_t *st = arg;
+    ct_listener_config_t cfg;
+    ct_address_t bound;
+    uv_loop_init(&st->uv);
+    ct_loop_init(&st->ct, &st->uv);
+    wire_init(&st->wire, st->o);
+    ct_echo_service_init(&st->echo, &st->ct);
+    st->echo.service.data = st;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = st->o->multiplex;
+    cfg.stream = st->wire.stream;
+    cfg.server.max_in_flight = (size_t)st->o->depth;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &st->wire.pool;
+    st->error =
+        ct_listener_init(&st->listener, &st->ct, "tcp://127.0.0.1:0", &st->echo.service, &cfg);
+    if (st->error == 0) {
+        st->listener.data = st;
+        ct_listener_address(&st->listener, &bound);
+        ct_address_format(&bound, st->address, sizeof st->address);
+        uv_async_init(&st->uv, &st->stop, on_stop);
+        st->stop.data = st;
+    }
+    uv_sem_post(&st->ready);
+    if (st->error) return;
+    uv_run(&st->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&st->uv);
+    ct_buf_pool_destroy(&st->wire.pool);
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+static long rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+static void raise_file_limit(int needed) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < (rlim_t)needed + 64) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+typedef struct totals {
+    histogram_t hist;
+    uint64_t done, errors;
+    double seconds, rps, mbps;
+    error_count_t kinds[MAX_ERROR_KINDS];
+    int nkinds;
+} totals_t;
+
+static void add_kind(totals_t *t, int code, uint64_t n) {
+    int i;
+    for (i = 0; i < t->nkinds; i++)
+        if (t->kinds[i].code == code) {
+            t->kinds[i].count += n;
+            return;
+        }
+    if (t->nkinds < MAX_ERROR_KINDS) t->kinds[t->nkinds++] = (error_count_t){code, n};
+}
+
+static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
+    double us = 1e-3;
+    int i;
+    if (o->json) {
+        printf("{\"requests_per_sec\": %.1f, \"mb_per_sec\": %.3f, \"p50_us\": %.1f, "
+               "\"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
+               "\"requests\": %llu, \"errors\": %llu, \"errors_by_kind\": {",
+               t->rps, t->mbps, hist_quantile(&t->hist, 0.5) * us,
+               hist_quantile(&t->hist, 0.9) * us, hist_quantile(&t->hist, 0.99) * us,
+               hist_quantile(&t->hist, 0.999) * us, t->hist.max * us, (unsigned long long)t->done,
+               (unsigned long long)t->errors);
+        for (i = 0; i < t->nkinds; i++)
+            printf("%s\"%s\": %llu", i ? ", " : "", ct_err_name(t->kinds[i].code),
+                   (unsigned long long)t->kinds[i].count);
+        printf("}, \"seconds\": %.3f, \"memory_per_connection_bytes\": %ld, \"options\": "
+               "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
+               "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
+               "\"server\": \"%s\"}}\n",
+               t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline",
+               o->line_codec ? "line" : "length", o->connections, o->depth, o->size, o->duration_s,
+               o->requests, o->threads, o->address ? o->address : "in-process");
+        return;
+    }
+    printf("ctower bench: %s, %d connection(s) x depth %d, %d-byte payload, %s codec, %d "
+           "thread(s), %s server\n",
+           o->multiplex ? "multiplex" : "pipeline", o->connections, o->depth, o->size,
+           o->line_codec ? "line" : "length", o->threads, o->address ? o->address : "in-process");
+    printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
+    printf("  %-14s %.0f req/s\n", "throughput", t->rps);
+    printf("  %-14s %.2f MB/s (payload, both directions)\n", "bandwidth", t->mbps);
+    printf("  %-14s p50 %.1f us   p90 %.1f us   p99 %.1f us   p99.9 %.1f us   max %.1f us\n",
+           "latency", hist_quantile(&t->hist, 0.5) * us, hist_quantile(&t->hist, 0.9) * us,
+           hist_quantile(&t->hist, 0.99) * us, hist_quantile(&t->hist, 0.999) * us,
+           t->hist.max * us);
+    printf("  %-14s %llu", "errors", (unsigned long long)t->errors);
+    for (i = 0; i < t->nkinds; i++)
+        printf("%s%s %llu", i ? ", " : " (", ct_err_name(t->kinds[i].code),
+               (unsigned long long)t->kinds[i].count);
+    printf("%s\n", t->nkinds ? ")" : "");
+    if (mem_per_conn > 0)
+        printf("  %-14s %.1f KiB per connection (RSS growth, client + server)\n", "memory",
+               mem_per_conn / 1024.0);
+}
+
+/* ---- main -------------------------------------------------------------------- */
+
+static int all_flag(client_thread_t *ths, int n, int which) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (!__atomic_load_n(which ? &ths[i].finished : &ths[i].all_connected, __ATOMIC_ACQUIRE))
+            return 0;
+    return 1;
+}
+
+int bench_main(const options_t *o) {
+    int n = o->threads < o->connections ? o->threads : o->connections, i, progress = isatty(2);
+    client_thread_t *cl = calloc((size_t)n, sizeof *cl);
+    server_thread_t *sv = NULL;
+    totals_t t;
+    long rss_before, mem_per_conn = 0;
+    uint64_t last = 0, started = uv_hrtime(), last_ns = started;
+    if (o->multiplex && o->line_codec) {
+        fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
+        return 2;
+    }
+    raise_file_limit(2 * o->connections);
+    if (!o->address) {
+        sv = calloc((size_t)n, sizeof *sv);
+        for (i = 0; i < n; i++) {
+            sv[i].o = o;
+            uv_sem_init(&sv[i].ready, 0);
+            uv_thread_create(&sv[i].tid, server_thread_run, &sv[i]);
+            uv_sem_wait(&sv[i].ready);
+            if (sv[i].error) {
+                fprintf(stderr, "ctower bench: server: %s\n", ct_strerror(sv[i].error));
+                return 1;
+            }
+        }
+    }
+    rss_before = rss_bytes();
+    for (i = 0; i < n; i++) {
+        cl[i].o = o;
+        cl[i].nconns = o->connections / n + (i < o->connections % n);
+        cl[i].limit = o->requests ? o->requests / n + (i < o->requests % n) : 0;
+        snprintf(cl[i].address, sizeof cl[i].address, "%s",
+                 o->address ? o->address : sv[i].address);
+        uv_thread_create(&cl[i].tid, client_thread_run, &cl[i]);
+    }
+    while (!all_flag(cl, n, 0) && !all_flag(cl, n, 1))
+        uv_sleep(5);
+    if (o->connections >= 100) mem_per_conn = (rss_bytes() - rss_before) / o->connections;
+    while (!all_flag(cl, n, 1)) {
+        uint64_t now;
+        uv_sleep(100);
+        now = uv_hrtime();
+        if (progress && now - last_ns >= 1000000000ull) {
+            uint64_t done = 0;
+            for (i = 0; i < n; i++)
+                done += __atomic_load_n(&cl[i].done, __ATOMIC_RELAXED);
+            fprintf(stderr, "\r  %.0f s: %llu requests, %.0f req/s   ", (now - started) / 1e9,
+                    (unsigned long long)done,
+                    (double)(done - last) * 1e9 / (double)(now - last_ns));
+            last = done;
+            last_ns = now;
+        }
+    }
+    if (progress) fprintf(stderr, "\r%60s\r", "");
+    memset(&t, 0, sizeof t);
+    hist_init(&t.hist);
+    for (i = 0; i < n; i++) {
+        int k;
+        uv_thread_join(&cl[i].tid);
+        hist_merge(&t.hist, &cl[i].hist);
+        for (k = 0; k < MAX_ERROR_KINDS && cl[i].errors[k].code; k++) {
+            add_kind(&t, cl[i].errors[k].code, cl[i].errors[k].count);
+            t.errors += cl[i].errors[k].count;
+        }
+        t.errors += cl[i].other_errors;
+        t.done += cl[i].done;
+        if (cl[i].t_end > cl[i].t_start) {
+            double s = (cl[i].t_end - cl[i].t_start) / 1e9;
+            t.rps += cl[i].done / s;
+            if (s > t.seconds) t.seconds = s;
+        }
+    }
+    t.mbps = t.rps * 2.0 * o->size / 1e6;
+    for (i = 0; sv && i < n; i++) {
+        uv_async_send(&sv[i].stop);
+        uv_thread_join(&sv[i].tid);
+        uv_sem_destroy(&sv[i].ready);
+    }
+    report(o, &t, mem_per_conn);
+    free(cl);
+    free(sv);
+    return t.errors == 0 ? 0 : 1;
+}

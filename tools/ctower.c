@@ -1,0 +1,41 @@
+/* The ctower command-line tool: `ctower serve` and `ctower bench`. */
+#include "bench.h"
+#include "serve.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage:\n"
+               "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]\n"
+               "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec length|line]\n"
+               "               [--connections N] [--depth N] [--size BYTES]\n"
+               "               [--duration S | --requests N] [--threads N] [--json]\n"
+               "\n"
+               "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
+               "bench starts an echo server of its own on a free loopback port.\n");
+}
+
+int main(int argc, char **argv) {
+    options_t o = {0};
+    o.connections = 10;
+    o.depth = 16;
+    o.size = 64;
+    o.duration_s = 5;
+    o.threads = 1;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "serve") == 0) {
+        if (options_parse(&o, argc, argv, 2, 1)) return 2;
+        return serve_main(&o);
+    }
+    if (strcmp(argv[1], "bench") == 0) {
+        if (options_parse(&o, argc, argv, 2, 0)) return 2;
+        return bench_main(&o);
+    }
+    fprintf(stderr, "ctower: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

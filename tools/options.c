@@ -1,0 +1,90 @@
+#include "options.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int number(const char *name, const char *text, double min, double max, double *out) {
+    char *end;
+    double v = strtod(text ? text : "", &end);
+    if (!text || *end || v < min || v > max) {
+        fprintf(stderr, "ctower: %s wants a number from %g to %g, not '%s'\n", name, min, max,
+                text ? text : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int options_parse(options_t *o, int argc, char **argv, int first, int allow_positional) {
+    int i;
+    for (i = first; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (a[0] != '-') {
+            if (!allow_positional || o->address) {
+                fprintf(stderr, "ctower: unexpected argument '%s'\n", a);
+                return -1;
+            }
+            o->address = a;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "ctower: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--mode") == 0) {
+            if (strcmp(v, "pipeline") && strcmp(v, "multiplex")) {
+                fprintf(stderr, "ctower: --mode is pipeline or multiplex, not '%s'\n", v);
+                return -1;
+            }
+            o->multiplex = strcmp(v, "multiplex") == 0;
+        } else if (strcmp(a, "--codec") == 0) {
+            if (strcmp(v, "length") && strcmp(v, "line")) {
+                fprintf(stderr, "ctower: --codec is length or line, not '%s'\n", v);
+                return -1;
+            }
+            o->line_codec = strcmp(v, "line") == 0;
+        } else if (strcmp(a, "--server") == 0) {
+            o->address = v;
+        } else if (strcmp(a, "--connections") == 0) {
+            if (number(a, v, 1, 100000, &d)) return -1;
+            o->connections = (int)d;
+        } else if (strcmp(a, "--depth") == 0) {
+            if (number(a, v, 1, 65536, &d)) return -1;
+            o->depth = (int)d;
+        } else if (strcmp(a, "--size") == 0) {
+            if (number(a, v, 4, 16 << 20, &d)) return -1;
+            o->size = (int)d;
+        } else if (strcmp(a, "--duration") == 0) {
+            if (number(a, v, 0.1, 86400, &d)) return -1;
+            o->duration_s = d;
+        } else if (strcmp(a, "--requests") == 0) {
+            if (number(a, v, 1, 1e15, &d)) return -1;
+            o->requests = (long long)d;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (number(a, v, 1, 64, &d)) return -1;
+            o->threads = (int)d;
+        } else {
+            fprintf(stderr, "ctower: unknown option '%s'\n", a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void wire_init(wire_t *w, const options_t *o) {
+    size_t max_payload = (size_t)o->size > (64u << 10) ? (size_t)o->size : (64u << 10);
+    ct_length_codec_config_t cfg = {4, 0, 0, max_payload};
+    ct_buf_pool_init(&w->pool, (size_t)o->size, 1 << 16);
+    ct_length_codec_init(&w->length, &cfg);
+    ct_line_codec_init(&w->line, max_payload);
+    memset(&w->stream, 0, sizeof w->stream);
+    w->stream.codec = o->line_codec ? &w->line.codec : &w->length.codec;
+    w->stream.pool = &w->pool;
+}
