@@ -64,13 +64,25 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
     out->len = s->rcap - s->rstart - s->rlen;
 }
 
+/* Takes the socket out of the poll set: data arrived while the reader has
+ * stopped, so the kernel's buffer must now apply the back-pressure. */
+static void stop_polling(ct_stream_t *s) {
+    if (s->uv_reading) uv_read_stop(&s->h.stream);
+    s->uv_reading = 0;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
     (void)buf;
     if (nread > 0) {
         s->rlen += (size_t)nread;
         s->last_read_ms = uv_now(stream->loop);
-        decode_buffered(s);
+        if (s->reading)
+            decode_buffered(s);
+        else
+            stop_polling(s);
+    } else if (nread == UV_ENOBUFS) {
+        stop_polling(s); /* the buffer is full of what the reader has not taken */
     } else if (nread == UV_EOF) {
         end_stream(s, s->rlen > 0 ? CT_ETRUNCATED : UV_EOF);
     } else if (nread < 0) {
@@ -123,12 +135,13 @@ static int st_recv_start(ct_transport_t *t) {
     return 0;
 }
 
+/* Stopping is lazy: the socket stays in the poll set until bytes actually
+ * arrive while stopped (then on_read stops polling). A server that pauses at
+ * its bound and resumes within the same turn costs no system call. */
 static int st_recv_stop(ct_transport_t *t) {
     ct_stream_t *s = (ct_stream_t *)t;
     s->reading = 0;
     ct_task_cancel(&s->decode_task);
-    if (s->uv_reading) uv_read_stop(&s->h.stream);
-    s->uv_reading = 0;
     return 0;
 }
 
