@@ -338,13 +338,21 @@ static long rss_bytes(void) {
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* Each in-process connection takes two descriptors. The soft limit is raised
+ * to what is needed; past the hard limit only a privileged process can go
+ * (up to fs.nr_open), and the tool says so if it cannot. */
 static void raise_file_limit(int needed) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    if (rl.rlim_cur < (rlim_t)needed + 64) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t want = (rlim_t)needed + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
+    if (rl.rlim_max < want) {
+        struct rlimit higher = {want, want};
+        if (setrlimit(RLIMIT_NOFILE, &higher) == 0) return;
+        fprintf(stderr, "ctower bench: %d descriptors needed, the hard limit is %llu\n",
+                (int)want, (unsigned long long)rl.rlim_max);
     }
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 typedef struct totals {
@@ -430,7 +438,7 @@ int bench_main(const options_t *o) {
         fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
-    raise_file_limit(2 * o->connections);
+    raise_file_limit(o->address ? o->connections : 2 * o->connections);
     if (!o->address) {
         sv = calloc((size_t)n, sizeof *sv);
         for (i = 0; i < n; i++) {

@@ -2,23 +2,49 @@
 #include "ctower/codec/length.h"
 #include "ctower/error.h"
 
+#include <endian.h>
 #include <string.h>
 
+/* Field access by size and byte order: one load or store and a byte swap,
+ * not a loop over bytes (this runs twice per message). */
 static uint64_t read_field(const ct_length_codec_config_t *cfg, const uint8_t *p) {
-    uint64_t v = 0;
-    unsigned i;
-    for (i = 0; i < cfg->field_size; i++) {
-        unsigned shift = cfg->little_endian ? 8 * i : 8 * (cfg->field_size - 1 - i);
-        v |= (uint64_t)p[i] << shift;
+    uint16_t v16;
+    uint32_t v32;
+    uint64_t v64;
+    switch (cfg->field_size) {
+    case 1:
+        return p[0];
+    case 2:
+        memcpy(&v16, p, 2);
+        return cfg->little_endian ? le16toh(v16) : be16toh(v16);
+    case 4:
+        memcpy(&v32, p, 4);
+        return cfg->little_endian ? le32toh(v32) : be32toh(v32);
+    default:
+        memcpy(&v64, p, 8);
+        return cfg->little_endian ? le64toh(v64) : be64toh(v64);
     }
-    return v;
 }
 
 static void write_field(const ct_length_codec_config_t *cfg, uint64_t v, uint8_t *p) {
-    unsigned i;
-    for (i = 0; i < cfg->field_size; i++) {
-        unsigned shift = cfg->little_endian ? 8 * i : 8 * (cfg->field_size - 1 - i);
-        p[i] = (uint8_t)(v >> shift);
+    uint16_t v16;
+    uint32_t v32;
+    switch (cfg->field_size) {
+    case 1:
+        p[0] = (uint8_t)v;
+        break;
+    case 2:
+        v16 = cfg->little_endian ? htole16((uint16_t)v) : htobe16((uint16_t)v);
+        memcpy(p, &v16, 2);
+        break;
+    case 4:
+        v32 = cfg->little_endian ? htole32((uint32_t)v) : htobe32((uint32_t)v);
+        memcpy(p, &v32, 4);
+        break;
+    default:
+        v = cfg->little_endian ? htole64(v) : htobe64(v);
+        memcpy(p, &v, 8);
+        break;
     }
 }
 
