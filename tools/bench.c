@@ -348,8 +348,8 @@ static void raise_file_limit(int needed) {
     if (rl.rlim_max < want) {
         struct rlimit higher = {want, want};
         if (setrlimit(RLIMIT_NOFILE, &higher) == 0) return;
-        fprintf(stderr, "ctower bench: %d descriptors needed, the hard limit is %llu\n",
-                (int)want, (unsigned long long)rl.rlim_max);
+        fprintf(stderr, "ctower bench: %d descriptors needed, the hard limit is %llu\n", (int)want,
+                (unsigned long long)rl.rlim_max);
     }
     rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -413,8 +413,8 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
                (unsigned long long)t->kinds[i].count);
     printf("%s\n", t->nkinds ? ")" : "");
     if (mem_per_conn > 0)
-        printf("  %-14s %.1f KiB per connection (RSS growth, client + server)\n", "memory",
-               mem_per_conn / 1024.0);
+        printf("  %-14s %.1f KiB per connection (RSS growth, %s)\n", "memory",
+               mem_per_conn / 1024.0, o->address ? "client side only" : "client + server");
 }
 
 /* ---- main -------------------------------------------------------------------- */

@@ -56,7 +56,7 @@ int serve_main(const options_t *o) {
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
     cfg.stream = s.wire.stream;
-    cfg.server.max_in_flight = 1024;
+    cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &s.wire.pool;
     r = ct_listener_init(&s.listener, &s.ct, o->address, &s.echo.service, &cfg);

@@ -68,7 +68,9 @@ typedef struct ct_client {
     size_t *free_slots; /* stack of free slot indices */
     size_t *send_queue; /* ring of slot indices, in call order */
     size_t cap;
-    size_t nfree;
+    size_t nfree;       /* slots free in all */
+    size_t nfree_stack; /* of which released ones, on the free stack */
+    size_t never_used;  /* slots from here on were never handed out */
     size_t send_head;
     size_t send_count;
     int reserved; /* a READY reserved one slot */

@@ -66,7 +66,9 @@ struct ct_server {
     size_t *call_queue; /* ring: read, waiting for the service */
     size_t *send_queue; /* ring: in the order responses must leave */
     size_t cap;
-    size_t nfree;
+    size_t nfree;       /* slots free in all */
+    size_t nfree_stack; /* of which released ones, on the free stack */
+    size_t never_used;  /* slots from here on were never handed out */
     size_t call_head, call_count;
     size_t send_head, send_count;
     size_t outstanding; /* ops in the service */

@@ -35,8 +35,16 @@ static void release_slot(ct_client_t *c, size_t index) {
     c->slots[index].state = SLOT_FREE;
     c->slots[index].op = NULL;
     c->slots[index].request = NULL;
-    c->free_slots[c->nfree++] = index;
+    c->free_slots[c->nfree_stack++] = index;
+    c->nfree++;
     ct_waitq_wake_all(&c->ready_waiters);
+}
+
+/* Released slots first, then ones never used (see the server). */
+static size_t take_slot(ct_client_t *c) {
+    c->nfree--;
+    if (c->nfree_stack) return c->free_slots[--c->nfree_stack];
+    return c->never_used++;
 }
 
 static size_t send_queue_pop(ct_client_t *c) {
@@ -53,7 +61,7 @@ static void check_drained(ct_client_t *c) {
 /* Every live op completes with kind; requests never sent are freed. */
 static void complete_all(ct_client_t *c, int kind, int cause) {
     size_t i;
-    for (i = 0; i < c->cap; i++) {
+    for (i = 0; i < c->never_used; i++) { /* slots past it were never used */
         slot_t *s = &c->slots[i];
         if (s->state == SLOT_FREE) continue;
         if (s->state == SLOT_QUEUED) free_msg(c, s->request);
@@ -143,7 +151,7 @@ static void on_response(ct_client_t *c, void *msg) {
     size_t index = 0;
     slot_t *s;
     int r = c->tags->vtable->finish(c->tags, msg, &index);
-    if (r < 0 || index >= c->cap ||
+    if (r < 0 || index >= c->never_used ||
         (c->slots[index].state != SLOT_SENT && c->slots[index].state != SLOT_TOMB)) {
         /* An answer to nothing we asked: delivering it would hand a stranger's
          * response to some request. */
@@ -191,7 +199,7 @@ static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
         ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
         return 0;
     }
-    index = c->free_slots[--c->nfree];
+    index = take_slot(c);
     c->slots[index].op = op;
     c->slots[index].request = request;
     c->slots[index].state = SLOT_QUEUED;
@@ -238,7 +246,8 @@ static int client_shutdown(ct_service_t *svc) {
 }
 
 static void free_arrays(ct_client_t *c) {
-    free(c->slots);
+    free(c->free_slots); /* the start of the one allocation */
+    c->free_slots = NULL;
     c->slots = NULL;
 }
 
@@ -263,18 +272,19 @@ static const ct_service_vtable_t client_vtable = {
     client_poll_ready, client_call, client_cancel, client_release, client_shutdown, client_close,
 };
 
-/* One allocation: the slots, then three index arrays (free stack, send
- * queue, send-order ring for the implicit store). */
+/* One allocation: three index arrays (free stack, send queue, send-order
+ * ring for the implicit store), then the slots; the small arrays first, so
+ * that a connection with little in flight touches few pages. */
 static int alloc_arrays(ct_client_t *c, size_t cap) {
-    size_t i;
-    char *mem = calloc(1, cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    /* Not zeroed: pages an idle connection never uses stay unbacked. */
+    char *mem = malloc(cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
     if (!mem) return UV_ENOMEM;
-    c->slots = (slot_t *)mem;
-    c->free_slots = (size_t *)(mem + cap * sizeof(slot_t));
+    c->free_slots = (size_t *)mem;
     c->send_queue = c->free_slots + cap;
-    for (i = 0; i < cap; i++)
-        c->free_slots[i] = cap - 1 - i; /* slot 0 is handed out first */
     ct_order_tags_init(&c->order, c->send_queue + cap, cap);
+    c->slots = (slot_t *)(c->send_queue + 2 * cap);
+    c->nfree_stack = 0;
+    c->never_used = 0;
     return 0;
 }
 

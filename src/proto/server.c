@@ -52,12 +52,22 @@ static size_t ring_pop(size_t *ring, size_t cap, size_t *head, size_t *count) {
 
 static void release_slot(ct_server_t *srv, size_t index) {
     srv->slots[index].state = SLOT_FREE;
-    srv->free_slots[srv->nfree++] = index;
+    srv->free_slots[srv->nfree_stack++] = index;
+    srv->nfree++;
+}
+
+/* Released slots first, then ones never used: an idle connection touches only
+ * the slots it has used, not its whole table. */
+static size_t take_slot(ct_server_t *srv) {
+    srv->nfree--;
+    if (srv->nfree_stack) return srv->free_slots[--srv->nfree_stack];
+    srv->slots[srv->never_used].state = SLOT_FREE; /* the table is not zeroed */
+    return srv->never_used++;
 }
 
 static void maybe_closed(ct_server_t *srv) {
     if (!srv->transport_closed || srv->outstanding > 0) return;
-    free(srv->slots);
+    free(srv->free_slots); /* the start of the one allocation */
     srv->slots = NULL;
     if (srv->close_cb) srv->close_cb(srv, srv->status); /* last: it may free srv */
 }
@@ -85,7 +95,7 @@ static void finish(ct_server_t *srv, int status, int graceful) {
     ct_transport_recv_stop(srv->transport);
     ct_waker_cancel(&srv->ready_waker);
     ct_waker_cancel(&srv->send_waker);
-    for (i = 0; i < srv->cap; i++) {
+    for (i = 0; i < srv->never_used; i++) { /* slots past it were never used */
         slot_t *s = &srv->slots[i];
         if (s->state == SLOT_CALLING) ct_op_cancel(&s->op); /* its callback frees */
         if (s->state == SLOT_WAITING) free_msg(srv, s->request);
@@ -210,7 +220,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
             finish(srv, status, 0);
         return;
     }
-    index = srv->free_slots[--srv->nfree];
+    index = take_slot(srv);
     s = &srv->slots[index];
     s->request = msg;
     s->response = NULL;
@@ -226,17 +236,19 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     call_service(srv);
 }
 
-/* One allocation: the slots, then three index arrays. */
+/* One allocation: three index arrays, then the slots. The small index arrays
+ * come first so that their first entries share a page: a connection with
+ * little in flight touches two or three pages of its table, not five. */
 static int alloc_arrays(ct_server_t *srv, size_t cap) {
-    size_t i;
-    char *mem = calloc(1, cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    /* Not zeroed: pages an idle connection never uses stay unbacked. */
+    char *mem = malloc(cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
     if (!mem) return UV_ENOMEM;
-    srv->slots = (slot_t *)mem;
-    srv->free_slots = (size_t *)(mem + cap * sizeof(slot_t));
+    srv->free_slots = (size_t *)mem;
     srv->call_queue = srv->free_slots + cap;
     srv->send_queue = srv->call_queue + cap;
-    for (i = 0; i < cap; i++)
-        srv->free_slots[i] = cap - 1 - i;
+    srv->slots = (slot_t *)(srv->send_queue + cap);
+    srv->nfree_stack = 0;
+    srv->never_used = 0;
     return 0;
 }
 
@@ -268,7 +280,7 @@ int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
     r = ct_transport_recv_start(transport, on_recv);
     if (r < 0) {
         transport->owner = NULL;
-        free(srv->slots);
+        free(srv->free_slots);
         srv->slots = NULL;
     }
     return r;
