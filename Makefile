@@ -1,12 +1,13 @@
-# The front door. `make example` runs the echo example; `make test` builds and
-# runs every test, then the whole suite again under ASan + UBSan.
+# The front door. `make bench` runs the benchmark (the main job); `make test`
+# builds and runs every test, then the whole suite again under ASan + UBSan.
+# `make example` runs the echo examples; `make compare` runs bench/compare.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare example test test-plain test-asan install format clean
 
 all: build
 
@@ -19,8 +20,15 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+bench: build
+	./$(BUILD)/ctower bench $(BENCH_ARGS)
+
+compare: build
+	bench/compare $(BUILD)
+
 example: build
 	./$(BUILD)/examples/echo_channel
+	./$(BUILD)/examples/echo_multiplex
 
 test: test-plain test-asan
 
