@@ -56,6 +56,8 @@ struct ct_loop {
     ct_link_t tasks;
     ct_link_t flushes;
     int handles_open;
+    int idle_active;
+    int prepare_active;
     int closing;
     ct_loop_close_cb close_cb;
 };

@@ -83,6 +83,13 @@ static int length_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, 
     int64_t adjust = c->cfg.adjust;
     uint64_t field;
     if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
+    if (adjust == 0 && c->cfg.field_size == 4 && !c->cfg.little_endian && len <= UINT32_MAX) {
+        uint32_t be = htobe32((uint32_t)len); /* the common framing, straight */
+        memcpy(out, &be, 4);
+        memcpy(out + 4, payload, len);
+        *written = 4 + len;
+        return 0;
+    }
     if (adjust >= 0) {
         if ((uint64_t)len < (uint64_t)adjust) return CT_EINVAL; /* cannot be expressed */
         field = (uint64_t)len - (uint64_t)adjust;

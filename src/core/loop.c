@@ -15,8 +15,11 @@ static void on_idle(uv_idle_t *idle) {
 static void keep_polling_nonblocking(ct_loop_t *loop) {
     /* An active idle handle makes uv_run poll with a zero timeout, so the
      * check phase that drains our queue comes in this turn, not after the
-     * next I/O event. */
-    if (!uv_is_active((uv_handle_t *)&loop->idle)) uv_idle_start(&loop->idle, on_idle);
+     * next I/O event. (A flag, not uv_is_active(): this runs per message.) */
+    if (!loop->idle_active) {
+        uv_idle_start(&loop->idle, on_idle);
+        loop->idle_active = 1;
+    }
 }
 
 static void run_queue(ct_loop_t *loop, ct_link_t *queue) {
@@ -34,13 +37,19 @@ static void run_queue(ct_loop_t *loop, ct_link_t *queue) {
 static void on_check(uv_check_t *check) {
     ct_loop_t *loop = CT_CONTAINER_OF(check, ct_loop_t, check);
     run_queue(loop, &loop->tasks);
-    if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes)) uv_idle_stop(&loop->idle);
+    if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes)) {
+        uv_idle_stop(&loop->idle);
+        loop->idle_active = 0;
+    }
 }
 
 static void on_prepare(uv_prepare_t *prepare) {
     ct_loop_t *loop = CT_CONTAINER_OF(prepare, ct_loop_t, prepare);
     run_queue(loop, &loop->flushes);
-    uv_prepare_stop(&loop->prepare);
+    if (ct_list_empty(&loop->flushes)) {
+        uv_prepare_stop(&loop->prepare);
+        loop->prepare_active = 0;
+    }
 }
 
 int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
@@ -48,6 +57,8 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     loop->uv = uv;
     loop->data = NULL;
     loop->handles_open = 0;
+    loop->idle_active = 0;
+    loop->prepare_active = 0;
     loop->closing = 0;
     loop->close_cb = NULL;
     ct_list_init(&loop->tasks);
@@ -105,7 +116,10 @@ void ct_loop_post_flush(ct_loop_t *loop, ct_task_t *task) {
     if (task->queued) return;
     task->queued = CT_TASK_FLUSH;
     ct_list_push_back(&loop->flushes, &task->link);
-    if (!uv_is_active((uv_handle_t *)&loop->prepare)) uv_prepare_start(&loop->prepare, on_prepare);
+    if (!loop->prepare_active) {
+        uv_prepare_start(&loop->prepare, on_prepare);
+        loop->prepare_active = 1;
+    }
     /* The prepare handle is unreferenced; the idle handle keeps the loop
      * turning until the flush has run. */
     keep_polling_nonblocking(loop);

@@ -143,8 +143,11 @@ static void on_service_done(ct_op_t *op, int status, void *response) {
     send_responses(srv);
 }
 
-/* Hands waiting requests to the service, in arrival order, while it is ready. */
+/* Hands waiting requests to the service, in arrival order, while it is ready.
+ * Responses are sent from the service's completions; only a request that
+ * failed to start settles here and needs a send pass. */
 static void call_service(ct_server_t *srv) {
+    int settled = 0;
     while (!srv->ending && srv->call_count > 0) {
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         slot_t *s;
@@ -163,8 +166,9 @@ static void call_service(ct_server_t *srv) {
         free_msg(srv, s->request);
         s->request = NULL;
         settle(srv, s, r, NULL);
+        settled = 1;
     }
-    send_responses(srv);
+    if (settled) send_responses(srv);
 }
 
 static void on_service_ready(ct_waker_t *waker) {

@@ -163,7 +163,9 @@ static int st_send(ct_transport_t *t, void *msg) {
     int r;
     if (s->send_error) return s->send_error;
     if (s->shut_pending) return UV_EPIPE;
-    if ((r = grow(&s->wbuf, &s->wcap, s->wlen + buf->len + codec(s)->overhead)) != 0) return r;
+    if (s->wlen + buf->len + codec(s)->overhead > s->wcap &&
+        (r = grow(&s->wbuf, &s->wcap, s->wlen + buf->len + codec(s)->overhead)) != 0)
+        return r;
     r = ct_codec_encode(codec(s), (const uint8_t *)buf->base, buf->len, s->wbuf + s->wlen,
                         &written);
     if (r < 0) return r;

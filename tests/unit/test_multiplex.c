@@ -265,8 +265,7 @@ static void connect_pair(ct_service_t *service, int multiplexed, size_t depth) {
 
 static void disconnect(ct_service_t *service, int multiplexed) {
     h_close_service(&client.service);
-    while (!server_closed)
-        uv_run(&H.uv, UV_RUN_ONCE);
+    H_RUN_UNTIL(!(!server_closed));
     h_close_service(service);
     if (multiplexed) ct_slab_tags_free(&tags);
 }
@@ -569,8 +568,7 @@ Test(multiplex, server_sends_in_completion_order_with_tags_copied) {
     for (i = 0; i < inbox_n; i++)
         tmsg_free(inbox[i], NULL);
     cr_assert_eq(ct_server_close(&srv), 0);
-    while (!server_closed)
-        uv_run(&H.uv, UV_RUN_ONCE);
+    H_RUN_UNTIL(!(!server_closed));
     ct_transport_close(&peer.transport, NULL);
     h_close_service(&held.service);
     held_free(&held);

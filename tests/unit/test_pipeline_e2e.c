@@ -35,8 +35,7 @@ static void connect_pair(ct_service_t *service, size_t depth, size_t channel_cap
 /* The client closes; the server sees EOF, drains and closes itself. */
 static void disconnect(ct_service_t *service) {
     h_close_service(&client.service);
-    while (!server_closed)
-        uv_run(&H.uv, UV_RUN_ONCE);
+    H_RUN_UNTIL(!(!server_closed));
     h_close_service(service);
 }
 

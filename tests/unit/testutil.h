@@ -29,6 +29,20 @@ void h_teardown(void);
 /* Runs the loop until nothing is left to do. */
 void h_run(void);
 
+/* Runs the loop until cond holds. Fails at once if the loop goes idle first
+ * (nothing could make cond true), and after 20 s at most: a broken test must
+ * fail, not hang. */
+#define H_RUN_UNTIL(cond)                                                                          \
+    do {                                                                                           \
+        uint64_t h_start_ = uv_hrtime();                                                           \
+        while (!(cond)) {                                                                          \
+            cr_assert(uv_loop_alive(&H.uv), "the loop went idle before: %s", #cond);               \
+            uv_run(&H.uv, UV_RUN_ONCE);                                                            \
+            cr_assert_lt(uv_hrtime() - h_start_, 20000000000ull, "timed out waiting for: %s",      \
+                         #cond);                                                                   \
+        }                                                                                          \
+    } while (0)
+
 /* Runs one non-blocking loop turn (UV_RUN_NOWAIT) n times. */
 void h_turns(int n);
 
