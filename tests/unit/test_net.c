@@ -17,6 +17,8 @@ static ct_service_fn_t echo;
 static ct_listener_t listener;
 static int listener_closed;
 static char bound[128];
+static size_t max_connections;
+static uint64_t idle_timeout_ms;
 
 static void net_setup(void) {
     ct_buf_pool_init(&pool, PAYLOAD, 4096);
@@ -25,6 +27,8 @@ static void net_setup(void) {
     stream_cfg.codec = &codec.codec;
     stream_cfg.pool = &pool;
     listener_closed = 0;
+    max_connections = 0;
+    idle_timeout_ms = 0;
 }
 
 static void on_listener_closed(ct_listener_t *l) {
@@ -36,6 +40,8 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex)
     ct_listener_config_t cfg;
     ct_address_t a;
     memset(&cfg, 0, sizeof cfg);
+    cfg.max_connections = max_connections;
+    cfg.idle_timeout_ms = idle_timeout_ms;
     cfg.multiplex = multiplex;
     cfg.stream = stream_cfg;
     cfg.server.free_msg = ct_buf_pool_free_msg;
@@ -483,6 +489,55 @@ Test(net, a_bad_client_is_dropped_and_the_others_are_served) {
     cr_assert_eq(ct_listener_connections(&listener), 1, "only the good connection is left");
     uv_close((uv_handle_t *)&bad_client.tcp, raw_closed);
     close_conn(&good);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* ---- connection limit and idle timeout ---------------------------------- */
+
+Test(net, connection_limit_holds_the_next_one_back_until_a_slot_frees) {
+    static conn_t first, second;
+    net_setup();
+    max_connections = 1;
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    connect_to(&first, bound, 0, 1, 10);
+    H_RUN_UNTIL(first.done == 10);
+    connect_to(&second, bound, 0, 1, 10);
+    /* The kernel completes the handshake, but the listener does not accept:
+     * the second client's requests wait. */
+    H_RUN_UNTIL(second.connected);
+    h_turns(20);
+    cr_assert_eq(second.done, 0, "served beyond the limit");
+    cr_assert_eq(ct_listener_connections(&listener), 1);
+    close_conn(&first); /* frees the slot: the waiting connection is accepted */
+    H_RUN_UNTIL(second.done == 10);
+    cr_assert_eq(second.errors, 0);
+    cr_assert_eq(second.mismatched, 0);
+    close_conn(&second);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, idle_connections_are_closed_busy_ones_are_not) {
+    static conn_t idle;
+    net_setup();
+    idle_timeout_ms = 40;
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    connect_to(&idle, bound, 0, 1, 3);
+    H_RUN_UNTIL(idle.done == 3);
+    cr_assert_eq(idle.errors, 0);
+    cr_assert_eq(ct_service_poll_ready(&idle.client.service, NULL), CT_READY);
+    /* Nothing in flight, nothing read: after the timeout the server shuts
+     * the connection down gracefully and the client sees the peer close. */
+    H_RUN_UNTIL(ct_listener_connections(&listener) == 0);
+    H_RUN_UNTIL(ct_client_cause(&idle.client) != 0);
+    cr_assert_eq(ct_service_poll_ready(&idle.client.service, NULL), CT_ERECVBROKEN);
+    cr_assert_eq(ct_client_cause(&idle.client), UV_EOF);
+    close_conn(&idle);
     stop_listening();
     h_close_service(&echo.service);
     ct_buf_pool_destroy(&pool);

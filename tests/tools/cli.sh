@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Smoke test of the ctower tool: usage errors, bench in both modes, serve with
+# bench --server over a Unix socket, graceful shutdown, a refused connection.
+set -uo pipefail
+ctower=$1
+tmp=$(mktemp -d)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_exit() { # expected command...
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  [ "$got" -eq "$want" ] || { cat "$tmp/out" "$tmp/err" >&2; fail "'$*' exited $got, expected $want"; }
+}
+
+expect_exit 0 "$ctower" --help
+grep -q "ctower bench" "$tmp/out" || fail "--help shows no usage"
+expect_exit 2 "$ctower"
+expect_exit 2 "$ctower" frobnicate
+expect_exit 2 "$ctower" bench --depth 0
+grep -q "depth" "$tmp/err" || fail "a bad --depth is not explained"
+expect_exit 2 "$ctower" bench --mode multiplex --codec line
+grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
+
+for mode in pipeline multiplex; do
+  expect_exit 0 "$ctower" bench --mode "$mode" --connections 4 --depth 8 --requests 5000 --json
+  grep -q '"requests": 5000,' "$tmp/out" || fail "$mode: not exactly 5000 requests: $(cat "$tmp/out")"
+  grep -q '"errors": 0,' "$tmp/out" || fail "$mode: errors: $(cat "$tmp/out")"
+done
+
+# The human-readable table.
+expect_exit 0 "$ctower" bench --connections 2 --depth 4 --requests 1000
+grep -q "req/s" "$tmp/out" && grep -q "p99.9" "$tmp/out" || fail "no table: $(cat "$tmp/out")"
+
+# serve + bench --server, line codec, over a Unix socket.
+sock="$tmp/echo.sock"
+"$ctower" serve "unix://$sock" --codec line 2>"$tmp/serve.log" &
+server_pid=$!
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+[ -S "$sock" ] || fail "serve did not listen: $(cat "$tmp/serve.log")"
+expect_exit 0 "$ctower" bench --server "unix://$sock" --codec line --connections 3 --requests 3000 --json
+grep -q '"errors": 0,' "$tmp/out" || fail "serve/bench: $(cat "$tmp/out")"
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+server_pid=
+[ "$status" -eq 0 ] || fail "serve exited $status after SIGTERM"
+grep -q "shutting down" "$tmp/serve.log" || fail "serve did not shut down gracefully"
+[ ! -e "$sock" ] || fail "serve left its socket file behind"
+
+# Nothing listens there: every connection is refused, and said so.
+expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
+grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
+echo "ctower tool: all checks passed"
