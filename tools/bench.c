@@ -429,7 +429,7 @@ static int all_flag(client_thread_t *ths, int n, int which) {
 
 int bench_main(const options_t *o) {
     int n = o->threads < o->connections ? o->threads : o->connections, i, progress = isatty(2);
-    client_thread_t *cl = calloc((size_t)n, sizeof *cl);
+    client_thread_t *cl;
     server_thread_t *sv = NULL;
     totals_t t;
     long rss_before, mem_per_conn = 0;
@@ -438,6 +438,7 @@ int bench_main(const options_t *o) {
         fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
+    cl = calloc((size_t)n, sizeof *cl);
     raise_file_limit(o->address ? o->connections : 2 * o->connections);
     if (!o->address) {
         sv = calloc((size_t)n, sizeof *sv);
@@ -448,7 +449,7 @@ int bench_main(const options_t *o) {
             uv_sem_wait(&sv[i].ready);
             if (sv[i].error) {
                 fprintf(stderr, "ctower bench: server: %s\n", ct_strerror(sv[i].error));
-                return 1;
+                exit(1); /* other server threads are running: end the process */
             }
         }
     }
