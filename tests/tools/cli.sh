@@ -30,6 +30,11 @@ for mode in pipeline multiplex; do
   grep -q '"errors": 0,' "$tmp/out" || fail "$mode: errors: $(cat "$tmp/out")"
 done
 
+# Two client loops and two server loops.
+expect_exit 0 "$ctower" bench --threads 2 --connections 4 --depth 4 --requests 4000 --json
+grep -q '"requests": 4000,' "$tmp/out" && grep -q '"threads": 2' "$tmp/out" ||
+  fail "--threads 2: $(cat "$tmp/out")"
+
 # The human-readable table.
 expect_exit 0 "$ctower" bench --connections 2 --depth 4 --requests 1000
 grep -q "req/s" "$tmp/out" && grep -q "p99.9" "$tmp/out" || fail "no table: $(cat "$tmp/out")"

@@ -244,6 +244,12 @@ Test(net, connection_refused_and_missing_socket) {
     ct_buf_pool_destroy(&pool);
 }
 
+static int connected_flag;
+static void on_connected_flag(ct_stream_t *stream, int status) {
+    (void)stream;
+    connected_flag = status == 0 ? 1 : status;
+}
+
 /* ---- a raw peer that misbehaves on purpose ------------------------------ */
 
 enum { BAD_OVERSIZE, BAD_MALFORMED, BAD_MIDFRAME, BAD_RESET };
@@ -355,6 +361,70 @@ Test(net, peer_closing_mid_frame_fails_every_op) {
 }
 Test(net, connection_reset_fails_every_op) {
     client_sees(BAD_RESET, 0, UV_ECONNRESET);
+}
+
+/* ---- output back-pressure ---------------------------------------------------- */
+
+static void silent_accept(uv_stream_t *server, int status) {
+    cr_assert_eq(status, 0);
+    uv_tcp_init(server->loop, &bad.conn);
+    cr_assert_eq(uv_accept(server, (uv_stream_t *)&bad.conn), 0); /* and never reads */
+}
+
+Test(net, a_peer_that_does_not_read_meets_the_high_watermark) {
+    enum { BIG = 16384, HIGH = 65536 };
+    static ct_connector_t connector;
+    static ct_stream_t stream;
+    int sent = 0, r;
+    net_setup();
+    start_bad_peer(BAD_OVERSIZE);
+    uv_close((uv_handle_t *)&bad.server, NULL); /* replace its accept callback */
+    h_turns(2);
+    {
+        struct sockaddr_in a;
+        struct sockaddr_storage got;
+        int len = sizeof got;
+        uv_ip4_addr("127.0.0.1", 0, &a);
+        cr_assert_eq(uv_tcp_init(&H.uv, &bad.server), 0);
+        cr_assert_eq(uv_tcp_bind(&bad.server, (const struct sockaddr *)&a, 0), 0);
+        cr_assert_eq(uv_listen((uv_stream_t *)&bad.server, 8, silent_accept), 0);
+        uv_tcp_getsockname(&bad.server, (struct sockaddr *)&got, &len);
+        snprintf(bound, sizeof bound, "tcp://127.0.0.1:%d",
+                 ntohs(((struct sockaddr_in *)&got)->sin_port));
+    }
+    ct_buf_pool_init(&pool, BIG, 64);
+    stream_cfg.high_water = HIGH;
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, bound, &stream_cfg), 0);
+    cr_assert_eq(ct_connector_connect(&connector, &stream, NULL), CT_EINVAL,
+                 "a connect without a callback is refused");
+    connected_flag = 0;
+    cr_assert_eq(ct_connector_connect(&connector, &stream, on_connected_flag), 0);
+    H_RUN_UNTIL(connected_flag != 0);
+    cr_assert_eq(connected_flag, 1);
+    H_RUN_UNTIL(bad.conn.type == UV_TCP); /* the silent peer has accepted */
+    /* Send until the transport says PENDING; the kernel's buffers fill first,
+     * then ours up to the high watermark, and not beyond. */
+    for (;;) {
+        ct_buf_t *b;
+        r = ct_transport_send_ready(&stream.transport, NULL);
+        if (r == CT_PENDING) break;
+        cr_assert_eq(r, CT_READY);
+        b = ct_buf_pool_get(&pool, BIG);
+        memset(b->base, 'x', BIG);
+        b->len = BIG;
+        cr_assert_eq(ct_transport_send(&stream.transport, b), 0);
+        sent++;
+        h_turns(1);
+        cr_assert_lt(sent, 100000, "never pushed back");
+    }
+    cr_assert_leq(stream.wlen + stream.wbusy_len, HIGH + BIG + 4,
+                  "buffered output stays near the high watermark");
+    cr_assert_gt(sent, HIGH / BIG, "the watermark, not the kernel alone, pushed back");
+    ct_transport_close(&stream.transport, NULL);
+    uv_close((uv_handle_t *)&bad.server, NULL);
+    uv_close((uv_handle_t *)&bad.conn, NULL);
+    h_run();
+    ct_buf_pool_destroy(&pool);
 }
 
 /* ---- raw clients against a real listener --------------------------------- */
