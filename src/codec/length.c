@@ -69,7 +69,14 @@ static int length_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_
     uint64_t payload;
     int r;
     if (len < field_size) return CT_CODEC_NEED_MORE;
-    if ((r = payload_len(c, read_field(&c->cfg, data), &payload)) < 0) return r;
+    if (c->cfg.adjust == 0 && field_size == 4 && !c->cfg.little_endian) {
+        uint32_t be; /* the common framing, straight */
+        memcpy(&be, data, 4);
+        payload = be32toh(be);
+        if (payload > codec->max_payload) return CT_EFRAMETOOLARGE;
+    } else if ((r = payload_len(c, read_field(&c->cfg, data), &payload)) < 0) {
+        return r;
+    }
     if (len - field_size < payload) return CT_CODEC_NEED_MORE;
     frame->payload_offset = field_size;
     frame->payload_len = (size_t)payload;

@@ -192,9 +192,13 @@ static void send_responses(ct_server_t *srv) {
             return;
         }
         if (s->state != SLOT_DONE) break; /* in order: an earlier one is not ready */
-        r = ct_transport_send_ready(srv->transport, &srv->send_waker);
-        if (r == CT_PENDING) return;
-        if (r >= 0) r = ct_transport_send(srv->transport, s->response);
+        /* Send first; ask readiness (registering the waker) only when full. */
+        r = ct_transport_send(srv->transport, s->response);
+        if (r == UV_EAGAIN) {
+            r = ct_transport_send_ready(srv->transport, &srv->send_waker);
+            if (r == CT_PENDING) return;
+            if (r >= 0) continue;
+        }
         if (r < 0) {
             finish(srv, r, 0);
             return;

@@ -163,6 +163,7 @@ static int st_send(ct_transport_t *t, void *msg) {
     int r;
     if (s->send_error) return s->send_error;
     if (s->shut_pending) return UV_EPIPE;
+    if (buffered_out(s) >= s->cfg.high_water) return UV_EAGAIN; /* same rule as send_ready */
     if (s->wlen + buf->len + codec(s)->overhead > s->wcap &&
         (r = grow(&s->wbuf, &s->wcap, s->wlen + buf->len + codec(s)->overhead)) != 0)
         return r;
