@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Builds the codec fuzz target with clang's libFuzzer (and ASan + UBSan) and
-# runs it for a bounded time. Used by ctest; `SECONDS_PER_TARGET` overrides.
+# Builds the fuzz targets with clang's libFuzzer (and ASan + UBSan) and runs
+# each for a bounded time. Used by ctest; `SECONDS_PER_TARGET` overrides.
+#   fuzz_codec: the codecs, fed in read-sized chunks.
+#   fuzz_client: scripted calls, cancels, replies and faults against the
+#                pipeline and multiplex clients (exactly-once completion).
 set -euo pipefail
 src_dir=$1
 out_dir=$2
 seconds=${SECONDS_PER_TARGET:-10}
 command -v clang >/dev/null || { echo "clang is required for the fuzz targets" >&2; exit 1; }
-mkdir -p "$out_dir/corpus"
-clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$src_dir/include" \
-  "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec.c" \
-  "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" \
-  -o "$out_dir/fuzz_codec"
+mkdir -p "$out_dir"
+flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I"$src_dir/include")
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec.c" \
+  "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" -o "$out_dir/fuzz_codec"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
+  $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_client"
+
 status=0
-"$out_dir/fuzz_codec" -max_total_time="$seconds" -print_final_stats=1 "$out_dir/corpus" \
-  >"$out_dir/fuzz.log" 2>&1 || status=$?
-grep -E "^(stat::number_of_executed_units|Done)|ERROR|runtime error|SUMMARY" "$out_dir/fuzz.log" || true
-if [ "$status" -ne 0 ]; then
-  tail -n 40 "$out_dir/fuzz.log" >&2
-  echo "fuzz_codec failed (exit $status)" >&2
-fi
-exit "$status"
+for target in fuzz_codec fuzz_client; do
+  mkdir -p "$out_dir/corpus-$target"
+  "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 "$out_dir/corpus-$target" \
+    >"$out_dir/$target.log" 2>&1 || status=$?
+  echo "$target: $(grep -E '^stat::number_of_executed_units' "$out_dir/$target.log")"
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$out_dir/$target.log" >&2
+    echo "$target failed (exit $status)" >&2
+    exit "$status"
+  fi
+done
