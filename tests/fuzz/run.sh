@@ -20,7 +20,8 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -n
 status=0
 for target in fuzz_codec fuzz_client; do
   mkdir -p "$out_dir/corpus-$target"
-  "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 "$out_dir/corpus-$target" \
+  "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="$out_dir/$target-" "$out_dir/corpus-$target" \
     >"$out_dir/$target.log" 2>&1 || status=$?
   echo "$target: $(grep -E '^stat::number_of_executed_units' "$out_dir/$target.log")"
   if [ "$status" -ne 0 ]; then
