@@ -353,56 +353,14 @@ static void shuffle_init(shuffle_svc_t *s, size_t max) {
     s->reqs = calloc(max, sizeof *s->reqs);
 }
 
-/* Keeps `depth` requests in flight; checks each answer is its own. */
-typedef struct driver_op {
-    ct_op_t op;
-    uint64_t expect;
-} driver_op_t;
-
-static struct { uint64_t next, total, done, mismatched, errors, out_of_order, last_done; } drv;
-
-static void issue(driver_op_t *d) {
-    d->expect = drv.next++;
-    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
-}
-
-static void on_driver_done(ct_op_t *op, int status, void *response) {
-    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
-    cr_assert_eq(H.nested, 0);
-    drv.done++;
-    if (status != 0) {
-        drv.errors++;
-        return;
-    }
-    if (tmsg_id(response) != d->expect) drv.mismatched++;
-    if (drv.done > 1 && d->expect < drv.last_done) drv.out_of_order++;
-    drv.last_done = d->expect;
-    tmsg_free(response, NULL);
-    if (drv.next < drv.total) issue(d);
-}
-
-static void drive(size_t depth, uint64_t total) {
-    driver_op_t *ops = calloc(depth, sizeof *ops);
-    size_t i;
-    memset(&drv, 0, sizeof drv);
-    drv.total = total;
-    for (i = 0; i < depth && drv.next < total; i++) {
-        ct_op_init(&ops[i].op, on_driver_done);
-        issue(&ops[i]);
-    }
-    while (drv.done < total)
-        cr_assert(uv_run(&H.uv, UV_RUN_ONCE) != 0 || drv.done == total, "the loop went idle");
-    free(ops);
-    cr_assert_eq(drv.errors, 0);
-    cr_assert_eq(drv.mismatched, 0, "a response reached the wrong request");
-}
-
 static void random_order(size_t depth) {
     shuffle_svc_t s;
     shuffle_init(&s, depth);
     connect_pair(&s.service, 1, depth);
-    drive(depth, 100000);
-    if (depth > 2) cr_assert_gt(drv.out_of_order, 0, "the service did reorder");
+    if (depth > 2)
+        cr_assert_gt(h_drive(&client.service, depth, 100000), 0, "the service did reorder");
+    else
+        h_drive(&client.service, depth, 100000);
     disconnect(&s.service, 1);
 }
 
@@ -472,16 +430,21 @@ static long others_done;
 
 static void on_hol_done(ct_op_t *op, int status, void *response);
 
-static driver_op_t hol_ops[HOL_DEPTH];
+typedef struct hol_op {
+    ct_op_t op;
+    uint64_t expect;
+} hol_op_t;
+
+static hol_op_t hol_ops[HOL_DEPTH];
 static uint64_t hol_next;
 
-static void hol_issue(driver_op_t *d) {
+static void hol_issue(hol_op_t *d) {
     d->expect = hol_next++;
     cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
 }
 
 static void on_hol_done(ct_op_t *op, int status, void *response) {
-    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
+    hol_op_t *d = CT_CONTAINER_OF(op, hol_op_t, op);
     cr_assert_eq(status, 0);
     cr_assert_eq(tmsg_id(response), d->expect);
     tmsg_free(response, NULL);

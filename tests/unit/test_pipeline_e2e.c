@@ -100,61 +100,11 @@ static const ct_service_vtable_t deferred_vtable = {
     deferred_ready, deferred_call, deferred_cancel, NULL, NULL, deferred_close,
 };
 
-/* ---- a driver that keeps `depth` requests in flight ---------------------- */
-
-typedef struct driver_op {
-    ct_op_t op;
-    uint64_t expect;
-} driver_op_t;
-
-static struct {
-    uint64_t next;
-    uint64_t total;
-    uint64_t done;
-    uint64_t mismatched;
-    uint64_t errors;
-} drv;
-
-static void issue(driver_op_t *d) {
-    d->expect = drv.next++;
-    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
-}
-
-static void on_driver_done(ct_op_t *op, int status, void *response) {
-    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
-    cr_assert_eq(H.nested, 0);
-    drv.done++;
-    if (status != 0) {
-        drv.errors++;
-        return;
-    }
-    if (tmsg_id(response) != d->expect) drv.mismatched++;
-    tmsg_free(response, NULL);
-    if (drv.next < drv.total) issue(d);
-}
-
-static void drive(size_t depth, uint64_t total) {
-    driver_op_t *ops = calloc(depth, sizeof *ops);
-    size_t i;
-    memset(&drv, 0, sizeof drv);
-    drv.total = total;
-    for (i = 0; i < depth && drv.next < total; i++) {
-        ct_op_init(&ops[i].op, on_driver_done);
-        issue(&ops[i]);
-    }
-    while (drv.done < total)
-        cr_assert(uv_run(&H.uv, UV_RUN_ONCE) != 0 || drv.done == total, "the loop went idle");
-    free(ops);
-    cr_assert_eq(drv.errors, 0);
-    cr_assert_eq(drv.mismatched, 0, "responses matched to the wrong request");
-    cr_assert_eq(drv.done, total);
-}
-
 static void run_echo(size_t depth) {
     ct_service_fn_t echo;
     ct_echo_service_init(&echo, &H.ct);
     connect_pair(&echo.service, depth, 64);
-    drive(depth, 100000);
+    h_drive(&client.service, depth, 100000);
     disconnect(&echo.service);
 }
 
@@ -164,7 +114,7 @@ static void run_deferred(size_t depth) {
     ct_service_init(&d.service, &H.ct, &deferred_vtable);
     ct_task_init(&d.task, deferred_run);
     connect_pair(&d.service, depth, 64);
-    drive(depth, 100000);
+    h_drive(&client.service, depth, 100000);
     disconnect(&d.service);
 }
 

@@ -247,6 +247,55 @@ void held_free(held_svc_t *h) {
     h->reqs = NULL;
 }
 
+/* ---- a driver at a fixed depth ---------------------------------------------- */
+
+typedef struct driver_op {
+    ct_op_t op;
+    uint64_t expect;
+} driver_op_t;
+
+static struct {
+    ct_service_t *svc;
+    uint64_t next, total, done, mismatched, errors, out_of_order, last_done;
+} drv;
+
+static void drive_issue(driver_op_t *d) {
+    d->expect = drv.next++;
+    cr_assert_eq(h_call(drv.svc, tmsg_new(d->expect), &d->op), 0);
+}
+
+static void on_driver_done(ct_op_t *op, int status, void *response) {
+    driver_op_t *d = CT_CONTAINER_OF(op, driver_op_t, op);
+    cr_assert_eq(H.nested, 0);
+    drv.done++;
+    if (status != 0) {
+        drv.errors++;
+        return;
+    }
+    if (tmsg_id(response) != d->expect) drv.mismatched++;
+    if (drv.done > 1 && d->expect < drv.last_done) drv.out_of_order++;
+    drv.last_done = d->expect;
+    tmsg_free(response, NULL);
+    if (drv.next < drv.total) drive_issue(d);
+}
+
+uint64_t h_drive(ct_service_t *svc, size_t depth, uint64_t total) {
+    driver_op_t *ops = calloc(depth, sizeof *ops);
+    size_t i;
+    memset(&drv, 0, sizeof drv);
+    drv.svc = svc;
+    drv.total = total;
+    for (i = 0; i < depth && drv.next < total; i++) {
+        ct_op_init(&ops[i].op, on_driver_done);
+        drive_issue(&ops[i]);
+    }
+    H_RUN_UNTIL(drv.done == total);
+    free(ops);
+    cr_assert_eq(drv.errors, 0);
+    cr_assert_eq(drv.mismatched, 0, "a response reached the wrong request");
+    return drv.out_of_order;
+}
+
 static void on_service_closed(ct_service_t *svc) {
     *(int *)svc->data = 1;
 }

@@ -99,6 +99,12 @@ void held_complete(held_svc_t *h, size_t i, int status);
 void held_complete_all(held_svc_t *h);
 void held_free(held_svc_t *h);
 
+/* Keeps depth requests (test messages with ids 0, 1, ...) in flight on svc
+ * until total have completed; asserts that none failed and that every
+ * response is its own request's. Returns how many responses arrived after a
+ * later request's (0 for a service that keeps order). */
+uint64_t h_drive(ct_service_t *svc, size_t depth, uint64_t total);
+
 /* Closes svc and runs the loop until its close callback has run. */
 void h_close_service(ct_service_t *svc);
 
