@@ -270,92 +270,9 @@ static void disconnect(ct_service_t *service, int multiplexed) {
     if (multiplexed) ct_slab_tags_free(&tags);
 }
 
-/* A service that completes what it holds in a random order, every turn. */
-typedef struct shuffle_svc {
-    ct_service_t service;
-    ct_op_t **ops;
-    void **reqs;
-    size_t n;
-    ct_task_t task;
-    uint64_t completions;
-} shuffle_svc_t;
-
-static uint32_t rng_state = 12345;
-static uint32_t rng(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 17;
-    rng_state ^= rng_state << 5;
-    return rng_state;
-}
-
-static void shuffle_run(ct_task_t *task) {
-    shuffle_svc_t *s = CT_CONTAINER_OF(task, shuffle_svc_t, task);
-    while (s->n > 0) {
-        size_t i = rng() % s->n;
-        ct_op_t *op = s->ops[i];
-        void *req = s->reqs[i];
-        s->ops[i] = s->ops[--s->n];
-        s->reqs[i] = s->reqs[s->n];
-        s->completions++;
-        ct_op_complete(op, 0, 0, req);
-    }
-}
-
-static int shuffle_ready(ct_service_t *svc, ct_waker_t *w) {
-    (void)svc;
-    (void)w;
-    return CT_READY;
-}
-
-static int shuffle_call(ct_service_t *svc, void *req, ct_op_t *op) {
-    shuffle_svc_t *s = (shuffle_svc_t *)svc;
-    s->ops[s->n] = op;
-    s->reqs[s->n++] = req;
-    ct_task_post(svc->loop, &s->task);
-    return 0;
-}
-
-static void shuffle_cancel(ct_service_t *svc, ct_op_t *op) {
-    shuffle_svc_t *s = (shuffle_svc_t *)svc;
-    size_t i;
-    for (i = 0; i < s->n; i++)
-        if (s->ops[i] == op) {
-            tmsg_free(s->reqs[i], NULL);
-            s->ops[i] = s->ops[--s->n];
-            s->reqs[i] = s->reqs[s->n];
-            ct_op_complete(op, CT_ECANCELED, 0, NULL);
-            return;
-        }
-}
-
-static void shuffle_close(ct_service_t *svc) {
-    shuffle_svc_t *s = (shuffle_svc_t *)svc;
-    ct_task_cancel(&s->task);
-    while (s->n > 0) {
-        s->n--;
-        tmsg_free(s->reqs[s->n], NULL);
-        ct_op_complete(s->ops[s->n], CT_ECLOSED, 0, NULL);
-    }
-    free(s->ops);
-    free(s->reqs);
-    ct_service_closed(svc);
-}
-
-static const ct_service_vtable_t shuffle_vtable = {
-    shuffle_ready, shuffle_call, shuffle_cancel, NULL, NULL, shuffle_close,
-};
-
-static void shuffle_init(shuffle_svc_t *s, size_t max) {
-    memset(s, 0, sizeof *s);
-    ct_service_init(&s->service, &H.ct, &shuffle_vtable);
-    ct_task_init(&s->task, shuffle_run);
-    s->ops = calloc(max, sizeof *s->ops);
-    s->reqs = calloc(max, sizeof *s->reqs);
-}
-
 static void random_order(size_t depth) {
-    shuffle_svc_t s;
-    shuffle_init(&s, depth);
+    batch_svc_t s;
+    batch_init(&s, depth, 1);
     connect_pair(&s.service, 1, depth);
     if (depth > 2)
         cr_assert_gt(h_drive(&client.service, depth, 100000), 0, "the service did reorder");

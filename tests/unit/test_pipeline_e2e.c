@@ -39,67 +39,6 @@ static void disconnect(ct_service_t *service) {
     h_close_service(service);
 }
 
-/* ---- a service that completes on a later turn ---------------------------- */
-
-typedef struct deferred_echo {
-    ct_service_t service;
-    ct_op_t *ops[2048];
-    void *reqs[2048];
-    size_t n;
-    ct_task_t task;
-} deferred_echo_t;
-
-static void deferred_run(ct_task_t *task) {
-    deferred_echo_t *d = CT_CONTAINER_OF(task, deferred_echo_t, task);
-    size_t i, n = d->n;
-    d->n = 0;
-    for (i = 0; i < n; i++)
-        ct_op_complete(d->ops[i], 0, 0, d->reqs[i]);
-}
-
-static int deferred_ready(ct_service_t *svc, ct_waker_t *w) {
-    (void)svc;
-    (void)w;
-    return CT_READY;
-}
-
-static int deferred_call(ct_service_t *svc, void *req, ct_op_t *op) {
-    deferred_echo_t *d = (deferred_echo_t *)svc;
-    cr_assert_lt(d->n, 2048);
-    d->ops[d->n] = op;
-    d->reqs[d->n++] = req;
-    ct_task_post(svc->loop, &d->task);
-    return 0;
-}
-
-static void deferred_cancel(ct_service_t *svc, ct_op_t *op) {
-    deferred_echo_t *d = (deferred_echo_t *)svc;
-    size_t i;
-    for (i = 0; i < d->n; i++)
-        if (d->ops[i] == op) {
-            tmsg_free(d->reqs[i], NULL);
-            d->ops[i] = d->ops[--d->n];
-            d->reqs[i] = d->reqs[d->n];
-            ct_op_complete(op, CT_ECANCELED, 0, NULL);
-            return;
-        }
-}
-
-static void deferred_close(ct_service_t *svc) {
-    deferred_echo_t *d = (deferred_echo_t *)svc;
-    ct_task_cancel(&d->task);
-    while (d->n > 0) {
-        d->n--;
-        tmsg_free(d->reqs[d->n], NULL);
-        ct_op_complete(d->ops[d->n], CT_ECLOSED, 0, NULL);
-    }
-    ct_service_closed(svc);
-}
-
-static const ct_service_vtable_t deferred_vtable = {
-    deferred_ready, deferred_call, deferred_cancel, NULL, NULL, deferred_close,
-};
-
 static void run_echo(size_t depth) {
     ct_service_fn_t echo;
     ct_echo_service_init(&echo, &H.ct);
@@ -109,10 +48,8 @@ static void run_echo(size_t depth) {
 }
 
 static void run_deferred(size_t depth) {
-    deferred_echo_t d;
-    memset(&d, 0, sizeof d);
-    ct_service_init(&d.service, &H.ct, &deferred_vtable);
-    ct_task_init(&d.task, deferred_run);
+    batch_svc_t d;
+    batch_init(&d, depth, 0);
     connect_pair(&d.service, depth, 64);
     h_drive(&client.service, depth, 100000);
     disconnect(&d.service);

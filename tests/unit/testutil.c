@@ -247,6 +247,94 @@ void held_free(held_svc_t *h) {
     h->reqs = NULL;
 }
 
+/* ---- batch service ---------------------------------------------------------- */
+
+static uint32_t batch_rng(batch_svc_t *b) {
+    b->rng ^= b->rng << 13;
+    b->rng ^= b->rng >> 17;
+    b->rng ^= b->rng << 5;
+    return b->rng;
+}
+
+static void batch_take(batch_svc_t *b, size_t i, ct_op_t **op, void **req) {
+    *op = b->ops[i];
+    *req = b->reqs[i];
+    if (b->shuffle) { /* order does not matter: fill the hole from the end */
+        b->ops[i] = b->ops[--b->n];
+        b->reqs[i] = b->reqs[b->n];
+    } else {
+        memmove(&b->ops[i], &b->ops[i + 1], (b->n - i - 1) * sizeof *b->ops);
+        memmove(&b->reqs[i], &b->reqs[i + 1], (b->n - i - 1) * sizeof *b->reqs);
+        b->n--;
+    }
+}
+
+static void batch_run(ct_task_t *task) {
+    batch_svc_t *b = CT_CONTAINER_OF(task, batch_svc_t, task);
+    while (b->n > 0) {
+        ct_op_t *op;
+        void *req;
+        batch_take(b, b->shuffle ? batch_rng(b) % b->n : 0, &op, &req);
+        ct_op_complete(op, 0, 0, req);
+    }
+}
+
+static int batch_ready(ct_service_t *svc, ct_waker_t *w) {
+    (void)svc;
+    (void)w;
+    return CT_READY;
+}
+
+static int batch_call(ct_service_t *svc, void *req, ct_op_t *op) {
+    batch_svc_t *b = (batch_svc_t *)svc;
+    cr_assert_lt(b->n, b->max);
+    b->ops[b->n] = op;
+    b->reqs[b->n++] = req;
+    ct_task_post(svc->loop, &b->task);
+    return 0;
+}
+
+static void batch_cancel(ct_service_t *svc, ct_op_t *op) {
+    batch_svc_t *b = (batch_svc_t *)svc;
+    size_t i;
+    for (i = 0; i < b->n; i++)
+        if (b->ops[i] == op) {
+            void *req;
+            batch_take(b, i, &op, &req);
+            tmsg_free(req, NULL);
+            ct_op_complete(op, CT_ECANCELED, 0, NULL);
+            return;
+        }
+}
+
+static void batch_close(ct_service_t *svc) {
+    batch_svc_t *b = (batch_svc_t *)svc;
+    ct_task_cancel(&b->task);
+    while (b->n > 0) {
+        b->n--;
+        tmsg_free(b->reqs[b->n], NULL);
+        ct_op_complete(b->ops[b->n], CT_ECLOSED, 0, NULL);
+    }
+    free(b->ops);
+    free(b->reqs);
+    ct_service_closed(svc);
+}
+
+static const ct_service_vtable_t batch_vtable = {
+    batch_ready, batch_call, batch_cancel, NULL, NULL, batch_close,
+};
+
+void batch_init(batch_svc_t *b, size_t max, int shuffle) {
+    memset(b, 0, sizeof *b);
+    ct_service_init(&b->service, &H.ct, &batch_vtable);
+    ct_task_init(&b->task, batch_run);
+    b->ops = calloc(max, sizeof *b->ops);
+    b->reqs = calloc(max, sizeof *b->reqs);
+    b->max = max;
+    b->shuffle = shuffle;
+    b->rng = 12345;
+}
+
 /* ---- a driver at a fixed depth ---------------------------------------------- */
 
 typedef struct driver_op {

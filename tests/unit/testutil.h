@@ -99,6 +99,21 @@ void held_complete(held_svc_t *h, size_t i, int status);
 void held_complete_all(held_svc_t *h);
 void held_free(held_svc_t *h);
 
+/* A service that holds what it is called with and answers all of it (the
+ * response is the request) from a deferred task in the same turn: in call
+ * order, or in a random order when shuffle is set. */
+typedef struct batch_svc {
+    ct_service_t service;
+    ct_op_t **ops;
+    void **reqs;
+    size_t n, max;
+    int shuffle;
+    uint32_t rng;
+    ct_task_t task;
+} batch_svc_t;
+
+void batch_init(batch_svc_t *b, size_t max, int shuffle);
+
 /* Keeps depth requests (test messages with ids 0, 1, ...) in flight on svc
  * until total have completed; asserts that none failed and that every
  * response is its own request's. Returns how many responses arrived after a
