@@ -3,7 +3,8 @@
 # As root it uses apt-get; otherwise it names the packages to install.
 set -euo pipefail
 
-packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang)
+# clang and libclang-rt-14-dev build and run the libFuzzer targets.
+packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
