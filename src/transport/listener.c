@@ -63,7 +63,7 @@ static void accept_one(ct_listener_t *l) {
         return;
     }
     c->listener = l;
-    if ((r = ct_stream_init(&c->stream, l->loop, is_pipe(l), &l->cfg.stream)) != 0) {
+    if (ct_stream_init(&c->stream, l->loop, is_pipe(l), &l->cfg.stream) != 0) {
         free(c);
         l->accept_errors++;
         return;
