@@ -237,48 +237,17 @@ static void on_server_closed(ct_server_t *s, int status) {
     server_closed = 1;
 }
 
-static void connect_pair(ct_service_t *service, int multiplexed, size_t depth) {
-    ct_client_config_t ccfg = {0};
-    ct_server_config_t scfg = {0};
-    ccfg.max_in_flight = depth;
-    ccfg.free_msg = tmsg_free;
-    scfg.max_in_flight = depth;
-    scfg.free_msg = tmsg_free;
-    server_closed = 0;
-    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &server_end, 64, tmsg_free, NULL), 0);
-    if (multiplexed) {
-        scfg.get_tag = tmsg_get_tag;
-        scfg.set_tag = tmsg_set_tag;
-        cr_assert_eq(ct_slab_tags_init(&tags, depth, tmsg_get_tag, tmsg_set_tag), 0);
-        cr_assert_eq(ct_multiplex_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
-                                              on_server_closed),
-                     0);
-        cr_assert_eq(
-            ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &tags.store, &ccfg), 0);
-    } else {
-        cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
-                                             on_server_closed),
-                     0);
-        cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &ccfg), 0);
-    }
-}
-
-static void disconnect(ct_service_t *service, int multiplexed) {
-    h_close_service(&client.service);
-    H_RUN_UNTIL(!(!server_closed));
-    h_close_service(service);
-    if (multiplexed) ct_slab_tags_free(&tags);
-}
+static h_pair_t pair;
 
 static void random_order(size_t depth) {
     batch_svc_t s;
     batch_init(&s, depth, 1);
-    connect_pair(&s.service, 1, depth);
+    h_pair_connect(&pair, &s.service, 1, depth, 64);
     if (depth > 2)
-        cr_assert_gt(h_drive(&client.service, depth, 100000), 0, "the service did reorder");
+        cr_assert_gt(h_drive(&pair.client.service, depth, 100000), 0, "the service did reorder");
     else
-        h_drive(&client.service, depth, 100000);
-    disconnect(&s.service, 1);
+        h_drive(&pair.client.service, depth, 100000);
+    h_pair_disconnect(&pair, &s.service);
 }
 
 Test(multiplex, random_order_100k_depth_1) {
@@ -357,7 +326,7 @@ static uint64_t hol_next;
 
 static void hol_issue(hol_op_t *d) {
     d->expect = hol_next++;
-    cr_assert_eq(h_call(&client.service, tmsg_new(d->expect), &d->op), 0);
+    cr_assert_eq(h_call(&pair.client.service, tmsg_new(d->expect), &d->op), 0);
 }
 
 static void on_hol_done(ct_op_t *op, int status, void *response) {
@@ -379,7 +348,7 @@ static void head_of_line(int multiplexed) {
     int i;
     memset(&h, 0, sizeof h);
     ct_service_init(&h.service, &H.ct, &hold_vtable);
-    connect_pair(&h.service, multiplexed, HOL_DEPTH);
+    h_pair_connect(&pair, &h.service, multiplexed, HOL_DEPTH, 64);
     first_order = others_before_first = others_done = 0;
     hol_next = 0;
     for (i = 0; i < HOL_DEPTH; i++) {
@@ -397,7 +366,7 @@ static void head_of_line(int multiplexed) {
     cr_assert_eq(first_order, 1);
     cr_assert_eq(others_done, HOL_OTHERS);
     cr_assert_eq(others_before_first, multiplexed ? HOL_OTHERS : 0);
-    disconnect(&h.service, multiplexed);
+    h_pair_disconnect(&pair, &h.service);
 }
 
 Test(multiplex, no_head_of_line_blocking) {
@@ -448,7 +417,7 @@ Test(multiplex, server_sends_in_completion_order_with_tags_copied) {
     for (i = 0; i < inbox_n; i++)
         tmsg_free(inbox[i], NULL);
     cr_assert_eq(ct_server_close(&srv), 0);
-    H_RUN_UNTIL(!(!server_closed));
+    H_RUN_UNTIL(server_closed);
     ct_transport_close(&peer.transport, NULL);
     h_close_service(&held.service);
     held_free(&held);

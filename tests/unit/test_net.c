@@ -54,7 +54,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex)
 
 static void stop_listening(void) {
     cr_assert_eq(ct_listener_shutdown(&listener, 1000, on_listener_closed), 0);
-    H_RUN_UNTIL(!(!listener_closed));
+    H_RUN_UNTIL(listener_closed);
 }
 
 /* ---- a connection driven at a fixed depth ------------------------------- */
@@ -175,7 +175,7 @@ static void round_trip(const char *address, int multiplex) {
     listen_on(address, &echo.service, multiplex);
     for (i = 0; i < CONNS; i++)
         connect_to(&conns[i], bound, multiplex, 16, PER_CONN);
-    H_RUN_UNTIL(!(!all_done(conns, CONNS)));
+    H_RUN_UNTIL(all_done(conns, CONNS));
     for (i = 0; i < CONNS; i++) {
         cr_assert_eq(conns[i].connect_status, 0);
         cr_assert_eq(conns[i].errors, 0, "%s", ct_strerror(conns[i].first_error));
@@ -235,10 +235,10 @@ Test(net, connection_refused_and_missing_socket) {
     strcpy(refused, bound);
     stop_listening(); /* the port is free again: nothing listens there */
     connect_to(&c, refused, 0, 1, 0);
-    H_RUN_UNTIL(!(!c.connected));
+    H_RUN_UNTIL(c.connected);
     cr_assert_eq(c.connect_status, UV_ECONNREFUSED);
     connect_to(&c, "unix:///tmp/ctower-test-nobody-here.sock", 0, 1, 0);
-    H_RUN_UNTIL(!(!c.connected));
+    H_RUN_UNTIL(c.connected);
     cr_assert_eq(c.connect_status, UV_ENOENT);
     h_close_service(&echo.service);
     ct_buf_pool_destroy(&pool);
@@ -336,7 +336,7 @@ static void client_sees(int behaviour, int64_t adjust, int cause) {
     cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
     start_bad_peer(behaviour);
     connect_to(&c, bound, 0, N, N);
-    H_RUN_UNTIL(!(c.done < N));
+    H_RUN_UNTIL(c.done >= N);
     cr_assert_eq(c.errors, N, "every op failed");
     cr_assert_eq(c.first_error, CT_ERECVBROKEN);
     cr_assert_eq(c.first_cause, cause, "cause %s, expected %s", ct_err_name(c.first_cause),
@@ -530,7 +530,7 @@ Test(net, frames_split_at_every_byte_boundary_and_many_in_one_read) {
         h_turns(2);
     }
     raw_write(&r, stream + at, len - at); /* the other 976 frames in one write */
-    H_RUN_UNTIL(!(r.in_len < len && !r.eof));
+    H_RUN_UNTIL(r.in_len >= len || r.eof);
     cr_assert_eq(decode_all(r.in, r.in_len, &frames), 0);
     cr_assert_eq(frames, 1000);
     r.tcp.data = &r;
@@ -551,7 +551,7 @@ Test(net, a_bad_client_is_dropped_and_the_others_are_served) {
     raw_open(&bad_client);
     h_turns(5);
     raw_write(&bad_client, oversize, sizeof oversize);
-    H_RUN_UNTIL(!(!bad_client.eof || good.done < good.total));
+    H_RUN_UNTIL(bad_client.eof && good.done >= good.total);
     cr_assert(bad_client.eof == UV_EOF || bad_client.eof == UV_ECONNRESET,
               "the server closed the bad connection (%s)", ct_err_name(bad_client.eof));
     cr_assert_eq(good.errors, 0);
@@ -624,13 +624,13 @@ Test(net, listener_shutdown_answers_requests_in_flight) {
     held.free_ctx = &pool;
     listen_on("tcp://127.0.0.1:0", &held.service, 0);
     connect_to(&c, bound, 0, 5, 5);
-    H_RUN_UNTIL(!(held.n < 5));
+    H_RUN_UNTIL(held.n >= 5);
     cr_assert_eq(ct_listener_shutdown(&listener, 10000, on_listener_closed), 0);
     h_turns(3);
     cr_assert_eq(c.done, 0, "nothing is dropped while the service works");
     held_complete_all(&held);
-    H_RUN_UNTIL(!(!listener_closed));
-    H_RUN_UNTIL(!(c.done < 5));
+    H_RUN_UNTIL(listener_closed);
+    H_RUN_UNTIL(c.done >= 5);
     cr_assert_eq(c.errors, 0);
     cr_assert_eq(c.mismatched, 0);
     h_turns(3);
@@ -651,10 +651,10 @@ Test(net, listener_deadline_aborts_what_is_left) {
     held.free_ctx = &pool;
     listen_on("tcp://127.0.0.1:0", &held.service, 0);
     connect_to(&c, bound, 0, 2, 2);
-    H_RUN_UNTIL(!(held.n < 2));
+    H_RUN_UNTIL(held.n >= 2);
     cr_assert_eq(ct_listener_shutdown(&listener, 20, on_listener_closed), 0);
     cr_assert_eq(ct_listener_shutdown(&listener, 20, on_listener_closed), CT_ECLOSING);
-    H_RUN_UNTIL(!(!listener_closed || c.done < 2));
+    H_RUN_UNTIL(listener_closed && c.done >= 2);
     cr_assert_eq(held.cancels, 2, "the deadline canceled the requests in the service");
     cr_assert_eq(c.errors, 2);
     cr_assert_eq(c.first_error, CT_ERECVBROKEN);
@@ -680,10 +680,10 @@ static void steady_state(const char *address, int multiplex) {
     ct_echo_service_init(&echo, &H.ct);
     listen_on(address, &echo.service, multiplex);
     connect_to(&c, bound, multiplex, 16, WARMUP + MEASURED);
-    H_RUN_UNTIL(!(c.done < WARMUP));
+    H_RUN_UNTIL(c.done >= WARMUP);
     ct_test_allocs = 0;
     ct_test_counting = 1;
-    H_RUN_UNTIL(!(c.done < WARMUP + MEASURED));
+    H_RUN_UNTIL(c.done >= WARMUP + MEASURED);
     ct_test_counting = 0;
     allocs = ct_test_allocs;
     cr_assert_eq(c.errors, 0);

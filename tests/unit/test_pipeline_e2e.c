@@ -5,54 +5,22 @@
 
 TestSuite(pipeline_e2e, .init = h_setup, .fini = h_teardown);
 
-static ct_channel_t client_end, server_end;
-static ct_client_t client;
-static ct_server_t srv;
-static int server_closed;
-
-static void on_server_closed(ct_server_t *s, int status) {
-    (void)s;
-    (void)status;
-    server_closed = 1;
-}
-
-static void connect_pair(ct_service_t *service, size_t depth, size_t channel_cap) {
-    ct_client_config_t ccfg = {0};
-    ct_server_config_t scfg = {0};
-    ccfg.max_in_flight = depth;
-    ccfg.free_msg = tmsg_free;
-    scfg.max_in_flight = depth;
-    scfg.free_msg = tmsg_free;
-    server_closed = 0;
-    cr_assert_eq(
-        ct_channel_pair_init(&H.ct, &client_end, &server_end, channel_cap, tmsg_free, NULL), 0);
-    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, service, &scfg,
-                                         on_server_closed),
-                 0);
-    cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &ccfg), 0);
-}
-
-/* The client closes; the server sees EOF, drains and closes itself. */
-static void disconnect(ct_service_t *service) {
-    h_close_service(&client.service);
-    H_RUN_UNTIL(!(!server_closed));
-    h_close_service(service);
-}
+static h_pair_t pair;
 
 static void run_echo(size_t depth) {
     ct_service_fn_t echo;
     ct_echo_service_init(&echo, &H.ct);
-    connect_pair(&echo.service, depth, 64);
-    h_drive(&client.service, depth, 100000);
-    disconnect(&echo.service);
+    h_pair_connect(&pair, &echo.service, 0, depth, 64);
+    h_drive(&pair.client.service, depth, 100000);
+    h_pair_disconnect(&pair, &echo.service);
 }
 
 static void run_deferred(size_t depth) {
     batch_svc_t d;
     batch_init(&d, depth, 0);
-    connect_pair(&d.service, depth, 64);
-    h_drive(&client.service, depth, 100000);
-    disconnect(&d.service);
+    h_pair_connect(&pair, &d.service, 0, depth, 64);
+    h_drive(&pair.client.service, depth, 100000);
+    h_pair_disconnect(&pair, &d.service);
 }
 
 Test(pipeline_e2e, inline_100k_depth_1) {
@@ -84,12 +52,12 @@ Test(pipeline_e2e, graceful_close_racing_with_responses) {
     held_svc_t held;
     rec_op_t r[2];
     held_init(&held, 0);
-    connect_pair(&held.service, 8, 8);
+    h_pair_connect(&pair, &held.service, 0, 8, 8);
     rec_op_init(&r[0]);
     rec_op_init(&r[1]);
-    cr_assert_eq(h_call(&client.service, tmsg_new(1), &r[0].op), 0);
-    cr_assert_eq(h_call(&client.service, tmsg_new(2), &r[1].op), 0);
-    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    cr_assert_eq(h_call(&pair.client.service, tmsg_new(1), &r[0].op), 0);
+    cr_assert_eq(h_call(&pair.client.service, tmsg_new(2), &r[1].op), 0);
+    cr_assert_eq(ct_service_shutdown(&pair.client.service, on_drained), 0);
     h_turns(4);
     cr_assert_eq(held.n, 2, "both requests reached the service");
     cr_assert_eq(r[0].calls + r[1].calls, 0);
@@ -101,8 +69,8 @@ Test(pipeline_e2e, graceful_close_racing_with_responses) {
     cr_assert_eq(r[1].status, 0);
     cr_assert_eq(r[1].response_id, 2);
     cr_assert_eq(drained, 0);
-    cr_assert(server_closed, "the server ended after its peer's EOF");
-    disconnect(&held.service);
+    cr_assert(pair.server_closed, "the server ended after its peer's EOF");
+    h_pair_disconnect(&pair, &held.service);
     held_free(&held);
 }
 
@@ -112,13 +80,13 @@ Test(pipeline_e2e, server_closing_with_requests_in_flight) {
     rec_op_t r[N];
     int i;
     held_init(&held, 0);
-    connect_pair(&held.service, 8, 8);
+    h_pair_connect(&pair, &held.service, 0, 8, 8);
     for (i = 0; i < N; i++) {
         rec_op_init(&r[i]);
-        cr_assert_eq(h_call(&client.service, tmsg_new(i), &r[i].op), 0);
+        cr_assert_eq(h_call(&pair.client.service, tmsg_new(i), &r[i].op), 0);
     }
     h_turns(3);
-    cr_assert_eq(ct_server_close(&srv), 0);
+    cr_assert_eq(ct_server_close(&pair.srv), 0);
     h_turns(4);
     for (i = 0; i < N; i++) {
         cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
@@ -126,6 +94,6 @@ Test(pipeline_e2e, server_closing_with_requests_in_flight) {
         cr_assert_eq(r[i].cause, UV_EOF);
     }
     cr_assert_eq(held.cancels, N);
-    disconnect(&held.service);
+    h_pair_disconnect(&pair, &held.service);
     held_free(&held);
 }

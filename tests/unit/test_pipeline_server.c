@@ -63,7 +63,7 @@ static void ask(uint64_t from, uint64_t to) {
 
 /* Runs the loop until the server has closed, then closes the rest. */
 static void finish(void) {
-    H_RUN_UNTIL(!(closed_calls == 0));
+    H_RUN_UNTIL(closed_calls != 0);
     h_turns(2);
     cr_assert_eq(closed_calls, 1, "the close callback runs once");
     ct_transport_close(&peer.transport, NULL);
@@ -262,7 +262,7 @@ Test(pipeline_server, a_dead_service_ends_the_connection) {
                  0);
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
     ask(0, 1);
-    H_RUN_UNTIL(!(closed_calls == 0));
+    H_RUN_UNTIL(closed_calls != 0);
     cr_assert_eq(closed_status, CT_ESHUTDOWN);
     cr_assert_eq(got_n, 0);
     ct_transport_close(&peer.transport, NULL);

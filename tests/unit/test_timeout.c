@@ -15,7 +15,7 @@ static void wrap(uint64_t ms, size_t max_in_flight) {
 }
 
 static void run_until_called(rec_op_t *r) {
-    H_RUN_UNTIL(!(r->calls == 0));
+    H_RUN_UNTIL(r->calls != 0);
 }
 
 static void unwrap(void) {

@@ -335,6 +335,53 @@ void batch_init(batch_svc_t *b, size_t max, int shuffle) {
     b->rng = 12345;
 }
 
+/* ---- a client and a server back to back ---------------------------------- */
+
+static void on_pair_server_closed(ct_server_t *srv, int status) {
+    h_pair_t *p = CT_CONTAINER_OF(srv, h_pair_t, srv);
+    (void)status;
+    p->server_closed = 1;
+}
+
+void h_pair_connect(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
+                    size_t channel_cap) {
+    ct_client_config_t ccfg = {0};
+    ct_server_config_t scfg = {0};
+    memset(p, 0, sizeof *p);
+    p->multiplexed = multiplexed;
+    ccfg.max_in_flight = depth;
+    ccfg.free_msg = tmsg_free;
+    scfg.max_in_flight = depth;
+    scfg.free_msg = tmsg_free;
+    cr_assert_eq(
+        ct_channel_pair_init(&H.ct, &p->client_end, &p->server_end, channel_cap, tmsg_free, NULL),
+        0);
+    if (multiplexed) {
+        scfg.get_tag = tmsg_get_tag;
+        scfg.set_tag = tmsg_set_tag;
+        cr_assert_eq(ct_slab_tags_init(&p->tags, depth, tmsg_get_tag, tmsg_set_tag), 0);
+        cr_assert_eq(ct_multiplex_server_init(&p->srv, &H.ct, &p->server_end.transport, service,
+                                              &scfg, on_pair_server_closed),
+                     0);
+        cr_assert_eq(ct_multiplex_client_init(&p->client, &H.ct, &p->client_end.transport,
+                                              &p->tags.store, &ccfg),
+                     0);
+    } else {
+        cr_assert_eq(ct_pipeline_server_init(&p->srv, &H.ct, &p->server_end.transport, service,
+                                             &scfg, on_pair_server_closed),
+                     0);
+        cr_assert_eq(ct_pipeline_client_init(&p->client, &H.ct, &p->client_end.transport, &ccfg),
+                     0);
+    }
+}
+
+void h_pair_disconnect(h_pair_t *p, ct_service_t *service) {
+    h_close_service(&p->client.service);
+    H_RUN_UNTIL(p->server_closed);
+    h_close_service(service);
+    if (p->multiplexed) ct_slab_tags_free(&p->tags);
+}
+
 /* ---- a driver at a fixed depth ---------------------------------------------- */
 
 typedef struct driver_op {

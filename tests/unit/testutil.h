@@ -114,6 +114,25 @@ typedef struct batch_svc {
 
 void batch_init(batch_svc_t *b, size_t max, int shuffle);
 
+/* A client and a server back to back over a channel pair: pipeline, or
+ * multiplex with a slab tag store and the server copying tags. */
+typedef struct h_pair {
+    ct_channel_t client_end, server_end;
+    ct_client_t client;
+    ct_server_t srv;
+    ct_slab_tags_t tags;
+    int multiplexed;
+    int server_closed;
+} h_pair_t;
+
+/* Connects p: both sides bound to depth in flight, channel_cap per direction. */
+void h_pair_connect(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
+                    size_t channel_cap);
+
+/* Closes the client; the server sees EOF, drains and closes itself; then
+ * service is closed. */
+void h_pair_disconnect(h_pair_t *p, ct_service_t *service);
+
 /* Keeps depth requests (test messages with ids 0, 1, ...) in flight on svc
  * until total have completed; asserts that none failed and that every
  * response is its own request's. Returns how many responses arrived after a
