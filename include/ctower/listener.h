@@ -38,12 +38,7 @@ struct ct_listener {
     /* private */
     ct_listener_config_t cfg;
     ct_address_t address;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    ct_uv_stream_t h;
     uv_timer_t timer;
     ct_link_t conns;
     size_t nconns;

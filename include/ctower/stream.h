@@ -49,15 +49,19 @@ typedef union ct_codec_storage {
     char custom[128];
 } ct_codec_storage_t;
 
+/* A libuv stream handle that is a TCP socket or a pipe, with views of it as
+ * a handle and as a stream (for streams and listeners; private). */
+typedef union ct_uv_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} ct_uv_stream_t;
+
 typedef struct ct_stream {
     ct_transport_t transport; /* first: a ct_stream_t * is a ct_transport_t * */
     /* private */
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    ct_uv_stream_t h;
     ct_codec_storage_t codec;
     ct_stream_config_t cfg;
     uint8_t *rbuf;
