@@ -45,7 +45,6 @@ typedef struct client_thread {
     char address[160];
     bench_conn_t *conns;
     int nconns, next_connect, settled, failed, closed;
-    int connect_error;
     histogram_t hist;
     uint64_t done;           /* read by the main thread for progress */
     int all_connected;       /* likewise */
@@ -200,7 +199,6 @@ static void on_connected(ct_stream_t *stream, int status) {
     if (r < 0) {
         if (status == 0) ct_transport_close(&stream->transport, NULL);
         th->failed++;
-        th->connect_error = r;
         count_error(th, r);
     } else {
         c->up = 1;
@@ -224,7 +222,6 @@ static void connect_next(client_thread_t *th) {
         int r = ct_connector_connect(&th->connector, &c->stream, on_connected);
         if (r < 0) {
             th->failed++;
-            th->connect_error = r;
             count_error(th, r);
             if (++th->settled == th->nconns) start_requests(th);
         }
@@ -258,7 +255,6 @@ static void client_thread_run(void *arg) {
     }
     r = ct_connector_init(&th->connector, &th->ct, th->address, &th->wire.stream);
     if (r < 0) {
-        th->connect_error = r;
         th->failed = th->nconns;
         count_error(th, r);
         start_requests(th);

@@ -62,6 +62,11 @@ int ct_listener_address(ct_listener_t *listener, ct_address_t *out);
 /* Connections open now. */
 size_t ct_listener_connections(const ct_listener_t *listener);
 
+/* Connections accepted since init, and accepts that failed (the kernel's
+ * accept, or setting up the connection's stream and server). Either pointer
+ * may be NULL. */
+void ct_listener_counts(const ct_listener_t *listener, size_t *accepted, size_t *accept_errors);
+
 /* Graceful shutdown (see above); deadline_ms 0 waits as long as it takes.
  * cb runs once every connection and handle is closed. CT_ECLOSING if called
  * twice. */

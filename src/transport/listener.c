@@ -177,6 +177,11 @@ size_t ct_listener_connections(const ct_listener_t *l) {
     return l->nconns;
 }
 
+void ct_listener_counts(const ct_listener_t *l, size_t *accepted, size_t *accept_errors) {
+    if (accepted) *accepted = l->accepted;
+    if (accept_errors) *accept_errors = l->accept_errors;
+}
+
 int ct_listener_shutdown(ct_listener_t *l, uint64_t deadline_ms, ct_listener_close_cb cb) {
     ct_link_t *node;
     if (l->closing) return CT_ECLOSING;

@@ -183,6 +183,12 @@ static void round_trip(const char *address, int multiplex) {
         cr_assert_eq(conns[i].done, PER_CONN);
     }
     cr_assert_eq(ct_listener_connections(&listener), CONNS);
+    {
+        size_t accepted = 0, failed = 1;
+        ct_listener_counts(&listener, &accepted, &failed);
+        cr_assert_eq(accepted, CONNS);
+        cr_assert_eq(failed, 0);
+    }
     for (i = 0; i < CONNS; i++)
         close_conn(&conns[i]);
     stop_listening();
