@@ -3,6 +3,7 @@
  * task per turn, so every message sent in a turn arrives in one batch. */
 #include "ctower/channel.h"
 #include "ctower/error.h"
+#include "../core/ring.h"
 
 #include <stdlib.h>
 
@@ -33,7 +34,7 @@ static int ch_send(ct_transport_t *t, void *msg) {
     int r = send_state(ch);
     if (r) return r;
     if (peer->count == peer->cap) return UV_EAGAIN;
-    peer->ring[(peer->head + peer->count) % peer->cap] = msg;
+    peer->ring[ct_ring_pos(peer->head, peer->count, peer->cap)] = msg;
     peer->count++;
     schedule_delivery(peer);
     return 0;
@@ -65,7 +66,7 @@ static void deliver(ct_task_t *task) {
     int consumed = 0;
     while (ch->reading && ch->count > 0) {
         void *msg = ch->ring[ch->head];
-        ch->head = (ch->head + 1) % ch->cap;
+        ch->head = ct_ring_pos(ch->head, 1, ch->cap);
         ch->count--;
         consumed = 1;
         ct_transport_deliver(&ch->transport, 0, msg);
@@ -103,7 +104,7 @@ static void ch_close(ct_transport_t *t) {
     }
     while (ch->count > 0) {
         void *msg = ch->ring[ch->head];
-        ch->head = (ch->head + 1) % ch->cap;
+        ch->head = ct_ring_pos(ch->head, 1, ch->cap);
         ch->count--;
         if (ch->free_msg) ch->free_msg(msg, ch->free_ctx);
     }
