@@ -56,6 +56,13 @@ void ct_op_cancel(ct_op_t *op);
  * underlying error (0 if none). */
 void ct_op_complete(ct_op_t *op, int status, int cause, void *response);
 
+/* For service implementers: completes op and runs its callback now, without
+ * the queue. Only from a stack on which no caller of the service can be: a
+ * transport's receive callback or a libuv callback, never from inside call,
+ * cancel, shutdown or close. The service's state must be consistent first:
+ * the callback may call, cancel or close. */
+void ct_op_complete_now(ct_op_t *op, int status, int cause, void *response);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,6 +75,14 @@ int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker);
  * service's own reason (a dead client returns the error that killed it). */
 int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op);
 
+/* Like ct_service_call(), for a caller that can take a result at once (a
+ * protocol server, a middleware): if the service finishes op inside the call,
+ * returns 1 with op->status, op->cause and op->response set, and op's callback
+ * will not run. Otherwise as ct_service_call(): 0 (the callback will run) or
+ * a negative error (nothing started). This saves a trip through the loop's
+ * completion queue per request when the service answers synchronously. */
+int ct_service_call_inline(ct_service_t *svc, void *request, ct_op_t *op);
+
 /* Hands back the capacity that a READY reserved and no call used. */
 void ct_service_release(ct_service_t *svc);
 

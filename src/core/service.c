@@ -4,7 +4,10 @@
 
 #include <assert.h>
 
-enum { OP_IDLE = 0, OP_PENDING = 1, OP_DELIVERING = 2 };
+/* OP_CALLING: inside the call that started it; OP_INLINE: finished inside
+ * that call, callback not yet queued (the call decides: queue it, or hand the
+ * result straight back to a caller that asked for that). */
+enum { OP_IDLE = 0, OP_PENDING = 1, OP_DELIVERING = 2, OP_CALLING = 3, OP_INLINE = 4 };
 enum { SVC_CLOSING = 1, SVC_SHUTTING = 2, SVC_SHUTDOWN_REPORTED = 4 };
 
 static void deliver_op(ct_task_t *task) {
@@ -35,13 +38,28 @@ void ct_op_cancel(ct_op_t *op) {
     assert(op->state != OP_PENDING && "a service's cancel must complete the op");
 }
 
-void ct_op_complete(ct_op_t *op, int status, int cause, void *response) {
-    assert(op->state == OP_PENDING && "op completed twice");
-    op->state = OP_DELIVERING;
+static void set_result(ct_op_t *op, int status, int cause, void *response) {
     op->status = status;
     op->cause = cause;
     op->response = response;
+}
+
+void ct_op_complete(ct_op_t *op, int status, int cause, void *response) {
+    assert((op->state == OP_PENDING || op->state == OP_CALLING) && "op completed twice");
+    set_result(op, status, cause, response);
+    if (op->state == OP_CALLING) { /* the call that is still running decides */
+        op->state = OP_INLINE;
+        return;
+    }
+    op->state = OP_DELIVERING;
     ct_task_post(op->svc->loop, &op->task);
+}
+
+void ct_op_complete_now(ct_op_t *op, int status, int cause, void *response) {
+    assert(op->state == OP_PENDING && "op completed twice, or from inside its call");
+    set_result(op, status, cause, response);
+    op->state = OP_IDLE; /* reusable from inside its own callback */
+    op->cb(op, status, response);
 }
 
 static void run_close_cb(ct_task_t *task) {
@@ -73,22 +91,42 @@ int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return svc->vtable->poll_ready(svc, waker);
 }
 
-int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op) {
+/* Runs the service's call with op marked as inside it; on return op is
+ * OP_PENDING, OP_INLINE (finished inside the call) or, after an error,
+ * OP_IDLE. */
+static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r;
     if (op->state != OP_IDLE) return CT_EBUSY;
     if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
     if (svc->flags & SVC_SHUTTING) return CT_ESHUTDOWN;
     op->svc = svc;
-    op->state = OP_PENDING;
-    op->status = 0;
-    op->cause = 0;
-    op->response = NULL;
+    op->state = OP_CALLING;
+    set_result(op, 0, 0, NULL);
     r = svc->vtable->call(svc, request, op);
     if (r < 0) {
-        assert(op->state == OP_PENDING && "call failed but completed the op");
+        assert(op->state == OP_CALLING && "call failed but completed the op");
         op->state = OP_IDLE;
+    } else if (op->state == OP_CALLING) {
+        op->state = OP_PENDING;
     }
     return r;
+}
+
+int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    int r = start_call(svc, request, op);
+    if (r >= 0 && op->state == OP_INLINE) { /* its callback still runs later */
+        op->state = OP_DELIVERING;
+        ct_task_post(svc->loop, &op->task);
+    }
+    return r < 0 ? r : 0;
+}
+
+int ct_service_call_inline(ct_service_t *svc, void *request, ct_op_t *op) {
+    int r = start_call(svc, request, op);
+    if (r < 0) return r;
+    if (op->state != OP_INLINE) return 0;
+    op->state = OP_IDLE;
+    return 1;
 }
 
 void ct_service_release(ct_service_t *svc) {

@@ -4,6 +4,7 @@
 #include "ctower/client.h"
 #include "ctower/error.h"
 #include "order_tags.h"
+#include "../core/ring.h"
 
 #include <stdlib.h>
 
@@ -49,7 +50,7 @@ static size_t take_slot(ct_client_t *c) {
 
 static size_t send_queue_pop(ct_client_t *c) {
     size_t index = c->send_queue[c->send_head];
-    c->send_head = (c->send_head + 1) % c->cap;
+    c->send_head = ct_ring_pos(c->send_head, 1, c->cap);
     c->send_count--;
     return index;
 }
@@ -150,6 +151,7 @@ static void on_send_ready(ct_waker_t *waker) {
 static void on_response(ct_client_t *c, void *msg) {
     size_t index = 0;
     slot_t *s;
+    ct_op_t *op;
     int r = c->tags->vtable->finish(c->tags, msg, &index);
     if (r < 0 || index >= c->never_used ||
         (c->slots[index].state != SLOT_SENT && c->slots[index].state != SLOT_TOMB)) {
@@ -160,12 +162,16 @@ static void on_response(ct_client_t *c, void *msg) {
         return;
     }
     s = &c->slots[index];
-    if (s->state == SLOT_SENT)
-        ct_op_complete(s->op, 0, 0, msg);
-    else
-        free_msg(c, msg); /* a tombstone's late answer */
+    op = s->state == SLOT_SENT ? s->op : NULL;
     release_slot(c, index);
     check_drained(c);
+    /* Last, with the client consistent: the receive callback is a fresh
+     * stack, so the op's callback runs right here (it may call again, cancel
+     * or close), with the response still in cache. */
+    if (op)
+        ct_op_complete_now(op, 0, 0, msg);
+    else
+        free_msg(c, msg); /* a tombstone's late answer */
 }
 
 static void on_recv(ct_transport_t *t, int status, void *msg) {
@@ -204,7 +210,7 @@ static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
     c->slots[index].request = request;
     c->slots[index].state = SLOT_QUEUED;
     op->slot = index;
-    c->send_queue[(c->send_head + c->send_count) % c->cap] = index;
+    c->send_queue[ct_ring_pos(c->send_head, c->send_count, c->cap)] = index;
     c->send_count++;
     pump(c);
     return 0;

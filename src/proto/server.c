@@ -5,6 +5,7 @@
  * for every earlier one), completion order for a multiplexed protocol. */
 #include "ctower/server.h"
 #include "ctower/error.h"
+#include "../core/ring.h"
 
 #include <stdlib.h>
 
@@ -39,13 +40,13 @@ static size_t in_flight(const ct_server_t *srv) {
 }
 
 static void ring_push(size_t *ring, size_t cap, size_t head, size_t *count, size_t index) {
-    ring[(head + *count) % cap] = index;
+    ring[ct_ring_pos(head, *count, cap)] = index;
     (*count)++;
 }
 
 static size_t ring_pop(size_t *ring, size_t cap, size_t *head, size_t *count) {
     size_t index = ring[*head];
-    *head = (*head + 1) % cap;
+    *head = ct_ring_pos(*head, 1, cap);
     (*count)--;
     return index;
 }
@@ -144,23 +145,30 @@ static void on_service_done(ct_op_t *op, int status, void *response) {
 }
 
 /* Hands waiting requests to the service, in arrival order, while it is ready.
- * Responses are sent from the service's completions; only a request that
- * failed to start settles here and needs a send pass. */
+ * A response the service gives inside its call (an echo, a cache hit) settles
+ * here, while the request is still in cache; the others settle from
+ * on_service_done. */
 static void call_service(ct_server_t *srv) {
     int settled = 0;
     while (!srv->ending && srv->call_count > 0) {
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         slot_t *s;
-        if (r == CT_PENDING) return;
+        if (r == CT_PENDING) break;
         s = &srv->slots[ring_pop(srv->call_queue, srv->cap, &srv->call_head, &srv->call_count)];
         if (r >= 0) {
             ct_op_init(&s->op, on_service_done);
             s->op.data = srv;
             s->state = SLOT_CALLING;
-            srv->outstanding++;
-            r = ct_service_call(srv->service, s->request, &s->op);
-            if (r >= 0) continue;
-            srv->outstanding--;
+            r = ct_service_call_inline(srv->service, s->request, &s->op);
+            if (r == 0) {
+                srv->outstanding++;
+                continue;
+            }
+            if (r == 1) {
+                settle(srv, s, s->op.status, s->op.response);
+                settled = 1;
+                continue;
+            }
         }
         /* Not started: the request is still ours. */
         free_msg(srv, s->request);
