@@ -428,3 +428,81 @@ Test(pipeline_client, close_during_shutdown_cancels_the_drain) {
     cr_assert_eq(drained, CT_ECANCELED);
     cr_assert_eq(r.status, CT_ECLOSED);
 }
+
+/* Responses are delivered from the transport's receive callback, which is a
+ * fresh stack: an op's callback may close the client while later responses
+ * of the same batch are still being delivered. */
+static int closed_from_callback;
+static void on_closed_from_callback(ct_service_t *svc) {
+    (void)svc;
+    closed_from_callback = 1;
+}
+
+static void close_in_callback(ct_op_t *op, int status, void *response) {
+    rec_op_t *r = CT_CONTAINER_OF(op, rec_op_t, op);
+    cr_assert_eq(H.nested, 0);
+    r->calls++;
+    r->status = status;
+    cr_assert_eq(status, 0);
+    tmsg_free(response, NULL);
+    cr_assert_eq(ct_service_close(&client.service, on_closed_from_callback), 0);
+}
+
+Test(pipeline_client, a_response_callback_may_close_the_client) {
+    rec_op_t r[3];
+    int i;
+    setup_client(8, 8);
+    closed_from_callback = 0;
+    call(&r[0], 1);
+    r[0].op.cb = close_in_callback;
+    call(&r[1], 2);
+    call(&r[2], 3);
+    h_turns(2);
+    for (i = 0; i < 3; i++)
+        peer_answer(i); /* all three arrive in one delivery */
+    H_RUN_UNTIL(closed_from_callback);
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, 0);
+    for (i = 1; i < 3; i++) {
+        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
+        cr_assert_eq(r[i].status, CT_ECLOSED);
+    }
+    for (i = 0; i < peer_n; i++)
+        tmsg_free(peer_inbox[i], NULL);
+    ct_transport_close(&peer.transport, NULL);
+}
+
+/* ...and may call again: the new request goes out behind the others. */
+static int chained;
+static void call_again_in_callback(ct_op_t *op, int status, void *response) {
+    rec_op_t *r = CT_CONTAINER_OF(op, rec_op_t, op);
+    cr_assert_eq(H.nested, 0);
+    r->calls++;
+    r->status = status;
+    r->response_id = tmsg_id(response);
+    tmsg_free(response, NULL);
+    if (chained++ == 0) {
+        cr_assert_eq(h_call(&client.service, tmsg_new(99), op), 0);
+    }
+}
+
+Test(pipeline_client, a_response_callback_may_call_again) {
+    rec_op_t r[2];
+    setup_client(8, 8);
+    chained = 0;
+    call(&r[0], 1);
+    r[0].op.cb = call_again_in_callback;
+    call(&r[1], 2);
+    h_turns(2);
+    peer_answer(0);
+    peer_answer(1);
+    H_RUN_UNTIL(peer_n == 3);
+    cr_assert_eq(tmsg_id(peer_inbox[2]), 99u);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].response_id, 2u);
+    peer_answer(2);
+    H_RUN_UNTIL(r[0].calls == 2);
+    cr_assert_eq(r[0].response_id, 99u);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
+    teardown_client();
+}

@@ -150,3 +150,42 @@ Test(service, shutdown_unsupported_is_reported) {
     h_close_service(&h.service);
     held_free(&h);
 }
+
+Test(service, call_inline_hands_back_a_synchronous_result_and_skips_the_callback) {
+    ct_service_fn_t fn;
+    rec_op_t r;
+    ct_service_fn_init(&fn, &H.ct, double_it, NULL);
+    rec_op_init(&r);
+    cr_assert_eq(ct_service_call_inline(&fn.service, tmsg_new(21), &r.op), 1);
+    cr_assert_eq(r.op.status, 0);
+    cr_assert_eq(((tmsg_t *)r.op.response)->id, 42);
+    cr_assert(!ct_op_is_pending(&r.op), "taken: the op is free again");
+    tmsg_free(r.op.response, NULL);
+    /* An error result comes back the same way. */
+    cr_assert_eq(ct_service_call_inline(&fn.service, tmsg_new(13), &r.op), 1);
+    cr_assert_eq(ct_err_service_code(r.op.status), 13);
+    cr_assert_null(r.op.response);
+    h_run();
+    cr_assert_eq(r.calls, 0, "a taken result never reaches the callback");
+    h_close_service(&fn.service);
+}
+
+Test(service, call_inline_on_an_asynchronous_service_is_an_ordinary_call) {
+    held_svc_t h;
+    rec_op_t r;
+    tmsg_t *m = tmsg_new(2);
+    held_init(&h, 1);
+    rec_op_init(&r);
+    cr_assert_eq(ct_service_call_inline(&h.service, tmsg_new(1), &r.op), 0);
+    cr_assert(ct_op_is_pending(&r.op));
+    cr_assert_eq(ct_service_call_inline(&h.service, m, &r.op), CT_EBUSY);
+    held_complete(&h, 0, 0);
+    h_run();
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.response_id, 1);
+    h_close_service(&h.service);
+    cr_assert_eq(ct_service_call_inline(&h.service, m, &r.op), CT_ECLOSING);
+    tmsg_free(m, NULL); /* refused: still ours */
+    held_free(&h);
+}
