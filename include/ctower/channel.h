@@ -8,8 +8,9 @@
  *
  * Closing one end (or shutting down its write side) makes the other end
  * receive UV_EOF after the messages already sent; sending to a closed end
- * fails with UV_EPIPE. ct_channel_fail_send() and ct_channel_fail_recv()
- * inject faults, so that tests can provoke every transport error.
+ * fails with UV_EPIPE. ct_channel_fail_send(), ct_channel_fail_recv() and
+ * ct_channel_refuse_next() inject faults, so that tests can provoke every
+ * transport error.
  */
 #ifndef CTOWER_CHANNEL_H
 #define CTOWER_CHANNEL_H
@@ -31,10 +32,11 @@ typedef struct ct_channel {
     ct_msg_free_fn free_msg;
     void *free_ctx;
     int reading;
-    int ended;      /* the final EOF or error was delivered */
-    int peer_eof;   /* the peer closed its write side */
-    int recv_error; /* injected: delivered after the queued messages */
-    int send_error; /* injected: every send fails with it */
+    int ended;       /* the final EOF or error was delivered */
+    int peer_eof;    /* the peer closed its write side */
+    int recv_error;  /* injected: delivered after the queued messages */
+    int send_error;  /* injected: every send fails with it */
+    int refuse_next; /* injected: the next message is refused with it */
     int write_shut;
     ct_task_t deliver_task;
     ct_waitq_t send_waiters; /* our senders, waiting for room at the peer */
@@ -48,6 +50,12 @@ int ct_channel_pair_init(ct_loop_t *loop, ct_channel_t *a, ct_channel_t *b, size
 
 /* Makes every later send (and send_ready) on ch fail with err. */
 void ct_channel_fail_send(ct_channel_t *ch, int err);
+
+/* Refuses the next message sent on ch with err (CT_EFRAMETOOLARGE or
+ * CT_EINVAL), as a stream's codec refuses one it cannot encode; the message
+ * stays the sender's and the channel goes on. Returns CT_EINVAL for another
+ * err. */
+int ct_channel_refuse_next(ct_channel_t *ch, int err);
 
 /* Ends ch's receive side with err, after the messages already queued. */
 void ct_channel_fail_recv(ct_channel_t *ch, int err);

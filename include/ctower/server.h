@@ -28,8 +28,11 @@ extern "C" {
 
 typedef struct ct_server ct_server_t;
 
-/* Turns a service error into a response to send in its place: returns 0 and
- * sets *response, or a negative value to close the connection instead. */
+/* Turns an error into a response to send in its place: a service error, or
+ * a response that the codec refused (CT_EFRAMETOOLARGE, CT_EINVAL; that one
+ * is freed first). Returns 0 and sets *response, or a negative value to close
+ * the connection, gracefully, after the responses before it. A replacement is
+ * not replaced again. */
 typedef int (*ct_server_error_fn)(ct_server_t *srv, int status, void **response);
 
 /* The server is finished and its memory may be reclaimed. status is 0 after a

@@ -30,6 +30,13 @@ typedef struct ct_tag_store_vtable {
      * and sets *slot, or CT_EDESYNC if the response answers no tag in use
      * (unknown, stale, or already answered). */
     int (*finish)(ct_tag_store_t *store, const void *response, size_t *slot);
+    /* May be NULL. Gives back the tag that the last assign gave to slot, whose
+     * request was not sent after all (the transport was full, or could not
+     * encode it). With it the client sends first and asks the transport for
+     * room only when a send is refused, and a request the codec cannot carry
+     * fails alone; without it, the client asks for room before every send,
+     * and a request the codec cannot carry ends the client. */
+    void (*unassign)(ct_tag_store_t *store, size_t slot);
 } ct_tag_store_vtable_t;
 
 struct ct_tag_store {

@@ -67,9 +67,16 @@ struct ct_transport {
 int ct_transport_send_ready(ct_transport_t *t, ct_waker_t *waker);
 
 /* Sends msg. 0: the transport owns msg. UV_EAGAIN: no room (send_ready was
- * not READY); msg is still the caller's. Other negative: the send side is
- * broken; msg is still the caller's. */
+ * not READY); msg is still the caller's. CT_EFRAMETOOLARGE or CT_EINVAL: this
+ * message cannot be encoded (too large, or not expressible by the codec); msg
+ * is still the caller's and the transport goes on (see
+ * ct_transport_refused_msg). Other negative: the send side is broken; msg is
+ * still the caller's. */
 int ct_transport_send(ct_transport_t *t, void *msg);
+
+/* Non-zero if a send error concerns that one message only, which the codec
+ * cannot encode: the transport still works. */
+int ct_transport_refused_msg(int status);
 
 /* Starts delivering received messages to cb. */
 int ct_transport_recv_start(ct_transport_t *t, ct_recv_cb cb);

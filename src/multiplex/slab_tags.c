@@ -36,7 +36,12 @@ static int slab_finish(ct_tag_store_t *store, const void *response, size_t *slot
     return 0;
 }
 
-static const ct_tag_store_vtable_t slab_vtable = {slab_assign, slab_finish};
+/* The generation stays bumped: harmless, as nothing carried the tag. */
+static void slab_unassign(ct_tag_store_t *store, size_t slot) {
+    ((ct_slab_tags_t *)store)->in_use[slot] = 0;
+}
+
+static const ct_tag_store_vtable_t slab_vtable = {slab_assign, slab_finish, slab_unassign};
 
 int ct_slab_tags_init(ct_slab_tags_t *t, size_t capacity, ct_tag_get_fn get, ct_tag_set_fn set) {
     if (!t || !get || !set || capacity == 0 || capacity > MAX_CAPACITY) return CT_EINVAL;

@@ -98,34 +98,64 @@ static void shut_write_when_all_sent(ct_client_t *c) {
     if (r < 0) fail(c, CT_ESENDBROKEN, r);
 }
 
-/* Sends one queued request: 1 if sent (or settled), 0 to wait, -1 if dead. */
-static int send_one(ct_client_t *c, size_t index) {
+/* The request at the head of the send queue fails alone; the client goes on. */
+static void fail_request(ct_client_t *c, size_t index, int status) {
     slot_t *s = &c->slots[index];
+    send_queue_pop(c);
+    free_msg(c, s->request);
+    ct_op_complete(s->op, status, 0, NULL);
+    release_slot(c, index);
+}
+
+/* After a send was refused for room: 0 to wait for the waker, -1 if dead. */
+static int wait_for_room(ct_client_t *c) {
     int r = ct_transport_send_ready(c->transport, &c->send_waker);
     if (r == CT_PENDING) return 0;
-    if (r < 0) {
-        fail(c, CT_ESENDBROKEN, r);
-        return -1;
+    /* READY right after a refusal for room breaks the transport contract. */
+    fail(c, CT_ESENDBROKEN, r < 0 ? r : UV_EAGAIN);
+    return -1;
+}
+
+/* Sends one queued request: 1 if sent (or settled), 0 to wait, -1 if dead.
+ * With a store that can give a tag back, the request is sent first and room
+ * is asked for only when the transport refuses it: one transport call per
+ * request instead of two. */
+static int send_one(ct_client_t *c, size_t index) {
+    slot_t *s = &c->slots[index];
+    const ct_tag_store_vtable_t *tags = c->tags->vtable;
+    int r;
+    if (!tags->unassign) {
+        r = ct_transport_send_ready(c->transport, &c->send_waker);
+        if (r == CT_PENDING) return 0;
+        if (r < 0) {
+            fail(c, CT_ESENDBROKEN, r);
+            return -1;
+        }
     }
-    r = c->tags->vtable->assign(c->tags, s->request, index);
+    r = tags->assign(c->tags, s->request, index);
     if (r < 0) { /* this request cannot be tagged: it alone fails */
-        send_queue_pop(c);
-        free_msg(c, s->request);
-        ct_op_complete(s->op, r, 0, NULL);
-        release_slot(c, index);
+        fail_request(c, index, r);
         return 1;
     }
-    /* After READY a send cannot lack room; a transport that says so broke its
-     * contract, and the tag is already taken. */
     r = ct_transport_send(c->transport, s->request);
-    if (r < 0) {
+    if (r == 0) {
+        send_queue_pop(c);
+        s->request = NULL;
+        s->state = SLOT_SENT;
+        return 1;
+    }
+    if (!tags->unassign) { /* the tag is taken and cannot be given back */
         fail(c, CT_ESENDBROKEN, r);
         return -1;
     }
-    send_queue_pop(c);
-    s->request = NULL;
-    s->state = SLOT_SENT;
-    return 1;
+    tags->unassign(c->tags, index);
+    if (r == UV_EAGAIN) return wait_for_room(c);
+    if (ct_transport_refused_msg(r)) {
+        fail_request(c, index, r);
+        return 1;
+    }
+    fail(c, CT_ESENDBROKEN, r);
+    return -1;
 }
 
 /* Hands queued requests to the transport, in call order, while it takes them. */

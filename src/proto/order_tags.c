@@ -21,7 +21,14 @@ static int order_finish(ct_tag_store_t *store, const void *response, size_t *slo
     return 0;
 }
 
-static const ct_tag_store_vtable_t order_vtable = {order_assign, order_finish};
+/* Only the last assign is ever given back, so it is the newest entry. */
+static void order_unassign(ct_tag_store_t *store, size_t slot) {
+    ct_order_tags_t *t = (ct_order_tags_t *)store;
+    (void)slot;
+    t->count--;
+}
+
+static const ct_tag_store_vtable_t order_vtable = {order_assign, order_finish, order_unassign};
 
 void ct_order_tags_init(ct_order_tags_t *t, size_t *ring, size_t capacity) {
     t->store.vtable = &order_vtable;

@@ -24,6 +24,7 @@ struct ct_server_slot {
     uint32_t tag;
     int state;
     int status;
+    int replaced; /* the response is on_error's: it is not replaced twice */
 };
 
 typedef struct ct_server_slot slot_t;
@@ -117,6 +118,7 @@ static void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
     if (status < 0 && srv->cfg.on_error && srv->cfg.on_error(srv, status, &replacement) == 0) {
         status = 0;
         response = replacement;
+        s->replaced = 1;
     }
     if (status == 0) {
         s->response = response;
@@ -189,6 +191,20 @@ static void resume_reading(ct_server_t *srv) {
     if (ct_transport_recv_start(srv->transport, on_recv) < 0) finish(srv, CT_ERECVBROKEN, 0);
 }
 
+/* The codec cannot encode s's response: on_error may give one to send in its
+ * place (once). Returns 1 if it did. */
+static int replace_refused(ct_server_t *srv, slot_t *s, int status) {
+    void *replacement = NULL;
+    free_msg(srv, s->response);
+    s->response = NULL;
+    if (s->replaced || !srv->cfg.on_error || srv->cfg.on_error(srv, status, &replacement) != 0)
+        return 0;
+    s->response = replacement;
+    s->replaced = 1;
+    if (srv->cfg.set_tag) srv->cfg.set_tag(replacement, s->tag);
+    return 1;
+}
+
 /* Sends, in send-queue order, every response whose turn has come. */
 static void send_responses(ct_server_t *srv) {
     while (!srv->ending && srv->send_count > 0) {
@@ -206,6 +222,11 @@ static void send_responses(ct_server_t *srv) {
             r = ct_transport_send_ready(srv->transport, &srv->send_waker);
             if (r == CT_PENDING) return;
             if (r >= 0) continue;
+        }
+        if (ct_transport_refused_msg(r)) {
+            if (replace_refused(srv, s, r)) continue;
+            finish(srv, r, 1); /* like a service error: what came before is sent */
+            return;
         }
         if (r < 0) {
             finish(srv, r, 0);
@@ -241,6 +262,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     s->request = msg;
     s->response = NULL;
     s->state = SLOT_WAITING;
+    s->replaced = 0;
     s->tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
     if (srv->in_order)

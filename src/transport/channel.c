@@ -34,6 +34,11 @@ static int ch_send(ct_transport_t *t, void *msg) {
     int r = send_state(ch);
     if (r) return r;
     if (peer->count == peer->cap) return UV_EAGAIN;
+    if (ch->refuse_next) {
+        r = ch->refuse_next;
+        ch->refuse_next = 0;
+        return r;
+    }
     peer->ring[ct_ring_pos(peer->head, peer->count, peer->cap)] = msg;
     peer->count++;
     schedule_delivery(peer);
@@ -132,6 +137,7 @@ static int channel_init(ct_loop_t *loop, ct_channel_t *ch, size_t capacity, ct_m
     ch->peer_eof = 0;
     ch->recv_error = 0;
     ch->send_error = 0;
+    ch->refuse_next = 0;
     ch->write_shut = 0;
     ct_task_init(&ch->deliver_task, deliver);
     ct_waitq_init(&ch->send_waiters);
@@ -155,6 +161,12 @@ int ct_channel_pair_init(ct_loop_t *loop, ct_channel_t *a, ct_channel_t *b, size
 void ct_channel_fail_send(ct_channel_t *ch, int err) {
     ch->send_error = err;
     ct_waitq_wake_all(&ch->send_waiters);
+}
+
+int ct_channel_refuse_next(ct_channel_t *ch, int err) {
+    if (!ct_transport_refused_msg(err)) return CT_EINVAL;
+    ch->refuse_next = err;
+    return 0;
 }
 
 void ct_channel_fail_recv(ct_channel_t *ch, int err) {

@@ -38,6 +38,10 @@ int ct_transport_send(ct_transport_t *t, void *msg) {
     return t->vtable->send(t, msg);
 }
 
+int ct_transport_refused_msg(int status) {
+    return status == CT_EFRAMETOOLARGE || status == CT_EINVAL;
+}
+
 int ct_transport_recv_start(ct_transport_t *t, ct_recv_cb cb) {
     if (t->flags & T_CLOSING) return CT_ECLOSING;
     if (!cb) return CT_EINVAL;

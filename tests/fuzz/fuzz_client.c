@@ -1,9 +1,9 @@
 /* Model-based fuzz target for the clients. The input is a script: calls,
  * cancels, replies in or out of order, stray and duplicate replies, broken
- * and closed transports, shutdowns and loop turns, played against a pipeline
- * or multiplex client over the in-memory channel, with the test as the peer.
- * Whatever the script, every op that started completes exactly once, no
- * callback runs inside a call, nothing leaks, and the loop closes clean. */
+ * and closed transports, messages the transport refuses, shutdowns and loop turns, played against a
+ * pipeline or multiplex client over the in-memory channel, with the test as the peer. Whatever the
+ * script, every op that started completes exactly once and only ever with its own request's answer,
+ * no callback runs inside a call, nothing leaks, and the loop closes clean. */
 #include <ctower/ctower.h>
 
 #include <stdlib.h>
@@ -20,6 +20,7 @@ typedef struct rec {
     ct_op_t op;
     int started;
     int calls;
+    uint32_t id; /* of the request: the peer echoes it, so the answer has it */
 } rec_t;
 
 static struct {
@@ -32,10 +33,11 @@ static struct {
     rec_t recs[OPS];
     msg_t *inbox[PEER_MAX]; /* requests the peer received, unanswered */
     int inbox_n;
-    uint32_t last_tag;
+    uint32_t last_tag, last_id;
     long live;
     int nested;
     int peer_closed, client_closing, client_closed;
+    int pipeline_off_step; /* a pipeline's peer sent an extra answer or lost one */
 } S;
 
 static void must(int cond) {
@@ -70,6 +72,10 @@ static void on_done(ct_op_t *op, int status, void *response) {
     r->calls++;
     must(r->calls == 1);
     must((status == 0) == (response != NULL));
+    /* Never another's answer; except that a pipeline cannot tell a stray or
+     * repeated answer from the one due, nor notice one lost, after which its
+     * matching is off. */
+    must(status != 0 || ((msg_t *)response)->id == r->id || S.pipeline_off_step);
     free_msg(response, NULL);
 }
 
@@ -84,7 +90,10 @@ static void on_peer(ct_transport_t *t, int status, void *m) {
 }
 
 static void peer_send(msg_t *m) {
-    if (S.peer_closed || ct_transport_send(&S.peer.transport, m) != 0) free_msg(m, NULL);
+    if (S.peer_closed || ct_transport_send(&S.peer.transport, m) != 0) {
+        free_msg(m, NULL); /* dropped: a pipeline's later answers are off by one */
+        S.pipeline_off_step |= !S.multiplex;
+    }
 }
 
 static void answer(unsigned k) {
@@ -95,6 +104,7 @@ static void answer(unsigned k) {
     memmove(&S.inbox[k], &S.inbox[k + 1], (size_t)(S.inbox_n - (int)k - 1) * sizeof *S.inbox);
     S.inbox_n--;
     S.last_tag = m->tag;
+    S.last_id = m->id;
     peer_send(m);
 }
 
@@ -123,7 +133,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     must(ct_loop_init(&S.ct, &S.uv) == 0);
     must(ct_channel_pair_init(&S.ct, &S.client_end, &S.peer, 1 + data[1] % 4, free_msg, NULL) == 0);
     if (S.multiplex) {
+        static ct_tag_store_vtable_t no_unassign;
         must(ct_slab_tags_init(&S.tags, cfg.max_in_flight, get_tag, set_tag) == 0);
+        if (data[1] & 0x10) { /* a user's store that cannot give a tag back */
+            no_unassign = *S.tags.store.vtable;
+            no_unassign.unassign = NULL;
+            S.tags.store.vtable = &no_unassign;
+        }
         must(ct_multiplex_client_init(&S.client, &S.ct, &S.client_end.transport, &S.tags.store,
                                       &cfg) == 0);
     } else {
@@ -143,6 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 r->calls == (r->started ? 1 : 0)) {
                 msg_t *m = new_msg(next_id++);
                 int rc;
+                r->id = m->id;
                 if (r->started) r->calls = 0; /* a completed op may be reused */
                 S.nested++;
                 rc = ct_service_call(&S.client.service, m, &r->op);
@@ -166,12 +183,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             break;
         case 6: { /* a stray answer */
             msg_t *m = new_msg(0);
+            S.pipeline_off_step |= !S.multiplex;
             m->tag = arg * 0x01010101u;
             peer_send(m);
             break;
         }
-        case 7: { /* the last answer, again */
-            msg_t *m = new_msg(0);
+        case 7: { /* the last answer, again (it stands in for the first if
+                   * that was dropped at a full channel) */
+            msg_t *m = new_msg(S.last_id);
+            S.pipeline_off_step |= !S.multiplex;
             m->tag = S.last_tag;
             peer_send(m);
             break;
@@ -184,8 +204,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 11: /* the receive side breaks */
             if (!S.client_closing) ct_channel_fail_recv(&S.client_end, UV_ECONNRESET);
             break;
-        case 12: /* the send side breaks */
-            if (!S.client_closing) ct_channel_fail_send(&S.client_end, UV_EPIPE);
+        case 12: /* the send side breaks, or refuses one message */
+            if (S.client_closing) break;
+            if (arg < 12)
+                must(ct_channel_refuse_next(&S.client_end,
+                                            arg & 1 ? CT_EINVAL : CT_EFRAMETOOLARGE) == 0);
+            else
+                ct_channel_fail_send(&S.client_end, UV_EPIPE);
             break;
         case 13: /* the peer goes away */
             if (!S.peer_closed) {

@@ -369,6 +369,146 @@ Test(net, connection_reset_fails_every_op) {
     client_sees(BAD_RESET, 0, UV_ECONNRESET);
 }
 
+/* ---- messages the codec cannot carry ------------------------------------------ */
+
+enum { OVERSIZE = 2 * PAYLOAD };
+
+static ct_buf_t *sized_request(uint64_t id, size_t len) {
+    ct_buf_t *b = ct_buf_pool_get(&pool, len);
+    cr_assert_not_null(b);
+    memset(b->base, 0, len);
+    memcpy(b->base + 4, &id, sizeof id);
+    b->len = len;
+    return b;
+}
+
+/* A request larger than the codec's maximum fails alone, with
+ * CT_EFRAMETOOLARGE; the requests around it and the client go on. */
+static void oversize_request_fails_alone(int multiplex) {
+    static conn_t c;
+    ct_length_codec_config_t lc = {4, 0, 0, PAYLOAD};
+    ct_buf_t *big;
+    int i;
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex);
+    connect_to(&c, bound, multiplex, 4, 0); /* total 0: the test issues */
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, 0);
+    for (i = 0; i < 3; i++) {
+        c.reqs[i].conn = &c;
+        c.reqs[i].expect = (uint64_t)i;
+        ct_op_init(&c.reqs[i].op, on_reply);
+    }
+    big = sized_request(1, OVERSIZE);
+    cr_assert_eq(h_call(&c.client.service, sized_request(0, PAYLOAD), &c.reqs[0].op), 0);
+    cr_assert_eq(h_call(&c.client.service, big, &c.reqs[1].op), 0);
+    cr_assert_eq(h_call(&c.client.service, sized_request(2, PAYLOAD), &c.reqs[2].op), 0);
+    H_RUN_UNTIL(c.done == 3);
+    cr_assert_eq(c.errors, 1);
+    cr_assert_eq(c.first_error, CT_EFRAMETOOLARGE, "%s", ct_err_name(c.first_error));
+    cr_assert_eq(c.reqs[1].op.status, CT_EFRAMETOOLARGE);
+    cr_assert_eq(c.reqs[0].op.status, 0);
+    cr_assert_eq(c.reqs[2].op.status, 0);
+    cr_assert_eq(c.mismatched, 0, "every answer is its own request's");
+    /* Still usable afterwards. */
+    c.reqs[0].expect = 7;
+    cr_assert_eq(h_call(&c.client.service, sized_request(7, PAYLOAD), &c.reqs[0].op), 0);
+    H_RUN_UNTIL(c.done == 4);
+    cr_assert_eq(c.errors, 1);
+    cr_assert_eq(c.mismatched, 0);
+    h_turns(3);
+    cr_assert_eq(c.done, 4, "each op completed exactly once");
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, pipeline_oversize_request_fails_alone) {
+    oversize_request_fails_alone(0);
+}
+Test(net, multiplex_oversize_request_fails_alone) {
+    oversize_request_fails_alone(1);
+}
+
+/* A service whose answer to request 1 is larger than the codec carries. */
+static int grow_one(void *ctx, void *req, void **resp) {
+    ct_buf_t *b = req, *big;
+    uint64_t id;
+    (void)ctx;
+    memcpy(&id, b->base + 4, sizeof id);
+    if (id != 1) {
+        *resp = b;
+        return 0;
+    }
+    big = sized_request(1, OVERSIZE);
+    memcpy(big->base, b->base, 4); /* the tag, in multiplex mode */
+    ct_buf_pool_put(&pool, b);
+    *resp = big;
+    return 0;
+}
+
+static int refused_seen;
+static int answer_refused(ct_server_t *srv, int status, void **response) {
+    (void)srv;
+    cr_assert_eq(status, CT_EFRAMETOOLARGE);
+    refused_seen++;
+    *response = sized_request(1, PAYLOAD); /* the same id: the client matches it */
+    return 0;
+}
+
+/* The server: without on_error the connection ends after the responses
+ * before the refused one; with it, the replacement is sent and serving goes
+ * on. */
+static void oversize_response(int with_hook) {
+    static conn_t c;
+    static ct_service_fn_t grower;
+    ct_length_codec_config_t lc = {4, 0, 0, PAYLOAD};
+    ct_listener_config_t cfg;
+    ct_address_t a;
+    int i;
+    net_setup();
+    refused_seen = 0;
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    ct_service_fn_init(&grower, &H.ct, grow_one, NULL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = stream_cfg;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cfg.server.on_error = with_hook ? answer_refused : NULL;
+    cr_assert_eq(ct_listener_init(&listener, &H.ct, "tcp://127.0.0.1:0", &grower.service, &cfg), 0);
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
+    connect_to(&c, bound, 0, 3, 3);
+    H_RUN_UNTIL(c.done == 3);
+    cr_assert_eq(c.reqs[0].op.status, 0, "the response before the refused one is sent");
+    if (with_hook) {
+        cr_assert_eq(refused_seen, 1);
+        cr_assert_eq(c.errors, 0, "%s", ct_err_name(c.first_error));
+        cr_assert_eq(c.mismatched, 0);
+    } else {
+        for (i = 1; i < 3; i++) {
+            cr_assert_eq(c.reqs[i].op.status, CT_ERECVBROKEN);
+            cr_assert_eq(c.reqs[i].op.cause, UV_EOF, "a graceful end, not a reset");
+        }
+    }
+    h_turns(3);
+    cr_assert_eq(c.done, 3, "each op completed exactly once");
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&grower.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, oversize_response_ends_the_connection_gracefully) {
+    oversize_response(0);
+}
+Test(net, oversize_response_is_replaced_by_on_error) {
+    oversize_response(1);
+}
+
 /* ---- output back-pressure ---------------------------------------------------- */
 
 static void silent_accept(uv_stream_t *server, int status) {
