@@ -40,6 +40,10 @@ struct ct_codec {
     size_t max_payload; /* larger frames are CT_EFRAMETOOLARGE */
     size_t overhead;    /* bytes a frame adds to its payload, at most */
     size_t size;        /* sizeof the concrete codec, so a transport can copy it */
+    /* 1 if every frame is a 4-byte big-endian payload length, then the
+     * payload, with max_payload < 2^32: the common framing, which a transport
+     * may then frame inline, with the same results, without the vtable. */
+    int prefix_be32;
     /* private */
     int error;   /* sticky */
     size_t scan; /* bytes of the pending frame already examined */

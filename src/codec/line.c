@@ -39,6 +39,7 @@ void ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
     c->codec.max_payload = max_payload ? max_payload : 64u << 10;
     c->codec.overhead = 1;
     c->codec.size = sizeof(ct_line_codec_t);
+    c->codec.prefix_be32 = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
 }

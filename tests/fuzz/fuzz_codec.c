@@ -1,7 +1,9 @@
 /* libFuzzer target for the codecs. The first input byte picks the codec and
  * its options; the rest is a byte stream fed in chunks whose sizes come from
  * the input too, the way reads arrive. Every frame found must lie inside the
- * bytes given, and a frame re-encoded must decode to the same payload. */
+ * bytes given, and a frame re-encoded must decode to the same payload. The
+ * inline path for the common framing (prefix_be32) must answer exactly what
+ * the codec's own functions answer. */
 #include <ctower/codec/length.h>
 #include <ctower/codec/line.h>
 #include <ctower/error.h>
@@ -9,12 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check_roundtrip(ct_codec_t *c, const uint8_t *payload, size_t len) {
-    uint8_t *out = malloc(len + c->overhead);
-    size_t written = 0;
+static void check_roundtrip(ct_codec_t *c, ct_codec_t *twin, const uint8_t *payload, size_t len) {
+    uint8_t *out = malloc(len + c->overhead), *twin_out = malloc(len + c->overhead);
+    size_t written = 0, twin_written = 0;
     ct_frame_t f;
-    if (!out) return;
-    if (ct_codec_encode(c, payload, len, out, &written) == 0) {
+    int r;
+    if (!out || !twin_out) abort();
+    r = ct_codec_encode(c, payload, len, out, &written);
+    if (ct_codec_encode(twin, payload, len, twin_out, &twin_written) != r) abort();
+    if (r == 0 && (twin_written != written || memcmp(out, twin_out, written) != 0)) abort();
+    free(twin_out);
+    if (r == 0) {
         ct_codec_t copy[4];
         memcpy(copy, c, c->size);
         ct_codec_reset(copy);
@@ -33,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ct_codec_t base;
         ct_length_codec_t length;
         ct_line_codec_t line;
-    } u;
+    } u, twin;
     size_t at = 0, avail = 0;
     uint8_t opt;
     if (size < 2) return 0;
@@ -47,13 +54,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                         (int64_t)((opt >> 4) & 7) - 4, 1024};
         if (ct_length_codec_init(&u.length, &cfg) != 0) abort();
     }
+    /* The same codec through its vtable only. */
+    memcpy(&twin, &u, u.base.size);
+    twin.base.prefix_be32 = 0;
     /* Feed the stream as reads of varying size, as a socket would. */
     while (at < size) {
-        ct_frame_t f;
+        ct_frame_t f, tf;
         int r;
         avail += 1 + data[at + avail < size ? at + avail : size - 1] % 17;
         if (at + avail > size) avail = size - at;
         r = ct_codec_decode(&u.base, data + at, avail, &f);
+        if (ct_codec_decode(&twin.base, data + at, avail, &tf) != r) abort();
+        if (r == CT_CODEC_FRAME && (tf.payload_offset != f.payload_offset ||
+                                    tf.payload_len != f.payload_len || tf.frame_len != f.frame_len))
+            abort();
         if (r < 0) {
             if (ct_codec_decode(&u.base, data + at, avail, &f) != r) abort(); /* sticky */
             break;
@@ -63,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             continue;
         }
         if (f.frame_len > avail || f.payload_offset + f.payload_len > f.frame_len) abort();
-        check_roundtrip(&u.base, data + at + f.payload_offset, f.payload_len);
+        check_roundtrip(&u.base, &twin.base, data + at + f.payload_offset, f.payload_len);
         at += f.frame_len;
         avail = 0;
     }
