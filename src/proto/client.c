@@ -38,7 +38,7 @@ static void release_slot(ct_client_t *c, size_t index) {
     c->slots[index].request = NULL;
     c->free_slots[c->nfree_stack++] = index;
     c->nfree++;
-    ct_waitq_wake_all(&c->ready_waiters);
+    if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
 }
 
 /* Released slots first, then ones never used (see the server). */

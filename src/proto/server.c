@@ -31,6 +31,7 @@ typedef struct ct_server_slot slot_t;
 
 static void send_responses(ct_server_t *srv);
 static void on_recv(ct_transport_t *t, int status, void *msg);
+static void on_service_done(ct_op_t *op, int status, void *response);
 
 static void free_msg(ct_server_t *srv, void *msg) {
     if (srv->cfg.free_msg && msg) srv->cfg.free_msg(msg, srv->cfg.free_ctx);
@@ -61,9 +62,14 @@ static void release_slot(ct_server_t *srv, size_t index) {
 /* Released slots first, then ones never used: an idle connection touches only
  * the slots it has used, not its whole table. */
 static size_t take_slot(ct_server_t *srv) {
+    slot_t *s;
     srv->nfree--;
     if (srv->nfree_stack) return srv->free_slots[--srv->nfree_stack];
-    srv->slots[srv->never_used].state = SLOT_FREE; /* the table is not zeroed */
+    s = &srv->slots[srv->never_used]; /* the table is not zeroed */
+    s->state = SLOT_FREE;
+    /* Once per slot: the op is reusable after each completion. */
+    ct_op_init(&s->op, on_service_done);
+    s->op.data = srv;
     return srv->never_used++;
 }
 
@@ -158,8 +164,6 @@ static void call_service(ct_server_t *srv) {
         if (r == CT_PENDING) break;
         s = &srv->slots[ring_pop(srv->call_queue, srv->cap, &srv->call_head, &srv->call_count)];
         if (r >= 0) {
-            ct_op_init(&s->op, on_service_done);
-            s->op.data = srv;
             s->state = SLOT_CALLING;
             r = ct_service_call_inline(srv->service, s->request, &s->op);
             if (r == 0) {
