@@ -98,10 +98,9 @@ static void shut_write_when_all_sent(ct_client_t *c) {
     if (r < 0) fail(c, CT_ESENDBROKEN, r);
 }
 
-/* The request at the head of the send queue fails alone; the client goes on. */
+/* The request in slot index fails alone; the client goes on. */
 static void fail_request(ct_client_t *c, size_t index, int status) {
     slot_t *s = &c->slots[index];
-    send_queue_pop(c);
     free_msg(c, s->request);
     ct_op_complete(s->op, status, 0, NULL);
     release_slot(c, index);
@@ -116,7 +115,8 @@ static int wait_for_room(ct_client_t *c) {
     return -1;
 }
 
-/* Sends one queued request: 1 if sent (or settled), 0 to wait, -1 if dead.
+/* Sends the request in slot index (the head of the send queue, if that is not
+ * empty): 1 if sent (or settled), 0 to wait, -1 if dead.
  * With a store that can give a tag back, the request is sent first and room
  * is asked for only when the transport refuses it: one transport call per
  * request instead of two. */
@@ -139,7 +139,6 @@ static int send_one(ct_client_t *c, size_t index) {
     }
     r = ct_transport_send(c->transport, s->request);
     if (r == 0) {
-        send_queue_pop(c);
         s->request = NULL;
         s->state = SLOT_SENT;
         return 1;
@@ -168,6 +167,7 @@ static void pump(ct_client_t *c) {
             continue;
         }
         if (send_one(c, index) <= 0) return;
+        send_queue_pop(c);
     }
     if (!c->error) shut_write_when_all_sent(c);
 }
@@ -240,9 +240,11 @@ static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
     c->slots[index].request = request;
     c->slots[index].state = SLOT_QUEUED;
     op->slot = index;
+    /* Nothing waits for room: straight to the transport. Otherwise behind
+     * the others, which the send waker will pump. */
+    if (c->send_count == 0 && send_one(c, index) != 0) return 0; /* sent, settled or dead */
     c->send_queue[ct_ring_pos(c->send_head, c->send_count, c->cap)] = index;
     c->send_count++;
-    pump(c);
     return 0;
 }
 
