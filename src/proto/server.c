@@ -152,35 +152,42 @@ static void on_service_done(ct_op_t *op, int status, void *response) {
     send_responses(srv);
 }
 
-/* Hands waiting requests to the service, in arrival order, while it is ready.
- * A response the service gives inside its call (an echo, a cache hit) settles
- * here, while the request is still in cache; the others settle from
- * on_service_done. */
+/* Hands slot s to the service, whose readiness answer was ready (READY, or
+ * an error: then the request is not started). Returns 1 if the request
+ * settled here, 0 if it is in the service. A response the service gives
+ * inside its call (an echo, a cache hit) settles here, while the request is
+ * still in cache; the others settle from on_service_done. */
+static int start_request(ct_server_t *srv, slot_t *s, int ready) {
+    int r = ready;
+    if (r >= 0) {
+        s->state = SLOT_CALLING;
+        r = ct_service_call_inline(srv->service, s->request, &s->op);
+        if (r == 0) {
+            srv->outstanding++;
+            return 0;
+        }
+        if (r == 1) {
+            settle(srv, s, s->op.status, s->op.response);
+            return 1;
+        }
+    }
+    /* Not started: the request is still ours. */
+    free_msg(srv, s->request);
+    s->request = NULL;
+    settle(srv, s, r, NULL);
+    return 1;
+}
+
+/* Hands waiting requests to the service, in arrival order, while it is
+ * ready; it stops at PENDING with the ready waker registered. */
 static void call_service(ct_server_t *srv) {
     int settled = 0;
     while (!srv->ending && srv->call_count > 0) {
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
-        slot_t *s;
+        size_t index;
         if (r == CT_PENDING) break;
-        s = &srv->slots[ring_pop(srv->call_queue, srv->cap, &srv->call_head, &srv->call_count)];
-        if (r >= 0) {
-            s->state = SLOT_CALLING;
-            r = ct_service_call_inline(srv->service, s->request, &s->op);
-            if (r == 0) {
-                srv->outstanding++;
-                continue;
-            }
-            if (r == 1) {
-                settle(srv, s, s->op.status, s->op.response);
-                settled = 1;
-                continue;
-            }
-        }
-        /* Not started: the request is still ours. */
-        free_msg(srv, s->request);
-        s->request = NULL;
-        settle(srv, s, r, NULL);
-        settled = 1;
+        index = ring_pop(srv->call_queue, srv->cap, &srv->call_head, &srv->call_count);
+        settled |= start_request(srv, &srv->slots[index], r);
     }
     if (settled) send_responses(srv);
 }
@@ -268,14 +275,22 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     s->state = SLOT_WAITING;
     s->replaced = 0;
     s->tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
-    ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
     if (srv->in_order)
         ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
     if (srv->nfree == 0) {
         srv->reading = 0;
         ct_transport_recv_stop(t);
     }
-    call_service(srv);
+    if (srv->call_count == 0) { /* nothing waits for the service: no queue */
+        int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
+        if (r != CT_PENDING) {
+            if (start_request(srv, s, r)) send_responses(srv);
+            return;
+        }
+    }
+    /* Behind the others: the service's ready waker is registered and will
+     * call them in order. */
+    ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
 }
 
 /* One allocation: three index arrays, then the slots. The small index arrays
