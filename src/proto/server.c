@@ -216,39 +216,46 @@ static int replace_refused(ct_server_t *srv, slot_t *s, int status) {
     return 1;
 }
 
-/* Sends, in send-queue order, every response whose turn has come. */
+/* A send of s's response did not go through (r): returns 1 to try the send
+ * queue again, 0 to stop (waiting for room, or the connection ends). */
+static int send_failed(ct_server_t *srv, slot_t *s, int r) {
+    if (r == UV_EAGAIN) {
+        r = ct_transport_send_ready(srv->transport, &srv->send_waker);
+        if (r == CT_PENDING) return 0;
+        if (r >= 0) return 1;
+    }
+    if (ct_transport_refused_msg(r)) {
+        if (replace_refused(srv, s, r)) return 1;
+        finish(srv, r, 1); /* like a service error: what came before is sent */
+        return 0;
+    }
+    finish(srv, r, 0);
+    return 0;
+}
+
+/* Sends, in send-queue order, every response whose turn has come. Send
+ * first; readiness (registering the waker) is asked only when full. */
 static void send_responses(ct_server_t *srv) {
-    while (!srv->ending && srv->send_count > 0) {
+    while (srv->send_count > 0 && !srv->ending) {
         size_t index = srv->send_queue[srv->send_head];
         slot_t *s = &srv->slots[index];
         int r;
-        if (s->state == SLOT_FAILED) {
-            finish(srv, s->status, 1);
-            return;
+        if (s->state != SLOT_DONE) {
+            if (s->state == SLOT_FAILED) finish(srv, s->status, 1);
+            if (srv->ending) return;
+            break; /* in order: an earlier one is not ready */
         }
-        if (s->state != SLOT_DONE) break; /* in order: an earlier one is not ready */
-        /* Send first; ask readiness (registering the waker) only when full. */
         r = ct_transport_send(srv->transport, s->response);
-        if (r == UV_EAGAIN) {
-            r = ct_transport_send_ready(srv->transport, &srv->send_waker);
-            if (r == CT_PENDING) return;
-            if (r >= 0) continue;
-        }
-        if (ct_transport_refused_msg(r)) {
-            if (replace_refused(srv, s, r)) continue;
-            finish(srv, r, 1); /* like a service error: what came before is sent */
-            return;
-        }
-        if (r < 0) {
-            finish(srv, r, 0);
+        if (r != 0) {
+            if (send_failed(srv, s, r)) continue;
             return;
         }
         s->response = NULL;
         ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
         release_slot(srv, index);
     }
-    resume_reading(srv);
-    finish_if_drained(srv);
+    if (!srv->reading) resume_reading(srv);
+    if (srv->draining) finish_if_drained(srv);
 }
 
 static void on_send_ready(ct_waker_t *waker) {
