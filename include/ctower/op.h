@@ -31,11 +31,12 @@ struct ct_op {
     int status;
     int cause;
     void *response;
-    /* private */
-    ct_task_t task;
-    struct ct_service *svc;
+    /* private; what every request touches comes first, so that with the
+     * public fields it fits one cache line; the task only queues callbacks */
     int state;
+    struct ct_service *svc;
     size_t slot; /* the provider's bookkeeping */
+    ct_task_t task;
 };
 
 /* Initializes op with its completion callback. */

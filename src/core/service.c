@@ -97,8 +97,8 @@ int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r;
     if (op->state != OP_IDLE) return CT_EBUSY;
-    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
-    if (svc->flags & SVC_SHUTTING) return CT_ESHUTDOWN;
+    if (svc->flags & (SVC_CLOSING | SVC_SHUTTING))
+        return svc->flags & SVC_CLOSING ? CT_ECLOSING : CT_ESHUTDOWN;
     op->svc = svc;
     op->state = OP_CALLING;
     set_result(op, 0, 0, NULL);
