@@ -5,7 +5,9 @@
 #include "ctower/buf.h"
 #include "ctower/error.h"
 
+#include <endian.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #define MAX_CAPACITY ((size_t)1 << 24) /* leaves at least 8 bits of generation */
@@ -68,19 +70,18 @@ void ct_slab_tags_free(ct_slab_tags_t *t) {
     t->in_use = NULL;
 }
 
+/* One load or store and a byte swap (four per request in multiplex mode). */
 uint32_t ct_buf_get_tag(const void *msg) {
     const ct_buf_t *b = msg;
-    const unsigned char *p = (const unsigned char *)b->base;
+    uint32_t be;
     if (b->len < 4) return 0;
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    memcpy(&be, b->base, 4);
+    return be32toh(be);
 }
 
 void ct_buf_set_tag(void *msg, uint32_t tag) {
     ct_buf_t *b = msg;
-    unsigned char *p = (unsigned char *)b->base;
+    uint32_t be = htobe32(tag);
     if (b->len < 4) return;
-    p[0] = (unsigned char)(tag >> 24);
-    p[1] = (unsigned char)(tag >> 16);
-    p[2] = (unsigned char)(tag >> 8);
-    p[3] = (unsigned char)tag;
+    memcpy(b->base, &be, 4);
 }
