@@ -106,10 +106,13 @@ static void decode_buffered(ct_stream_t *s) {
             end_stream(s, UV_ENOMEM);
             return;
         }
+        /* rlen and rstart are updated apart: as a pair the compiler loads the
+         * frame just written by the decoder as one 16-byte vector, which
+         * cannot be forwarded from the two stores and stalled every frame. */
+        s->rlen -= f.frame_len;
         memcpy(msg->base, s->rbuf + s->rstart + f.payload_offset, f.payload_len);
         msg->len = f.payload_len;
         s->rstart += f.frame_len;
-        s->rlen -= f.frame_len;
         ct_transport_deliver(&s->transport, 0, msg);
         if (ct_transport_is_closing(&s->transport)) return;
     }
