@@ -32,7 +32,7 @@ static size_t in_flight(const ct_client_t *c) {
     return c->cap - c->nfree;
 }
 
-static void release_slot(ct_client_t *c, size_t index) {
+static inline void release_slot(ct_client_t *c, size_t index) {
     c->slots[index].state = SLOT_FREE;
     c->slots[index].op = NULL;
     c->slots[index].request = NULL;
@@ -120,7 +120,7 @@ static int wait_for_room(ct_client_t *c) {
  * With a store that can give a tag back, the request is sent first and room
  * is asked for only when the transport refuses it: one transport call per
  * request instead of two. */
-static int send_one(ct_client_t *c, size_t index) {
+static inline int send_one(ct_client_t *c, size_t index) {
     slot_t *s = &c->slots[index];
     const ct_tag_store_vtable_t *tags = c->tags->vtable;
     int r;
