@@ -11,7 +11,9 @@
  *    and run from a uv_check handle in the same loop turn, before the loop
  *    polls again (a uv_idle handle is active while the queue is non-empty so
  *    that the poll does not block). A caller therefore never sees its own
- *    callback re-entered from inside the function it called.
+ *    callback re-entered from inside the function it called. A drain runs
+ *    what was queued when it began; what those tasks post runs in the next
+ *    (non-blocking) turn, so an endless chain cannot starve timers or I/O.
  *
  *  - Flush tasks (ct_loop_post_flush), run from a uv_prepare handle just before
  *    the loop polls for I/O. Transports use it to turn every message sent during
@@ -55,6 +57,7 @@ struct ct_loop {
     uv_prepare_t prepare;
     ct_link_t tasks;
     ct_link_t flushes;
+    ct_link_t drain_mark; /* ends what the running drain may take */
     int handles_open;
     int idle_active;
     int prepare_active;

@@ -22,16 +22,26 @@ static void keep_polling_nonblocking(ct_loop_t *loop) {
     }
 }
 
+/* Runs the tasks queued when the drain began: a mark goes in behind them,
+ * and tasks they post queue up behind the mark for the next turn (the idle
+ * handle keeps it from blocking). Otherwise a chain that never reaches the
+ * kernel, a client and a server over the in-memory channel, would run to its
+ * end within one drain while timers and I/O wait. */
 static void run_queue(ct_loop_t *loop, ct_link_t *queue) {
     ct_link_t *node;
-    /* Tasks posted by tasks run in this same drain: a turn ends only when
-     * nothing is left to deliver. */
-    while ((node = ct_list_pop_front(queue)) != NULL) {
+    ct_list_push_back(queue, &loop->drain_mark);
+    while ((node = ct_list_pop_front(queue)) != &loop->drain_mark) {
         ct_task_t *task = CT_CONTAINER_OF(node, ct_task_t, link);
         task->queued = CT_TASK_IDLE;
         task->cb(task);
     }
-    (void)loop;
+}
+
+/* Empty but for the drain mark, which is not a task. */
+static int queue_empty(const ct_loop_t *loop, const ct_link_t *queue) {
+    const ct_link_t *first = queue->next;
+    if (first == &loop->drain_mark) first = first->next;
+    return first == queue;
 }
 
 static void on_check(uv_check_t *check) {
@@ -63,6 +73,7 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     loop->close_cb = NULL;
     ct_list_init(&loop->tasks);
     ct_list_init(&loop->flushes);
+    ct_list_init(&loop->drain_mark);
     if ((r = uv_check_init(uv, &loop->check)) != 0) return r;
     if ((r = uv_idle_init(uv, &loop->idle)) != 0) goto fail_idle;
     if ((r = uv_prepare_init(uv, &loop->prepare)) != 0) goto fail_prepare;
@@ -87,7 +98,7 @@ static void on_handle_closed(uv_handle_t *handle) {
 
 int ct_loop_close(ct_loop_t *loop, ct_loop_close_cb cb) {
     if (loop->closing) return CT_ECLOSING;
-    if (!ct_list_empty(&loop->tasks) || !ct_list_empty(&loop->flushes)) return CT_EBUSY;
+    if (!queue_empty(loop, &loop->tasks) || !queue_empty(loop, &loop->flushes)) return CT_EBUSY;
     loop->closing = 1;
     loop->close_cb = cb;
     loop->check.data = loop;

@@ -47,16 +47,73 @@ static void chain_second(ct_task_t *task) {
     order[ran++] = 20;
 }
 
-Test(loop, tasks_posted_by_tasks_run_in_the_same_drain) {
+Test(loop, tasks_posted_by_tasks_run_in_the_next_turn) {
     ct_task_t first;
     ran = 0;
     ct_task_init(&first, chain_first);
     ct_task_init(&chain_next, chain_second);
     ct_task_post(&H.ct, &first);
     uv_run(&H.uv, UV_RUN_NOWAIT);
+    cr_assert_eq(ran, 1, "a drain runs only what was queued when it began");
+    uv_run(&H.uv, UV_RUN_NOWAIT);
     cr_assert_eq(ran, 2);
     cr_assert_eq(order[0], 10);
     cr_assert_eq(order[1], 20);
+}
+
+/* A chain that never reaches the kernel (a client and a server over the
+ * in-memory channel behave like this) must not hold off timers. */
+static ct_task_t endless;
+static long endless_runs;
+static int endless_stop, timer_fired;
+static void endless_cb(ct_task_t *task) {
+    endless_runs++;
+    if (!endless_stop) ct_task_post(&H.ct, task);
+}
+static void on_timer(uv_timer_t *t) {
+    (void)t;
+    timer_fired = 1;
+}
+
+Test(loop, an_endless_chain_of_tasks_does_not_starve_timers) {
+    uv_timer_t timer;
+    endless_runs = 0;
+    endless_stop = timer_fired = 0;
+    ct_task_init(&endless, endless_cb);
+    ct_task_post(&H.ct, &endless);
+    uv_timer_init(&H.uv, &timer);
+    uv_timer_start(&timer, on_timer, 1, 0);
+    H_RUN_UNTIL(timer_fired);
+    cr_assert_gt(endless_runs, 1);
+    endless_stop = 1;
+    H_RUN_UNTIL(!ct_task_is_queued(&endless));
+    uv_close((uv_handle_t *)&timer, NULL);
+    h_run();
+}
+
+static ct_loop_t second;
+static int close_status = 1, second_closed;
+static void on_second_closed(ct_loop_t *loop) {
+    (void)loop;
+    second_closed = 1;
+}
+static void close_second(ct_task_t *task) {
+    (void)task;
+    close_status = ct_loop_close(&second, on_second_closed);
+}
+
+Test(loop, the_last_task_of_a_drain_may_close_the_loop) {
+    ct_task_t t, other;
+    cr_assert_eq(ct_loop_init(&second, &H.uv), 0);
+    ct_task_init(&other, chain_second);
+    ct_task_post(&second, &other);
+    cr_assert_eq(ct_loop_close(&second, NULL), CT_EBUSY, "a queued task keeps it open");
+    ct_task_cancel(&other);
+    ct_task_init(&t, close_second);
+    ct_task_post(&second, &t);
+    H_RUN_UNTIL(second_closed);
+    cr_assert_eq(close_status, 0, "the drain's own mark is not a task: %s",
+                 ct_err_name(close_status));
 }
 
 static int flushed;
