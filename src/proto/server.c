@@ -258,6 +258,21 @@ static void send_responses(ct_server_t *srv) {
     if (srv->draining) finish_if_drained(srv);
 }
 
+/* The common case of send_responses: the response just settled is the only
+ * one queued. Returns 0 if that is not so or the send did not go through;
+ * send_responses then deals with it. */
+static int send_alone(ct_server_t *srv, size_t index) {
+    slot_t *s = &srv->slots[index];
+    if (srv->send_count != 1 || s->state != SLOT_DONE) return 0;
+    if (ct_transport_send(srv->transport, s->response) != 0) return 0;
+    s->response = NULL;
+    ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
+    release_slot(srv, index);
+    if (!srv->reading) resume_reading(srv);
+    if (srv->draining) finish_if_drained(srv);
+    return 1;
+}
+
 static void on_send_ready(ct_waker_t *waker) {
     send_responses(CT_CONTAINER_OF(waker, ct_server_t, send_waker));
 }
@@ -291,7 +306,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     if (srv->call_count == 0) { /* nothing waits for the service: no queue */
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         if (r != CT_PENDING) {
-            if (start_request(srv, s, r)) send_responses(srv);
+            if (start_request(srv, s, r) && !send_alone(srv, index)) send_responses(srv);
             return;
         }
     }
