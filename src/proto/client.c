@@ -132,7 +132,12 @@ static inline int send_one(ct_client_t *c, size_t index) {
             return -1;
         }
     }
-    r = tags->assign(c->tags, s->request, index);
+    if (c->tags == &c->order.store) { /* the implicit store: no indirect call */
+        ct_order_tags_push(&c->order, index);
+        r = 0;
+    } else {
+        r = tags->assign(c->tags, s->request, index);
+    }
     if (r < 0) { /* this request cannot be tagged: it alone fails */
         fail_request(c, index, r);
         return 1;
@@ -182,7 +187,8 @@ static void on_response(ct_client_t *c, void *msg) {
     size_t index = 0;
     slot_t *s;
     ct_op_t *op;
-    int r = c->tags->vtable->finish(c->tags, msg, &index);
+    int r = c->tags == &c->order.store ? ct_order_tags_pop(&c->order, &index)
+                                       : c->tags->vtable->finish(c->tags, msg, &index);
     if (r < 0 || index >= c->never_used ||
         (c->slots[index].state != SLOT_SENT && c->slots[index].state != SLOT_TOMB)) {
         /* An answer to nothing we asked: delivering it would hand a stranger's

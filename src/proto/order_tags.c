@@ -1,24 +1,15 @@
 /* Send order as a tag store: assign remembers the order, finish pops it. */
 #include "order_tags.h"
-#include "ctower/error.h"
-#include "../core/ring.h"
 
 static int order_assign(ct_tag_store_t *store, void *request, size_t slot) {
-    ct_order_tags_t *t = (ct_order_tags_t *)store;
     (void)request;
-    t->ring[ct_ring_pos(t->head, t->count, store->capacity)] = slot;
-    t->count++;
+    ct_order_tags_push((ct_order_tags_t *)store, slot);
     return 0;
 }
 
 static int order_finish(ct_tag_store_t *store, const void *response, size_t *slot) {
-    ct_order_tags_t *t = (ct_order_tags_t *)store;
     (void)response;
-    if (t->count == 0) return CT_EDESYNC; /* nothing was asked */
-    *slot = t->ring[t->head];
-    t->head = ct_ring_pos(t->head, 1, store->capacity);
-    t->count--;
-    return 0;
+    return ct_order_tags_pop((ct_order_tags_t *)store, slot);
 }
 
 /* Only the last assign is ever given back, so it is the newest entry. */
