@@ -68,15 +68,10 @@ static int length_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_
     size_t field_size = c->cfg.field_size;
     uint64_t payload;
     int r;
+    /* The common framing never gets here: ct_codec_decode frames it inline
+     * (prefix_be32). */
     if (len < field_size) return CT_CODEC_NEED_MORE;
-    if (c->cfg.adjust == 0 && field_size == 4 && !c->cfg.little_endian) {
-        uint32_t be; /* the common framing, straight */
-        memcpy(&be, data, 4);
-        payload = be32toh(be);
-        if (payload > codec->max_payload) return CT_EFRAMETOOLARGE;
-    } else if ((r = payload_len(c, read_field(&c->cfg, data), &payload)) < 0) {
-        return r;
-    }
+    if ((r = payload_len(c, read_field(&c->cfg, data), &payload)) < 0) return r;
     if (len - field_size < payload) return CT_CODEC_NEED_MORE;
     frame->payload_offset = field_size;
     frame->payload_len = (size_t)payload;
@@ -90,13 +85,6 @@ static int length_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, 
     int64_t adjust = c->cfg.adjust;
     uint64_t field;
     if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
-    if (adjust == 0 && c->cfg.field_size == 4 && !c->cfg.little_endian && len <= UINT32_MAX) {
-        uint32_t be = htobe32((uint32_t)len); /* the common framing, straight */
-        memcpy(out, &be, 4);
-        memcpy(out + 4, payload, len);
-        *written = 4 + len;
-        return 0;
-    }
     if (adjust >= 0) {
         if ((uint64_t)len < (uint64_t)adjust) return CT_EINVAL; /* cannot be expressed */
         field = (uint64_t)len - (uint64_t)adjust;

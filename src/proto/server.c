@@ -118,14 +118,18 @@ static void finish_if_drained(ct_server_t *srv) {
     if (srv->draining && in_flight(srv) == 0) finish(srv, 0, 1);
 }
 
+/* Asks on_error for a response to send in place of an error (once per slot):
+ * returns 1 and sets *response if it gave one. */
+static int replacement_for(ct_server_t *srv, slot_t *s, int status, void **response) {
+    if (s->replaced || !srv->cfg.on_error || srv->cfg.on_error(srv, status, response) != 0)
+        return 0;
+    s->replaced = 1;
+    return 1;
+}
+
 /* The slot has its outcome; in completion order it may now leave. */
 static void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
-    void *replacement = NULL;
-    if (status < 0 && srv->cfg.on_error && srv->cfg.on_error(srv, status, &replacement) == 0) {
-        status = 0;
-        response = replacement;
-        s->replaced = 1;
-    }
+    if (status < 0 && replacement_for(srv, s, status, &response)) status = 0;
     if (status == 0) {
         s->response = response;
         s->state = SLOT_DONE;
@@ -208,12 +212,23 @@ static int replace_refused(ct_server_t *srv, slot_t *s, int status) {
     void *replacement = NULL;
     free_msg(srv, s->response);
     s->response = NULL;
-    if (s->replaced || !srv->cfg.on_error || srv->cfg.on_error(srv, status, &replacement) != 0)
-        return 0;
+    if (!replacement_for(srv, s, status, &replacement)) return 0;
     s->response = replacement;
-    s->replaced = 1;
     if (srv->cfg.set_tag) srv->cfg.set_tag(replacement, s->tag);
     return 1;
+}
+
+/* The response at the head of the send queue is now the transport's. */
+static inline void sent(ct_server_t *srv, size_t index) {
+    srv->slots[index].response = NULL;
+    ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
+    release_slot(srv, index);
+}
+
+/* A slot may have come free for reading, and the last answer may be out. */
+static inline void after_sending(ct_server_t *srv) {
+    if (!srv->reading) resume_reading(srv);
+    if (srv->draining) finish_if_drained(srv);
 }
 
 /* A send of s's response did not go through (r): returns 1 to try the send
@@ -250,12 +265,9 @@ static void send_responses(ct_server_t *srv) {
             if (send_failed(srv, s, r)) continue;
             return;
         }
-        s->response = NULL;
-        ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
-        release_slot(srv, index);
+        sent(srv, index);
     }
-    if (!srv->reading) resume_reading(srv);
-    if (srv->draining) finish_if_drained(srv);
+    after_sending(srv);
 }
 
 /* The common case of send_responses: the response just settled is the only
@@ -265,11 +277,8 @@ static int send_alone(ct_server_t *srv, size_t index) {
     slot_t *s = &srv->slots[index];
     if (srv->send_count != 1 || s->state != SLOT_DONE) return 0;
     if (ct_transport_send(srv->transport, s->response) != 0) return 0;
-    s->response = NULL;
-    ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
-    release_slot(srv, index);
-    if (!srv->reading) resume_reading(srv);
-    if (srv->draining) finish_if_drained(srv);
+    sent(srv, index);
+    after_sending(srv);
     return 1;
 }
 

@@ -19,6 +19,7 @@ static int listener_closed;
 static char bound[128];
 static size_t max_connections;
 static uint64_t idle_timeout_ms;
+static ct_server_error_fn server_on_error;
 
 static void net_setup(void) {
     ct_buf_pool_init(&pool, PAYLOAD, 4096);
@@ -29,6 +30,7 @@ static void net_setup(void) {
     listener_closed = 0;
     max_connections = 0;
     idle_timeout_ms = 0;
+    server_on_error = NULL;
 }
 
 static void on_listener_closed(ct_listener_t *l) {
@@ -47,6 +49,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex)
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &pool;
     cfg.server.max_in_flight = 256;
+    cfg.server.on_error = server_on_error;
     cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
     cr_assert_eq(ct_listener_address(&listener, &a), 0);
     cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
@@ -466,21 +469,13 @@ static void oversize_response(int with_hook) {
     static conn_t c;
     static ct_service_fn_t grower;
     ct_length_codec_config_t lc = {4, 0, 0, PAYLOAD};
-    ct_listener_config_t cfg;
-    ct_address_t a;
     int i;
     net_setup();
     refused_seen = 0;
     cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
     ct_service_fn_init(&grower, &H.ct, grow_one, NULL);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.stream = stream_cfg;
-    cfg.server.free_msg = ct_buf_pool_free_msg;
-    cfg.server.free_ctx = &pool;
-    cfg.server.on_error = with_hook ? answer_refused : NULL;
-    cr_assert_eq(ct_listener_init(&listener, &H.ct, "tcp://127.0.0.1:0", &grower.service, &cfg), 0);
-    cr_assert_eq(ct_listener_address(&listener, &a), 0);
-    cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
+    server_on_error = with_hook ? answer_refused : NULL;
+    listen_on("tcp://127.0.0.1:0", &grower.service, 0);
     connect_to(&c, bound, 0, 3, 3);
     H_RUN_UNTIL(c.done == 3);
     cr_assert_eq(c.reqs[0].op.status, 0, "the response before the refused one is sent");
