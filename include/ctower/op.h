@@ -53,8 +53,9 @@ int ct_op_is_pending(const ct_op_t *op);
 void ct_op_cancel(ct_op_t *op);
 
 /* For service implementers: completes op. The callback is queued on the
- * service's loop and runs from a fresh stack in this loop turn. cause is the
- * underlying error (0 if none). */
+ * service's loop and runs from a fresh stack before the loop next blocks;
+ * inside the call that started op, the caller may take the result instead
+ * (ct_service_call_inline). cause is the underlying error (0 if none). */
 void ct_op_complete(ct_op_t *op, int status, int cause, void *response);
 
 /* For service implementers: completes op and runs its callback now, without
