@@ -85,9 +85,15 @@ void ct_service_init(ct_service_t *svc, ct_loop_t *loop, const ct_service_vtable
     ct_task_init(&svc->shutdown_task, run_shutdown_cb);
 }
 
+/* Why a closing or draining service takes no more calls. Any flag means one
+ * of the two (SVC_SHUTDOWN_REPORTED comes only after SVC_SHUTTING), so the
+ * hot paths test the flags once. */
+static int refusal(const ct_service_t *svc) {
+    return svc->flags & SVC_CLOSING ? CT_ECLOSING : CT_ESHUTDOWN;
+}
+
 int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
-    if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
-    if (svc->flags & SVC_SHUTTING) return CT_ESHUTDOWN;
+    if (svc->flags) return refusal(svc);
     return svc->vtable->poll_ready(svc, waker);
 }
 
@@ -97,11 +103,9 @@ int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r;
     if (op->state != OP_IDLE) return CT_EBUSY;
-    if (svc->flags & (SVC_CLOSING | SVC_SHUTTING))
-        return svc->flags & SVC_CLOSING ? CT_ECLOSING : CT_ESHUTDOWN;
-    op->svc = svc;
+    if (svc->flags) return refusal(svc);
+    op->svc = svc; /* the result fields are set when it completes */
     op->state = OP_CALLING;
-    set_result(op, 0, 0, NULL);
     r = svc->vtable->call(svc, request, op);
     if (r < 0) {
         assert(op->state == OP_CALLING && "call failed but completed the op");

@@ -128,7 +128,7 @@ static int replacement_for(ct_server_t *srv, slot_t *s, int status, void **respo
 }
 
 /* The slot has its outcome; in completion order it may now leave. */
-static void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
+static inline void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
     if (status < 0 && replacement_for(srv, s, status, &response)) status = 0;
     if (status == 0) {
         s->response = response;
@@ -161,7 +161,7 @@ static void on_service_done(ct_op_t *op, int status, void *response) {
  * settled here, 0 if it is in the service. A response the service gives
  * inside its call (an echo, a cache hit) settles here, while the request is
  * still in cache; the others settle from on_service_done. */
-static int start_request(ct_server_t *srv, slot_t *s, int ready) {
+static inline int start_request(ct_server_t *srv, slot_t *s, int ready) {
     int r = ready;
     if (r >= 0) {
         s->state = SLOT_CALLING;
