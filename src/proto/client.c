@@ -17,8 +17,8 @@ enum slot_state {
 };
 
 struct ct_client_slot {
-    ct_op_t *op;
-    void *request;
+    ct_op_t *op;   /* NULL in a tombstone; stale in a free slot */
+    void *request; /* ours while QUEUED or DROPPED; stale otherwise */
     int state;
 };
 
@@ -33,9 +33,7 @@ static size_t in_flight(const ct_client_t *c) {
 }
 
 static inline void release_slot(ct_client_t *c, size_t index) {
-    c->slots[index].state = SLOT_FREE;
-    c->slots[index].op = NULL;
-    c->slots[index].request = NULL;
+    c->slots[index].state = SLOT_FREE; /* the other fields are stale from now */
     c->free_slots[c->nfree_stack++] = index;
     c->nfree++;
     if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
@@ -115,15 +113,51 @@ static int wait_for_room(ct_client_t *c) {
     return -1;
 }
 
+/* The transport did not take the request in slot index (r), whose tag was
+ * given back: 1 if settled, 0 to wait, -1 if dead. */
+static int send_refused(ct_client_t *c, size_t index, int r) {
+    if (r == UV_EAGAIN) return wait_for_room(c);
+    if (ct_transport_refused_msg(r)) {
+        fail_request(c, index, r);
+        return 1;
+    }
+    fail(c, CT_ESENDBROKEN, r);
+    return -1;
+}
+
+/* The common case of send_one: the implicit store, whose tag costs a ring
+ * entry and can be given back, so the request is sent first and room is
+ * asked for only when the transport refuses it. */
+static inline int send_in_order(ct_client_t *c, size_t index, void *request) {
+    int r;
+    ct_order_tags_push(&c->order, index);
+    r = ct_transport_send(c->transport, request);
+    if (r == 0) {
+        c->slots[index].state = SLOT_SENT;
+        return 1;
+    }
+    c->order.count--; /* the tag just pushed goes back */
+    c->slots[index].request = request;
+    return send_refused(c, index, r);
+}
+
+static int send_tagged(ct_client_t *c, size_t index, void *request);
+
 /* Sends the request in slot index (the head of the send queue, if that is not
- * empty): 1 if sent (or settled), 0 to wait, -1 if dead.
- * With a store that can give a tag back, the request is sent first and room
- * is asked for only when the transport refuses it: one transport call per
- * request instead of two. */
-static inline int send_one(ct_client_t *c, size_t index) {
+ * empty): 1 if sent (or settled), 0 to wait, -1 if dead. A store that can
+ * give a tag back is assigned first and asked for room only when the
+ * transport refuses: one transport call per request instead of two. */
+static inline int send_one(ct_client_t *c, size_t index, void *request) {
+    if (c->tags == &c->order.store) return send_in_order(c, index, request);
+    return send_tagged(c, index, request);
+}
+
+/* send_one with a store of the user's, through its vtable. */
+static int send_tagged(ct_client_t *c, size_t index, void *request) {
     slot_t *s = &c->slots[index];
     const ct_tag_store_vtable_t *tags = c->tags->vtable;
     int r;
+    s->request = request; /* until the transport takes it */
     if (!tags->unassign) {
         r = ct_transport_send_ready(c->transport, &c->send_waker);
         if (r == CT_PENDING) return 0;
@@ -132,19 +166,13 @@ static inline int send_one(ct_client_t *c, size_t index) {
             return -1;
         }
     }
-    if (c->tags == &c->order.store) { /* the implicit store: no indirect call */
-        ct_order_tags_push(&c->order, index);
-        r = 0;
-    } else {
-        r = tags->assign(c->tags, s->request, index);
-    }
+    r = tags->assign(c->tags, request, index);
     if (r < 0) { /* this request cannot be tagged: it alone fails */
         fail_request(c, index, r);
         return 1;
     }
-    r = ct_transport_send(c->transport, s->request);
+    r = ct_transport_send(c->transport, request);
     if (r == 0) {
-        s->request = NULL;
         s->state = SLOT_SENT;
         return 1;
     }
@@ -153,13 +181,7 @@ static inline int send_one(ct_client_t *c, size_t index) {
         return -1;
     }
     tags->unassign(c->tags, index);
-    if (r == UV_EAGAIN) return wait_for_room(c);
-    if (ct_transport_refused_msg(r)) {
-        fail_request(c, index, r);
-        return 1;
-    }
-    fail(c, CT_ESENDBROKEN, r);
-    return -1;
+    return send_refused(c, index, r);
 }
 
 /* Hands queued requests to the transport, in call order, while it takes them. */
@@ -171,7 +193,7 @@ static void pump(ct_client_t *c) {
             release_slot(c, index);
             continue;
         }
-        if (send_one(c, index) <= 0) return;
+        if (send_one(c, index, c->slots[index].request) <= 0) return;
         send_queue_pop(c);
     }
     if (!c->error) shut_write_when_all_sent(c);
@@ -232,6 +254,7 @@ static int client_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 
 static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_client_t *c = (ct_client_t *)svc;
+    slot_t *s;
     size_t index;
     if (c->error) return c->error;
     if (c->reserved)
@@ -242,13 +265,18 @@ static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
         return 0;
     }
     index = take_slot(c);
-    c->slots[index].op = op;
-    c->slots[index].request = request;
-    c->slots[index].state = SLOT_QUEUED;
+    s = &c->slots[index];
+    s->op = op;
+    s->state = SLOT_QUEUED;
     op->slot = index;
-    /* Nothing waits for room: straight to the transport. Otherwise behind
-     * the others, which the send waker will pump. */
-    if (c->send_count == 0 && send_one(c, index) != 0) return 0; /* sent, settled or dead */
+    /* Nothing waits for room: straight to the transport (which keeps the
+     * request in the slot if it does not take it). Otherwise behind the
+     * others, which the send waker will pump. */
+    if (c->send_count == 0) {
+        if (send_one(c, index, request) != 0) return 0; /* sent, settled or dead */
+    } else {
+        s->request = request;
+    }
     c->send_queue[ct_ring_pos(c->send_head, c->send_count, c->cap)] = index;
     c->send_count++;
     return 0;

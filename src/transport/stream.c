@@ -3,6 +3,7 @@
 #include "ctower/stream.h"
 #include "ctower/error.h"
 
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,33 +91,81 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
 }
 
-/* Delivers every whole frame buffered, while the reader wants them. */
-static void decode_buffered(ct_stream_t *s) {
+/* Takes the frame at the front of the read buffer as a message: payload_len
+ * bytes at payload_offset, frame_len bytes consumed. Returns the delivery
+ * status: 0, or UV_ENOMEM (the stream has then ended). */
+static inline int deliver_frame(ct_stream_t *s, size_t payload_offset, size_t payload_len,
+                                size_t frame_len) {
+    ct_buf_t *msg = ct_buf_pool_get(s->cfg.pool, payload_len);
+    if (!msg) {
+        end_stream(s, UV_ENOMEM);
+        return UV_ENOMEM;
+    }
+    /* rlen and rstart are updated apart: as a pair the compiler loads them
+     * as one 16-byte vector, which cannot be forwarded from the two stores of
+     * the previous frame and stalled every frame. */
+    s->rlen -= frame_len;
+    memcpy(msg->base, s->rbuf + s->rstart + payload_offset, payload_len);
+    msg->len = payload_len;
+    s->rstart += frame_len;
+    ct_transport_deliver(&s->transport, 0, msg);
+    return 0;
+}
+
+/* The codec's error ends the stream; it stays the codec's sticky error. */
+static void framing_failed(ct_stream_t *s, int error) {
+    codec(s)->error = error;
+    end_stream(s, error);
+}
+
+/* The common framing (codec->prefix_be32) decoded inline, with the same
+ * results as ct_codec_decode() but without its per-frame bookkeeping: this
+ * loop runs for every message received. Returns 0, or -1 if it must stop
+ * (the stream ended or is closing). */
+static int decode_be32(ct_stream_t *s) {
+    const size_t max_payload = codec(s)->max_payload;
+    while (s->reading && s->rlen >= 4) {
+        uint32_t be;
+        size_t n;
+        memcpy(&be, s->rbuf + s->rstart, 4);
+        n = be32toh(be);
+        if (n > max_payload) {
+            framing_failed(s, CT_EFRAMETOOLARGE);
+            return -1;
+        }
+        if (s->rlen - 4 < n) break;
+        if (deliver_frame(s, 4, n, 4 + n) != 0 || ct_transport_is_closing(&s->transport)) return -1;
+    }
+    return 0;
+}
+
+/* Any other codec, through its vtable. */
+static int decode_generic(ct_stream_t *s) {
     while (s->reading && s->rlen > 0) {
         ct_frame_t f;
-        ct_buf_t *msg;
         int r = ct_codec_decode(codec(s), s->rbuf + s->rstart, s->rlen, &f);
         if (r == CT_CODEC_NEED_MORE) break;
         if (r < 0) {
             end_stream(s, r);
-            return;
+            return -1;
         }
-        msg = ct_buf_pool_get(s->cfg.pool, f.payload_len);
-        if (!msg) {
-            end_stream(s, UV_ENOMEM);
-            return;
-        }
-        /* rlen and rstart are updated apart: as a pair the compiler loads the
-         * frame just written by the decoder as one 16-byte vector, which
-         * cannot be forwarded from the two stores and stalled every frame. */
-        s->rlen -= f.frame_len;
-        memcpy(msg->base, s->rbuf + s->rstart + f.payload_offset, f.payload_len);
-        msg->len = f.payload_len;
-        s->rstart += f.frame_len;
-        ct_transport_deliver(&s->transport, 0, msg);
-        if (ct_transport_is_closing(&s->transport)) return;
+        if (deliver_frame(s, f.payload_offset, f.payload_len, f.frame_len) != 0 ||
+            ct_transport_is_closing(&s->transport))
+            return -1;
     }
-    if (s->rlen == 0) s->rstart = 0;
+    return 0;
+}
+
+/* Delivers every whole frame buffered, while the reader wants them. */
+static void decode_buffered(ct_stream_t *s) {
+    ct_codec_t *c = codec(s);
+    int r;
+    if (c->error) { /* sticky: a stream that went wrong stays wrong */
+        end_stream(s, c->error);
+        return;
+    }
+    r = c->prefix_be32 ? decode_be32(s) : decode_generic(s);
+    if (r == 0 && s->rlen == 0) s->rstart = 0;
 }
 
 static void on_decode_task(ct_task_t *task) {
