@@ -9,6 +9,7 @@
 
 static void flush(ct_task_t *task);
 static void decode_buffered(ct_stream_t *s);
+static void flush_now(ct_stream_t *s);
 
 static ct_codec_t *codec(ct_stream_t *s) {
     return &s->codec.base;
@@ -78,10 +79,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (nread > 0) {
         s->rlen += (size_t)nread;
         s->last_read_ms = uv_now(stream->loop);
-        if (s->reading)
+        if (s->reading) {
             decode_buffered(s);
-        else
+            flush_now(s);
+        } else {
             stop_polling(s);
+        }
     } else if (nread == UV_ENOBUFS) {
         stop_polling(s); /* the buffer is full of what the reader has not taken */
     } else if (nread == UV_EOF) {
@@ -171,6 +174,7 @@ static void decode_buffered(ct_stream_t *s) {
 static void on_decode_task(ct_task_t *task) {
     ct_stream_t *s = CT_CONTAINER_OF(task, ct_stream_t, decode_task);
     decode_buffered(s);
+    flush_now(s);
 }
 
 static int st_recv_start(ct_transport_t *t) {
@@ -308,6 +312,18 @@ static void flush(ct_task_t *task) {
         return;
     }
     s->writing = 1;
+}
+
+/* What the reader sent while taking a batch of frames (a server's answers,
+ * a client's next requests) goes out at once, in one write, as a
+ * hand-written server does, rather than after the reads of every other
+ * connection ready in this loop turn: waiting for them delays each round
+ * trip by all of their work, and leaves the peer idle meanwhile. Sends from
+ * anywhere else still gather until the turn ends. */
+static void flush_now(ct_stream_t *s) {
+    if (!ct_task_is_queued(&s->flush_task)) return;
+    ct_task_cancel(&s->flush_task);
+    flush(&s->flush_task);
 }
 
 static int st_shutdown(ct_transport_t *t) {
