@@ -2,10 +2,11 @@
  * codec between bytes and messages. Messages are ct_buf_t, taken from and
  * returned to a ct_buf_pool_t.
  *
- * Reads land in one reused buffer and are decoded in batches. Every message
- * sent during a loop turn is encoded into one output buffer, which is written
- * once, just before the loop polls (uv_try_write first, then uv_write for
- * what the socket did not take). send_ready is PENDING while the output
+ * Reads land in one reused buffer and are decoded in batches. Messages sent
+ * are encoded into one output buffer, which is written once (uv_try_write
+ * first, then uv_write for what the socket did not take): at the end of the
+ * read whose frames made them (a server's answers, a client's next requests),
+ * otherwise just before the loop polls. send_ready is PENDING while the output
  * buffered exceeds the high watermark and wakes below the low one. After
  * warm-up no allocation happens per message: buffers only grow to the
  * largest burst.

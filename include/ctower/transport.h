@@ -3,8 +3,9 @@
  * Send side: ct_transport_send_ready() (back-pressure), ct_transport_send()
  * (one message; ownership moves to the transport), ct_transport_shutdown()
  * (close the write side once everything queued is out). A transport flushes
- * by itself once per loop turn: every message sent during a turn leaves in one
- * batch, so there is no flush call to forget.
+ * by itself, at the latest once per loop turn: every message sent during a
+ * turn leaves in one batch (a stream writes sooner, at the end of the read
+ * that made them), so there is no flush call to forget.
  *
  * Receive side: ct_transport_recv_start() delivers decoded messages to a
  * callback until ct_transport_recv_stop() (which is how a reader applies
