@@ -54,7 +54,10 @@ typedef struct client_thread {
     uint64_t done_published; /* a copy for the main thread's progress line */
     int all_connected;       /* likewise */
     int finished;            /* likewise */
-    long long issued, limit; /* limit 0: no request limit */
+    /* Requests this thread may still issue: --requests's share, or no end
+     * (UINT64_MAX) until --duration is up; 0 once stopping. */
+    uint64_t budget;
+    size_t size; /* --size, where every reply reads it */
     uint64_t outstanding;
     uint64_t t_start, t_end;
     /* One clock reading per loop turn, as the baseline reads it once per read:
@@ -63,7 +66,6 @@ typedef struct client_thread {
     uint64_t now_ns;
     int now_valid;
     uv_prepare_t clock;
-    int stopping;
     uv_timer_t timer;
     error_count_t errors[MAX_ERROR_KINDS];
     uint64_t other_errors;
@@ -97,7 +99,6 @@ static void count_error(client_thread_t *th, int code) {
     th->other_errors++;
 }
 
-static void issue(bench_req_t *r, ct_buf_t *b);
 static void finish_thread(client_thread_t *th);
 
 static uint64_t now_ns(client_thread_t *th) {
@@ -108,48 +109,66 @@ static uint64_t now_ns(client_thread_t *th) {
     return th->now_ns;
 }
 
+/* Sends b (a fresh request, or an echo to send again) on r's connection; on
+ * failure the request ends here. */
+static void issue(bench_req_t *r, ct_buf_t *b) {
+    client_thread_t *th = REQ_CONN(r)->th;
+    int rc;
+    th->budget--;
+    th->outstanding++;
+    r->start_ns = now_ns(th);
+    rc = ct_service_call(&REQ_CONN(r)->client.service, b, &r->op);
+    if (rc < 0) {
+        ct_client_t *client = &REQ_CONN(r)->client;
+        ct_buf_pool_put(&th->wire.pool, b);
+        count_error(th, ct_client_cause(client) ? ct_client_cause(client) : rc);
+        if (--th->outstanding == 0) finish_thread(th);
+    }
+}
+
+/* Issues a fresh request on r's connection. */
+static void issue_new(bench_req_t *r) {
+    client_thread_t *th = REQ_CONN(r)->th;
+    ct_buf_t *b = ct_buf_pool_get(&th->wire.pool, th->size);
+    if (!b) {
+        count_error(th, UV_ENOMEM);
+        if (th->outstanding == 0) finish_thread(th);
+        return;
+    }
+    b->len = th->size;
+    if (th->o->line_codec) memset(b->base, 'x', b->len);
+    issue(r, b);
+}
+
+/* A reply that is not simply sent again: an error, a wrong echo (counted,
+ * and a fresh request takes its place), or the end of the run. */
+static void reply_ended(bench_req_t *r, int status, ct_buf_t *echoed) {
+    client_thread_t *th = REQ_CONN(r)->th;
+    if (status < 0) {
+        int cause = status == CT_ERECVBROKEN || status == CT_ESENDBROKEN ? r->op.cause : status;
+        count_error(th, cause);
+    } else {
+        if (echoed->len != th->size) count_error(th, CT_EMALFORMED);
+        ct_buf_pool_put(&th->wire.pool, echoed);
+        if (th->budget > 0) {
+            issue_new(r);
+            return;
+        }
+    }
+    if (th->outstanding == 0) finish_thread(th);
+}
+
 static void on_reply(ct_op_t *op, int status, void *response) {
     bench_req_t *r = CT_CONTAINER_OF(op, bench_req_t, op);
     client_thread_t *th = REQ_CONN(r)->th;
     ct_buf_t *echoed = response;
     hist_record(&th->hist, now_ns(th) - r->start_ns);
-    th->outstanding--;
-    if (status < 0) {
-        count_error(th, status == CT_ERECVBROKEN || status == CT_ESENDBROKEN ? op->cause : status);
-    } else if (echoed->len != (size_t)th->o->size) {
-        count_error(th, CT_EMALFORMED);
-        ct_buf_pool_put(&th->wire.pool, echoed);
-        echoed = NULL;
-    }
     th->done++; /* a locked add here cost ~5% of the whole benchmark's CPU */
-    if (status < 0 || th->stopping || (th->limit && th->issued >= th->limit)) {
-        if (status == 0 && echoed) ct_buf_pool_put(&th->wire.pool, echoed);
-        if (th->outstanding == 0) finish_thread(th);
-        return;
-    }
-    issue(r, echoed); /* an echo is the next request as it is */
-}
-
-/* b: a request to send again, or NULL for a new one. */
-static void issue(bench_req_t *r, ct_buf_t *b) {
-    client_thread_t *th = REQ_CONN(r)->th;
-    int rc;
-    if (!b) {
-        b = ct_buf_pool_get(&th->wire.pool, (size_t)th->o->size);
-        b->len = (size_t)th->o->size;
-        if (th->o->line_codec) memset(b->base, 'x', b->len);
-    }
-    r->start_ns = now_ns(th);
-    rc = ct_service_call(&REQ_CONN(r)->client.service, b, &r->op);
-    if (rc < 0) {
-        ct_buf_pool_put(&th->wire.pool, b);
-        count_error(
-            th, ct_client_cause(&REQ_CONN(r)->client) ? ct_client_cause(&REQ_CONN(r)->client) : rc);
-        if (th->outstanding == 0) finish_thread(th);
-        return;
-    }
-    th->issued++;
-    th->outstanding++;
+    th->outstanding--;
+    if (status == 0 && echoed->len == th->size && th->budget > 0)
+        issue(r, echoed); /* an echo is the next request as it is */
+    else
+        reply_ended(r, status, echoed);
 }
 
 static void on_client_closed(ct_service_t *svc) {
@@ -167,7 +186,7 @@ static void finish_thread(client_thread_t *th) {
     int i;
     if (th->t_end) return;
     th->t_end = uv_hrtime();
-    th->stopping = 1;
+    th->budget = 0;
     uv_timer_stop(&th->timer);
     for (i = 0; i < th->nconns; i++)
         if (th->conns[i].up) ct_service_close(&th->conns[i].client.service, on_client_closed);
@@ -180,7 +199,7 @@ static void finish_thread(client_thread_t *th) {
 
 static void on_duration(uv_timer_t *t) {
     client_thread_t *th = t->data;
-    th->stopping = 1;
+    th->budget = 0;
     if (th->outstanding == 0) finish_thread(th);
 }
 
@@ -194,10 +213,10 @@ static void start_requests(client_thread_t *th) {
     }
     if (!th->o->requests)
         uv_timer_start(&th->timer, on_duration, (uint64_t)(th->o->duration_s * 1000), 0);
-    for (d = 0; d < th->o->depth; d++)
+    for (d = 0; d < th->o->depth; d++) {
         for (i = 0; i < th->nconns; i++)
-            if (th->conns[i].up && (!th->limit || th->issued < th->limit))
-                issue(&th->conns[i].reqs[d], NULL);
+            if (th->conns[i].up && th->budget > 0) issue_new(&th->conns[i].reqs[d]);
+    }
     if (th->outstanding == 0) finish_thread(th);
 }
 
@@ -479,7 +498,9 @@ int bench_main(const options_t *o) {
     for (i = 0; i < n; i++) {
         cl[i].o = o;
         cl[i].nconns = o->connections / n + (i < o->connections % n);
-        cl[i].limit = o->requests ? o->requests / n + (i < o->requests % n) : 0;
+        cl[i].budget =
+            o->requests ? (uint64_t)(o->requests / n + (i < o->requests % n)) : UINT64_MAX;
+        cl[i].size = (size_t)o->size;
         snprintf(cl[i].address, sizeof cl[i].address, "%s",
                  o->address ? o->address : sv[i].address);
         uv_thread_create(&cl[i].tid, client_thread_run, &cl[i]);
