@@ -54,7 +54,7 @@ static size_t send_queue_pop(ct_client_t *c) {
 }
 
 static void check_drained(ct_client_t *c) {
-    if (in_flight(c) == 0 && c->write_shut && !c->error) ct_service_shutdown_done(&c->service, 0);
+    if (c->write_shut && in_flight(c) == 0 && !c->error) ct_service_shutdown_done(&c->service, 0);
 }
 
 /* Every live op completes with kind; requests never sent are freed. */
@@ -205,23 +205,28 @@ static void on_send_ready(ct_waker_t *waker) {
     check_drained(c);
 }
 
-static void on_response(ct_client_t *c, void *msg) {
+/* The slot msg answers, or -1 if it answers nothing we asked. */
+static inline ptrdiff_t answered_slot(ct_client_t *c, void *msg) {
     size_t index = 0;
-    slot_t *s;
+    if (c->tags == &c->order.store)
+        return ct_order_tags_pop(&c->order, &index) < 0 ? -1 : (ptrdiff_t)index;
+    if (c->tags->vtable->finish(c->tags, msg, &index) < 0 || index >= c->never_used) return -1;
+    return (ptrdiff_t)index;
+}
+
+static void on_response(ct_client_t *c, void *msg) {
+    ptrdiff_t index = answered_slot(c, msg);
+    slot_t *s = index < 0 ? NULL : &c->slots[index];
     ct_op_t *op;
-    int r = c->tags == &c->order.store ? ct_order_tags_pop(&c->order, &index)
-                                       : c->tags->vtable->finish(c->tags, msg, &index);
-    if (r < 0 || index >= c->never_used ||
-        (c->slots[index].state != SLOT_SENT && c->slots[index].state != SLOT_TOMB)) {
+    if (!s || (s->state != SLOT_SENT && s->state != SLOT_TOMB)) {
         /* An answer to nothing we asked: delivering it would hand a stranger's
          * response to some request. */
         free_msg(c, msg);
         fail(c, CT_EDESYNC, 0);
         return;
     }
-    s = &c->slots[index];
     op = s->state == SLOT_SENT ? s->op : NULL;
-    release_slot(c, index);
+    release_slot(c, (size_t)index);
     check_drained(c);
     /* Last, with the client consistent: the receive callback is a fresh
      * stack, so the op's callback runs right here (it may call again, cancel
