@@ -1,10 +1,14 @@
 /* ct_address_t: where to connect or listen, parsed from text:
  *
- *   tcp://127.0.0.1:7000   tcp://localhost:7000   tcp://[::1]:7000
+ *   tcp://127.0.0.1:7000   tcp://[::1]:7000   tcp://db.internal:7000
  *   unix:///run/app.sock
  *
- * Hosts are numeric (IPv4 or IPv6) or "localhost" (127.0.0.1): parsing never
- * blocks on a resolver. Port 0 asks the system for a free one.
+ * A numeric host (IPv4, or IPv6 in brackets) is parsed into sa. Any other host
+ * must be a DNS name; parsing keeps it as text and never calls a resolver.
+ * A connector resolves it asynchronously on each connect (uv_getaddrinfo, in
+ * libuv's thread pool) and tries the addresses in the resolver's order. A
+ * listener binds only numeric hosts, and "localhost" (127.0.0.1). Port 0
+ * asks the system for a free one.
  */
 #ifndef CTOWER_ADDRESS_H
 #define CTOWER_ADDRESS_H
@@ -19,11 +23,15 @@ enum { CT_ADDRESS_TCP = 1, CT_ADDRESS_UNIX = 2 };
 
 typedef struct ct_address {
     int kind;
-    struct sockaddr_storage sa; /* for CT_ADDRESS_TCP */
-    char path[108];             /* for CT_ADDRESS_UNIX */
+    struct sockaddr_storage sa; /* CT_ADDRESS_TCP with a numeric host */
+    char path[108];             /* CT_ADDRESS_UNIX */
+    char host[256];             /* CT_ADDRESS_TCP by name (empty otherwise) */
+    int port;                   /* with host */
 } ct_address_t;
 
-/* Parses text into addr. Returns 0 or CT_EBADADDR. */
+/* Parses text into addr. Returns 0 or CT_EBADADDR (an unknown scheme, no
+ * port or one over 65535, a malformed IP address or host name, a path too
+ * long for a socket). */
 int ct_address_parse(const char *text, ct_address_t *addr);
 
 /* Writes addr as text (the form ct_address_parse reads). Returns 0 or

@@ -13,8 +13,10 @@ extern "C" {
 #endif
 
 /* status 0: stream is connected and is a transport, now the caller's.
- * Negative (UV_ECONNREFUSED, UV_ENOENT for a missing socket file, ...): the
- * connection failed and the stream is already closed; its memory is free. */
+ * Negative (UV_ECONNREFUSED, UV_ENOENT for a missing socket file, UV_EAI_*
+ * for a name that does not resolve, ...): the connection failed and the
+ * stream is already closed; its memory is free. For a name with several
+ * addresses, the error is the last address's. */
 typedef void (*ct_connect_cb)(ct_stream_t *stream, int status);
 
 typedef struct ct_connector {
@@ -24,7 +26,8 @@ typedef struct ct_connector {
 } ct_connector_t;
 
 /* Initializes connector for address with the configuration every stream
- * gets. Returns 0, CT_EBADADDR or CT_EINVAL. */
+ * gets. A host given by name is resolved on each connect (see address.h).
+ * Returns 0, CT_EBADADDR or CT_EINVAL. */
 int ct_connector_init(ct_connector_t *connector, ct_loop_t *loop, const char *address,
                       const ct_stream_config_t *cfg);
 

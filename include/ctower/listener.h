@@ -51,6 +51,7 @@ struct ct_listener {
 };
 
 /* Binds address and starts accepting. A stale Unix socket file is replaced.
+ * The host must be numeric or "localhost" (see address.h).
  * Returns 0, CT_EBADADDR, CT_EINVAL or a libuv error (UV_EADDRINUSE, ...);
  * on error nothing is left open. */
 int ct_listener_init(ct_listener_t *listener, ct_loop_t *loop, const char *address,

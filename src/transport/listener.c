@@ -138,12 +138,23 @@ static int bind_and_listen(ct_listener_t *l) {
     return r;
 }
 
+/* A listener cannot wait for a resolver: of the names, only "localhost"
+ * binds (to 127.0.0.1). */
+static int parse_bindable(const char *text, ct_address_t *addr) {
+    int r = ct_address_parse(text, addr);
+    if (r != 0 || !addr->host[0]) return r;
+    if (strcmp(addr->host, "localhost") != 0) return CT_EBADADDR;
+    r = uv_ip4_addr("127.0.0.1", addr->port, (struct sockaddr_in *)&addr->sa);
+    addr->host[0] = 0;
+    return r;
+}
+
 int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_service_t *service,
                      const ct_listener_config_t *cfg) {
     int r;
     if (!l || !loop || !service || !cfg) return CT_EINVAL;
     memset(l, 0, sizeof *l);
-    if ((r = ct_address_parse(address, &l->address)) != 0) return r;
+    if ((r = parse_bindable(address, &l->address)) != 0) return r;
     l->loop = loop;
     l->service = service;
     l->cfg = *cfg;
