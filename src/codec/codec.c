@@ -2,21 +2,17 @@
  * inline. */
 #include "ctower/codec.h"
 #include "ctower/error.h"
+#include "prefix_be32.h"
 
-#include <endian.h>
 #include <string.h>
 
 /* codec->prefix_be32: what the codec's own decode would answer, without the
  * indirect call (this runs for every message received). */
 static int decode_prefix_be32(const ct_codec_t *codec, const uint8_t *data, size_t len,
                               ct_frame_t *frame) {
-    uint32_t be;
-    size_t n;
-    if (len < 4) return CT_CODEC_NEED_MORE;
-    memcpy(&be, data, 4);
-    n = be32toh(be);
-    if (n > codec->max_payload) return CT_EFRAMETOOLARGE;
-    if (len - 4 < n) return CT_CODEC_NEED_MORE;
+    size_t n = 0;
+    int r = ct_prefix_be32_frame(data, len, codec->max_payload, &n);
+    if (r != CT_CODEC_FRAME) return r;
     frame->payload_offset = 4;
     frame->payload_len = n;
     frame->frame_len = 4 + n;

@@ -5,15 +5,18 @@
 
 #include <ctype.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+/* Decimal digits only: strtol would also take " 80", "+80" and "-0". */
 static int parse_port(const char *text, int *port) {
-    char *end;
-    long v;
+    long v = 0;
+    const char *p;
     if (!*text) return CT_EBADADDR;
-    v = strtol(text, &end, 10);
-    if (*end || v < 0 || v > 65535) return CT_EBADADDR;
+    for (p = text; *p; p++) {
+        if (!isdigit((unsigned char)*p)) return CT_EBADADDR;
+        v = v * 10 + (*p - '0');
+        if (v > 65535) return CT_EBADADDR;
+    }
     *port = (int)v;
     return 0;
 }

@@ -2,8 +2,8 @@
  * a double output buffer written once per loop turn. */
 #include "ctower/stream.h"
 #include "ctower/error.h"
+#include "../codec/prefix_be32.h"
 
-#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,16 +127,14 @@ static void framing_failed(ct_stream_t *s, int error) {
  * (the stream ended or is closing). */
 static int decode_be32(ct_stream_t *s) {
     const size_t max_payload = codec(s)->max_payload;
-    while (s->reading && s->rlen >= 4) {
-        uint32_t be;
-        size_t n;
-        memcpy(&be, s->rbuf + s->rstart, 4);
-        n = be32toh(be);
-        if (n > max_payload) {
-            framing_failed(s, CT_EFRAMETOOLARGE);
+    while (s->reading && s->rlen >= 4) { /* fewer is a frame still arriving */
+        size_t n = 0;
+        int r = ct_prefix_be32_frame(s->rbuf + s->rstart, s->rlen, max_payload, &n);
+        if (r == CT_CODEC_NEED_MORE) break;
+        if (r < 0) {
+            framing_failed(s, r);
             return -1;
         }
-        if (s->rlen - 4 < n) break;
         if (deliver_frame(s, 4, n, 4 + n) != 0 || ct_transport_is_closing(&s->transport)) return -1;
     }
     return 0;

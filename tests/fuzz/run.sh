@@ -4,6 +4,7 @@
 #   fuzz_codec: the codecs, fed in read-sized chunks.
 #   fuzz_client: scripted calls, cancels, replies and faults against the
 #                pipeline and multiplex clients (exactly-once completion).
+#   fuzz_address: address text (parse, format, parse again).
 set -euo pipefail
 src_dir=$1
 out_dir=$2
@@ -14,11 +15,13 @@ flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefine
        -I"$src_dir/include")
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec.c" \
   "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" -o "$out_dir/fuzz_codec"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
+  $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_client"
 
 status=0
-for target in fuzz_codec fuzz_client; do
+for target in fuzz_codec fuzz_client fuzz_address; do
   mkdir -p "$out_dir/corpus-$target"
   "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix="$out_dir/$target-" "$out_dir/corpus-$target" \

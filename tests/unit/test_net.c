@@ -228,6 +228,9 @@ Test(net, addresses_parse_and_refuse_nonsense) {
     cr_assert_eq(a.kind, CT_ADDRESS_UNIX);
     cr_assert_eq(ct_address_parse("tcp://127.0.0.1", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("tcp://127.0.0.1:99999", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1: 80", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1:+80", &a), CT_EBADADDR);
+    cr_assert_eq(ct_address_parse("tcp://127.0.0.1:-0", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("tcp://[::1:80", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("http://x:1", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("unix://", &a), CT_EBADADDR);
