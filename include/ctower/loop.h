@@ -18,10 +18,15 @@
  *  - Flush tasks (ct_loop_post_flush), run from a uv_prepare handle just before
  *    the loop polls for I/O. Transports use it to turn every message sent during
  *    a turn into one write.
+ *
+ * It also lends its transports one read buffer (ct_loop_lend_read_buffer), so
+ * that a connection needs a buffer of its own only while a frame is split
+ * across reads: an idle connection holds none.
  */
 #ifndef CTOWER_LOOP_H
 #define CTOWER_LOOP_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -63,6 +68,9 @@ struct ct_loop {
     int prepare_active;
     int closing;
     ct_loop_close_cb close_cb;
+    uint8_t *read_buffer; /* allocated at the first lend, freed by close */
+    size_t read_buffer_len;
+    int read_buffer_lent;
 };
 
 #define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -94,6 +102,15 @@ void ct_task_cancel(ct_task_t *task);
 
 /* Non-zero while task is queued. */
 int ct_task_is_queued(const ct_task_t *task);
+
+/* For transports: the loop's shared read buffer, *len bytes, for one read
+ * callback: read into it, take every whole frame, copy what is left into a
+ * buffer of your own and give it back before returning to libuv. NULL (use
+ * your own) while it is lent or if it cannot be allocated. */
+uint8_t *ct_loop_lend_read_buffer(ct_loop_t *loop, size_t *len);
+
+/* Gives the buffer lent by ct_loop_lend_read_buffer() back. */
+void ct_loop_return_read_buffer(ct_loop_t *loop);
 
 #ifdef __cplusplus
 }

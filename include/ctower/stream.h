@@ -2,7 +2,10 @@
  * codec between bytes and messages. Messages are ct_buf_t, taken from and
  * returned to a ct_buf_pool_t.
  *
- * Reads land in one reused buffer and are decoded in batches. Messages sent
+ * Reads land in the loop's shared read buffer (see ct_loop_lend_read_buffer)
+ * and are decoded in batches; only a frame still arriving, or frames left
+ * while the reader stopped, move to a buffer of the stream's own, so an idle
+ * connection holds no read buffer. Messages sent
  * are encoded into one output buffer, which is written once (uv_try_write
  * first, then uv_write for what the socket did not take): at the end of the
  * read whose frames made them (a server's answers, a client's next requests),
@@ -37,7 +40,7 @@ typedef struct ct_stream_config {
     const ct_codec_t *codec;
     /* Where received messages come from and sent ones go back to. */
     ct_buf_pool_t *pool;
-    size_t read_buffer; /* initial read buffer, bytes (0: 64 KiB) */
+    size_t read_buffer; /* own read buffer when one is needed, bytes (0: 64 KiB) */
     size_t high_water;  /* output bytes above which send_ready is PENDING (0: 1 MiB) */
     size_t low_water;   /* ... and below which it is READY again (0: high / 4) */
 } ct_stream_config_t;
@@ -65,8 +68,11 @@ typedef struct ct_stream {
     ct_uv_stream_t h;
     ct_codec_storage_t codec;
     ct_stream_config_t cfg;
-    uint8_t *rbuf;
+    uint8_t *rbuf; /* the loop's shared buffer during a read, else our own */
     size_t rcap, rstart, rlen;
+    uint8_t *rown; /* our own, while rbuf is the loop's */
+    size_t rown_cap;
+    int rshared;
     uint8_t *wbuf, *wbusy; /* accumulating, and being written */
     size_t wcap, wlen, wbusy_cap, wbusy_len;
     uv_write_t write_req;

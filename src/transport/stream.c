@@ -51,10 +51,57 @@ static int grow(uint8_t **buf, size_t *cap, size_t need) {
 
 /* ---- receive ------------------------------------------------------------ */
 
+/* With nothing of an earlier read left, the read goes into the loop's shared
+ * buffer: most reads end on a frame boundary, and then a connection needs no
+ * read buffer of its own (10,000 idle ones hold none). */
+static int borrow_shared(ct_stream_t *s) {
+    size_t len = 0;
+    uint8_t *shared = ct_loop_lend_read_buffer(s->transport.loop, &len);
+    if (!shared) return 0;
+    s->rown = s->rbuf;
+    s->rown_cap = s->rcap;
+    s->rbuf = shared;
+    s->rcap = len;
+    s->rstart = 0;
+    s->rshared = 1;
+    return 1;
+}
+
+/* At the end of the read callback: what the reader has not taken (a frame
+ * still arriving, or frames left while it stopped) moves to our own buffer,
+ * and the shared one goes back. Returns 0 or UV_ENOMEM. */
+static int return_shared(ct_stream_t *s) {
+    const uint8_t *left = s->rbuf + s->rstart;
+    int r = 0;
+    s->rbuf = s->rown;
+    s->rcap = s->rown_cap;
+    s->rstart = 0;
+    s->rshared = 0;
+    if (s->rlen > 0) {
+        size_t need = s->rlen > s->cfg.read_buffer ? s->rlen : s->cfg.read_buffer;
+        if (s->rcap < s->rlen && (r = grow(&s->rbuf, &s->rcap, need)) != 0)
+            s->rlen = 0;
+        else
+            memcpy(s->rbuf, left, s->rlen);
+    }
+    ct_loop_return_read_buffer(s->transport.loop);
+    return r;
+}
+
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
     ct_stream_t *s = handle->data;
     size_t want = codec(s)->max_payload + codec(s)->overhead;
     (void)suggested;
+    if (s->rlen == 0 && borrow_shared(s)) {
+        out->base = (char *)s->rbuf;
+        out->len = s->rcap;
+        return;
+    }
+    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0) {
+        out->base = NULL;
+        out->len = 0; /* on_read hears UV_ENOBUFS */
+        return;
+    }
     if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
         memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
         s->rstart = 0;
@@ -73,18 +120,27 @@ static void stop_polling(ct_stream_t *s) {
     s->uv_reading = 0;
 }
 
+static void take_read(ct_stream_t *s, ssize_t nread);
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
     (void)buf;
+    take_read(s, nread);
+    if (s->rshared && return_shared(s) != 0) end_stream(s, UV_ENOMEM);
+}
+
+static void take_read(ct_stream_t *s, ssize_t nread) {
     if (nread > 0) {
         s->rlen += (size_t)nread;
-        s->last_read_ms = uv_now(stream->loop);
+        s->last_read_ms = uv_now(s->h.stream.loop);
         if (s->reading) {
             decode_buffered(s);
             flush_now(s);
         } else {
             stop_polling(s);
         }
+    } else if (nread == UV_ENOBUFS && s->rcap == 0) {
+        end_stream(s, UV_ENOMEM); /* no buffer could be had */
     } else if (nread == UV_ENOBUFS) {
         stop_polling(s); /* the buffer is full of what the reader has not taken */
     } else if (nread == UV_EOF) {
@@ -373,13 +429,9 @@ int ct_stream_init(ct_stream_t *s, ct_loop_t *loop, int is_pipe, const ct_stream
     ct_task_init(&s->flush_task, flush);
     ct_task_init(&s->decode_task, on_decode_task);
     ct_waitq_init(&s->send_waiters);
-    if (grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0) return UV_ENOMEM;
+    /* No read buffer yet: reads borrow the loop's (see borrow_shared). */
     r = is_pipe ? uv_pipe_init(loop->uv, &s->h.pipe, 0) : uv_tcp_init(loop->uv, &s->h.tcp);
-    if (r != 0) {
-        free(s->rbuf);
-        s->rbuf = NULL;
-        return r;
-    }
+    if (r != 0) return r;
     s->h.handle.data = s;
     s->handle_open = 1;
     s->last_read_ms = uv_now(loop->uv);
