@@ -19,9 +19,11 @@
  *    the loop polls for I/O. Transports use it to turn every message sent during
  *    a turn into one write.
  *
- * It also lends its transports one read buffer (ct_loop_lend_read_buffer), so
- * that a connection needs a buffer of its own only while a frame is split
- * across reads: an idle connection holds none.
+ * It also lends its transports a read and a write buffer (ct_loop_lend_buffer)
+ * for the length of one read callback, so that a connection needs buffers of
+ * its own only for what does not fit in one callback (a frame split across
+ * reads, output the socket does not take at once): an idle connection holds
+ * none.
  */
 #ifndef CTOWER_LOOP_H
 #define CTOWER_LOOP_H
@@ -68,9 +70,10 @@ struct ct_loop {
     int prepare_active;
     int closing;
     ct_loop_close_cb close_cb;
-    uint8_t *read_buffer; /* allocated at the first lend, freed by close */
-    size_t read_buffer_len;
-    int read_buffer_lent;
+    /* shared buffers: allocated at their first lend, freed by close */
+    uint8_t *shared[2];
+    size_t shared_len[2];
+    int shared_lent[2];
 };
 
 #define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -103,14 +106,17 @@ void ct_task_cancel(ct_task_t *task);
 /* Non-zero while task is queued. */
 int ct_task_is_queued(const ct_task_t *task);
 
-/* For transports: the loop's shared read buffer, *len bytes, for one read
- * callback: read into it, take every whole frame, copy what is left into a
- * buffer of your own and give it back before returning to libuv. NULL (use
- * your own) while it is lent or if it cannot be allocated. */
-uint8_t *ct_loop_lend_read_buffer(ct_loop_t *loop, size_t *len);
+enum { CT_LOOP_READ_BUFFER = 0, CT_LOOP_WRITE_BUFFER = 1 };
 
-/* Gives the buffer lent by ct_loop_lend_read_buffer() back. */
-void ct_loop_return_read_buffer(ct_loop_t *loop);
+/* For transports: one of the loop's two shared buffers (which: READ or
+ * WRITE), *len bytes, for one read callback: read into it and take every
+ * whole frame, or encode into it and write; copy what is left into a buffer
+ * of your own and give it back before returning to libuv. NULL (use your
+ * own) while it is lent or if it cannot be allocated. */
+uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len);
+
+/* Gives the buffer lent by ct_loop_lend_buffer() back. */
+void ct_loop_return_buffer(ct_loop_t *loop, int which);
 
 #ifdef __cplusplus
 }

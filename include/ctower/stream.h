@@ -2,10 +2,13 @@
  * codec between bytes and messages. Messages are ct_buf_t, taken from and
  * returned to a ct_buf_pool_t.
  *
- * Reads land in the loop's shared read buffer (see ct_loop_lend_read_buffer)
- * and are decoded in batches; only a frame still arriving, or frames left
- * while the reader stopped, move to a buffer of the stream's own, so an idle
- * connection holds no read buffer. Messages sent
+ * Reads land in the loop's shared read buffer (see ct_loop_lend_buffer) and
+ * are decoded in batches; only a frame still arriving, or frames left while
+ * the reader stopped, move to a buffer of the stream's own. Likewise what is
+ * sent during the stream's own read callback is encoded into the loop's
+ * shared write buffer and written at the end of it; only what the socket
+ * does not take moves to a buffer of the stream's own. An idle connection
+ * holds neither buffer. Messages sent
  * are encoded into one output buffer, which is written once (uv_try_write
  * first, then uv_write for what the socket did not take): at the end of the
  * read whose frames made them (a server's answers, a client's next requests),
@@ -73,6 +76,9 @@ typedef struct ct_stream {
     uint8_t *rown; /* our own, while rbuf is the loop's */
     size_t rown_cap;
     int rshared;
+    uint8_t *wown; /* likewise for wbuf */
+    size_t wown_cap;
+    int wshared;
     uint8_t *wbuf, *wbusy; /* accumulating, and being written */
     size_t wcap, wlen, wbusy_cap, wbusy_len;
     uv_write_t write_req;

@@ -5,9 +5,10 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
-/* Large enough for a whole write burst of a busy peer in one read. */
-enum { SHARED_READ_BUFFER = 64 * 1024 };
+/* Large enough for a whole burst of a busy peer in one read or write. */
+enum { SHARED_BUFFER = 64 * 1024 };
 
 enum { CT_TASK_IDLE = 0, CT_TASK_DEFERRED = 1, CT_TASK_FLUSH = 2 };
 
@@ -78,9 +79,9 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     ct_list_init(&loop->tasks);
     ct_list_init(&loop->flushes);
     ct_list_init(&loop->drain_mark);
-    loop->read_buffer = NULL;
-    loop->read_buffer_len = 0;
-    loop->read_buffer_lent = 0;
+    memset(loop->shared, 0, sizeof loop->shared);
+    memset(loop->shared_len, 0, sizeof loop->shared_len);
+    memset(loop->shared_lent, 0, sizeof loop->shared_lent);
     if ((r = uv_check_init(uv, &loop->check)) != 0) return r;
     if ((r = uv_idle_init(uv, &loop->idle)) != 0) goto fail_idle;
     if ((r = uv_prepare_init(uv, &loop->prepare)) != 0) goto fail_prepare;
@@ -108,8 +109,9 @@ int ct_loop_close(ct_loop_t *loop, ct_loop_close_cb cb) {
     if (!queue_empty(loop, &loop->tasks) || !queue_empty(loop, &loop->flushes)) return CT_EBUSY;
     loop->closing = 1;
     loop->close_cb = cb;
-    free(loop->read_buffer); /* every transport is closed: none is reading */
-    loop->read_buffer = NULL;
+    free(loop->shared[0]); /* every transport is closed: none has them */
+    free(loop->shared[1]);
+    loop->shared[0] = loop->shared[1] = NULL;
     loop->check.data = loop;
     loop->idle.data = loop;
     loop->prepare.data = loop;
@@ -155,18 +157,18 @@ int ct_task_is_queued(const ct_task_t *task) {
     return task->queued != CT_TASK_IDLE;
 }
 
-uint8_t *ct_loop_lend_read_buffer(ct_loop_t *loop, size_t *len) {
-    if (loop->read_buffer_lent || loop->closing) return NULL;
-    if (!loop->read_buffer) {
-        loop->read_buffer = malloc(SHARED_READ_BUFFER);
-        if (!loop->read_buffer) return NULL;
-        loop->read_buffer_len = SHARED_READ_BUFFER;
+uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len) {
+    if (loop->shared_lent[which] || loop->closing) return NULL;
+    if (!loop->shared[which]) {
+        loop->shared[which] = malloc(SHARED_BUFFER);
+        if (!loop->shared[which]) return NULL;
+        loop->shared_len[which] = SHARED_BUFFER;
     }
-    loop->read_buffer_lent = 1;
-    *len = loop->read_buffer_len;
-    return loop->read_buffer;
+    loop->shared_lent[which] = 1;
+    *len = loop->shared_len[which];
+    return loop->shared[which];
 }
 
-void ct_loop_return_read_buffer(ct_loop_t *loop) {
-    loop->read_buffer_lent = 0;
+void ct_loop_return_buffer(ct_loop_t *loop, int which) {
+    loop->shared_lent[which] = 0;
 }

@@ -56,7 +56,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t need) {
  * read buffer of its own (10,000 idle ones hold none). */
 static int borrow_shared(ct_stream_t *s) {
     size_t len = 0;
-    uint8_t *shared = ct_loop_lend_read_buffer(s->transport.loop, &len);
+    uint8_t *shared = ct_loop_lend_buffer(s->transport.loop, CT_LOOP_READ_BUFFER, &len);
     if (!shared) return 0;
     s->rown = s->rbuf;
     s->rown_cap = s->rcap;
@@ -84,7 +84,7 @@ static int return_shared(ct_stream_t *s) {
         else
             memcpy(s->rbuf, left, s->rlen);
     }
-    ct_loop_return_read_buffer(s->transport.loop);
+    ct_loop_return_buffer(s->transport.loop, CT_LOOP_READ_BUFFER);
     return r;
 }
 
@@ -122,11 +122,16 @@ static void stop_polling(ct_stream_t *s) {
 
 static void take_read(ct_stream_t *s, ssize_t nread);
 
+static void borrow_shared_out(ct_stream_t *s);
+static void give_back_out(ct_stream_t *s);
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
     (void)buf;
+    if (nread > 0) borrow_shared_out(s);
     take_read(s, nread);
     if (s->rshared && return_shared(s) != 0) end_stream(s, UV_ENOMEM);
+    give_back_out(s);
 }
 
 static void take_read(ct_stream_t *s, ssize_t nread) {
@@ -273,7 +278,64 @@ static int send_refusal(const ct_stream_t *s) {
     return UV_EAGAIN; /* same rule as send_ready */
 }
 
+/* During its read callback a stream with no output pending writes through
+ * the loop's shared write buffer: what the frames just read make (a server's
+ * answers, a client's next requests) is encoded there and written at the end
+ * of the callback (flush_now). Only what the socket does not take, or what
+ * outgrows the shared buffer, moves to a buffer of the stream's own. */
+static void borrow_shared_out(ct_stream_t *s) {
+    size_t len = 0;
+    uint8_t *shared;
+    if (s->wlen > 0 || s->writing || s->wshared) return;
+    shared = ct_loop_lend_buffer(s->transport.loop, CT_LOOP_WRITE_BUFFER, &len);
+    if (!shared) return;
+    s->wown = s->wbuf;
+    s->wown_cap = s->wcap;
+    s->wbuf = shared;
+    s->wcap = len;
+    s->wshared = 1;
+}
+
+static void return_shared_out(ct_stream_t *s) {
+    s->wbuf = s->wown;
+    s->wcap = s->wown_cap;
+    s->wshared = 0;
+    ct_loop_return_buffer(s->transport.loop, CT_LOOP_WRITE_BUFFER);
+}
+
+/* Moves the output from byte `from` on into the stream's own buffer, with
+ * room for need bytes, and gives the shared buffer back. Returns 0, or
+ * UV_ENOMEM with nothing changed. */
+static int unshare_out(ct_stream_t *s, size_t from, size_t need) {
+    uint8_t *own = s->wown;
+    size_t cap = s->wown_cap, keep = s->wlen - from;
+    if (need < keep) need = keep;
+    if (need > cap && grow(&own, &cap, need) != 0) return UV_ENOMEM;
+    memcpy(own, s->wbuf + from, keep);
+    s->wown = own;
+    s->wown_cap = cap;
+    return_shared_out(s);
+    s->wlen = keep;
+    return 0;
+}
+
+/* At the end of the read callback: what is still to be written moves to
+ * our own buffer (the flush task writes it), unless the stream is done. */
+static void give_back_out(ct_stream_t *s) {
+    if (!s->wshared) return;
+    if (s->wlen > 0 && s->handle_open && !s->send_error && unshare_out(s, 0, 0) == 0) return;
+    if (s->wlen > 0 && s->handle_open && !s->send_error) {
+        return_shared_out(s);
+        s->wlen = 0;
+        write_failed(s, UV_ENOMEM); /* what was sent cannot be kept */
+        return;
+    }
+    return_shared_out(s);
+    s->wlen = 0;
+}
+
 static __attribute__((noinline)) int grow_out(ct_stream_t *s, size_t need) {
+    if (s->wshared) return unshare_out(s, 0, need);
     return grow(&s->wbuf, &s->wcap, need);
 }
 
@@ -348,7 +410,15 @@ static void flush(ct_task_t *task) {
         return;
     }
     /* The socket took part of it: the rest is written from the busy buffer
-     * while new messages accumulate in the other one. */
+     * while new messages accumulate in the other one. The shared buffer is
+     * only lent for this callback: the rest moves to our own first. */
+    if (s->wshared) {
+        if (unshare_out(s, (size_t)n, 0) != 0) {
+            write_failed(s, UV_ENOMEM);
+            return;
+        }
+        n = 0;
+    }
     tmp = s->wbusy;
     tmp_cap = s->wbusy_cap;
     s->wbusy = s->wbuf;

@@ -20,6 +20,9 @@ static char bound[128];
 static size_t max_connections;
 static uint64_t idle_timeout_ms;
 static ct_server_error_fn server_on_error;
+/* The answers expected: echoes (PAYLOAD bytes), or BIG_ANSWER-byte answers
+ * from big_answer(). */
+static size_t answer_len;
 
 static void net_setup(void) {
     ct_buf_pool_init(&pool, PAYLOAD, 4096);
@@ -28,6 +31,7 @@ static void net_setup(void) {
     stream_cfg.codec = &codec.codec;
     stream_cfg.pool = &pool;
     listener_closed = 0;
+    answer_len = PAYLOAD;
     max_connections = 0;
     idle_timeout_ms = 0;
     server_on_error = NULL;
@@ -81,6 +85,23 @@ typedef struct conn {
     size_t depth;
 } conn_t;
 
+enum { BIG_ANSWER = 48 * 1024 };
+
+static uint8_t big_answer_byte(uint64_t id, size_t i) {
+    return (uint8_t)(id * 31 + i);
+}
+
+static int answer_ok(const ct_buf_t *b, uint64_t expect) {
+    uint64_t id;
+    size_t i;
+    if (b->len != answer_len) return 0;
+    memcpy(&id, b->base + 4, sizeof id);
+    if (id != expect) return 0;
+    for (i = PAYLOAD; i < b->len; i++)
+        if ((uint8_t)b->base[i] != big_answer_byte(id, i)) return 0;
+    return 1;
+}
+
 static ct_buf_t *make_request(uint64_t id) {
     ct_buf_t *b = ct_buf_pool_get(&pool, PAYLOAD);
     cr_assert_not_null(b);
@@ -109,9 +130,7 @@ static void on_reply(ct_op_t *op, int status, void *response) {
     }
     {
         ct_buf_t *b = response;
-        uint64_t id;
-        memcpy(&id, b->base + 4, sizeof id);
-        if (b->len != PAYLOAD || id != r->expect) c->mismatched++;
+        if (!answer_ok(b, r->expect)) c->mismatched++;
         ct_buf_pool_put(&pool, b);
     }
     if (c->next < c->total) issue(c, r);
@@ -456,6 +475,158 @@ Test(net, peer_closing_mid_frame_fails_every_op) {
 }
 Test(net, connection_reset_fails_every_op) {
     client_sees(BAD_RESET, 0, UV_ECONNRESET);
+}
+
+/* ---- a peer that stops reading -------------------------------------------- */
+
+/* A raw client writes many large requests in one go and reads nothing until
+ * the server's answers have filled every buffer on the way: the server, which
+ * answers inside its read callback through the loop's shared write buffer,
+ * then writes only part of a batch, keeps the rest in buffers of its own and
+ * finishes later. Every answer must arrive whole and in order. */
+enum { SLOW_FRAMES = 256, SLOW_PAYLOAD = 32 * 1024, SLOW_FRAME = 4 + SLOW_PAYLOAD };
+
+static struct {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uint8_t *out, *in;
+    size_t received;
+    int connected, written, closed;
+} slow;
+
+static uint8_t slow_byte(size_t frame, size_t i) {
+    return (uint8_t)(frame * 7 + i);
+}
+
+static void slow_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    (void)h;
+    (void)n;
+    *b = uv_buf_init((char *)slow.in + slow.received,
+                     (unsigned)((size_t)SLOW_FRAMES * SLOW_FRAME - slow.received));
+}
+
+static void slow_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+    (void)b;
+    cr_assert_geq(n, 0, "read: %s", uv_strerror((int)n));
+    slow.received += (size_t)n;
+    if (slow.received == (size_t)SLOW_FRAMES * SLOW_FRAME) uv_read_stop(st);
+}
+
+static void slow_written(uv_write_t *w, int status) {
+    (void)w;
+    cr_assert_eq(status, 0);
+    slow.written = 1;
+}
+
+static void slow_connected(uv_connect_t *c, int status) {
+    /* Small, so that the buffers on the way fill long before the 8 MB are
+     * answered; not below a segment (64 KiB on loopback), or TCP would wait
+     * for its persist timer instead of sending into the window. */
+    int small = 64 * 1024;
+    uv_buf_t b = uv_buf_init((char *)slow.out, (unsigned)((size_t)SLOW_FRAMES * SLOW_FRAME));
+    cr_assert_eq(status, 0);
+    uv_recv_buffer_size((uv_handle_t *)&slow.tcp, &small);
+    cr_assert_eq(uv_write(&slow.write, c->handle, &b, 1, slow_written), 0);
+    slow.connected = 1;
+}
+
+static void slow_closed(uv_handle_t *h) {
+    (void)h;
+    slow.closed = 1;
+}
+
+Test(net, a_peer_that_stops_reading_gets_every_answer_whole) {
+    const size_t total = (size_t)SLOW_FRAMES * SLOW_FRAME;
+    ct_address_t a;
+    size_t f, i;
+    net_setup();
+    memset(&slow, 0, sizeof slow);
+    slow.out = malloc(total);
+    slow.in = malloc(total);
+    cr_assert(slow.out && slow.in);
+    for (f = 0; f < SLOW_FRAMES; f++) {
+        uint8_t *frame = slow.out + f * SLOW_FRAME;
+        frame[0] = (uint8_t)(SLOW_PAYLOAD >> 24);
+        frame[1] = (uint8_t)(SLOW_PAYLOAD >> 16);
+        frame[2] = (uint8_t)(SLOW_PAYLOAD >> 8);
+        frame[3] = (uint8_t)SLOW_PAYLOAD;
+        for (i = 0; i < SLOW_PAYLOAD; i++)
+            frame[4 + i] = slow_byte(f, i);
+    }
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    cr_assert_eq(uv_tcp_init(&H.uv, &slow.tcp), 0);
+    cr_assert_eq(
+        uv_tcp_connect(&slow.connect, &slow.tcp, (const struct sockaddr *)&a.sa, slow_connected),
+        0);
+    H_RUN_UNTIL(slow.written);
+    h_turns(20); /* the server meets full buffers while nothing is read */
+    cr_assert_lt(slow.received, total);
+    cr_assert_eq(uv_read_start((uv_stream_t *)&slow.tcp, slow_alloc, slow_read), 0);
+    H_RUN_UNTIL(slow.received == total);
+    for (f = 0; f < SLOW_FRAMES; f++) {
+        const uint8_t *frame = slow.in + f * SLOW_FRAME;
+        uint32_t len = (uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
+                       (uint32_t)frame[2] << 8 | frame[3];
+        cr_assert_eq(len, SLOW_PAYLOAD, "frame %zu", f);
+        for (i = 0; i < SLOW_PAYLOAD; i++)
+            if (frame[4 + i] != slow_byte(f, i))
+                cr_assert_fail("frame %zu byte %zu: %u, expected %u", f, i, frame[4 + i],
+                               slow_byte(f, i));
+    }
+    uv_close((uv_handle_t *)&slow.tcp, slow_closed);
+    H_RUN_UNTIL(slow.closed);
+    stop_listening();
+    h_close_service(&echo.service);
+    free(slow.out);
+    free(slow.in);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* Answers larger than the requests: one read of 16 small requests makes
+ * 768 KiB of output in one read callback, more than the loop's shared write
+ * buffer holds, so the stream moves its output to a buffer of its own midway
+ * (and writes most of it later). Every answer must arrive whole. */
+static int big_answer(void *ctx, void *request, void **response) {
+    ct_buf_t *req = request, *b = ct_buf_new(BIG_ANSWER);
+    uint64_t id;
+    size_t i;
+    (void)ctx;
+    if (!b) return UV_ENOMEM;
+    memcpy(b->base, req->base, PAYLOAD);
+    memcpy(&id, req->base + 4, sizeof id);
+    for (i = PAYLOAD; i < BIG_ANSWER; i++)
+        b->base[i] = (char)big_answer_byte(id, i);
+    b->len = BIG_ANSWER;
+    ct_buf_pool_put(&pool, req);
+    *response = b;
+    return 0;
+}
+
+Test(net, answers_larger_than_the_shared_write_buffer_arrive_whole) {
+    enum { PER_CONN = 2000 };
+    static conn_t conns[2];
+    static ct_service_fn_t big;
+    int i;
+    net_setup();
+    answer_len = BIG_ANSWER;
+    ct_service_fn_init(&big, &H.ct, big_answer, NULL);
+    listen_on("tcp://127.0.0.1:0", &big.service, 0);
+    for (i = 0; i < 2; i++)
+        connect_to(&conns[i], bound, 0, 16, PER_CONN);
+    H_RUN_UNTIL(all_done(conns, 2));
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(conns[i].connect_status, 0);
+        cr_assert_eq(conns[i].errors, 0, "%s", ct_strerror(conns[i].first_error));
+        cr_assert_eq(conns[i].mismatched, 0);
+        cr_assert_eq(conns[i].done, PER_CONN);
+        close_conn(&conns[i]);
+    }
+    stop_listening();
+    h_close_service(&big.service);
+    ct_buf_pool_destroy(&pool);
 }
 
 /* ---- messages the codec cannot carry ------------------------------------------ */
