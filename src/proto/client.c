@@ -4,6 +4,7 @@
 #include "ctower/client.h"
 #include "ctower/error.h"
 #include "order_tags.h"
+#include "slab_tags.h"
 #include "../core/ring.h"
 
 #include <stdlib.h>
@@ -142,6 +143,7 @@ static inline int send_in_order(ct_client_t *c, size_t index, void *request) {
 }
 
 static int send_tagged(ct_client_t *c, size_t index, void *request);
+static int send_slab(ct_client_t *c, size_t index, void *request);
 
 /* Sends the request in slot index (the head of the send queue, if that is not
  * empty): 1 if sent (or settled), 0 to wait, -1 if dead. A store that can
@@ -149,7 +151,28 @@ static int send_tagged(ct_client_t *c, size_t index, void *request);
  * transport refuses: one transport call per request instead of two. */
 static inline int send_one(ct_client_t *c, size_t index, void *request) {
     if (c->tags == &c->order.store) return send_in_order(c, index, request);
+    if (ct_is_slab_store(c->tags)) return send_slab(c, index, request);
     return send_tagged(c, index, request);
+}
+
+/* send_one with the slab store, inline; like send_in_order, its tag can be
+ * given back, so the request is sent first. */
+static __attribute__((noinline)) int send_slab(ct_client_t *c, size_t index, void *request) {
+    ct_slab_tags_t *t = (ct_slab_tags_t *)c->tags;
+    int r = ct_slab_assign(t, request, index);
+    if (r < 0) { /* this request cannot be tagged: it alone fails */
+        c->slots[index].request = request;
+        fail_request(c, index, r);
+        return 1;
+    }
+    r = ct_transport_send(c->transport, request);
+    if (r == 0) {
+        c->slots[index].state = SLOT_SENT;
+        return 1;
+    }
+    ct_slab_unassign(t, index);
+    c->slots[index].request = request;
+    return send_refused(c, index, r);
 }
 
 /* send_one with a store of the user's, through its vtable. */
@@ -210,7 +233,12 @@ static inline ptrdiff_t answered_slot(ct_client_t *c, void *msg) {
     size_t index = 0;
     if (c->tags == &c->order.store)
         return ct_order_tags_pop(&c->order, &index) < 0 ? -1 : (ptrdiff_t)index;
-    if (c->tags->vtable->finish(c->tags, msg, &index) < 0 || index >= c->never_used) return -1;
+    if (ct_is_slab_store(c->tags)) {
+        if (ct_slab_finish((ct_slab_tags_t *)c->tags, msg, &index) < 0) return -1;
+    } else if (c->tags->vtable->finish(c->tags, msg, &index) < 0) {
+        return -1;
+    }
+    if (index >= c->never_used) return -1;
     return (ptrdiff_t)index;
 }
 
