@@ -104,14 +104,21 @@ static void on_handle_closed(uv_handle_t *handle) {
     if (--loop->handles_open == 0 && loop->close_cb) loop->close_cb(loop);
 }
 
+/* A buffer lent when the loop closes (it was closed from a read callback) is
+ * freed when it comes back. */
+static void free_shared(ct_loop_t *loop, int which) {
+    if (loop->shared_lent[which]) return;
+    free(loop->shared[which]);
+    loop->shared[which] = NULL;
+}
+
 int ct_loop_close(ct_loop_t *loop, ct_loop_close_cb cb) {
     if (loop->closing) return CT_ECLOSING;
     if (!queue_empty(loop, &loop->tasks) || !queue_empty(loop, &loop->flushes)) return CT_EBUSY;
     loop->closing = 1;
     loop->close_cb = cb;
-    free(loop->shared[0]); /* every transport is closed: none has them */
-    free(loop->shared[1]);
-    loop->shared[0] = loop->shared[1] = NULL;
+    free_shared(loop, CT_LOOP_READ_BUFFER);
+    free_shared(loop, CT_LOOP_WRITE_BUFFER);
     loop->check.data = loop;
     loop->idle.data = loop;
     loop->prepare.data = loop;
@@ -171,4 +178,5 @@ uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len) {
 
 void ct_loop_return_buffer(ct_loop_t *loop, int which) {
     loop->shared_lent[which] = 0;
+    if (loop->closing) free_shared(loop, which);
 }

@@ -161,3 +161,37 @@ Test(loop_close, closing_twice_is_reported) {
     uv_run(&uv, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&uv), 0);
 }
+
+Test(loop, shared_buffers_are_lent_to_one_borrower_at_a_time) {
+    size_t len = 0, len2 = 0;
+    uint8_t *r = ct_loop_lend_buffer(&H.ct, CT_LOOP_READ_BUFFER, &len), *w, *again;
+    cr_assert_not_null(r);
+    cr_assert_geq(len, 64 * 1024);
+    memset(r, 0xab, len); /* all of it is usable (ASan checks the bounds) */
+    cr_assert_null(ct_loop_lend_buffer(&H.ct, CT_LOOP_READ_BUFFER, &len2), "lent twice");
+    w = ct_loop_lend_buffer(&H.ct, CT_LOOP_WRITE_BUFFER, &len2);
+    cr_assert_not_null(w, "the write buffer is a second one");
+    cr_assert_neq(w, r);
+    ct_loop_return_buffer(&H.ct, CT_LOOP_READ_BUFFER);
+    again = ct_loop_lend_buffer(&H.ct, CT_LOOP_READ_BUFFER, &len2);
+    cr_assert_eq(again, r, "the same buffer comes back: nothing is allocated per read");
+    ct_loop_return_buffer(&H.ct, CT_LOOP_READ_BUFFER);
+    ct_loop_return_buffer(&H.ct, CT_LOOP_WRITE_BUFFER);
+}
+
+Test(loop_close, a_buffer_lent_when_the_loop_closes_is_freed_when_it_comes_back) {
+    uv_loop_t uv;
+    ct_loop_t ct;
+    size_t len = 0;
+    uint8_t *b;
+    cr_assert_eq(uv_loop_init(&uv), 0);
+    cr_assert_eq(ct_loop_init(&ct, &uv), 0);
+    b = ct_loop_lend_buffer(&ct, CT_LOOP_WRITE_BUFFER, &len);
+    cr_assert_not_null(b);
+    cr_assert_eq(ct_loop_close(&ct, NULL), 0);
+    b[len - 1] = 1; /* still ours until given back (ASan: not freed yet) */
+    ct_loop_return_buffer(&ct, CT_LOOP_WRITE_BUFFER);
+    cr_assert_null(ct_loop_lend_buffer(&ct, CT_LOOP_WRITE_BUFFER, &len), "nothing after close");
+    uv_run(&uv, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&uv), 0);
+}
