@@ -1,13 +1,14 @@
 # The front door. `make bench` runs the benchmark (the main job); `make test`
 # builds and runs every test, then the whole suite again under ASan + UBSan.
-# `make example` runs the echo examples; `make compare` runs bench/compare.
+# `make example` runs the echo examples; `make compare` runs bench/compare,
+# `make compare-servers` bench/compare-servers.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers example test test-plain test-asan install format clean
 
 all: build
 
@@ -25,6 +26,9 @@ bench: build
 
 compare: build
 	bench/compare $(BUILD)
+
+compare-servers: build
+	bench/compare-servers $(BUILD)
 
 example: build
 	./$(BUILD)/examples/echo_channel

@@ -9,6 +9,11 @@
  * and client run on two threads of one process, as `ctower bench` does.
  *
  *   baseline [--connections N] [--depth N] [--size BYTES] [--duration S] [--json]
+ *            [--serve PORT | --port PORT]
+ *
+ * --serve PORT runs only the server, on 127.0.0.1:PORT, until killed;
+ * --port PORT runs only the client, against a server already listening on
+ * 127.0.0.1:PORT (this one's, or `ctower serve`, to compare servers alone).
  */
 #include "../tools/histogram.h"
 
@@ -20,9 +25,11 @@
 typedef struct opts {
     int connections, depth, size, json;
     double duration;
+    int serve_port;  /* --serve: server only */
+    int client_port; /* --port: client only */
 } opts_t;
 
-static opts_t O = {10, 16, 64, 0, 5};
+static opts_t O = {10, 16, 64, 0, 5, -1, -1};
 
 /* ---- shared: a growable byte buffer -------------------------------------- */
 
@@ -154,11 +161,15 @@ static void server_run(void *arg) {
     uv_loop_init(&s->loop);
     uv_tcp_init(&s->loop, &s->listener);
     s->listener.data = (void *)1; /* not a connection */
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0);
-    uv_listen((uv_stream_t *)&s->listener, 4096, s_accept);
+    uv_ip4_addr("127.0.0.1", s->port, &a);
+    if (uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0) != 0 ||
+        uv_listen((uv_stream_t *)&s->listener, 4096, s_accept) != 0) {
+        fprintf(stderr, "baseline: cannot listen on 127.0.0.1:%d\n", s->port);
+        exit(1);
+    }
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
     s->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+    if (O.serve_port >= 0) fprintf(stderr, "baseline: echo on tcp://127.0.0.1:%d\n", s->port);
     uv_async_init(&s->loop, &s->stop, on_stop);
     s->stop.data = (void *)1;
     uv_sem_post(&s->ready);
@@ -338,23 +349,40 @@ int main(int argc, char **argv) {
             O.size = atoi(v);
         else if (strcmp(argv[i], "--duration") == 0)
             O.duration = atof(v);
+        else if (strcmp(argv[i], "--serve") == 0)
+            O.serve_port = atoi(v);
+        else if (strcmp(argv[i], "--port") == 0)
+            O.client_port = atoi(v);
         else {
             fprintf(stderr, "usage: baseline [--connections N] [--depth N] [--size BYTES] "
-                            "[--duration S] [--json]\n");
+                            "[--duration S] [--json] [--serve PORT | --port PORT]\n");
             return 2;
         }
         i++;
     }
-    if (O.connections < 1 || O.depth < 1 || O.size < 0 || O.duration <= 0) {
+    if (O.connections < 1 || O.depth < 1 || O.size < 0 || O.duration <= 0 ||
+        O.serve_port > 65535 || O.client_port > 65535 ||
+        (O.serve_port >= 0 && O.client_port >= 0)) {
         fprintf(stderr, "baseline: bad option value\n");
         return 2;
     }
-    uv_sem_init(&s.ready, 0);
-    uv_thread_create(&tid, server_run, &s);
-    uv_sem_wait(&s.ready);
-    client_run(&cl, s.port);
-    uv_async_send(&s.stop);
-    uv_thread_join(&tid);
+    if (O.serve_port >= 0) { /* until killed */
+        s.port = O.serve_port;
+        uv_sem_init(&s.ready, 0);
+        server_run(&s);
+        return 0;
+    }
+    if (O.client_port >= 0) {
+        client_run(&cl, O.client_port);
+    } else {
+        s.port = 0; /* a free one */
+        uv_sem_init(&s.ready, 0);
+        uv_thread_create(&tid, server_run, &s);
+        uv_sem_wait(&s.ready);
+        client_run(&cl, s.port);
+        uv_async_send(&s.stop);
+        uv_thread_join(&tid);
+    }
     secs = (cl.t_end - cl.t_start) / 1e9;
     rps = cl.done / secs;
     if (O.json)
