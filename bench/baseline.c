@@ -360,9 +360,8 @@ int main(int argc, char **argv) {
         }
         i++;
     }
-    if (O.connections < 1 || O.depth < 1 || O.size < 0 || O.duration <= 0 ||
-        O.serve_port > 65535 || O.client_port > 65535 ||
-        (O.serve_port >= 0 && O.client_port >= 0)) {
+    if (O.connections < 1 || O.depth < 1 || O.size < 0 || O.duration <= 0 || O.serve_port > 65535 ||
+        O.client_port > 65535 || (O.serve_port >= 0 && O.client_port >= 0)) {
         fprintf(stderr, "baseline: bad option value\n");
         return 2;
     }
