@@ -88,7 +88,7 @@ static void delay_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t delay_vtable = {
-    delay_poll_ready, delay_call, delay_cancel, NULL, NULL, delay_close,
+    delay_poll_ready, delay_call, delay_cancel, NULL, NULL, delay_close, NULL,
 };
 
 /* ---- the program ------------------------------------------------------------ */

@@ -50,6 +50,12 @@ typedef struct ct_service_vtable {
     /* Completes every pending op with an error, releases resources, then calls
      * ct_service_closed() (now or later). */
     void (*close)(ct_service_t *svc);
+    /* May be NULL. For a service that can answer a request at once, without
+     * an op: returns 1 when it took the request and answered it (*status 0
+     * and *response, or *status a negative error and *response NULL), or 0
+     * when it did not take it (the request is still the caller's, who then
+     * uses call). The same rules as call otherwise (after a READY). */
+    int (*call_sync)(ct_service_t *svc, void *request, int *status, void **response);
 } ct_service_vtable_t;
 
 struct ct_service {
@@ -82,6 +88,16 @@ int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op);
  * a negative error (nothing started). This saves a trip through the loop's
  * completion queue per request when the service answers synchronously. */
 int ct_service_call_inline(ct_service_t *svc, void *request, ct_op_t *op);
+
+/* For a caller that can take a result at once and has no use for an op (a
+ * protocol server answering in order): if svc answers request synchronously
+ * (vtable call_sync, e.g. a ct_service_fn_t), returns 1 with *status and
+ * *response as an op would complete (the request was the service's); returns
+ * 0 if it does not (a service without call_sync, or one that is closing or
+ * shutting down): nothing happened, the request is still the caller's, who
+ * then uses ct_service_call_inline(). Saves the op's state machine on the
+ * hottest path of a server whose service is a plain function. */
+int ct_service_call_sync(ct_service_t *svc, void *request, int *status, void **response);
 
 /* Hands back the capacity that a READY reserved and no call used. */
 void ct_service_release(ct_service_t *svc);

@@ -125,6 +125,11 @@ int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op) {
     return r < 0 ? r : 0;
 }
 
+int ct_service_call_sync(ct_service_t *svc, void *request, int *status, void **response) {
+    if (svc->flags || !svc->vtable->call_sync) return 0; /* call_inline says why */
+    return svc->vtable->call_sync(svc, request, status, response);
+}
+
 int ct_service_call_inline(ct_service_t *svc, void *request, ct_op_t *op) {
     int r = start_call(svc, request, op);
     if (r < 0) return r;

@@ -15,6 +15,16 @@ static int fn_call(ct_service_t *svc, void *request, ct_op_t *op) {
     return 0;
 }
 
+/* Always answers at once. */
+static int fn_call_sync(ct_service_t *svc, void *request, int *status, void **response) {
+    ct_service_fn_t *f = (ct_service_fn_t *)svc;
+    void *answer = NULL;
+    int r = f->fn(f->ctx, request, &answer);
+    *status = r < 0 ? r : 0;
+    *response = r < 0 ? NULL : answer;
+    return 1;
+}
+
 /* Every op completes inside call, so there is never one to cancel. */
 static void fn_cancel(ct_service_t *svc, ct_op_t *op) {
     (void)svc;
@@ -31,7 +41,7 @@ static void fn_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t fn_vtable = {
-    fn_poll_ready, fn_call, fn_cancel, NULL, fn_shutdown, fn_close,
+    fn_poll_ready, fn_call, fn_cancel, NULL, fn_shutdown, fn_close, fn_call_sync,
 };
 
 void ct_service_fn_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_service_fn_cb fn, void *ctx) {

@@ -141,9 +141,14 @@ static void timeout_close(ct_service_t *svc) {
     if (ct_service_close(t->inner, on_inner_closed) < 0) on_inner_closed(t->inner);
 }
 
+/* An answer given at once cannot be late: the inner service's own. */
+static int timeout_call_sync(ct_service_t *svc, void *request, int *status, void **response) {
+    return ct_service_call_sync(((ct_timeout_t *)svc)->inner, request, status, response);
+}
+
 static const ct_service_vtable_t timeout_vtable = {
-    timeout_poll_ready, timeout_call,     timeout_cancel,
-    timeout_release,    timeout_shutdown, timeout_close,
+    timeout_poll_ready, timeout_call,  timeout_cancel,    timeout_release,
+    timeout_shutdown,   timeout_close, timeout_call_sync,
 };
 
 int ct_timeout_init(ct_timeout_t *t, ct_loop_t *loop, ct_service_t *inner,

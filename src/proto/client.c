@@ -374,7 +374,8 @@ static void client_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t client_vtable = {
-    client_poll_ready, client_call, client_cancel, client_release, client_shutdown, client_close,
+    client_poll_ready, client_call,  client_cancel, client_release,
+    client_shutdown,   client_close, NULL, /* answers come from the peer, never at once */
 };
 
 /* One allocation: three index arrays (free stack, send queue, send-order

@@ -164,6 +164,12 @@ static void on_service_done(ct_op_t *op, int status, void *response) {
 static inline int start_request(ct_server_t *srv, slot_t *s, int ready) {
     int r = ready;
     if (r >= 0) {
+        int status;
+        void *response;
+        if (ct_service_call_sync(srv->service, s->request, &status, &response)) {
+            settle(srv, s, status, response);
+            return 1;
+        }
         s->state = SLOT_CALLING;
         r = ct_service_call_inline(srv->service, s->request, &s->op);
         if (r == 0) {

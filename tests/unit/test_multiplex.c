@@ -306,7 +306,7 @@ static void hold_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t hold_vtable = {
-    hold_ready, hold_call, hold_cancel, NULL, NULL, hold_close,
+    hold_ready, hold_call, hold_cancel, NULL, NULL, hold_close, NULL,
 };
 
 enum { HOL_OTHERS = 10000, HOL_DEPTH = 64 };

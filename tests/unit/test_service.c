@@ -189,3 +189,37 @@ Test(service, call_inline_on_an_asynchronous_service_is_an_ordinary_call) {
     tmsg_free(m, NULL); /* refused: still ours */
     held_free(&h);
 }
+
+Test(service, call_sync_answers_a_function_service_at_once_without_an_op) {
+    ct_service_fn_t fn;
+    int status = 1;
+    void *response = NULL;
+    tmsg_t *m = tmsg_new(4);
+    ct_service_fn_init(&fn, &H.ct, double_it, NULL);
+    cr_assert_eq(ct_service_call_sync(&fn.service, tmsg_new(21), &status, &response), 1);
+    cr_assert_eq(status, 0);
+    cr_assert_eq(((tmsg_t *)response)->id, 42);
+    tmsg_free(response, NULL);
+    /* An error is an answer too: the request was the service's. */
+    cr_assert_eq(ct_service_call_sync(&fn.service, tmsg_new(13), &status, &response), 1);
+    cr_assert_eq(ct_err_service_code(status), 13);
+    cr_assert_null(response);
+    h_close_service(&fn.service);
+    cr_assert_eq(ct_service_call_sync(&fn.service, m, &status, &response), 0,
+                 "a closed service takes nothing");
+    tmsg_free(m, NULL); /* not taken: still ours */
+}
+
+Test(service, call_sync_on_an_asynchronous_service_takes_nothing) {
+    held_svc_t h;
+    int status = 1;
+    void *response = NULL;
+    tmsg_t *m = tmsg_new(1);
+    held_init(&h, 1);
+    cr_assert_eq(ct_service_call_sync(&h.service, m, &status, &response), 0);
+    cr_assert_eq(status, 1, "untouched");
+    cr_assert_eq(h.calls, 0, "the service saw no call");
+    tmsg_free(m, NULL);
+    h_close_service(&h.service);
+    held_free(&h);
+}

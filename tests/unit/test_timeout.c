@@ -146,3 +146,30 @@ Test(timeout, late_answer_after_a_timeout_does_not_desynchronize_a_pipeline) {
     ct_transport_close(&b.transport, NULL);
     h_run();
 }
+
+/* An answer given at once cannot be late: the layer hands the inner
+ * service's synchronous answer through, and takes nothing when the inner
+ * service has none. */
+Test(timeout, a_synchronous_answer_passes_through_call_sync) {
+    static ct_service_fn_t echo;
+    static ct_timeout_t sync_layer;
+    ct_timeout_config_t cfg = {0};
+    int status = 1;
+    void *response = NULL;
+    tmsg_t *m = tmsg_new(5);
+    cfg.timeout_ms = 1000;
+    cfg.max_in_flight = 4;
+    cfg.free_msg = tmsg_free;
+    ct_echo_service_init(&echo, &H.ct);
+    cr_assert_eq(ct_timeout_init(&sync_layer, &H.ct, &echo.service, &cfg), 0);
+    cr_assert_eq(ct_service_call_sync(&sync_layer.service, m, &status, &response), 1);
+    cr_assert_eq(status, 0);
+    cr_assert_eq(response, m);
+    tmsg_free(m, NULL);
+    h_close_service(&sync_layer.service);
+    m = tmsg_new(6);
+    wrap(1000, 4);
+    cr_assert_eq(ct_service_call_sync(&layer.service, m, &status, &response), 0);
+    tmsg_free(m, NULL);
+    unwrap();
+}

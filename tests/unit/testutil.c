@@ -222,7 +222,7 @@ static void on_tick(uv_timer_t *timer) {
 }
 
 static const ct_service_vtable_t held_vtable = {
-    held_poll_ready, held_call, held_cancel, NULL, NULL, held_close,
+    held_poll_ready, held_call, held_cancel, NULL, NULL, held_close, NULL,
 };
 
 void held_init(held_svc_t *h, size_t capacity) {
@@ -321,7 +321,7 @@ static void batch_close(ct_service_t *svc) {
 }
 
 static const ct_service_vtable_t batch_vtable = {
-    batch_ready, batch_call, batch_cancel, NULL, NULL, batch_close,
+    batch_ready, batch_call, batch_cancel, NULL, NULL, batch_close, NULL,
 };
 
 void batch_init(batch_svc_t *b, size_t max, int shuffle) {
