@@ -72,7 +72,6 @@ struct ct_loop {
     ct_loop_close_cb close_cb;
     /* shared buffers: allocated at their first lend, freed by close */
     uint8_t *shared[2];
-    size_t shared_len[2];
     int shared_lent[2];
 };
 

@@ -80,7 +80,6 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     ct_list_init(&loop->flushes);
     ct_list_init(&loop->drain_mark);
     memset(loop->shared, 0, sizeof loop->shared);
-    memset(loop->shared_len, 0, sizeof loop->shared_len);
     memset(loop->shared_lent, 0, sizeof loop->shared_lent);
     if ((r = uv_check_init(uv, &loop->check)) != 0) return r;
     if ((r = uv_idle_init(uv, &loop->idle)) != 0) goto fail_idle;
@@ -169,10 +168,9 @@ uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len) {
     if (!loop->shared[which]) {
         loop->shared[which] = malloc(SHARED_BUFFER);
         if (!loop->shared[which]) return NULL;
-        loop->shared_len[which] = SHARED_BUFFER;
     }
     loop->shared_lent[which] = 1;
-    *len = loop->shared_len[which];
+    *len = SHARED_BUFFER;
     return loop->shared[which];
 }
 

@@ -126,6 +126,19 @@ static int send_refused(ct_client_t *c, size_t index, int r) {
     return -1;
 }
 
+/* The transport took the request in slot index: as send_one returns. */
+static inline int sent(ct_client_t *c, size_t index) {
+    c->slots[index].state = SLOT_SENT;
+    return 1;
+}
+
+/* The transport refused it (r) and its tag was given back: the request stays
+ * in the slot; as send_one returns. */
+static int refused(ct_client_t *c, size_t index, void *request, int r) {
+    c->slots[index].request = request;
+    return send_refused(c, index, r);
+}
+
 /* The common case of send_one: the implicit store, whose tag costs a ring
  * entry and can be given back, so the request is sent first and room is
  * asked for only when the transport refuses it. */
@@ -133,13 +146,9 @@ static inline int send_in_order(ct_client_t *c, size_t index, void *request) {
     int r;
     ct_order_tags_push(&c->order, index);
     r = ct_transport_send(c->transport, request);
-    if (r == 0) {
-        c->slots[index].state = SLOT_SENT;
-        return 1;
-    }
+    if (r == 0) return sent(c, index);
     c->order.count--; /* the tag just pushed goes back */
-    c->slots[index].request = request;
-    return send_refused(c, index, r);
+    return refused(c, index, request, r);
 }
 
 static int send_tagged(ct_client_t *c, size_t index, void *request);
@@ -166,13 +175,9 @@ static __attribute__((noinline)) int send_slab(ct_client_t *c, size_t index, voi
         return 1;
     }
     r = ct_transport_send(c->transport, request);
-    if (r == 0) {
-        c->slots[index].state = SLOT_SENT;
-        return 1;
-    }
+    if (r == 0) return sent(c, index);
     ct_slab_unassign(t, index);
-    c->slots[index].request = request;
-    return send_refused(c, index, r);
+    return refused(c, index, request, r);
 }
 
 /* send_one with a store of the user's, through its vtable. */
@@ -195,16 +200,13 @@ static int send_tagged(ct_client_t *c, size_t index, void *request) {
         return 1;
     }
     r = ct_transport_send(c->transport, request);
-    if (r == 0) {
-        s->state = SLOT_SENT;
-        return 1;
-    }
+    if (r == 0) return sent(c, index);
     if (!tags->unassign) { /* the tag is taken and cannot be given back */
         fail(c, CT_ESENDBROKEN, r);
         return -1;
     }
     tags->unassign(c->tags, index);
-    return send_refused(c, index, r);
+    return refused(c, index, request, r);
 }
 
 /* Hands queued requests to the transport, in call order, while it takes them. */

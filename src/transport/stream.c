@@ -1,5 +1,8 @@
-/* The libuv stream transport: one reused read buffer decoded in batches, and
- * a double output buffer written once per loop turn. */
+/* The libuv stream transport: reads decoded in batches from the loop's shared
+ * read buffer, answers encoded into its shared write buffer and written at
+ * the end of the read; buffers of the stream's own (a double output buffer)
+ * only for what is left over, and for sends from elsewhere, written once per
+ * loop turn. */
 #include "ctower/stream.h"
 #include "ctower/error.h"
 #include "../codec/prefix_be32.h"
@@ -156,14 +159,15 @@ static void take_read(ct_stream_t *s, ssize_t nread) {
 }
 
 /* Takes the frame at the front of the read buffer as a message: payload_len
- * bytes at payload_offset, frame_len bytes consumed. Returns the delivery
- * status: 0, or UV_ENOMEM (the stream has then ended). */
+ * bytes at payload_offset, frame_len bytes consumed. Returns 0 to go on, or
+ * -1 to stop: no memory (the stream has then ended), or the reader closed
+ * the transport when it got the message. */
 static inline int deliver_frame(ct_stream_t *s, size_t payload_offset, size_t payload_len,
                                 size_t frame_len) {
     ct_buf_t *msg = ct_buf_pool_get(s->cfg.pool, payload_len);
     if (!msg) {
         end_stream(s, UV_ENOMEM);
-        return UV_ENOMEM;
+        return -1;
     }
     /* rlen and rstart are updated apart: as a pair the compiler loads them
      * as one 16-byte vector, which cannot be forwarded from the two stores of
@@ -173,7 +177,7 @@ static inline int deliver_frame(ct_stream_t *s, size_t payload_offset, size_t pa
     msg->len = payload_len;
     s->rstart += frame_len;
     ct_transport_deliver(&s->transport, 0, msg);
-    return 0;
+    return ct_transport_is_closing(&s->transport) ? -1 : 0;
 }
 
 /* The codec's error ends the stream; it stays the codec's sticky error. */
@@ -196,7 +200,7 @@ static int decode_be32(ct_stream_t *s) {
             framing_failed(s, r);
             return -1;
         }
-        if (deliver_frame(s, 4, n, 4 + n) != 0 || ct_transport_is_closing(&s->transport)) return -1;
+        if (deliver_frame(s, 4, n, 4 + n) != 0) return -1;
     }
     return 0;
 }
@@ -211,9 +215,7 @@ static int decode_generic(ct_stream_t *s) {
             end_stream(s, r);
             return -1;
         }
-        if (deliver_frame(s, f.payload_offset, f.payload_len, f.frame_len) != 0 ||
-            ct_transport_is_closing(&s->transport))
-            return -1;
+        if (deliver_frame(s, f.payload_offset, f.payload_len, f.frame_len) != 0) return -1;
     }
     return 0;
 }
@@ -322,16 +324,13 @@ static int unshare_out(ct_stream_t *s, size_t from, size_t need) {
 /* At the end of the read callback: what is still to be written moves to
  * our own buffer (the flush task writes it), unless the stream is done. */
 static void give_back_out(ct_stream_t *s) {
+    int keep;
     if (!s->wshared) return;
-    if (s->wlen > 0 && s->handle_open && !s->send_error && unshare_out(s, 0, 0) == 0) return;
-    if (s->wlen > 0 && s->handle_open && !s->send_error) {
-        return_shared_out(s);
-        s->wlen = 0;
-        write_failed(s, UV_ENOMEM); /* what was sent cannot be kept */
-        return;
-    }
+    keep = s->wlen > 0 && s->handle_open && !s->send_error;
+    if (keep && unshare_out(s, 0, 0) == 0) return;
     return_shared_out(s);
     s->wlen = 0;
+    if (keep) write_failed(s, UV_ENOMEM); /* what was sent cannot be kept */
 }
 
 static __attribute__((noinline)) int grow_out(ct_stream_t *s, size_t need) {
