@@ -292,9 +292,46 @@ static void on_send_ready(ct_waker_t *waker) {
     send_responses(CT_CONTAINER_OF(waker, ct_server_t, send_waker));
 }
 
+/* A slot for a request just read (msg, or NULL if it was answered already),
+ * in its place in the send order of a pipeline. */
+static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag) {
+    size_t index = take_slot(srv);
+    slot_t *s = &srv->slots[index];
+    s->request = msg;
+    s->response = NULL;
+    s->state = SLOT_WAITING;
+    s->replaced = 0;
+    s->tag = tag;
+    if (srv->in_order)
+        ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
+    if (srv->nfree == 0) {
+        srv->reading = 0;
+        ct_transport_recv_stop(srv->transport);
+    }
+    return s;
+}
+
+/* The fast path of on_recv: nothing is queued, so a response given at once
+ * may leave at once, without a slot. Returns 1 if the request was dealt
+ * with; 0 if the service does not answer at once (msg is still ours). A
+ * response the transport does not take, or an error, goes through a slot and
+ * send_responses like any other. */
+static int answer_at_once(ct_server_t *srv, void *msg, uint32_t tag) {
+    int status;
+    void *response;
+    if (!ct_service_call_sync(srv->service, msg, &status, &response)) return 0;
+    if (status == 0) {
+        if (srv->cfg.set_tag) srv->cfg.set_tag(response, tag);
+        if (ct_transport_send(srv->transport, response) == 0) return 1;
+    }
+    settle(srv, new_slot(srv, NULL, tag), status, response);
+    send_responses(srv);
+    return 1;
+}
+
 static void on_recv(ct_transport_t *t, int status, void *msg) {
     ct_server_t *srv = t->owner;
-    size_t index;
+    uint32_t tag;
     slot_t *s;
     if (status < 0) {
         srv->reading = 0;
@@ -305,29 +342,23 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
             finish(srv, status, 0);
         return;
     }
-    index = take_slot(srv);
-    s = &srv->slots[index];
-    s->request = msg;
-    s->response = NULL;
-    s->state = SLOT_WAITING;
-    s->replaced = 0;
-    s->tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
-    if (srv->in_order)
-        ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
-    if (srv->nfree == 0) {
-        srv->reading = 0;
-        ct_transport_recv_stop(t);
-    }
+    tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     if (srv->call_count == 0) { /* nothing waits for the service: no queue */
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         if (r != CT_PENDING) {
+            size_t index;
+            if (r >= 0 && srv->send_count == 0 && answer_at_once(srv, msg, tag)) return;
+            s = new_slot(srv, msg, tag);
+            index = (size_t)(s - srv->slots);
             if (start_request(srv, s, r) && !send_alone(srv, index)) send_responses(srv);
             return;
         }
     }
     /* Behind the others: the service's ready waker is registered and will
      * call them in order. */
-    ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count, index);
+    s = new_slot(srv, msg, tag);
+    ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count,
+              (size_t)(s - srv->slots));
 }
 
 /* One allocation: three index arrays, then the slots. The small index arrays

@@ -39,7 +39,8 @@ static int error_to_response(ct_server_t *s, int status, void **response) {
     return 0;
 }
 
-static void start(size_t bound, size_t channel_cap, ct_server_error_fn on_error, int peer_reads) {
+static void start_on(ct_service_t *svc, size_t bound, size_t channel_cap,
+                     ct_server_error_fn on_error, int peer_reads) {
     ct_server_config_t cfg = {0};
     cfg.max_in_flight = bound;
     cfg.free_msg = tmsg_free;
@@ -49,10 +50,14 @@ static void start(size_t bound, size_t channel_cap, ct_server_error_fn on_error,
     closed_calls = 0;
     closed_status = 1;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, channel_cap, tmsg_free, NULL), 0);
-    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg,
-                                         on_server_closed),
-                 0);
+    cr_assert_eq(
+        ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, svc, &cfg, on_server_closed),
+        0);
     if (peer_reads) cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+}
+
+static void start(size_t bound, size_t channel_cap, ct_server_error_fn on_error, int peer_reads) {
+    start_on(&held.service, bound, channel_cap, on_error, peer_reads);
 }
 
 static void ask(uint64_t from, uint64_t to) {
@@ -287,4 +292,74 @@ Test(pipeline_server, holds_responses_while_the_peer_does_not_read) {
     cr_assert_eq(got[1], 1);
     ct_server_close(&srv);
     finish();
+}
+
+/* A function service answers inside the call, so the server sends its
+ * answers without queueing them, unless the transport refuses one or the
+ * function fails: then they take the queued path, in order. */
+static ct_service_fn_t fn_svc;
+
+static int echo_but_fail_3(void *ctx, void *request, void **response) {
+    (void)ctx;
+    if (tmsg_id(request) == 3) {
+        tmsg_free(request, NULL);
+        return CT_SERVICE_ERROR(5);
+    }
+    *response = request;
+    return 0;
+}
+
+static void finish_fn(void) {
+    H_RUN_UNTIL(closed_calls != 0);
+    h_turns(2);
+    cr_assert_eq(closed_calls, 1, "the close callback runs once");
+    ct_transport_close(&peer.transport, NULL);
+    h_close_service(&fn_svc.service);
+}
+
+Test(pipeline_server, answers_at_once_wait_in_order_while_the_peer_does_not_read) {
+    int i;
+    ct_echo_service_init(&fn_svc, &H.ct);
+    start_on(&fn_svc.service, 4, 2, NULL, 0); /* two messages per direction */
+    ask(0, 2);
+    h_turns(3);
+    ask(2, 4);
+    h_turns(3);
+    cr_assert_eq(peer.count, 2, "two answers fill the return direction");
+    cr_assert_eq(ct_server_in_flight(&srv), 2, "the other two wait in the server");
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+    ask(4, 6);
+    h_turns(6);
+    cr_assert_eq(got_n, 6);
+    for (i = 0; i < 6; i++)
+        cr_assert_eq(got[i], (uint64_t)i, "response %d out of order", i);
+    cr_assert_eq(ct_server_in_flight(&srv), 0);
+    ct_server_close(&srv);
+    finish_fn();
+}
+
+Test(pipeline_server, an_error_answered_at_once_goes_to_the_hook) {
+    ct_service_fn_init(&fn_svc, &H.ct, echo_but_fail_3, NULL);
+    start_on(&fn_svc.service, 8, 8, error_to_response, 1);
+    ask(0, 6);
+    h_turns(6);
+    cr_assert_eq(got_n, 6, "one bad request does not kill the connection");
+    cr_assert_eq(got[2], 2);
+    cr_assert_eq(got[3], 1005);
+    cr_assert_eq(got[4], 4);
+    cr_assert_eq(peer_end, 1);
+    ct_server_close(&srv);
+    finish_fn();
+}
+
+Test(pipeline_server, an_error_answered_at_once_without_a_hook_closes_after_earlier_answers) {
+    ct_service_fn_init(&fn_svc, &H.ct, echo_but_fail_3, NULL);
+    start_on(&fn_svc.service, 8, 8, NULL, 1);
+    ask(0, 6);
+    finish_fn();
+    cr_assert_eq(got_n, 3);
+    cr_assert_eq(got[0], 0);
+    cr_assert_eq(got[2], 2);
+    cr_assert_eq(peer_end, UV_EOF);
+    cr_assert_eq(closed_status, CT_SERVICE_ERROR(5));
 }
