@@ -1,14 +1,15 @@
 # The front door. `make bench` runs the benchmark (the main job); `make test`
 # builds and runs every test, then the whole suite again under ASan + UBSan.
 # `make example` runs the echo examples; `make compare` runs bench/compare,
-# `make compare-servers` bench/compare-servers.
+# `make compare-servers` and `make compare-clients` bench/compare-side (one
+# side alone against the baseline's other side).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients example test test-plain test-asan install format clean
 
 all: build
 
@@ -28,7 +29,10 @@ compare: build
 	bench/compare $(BUILD)
 
 compare-servers: build
-	bench/compare-servers $(BUILD)
+	bench/compare-side server $(BUILD)
+
+compare-clients: build
+	bench/compare-side client $(BUILD)
 
 example: build
 	./$(BUILD)/examples/echo_channel

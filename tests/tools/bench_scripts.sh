@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Smoke test of bench/compare and bench/compare-servers: one short cell each,
+# Smoke test of bench/compare and bench/compare-side: one short cell each,
 # a ratio printed, and no server left running.
 set -uo pipefail
 src=$1
 build=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
 export DURATION=0.3 ROUNDS=1 MODES=pipeline CONNS=1 DEPTHS=4
-for script in compare compare-servers; do
-  out=$("$src/bench/$script" "$build" 2>&1) || fail "bench/$script exited $?: $out"
+for script in compare "compare-side server" "compare-side client"; do
+  # shellcheck disable=SC2086 # the side is the script's first argument
+  out=$("$src/bench/"$script "$build" 2>&1) || fail "bench/$script exited $?: $out"
   echo "$out" | grep -Eq '^pipeline +1 +4 +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+' ||
     fail "bench/$script printed no ratio: $out"
 done
 ROUNDS=0 "$src/bench/compare" "$build" >/dev/null 2>&1 && fail "ROUNDS=0 was accepted"
+"$src/bench/compare-side" "$build" >/dev/null 2>&1 && fail "compare-side ran without a side"
 pgrep -f "$build/baseline --serve" >/dev/null && fail "a baseline server was left running"
 pgrep -f "$build/ctower serve" >/dev/null && fail "a ctower server was left running"
 echo "bench scripts: all checks passed"
