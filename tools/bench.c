@@ -114,8 +114,16 @@ static uint64_t now_ns(client_thread_t *th) {
     return th->now_ns;
 }
 
-/* Sends b (a fresh request, or an echo to send again) on r's connection; on
- * failure the request ends here. */
+/* The client did not take b (rc): the request ends here. */
+static void call_refused(bench_req_t *r, ct_buf_t *b, int rc) {
+    client_thread_t *th = REQ_CONN(r)->th;
+    ct_client_t *client = &REQ_CONN(r)->client;
+    ct_buf_pool_put(&th->wire.pool, b);
+    count_error(th, ct_client_cause(client) ? ct_client_cause(client) : rc);
+    if (--th->outstanding == 0) finish_thread(th);
+}
+
+/* Sends b, a fresh request, on r's connection. */
 static void issue(bench_req_t *r, ct_buf_t *b) {
     client_thread_t *th = REQ_CONN(r)->th;
     int rc;
@@ -123,12 +131,7 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     th->outstanding++;
     r->start_ns = now_ns(th);
     rc = ct_service_call(&REQ_CONN(r)->client.service, b, &r->op);
-    if (rc < 0) {
-        ct_client_t *client = &REQ_CONN(r)->client;
-        ct_buf_pool_put(&th->wire.pool, b);
-        count_error(th, ct_client_cause(client) ? ct_client_cause(client) : rc);
-        if (--th->outstanding == 0) finish_thread(th);
-    }
+    if (rc < 0) call_refused(r, b, rc);
 }
 
 /* Issues a fresh request on r's connection. */
@@ -165,19 +168,28 @@ static void reply_ended(bench_req_t *r, int status, ct_buf_t *echoed) {
 
 static void on_reply(ct_op_t *op, int status, void *response) {
     bench_req_t *r = CT_CONTAINER_OF(op, bench_req_t, op);
-    client_thread_t *th = REQ_CONN(r)->th;
+    struct bench_conn *conn = REQ_CONN(r);
+    client_thread_t *th = conn->th;
     ct_buf_t *echoed = response;
-    if (REQ_CONN(r) != th->clock_conn) {
-        th->clock_conn = REQ_CONN(r);
+    uint64_t now;
+    int rc;
+    if (conn != th->clock_conn) {
+        th->clock_conn = conn;
         th->now_valid = 0;
     }
-    hist_record(&th->hist, now_ns(th) - r->start_ns);
+    now = now_ns(th);
+    hist_record(&th->hist, now - r->start_ns);
     th->done++; /* a locked add here cost ~5% of the whole benchmark's CPU */
-    th->outstanding--;
-    if (status == 0 && echoed->len == th->size && th->budget > 0)
-        issue(r, echoed); /* an echo is the next request as it is */
-    else
+    if (status != 0 || echoed->len != th->size || th->budget == 0) {
+        th->outstanding--;
         reply_ended(r, status, echoed);
+        return;
+    }
+    /* An echo is the next request as it is, and r stays outstanding. */
+    th->budget--;
+    r->start_ns = now;
+    rc = ct_service_call(&conn->client.service, echoed, &r->op);
+    if (rc < 0) call_refused(r, echoed, rc);
 }
 
 static void on_client_closed(ct_service_t *svc) {
