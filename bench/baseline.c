@@ -17,6 +17,7 @@
  */
 #include "../tools/histogram.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +336,7 @@ int main(int argc, char **argv) {
     uv_thread_t tid;
     double secs, rps;
     int i;
+    signal(SIGPIPE, SIG_IGN); /* a reset peer ends its connection, not the process */
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : "0";
         if (strcmp(argv[i], "--json") == 0) {

@@ -2,6 +2,7 @@
 #include "bench.h"
 #include "serve.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,10 @@ int main(int argc, char **argv) {
     o.size = 64;
     o.duration_s = 5;
     o.threads = 1;
+    /* A peer that resets a connection while a write is pending would
+     * otherwise kill the process: libuv writes with write(), which raises
+     * SIGPIPE; ignored, the write fails with EPIPE and the connection ends. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

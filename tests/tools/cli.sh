@@ -54,6 +54,10 @@ for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || fail "serve did not listen: $(cat "$tmp/serve.log")"
 expect_exit 0 "$ctower" bench --server "unix://$sock" --codec line --connections 3 --requests 3000 --json
 grep -q '"errors": 0,' "$tmp/out" || fail "serve/bench: $(cat "$tmp/out")"
+# A peer that resets while a write is pending must not kill the server:
+# SIGPIPE (signal 13, bit 12 of SigIgn) is ignored.
+sigign=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$server_pid/status")
+(( (16#$sigign >> 12) & 1 )) || fail "serve does not ignore SIGPIPE (SigIgn $sigign)"
 kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?

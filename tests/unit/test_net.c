@@ -2,6 +2,7 @@
  * every connection error, partial reads, graceful shutdown. */
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -366,11 +367,14 @@ static void on_connected_flag(ct_stream_t *stream, int status) {
 
 /* ---- a raw peer that misbehaves on purpose ------------------------------ */
 
-enum { BAD_OVERSIZE, BAD_MALFORMED, BAD_MIDFRAME, BAD_RESET };
+/* BAD_RESET_LATER stops reading after its first read and resets the
+ * connection 100 ms later, once the client's output has backed up. */
+enum { BAD_OVERSIZE, BAD_MALFORMED, BAD_MIDFRAME, BAD_RESET, BAD_RESET_LATER };
 
 static struct {
     uv_tcp_t server;
     uv_tcp_t conn;
+    uv_timer_t timer;
     uv_write_t write;
     uv_buf_t out;
     int behaviour;
@@ -396,6 +400,11 @@ static void bad_written(uv_write_t *w, int status) {
     if (bad.behaviour == BAD_MIDFRAME) uv_close((uv_handle_t *)w->handle, bad_closed);
 }
 
+static void reset_now(uv_timer_t *timer) {
+    (void)timer;
+    uv_tcp_close_reset(&bad.conn, bad_closed);
+}
+
 static void bad_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     static char oversize[] = {0x7f, 0, 0, 0};
     static char malformed[] = {0, 0, 0, 2}; /* less than the field, with adjust -4 */
@@ -403,6 +412,11 @@ static void bad_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     (void)b;
     if (n <= 0 || bad.acted) return;
     bad.acted = 1;
+    if (bad.behaviour == BAD_RESET_LATER) {
+        uv_read_stop(s);
+        uv_timer_start(&bad.timer, reset_now, 100, 0);
+        return;
+    }
     if (bad.behaviour == BAD_RESET) {
         uv_tcp_close_reset((uv_tcp_t *)s, bad_closed);
         return;
@@ -426,6 +440,7 @@ static void start_bad_peer(int behaviour) {
     int len = sizeof got;
     memset(&bad, 0, sizeof bad);
     bad.behaviour = behaviour;
+    if (behaviour == BAD_RESET_LATER) cr_assert_eq(uv_timer_init(&H.uv, &bad.timer), 0);
     uv_ip4_addr("127.0.0.1", 0, &a);
     cr_assert_eq(uv_tcp_init(&H.uv, &bad.server), 0);
     cr_assert_eq(uv_tcp_bind(&bad.server, (const struct sockaddr *)&a, 0), 0);
@@ -436,6 +451,7 @@ static void start_bad_peer(int behaviour) {
 }
 
 static void stop_bad_peer(void) {
+    if (bad.behaviour == BAD_RESET_LATER) uv_close((uv_handle_t *)&bad.timer, NULL);
     uv_close((uv_handle_t *)&bad.server, bad_closed);
     if (!uv_is_closing((uv_handle_t *)&bad.conn)) uv_close((uv_handle_t *)&bad.conn, bad_closed);
     h_run();
@@ -475,6 +491,62 @@ Test(net, peer_closing_mid_frame_fails_every_op) {
 }
 Test(net, connection_reset_fails_every_op) {
     client_sees(BAD_RESET, 0, UV_ECONNRESET);
+}
+
+/* A reset while the client still has megabytes to write: the read side sees
+ * the reset first, and the write libuv still has pending then fails with
+ * EPIPE, which raises SIGPIPE. The process ignores it, as the README asks of
+ * every program (libuv writes with write(), without MSG_NOSIGNAL). */
+enum { BIG_REQUEST = 256 * 1024, BIG_REQUESTS = 16 };
+
+static void on_connected_big(ct_stream_t *stream, int status) {
+    conn_t *c = CT_CONTAINER_OF(stream, conn_t, stream);
+    size_t i;
+    c->connect_status = status;
+    c->connected = 1;
+    cr_assert_eq(status, 0);
+    start_client(c);
+    for (i = 0; i < BIG_REQUESTS; i++) {
+        ct_buf_t *b = ct_buf_new(BIG_REQUEST);
+        cr_assert_not_null(b);
+        memset(b->base, 'x', BIG_REQUEST);
+        b->len = BIG_REQUEST;
+        c->reqs[i].conn = c;
+        ct_op_init(&c->reqs[i].op, on_reply);
+        c->next++;
+        cr_assert_eq(h_call(&c->client.service, b, &c->reqs[i].op), 0);
+    }
+}
+
+Test(net, reset_with_output_still_to_write_fails_every_op_once) {
+    static conn_t c;
+    static ct_connector_t connector;
+    ct_length_codec_config_t lc = {4, 0, 0, 1 << 20};
+    struct sigaction ignore, old;
+    int i;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    cr_assert_eq(sigaction(SIGPIPE, &ignore, &old), 0);
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    start_bad_peer(BAD_RESET_LATER);
+    memset(&c, 0, sizeof c);
+    c.depth = c.total = BIG_REQUESTS;
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, bound, &stream_cfg), 0);
+    cr_assert_eq(ct_connector_connect(&connector, &c.stream, on_connected_big), 0);
+    H_RUN_UNTIL(c.done >= BIG_REQUESTS);
+    cr_assert_eq(c.errors, BIG_REQUESTS, "every op failed");
+    for (i = 0; i < BIG_REQUESTS; i++) {
+        int st = c.reqs[i].op.status, cause = c.reqs[i].op.cause;
+        cr_assert(st == CT_ERECVBROKEN || st == CT_ESENDBROKEN, "status %s", ct_err_name(st));
+        cr_assert(cause == UV_ECONNRESET || cause == UV_EPIPE, "cause %s", ct_err_name(cause));
+    }
+    h_turns(3);
+    cr_assert_eq(c.done, BIG_REQUESTS, "each op completed exactly once");
+    close_conn(&c);
+    stop_bad_peer();
+    ct_buf_pool_destroy(&pool);
+    cr_assert_eq(sigaction(SIGPIPE, &old, NULL), 0);
 }
 
 /* ---- a peer that stops reading -------------------------------------------- */
