@@ -133,8 +133,9 @@ static inline int sent(ct_client_t *c, size_t index) {
 }
 
 /* The transport refused it (r) and its tag was given back: the request stays
- * in the slot; as send_one returns. */
-static int refused(ct_client_t *c, size_t index, void *request, int r) {
+ * in the slot; as send_one returns. Rare: out of line, so that the send paths
+ * keep few registers. */
+static __attribute__((noinline)) int refused(ct_client_t *c, size_t index, void *request, int r) {
     c->slots[index].request = request;
     return send_refused(c, index, r);
 }
@@ -287,6 +288,13 @@ static int client_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return CT_PENDING;
 }
 
+/* A call without READY at capacity (rare, out of line). */
+static __attribute__((noinline)) int overloaded(ct_client_t *c, void *request, ct_op_t *op) {
+    free_msg(c, request);
+    ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+    return 0;
+}
+
 static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_client_t *c = (ct_client_t *)svc;
     slot_t *s;
@@ -294,11 +302,8 @@ static int client_call(ct_service_t *svc, void *request, ct_op_t *op) {
     if (c->error) return c->error;
     if (c->reserved)
         c->reserved = 0;
-    else if (c->nfree == 0) {
-        free_msg(c, request);
-        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
-        return 0;
-    }
+    else if (c->nfree == 0)
+        return overloaded(c, request, op);
     index = take_slot(c);
     s = &c->slots[index];
     s->op = op;
