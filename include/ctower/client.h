@@ -50,38 +50,31 @@ typedef struct ct_client_config {
 
 struct ct_client_slot;
 
-/* The implicit tag store of a pipeline: responses answer requests in the
- * order they were sent (private). */
-typedef struct ct_order_tags {
-    ct_tag_store_t store;
-    size_t *ring; /* slot indices in send order */
-    size_t head;
-    size_t count;
-} ct_order_tags_t;
-
 typedef struct ct_client {
     ct_service_t service; /* first: a client is a service */
     /* private */
     ct_transport_t *transport;
-    ct_tag_store_t *tags;
+    ct_tag_store_t *tags; /* NULL: responses answer requests in send order */
     struct ct_client_slot *slots;
-    size_t *free_slots; /* stack of free slot indices */
-    size_t *send_queue; /* ring of slot indices, in call order */
+    void *arrays;       /* the one allocation behind the arrays */
+    size_t *free_slots; /* stack of free slot indices (with a tag store) */
+    size_t *send_queue; /* ring of slot indices, in call order (ditto) */
     size_t cap;
     size_t nfree;       /* slots free in all */
     size_t nfree_stack; /* of which released ones, on the free stack */
     size_t never_used;  /* slots from here on were never handed out */
-    size_t send_head;
-    size_t send_count;
-    int reserved; /* a READY reserved one slot */
-    int error;    /* the kind that killed the client (0 while alive) */
-    int cause;    /* the underlying error */
+    size_t send_head;   /* with a tag store: the send queue's; in send
+                           order: the oldest slot of the ring */
+    size_t send_count;  /* requests waiting for the transport */
+    size_t nsent;       /* in send order: slots from send_head already sent */
+    int reserved;       /* a READY reserved one slot */
+    int error;          /* the kind that killed the client (0 while alive) */
+    int cause;          /* the underlying error */
     int write_shut;
     ct_msg_free_fn free_msg;
     void *free_ctx;
     ct_waitq_t ready_waiters;
     ct_waker_t send_waker;
-    ct_order_tags_t order; /* used when no tag store is given */
 } ct_client_t;
 
 /* The underlying error of a dead client (0 while it is alive). */

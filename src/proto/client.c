@@ -1,9 +1,11 @@
 /* The request/response client shared by pipeline and multiplex. Slots hold
- * the ops in flight; a send queue keeps call order; the tag store says which
- * slot a response answers. */
+ * the ops in flight. With a tag store (multiplex) the slots are a table: a
+ * free stack hands them out, a send queue keeps call order and the store says
+ * which slot a response answers. Without one (pipeline), requests are sent and
+ * answered in call order, so the slots are simply a ring: calls join at the
+ * tail, the oldest sent one is answered at the head. */
 #include "ctower/client.h"
 #include "ctower/error.h"
-#include "order_tags.h"
 #include "slab_tags.h"
 #include "../core/ring.h"
 
@@ -58,16 +60,28 @@ static void check_drained(ct_client_t *c) {
     if (c->write_shut && in_flight(c) == 0 && !c->error) ct_service_shutdown_done(&c->service, 0);
 }
 
+/* Ends the live op in slot s, if any, with kind; a request never sent is
+ * freed. */
+static void end_slot(ct_client_t *c, slot_t *s, int kind, int cause) {
+    if (s->state == SLOT_QUEUED) free_msg(c, s->request);
+    if (s->state == SLOT_QUEUED || s->state == SLOT_SENT) ct_op_complete(s->op, kind, cause, NULL);
+}
+
 /* Every live op completes with kind; requests never sent are freed. */
 static void complete_all(ct_client_t *c, int kind, int cause) {
-    size_t i;
-    for (i = 0; i < c->never_used; i++) { /* slots past it were never used */
-        slot_t *s = &c->slots[i];
-        if (s->state == SLOT_FREE) continue;
-        if (s->state == SLOT_QUEUED) free_msg(c, s->request);
-        if (s->state == SLOT_QUEUED || s->state == SLOT_SENT)
-            ct_op_complete(s->op, kind, cause, NULL);
-        release_slot(c, i);
+    size_t i, n = in_flight(c);
+    if (!c->tags) { /* the ring, from its oldest slot */
+        for (i = 0; i < n; i++)
+            end_slot(c, &c->slots[ct_ring_pos(c->send_head, i, c->cap)], kind, cause);
+        c->nfree = c->cap;
+        c->nsent = 0;
+    } else {
+        for (i = 0; i < c->never_used; i++) { /* slots past it were never used */
+            slot_t *s = &c->slots[i];
+            if (s->state == SLOT_FREE) continue;
+            end_slot(c, s, kind, cause);
+            release_slot(c, i);
+        }
     }
     c->send_head = c->send_count = 0;
     c->reserved = 0;
@@ -140,18 +154,6 @@ static __attribute__((noinline)) int refused(ct_client_t *c, size_t index, void 
     return send_refused(c, index, r);
 }
 
-/* The common case of send_one: the implicit store, whose tag costs a ring
- * entry and can be given back, so the request is sent first and room is
- * asked for only when the transport refuses it. */
-static inline int send_in_order(ct_client_t *c, size_t index, void *request) {
-    int r;
-    ct_order_tags_push(&c->order, index);
-    r = ct_transport_send(c->transport, request);
-    if (r == 0) return sent(c, index);
-    c->order.count--; /* the tag just pushed goes back */
-    return refused(c, index, request, r);
-}
-
 static int send_tagged(ct_client_t *c, size_t index, void *request);
 static int send_slab(ct_client_t *c, size_t index, void *request);
 
@@ -160,13 +162,13 @@ static int send_slab(ct_client_t *c, size_t index, void *request);
  * give a tag back is assigned first and asked for room only when the
  * transport refuses: one transport call per request instead of two. */
 static inline int send_one(ct_client_t *c, size_t index, void *request) {
-    if (c->tags == &c->order.store) return send_in_order(c, index, request);
     if (ct_is_slab_store(c->tags)) return send_slab(c, index, request);
     return send_tagged(c, index, request);
 }
 
-/* send_one with the slab store, inline; like send_in_order, its tag can be
- * given back, so the request is sent first. */
+/* send_one with the slab store, inline: its tag can be given back, so the
+ * request is sent first and room is asked for only when the transport
+ * refuses it. */
 static __attribute__((noinline)) int send_slab(ct_client_t *c, size_t index, void *request) {
     ct_slab_tags_t *t = (ct_slab_tags_t *)c->tags;
     int r = ct_slab_assign(t, request, index);
@@ -210,8 +212,14 @@ static int send_tagged(ct_client_t *c, size_t index, void *request) {
     return refused(c, index, request, r);
 }
 
+static void ring_pump(ct_client_t *c);
+
 /* Hands queued requests to the transport, in call order, while it takes them. */
 static void pump(ct_client_t *c) {
+    if (!c->tags) {
+        ring_pump(c);
+        return;
+    }
     while (!c->error && c->send_count > 0) {
         size_t index = c->send_queue[c->send_head];
         if (c->slots[index].state == SLOT_DROPPED) {
@@ -234,8 +242,6 @@ static void on_send_ready(ct_waker_t *waker) {
 /* The slot msg answers, or -1 if it answers nothing we asked. */
 static inline ptrdiff_t answered_slot(ct_client_t *c, void *msg) {
     size_t index = 0;
-    if (c->tags == &c->order.store)
-        return ct_order_tags_pop(&c->order, &index) < 0 ? -1 : (ptrdiff_t)index;
     if (ct_is_slab_store(c->tags)) {
         if (ct_slab_finish((ct_slab_tags_t *)c->tags, msg, &index) < 0) return -1;
     } else if (c->tags->vtable->finish(c->tags, msg, &index) < 0) {
@@ -268,12 +274,18 @@ static void on_response(ct_client_t *c, void *msg) {
         free_msg(c, msg); /* a tombstone's late answer */
 }
 
+/* The receive side ended (status): after our own shutdown with nothing due,
+ * that is the peer's answer to it; otherwise the client is dead. */
+static void recv_ended(ct_client_t *c, int status) {
+    if (!(status == UV_EOF && c->write_shut && in_flight(c) == 0)) fail(c, CT_ERECVBROKEN, status);
+}
+
 static void on_recv(ct_transport_t *t, int status, void *msg) {
     ct_client_t *c = t->owner;
     if (status == 0)
         on_response(c, msg);
-    else if (!(status == UV_EOF && c->write_shut && in_flight(c) == 0))
-        fail(c, CT_ERECVBROKEN, status);
+    else
+        recv_ended(c, status);
 }
 
 static int client_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
@@ -358,8 +370,9 @@ static int client_shutdown(ct_service_t *svc) {
 }
 
 static void free_arrays(ct_client_t *c) {
-    free(c->free_slots); /* the start of the one allocation */
-    c->free_slots = NULL;
+    free(c->arrays);
+    c->arrays = NULL;
+    c->free_slots = c->send_queue = NULL;
     c->slots = NULL;
 }
 
@@ -385,17 +398,161 @@ static const ct_service_vtable_t client_vtable = {
     client_shutdown,   client_close, NULL, /* answers come from the peer, never at once */
 };
 
-/* One allocation: three index arrays (free stack, send queue, send-order
- * ring for the implicit store), then the slots; the small arrays first, so
- * that a connection with little in flight touches few pages. */
+/* ---- in send order: the slots are a ring ---------------------------------
+ * From the oldest slot (send_head): nsent slots sent (SLOT_SENT, SLOT_TOMB),
+ * or canceled before sending and passed by the sender (SLOT_DROPPED), then
+ * send_count slots waiting for the transport (SLOT_QUEUED, or SLOT_DROPPED if
+ * canceled meanwhile). The oldest sent slot is never a dropped one: it is the
+ * one the next response answers. */
+
+static size_t ring_slot(const ct_client_t *c, size_t offset) {
+    return ct_ring_pos(c->send_head, offset, c->cap);
+}
+
+static void ring_pop_oldest(ct_client_t *c) {
+    c->send_head = ct_ring_pos(c->send_head, 1, c->cap);
+    c->nfree++;
+    if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
+}
+
+/* Dropped slots owe no answer: once the oldest, they leave. */
+static inline void ring_trim(ct_client_t *c) {
+    while (c->nsent > 0 && c->slots[c->send_head].state == SLOT_DROPPED) {
+        c->nsent--;
+        ring_pop_oldest(c);
+    }
+}
+
+/* The transport refuses the request of s (it cannot be encoded): that op
+ * alone fails, and its slot is passed over. */
+static void ring_drop_refused(ct_client_t *c, slot_t *s, int r) {
+    free_msg(c, s->request);
+    ct_op_complete(s->op, r, 0, NULL);
+    s->op = NULL;
+    s->state = SLOT_DROPPED;
+}
+
+static void ring_pump(ct_client_t *c) {
+    while (!c->error && c->send_count > 0) {
+        slot_t *s = &c->slots[ring_slot(c, c->nsent)];
+        if (s->state == SLOT_QUEUED) {
+            int r = ct_transport_send(c->transport, s->request);
+            if (r == UV_EAGAIN) {
+                wait_for_room(c);
+                return;
+            }
+            if (r != 0 && !ct_transport_refused_msg(r)) {
+                fail(c, CT_ESENDBROKEN, r);
+                return;
+            }
+            if (r == 0)
+                s->state = SLOT_SENT;
+            else
+                ring_drop_refused(c, s, r);
+        }
+        c->send_count--;
+        c->nsent++;
+        ring_trim(c);
+    }
+    if (!c->error) shut_write_when_all_sent(c);
+}
+
+/* The transport did not take (r) the request of s, the newest slot, which
+ * had nothing queued before it (rare, out of line). */
+static __attribute__((noinline)) void ring_call_refused(ct_client_t *c, slot_t *s, void *request,
+                                                        int r) {
+    if (ct_transport_refused_msg(r)) { /* that op alone fails: its slot goes back */
+        free_msg(c, request);
+        ct_op_complete(s->op, r, 0, NULL);
+        c->nfree++;
+        if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
+        return;
+    }
+    s->state = SLOT_QUEUED;
+    s->request = request;
+    c->send_count++;
+    if (r == UV_EAGAIN)
+        wait_for_room(c);
+    else
+        fail(c, CT_ESENDBROKEN, r);
+}
+
+static int ring_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    ct_client_t *c = (ct_client_t *)svc;
+    size_t index;
+    slot_t *s;
+    int r;
+    if (c->error) return c->error;
+    if (c->reserved)
+        c->reserved = 0;
+    else if (c->nfree == 0)
+        return overloaded(c, request, op);
+    index = ring_slot(c, in_flight(c));
+    c->nfree--;
+    s = &c->slots[index];
+    s->op = op;
+    op->slot = index;
+    if (c->send_count > 0) { /* behind the others, which the send waker pumps */
+        s->state = SLOT_QUEUED;
+        s->request = request;
+        c->send_count++;
+        return 0;
+    }
+    r = ct_transport_send(c->transport, request);
+    if (r != 0) {
+        ring_call_refused(c, s, request, r);
+        return 0;
+    }
+    s->state = SLOT_SENT;
+    c->nsent++;
+    return 0;
+}
+
+static void ring_on_recv(ct_transport_t *t, int status, void *msg) {
+    ct_client_t *c = t->owner;
+    slot_t *s;
+    ct_op_t *op;
+    if (status != 0) {
+        recv_ended(c, status);
+        return;
+    }
+    if (c->nsent == 0) { /* an answer to nothing we asked */
+        free_msg(c, msg);
+        fail(c, CT_EDESYNC, 0);
+        return;
+    }
+    s = &c->slots[c->send_head];
+    op = s->state == SLOT_SENT ? s->op : NULL; /* else a tombstone */
+    c->nsent--;
+    ring_pop_oldest(c);
+    ring_trim(c);
+    check_drained(c);
+    /* Last, with the client consistent (see on_response). */
+    if (op)
+        ct_op_complete_now(op, 0, 0, msg);
+    else
+        free_msg(c, msg);
+}
+
+static const ct_service_vtable_t ring_vtable = {
+    client_poll_ready, ring_call,    client_cancel, client_release,
+    client_shutdown,   client_close, NULL, /* answers come from the peer, never at once */
+};
+
+/* ---- setup ----------------------------------------------------------------- */
+
+/* One allocation: with a tag store, two index arrays (free stack, send
+ * queue), then the slots; the small arrays first, so that a connection with
+ * little in flight touches few pages. In send order, the slots alone. */
 static int alloc_arrays(ct_client_t *c, size_t cap) {
+    size_t index_arrays = c->tags ? 2 : 0;
     /* Not zeroed: pages an idle connection never uses stay unbacked. */
-    char *mem = malloc(cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    char *mem = malloc(cap * (sizeof(slot_t) + index_arrays * sizeof(size_t)));
     if (!mem) return UV_ENOMEM;
-    c->free_slots = (size_t *)mem;
-    c->send_queue = c->free_slots + cap;
-    ct_order_tags_init(&c->order, c->send_queue + cap, cap);
-    c->slots = (slot_t *)(c->send_queue + 2 * cap);
+    c->arrays = mem;
+    c->free_slots = index_arrays ? (size_t *)mem : NULL;
+    c->send_queue = index_arrays ? c->free_slots + cap : NULL;
+    c->slots = (slot_t *)(mem + index_arrays * cap * sizeof(size_t));
     c->nfree_stack = 0;
     c->never_used = 0;
     return 0;
@@ -406,13 +563,13 @@ int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, c
     int r;
     if (!c || !loop || !transport || transport->owner || cap == 0) return CT_EINVAL;
     if (tags && (tags->capacity < cap || !tags->vtable)) return CT_EINVAL;
+    c->tags = tags;
     if ((r = alloc_arrays(c, cap)) != 0) return r;
-    ct_service_init(&c->service, loop, &client_vtable);
+    ct_service_init(&c->service, loop, tags ? &client_vtable : &ring_vtable);
     c->transport = transport;
-    c->tags = tags ? tags : &c->order.store;
     c->cap = cap;
     c->nfree = cap;
-    c->send_head = c->send_count = 0;
+    c->send_head = c->send_count = c->nsent = 0;
     c->reserved = 0;
     c->error = c->cause = 0;
     c->write_shut = 0;
@@ -423,7 +580,7 @@ int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, c
     transport->owner = c;
     /* Read while idle too: that is how a stray response or a peer that went
      * away is noticed before the next request is trusted to it. */
-    r = ct_transport_recv_start(transport, on_recv);
+    r = ct_transport_recv_start(transport, tags ? on_recv : ring_on_recv);
     if (r < 0) {
         transport->owner = NULL;
         free_arrays(c);
