@@ -354,6 +354,36 @@ Test(pipeline_client, cancel_before_sending_drops_the_request) {
     teardown_client();
 }
 
+/* A queued request the transport cannot encode fails alone when its turn
+ * comes; the requests before and after it are sent and answered, each with
+ * its own response. */
+Test(pipeline_client, a_queued_request_the_transport_refuses_fails_alone) {
+    rec_op_t r[4];
+    uint64_t sent[3];
+    int i;
+    setup_client(8, 1);
+    call(&r[0], 1);
+    call(&r[1], 2); /* these wait for room in the channel */
+    call(&r[2], 3);
+    call(&r[3], 4);
+    cr_assert_eq(ct_channel_refuse_next(&client_end, CT_EFRAMETOOLARGE), 0);
+    h_turns(6);
+    cr_assert_eq(peer_n, 3);
+    for (i = 0; i < 3; i++) {
+        sent[i] = tmsg_id(peer_inbox[i]);
+        peer_answer(i);
+        h_turns(2); /* the return direction holds one message too */
+    }
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_EFRAMETOOLARGE, "%s", ct_err_name(r[1].status));
+    cr_assert(sent[0] == 1 && sent[1] == 3 && sent[2] == 4, "the refused request never went out");
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[2].response_id, 3, "the answer after the refused one is its own");
+    cr_assert_eq(r[3].response_id, 4);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
+    teardown_client();
+}
+
 Test(pipeline_client, abort_close_fails_ops_with_client_closed) {
     rec_op_t r[2];
     setup_client(8, 1);
