@@ -7,8 +7,8 @@
  * the user implements for their messages. ct_slab_tags_t is a ready one for
  * messages that carry a 32-bit tag field.
  *
- * (The pipeline client uses an implicit store of its own: the tag is the
- * position in the send order.)
+ * (A pipeline client needs no store: responses answer requests in the order
+ * they were sent.)
  */
 #ifndef CTOWER_TAG_STORE_H
 #define CTOWER_TAG_STORE_H

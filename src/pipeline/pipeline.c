@@ -1,5 +1,5 @@
-/* A pipeline is the shared client with the implicit send-order tag store, and
- * the shared server sending in request order. */
+/* A pipeline is the shared client without a tag store (responses answer
+ * requests in send order), and the shared server sending in request order. */
 #include "ctower/pipeline.h"
 #include "ctower/error.h"
 
