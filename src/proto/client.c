@@ -74,7 +74,7 @@ static void complete_all(ct_client_t *c, int kind, int cause) {
         for (i = 0; i < n; i++)
             end_slot(c, &c->slots[ct_ring_pos(c->send_head, i, c->cap)], kind, cause);
         c->nfree = c->cap;
-        c->nsent = 0;
+        c->nsent = c->ndropped = 0;
     } else {
         for (i = 0; i < c->never_used; i++) { /* slots past it were never used */
             slot_t *s = &c->slots[i];
@@ -343,6 +343,7 @@ static void client_cancel(ct_service_t *svc, ct_op_t *op) {
         free_msg(c, s->request);
         s->request = NULL;
         s->state = SLOT_DROPPED;
+        if (!c->tags) c->ndropped++; /* the ring counts them */
     }
     s->op = NULL;
     ct_op_complete(op, CT_ECANCELED, 0, NULL);
@@ -415,9 +416,11 @@ static void ring_pop_oldest(ct_client_t *c) {
     if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
 }
 
-/* Dropped slots owe no answer: once the oldest, they leave. */
+/* Dropped slots owe no answer: once the oldest, they leave. Most rings
+ * have none, and then the oldest slot is not even looked at. */
 static inline void ring_trim(ct_client_t *c) {
-    while (c->nsent > 0 && c->slots[c->send_head].state == SLOT_DROPPED) {
+    while (c->ndropped > 0 && c->nsent > 0 && c->slots[c->send_head].state == SLOT_DROPPED) {
+        c->ndropped--;
         c->nsent--;
         ring_pop_oldest(c);
     }
@@ -430,6 +433,7 @@ static void ring_drop_refused(ct_client_t *c, slot_t *s, int r) {
     ct_op_complete(s->op, r, 0, NULL);
     s->op = NULL;
     s->state = SLOT_DROPPED;
+    c->ndropped++;
 }
 
 static void ring_pump(ct_client_t *c) {
@@ -569,7 +573,7 @@ int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, c
     c->transport = transport;
     c->cap = cap;
     c->nfree = cap;
-    c->send_head = c->send_count = c->nsent = 0;
+    c->send_head = c->send_count = c->nsent = c->ndropped = 0;
     c->reserved = 0;
     c->error = c->cause = 0;
     c->write_shut = 0;
