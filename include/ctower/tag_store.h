@@ -59,8 +59,10 @@ typedef struct ct_slab_tags {
     /* private */
     ct_tag_get_fn get;
     ct_tag_set_fn set;
-    uint32_t *generation;
-    unsigned char *in_use;
+    struct ct_slab_use {
+        uint32_t generation;
+        uint32_t in_use;
+    } * uses; /* per slot: both in one place, one cache line per request */
     unsigned index_bits;
 } ct_slab_tags_t;
 

@@ -24,12 +24,8 @@ const ct_tag_store_vtable_t ct_slab_tags_vtable = {slab_assign, slab_finish, sla
 
 int ct_slab_tags_init(ct_slab_tags_t *t, size_t capacity, ct_tag_get_fn get, ct_tag_set_fn set) {
     if (!t || !get || !set || capacity == 0 || capacity > MAX_CAPACITY) return CT_EINVAL;
-    t->generation = calloc(capacity, sizeof *t->generation);
-    t->in_use = calloc(capacity, 1);
-    if (!t->generation || !t->in_use) {
-        ct_slab_tags_free(t);
-        return UV_ENOMEM;
-    }
+    t->uses = calloc(capacity, sizeof *t->uses);
+    if (!t->uses) return UV_ENOMEM;
     t->store.vtable = &ct_slab_tags_vtable;
     t->store.capacity = capacity;
     t->get = get;
@@ -41,10 +37,8 @@ int ct_slab_tags_init(ct_slab_tags_t *t, size_t capacity, ct_tag_get_fn get, ct_
 }
 
 void ct_slab_tags_free(ct_slab_tags_t *t) {
-    free(t->generation);
-    free(t->in_use);
-    t->generation = NULL;
-    t->in_use = NULL;
+    free(t->uses);
+    t->uses = NULL;
 }
 
 /* One load or store and a byte swap (four per request in multiplex mode);

@@ -37,10 +37,12 @@ static inline void ct_buf_set_tag_inline(void *msg, uint32_t tag) {
 static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) {
     uint32_t generation_mask = (uint32_t)(0xffffffffu >> t->index_bits);
     uint32_t tag;
-    if (slot >= t->store.capacity || t->in_use[slot]) return CT_EINVAL;
-    t->generation[slot] = (t->generation[slot] + 1) & generation_mask;
-    t->in_use[slot] = 1;
-    tag = t->generation[slot] << t->index_bits | (uint32_t)slot;
+    struct ct_slab_use *use;
+    if (slot >= t->store.capacity || t->uses[slot].in_use) return CT_EINVAL;
+    use = &t->uses[slot];
+    use->generation = (use->generation + 1) & generation_mask;
+    use->in_use = 1;
+    tag = use->generation << t->index_bits | (uint32_t)slot;
     if (t->set == ct_buf_set_tag)
         ct_buf_set_tag_inline(request, tag);
     else
@@ -51,17 +53,18 @@ static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) 
 static inline int ct_slab_finish(ct_slab_tags_t *t, const void *response, size_t *slot) {
     uint32_t tag = t->get == ct_buf_get_tag ? ct_buf_tag_inline(response) : t->get(response);
     size_t index = tag & (((uint32_t)1 << t->index_bits) - 1);
-    if (index >= t->store.capacity || !t->in_use[index] ||
-        t->generation[index] != tag >> t->index_bits)
-        return CT_EDESYNC;
-    t->in_use[index] = 0;
+    struct ct_slab_use *use;
+    if (index >= t->store.capacity) return CT_EDESYNC;
+    use = &t->uses[index];
+    if (!use->in_use || use->generation != tag >> t->index_bits) return CT_EDESYNC;
+    use->in_use = 0;
     *slot = index;
     return 0;
 }
 
 /* The generation stays bumped: harmless, as nothing carried the tag. */
 static inline void ct_slab_unassign(ct_slab_tags_t *t, size_t slot) {
-    t->in_use[slot] = 0;
+    t->uses[slot].in_use = 0;
 }
 
 #endif

@@ -179,7 +179,7 @@ static void connect_to(conn_t *c, const char *address, int multiplex, size_t dep
 
 static void close_conn(conn_t *c) {
     if (c->connect_status == 0 && c->connected) h_close_service(&c->client.service);
-    if (c->multiplex && c->tags.in_use) ct_slab_tags_free(&c->tags);
+    if (c->multiplex && c->tags.uses) ct_slab_tags_free(&c->tags);
 }
 
 static int all_done(conn_t *conns, int n) {
