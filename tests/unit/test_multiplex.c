@@ -442,3 +442,148 @@ Test(multiplex, pipeline_server_refuses_tag_functions) {
     h_close_service(&held.service);
     held_free(&held);
 }
+
+/* ---- a tag store of the user's own, through its vtable ------------------ */
+
+/* The tag is the slot plus 100 (so that a tag is never a slot by accident);
+ * assign refuses requests whose id is 666. */
+typedef struct user_store {
+    ct_tag_store_t store;
+    int in_use[16];
+    int assigns, finishes, unassigns;
+} user_store_t;
+
+static int user_assign(ct_tag_store_t *store, void *request, size_t slot) {
+    user_store_t *u = (user_store_t *)store;
+    u->assigns++;
+    cr_assert_eq(u->in_use[slot], 0, "a slot is tagged again only after its answer");
+    if (tmsg_id(request) == 666) return CT_SERVICE_ERROR(9);
+    u->in_use[slot] = 1;
+    tmsg_set_tag(request, (uint32_t)slot + 100);
+    return 0;
+}
+
+static int user_finish(ct_tag_store_t *store, const void *response, size_t *slot) {
+    user_store_t *u = (user_store_t *)store;
+    uint32_t tag = tmsg_get_tag(response);
+    u->finishes++;
+    if (tag < 100 || tag >= 116 || !u->in_use[tag - 100]) return CT_EDESYNC;
+    u->in_use[tag - 100] = 0;
+    *slot = tag - 100;
+    return 0;
+}
+
+static void user_unassign(ct_tag_store_t *store, size_t slot) {
+    user_store_t *u = (user_store_t *)store;
+    u->unassigns++;
+    u->in_use[slot] = 0;
+}
+
+static const ct_tag_store_vtable_t user_with_unassign = {user_assign, user_finish, user_unassign};
+static const ct_tag_store_vtable_t user_without_unassign = {user_assign, user_finish, NULL};
+static user_store_t ustore;
+
+/* A client over a channel that holds channel_cap messages each way. */
+static void setup_user_client(const ct_tag_store_vtable_t *vtable, size_t channel_cap) {
+    ct_client_config_t cfg = {0};
+    cfg.max_in_flight = 16;
+    cfg.free_msg = tmsg_free;
+    inbox_n = 0;
+    memset(&ustore, 0, sizeof ustore);
+    ustore.store.vtable = vtable;
+    ustore.store.capacity = 16;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, channel_cap, tmsg_free, NULL), 0);
+    cr_assert_eq(
+        ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &ustore.store, &cfg), 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+}
+
+static void teardown_user_client(void) {
+    int i;
+    h_close_service(&client.service);
+    for (i = 0; i < inbox_n; i++)
+        tmsg_free(inbox[i], NULL);
+    ct_transport_close(&peer.transport, NULL);
+    h_run();
+}
+
+/* Requests beyond the channel's room wait and go out in call order; answers
+ * in reverse order reach their own requests; a request the store refuses
+ * fails alone. With and without unassign (without it, the client asks for
+ * room before every send, so a tag is never taken back). */
+static void user_store_round_trip(const ct_tag_store_vtable_t *vtable) {
+    rec_op_t r[5];
+    static const uint64_t ids[5] = {1, 2, 666, 4, 5};
+    int i;
+    setup_user_client(vtable, 2);
+    for (i = 0; i < 5; i++)
+        call(&r[i], ids[i]);
+    h_turns(6);
+    cr_assert_eq(r[2].calls, 1);
+    cr_assert_eq(r[2].status, CT_SERVICE_ERROR(9), "the store's refusal fails that request");
+    cr_assert_eq(inbox_n, 4, "the others all went out, two at a time");
+    for (i = 3; i >= 0; i--) {
+        answer(i);
+        h_turns(2);
+    }
+    for (i = 0; i < 5; i++)
+        cr_assert_eq(r[i].calls, 1, "op %d completed once", i);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(r[3].response_id, 4);
+    cr_assert_eq(r[4].response_id, 5);
+    cr_assert_eq(ustore.finishes, 4);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
+    if (!vtable->unassign) cr_assert_eq(ustore.unassigns, 0);
+    teardown_user_client();
+}
+
+Test(multiplex, a_user_store_with_unassign) {
+    user_store_round_trip(&user_with_unassign);
+    cr_assert_gt(ustore.unassigns, 0, "tags of requests refused for room were given back");
+}
+
+Test(multiplex, a_user_store_without_unassign) {
+    user_store_round_trip(&user_without_unassign);
+}
+
+/* Without unassign, a request the transport cannot encode leaves a tag that
+ * cannot be taken back: the client ends, every op with CT_ESENDBROKEN. */
+Test(multiplex, a_user_store_without_unassign_cannot_survive_a_refused_request) {
+    rec_op_t r[2];
+    setup_user_client(&user_without_unassign, 8);
+    call(&r[0], 1);
+    h_turns(2);
+    cr_assert_eq(ct_channel_refuse_next(&client_end, CT_EFRAMETOOLARGE), 0);
+    call(&r[1], 2);
+    h_turns(2);
+    cr_assert_eq(r[1].status, CT_ESENDBROKEN);
+    cr_assert_eq(r[1].cause, CT_EFRAMETOOLARGE);
+    cr_assert_eq(r[0].status, CT_ESENDBROKEN, "the client is dead: every op fails");
+    teardown_user_client();
+}
+
+/* A request canceled while it waits for room never goes out; the ones around
+ * it do, and get their own answers. */
+Test(multiplex, cancel_before_sending_drops_the_request) {
+    rec_op_t r[3];
+    setup_user_client(&user_with_unassign, 1);
+    call(&r[0], 1);
+    call(&r[1], 2); /* these wait for room in the channel */
+    call(&r[2], 3);
+    ct_op_cancel(&r[1].op);
+    h_turns(6);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_ECANCELED);
+    cr_assert_eq(inbox_n, 2);
+    cr_assert_eq(tmsg_id(inbox[0]), 1);
+    cr_assert_eq(tmsg_id(inbox[1]), 3, "the canceled request never went out");
+    answer(1);
+    h_turns(2);
+    answer(0);
+    h_turns(2);
+    cr_assert_eq(r[0].response_id, 1);
+    cr_assert_eq(r[2].response_id, 3);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
+    teardown_user_client();
+}
