@@ -275,9 +275,17 @@ static void on_response(ct_client_t *c, void *msg) {
 }
 
 /* The receive side ended (status): after our own shutdown with nothing due,
- * that is the peer's answer to it; otherwise the client is dead. */
+ * that is the peer's answer to it; otherwise the client is dead. A stream
+ * whose write failed ends its receive side with the same error, and then it
+ * is the send side that broke (its send_ready says so). */
 static void recv_ended(ct_client_t *c, int status) {
-    if (!(status == UV_EOF && c->write_shut && in_flight(c) == 0)) fail(c, CT_ERECVBROKEN, status);
+    int kind = CT_ERECVBROKEN;
+    if (status == UV_EOF) {
+        if (c->write_shut && in_flight(c) == 0) return;
+    } else if (ct_transport_send_ready(c->transport, &c->send_waker) == status) {
+        kind = CT_ESENDBROKEN; /* fail() cancels the waker, had it been kept */
+    }
+    fail(c, kind, status);
 }
 
 static void on_recv(ct_transport_t *t, int status, void *msg) {

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -545,6 +546,53 @@ Test(net, reset_with_output_still_to_write_fails_every_op_once) {
     cr_assert_eq(c.done, BIG_REQUESTS, "each op completed exactly once");
     close_conn(&c);
     stop_bad_peer();
+    ct_buf_pool_destroy(&pool);
+    cr_assert_eq(sigaction(SIGPIPE, &old, NULL), 0);
+}
+
+/* A write that fails ends the client with CT_ESENDBROKEN, though the stream
+ * reports it on its receive side too: the peer (one end of a Unix socket
+ * pair) shut its read side, so the socket refuses what is sent with EPIPE. */
+static int broken_calls, broken_status, broken_cause;
+
+static void on_broken_reply(ct_op_t *op, int status, void *response) {
+    (void)response;
+    broken_calls++;
+    broken_status = status;
+    broken_cause = op->cause;
+}
+
+Test(net, a_failed_write_is_a_broken_send_side) {
+    static ct_stream_t stream;
+    static ct_client_t client;
+    ct_length_codec_config_t lc = {4, 0, 0, 1024};
+    ct_client_config_t cfg = {0};
+    struct sigaction ignore, old;
+    ct_op_t op;
+    int fds[2];
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    cr_assert_eq(sigaction(SIGPIPE, &ignore, &old), 0);
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    cr_assert_eq(shutdown(fds[1], SHUT_RD), 0);
+    cr_assert_eq(ct_stream_init(&stream, &H.ct, 1, &stream_cfg), 0);
+    cr_assert_eq(uv_pipe_open((uv_pipe_t *)ct_stream_uv(&stream), fds[0]), 0);
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &stream.transport, &cfg), 0);
+    broken_calls = 0;
+    ct_op_init(&op, on_broken_reply);
+    cr_assert_eq(h_call(&client.service, make_request(1), &op), 0);
+    H_RUN_UNTIL(broken_calls > 0);
+    cr_assert_eq(broken_status, CT_ESENDBROKEN, "%s", ct_err_name(broken_status));
+    cr_assert_eq(broken_cause, UV_EPIPE, "%s", ct_err_name(broken_cause));
+    cr_assert_eq(ct_service_poll_ready(&client.service, NULL), CT_ESENDBROKEN);
+    h_turns(3);
+    cr_assert_eq(broken_calls, 1, "the op completed once");
+    h_close_service(&client.service);
+    close(fds[1]);
     ct_buf_pool_destroy(&pool);
     cr_assert_eq(sigaction(SIGPIPE, &old, NULL), 0);
 }
