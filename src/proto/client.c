@@ -169,7 +169,7 @@ static inline int send_one(ct_client_t *c, size_t index, void *request) {
 /* send_one with the slab store, inline: its tag can be given back, so the
  * request is sent first and room is asked for only when the transport
  * refuses it. */
-static __attribute__((noinline)) int send_slab(ct_client_t *c, size_t index, void *request) {
+static inline int send_slab(ct_client_t *c, size_t index, void *request) {
     ct_slab_tags_t *t = (ct_slab_tags_t *)c->tags;
     int r = ct_slab_assign(t, request, index);
     if (r < 0) { /* this request cannot be tagged: it alone fails */
