@@ -32,13 +32,18 @@ static void setup_client(size_t tag_capacity, size_t max_in_flight) {
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
 }
 
-static void teardown_client(void) {
+/* Closes the client and the peer, and frees what the peer still holds. */
+static void close_both(void) {
     int i;
     h_close_service(&client.service);
     for (i = 0; i < inbox_n; i++)
         tmsg_free(inbox[i], NULL);
     ct_transport_close(&peer.transport, NULL);
     h_run();
+}
+
+static void teardown_client(void) {
+    close_both();
     ct_slab_tags_free(&tags);
 }
 
@@ -498,15 +503,6 @@ static void setup_user_client(const ct_tag_store_vtable_t *vtable, size_t channe
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
 }
 
-static void teardown_user_client(void) {
-    int i;
-    h_close_service(&client.service);
-    for (i = 0; i < inbox_n; i++)
-        tmsg_free(inbox[i], NULL);
-    ct_transport_close(&peer.transport, NULL);
-    h_run();
-}
-
 /* Requests beyond the channel's room wait and go out in call order; answers
  * in reverse order reach their own requests; a request the store refuses
  * fails alone. With and without unassign (without it, the client asks for
@@ -535,7 +531,7 @@ static void user_store_round_trip(const ct_tag_store_vtable_t *vtable) {
     cr_assert_eq(ustore.finishes, 4);
     cr_assert_eq(ct_client_in_flight(&client), 0);
     if (!vtable->unassign) cr_assert_eq(ustore.unassigns, 0);
-    teardown_user_client();
+    close_both();
 }
 
 Test(multiplex, a_user_store_with_unassign) {
@@ -560,7 +556,7 @@ Test(multiplex, a_user_store_without_unassign_cannot_survive_a_refused_request) 
     cr_assert_eq(r[1].status, CT_ESENDBROKEN);
     cr_assert_eq(r[1].cause, CT_EFRAMETOOLARGE);
     cr_assert_eq(r[0].status, CT_ESENDBROKEN, "the client is dead: every op fails");
-    teardown_user_client();
+    close_both();
 }
 
 /* A request canceled while it waits for room never goes out; the ones around
@@ -585,5 +581,5 @@ Test(multiplex, cancel_before_sending_drops_the_request) {
     cr_assert_eq(r[0].response_id, 1);
     cr_assert_eq(r[2].response_id, 3);
     cr_assert_eq(ct_client_in_flight(&client), 0);
-    teardown_user_client();
+    close_both();
 }
