@@ -583,3 +583,52 @@ Test(multiplex, cancel_before_sending_drops_the_request) {
     cr_assert_eq(ct_client_in_flight(&client), 0);
     close_both();
 }
+
+/* Without unassign the client asks for room before tagging: a send side
+ * already broken is seen there, and every op fails with CT_ESENDBROKEN and
+ * its cause. */
+Test(multiplex, a_user_store_without_unassign_sees_a_broken_send_side_first) {
+    rec_op_t r;
+    setup_user_client(&user_without_unassign, 8);
+    ct_channel_fail_send(&client_end, UV_EPIPE);
+    call(&r, 1);
+    h_turns(2);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ESENDBROKEN);
+    cr_assert_eq(r.cause, UV_EPIPE);
+    cr_assert_eq(ustore.assigns, 0, "nothing was tagged");
+    close_both();
+}
+
+/* Two clients that share one slab store (a mistake, but a possible one):
+ * a slot whose tag the other client holds refuses the request alone. */
+Test(multiplex, a_slab_slot_in_use_elsewhere_fails_that_request_alone) {
+    static ct_channel_t other_end, other_peer;
+    static ct_client_t other;
+    ct_client_config_t cfg = {0};
+    rec_op_t r[3];
+    setup_client(4, 4);
+    cfg.max_in_flight = 4;
+    cfg.free_msg = tmsg_free;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &other_end, &other_peer, 8, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_multiplex_client_init(&other, &H.ct, &other_end.transport, &tags.store, &cfg),
+                 0);
+    call(&r[0], 1); /* slot 0 of the first client: the tag of slot 0 is taken */
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&other.service, tmsg_new(2), &r[1].op), 0);
+    h_turns(2);
+    cr_assert_eq(r[1].calls, 1);
+    cr_assert_eq(r[1].status, CT_EINVAL, "%s", ct_err_name(r[1].status));
+    cr_assert_eq(inbox_n, 1);
+    answer(0);
+    h_turns(2);
+    cr_assert_eq(r[0].response_id, 1, "the first client goes on");
+    call(&r[2], 3);
+    h_turns(2);
+    answer(1);
+    h_turns(2);
+    cr_assert_eq(r[2].response_id, 3);
+    h_close_service(&other.service);
+    ct_transport_close(&other_peer.transport, NULL);
+    teardown_client();
+}
