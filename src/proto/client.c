@@ -72,7 +72,7 @@ static void complete_all(ct_client_t *c, int kind, int cause) {
     size_t i, n = in_flight(c);
     if (!c->tags) { /* the ring, from its oldest slot */
         for (i = 0; i < n; i++)
-            end_slot(c, &c->slots[ct_ring_pos(c->send_head, i, c->cap)], kind, cause);
+            end_slot(c, &c->slots[(c->send_head + i) & c->ring_mask], kind, cause);
         c->nfree = c->cap;
         c->nsent = c->ndropped = 0;
     } else {
@@ -414,12 +414,14 @@ static const ct_service_vtable_t client_vtable = {
  * canceled meanwhile). The oldest sent slot is never a dropped one: it is the
  * one the next response answers. */
 
+/* The ring's size is a power of two (at least the bound), so that moving
+ * along it is a mask. */
 static size_t ring_slot(const ct_client_t *c, size_t offset) {
-    return ct_ring_pos(c->send_head, offset, c->cap);
+    return (c->send_head + offset) & c->ring_mask;
 }
 
 static void ring_pop_oldest(ct_client_t *c) {
-    c->send_head = ct_ring_pos(c->send_head, 1, c->cap);
+    c->send_head = ring_slot(c, 1);
     c->nfree++;
     if (!ct_waitq_empty(&c->ready_waiters)) ct_waitq_wake_all(&c->ready_waiters);
 }
@@ -557,9 +559,16 @@ static const ct_service_vtable_t ring_vtable = {
  * queue), then the slots; the small arrays first, so that a connection with
  * little in flight touches few pages. In send order, the slots alone. */
 static int alloc_arrays(ct_client_t *c, size_t cap) {
-    size_t index_arrays = c->tags ? 2 : 0;
+    size_t index_arrays = c->tags ? 2 : 0, nslots = cap;
+    char *mem;
+    if (cap > (size_t)-1 / 2 / (sizeof(slot_t) + 2 * sizeof(size_t))) return UV_ENOMEM;
+    if (!c->tags) { /* the ring: a power of two */
+        for (nslots = 1; nslots < cap; nslots *= 2)
+            ;
+        c->ring_mask = nslots - 1;
+    }
     /* Not zeroed: pages an idle connection never uses stay unbacked. */
-    char *mem = malloc(cap * (sizeof(slot_t) + index_arrays * sizeof(size_t)));
+    mem = malloc(index_arrays * cap * sizeof(size_t) + nslots * sizeof(slot_t));
     if (!mem) return UV_ENOMEM;
     c->arrays = mem;
     c->free_slots = index_arrays ? (size_t *)mem : NULL;

@@ -559,12 +559,12 @@ static void peer_answer_some(int n) {
     }
 }
 
-Test(pipeline_client, random_calls_and_cancels_keep_answers_in_step) {
+static void random_calls_and_cancels(size_t bound) {
     static rec_op_t r[RANDOM_OPS];
     ct_client_config_t cfg = {0};
     int next = 0, i, canceled = 0, answered = 0;
     unsigned seed = 12345;
-    cfg.max_in_flight = 8;
+    cfg.max_in_flight = bound;
     cfg.free_msg = tmsg_free;
     fifo_head = fifo_n = 0;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, 3, tmsg_free, NULL), 0);
@@ -583,6 +583,7 @@ Test(pipeline_client, random_calls_and_cancels_keep_answers_in_step) {
         }
         peer_answer_some((int)((seed >> 20) % 4));
         if ((seed >> 12) % 3 == 0) h_turns(1);
+        cr_assert_leq(ct_client_in_flight(&client), bound);
     }
     for (i = 0; i < 1000 && ct_client_in_flight(&client) > 0; i++) {
         peer_answer_some(8);
@@ -605,4 +606,14 @@ Test(pipeline_client, random_calls_and_cancels_keep_answers_in_step) {
     cr_assert_eq(fifo_n, 0);
     h_close_service(&client.service);
     ct_transport_close(&peer.transport, NULL);
+}
+
+Test(pipeline_client, random_calls_and_cancels_keep_answers_in_step) {
+    random_calls_and_cancels(8);
+}
+
+/* The ring's size is the bound rounded up to a power of two; the bound
+ * itself still holds. */
+Test(pipeline_client, random_calls_and_cancels_with_a_bound_of_5) {
+    random_calls_and_cancels(5);
 }
