@@ -365,8 +365,10 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
  * come first so that their first entries share a page: a connection with
  * little in flight touches two or three pages of its table, not five. */
 static int alloc_arrays(ct_server_t *srv, size_t cap) {
+    char *mem;
+    if (cap > (size_t)-1 / (sizeof(slot_t) + 3 * sizeof(size_t))) return UV_ENOMEM;
     /* Not zeroed: pages an idle connection never uses stay unbacked. */
-    char *mem = malloc(cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
+    mem = malloc(cap * (sizeof(slot_t) + 3 * sizeof(size_t)));
     if (!mem) return UV_ENOMEM;
     srv->free_slots = (size_t *)mem;
     srv->call_queue = srv->free_slots + cap;

@@ -64,6 +64,21 @@ Test(pipeline_client, rejects_bad_arguments_and_a_taken_transport) {
     teardown_client();
 }
 
+Test(pipeline_client, an_absurd_bound_is_out_of_memory_not_an_overflow) {
+    ct_channel_t a, b;
+    ct_client_t c;
+    ct_client_config_t cfg = {0};
+    cfg.max_in_flight = (size_t)-1;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &a, &b, 4, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_client_init(&c, &H.ct, &a.transport, &cfg), UV_ENOMEM);
+    cfg.max_in_flight = ((size_t)1 << 61) + 1; /* times a slot: wraps to a small size */
+    cr_assert_eq(ct_pipeline_client_init(&c, &H.ct, &a.transport, &cfg), UV_ENOMEM,
+                 "the transport is still the caller's: it can be tried again");
+    ct_transport_close(&a.transport, NULL);
+    ct_transport_close(&b.transport, NULL);
+    h_run();
+}
+
 Test(pipeline_client, responses_match_requests_in_order) {
     rec_op_t r[3];
     int i;

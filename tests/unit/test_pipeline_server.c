@@ -89,6 +89,20 @@ Test(pipeline_server, rejects_bad_arguments) {
     finish();
 }
 
+Test(pipeline_server, an_absurd_bound_is_out_of_memory_not_an_overflow) {
+    ct_server_config_t cfg = {0};
+    ct_channel_t a, b;
+    held_init(&held, 0);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &a, &b, 4, tmsg_free, NULL), 0);
+    cfg.max_in_flight = ((size_t)1 << 61) + 1; /* times a slot: wraps to a small size */
+    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &a.transport, &held.service, &cfg, NULL),
+                 UV_ENOMEM);
+    ct_transport_close(&a.transport, NULL);
+    ct_transport_close(&b.transport, NULL);
+    h_close_service(&held.service);
+    held_free(&held);
+}
+
 Test(pipeline_server, answers_in_request_order_when_the_service_reverses) {
     int i;
     held_init(&held, 0);
