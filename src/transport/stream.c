@@ -7,6 +7,7 @@
 #include "ctower/error.h"
 #include "../codec/prefix_be32.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t need) {
     size_t n = *cap ? *cap : 4096;
     uint8_t *p;
     while (n < need)
-        n *= 2;
+        n = n > SIZE_MAX / 2 ? need : n * 2; /* doubling must not wrap */
     if (n == *cap) return 0;
     p = realloc(*buf, n);
     if (!p) return UV_ENOMEM;
@@ -93,7 +94,8 @@ static int return_shared(ct_stream_t *s) {
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
     ct_stream_t *s = handle->data;
-    size_t want = codec(s)->max_payload + codec(s)->overhead;
+    size_t max = codec(s)->max_payload, overhead = codec(s)->overhead;
+    size_t want = max > SIZE_MAX - overhead ? SIZE_MAX : max + overhead; /* no wrap */
     (void)suggested;
     if (s->rlen == 0 && borrow_shared(s)) {
         out->base = (char *)s->rbuf;

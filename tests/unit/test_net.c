@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -595,6 +596,59 @@ Test(net, a_failed_write_is_a_broken_send_side) {
     close(fds[1]);
     ct_buf_pool_destroy(&pool);
     cr_assert_eq(sigaction(SIGPIPE, &old, NULL), 0);
+}
+
+/* A codec without a practical limit (max_payload SIZE_MAX, which plus the
+ * header overflows): a frame larger than the read buffer still makes it grow
+ * and arrives whole, both ways. */
+static int whole_calls, whole_status;
+static size_t whole_len;
+static int whole_ok;
+
+static void on_whole_reply(ct_op_t *op, int status, void *response) {
+    ct_buf_t *b = response;
+    size_t i;
+    (void)op;
+    whole_calls++;
+    whole_status = status;
+    if (status != 0) return;
+    whole_len = b->len;
+    whole_ok = 1;
+    for (i = 0; i < b->len; i++)
+        if ((uint8_t)b->base[i] != (uint8_t)(i * 7)) whole_ok = 0;
+    ct_buf_pool_put(&pool, b);
+}
+
+Test(net, a_frame_larger_than_the_read_buffer_with_no_practical_limit) {
+    enum { BIG = 300 * 1024 };
+    static conn_t c;
+    ct_length_codec_config_t lc = {8, 0, 0, SIZE_MAX};
+    ct_buf_t *big;
+    ct_op_t op;
+    size_t i;
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    connect_to(&c, bound, 0, 1, 0); /* total 0: the test issues */
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, 0);
+    big = ct_buf_new(BIG);
+    cr_assert_not_null(big);
+    for (i = 0; i < BIG; i++)
+        big->base[i] = (char)(uint8_t)(i * 7);
+    big->len = BIG;
+    whole_calls = whole_ok = 0;
+    ct_op_init(&op, on_whole_reply);
+    cr_assert_eq(h_call(&c.client.service, big, &op), 0);
+    H_RUN_UNTIL(whole_calls > 0);
+    cr_assert_eq(whole_status, 0, "%s", ct_err_name(whole_status));
+    cr_assert_eq(whole_len, (size_t)BIG);
+    cr_assert(whole_ok, "the echo came back byte for byte");
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
 }
 
 /* ---- a peer that stops reading -------------------------------------------- */
