@@ -13,7 +13,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16 };
+/* GRACE_MS: how long requests still in flight when --duration ends are
+ * waited for; a server that never answers must not keep the bench running. */
+enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16, GRACE_MS = 5000 };
 
 /* One cache line holds what a request touches (its start and the op's hot
  * fields; op.data is its connection): thousands are in flight, most of them
@@ -180,8 +182,10 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
         th->now_valid = 0;
     }
     now = now_ns(th);
-    hist_record(&th->hist, now - r->start_ns);
-    th->done++; /* a locked add here cost ~5% of the whole benchmark's CPU */
+    if (status == 0) { /* a failed request has no latency, and is an error, not a request */
+        hist_record(&th->hist, now - r->start_ns);
+        th->done++; /* a locked add here cost ~5% of the whole benchmark's CPU */
+    }
     if (status != 0 || echoed->len != th->size || th->budget == 0) {
         th->outstanding--;
         reply_ended(r, status, echoed);
@@ -220,10 +224,19 @@ static void finish_thread(client_thread_t *th) {
     }
 }
 
+/* The grace after --duration is over: what is still in flight ends with
+ * the clients (CT_ECLOSED, counted as errors). */
+static void on_grace_over(uv_timer_t *t) {
+    finish_thread(t->data);
+}
+
 static void on_duration(uv_timer_t *t) {
     client_thread_t *th = t->data;
     th->budget = 0;
-    if (th->outstanding == 0) finish_thread(th);
+    if (th->outstanding == 0)
+        finish_thread(th);
+    else
+        uv_timer_start(&th->timer, on_grace_over, GRACE_MS, 0);
 }
 
 static void start_requests(client_thread_t *th) {
@@ -404,19 +417,25 @@ static long rss_bytes(void) {
 
 /* Each in-process connection takes two descriptors. The soft limit is raised
  * to what is needed; past the hard limit only a privileged process can go
- * (up to fs.nr_open), and the tool says so if it cannot. */
-static void raise_file_limit(int needed) {
-    struct rlimit rl;
+ * (up to fs.nr_open). Returns -1, having said why, if there cannot be enough:
+ * a run short of descriptors would leave connections that the server never
+ * accepts, waiting for answers that never come. */
+static int raise_file_limit(const options_t *o) {
+    int needed = o->address ? o->connections : 2 * o->connections;
     rlim_t want = (rlim_t)needed + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return 0;
     if (rl.rlim_max < want) {
         struct rlimit higher = {want, want};
-        if (setrlimit(RLIMIT_NOFILE, &higher) == 0) return;
-        fprintf(stderr, "ctower bench: %d descriptors needed, the hard limit is %llu\n", (int)want,
-                (unsigned long long)rl.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &higher) == 0) return 0;
+        fprintf(stderr,
+                "ctower bench: %d connections need %llu descriptors, and the hard limit is %llu:"
+                " raise it (as root), or run the server in a process of its own (--server)\n",
+                o->connections, (unsigned long long)want, (unsigned long long)rl.rlim_max);
+        return -1;
     }
-    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = want;
+    return setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : -1;
 }
 
 typedef struct totals {
@@ -497,13 +516,21 @@ int bench_main(const options_t *o) {
     server_thread_t *sv = NULL;
     totals_t t;
     long rss_before, mem_per_conn = 0;
+    ct_address_t addr;
     uint64_t last = 0, started = uv_hrtime(), last_ns = started;
     if (o->multiplex && o->line_codec) {
         fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
+    if (o->address && ct_address_parse(o->address, &addr) != 0) {
+        fprintf(stderr,
+                "ctower bench: --server %s: bad address (expected tcp://HOST:PORT, "
+                "tcp://[V6]:PORT or unix:///PATH)\n",
+                o->address);
+        return 2;
+    }
+    if (raise_file_limit(o) != 0) return 2;
     cl = calloc((size_t)n, sizeof *cl);
-    raise_file_limit(o->address ? o->connections : 2 * o->connections);
     if (!o->address) {
         sv = calloc((size_t)n, sizeof *sv);
         for (i = 0; i < n; i++) {

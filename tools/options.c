@@ -4,16 +4,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int number(const char *name, const char *text, double min, double max, double *out) {
+/* A number from min to max (NaN is not one); whole: no fraction. */
+static int parse_number(const char *name, const char *text, double min, double max, int whole,
+                        double *out) {
     char *end;
     double v = strtod(text ? text : "", &end);
-    if (!text || *end || v < min || v > max) {
-        fprintf(stderr, "ctower: %s wants a number from %g to %g, not '%s'\n", name, min, max,
-                text ? text : "");
+    if (!text || !*text || *end || !(v >= min && v <= max) ||
+        (whole && v != (double)(long long)v)) {
+        fprintf(stderr, "ctower: %s wants a %s from %g to %g, not '%s'\n", name,
+                whole ? "whole number" : "number", min, max, text ? text : "");
         return -1;
     }
     *out = v;
     return 0;
+}
+
+static int number(const char *name, const char *text, double min, double max, double *out) {
+    return parse_number(name, text, min, max, 0, out);
+}
+
+static int whole_number(const char *name, const char *text, double min, double max, double *out) {
+    return parse_number(name, text, min, max, 1, out);
 }
 
 int options_parse(options_t *o, int argc, char **argv, int first, int allow_positional) {
@@ -53,22 +64,22 @@ int options_parse(options_t *o, int argc, char **argv, int first, int allow_posi
         } else if (strcmp(a, "--server") == 0) {
             o->address = v;
         } else if (strcmp(a, "--connections") == 0) {
-            if (number(a, v, 1, 100000, &d)) return -1;
+            if (whole_number(a, v, 1, 100000, &d)) return -1;
             o->connections = (int)d;
         } else if (strcmp(a, "--depth") == 0) {
-            if (number(a, v, 1, 65536, &d)) return -1;
+            if (whole_number(a, v, 1, 65536, &d)) return -1;
             o->depth = (int)d;
         } else if (strcmp(a, "--size") == 0) {
-            if (number(a, v, 4, 16 << 20, &d)) return -1;
+            if (whole_number(a, v, 4, 16 << 20, &d)) return -1;
             o->size = (int)d;
         } else if (strcmp(a, "--duration") == 0) {
             if (number(a, v, 0.1, 86400, &d)) return -1;
             o->duration_s = d;
         } else if (strcmp(a, "--requests") == 0) {
-            if (number(a, v, 1, 1e15, &d)) return -1;
+            if (whole_number(a, v, 1, 1e15, &d)) return -1;
             o->requests = (long long)d;
         } else if (strcmp(a, "--threads") == 0) {
-            if (number(a, v, 1, 64, &d)) return -1;
+            if (whole_number(a, v, 1, 64, &d)) return -1;
             o->threads = (int)d;
         } else {
             fprintf(stderr, "ctower: unknown option '%s'\n", a);

@@ -23,6 +23,14 @@ expect_exit 2 "$ctower" bench --depth 0
 grep -q "depth" "$tmp/err" || fail "a bad --depth is not explained"
 expect_exit 2 "$ctower" bench --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
+expect_exit 2 "$ctower" bench --depth 1.5
+grep -q "whole number" "$tmp/err" || fail "a fractional --depth is not explained"
+expect_exit 2 "$ctower" bench --duration nan
+expect_exit 2 "$ctower" bench --server tcp://256.0.0.1:1
+grep -q "bad address" "$tmp/err" || fail "a bad --server address is not explained"
+# More connections than descriptors: said at once, not a run that hangs.
+(ulimit -Sn 1000 && ulimit -Hn 1000 && expect_exit 2 "$ctower" bench --connections 1000 --duration 1) || exit 1
+grep -q "descriptors" "$tmp/err" || fail "the descriptor limit is not explained"
 
 for mode in pipeline multiplex; do
   expect_exit 0 "$ctower" bench --mode "$mode" --connections 4 --depth 8 --requests 5000 --json
@@ -58,6 +66,16 @@ grep -q '"errors": 0,' "$tmp/out" || fail "serve/bench: $(cat "$tmp/out")"
 # SIGPIPE (signal 13, bit 12 of SigIgn) is ignored.
 sigign=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$server_pid/status")
 (( (16#$sigign >> 12) & 1 )) || fail "serve does not ignore SIGPIPE (SigIgn $sigign)"
+# A server that answers nothing (stopped): the run still ends, 5 s after its
+# duration, and the requests left count as errors, not as requests.
+kill -STOP "$server_pid"
+start=$(date +%s)
+expect_exit 1 "$ctower" bench --server "unix://$sock" --codec line --connections 2 --depth 4 \
+  --duration 0.5 --json
+(($(date +%s) - start < 20)) || fail "a silent server kept the bench running"
+grep -q '"requests": 0,' "$tmp/out" && grep -q '"CT_ECLOSED": 8' "$tmp/out" ||
+  fail "silent server: $(cat "$tmp/out")"
+kill -CONT "$server_pid"
 kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?
