@@ -48,6 +48,10 @@ int serve_main(const options_t *o) {
                 "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]\n");
         return 2;
     }
+    if (o->multiplex && o->line_codec) {
+        fprintf(stderr, "ctower serve: multiplex needs the length codec (tags are binary)\n");
+        return 2;
+    }
     uv_loop_init(&uv);
     ct_loop_init(&s.ct, &uv);
     wire_init(&s.wire, o);

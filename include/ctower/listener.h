@@ -50,8 +50,10 @@ struct ct_listener {
     ct_listener_close_cb close_cb;
 };
 
-/* Binds address and starts accepting. A stale Unix socket file is replaced.
- * The host must be numeric or "localhost" (see address.h).
+/* Binds address and starts accepting. The host must be numeric or
+ * "localhost" (see address.h). A Unix socket file that no server answers on
+ * any more (left by a process that died) is replaced; one a server still
+ * answers on is UV_EADDRINUSE; a missing directory is UV_ENOENT.
  * Returns 0, CT_EBADADDR, CT_EINVAL or a libuv error (UV_EADDRINUSE, ...);
  * on error nothing is left open. */
 int ct_listener_init(ct_listener_t *listener, ct_loop_t *loop, const char *address,

@@ -6,9 +6,13 @@
 #include "ctower/pipeline.h"
 #include "../core/list.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct conn {
@@ -121,19 +125,60 @@ static void on_deadline(uv_timer_t *timer) {
     }
 }
 
-static int bind_and_listen(ct_listener_t *l) {
+/* Whether a server answers at the Unix socket path: a connect to a local
+ * socket does not wait, and only a socket nobody listens on any more (left
+ * by a process that died) may be removed to bind again. */
+static int socket_in_use(const char *path) {
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), in_use;
+    if (fd < 0) return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path); /* parsing checked the length */
+    in_use = connect(fd, (const struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN;
+    close(fd);
+    return in_use;
+}
+
+/* libuv reports a missing directory as UV_EACCES (as Windows would); the
+ * user is better told the directory is not there. */
+static int missing_directory(const char *path) {
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char *slash;
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s", path);
+    slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = '\0';
+    return stat(dir, &st) != 0 && errno == ENOENT;
+}
+
+static int bind_unix(ct_listener_t *l) {
+    const char *path = l->address.path;
+    struct stat st;
     int r;
-    if (is_pipe(l)) {
-        struct stat st;
-        if (stat(l->address.path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(l->address.path);
-        if ((r = uv_pipe_init(l->loop->uv, &l->h.pipe, 0)) != 0) return r;
-        r = uv_pipe_bind(&l->h.pipe, l->address.path);
-    } else {
-        if ((r = uv_tcp_init(l->loop->uv, &l->h.tcp)) != 0) return r;
-        r = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&l->address.sa, 0);
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        if (socket_in_use(path)) return UV_EADDRINUSE;
+        unlink(path); /* stale */
     }
+    if ((r = uv_pipe_init(l->loop->uv, &l->h.pipe, 0)) != 0) return r;
     l->h.handle.data = l;
     l->handles_open++;
+    r = uv_pipe_bind(&l->h.pipe, path);
+    if (r == UV_EACCES && missing_directory(path)) r = UV_ENOENT;
+    return r;
+}
+
+static int bind_tcp(ct_listener_t *l) {
+    int r;
+    if ((r = uv_tcp_init(l->loop->uv, &l->h.tcp)) != 0) return r;
+    l->h.handle.data = l;
+    l->handles_open++;
+    return uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&l->address.sa, 0);
+}
+
+static int bind_and_listen(ct_listener_t *l) {
+    int r = is_pipe(l) ? bind_unix(l) : bind_tcp(l);
     if (r == 0) r = uv_listen(&l->h.stream, l->cfg.backlog ? l->cfg.backlog : 511, on_connection);
     return r;
 }

@@ -23,6 +23,8 @@ expect_exit 2 "$ctower" bench --depth 0
 grep -q "depth" "$tmp/err" || fail "a bad --depth is not explained"
 expect_exit 2 "$ctower" bench --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:0 --mode multiplex --codec line
+grep -q "length codec" "$tmp/err" || fail "serve: multiplex + line is not explained"
 expect_exit 2 "$ctower" bench --depth 1.5
 grep -q "whole number" "$tmp/err" || fail "a fractional --depth is not explained"
 expect_exit 2 "$ctower" bench --duration nan

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -647,6 +648,48 @@ Test(net, a_frame_larger_than_the_read_buffer_with_no_practical_limit) {
     cr_assert(whole_ok, "the echo came back byte for byte");
     close_conn(&c);
     stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* A Unix socket path that a live server holds is refused (it used to be
+ * taken over, silently cutting that server off), one left by a process that
+ * died is reused, and a missing directory is said as such (libuv reports it
+ * as UV_EACCES). */
+Test(net, a_unix_path_in_use_is_refused_and_a_stale_one_reused) {
+    static ct_listener_t second;
+    ct_listener_config_t cfg;
+    const char *path = "/tmp/ctower-test-in-use.sock";
+    struct sockaddr_un sa;
+    static conn_t c;
+    int fd;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = stream_cfg;
+    /* A stale socket file: bound, never listened on, its process gone. */
+    unlink(path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    cr_assert_eq(bind(fd, (const struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd);
+    listen_on("unix:///tmp/ctower-test-in-use.sock", &echo.service, 0);
+    cr_assert_eq(ct_listener_init(&second, &H.ct, "unix:///tmp/ctower-test-in-use.sock",
+                                  &echo.service, &cfg),
+                 UV_EADDRINUSE);
+    h_turns(2);
+    connect_to(&c, bound, 0, 2, 100);
+    H_RUN_UNTIL(c.done == 100);
+    cr_assert_eq(c.errors, 0, "the first server still serves: %s", ct_err_name(c.first_error));
+    close_conn(&c);
+    stop_listening();
+    cr_assert_eq(access(path, F_OK), -1, "the path is removed when the listener closes");
+    cr_assert_eq(ct_listener_init(&second, &H.ct, "unix:///tmp/ctower-test-no-such-dir/x.sock",
+                                  &echo.service, &cfg),
+                 UV_ENOENT);
+    h_turns(2);
     h_close_service(&echo.service);
     ct_buf_pool_destroy(&pool);
 }
