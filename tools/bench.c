@@ -438,6 +438,22 @@ static int raise_file_limit(const options_t *o) {
     return setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : -1;
 }
 
+/* Every request in flight holds its payload a few times over (the request,
+ * the server's copy, the answer, the write buffers): a run that would need
+ * more than half of the machine's memory is refused rather than left to the
+ * out-of-memory killer. */
+static int too_much_memory(const options_t *o) {
+    double in_flight = (double)o->connections * o->depth * o->size;
+    double need = in_flight * (o->address ? 2 : 4);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have <= 0 || need <= have / 2) return 0;
+    fprintf(stderr,
+            "ctower bench: %d connections x depth %d x %d bytes would need about %.1f GB in "
+            "flight, more than half of this machine's %.1f GB\n",
+            o->connections, o->depth, o->size, need / 1e9, have / 1e9);
+    return 1;
+}
+
 typedef struct totals {
     histogram_t hist;
     uint64_t done, errors;
@@ -530,6 +546,7 @@ int bench_main(const options_t *o) {
         return 2;
     }
     if (raise_file_limit(o) != 0) return 2;
+    if (too_much_memory(o)) return 2;
     cl = calloc((size_t)n, sizeof *cl);
     if (!o->address) {
         sv = calloc((size_t)n, sizeof *sv);
