@@ -449,7 +449,7 @@ static int too_much_memory(const options_t *o) {
     if (have <= 0 || need <= have / 2) return 0;
     fprintf(stderr,
             "ctower bench: %d connections x depth %d x %d bytes would need about %.1f GB in "
-            "flight, more than half of this machine's %.1f GB\n",
+            "flight, more than half of this machine's memory (%.1f GB)\n",
             o->connections, o->depth, o->size, need / 1e9, have / 1e9);
     return 1;
 }
