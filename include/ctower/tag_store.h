@@ -76,7 +76,8 @@ void ct_slab_tags_free(ct_slab_tags_t *tags);
 
 /* Tag accessors for ct_buf_t messages whose payload starts with a 32-bit
  * big-endian tag (the message must hold at least 4 bytes; get reads 0 from a
- * shorter one, set leaves it alone). */
+ * shorter one, set leaves it alone). A slab store with ct_buf_set_tag refuses
+ * a shorter request with CT_EINVAL: that request fails alone. */
 uint32_t ct_buf_get_tag(const void *msg);
 void ct_buf_set_tag(void *msg, uint32_t tag);
 

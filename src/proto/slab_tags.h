@@ -39,6 +39,9 @@ static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) 
     uint32_t tag;
     struct ct_slab_use *use;
     if (slot >= t->store.capacity || t->uses[slot].in_use) return CT_EINVAL;
+    /* A ct_buf shorter than its tag field cannot carry a tag: sent untagged,
+     * its answer would match no request and end the client (CT_EDESYNC). */
+    if (t->set == ct_buf_set_tag && ((const ct_buf_t *)request)->len < 4) return CT_EINVAL;
     use = &t->uses[slot];
     use->generation = (use->generation + 1) & generation_mask;
     use->in_use = 1;

@@ -910,6 +910,46 @@ Test(net, multiplex_oversize_request_fails_alone) {
     oversize_request_fails_alone(1);
 }
 
+/* A multiplex request too short to carry the 4-byte tag of ct_buf messages
+ * fails alone with CT_EINVAL: sent untagged, its answer would match no
+ * request, and the client would end with CT_EDESYNC. */
+Test(net, a_multiplex_request_too_short_for_its_tag_fails_alone) {
+    static conn_t c;
+    ct_length_codec_config_t lc = {4, 0, 0, 1024};
+    int i;
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 1);
+    connect_to(&c, bound, 1, 4, 0); /* total 0: the test issues */
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, 0);
+    for (i = 0; i < 3; i++) {
+        c.reqs[i].conn = &c;
+        c.reqs[i].expect = (uint64_t)i;
+        ct_op_init(&c.reqs[i].op, on_reply);
+    }
+    cr_assert_eq(h_call(&c.client.service, sized_request(0, PAYLOAD), &c.reqs[0].op), 0);
+    {
+        ct_buf_t *tiny = ct_buf_pool_get(&pool, 2);
+        tiny->len = 2;
+        memset(tiny->base, 0, 2);
+        cr_assert_eq(h_call(&c.client.service, tiny, &c.reqs[1].op), 0);
+    }
+    cr_assert_eq(h_call(&c.client.service, sized_request(2, PAYLOAD), &c.reqs[2].op), 0);
+    H_RUN_UNTIL(c.done == 3);
+    cr_assert_eq(c.reqs[1].op.status, CT_EINVAL, "%s", ct_err_name(c.reqs[1].op.status));
+    cr_assert_eq(c.reqs[0].op.status, 0, "%s", ct_err_name(c.reqs[0].op.status));
+    cr_assert_eq(c.reqs[2].op.status, 0, "%s", ct_err_name(c.reqs[2].op.status));
+    cr_assert_eq(c.mismatched, 0);
+    h_turns(3);
+    cr_assert_eq(c.done, 3, "each op completed exactly once");
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 /* A service whose answer to request 1 is larger than the codec carries. */
 static int grow_one(void *ctx, void *req, void **resp) {
     ct_buf_t *b = req, *big;
