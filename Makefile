@@ -37,6 +37,7 @@ compare-clients: build
 example: build
 	./$(BUILD)/examples/echo_channel
 	./$(BUILD)/examples/echo_multiplex
+	./$(BUILD)/examples/echo_tcp
 
 test: test-plain test-asan
 
