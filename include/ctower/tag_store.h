@@ -64,6 +64,7 @@ typedef struct ct_slab_tags {
         uint32_t in_use;
     } * uses; /* per slot: both in one place, one cache line per request */
     unsigned index_bits;
+    uint32_t index_mask, generation_mask; /* from index_bits, once */
 } ct_slab_tags_t;
 
 /* Initializes tags for up to capacity (1 .. 2^24) requests in flight, reading

@@ -33,6 +33,8 @@ int ct_slab_tags_init(ct_slab_tags_t *t, size_t capacity, ct_tag_get_fn get, ct_
     t->index_bits = 0;
     while (((size_t)1 << t->index_bits) < capacity)
         t->index_bits++;
+    t->index_mask = (uint32_t)(((uint64_t)1 << t->index_bits) - 1);
+    t->generation_mask = (uint32_t)(0xffffffffu >> t->index_bits);
     return 0;
 }
 

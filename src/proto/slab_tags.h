@@ -35,7 +35,6 @@ static inline void ct_buf_set_tag_inline(void *msg, uint32_t tag) {
 }
 
 static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) {
-    uint32_t generation_mask = (uint32_t)(0xffffffffu >> t->index_bits);
     uint32_t tag;
     struct ct_slab_use *use;
     if (slot >= t->store.capacity || t->uses[slot].in_use) return CT_EINVAL;
@@ -43,7 +42,7 @@ static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) 
      * its answer would match no request and end the client (CT_EDESYNC). */
     if (t->set == ct_buf_set_tag && ((const ct_buf_t *)request)->len < 4) return CT_EINVAL;
     use = &t->uses[slot];
-    use->generation = (use->generation + 1) & generation_mask;
+    use->generation = (use->generation + 1) & t->generation_mask;
     use->in_use = 1;
     tag = use->generation << t->index_bits | (uint32_t)slot;
     if (t->set == ct_buf_set_tag)
@@ -55,7 +54,7 @@ static inline int ct_slab_assign(ct_slab_tags_t *t, void *request, size_t slot) 
 
 static inline int ct_slab_finish(ct_slab_tags_t *t, const void *response, size_t *slot) {
     uint32_t tag = t->get == ct_buf_get_tag ? ct_buf_tag_inline(response) : t->get(response);
-    size_t index = tag & (((uint32_t)1 << t->index_bits) - 1);
+    size_t index = tag & t->index_mask;
     struct ct_slab_use *use;
     if (index >= t->store.capacity) return CT_EDESYNC;
     use = &t->uses[index];
