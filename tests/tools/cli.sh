@@ -23,7 +23,7 @@ expect_exit 2 "$ctower" bench --depth 0
 grep -q "depth" "$tmp/err" || fail "a bad --depth is not explained"
 expect_exit 2 "$ctower" bench --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
-expect_exit 2 "$ctower" serve tcp://127.0.0.1:0 --mode multiplex --codec line
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "serve: multiplex + line is not explained"
 expect_exit 2 "$ctower" bench --size 16000000 --depth 65536 --connections 100
 grep -q "memory" "$tmp/err" || fail "a run larger than memory is not explained"
