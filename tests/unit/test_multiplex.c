@@ -632,3 +632,82 @@ Test(multiplex, a_slab_slot_in_use_elsewhere_fails_that_request_alone) {
     ct_transport_close(&other_peer.transport, NULL);
     teardown_client();
 }
+
+/* Random calls and cancels against a peer that answers what it holds in a
+ * random order, as room in each direction allows: every op completes once,
+ * with its own answer or CT_ECANCELED, through tombstones and requests
+ * dropped while they waited for room. */
+enum { RANDOM_OPS = 4000, HELD_MAX = 64 };
+static void *held_msgs[HELD_MAX];
+static int held_n;
+
+static void on_peer_hold(ct_transport_t *t, int status, void *msg) {
+    (void)t;
+    if (status != 0) return;
+    cr_assert_lt(held_n, HELD_MAX);
+    held_msgs[held_n++] = msg;
+}
+
+/* The peer answers up to n of the requests it holds, picked at random. */
+static void peer_answer_random(unsigned *seed, int n) {
+    while (n-- > 0 && held_n > 0) {
+        int k;
+        *seed = *seed * 1103515245u + 12345u;
+        k = (int)((*seed >> 16) % (unsigned)held_n);
+        if (ct_transport_send(&peer.transport, held_msgs[k]) != 0) return; /* no room */
+        held_msgs[k] = held_msgs[--held_n];
+    }
+}
+
+Test(multiplex, random_calls_cancels_and_answers_keep_each_answer_with_its_op) {
+    static rec_op_t r[RANDOM_OPS];
+    ct_client_config_t cfg = {0};
+    int next = 0, i, canceled = 0, answered = 0;
+    unsigned seed = 777;
+    cfg.max_in_flight = 8;
+    cfg.free_msg = tmsg_free;
+    held_n = 0;
+    cr_assert_eq(ct_slab_tags_init(&tags, 8, tmsg_get_tag, tmsg_set_tag), 0);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, 3, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &tags.store, &cfg),
+                 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_hold), 0);
+    while (next < RANDOM_OPS) {
+        seed = seed * 1103515245u + 12345u;
+        if (ct_service_poll_ready(&client.service, NULL) == CT_READY) {
+            rec_op_init(&r[next]);
+            cr_assert_eq(h_call(&client.service, tmsg_new((uint64_t)next), &r[next].op), 0);
+            next++;
+        }
+        if ((seed >> 16) % 4 == 0) { /* cancel one of the last few, if still pending */
+            int k = next - 1 - (int)((seed >> 8) % 8);
+            if (k >= 0 && ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
+        }
+        peer_answer_random(&seed, (int)((seed >> 20) % 4));
+        if ((seed >> 12) % 3 == 0) h_turns(1);
+        cr_assert_leq(ct_client_in_flight(&client), 8);
+    }
+    for (i = 0; i < 1000 && ct_client_in_flight(&client) > 0; i++) {
+        peer_answer_random(&seed, 8);
+        h_turns(1);
+    }
+    h_turns(2);
+    for (i = 0; i < RANDOM_OPS; i++) {
+        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
+        if (r[i].status == 0) {
+            cr_assert_eq(r[i].response_id, (uint64_t)i, "op %d got the answer to another", i);
+            answered++;
+        } else {
+            cr_assert_eq(r[i].status, CT_ECANCELED, "op %d: %s", i, ct_err_name(r[i].status));
+            canceled++;
+        }
+    }
+    cr_assert_gt(canceled, 100);
+    cr_assert_gt(answered, 1000);
+    cr_assert_eq(ct_client_in_flight(&client), 0);
+    cr_assert_eq(held_n, 0);
+    h_close_service(&client.service);
+    ct_transport_close(&peer.transport, NULL);
+    h_run();
+    ct_slab_tags_free(&tags);
+}
