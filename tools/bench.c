@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 /* GRACE_MS: how long requests still in flight when --duration ends are
- * waited for; a server that never answers must not keep the bench running. */
+ * waited for, and how long a --requests run may go without an answer; a
+ * server that never answers must not keep the bench running. */
 enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16, GRACE_MS = 5000 };
 
 /* One cache line holds what a request touches (its start and the op's hot
@@ -53,6 +54,7 @@ typedef struct client_thread {
     int nconns, next_connect, settled, failed, closed;
     histogram_t hist;
     uint64_t done;           /* this thread's own count */
+    uint64_t watched_done;   /* done at the last look of on_watch */
     uint64_t done_published; /* a copy for the main thread's progress line */
     int all_connected;       /* likewise */
     int finished;            /* likewise */
@@ -230,6 +232,17 @@ static void on_grace_over(uv_timer_t *t) {
     finish_thread(t->data);
 }
 
+/* With --requests there is no end of time: a run whose answers stop coming
+ * for GRACE_MS ends there, the requests in flight counted as errors. */
+static void on_watch(uv_timer_t *t) {
+    client_thread_t *th = t->data;
+    if (th->done != th->watched_done) {
+        th->watched_done = th->done;
+        return;
+    }
+    finish_thread(th);
+}
+
 static void on_duration(uv_timer_t *t) {
     client_thread_t *th = t->data;
     th->budget = 0;
@@ -249,6 +262,8 @@ static void start_requests(client_thread_t *th) {
     }
     if (!th->o->requests)
         uv_timer_start(&th->timer, on_duration, (uint64_t)(th->o->duration_s * 1000), 0);
+    else
+        uv_timer_start(&th->timer, on_watch, GRACE_MS, GRACE_MS);
     for (d = 0; d < th->o->depth; d++) {
         for (i = 0; i < th->nconns; i++)
             if (th->conns[i].up && th->budget > 0) issue_new(&th->conns[i].reqs[d]);

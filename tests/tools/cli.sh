@@ -79,6 +79,11 @@ expect_exit 1 "$ctower" bench --server "unix://$sock" --codec line --connections
 (($(date +%s) - start < 20)) || fail "a silent server kept the bench running"
 grep -q '"requests": 0,' "$tmp/out" && grep -q '"CT_ECLOSED": 8' "$tmp/out" ||
   fail "silent server: $(cat "$tmp/out")"
+start=$(date +%s)
+expect_exit 1 "$ctower" bench --server "unix://$sock" --codec line --connections 2 --depth 4 \
+  --requests 1000 --json
+(($(date +%s) - start < 20)) || fail "a silent server kept a --requests run going"
+grep -q '"CT_ECLOSED": 8' "$tmp/out" || fail "silent server, --requests: $(cat "$tmp/out")"
 kill -CONT "$server_pid"
 kill -TERM "$server_pid"
 wait "$server_pid"
