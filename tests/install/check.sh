@@ -12,6 +12,8 @@ test -f "$prefix/include/ctower/ctower.h"
 libdir=$(ls -d "$prefix"/lib* | head -n 1)
 test -f "$libdir/libctower.a"
 test -f "$libdir/pkgconfig/ctower.pc"
+# The tool comes with the library, and runs from where it was installed.
+"$prefix/bin/ctower" bench --connections 2 --depth 2 --requests 200 --json | grep -q '"errors": 0,'
 
 # pkg-config, against the static library so no rpath is needed.
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
