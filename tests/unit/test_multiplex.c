@@ -662,8 +662,6 @@ static void peer_answer_random(unsigned *seed, int n) {
 Test(multiplex, random_calls_cancels_and_answers_keep_each_answer_with_its_op) {
     static rec_op_t r[RANDOM_OPS];
     ct_client_config_t cfg = {0};
-    int next = 0, i, canceled = 0, answered = 0;
-    unsigned seed = 777;
     cfg.max_in_flight = 8;
     cfg.free_msg = tmsg_free;
     held_n = 0;
@@ -672,39 +670,7 @@ Test(multiplex, random_calls_cancels_and_answers_keep_each_answer_with_its_op) {
     cr_assert_eq(ct_multiplex_client_init(&client, &H.ct, &client_end.transport, &tags.store, &cfg),
                  0);
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_hold), 0);
-    while (next < RANDOM_OPS) {
-        seed = seed * 1103515245u + 12345u;
-        if (ct_service_poll_ready(&client.service, NULL) == CT_READY) {
-            rec_op_init(&r[next]);
-            cr_assert_eq(h_call(&client.service, tmsg_new((uint64_t)next), &r[next].op), 0);
-            next++;
-        }
-        if ((seed >> 16) % 4 == 0) { /* cancel one of the last few, if still pending */
-            int k = next - 1 - (int)((seed >> 8) % 8);
-            if (k >= 0 && ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
-        }
-        peer_answer_random(&seed, (int)((seed >> 20) % 4));
-        if ((seed >> 12) % 3 == 0) h_turns(1);
-        cr_assert_leq(ct_client_in_flight(&client), 8);
-    }
-    for (i = 0; i < 1000 && ct_client_in_flight(&client) > 0; i++) {
-        peer_answer_random(&seed, 8);
-        h_turns(1);
-    }
-    h_turns(2);
-    for (i = 0; i < RANDOM_OPS; i++) {
-        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
-        if (r[i].status == 0) {
-            cr_assert_eq(r[i].response_id, (uint64_t)i, "op %d got the answer to another", i);
-            answered++;
-        } else {
-            cr_assert_eq(r[i].status, CT_ECANCELED, "op %d: %s", i, ct_err_name(r[i].status));
-            canceled++;
-        }
-    }
-    cr_assert_gt(canceled, 100);
-    cr_assert_gt(answered, 1000);
-    cr_assert_eq(ct_client_in_flight(&client), 0);
+    h_random_calls_and_cancels(&client, r, RANDOM_OPS, 8, peer_answer_random, 777);
     cr_assert_eq(held_n, 0);
     h_close_service(&client.service);
     ct_transport_close(&peer.transport, NULL);

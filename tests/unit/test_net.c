@@ -599,6 +599,33 @@ Test(net, a_failed_write_is_a_broken_send_side) {
     cr_assert_eq(sigaction(SIGPIPE, &old, NULL), 0);
 }
 
+/* An echo server over TCP with codec lc and client c connected to it at
+ * depth, ready for the test to issue (total 0); its first n ops are set up
+ * to expect answers 0..n-1. */
+static void echo_connection(conn_t *c, const ct_length_codec_config_t *lc, int multiplex,
+                            size_t depth, int n) {
+    int i;
+    net_setup();
+    cr_assert_eq(ct_length_codec_init(&codec, lc), 0);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex);
+    connect_to(c, bound, multiplex, depth, 0);
+    H_RUN_UNTIL(c->connected);
+    cr_assert_eq(c->connect_status, 0);
+    for (i = 0; i < n; i++) {
+        c->reqs[i].conn = c;
+        c->reqs[i].expect = (uint64_t)i;
+        ct_op_init(&c->reqs[i].op, on_reply);
+    }
+}
+
+static void end_echo_connection(conn_t *c) {
+    close_conn(c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 /* A codec without a practical limit (max_payload SIZE_MAX, which plus the
  * header overflows): a frame larger than the read buffer still makes it grow
  * and arrives whole, both ways. */
@@ -627,13 +654,7 @@ Test(net, a_frame_larger_than_the_read_buffer_with_no_practical_limit) {
     ct_buf_t *big;
     ct_op_t op;
     size_t i;
-    net_setup();
-    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
-    ct_echo_service_init(&echo, &H.ct);
-    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
-    connect_to(&c, bound, 0, 1, 0); /* total 0: the test issues */
-    H_RUN_UNTIL(c.connected);
-    cr_assert_eq(c.connect_status, 0);
+    echo_connection(&c, &lc, 0, 1, 0);
     big = ct_buf_new(BIG);
     cr_assert_not_null(big);
     for (i = 0; i < BIG; i++)
@@ -646,10 +667,7 @@ Test(net, a_frame_larger_than_the_read_buffer_with_no_practical_limit) {
     cr_assert_eq(whole_status, 0, "%s", ct_err_name(whole_status));
     cr_assert_eq(whole_len, (size_t)BIG);
     cr_assert(whole_ok, "the echo came back byte for byte");
-    close_conn(&c);
-    stop_listening();
-    h_close_service(&echo.service);
-    ct_buf_pool_destroy(&pool);
+    end_echo_connection(&c);
 }
 
 /* A Unix socket path that a live server holds is refused (it used to be
@@ -865,19 +883,7 @@ static void oversize_request_fails_alone(int multiplex) {
     static conn_t c;
     ct_length_codec_config_t lc = {4, 0, 0, PAYLOAD};
     ct_buf_t *big;
-    int i;
-    net_setup();
-    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
-    ct_echo_service_init(&echo, &H.ct);
-    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex);
-    connect_to(&c, bound, multiplex, 4, 0); /* total 0: the test issues */
-    H_RUN_UNTIL(c.connected);
-    cr_assert_eq(c.connect_status, 0);
-    for (i = 0; i < 3; i++) {
-        c.reqs[i].conn = &c;
-        c.reqs[i].expect = (uint64_t)i;
-        ct_op_init(&c.reqs[i].op, on_reply);
-    }
+    echo_connection(&c, &lc, multiplex, 4, 3);
     big = sized_request(1, OVERSIZE);
     cr_assert_eq(h_call(&c.client.service, sized_request(0, PAYLOAD), &c.reqs[0].op), 0);
     cr_assert_eq(h_call(&c.client.service, big, &c.reqs[1].op), 0);
@@ -897,10 +903,7 @@ static void oversize_request_fails_alone(int multiplex) {
     cr_assert_eq(c.mismatched, 0);
     h_turns(3);
     cr_assert_eq(c.done, 4, "each op completed exactly once");
-    close_conn(&c);
-    stop_listening();
-    h_close_service(&echo.service);
-    ct_buf_pool_destroy(&pool);
+    end_echo_connection(&c);
 }
 
 Test(net, pipeline_oversize_request_fails_alone) {
@@ -916,19 +919,7 @@ Test(net, multiplex_oversize_request_fails_alone) {
 Test(net, a_multiplex_request_too_short_for_its_tag_fails_alone) {
     static conn_t c;
     ct_length_codec_config_t lc = {4, 0, 0, 1024};
-    int i;
-    net_setup();
-    cr_assert_eq(ct_length_codec_init(&codec, &lc), 0);
-    ct_echo_service_init(&echo, &H.ct);
-    listen_on("tcp://127.0.0.1:0", &echo.service, 1);
-    connect_to(&c, bound, 1, 4, 0); /* total 0: the test issues */
-    H_RUN_UNTIL(c.connected);
-    cr_assert_eq(c.connect_status, 0);
-    for (i = 0; i < 3; i++) {
-        c.reqs[i].conn = &c;
-        c.reqs[i].expect = (uint64_t)i;
-        ct_op_init(&c.reqs[i].op, on_reply);
-    }
+    echo_connection(&c, &lc, 1, 4, 3);
     cr_assert_eq(h_call(&c.client.service, sized_request(0, PAYLOAD), &c.reqs[0].op), 0);
     {
         ct_buf_t *tiny = ct_buf_pool_get(&pool, 2);
@@ -944,10 +935,7 @@ Test(net, a_multiplex_request_too_short_for_its_tag_fails_alone) {
     cr_assert_eq(c.mismatched, 0);
     h_turns(3);
     cr_assert_eq(c.done, 3, "each op completed exactly once");
-    close_conn(&c);
-    stop_listening();
-    h_close_service(&echo.service);
-    ct_buf_pool_destroy(&pool);
+    end_echo_connection(&c);
 }
 
 /* A service whose answer to request 1 is larger than the codec carries. */

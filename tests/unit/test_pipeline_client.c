@@ -566,7 +566,8 @@ static void on_peer_fifo(ct_transport_t *t, int status, void *msg) {
 }
 
 /* The peer answers up to n of the requests it holds, oldest first. */
-static void peer_answer_some(int n) {
+static void peer_answer_some(unsigned *seed, int n) {
+    (void)seed;
     while (n-- > 0 && fifo_n > 0) {
         if (ct_transport_send(&peer.transport, fifo[fifo_head]) != 0) return; /* no room */
         fifo_head = (fifo_head + 1) % RANDOM_OPS;
@@ -577,47 +578,13 @@ static void peer_answer_some(int n) {
 static void random_calls_and_cancels(size_t bound) {
     static rec_op_t r[RANDOM_OPS];
     ct_client_config_t cfg = {0};
-    int next = 0, i, canceled = 0, answered = 0;
-    unsigned seed = 12345;
     cfg.max_in_flight = bound;
     cfg.free_msg = tmsg_free;
     fifo_head = fifo_n = 0;
     cr_assert_eq(ct_channel_pair_init(&H.ct, &client_end, &peer, 3, tmsg_free, NULL), 0);
     cr_assert_eq(ct_pipeline_client_init(&client, &H.ct, &client_end.transport, &cfg), 0);
     cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_fifo), 0);
-    while (next < RANDOM_OPS) {
-        seed = seed * 1103515245u + 12345u;
-        if (ct_service_poll_ready(&client.service, NULL) == CT_READY) {
-            rec_op_init(&r[next]);
-            cr_assert_eq(h_call(&client.service, tmsg_new((uint64_t)next), &r[next].op), 0);
-            next++;
-        }
-        if ((seed >> 16) % 4 == 0) { /* cancel one of the last few, if still pending */
-            int k = next - 1 - (int)((seed >> 8) % 8);
-            if (k >= 0 && ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
-        }
-        peer_answer_some((int)((seed >> 20) % 4));
-        if ((seed >> 12) % 3 == 0) h_turns(1);
-        cr_assert_leq(ct_client_in_flight(&client), bound);
-    }
-    for (i = 0; i < 1000 && ct_client_in_flight(&client) > 0; i++) {
-        peer_answer_some(8);
-        h_turns(1);
-    }
-    h_turns(2);
-    for (i = 0; i < RANDOM_OPS; i++) {
-        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
-        if (r[i].status == 0) {
-            cr_assert_eq(r[i].response_id, (uint64_t)i, "op %d got the answer to another", i);
-            answered++;
-        } else {
-            cr_assert_eq(r[i].status, CT_ECANCELED, "op %d: %s", i, ct_err_name(r[i].status));
-            canceled++;
-        }
-    }
-    cr_assert_gt(canceled, 100);
-    cr_assert_gt(answered, 1000);
-    cr_assert_eq(ct_client_in_flight(&client), 0);
+    h_random_calls_and_cancels(&client, r, RANDOM_OPS, bound, peer_answer_some, 12345);
     cr_assert_eq(fifo_n, 0);
     h_close_service(&client.service);
     ct_transport_close(&peer.transport, NULL);

@@ -107,6 +107,44 @@ int h_call(ct_service_t *svc, void *request, ct_op_t *op) {
     return r;
 }
 
+void h_random_calls_and_cancels(ct_client_t *client, rec_op_t *r, int n_ops, size_t bound,
+                                h_answer_fn answer_some, unsigned seed) {
+    int next = 0, i, canceled = 0, answered = 0;
+    while (next < n_ops) {
+        seed = seed * 1103515245u + 12345u;
+        if (ct_service_poll_ready(&client->service, NULL) == CT_READY) {
+            rec_op_init(&r[next]);
+            cr_assert_eq(h_call(&client->service, tmsg_new((uint64_t)next), &r[next].op), 0);
+            next++;
+        }
+        if ((seed >> 16) % 4 == 0) { /* cancel one of the last few, if still pending */
+            int k = next - 1 - (int)((seed >> 8) % 8);
+            if (k >= 0 && ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
+        }
+        answer_some(&seed, (int)((seed >> 20) % 4));
+        if ((seed >> 12) % 3 == 0) h_turns(1);
+        cr_assert_leq(ct_client_in_flight(client), bound);
+    }
+    for (i = 0; i < 1000 && ct_client_in_flight(client) > 0; i++) {
+        answer_some(&seed, 8);
+        h_turns(1);
+    }
+    h_turns(2);
+    for (i = 0; i < n_ops; i++) {
+        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
+        if (r[i].status == 0) {
+            cr_assert_eq(r[i].response_id, (uint64_t)i, "op %d got the answer to another", i);
+            answered++;
+        } else {
+            cr_assert_eq(r[i].status, CT_ECANCELED, "op %d: %s", i, ct_err_name(r[i].status));
+            canceled++;
+        }
+    }
+    cr_assert_gt(canceled, n_ops / 40);
+    cr_assert_gt(answered, n_ops / 4);
+    cr_assert_eq(ct_client_in_flight(client), 0);
+}
+
 static void rec_cb(ct_op_t *op, int status, void *response) {
     rec_op_t *r = CT_CONTAINER_OF(op, rec_op_t, op);
     cr_assert_eq(H.nested, 0, "callback re-entered from inside a call");

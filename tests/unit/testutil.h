@@ -71,6 +71,14 @@ typedef struct rec_op {
 void rec_op_init(rec_op_t *r);
 extern long rec_op_counter;
 
+/* Random calls (request i is tmsg i) and cancels on client, with at most
+ * bound in flight, while answer_some lets the peer answer up to n requests;
+ * then every op must have completed once, with its own answer or
+ * CT_ECANCELED, and the client must be empty. r holds n_ops ops. */
+typedef void (*h_answer_fn)(unsigned *seed, int n);
+void h_random_calls_and_cancels(ct_client_t *client, rec_op_t *r, int n_ops, size_t bound,
+                                h_answer_fn answer_some, unsigned seed);
+
 /* A service that holds each request until the test (or its timer, or its
  * batch rule) completes it; the response is the request itself. */
 typedef struct held_svc {
