@@ -7,6 +7,10 @@
  * down gracefully. ct_listener_shutdown() stops accepting, lets every server
  * finish what it has read, aborts those still running at the deadline, and
  * calls back once everything is closed.
+ *
+ * One listener runs on one loop. To use more cores, run a loop per thread,
+ * each with its own listener on the same address (reuse_port) and its own
+ * service stack; `ctower serve --threads` (tools/serve.c) does so.
  */
 #ifndef CTOWER_LISTENER_H
 #define CTOWER_LISTENER_H
@@ -29,6 +33,11 @@ typedef struct ct_listener_config {
     size_t max_connections;    /* 0: no limit */
     uint64_t idle_timeout_ms;  /* 0: never close idle connections */
     int backlog;               /* 0: 511 */
+    /* 1: other listeners may bind the same TCP address (SO_REUSEPORT), each
+     * on its own loop and thread, and the kernel spreads new connections
+     * over them: the way to serve one address from several cores. Every
+     * listener on the address must set it. A Unix address is CT_EINVAL. */
+    int reuse_port;
 } ct_listener_config_t;
 
 struct ct_listener {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -125,62 +126,96 @@ static void on_deadline(uv_timer_t *timer) {
     }
 }
 
+static socklen_t unix_sockaddr(const char *path, struct sockaddr_un *sa) {
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    snprintf(sa->sun_path, sizeof sa->sun_path, "%s", path); /* parsing checked the length */
+    return sizeof *sa;
+}
+
 /* Whether a server answers at the Unix socket path: a connect to a local
  * socket does not wait, and only a socket nobody listens on any more (left
  * by a process that died) may be removed to bind again. */
 static int socket_in_use(const char *path) {
     struct sockaddr_un sa;
+    socklen_t len = unix_sockaddr(path, &sa);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), in_use;
     if (fd < 0) return 0;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path); /* parsing checked the length */
-    in_use = connect(fd, (const struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN;
+    in_use = connect(fd, (const struct sockaddr *)&sa, len) == 0 || errno == EAGAIN;
     close(fd);
     return in_use;
 }
 
-/* libuv reports a missing directory as UV_EACCES (as Windows would); the
- * user is better told the directory is not there. */
-static int missing_directory(const char *path) {
-    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char *slash;
+/* A stale socket file is removed so that the path can be bound again. */
+static int free_unix_path(const char *path) {
     struct stat st;
-    snprintf(dir, sizeof dir, "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir) return 0;
-    *slash = '\0';
-    return stat(dir, &st) != 0 && errno == ENOENT;
-}
-
-static int bind_unix(ct_listener_t *l) {
-    const char *path = l->address.path;
-    struct stat st;
-    int r;
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
         if (socket_in_use(path)) return UV_EADDRINUSE;
-        unlink(path); /* stale */
+        unlink(path);
     }
-    if ((r = uv_pipe_init(l->loop->uv, &l->h.pipe, 0)) != 0) return r;
-    l->h.handle.data = l;
-    l->handles_open++;
-    r = uv_pipe_bind(&l->h.pipe, path);
-    if (r == UV_EACCES && missing_directory(path)) r = UV_ENOENT;
-    return r;
+    return 0;
 }
 
-static int bind_tcp(ct_listener_t *l) {
+/* The socket options libuv's own bind sets: address reuse (a restarted
+ * server binds at once, past TIME_WAIT) and dual-stack IPv6. */
+static int set_options(const ct_listener_t *l, int fd) {
+    int on = 1, off = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) return -1;
+    if (l->address.sa.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0)
+        return -1;
+    /* libuv 1.44 has no flag for it (1.49 adds UV_TCP_REUSEPORT) */
+    if (l->cfg.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+        return -1;
+    return 0;
+}
+
+/* A bound, listening socket in *fd. It is made with plain system calls,
+ * before any libuv handle exists: a failure then leaves nothing to close,
+ * and the listener's memory is the caller's again at once (a handle given to
+ * uv_close() would hold it until the loop ran), so a program may try one
+ * address after another with the same listener. */
+static int listening_socket(const ct_listener_t *l, int *fd) {
+    struct sockaddr_un un;
+    const struct sockaddr *sa = (const struct sockaddr *)&l->address.sa;
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int r;
-    if ((r = uv_tcp_init(l->loop->uv, &l->h.tcp)) != 0) return r;
-    l->h.handle.data = l;
-    l->handles_open++;
-    return uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&l->address.sa, 0);
+    if (is_pipe(l)) {
+        if ((r = free_unix_path(l->address.path)) != 0) return r;
+        len = unix_sockaddr(l->address.path, &un);
+        sa = (const struct sockaddr *)&un;
+    }
+    *fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (*fd < 0) return uv_translate_sys_error(errno);
+    if ((!is_pipe(l) && set_options(l, *fd) != 0) || bind(*fd, sa, len) != 0) {
+        r = uv_translate_sys_error(errno);
+    } else if (listen(*fd, l->cfg.backlog ? l->cfg.backlog : 511) != 0) {
+        r = uv_translate_sys_error(errno);
+        if (is_pipe(l)) unlink(l->address.path); /* the bind made it */
+    } else {
+        return 0;
+    }
+    close(*fd);
+    return r;
 }
 
-static int bind_and_listen(ct_listener_t *l) {
-    int r = is_pipe(l) ? bind_unix(l) : bind_tcp(l);
-    if (r == 0) r = uv_listen(&l->h.stream, l->cfg.backlog ? l->cfg.backlog : 511, on_connection);
-    return r;
+/* The listening socket becomes the listener's handle. */
+static int adopt(ct_listener_t *l, int fd) {
+    int r =
+        is_pipe(l) ? uv_pipe_init(l->loop->uv, &l->h.pipe, 0) : uv_tcp_init(l->loop->uv, &l->h.tcp);
+    if (r != 0) {
+        close(fd);
+        return r;
+    }
+    l->h.handle.data = l;
+    l->handles_open++;
+    r = is_pipe(l) ? uv_pipe_open(&l->h.pipe, fd) : uv_tcp_open(&l->h.tcp, fd);
+    if (r != 0) {
+        close(fd); /* not the handle's: libuv did not take it */
+        return r;
+    }
+    return uv_listen(&l->h.stream, l->cfg.backlog ? l->cfg.backlog : 511, on_connection);
 }
 
 /* A listener cannot wait for a resolver: of the names, only "localhost"
@@ -196,20 +231,27 @@ static int parse_bindable(const char *text, ct_address_t *addr) {
 
 int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_service_t *service,
                      const ct_listener_config_t *cfg) {
-    int r;
+    int r, fd;
     if (!l || !loop || !service || !cfg) return CT_EINVAL;
     memset(l, 0, sizeof *l);
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
+    if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;
     l->loop = loop;
     l->service = service;
     l->cfg = *cfg;
     ct_list_init(&l->conns);
-    if ((r = uv_timer_init(loop->uv, &l->timer)) != 0) return r;
+    if ((r = listening_socket(l, &fd)) != 0) return r;
+    if ((r = uv_timer_init(loop->uv, &l->timer)) != 0) {
+        close(fd);
+        return r;
+    }
     l->timer.data = l;
     l->handles_open = 1;
-    if ((r = bind_and_listen(l)) != 0) {
-        /* Nothing may stay open: close what was made and let the loop finish
-         * it; the caller sees the error now. */
+    if ((r = adopt(l, fd)) != 0) {
+        /* libuv refused a socket that is bound and listening: not seen in
+         * practice, but nothing may stay open, so what was made is closed
+         * (and, unlike the errors above, holds the memory until the loop
+         * runs). */
         l->closing = 1;
         if (l->handles_open == 2) uv_close(&l->h.handle, NULL);
         uv_close((uv_handle_t *)&l->timer, NULL);

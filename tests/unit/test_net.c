@@ -344,6 +344,113 @@ Test(net, listener_refuses_names_it_would_have_to_resolve) {
     ct_buf_pool_destroy(&pool);
 }
 
+/* ---- several listeners on one address (reuse_port) ----------------------- */
+
+static int second_closed;
+static void on_second_closed(ct_listener_t *l) {
+    (void)l;
+    second_closed = 1;
+}
+
+static int listen_again(ct_listener_t *l, const char *address, int reuse_port) {
+    ct_listener_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = stream_cfg;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cfg.reuse_port = reuse_port;
+    return ct_listener_init(l, &H.ct, address, &echo.service, &cfg);
+}
+
+Test(net, listeners_with_reuse_port_share_an_address_and_its_connections) {
+    enum { CONNS = 16, PER_CONN = 1000 };
+    static conn_t conns[CONNS];
+    static ct_listener_t second, third;
+    size_t first_accepted = 0, second_accepted = 0;
+    int i;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    /* listen_on() without reuse_port: a second listener is refused */
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    cr_assert_eq(listen_again(&second, bound, 1), UV_EADDRINUSE);
+    stop_listening();
+
+    /* both with it: both bind, and the kernel spreads the connections */
+    cr_assert_eq(listen_again(&listener, "tcp://127.0.0.1:0", 1), 0);
+    {
+        ct_address_t a;
+        cr_assert_eq(ct_listener_address(&listener, &a), 0);
+        cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
+    }
+    cr_assert_eq(listen_again(&second, bound, 1), 0);
+    cr_assert_eq(listen_again(&third, bound, 0), UV_EADDRINUSE, "every listener must set it");
+    for (i = 0; i < CONNS; i++)
+        connect_to(&conns[i], bound, 0, 8, PER_CONN);
+    H_RUN_UNTIL(all_done(conns, CONNS));
+    for (i = 0; i < CONNS; i++) {
+        cr_assert_eq(conns[i].connect_status, 0);
+        cr_assert_eq(conns[i].errors, 0);
+        cr_assert_eq(conns[i].mismatched, 0);
+    }
+    ct_listener_counts(&listener, &first_accepted, NULL);
+    ct_listener_counts(&second, &second_accepted, NULL);
+    cr_assert_eq(first_accepted + second_accepted, CONNS);
+    /* all 16 on one listener by chance: 2 in 65,536 */
+    cr_assert(first_accepted > 0 && second_accepted > 0, "accepted %zu and %zu", first_accepted,
+              second_accepted);
+    for (i = 0; i < CONNS; i++)
+        close_conn(&conns[i]);
+    listener_closed = second_closed = 0;
+    cr_assert_eq(ct_listener_shutdown(&listener, 1000, on_listener_closed), 0);
+    cr_assert_eq(ct_listener_shutdown(&second, 1000, on_second_closed), 0);
+    H_RUN_UNTIL(listener_closed && second_closed);
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* A failed init leaves nothing open: the same listener may be initialized
+ * again at once, as a program trying one port after another would. */
+Test(net, a_listener_that_failed_to_bind_is_reusable_at_once) {
+    static ct_listener_t l;
+    static conn_t c;
+    char taken[128];
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    strcpy(taken, bound);
+    cr_assert_eq(listen_again(&l, taken, 0), UV_EADDRINUSE);
+    cr_assert_eq(listen_again(&l, "unix:///nonexistent-dir/x.sock", 0), UV_ENOENT);
+    cr_assert_eq(listen_again(&l, taken, 0), UV_EADDRINUSE);
+    cr_assert_eq(listen_again(&l, "tcp://127.0.0.1:0", 0), 0);
+    {
+        ct_address_t a;
+        char other[128];
+        cr_assert_eq(ct_listener_address(&l, &a), 0);
+        cr_assert_eq(ct_address_format(&a, other, sizeof other), 0);
+        connect_to(&c, other, 0, 4, 100);
+    }
+    H_RUN_UNTIL(all_done(&c, 1));
+    cr_assert_eq(c.errors, 0);
+    cr_assert_eq(c.mismatched, 0);
+    close_conn(&c);
+    second_closed = 0;
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_second_closed), 0);
+    H_RUN_UNTIL(second_closed);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, reuse_port_on_a_unix_address_is_refused) {
+    static ct_listener_t l;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    cr_assert_eq(listen_again(&l, "unix:///tmp/ctower-test-reuse.sock", 1), CT_EINVAL);
+    cr_assert_eq(access("/tmp/ctower-test-reuse.sock", F_OK), -1, "nothing was bound");
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 Test(net, connection_refused_and_missing_socket) {
     static conn_t c;
     char refused[128];
