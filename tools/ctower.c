@@ -7,14 +7,16 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage:\n"
-               "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]\n"
-               "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec length|line]\n"
-               "               [--connections N] [--depth N] [--size BYTES]\n"
-               "               [--duration S | --requests N] [--threads N] [--json]\n"
-               "\n"
-               "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
-               "bench starts an echo server of its own on a free loopback port.\n");
+    fprintf(f,
+            "usage:\n"
+            "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line] [--threads N]\n"
+            "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec length|line]\n"
+            "               [--connections N] [--depth N] [--size BYTES]\n"
+            "               [--duration S | --requests N] [--threads N] [--json]\n"
+            "\n"
+            "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
+            "bench starts an echo server of its own on a free loopback port.\n"
+            "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n");
 }
 
 int main(int argc, char **argv) {

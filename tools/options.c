@@ -27,17 +27,27 @@ static int whole_number(const char *name, const char *text, double min, double m
     return parse_number(name, text, min, max, 1, out);
 }
 
-int options_parse(options_t *o, int argc, char **argv, int first, int allow_positional) {
+/* What `ctower serve` takes besides its address; the rest are bench's. */
+static int serve_option(const char *name) {
+    return strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0 ||
+           strcmp(name, "--threads") == 0;
+}
+
+int options_parse(options_t *o, int argc, char **argv, int first, int serve) {
     int i;
     for (i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
+        if (serve && a[0] == '-' && !serve_option(a)) {
+            fprintf(stderr, "ctower serve: %s is not an option of serve\n", a);
+            return -1;
+        }
         if (strcmp(a, "--json") == 0) {
             o->json = 1;
             continue;
         }
         if (a[0] != '-') {
-            if (!allow_positional || o->address) {
+            if (!serve || o->address) {
                 fprintf(stderr, "ctower: unexpected argument '%s'\n", a);
                 return -1;
             }

@@ -17,9 +17,10 @@ typedef struct options {
     int json;
 } options_t;
 
-/* Parses argv[first..argc) into o (defaults already set). Returns 0, or -1
+/* Parses argv[first..argc) into o (defaults already set); serve: for `ctower
+ * serve`, which takes an address and only its own options. Returns 0, or -1
  * after printing what was wrong. */
-int options_parse(options_t *o, int argc, char **argv, int first, int allow_positional);
+int options_parse(options_t *o, int argc, char **argv, int first, int serve);
 
 /* The codec, stream and pool setup for one loop. */
 typedef struct wire {

@@ -1,17 +1,22 @@
 /* `ctower serve ADDR`: an echo server until SIGINT or SIGTERM, then a
- * graceful shutdown (5 s deadline). */
+ * graceful shutdown (5 s deadline). With --threads N, N loops in N threads
+ * each run a listener on the same address (SO_REUSEPORT), and the kernel
+ * spreads the connections over them. */
 #include "serve.h"
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct server {
+    uv_loop_t uv;
     ct_loop_t ct;
     wire_t wire;
     ct_service_fn_t echo;
     ct_listener_t listener;
-    uv_signal_t sigint, sigterm;
+    uv_async_t stop; /* the one handle another thread may touch */
+    uv_thread_t thread;
 } server_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -28,57 +33,129 @@ static void on_listener_closed(ct_listener_t *l) {
     ct_service_close(&s->echo.service, on_echo_closed);
 }
 
-static void on_signal(uv_signal_t *sig, int signum) {
-    server_t *s = sig->data;
-    fprintf(stderr, "ctower serve: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uv_close((uv_handle_t *)&s->sigint, NULL);
-    uv_close((uv_handle_t *)&s->sigterm, NULL);
+static void on_stop(uv_async_t *stop) {
+    server_t *s = stop->data;
+    uv_close((uv_handle_t *)stop, NULL);
     ct_listener_shutdown(&s->listener, 5000, on_listener_closed);
 }
 
-int serve_main(const options_t *o) {
-    static server_t s;
-    uv_loop_t uv;
+typedef struct signals {
+    uv_signal_t sigint, sigterm;
+    server_t *servers;
+    int n;
+} signals_t;
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    signals_t *g = sig->data;
+    int i;
+    fprintf(stderr, "ctower serve: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_close((uv_handle_t *)&g->sigint, NULL);
+    uv_close((uv_handle_t *)&g->sigterm, NULL);
+    for (i = 0; i < g->n; i++)
+        uv_async_send(&g->servers[i].stop);
+}
+
+/* One server's loop, listener and service; on error, what was made is closed
+ * (the loop is left to run dry and close). */
+static int server_init(server_t *s, const options_t *o, const char *address, int reuse_port) {
     ct_listener_config_t cfg;
-    ct_address_t bound;
-    char text[160];
     int r;
+    uv_loop_init(&s->uv);
+    ct_loop_init(&s->ct, &s->uv);
+    wire_init(&s->wire, o);
+    ct_echo_service_init(&s->echo, &s->ct);
+    s->echo.service.data = s;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = o->multiplex;
+    cfg.stream = s->wire.stream;
+    cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &s->wire.pool;
+    cfg.reuse_port = reuse_port;
+    r = ct_listener_init(&s->listener, &s->ct, address, &s->echo.service, &cfg);
+    if (r != 0) {
+        ct_service_close(&s->echo.service, on_echo_closed);
+        return r;
+    }
+    s->listener.data = s;
+    uv_async_init(&s->uv, &s->stop, on_stop);
+    s->stop.data = s;
+    return 0;
+}
+
+/* Runs s's loop to its end; 0 if it closed cleanly. */
+static int server_run(server_t *s) {
+    uv_run(&s->uv, UV_RUN_DEFAULT);
+    ct_buf_pool_destroy(&s->wire.pool);
+    return uv_loop_close(&s->uv) == 0 ? 0 : 1;
+}
+
+static void server_thread(void *arg) {
+    server_t *s = arg;
+    if (server_run(s) != 0) fprintf(stderr, "ctower serve: a loop closed with handles open\n");
+}
+
+static int check_options(const options_t *o) {
     if (!o->address) {
-        fprintf(stderr,
-                "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]\n");
+        fprintf(stderr, "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]"
+                        " [--threads N]\n");
         return 2;
     }
     if (o->multiplex && o->line_codec) {
         fprintf(stderr, "ctower serve: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
-    uv_loop_init(&uv);
-    ct_loop_init(&s.ct, &uv);
-    wire_init(&s.wire, o);
-    ct_echo_service_init(&s.echo, &s.ct);
-    s.echo.service.data = &s;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.multiplex = o->multiplex;
-    cfg.stream = s.wire.stream;
-    cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
-    cfg.server.free_msg = ct_buf_pool_free_msg;
-    cfg.server.free_ctx = &s.wire.pool;
-    r = ct_listener_init(&s.listener, &s.ct, o->address, &s.echo.service, &cfg);
-    if (r != 0) {
+    if (o->threads > 1 && strncmp(o->address, "unix:", 5) == 0) {
+        fprintf(stderr, "ctower serve: --threads needs a TCP address\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* Servers 1..n-1 on the address server 0 bound (its port, if it was 0). */
+static int start_others(server_t *servers, int n, const options_t *o, const char *bound) {
+    int i, r;
+    for (i = 1; i < n; i++) {
+        if ((r = server_init(&servers[i], o, bound, 1)) != 0) {
+            fprintf(stderr, "ctower serve: cannot listen on %s again: %s\n", bound, ct_strerror(r));
+            exit(1); /* the servers already started run in other threads */
+        }
+        uv_thread_create(&servers[i].thread, server_thread, &servers[i]);
+    }
+    return 0;
+}
+
+int serve_main(const options_t *o) {
+    int n = o->threads, i, r;
+    server_t *servers;
+    signals_t g;
+    ct_address_t bound;
+    char text[160];
+    if ((r = check_options(o)) != 0) return r;
+    servers = calloc((size_t)n, sizeof *servers);
+    if (!servers) return fprintf(stderr, "ctower serve: out of memory\n"), 1;
+    if ((r = server_init(&servers[0], o, o->address, n > 1)) != 0) {
         fprintf(stderr, "ctower serve: cannot listen on %s: %s\n", o->address, ct_strerror(r));
+        server_run(&servers[0]);
+        free(servers);
         return 1;
     }
-    s.listener.data = &s;
-    ct_listener_address(&s.listener, &bound);
+    ct_listener_address(&servers[0].listener, &bound);
     ct_address_format(&bound, text, sizeof text);
-    fprintf(stderr, "ctower serve: %s echo on %s (%s codec)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, o->line_codec ? "line" : "length");
-    uv_signal_init(&uv, &s.sigint);
-    uv_signal_init(&uv, &s.sigterm);
-    s.sigint.data = s.sigterm.data = &s;
-    uv_signal_start(&s.sigint, on_signal, SIGINT);
-    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-    uv_run(&uv, UV_RUN_DEFAULT);
-    ct_buf_pool_destroy(&s.wire.pool);
-    return uv_loop_close(&uv) == 0 ? 0 : 1;
+    start_others(servers, n, o, text);
+    fprintf(stderr, "ctower serve: %s echo on %s (%s codec, %d thread%s)\n",
+            o->multiplex ? "multiplex" : "pipeline", text, o->line_codec ? "line" : "length", n,
+            n > 1 ? "s" : "");
+    g.servers = servers;
+    g.n = n;
+    uv_signal_init(&servers[0].uv, &g.sigint);
+    uv_signal_init(&servers[0].uv, &g.sigterm);
+    g.sigint.data = g.sigterm.data = &g;
+    uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+    r = server_run(&servers[0]);
+    for (i = 1; i < n; i++)
+        uv_thread_join(&servers[i].thread);
+    free(servers);
+    return r;
 }

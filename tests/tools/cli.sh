@@ -25,6 +25,10 @@ expect_exit 2 "$ctower" bench --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
 expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "serve: multiplex + line is not explained"
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --depth 4
+grep -q "not an option of serve" "$tmp/err" || fail "serve: a bench option is not refused"
+expect_exit 2 "$ctower" serve "unix://$tmp/t.sock" --threads 2
+grep -q "TCP address" "$tmp/err" || fail "serve: --threads over a Unix socket is not explained"
 expect_exit 2 "$ctower" bench --size 16000000 --depth 65536 --connections 100
 grep -q "memory" "$tmp/err" || fail "a run larger than memory is not explained"
 expect_exit 2 "$ctower" bench --depth 1.5
@@ -92,6 +96,28 @@ server_pid=
 [ "$status" -eq 0 ] || fail "serve exited $status after SIGTERM"
 grep -q "shutting down" "$tmp/serve.log" || fail "serve did not shut down gracefully"
 [ ! -e "$sock" ] || fail "serve left its socket file behind"
+
+# serve --threads 2: two loops accept on one port (port 0: the one the first
+# got), and the kernel gives each some of the 16 connections; both threads
+# then use CPU time.
+"$ctower" serve tcp://127.0.0.1:0 --threads 2 2>"$tmp/serve.log" &
+server_pid=$!
+for _ in $(seq 50); do grep -q "echo on" "$tmp/serve.log" && break; sleep 0.1; done
+addr=$(sed -n 's/.*echo on \(tcp:[^ ]*\) .*/\1/p' "$tmp/serve.log")
+[ -n "$addr" ] || fail "serve --threads 2 did not listen: $(cat "$tmp/serve.log")"
+expect_exit 0 "$ctower" bench --server "$addr" --connections 16 --depth 8 --duration 1 --json
+grep -q '"errors": 0,' "$tmp/out" || fail "serve --threads 2: $(cat "$tmp/out")"
+busy=0
+for t in /proc/$server_pid/task/*/stat; do
+  ticks=$(awk '{print $14 + $15}' "$t")
+  ((ticks > 0)) && busy=$((busy + 1))
+done
+((busy == 2)) || fail "serve --threads 2: $busy of its threads served ($(ls /proc/$server_pid/task | wc -l) threads)"
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+server_pid=
+[ "$status" -eq 0 ] || fail "serve --threads 2 exited $status after SIGTERM"
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
