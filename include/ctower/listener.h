@@ -64,7 +64,8 @@ struct ct_listener {
  * any more (left by a process that died) is replaced; one a server still
  * answers on is UV_EADDRINUSE; a missing directory is UV_ENOENT.
  * Returns 0, CT_EBADADDR, CT_EINVAL or a libuv error (UV_EADDRINUSE, ...);
- * on error nothing is left open. */
+ * on error nothing is left open, and listener may be initialized again at
+ * once (with another address, say). */
 int ct_listener_init(ct_listener_t *listener, ct_loop_t *loop, const char *address,
                      ct_service_t *service, const ct_listener_config_t *cfg);
 
