@@ -96,6 +96,7 @@ static void server_thread(void *arg) {
 }
 
 static int check_options(const options_t *o) {
+    ct_address_t a;
     if (!o->address) {
         fprintf(stderr, "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]"
                         " [--threads N]\n");
@@ -105,7 +106,7 @@ static int check_options(const options_t *o) {
         fprintf(stderr, "ctower serve: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
-    if (o->threads > 1 && strncmp(o->address, "unix:", 5) == 0) {
+    if (o->threads > 1 && ct_address_parse(o->address, &a) == 0 && a.kind == CT_ADDRESS_UNIX) {
         fprintf(stderr, "ctower serve: --threads needs a TCP address\n");
         return 2;
     }

@@ -29,7 +29,8 @@ typedef struct ct_address {
     int port;                   /* with host */
 } ct_address_t;
 
-/* Parses text into addr. Returns 0 or CT_EBADADDR (an unknown scheme, no
+/* Parses text into addr; the scheme may be in any case (TCP://). Returns 0
+ * or CT_EBADADDR (an unknown scheme, no
  * port or one over 65535, a malformed IP address or host name, a path too
  * long for a socket). */
 int ct_address_parse(const char *text, ct_address_t *addr);

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Decimal digits only: strtol would also take " 80", "+80" and "-0". */
 static int parse_port(const char *text, int *port) {
@@ -84,11 +85,11 @@ static int parse_tcp(const char *rest, ct_address_t *addr) {
 int ct_address_parse(const char *text, ct_address_t *addr) {
     memset(addr, 0, sizeof *addr);
     if (!text) return CT_EBADADDR;
-    if (strncmp(text, "tcp://", 6) == 0) {
+    if (strncasecmp(text, "tcp://", 6) == 0) {
         addr->kind = CT_ADDRESS_TCP;
         return parse_tcp(text + 6, addr);
     }
-    if (strncmp(text, "unix://", 7) == 0) {
+    if (strncasecmp(text, "unix://", 7) == 0) {
         size_t n = strlen(text + 7);
         if (n == 0 || n >= sizeof addr->path) return CT_EBADADDR;
         addr->kind = CT_ADDRESS_UNIX;

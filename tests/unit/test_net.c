@@ -249,6 +249,12 @@ Test(net, addresses_parse_and_refuse_nonsense) {
     cr_assert_str_eq(text, "tcp://[::1]:8080");
     cr_assert_eq(ct_address_parse("unix:///tmp/x.sock", &a), 0);
     cr_assert_eq(a.kind, CT_ADDRESS_UNIX);
+    /* schemes are case-insensitive (RFC 3986, 3.1); written in lower case */
+    cr_assert_eq(ct_address_parse("TCP://127.0.0.1:80", &a), 0);
+    cr_assert_eq(ct_address_format(&a, text, sizeof text), 0);
+    cr_assert_str_eq(text, "tcp://127.0.0.1:80");
+    cr_assert_eq(ct_address_parse("Unix:///tmp/x.sock", &a), 0);
+    cr_assert_str_eq(a.path, "/tmp/x.sock");
     cr_assert_eq(ct_address_parse("tcp://127.0.0.1", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("tcp://127.0.0.1:99999", &a), CT_EBADADDR);
     cr_assert_eq(ct_address_parse("tcp://127.0.0.1: 80", &a), CT_EBADADDR);
