@@ -14,15 +14,21 @@ extern "C" {
 
 /* status 0: stream is connected and is a transport, now the caller's.
  * Negative (UV_ECONNREFUSED, UV_ENOENT for a missing socket file, UV_EAI_*
- * for a name that does not resolve, ...): the connection failed and the
- * stream is already closed; its memory is free. For a name with several
- * addresses, the error is the last address's. */
+ * for a name that does not resolve, UV_ETIMEDOUT past the connector's
+ * timeout, ...): the connection failed and the stream is already closed; its
+ * memory is free. For a name with several addresses, the error is the last
+ * address's. */
 typedef void (*ct_connect_cb)(ct_stream_t *stream, int status);
 
 typedef struct ct_connector {
     ct_loop_t *loop;
     ct_address_t address;
     ct_stream_config_t stream_cfg;
+    /* Set after init to bound each connect, resolving the name included:
+     * past it the connect fails with UV_ETIMEDOUT. 0 (the default): no
+     * bound but the kernel's (for TCP about two minutes of SYN retries to a
+     * host that does not answer). */
+    uint64_t timeout_ms;
 } ct_connector_t;
 
 /* Initializes connector for address with the configuration every stream

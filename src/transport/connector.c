@@ -3,7 +3,13 @@
  * A host given by name is resolved first (uv_getaddrinfo, off the loop), and
  * its addresses are tried in the resolver's order until one connects: a name
  * such as "localhost" may give ::1 before 127.0.0.1, and a server that
- * listens on only one of them must still be reached. */
+ * listens on only one of them must still be reached.
+ *
+ * With a timeout, a timer bounds the whole attempt: the resolver and every
+ * address tried. The attempt (the connect request, the resolver request and
+ * the timer) is its own allocation, so it can outlive the report when the
+ * resolver is still running at the timeout: libuv cannot stop a lookup that
+ * a thread has started, and its callback must find its request alive. */
 #include "ctower/connector.h"
 #include "ctower/error.h"
 
@@ -11,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum phase { RESOLVING, CONNECTING, CLOSING, DONE };
+
 typedef struct attempt {
     uv_connect_t req;
     uv_getaddrinfo_t resolve;
+    uv_timer_t timer;
     /* copied: the connector need not outlive its connects */
     ct_loop_t *loop;
     ct_stream_config_t stream_cfg;
@@ -22,21 +31,43 @@ typedef struct attempt {
     struct addrinfo *addresses; /* from the resolver, or NULL */
     struct addrinfo *next;      /* the next address to try */
     int status;
+    enum phase phase;
+    int timed_out;
+    int timer_open;
 } attempt_t;
 
 static void try_next_address(attempt_t *a);
 
-static void finish(attempt_t *a, int status) {
-    ct_connect_cb cb = a->cb;
-    ct_stream_t *stream = a->stream;
+static void on_timer_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+/* The attempt's memory goes once nothing of libuv's refers to it. */
+static void release(attempt_t *a) {
     if (a->addresses) uv_freeaddrinfo(a->addresses);
-    free(a);
-    cb(stream, status);
+    a->addresses = NULL;
+    if (a->timer_open)
+        uv_close((uv_handle_t *)&a->timer, on_timer_closed);
+    else
+        free(a);
+}
+
+/* The outcome, once. */
+static void report(attempt_t *a, int status) {
+    a->phase = DONE;
+    a->cb(a->stream, status);
+}
+
+static void finish(attempt_t *a, int status) {
+    report(a, status);
+    release(a);
 }
 
 static void on_failed_closed(ct_transport_t *t) {
     attempt_t *a = t->data;
-    if (a->next)
+    if (a->timed_out)
+        finish(a, UV_ETIMEDOUT);
+    else if (a->next)
         try_next_address(a);
     else
         finish(a, a->status);
@@ -45,12 +76,27 @@ static void on_failed_closed(ct_transport_t *t) {
 /* The stream's handle exists: the failure is reported once it is closed. */
 static void fail_open_stream(attempt_t *a, int status) {
     a->status = status;
+    a->phase = CLOSING;
     a->stream->transport.data = a;
     ct_transport_close(&a->stream->transport, on_failed_closed);
 }
 
+static void on_timeout(uv_timer_t *timer) {
+    attempt_t *a = timer->data;
+    a->timed_out = 1;
+    if (a->phase == RESOLVING) {
+        /* Stops a lookup no thread has started; a running one calls back
+         * later, and on_resolved then only releases the attempt. */
+        uv_cancel((uv_req_t *)&a->resolve);
+        report(a, UV_ETIMEDOUT); /* no stream was made: its memory is free */
+    } else if (a->phase == CONNECTING) {
+        fail_open_stream(a, UV_ETIMEDOUT); /* on_connect sees UV_ECANCELED */
+    } /* CLOSING: on_failed_closed reports the timeout */
+}
+
 static void on_connect(uv_connect_t *req, int status) {
     attempt_t *a = req->data;
+    if (a->phase != CONNECTING) return; /* closed by the timeout */
     if (status < 0) {
         fail_open_stream(a, status);
         return;
@@ -64,6 +110,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static int connect_tcp(attempt_t *a, const struct sockaddr *sa) {
     int r = ct_stream_init(a->stream, a->loop, 0, &a->stream_cfg);
     if (r < 0) return r;
+    a->phase = CONNECTING;
     uv_tcp_nodelay(&a->stream->h.tcp, 1);
     a->req.data = a;
     r = uv_tcp_connect(&a->req, &a->stream->h.tcp, sa, on_connect);
@@ -86,6 +133,11 @@ static void try_next_address(attempt_t *a) {
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     attempt_t *a = req->data;
+    if (a->phase == DONE) { /* the timeout was reported already */
+        if (status == 0) uv_freeaddrinfo(res);
+        release(a);
+        return;
+    }
     if (status < 0) {
         finish(a, status);
         return;
@@ -116,7 +168,15 @@ int ct_connector_init(ct_connector_t *c, ct_loop_t *loop, const char *address,
     if ((r = ct_address_parse(address, &c->address)) != 0) return r;
     c->loop = loop;
     c->stream_cfg = *cfg;
+    c->timeout_ms = 0;
     return 0;
+}
+
+static void start_timer(attempt_t *a, uint64_t timeout_ms) {
+    uv_timer_init(a->loop->uv, &a->timer);
+    a->timer.data = a;
+    a->timer_open = 1;
+    uv_timer_start(&a->timer, on_timeout, timeout_ms, 0);
 }
 
 int ct_connector_connect(ct_connector_t *c, ct_stream_t *stream, ct_connect_cb cb) {
@@ -131,15 +191,18 @@ int ct_connector_connect(ct_connector_t *c, ct_stream_t *stream, ct_connect_cb c
     a->cb = cb;
     if (c->address.kind == CT_ADDRESS_UNIX) {
         if ((r = ct_stream_init(stream, c->loop, 1, &c->stream_cfg)) != 0) goto fail;
+        a->phase = CONNECTING;
         a->req.data = a;
         uv_pipe_connect(&a->req, &stream->h.pipe, c->address.path, on_connect);
-        return 0;
+    } else if (c->address.host[0]) {
+        if ((r = start_resolving(a, &c->address)) != 0) goto fail;
+    } else {
+        if ((r = connect_tcp(a, (const struct sockaddr *)&c->address.sa)) != 0) goto fail;
     }
-    if (c->address.host[0])
-        r = start_resolving(a, &c->address);
-    else
-        r = connect_tcp(a, (const struct sockaddr *)&c->address.sa);
-    if (r == 0) return 0;
+    /* Every path above reports from a callback, never from here: the
+     * attempt is still ours to time. */
+    if (c->timeout_ms) start_timer(a, c->timeout_ms);
+    return 0;
 fail:
     free(a);
     return r;

@@ -481,6 +481,120 @@ static void on_connected_flag(ct_stream_t *stream, int status) {
     connected_flag = status == 0 ? 1 : status;
 }
 
+/* ---- connect timeouts ---------------------------------------------------- */
+
+static int timeout_calls, timeout_status;
+static ct_stream_t timeout_stream;
+
+static void on_timeout_connect(ct_stream_t *stream, int status) {
+    timeout_calls++;
+    timeout_status = status;
+    /* the memory is the caller's again: scribbling on it must be harmless */
+    if (status != 0) memset(stream, 0xa5, sizeof *stream);
+}
+
+/* A listening socket that never accepts, with a backlog of 0 filled by one
+ * connection: the kernel drops the next SYNs, and a connect to it waits. */
+static int full_backlog_port(int *listen_fd, int *fill_fd) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    *listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(*listen_fd >= 0);
+    cr_assert_eq(bind(*listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(*listen_fd, 0), 0);
+    cr_assert_eq(getsockname(*listen_fd, (struct sockaddr *)&sa, &len), 0);
+    *fill_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(*fill_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return ntohs(sa.sin_port);
+}
+
+Test(net, a_connect_that_gets_no_answer_times_out) {
+    static ct_connector_t connector;
+    int listen_fd, fill_fd, port = full_backlog_port(&listen_fd, &fill_fd);
+    char address[64];
+    uint64_t start;
+    net_setup();
+    snprintf(address, sizeof address, "tcp://127.0.0.1:%d", port);
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, address, &stream_cfg), 0);
+    connector.timeout_ms = 200;
+    timeout_calls = 0;
+    start = uv_now(&H.uv);
+    cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
+    H_RUN_UNTIL(timeout_calls > 0);
+    cr_assert_eq(timeout_status, UV_ETIMEDOUT, "%s", ct_strerror(timeout_status));
+    /* the timeout ended it: the kernel would have kept trying for minutes */
+    cr_assert(uv_now(&H.uv) - start >= 200);
+    cr_assert(uv_now(&H.uv) - start < 5000);
+    close(fill_fd);
+    close(listen_fd);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* All of libuv's threads busy: the lookup of a name cannot start before the
+ * timeout, which then reports at once and takes the lookup back. */
+static void sleep_work(uv_work_t *w) {
+    (void)w;
+    usleep(300 * 1000);
+}
+static void slept(uv_work_t *w, int status) {
+    (void)w;
+    (void)status;
+}
+
+Test(net, a_name_still_waiting_for_the_resolver_times_out) {
+    static ct_connector_t connector;
+    static uv_work_t busy[4]; /* libuv's default pool size */
+    int i;
+    net_setup();
+    for (i = 0; i < 4; i++)
+        cr_assert_eq(uv_queue_work(&H.uv, &busy[i], sleep_work, slept), 0);
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, "tcp://localhost:9", &stream_cfg), 0);
+    connector.timeout_ms = 20;
+    timeout_calls = 0;
+    cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
+    H_RUN_UNTIL(timeout_calls > 0);
+    cr_assert_eq(timeout_status, UV_ETIMEDOUT, "%s", ct_strerror(timeout_status));
+    /* the resolver's callback still comes (canceled) and must not report */
+    h_run();
+    cr_assert_eq(timeout_calls, 1);
+    ct_buf_pool_destroy(&pool);
+}
+
+static int waited;
+static void on_waited(uv_timer_t *t) {
+    waited = 1;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A connect that succeeds well within its timeout: the timer goes with it. */
+Test(net, a_timeout_that_does_not_expire_stays_silent) {
+    static ct_connector_t connector;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, bound, &stream_cfg), 0);
+    connector.timeout_ms = 50;
+    timeout_calls = 0;
+    cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
+    H_RUN_UNTIL(timeout_calls > 0);
+    cr_assert_eq(timeout_status, 0);
+    {
+        static uv_timer_t wait;
+        waited = 0;
+        uv_timer_init(&H.uv, &wait);
+        uv_timer_start(&wait, on_waited, 100, 0); /* past the timeout */
+        H_RUN_UNTIL(waited);
+    }
+    cr_assert_eq(timeout_calls, 1);
+    cr_assert_eq(ct_transport_close(&timeout_stream.transport, NULL), 0);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 /* ---- a raw peer that misbehaves on purpose ------------------------------ */
 
 /* BAD_RESET_LATER stops reading after its first read and resets the
