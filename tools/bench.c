@@ -15,8 +15,9 @@
 
 /* GRACE_MS: how long requests still in flight when --duration ends are
  * waited for, and how long a --requests run may go without an answer; a
- * server that never answers must not keep the bench running. */
-enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16, GRACE_MS = 5000 };
+ * server that never answers must not keep the bench running, nor one that
+ * never answers a connect (CONNECT_TIMEOUT_MS). */
+enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16, GRACE_MS = 5000, CONNECT_TIMEOUT_MS = 5000 };
 
 /* One cache line holds what a request touches (its start and the op's hot
  * fields; op.data is its connection): thousands are in flight, most of them
@@ -355,6 +356,9 @@ static void client_thread_run(void *arg) {
         count_error(th, r);
         start_requests(th);
     } else {
+        /* A server that does not answer a connect is an error in seconds,
+         * not after the kernel's two minutes of retries. */
+        th->connector.timeout_ms = CONNECT_TIMEOUT_MS;
         connect_next(th);
     }
     uv_run(&th->uv, UV_RUN_DEFAULT);

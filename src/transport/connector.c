@@ -91,7 +91,7 @@ static void on_timeout(uv_timer_t *timer) {
         report(a, UV_ETIMEDOUT); /* no stream was made: its memory is free */
     } else if (a->phase == CONNECTING) {
         fail_open_stream(a, UV_ETIMEDOUT); /* on_connect sees UV_ECANCELED */
-    } /* CLOSING: on_failed_closed reports the timeout */
+    }                                      /* CLOSING: on_failed_closed reports the timeout */
 }
 
 static void on_connect(uv_connect_t *req, int status) {
