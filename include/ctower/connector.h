@@ -42,6 +42,12 @@ int ct_connector_init(ct_connector_t *connector, ct_loop_t *loop, const char *ad
  * from creating the handle, and then cb will not run. */
 int ct_connector_connect(ct_connector_t *connector, ct_stream_t *stream, ct_connect_cb cb);
 
+/* Ends the connect under way on stream: its callback runs with UV_ECANCELED
+ * (from a fresh stack, once the stream's handle is closed), unless the
+ * outcome was reported already. Returns 0, or CT_EINVAL if no connect is
+ * under way on stream. */
+int ct_connector_cancel(ct_stream_t *stream);
+
 #ifdef __cplusplus
 }
 #endif

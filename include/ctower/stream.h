@@ -89,6 +89,7 @@ typedef struct ct_stream {
     uint64_t last_read_ms;
     int writing, reading, uv_reading, ended, send_error, shut_pending;
     int handle_open;
+    void *connecting; /* the connector's attempt, while one is under way */
 } ct_stream_t;
 
 /* For connectors and listeners: initializes stream with a TCP (ipc = -1) or

@@ -19,6 +19,8 @@
 
 enum phase { RESOLVING, CONNECTING, CLOSING, DONE };
 
+/* An attempt is under way until its outcome is reported (DONE); it may
+ * live on after that, for a resolver still running. */
 typedef struct attempt {
     uv_connect_t req;
     uv_getaddrinfo_t resolve;
@@ -32,8 +34,10 @@ typedef struct attempt {
     struct addrinfo *next;      /* the next address to try */
     int status;
     enum phase phase;
-    int timed_out;
+    int aborted; /* UV_ETIMEDOUT or UV_ECANCELED, once the attempt is cut short */
     int timer_open;
+    int resolver_busy;     /* its callback is still to come */
+    ct_task_t report_task; /* an abort while resolving reports from here */
 } attempt_t;
 
 static void try_next_address(attempt_t *a);
@@ -55,6 +59,7 @@ static void release(attempt_t *a) {
 /* The outcome, once. */
 static void report(attempt_t *a, int status) {
     a->phase = DONE;
+    a->stream->connecting = NULL;
     a->cb(a->stream, status);
 }
 
@@ -65,8 +70,8 @@ static void finish(attempt_t *a, int status) {
 
 static void on_failed_closed(ct_transport_t *t) {
     attempt_t *a = t->data;
-    if (a->timed_out)
-        finish(a, UV_ETIMEDOUT);
+    if (a->aborted)
+        finish(a, a->aborted);
     else if (a->next)
         try_next_address(a);
     else
@@ -81,17 +86,33 @@ static void fail_open_stream(attempt_t *a, int status) {
     ct_transport_close(&a->stream->transport, on_failed_closed);
 }
 
-static void on_timeout(uv_timer_t *timer) {
-    attempt_t *a = timer->data;
-    a->timed_out = 1;
+/* No stream was made, so its memory is free at once; the attempt itself
+ * waits for the resolver's callback. */
+static void report_aborted(ct_task_t *task) {
+    attempt_t *a = CT_CONTAINER_OF(task, attempt_t, report_task);
+    report(a, a->aborted);
+    if (!a->resolver_busy) release(a);
+}
+
+/* Cuts the attempt short: the outcome is status (UV_ETIMEDOUT or
+ * UV_ECANCELED), reported from a fresh stack (a cancel may come from
+ * anywhere). Once closing, on_failed_closed reports it. */
+static void abort_attempt(attempt_t *a, int status) {
+    if (a->aborted || a->phase == DONE) return; /* the first reason stands */
+    a->aborted = status;
     if (a->phase == RESOLVING) {
         /* Stops a lookup no thread has started; a running one calls back
-         * later, and on_resolved then only releases the attempt. */
+         * later, and on_resolved then only notes that it is done. */
         uv_cancel((uv_req_t *)&a->resolve);
-        report(a, UV_ETIMEDOUT); /* no stream was made: its memory is free */
+        ct_task_init(&a->report_task, report_aborted);
+        ct_task_post(a->loop, &a->report_task);
     } else if (a->phase == CONNECTING) {
-        fail_open_stream(a, UV_ETIMEDOUT); /* on_connect sees UV_ECANCELED */
-    }                                      /* CLOSING: on_failed_closed reports the timeout */
+        fail_open_stream(a, status); /* on_connect sees UV_ECANCELED */
+    }
+}
+
+static void on_timeout(uv_timer_t *timer) {
+    abort_attempt(timer->data, UV_ETIMEDOUT);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -110,6 +131,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static int connect_tcp(attempt_t *a, const struct sockaddr *sa) {
     int r = ct_stream_init(a->stream, a->loop, 0, &a->stream_cfg);
     if (r < 0) return r;
+    a->stream->connecting = a; /* the init cleared it */
     a->phase = CONNECTING;
     uv_tcp_nodelay(&a->stream->h.tcp, 1);
     a->req.data = a;
@@ -133,9 +155,10 @@ static void try_next_address(attempt_t *a) {
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     attempt_t *a = req->data;
-    if (a->phase == DONE) { /* the timeout was reported already */
+    a->resolver_busy = 0;
+    if (a->aborted) { /* reported, or about to be, by report_aborted */
         if (status == 0) uv_freeaddrinfo(res);
-        release(a);
+        if (a->phase == DONE) release(a);
         return;
     }
     if (status < 0) {
@@ -158,6 +181,7 @@ static int start_resolving(attempt_t *a, const ct_address_t *addr) {
     hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
     snprintf(port, sizeof port, "%d", addr->port);
     a->resolve.data = a;
+    a->resolver_busy = 1;
     return uv_getaddrinfo(a->loop->uv, &a->resolve, on_resolved, addr->host, port, &hints);
 }
 
@@ -191,11 +215,13 @@ int ct_connector_connect(ct_connector_t *c, ct_stream_t *stream, ct_connect_cb c
     a->cb = cb;
     if (c->address.kind == CT_ADDRESS_UNIX) {
         if ((r = ct_stream_init(stream, c->loop, 1, &c->stream_cfg)) != 0) goto fail;
+        stream->connecting = a;
         a->phase = CONNECTING;
         a->req.data = a;
         uv_pipe_connect(&a->req, &stream->h.pipe, c->address.path, on_connect);
     } else if (c->address.host[0]) {
         if ((r = start_resolving(a, &c->address)) != 0) goto fail;
+        stream->connecting = a; /* no init yet: only this field is ours */
     } else {
         if ((r = connect_tcp(a, (const struct sockaddr *)&c->address.sa)) != 0) goto fail;
     }
@@ -206,4 +232,11 @@ int ct_connector_connect(ct_connector_t *c, ct_stream_t *stream, ct_connect_cb c
 fail:
     free(a);
     return r;
+}
+
+int ct_connector_cancel(ct_stream_t *stream) {
+    attempt_t *a = stream ? stream->connecting : NULL;
+    if (!a || a->phase == DONE || a->aborted) return CT_EINVAL; /* cut short already */
+    abort_attempt(a, UV_ECANCELED);
+    return 0;
 }

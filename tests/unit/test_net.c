@@ -563,6 +563,47 @@ Test(net, a_name_still_waiting_for_the_resolver_times_out) {
     ct_buf_pool_destroy(&pool);
 }
 
+Test(net, a_connect_under_way_can_be_canceled) {
+    static ct_connector_t connector;
+    int listen_fd, fill_fd, port = full_backlog_port(&listen_fd, &fill_fd);
+    char address[64];
+    net_setup();
+    snprintf(address, sizeof address, "tcp://127.0.0.1:%d", port);
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, address, &stream_cfg), 0);
+    connector.timeout_ms = 100; /* the cancel comes first, and its reason stands */
+    timeout_calls = 0;
+    cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
+    h_turns(2);
+    cr_assert_eq(timeout_calls, 0, "no answer comes from a full backlog");
+    cr_assert_eq(ct_connector_cancel(&timeout_stream), 0);
+    cr_assert_eq(timeout_calls, 0, "reported from a fresh stack");
+    H_RUN_UNTIL(timeout_calls > 0);
+    cr_assert_eq(timeout_status, UV_ECANCELED, "%s", ct_strerror(timeout_status));
+    h_run(); /* the timer's close */
+    cr_assert_eq(timeout_calls, 1);
+    close(fill_fd);
+    close(listen_fd);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, a_connect_waiting_for_the_resolver_can_be_canceled) {
+    static ct_connector_t connector;
+    static uv_work_t busy[4];
+    int i;
+    net_setup();
+    for (i = 0; i < 4; i++)
+        cr_assert_eq(uv_queue_work(&H.uv, &busy[i], sleep_work, slept), 0);
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, "tcp://localhost:9", &stream_cfg), 0);
+    timeout_calls = 0;
+    cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
+    cr_assert_eq(ct_connector_cancel(&timeout_stream), 0);
+    cr_assert_eq(ct_connector_cancel(&timeout_stream), CT_EINVAL, "once is enough");
+    h_run();
+    cr_assert_eq(timeout_calls, 1);
+    cr_assert_eq(timeout_status, UV_ECANCELED, "%s", ct_strerror(timeout_status));
+    ct_buf_pool_destroy(&pool);
+}
+
 static int waited;
 static void on_waited(uv_timer_t *t) {
     waited = 1;
@@ -581,6 +622,7 @@ Test(net, a_timeout_that_does_not_expire_stays_silent) {
     cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
     H_RUN_UNTIL(timeout_calls > 0);
     cr_assert_eq(timeout_status, 0);
+    cr_assert_eq(ct_connector_cancel(&timeout_stream), CT_EINVAL, "connected: nothing to cancel");
     {
         static uv_timer_t wait;
         waited = 0;
