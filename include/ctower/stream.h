@@ -46,6 +46,11 @@ typedef struct ct_stream_config {
     size_t read_buffer; /* own read buffer when one is needed, bytes (0: 64 KiB) */
     size_t high_water;  /* output bytes above which send_ready is PENDING (0: 1 MiB) */
     size_t low_water;   /* ... and below which it is READY again (0: high / 4) */
+    /* TCP: keepalive probes after this many idle seconds, so that a peer
+     * that vanished without a word (a host gone, a cable cut) ends the
+     * connection with UV_ETIMEDOUT instead of leaving it open forever.
+     * 0: off. */
+    unsigned keepalive_s;
 } ct_stream_config_t;
 
 /* Room for any built-in codec, or a user codec of up to 128 bytes. */
@@ -96,6 +101,10 @@ typedef struct ct_stream {
  * pipe handle. Returns 0, CT_EINVAL or a libuv error. */
 int ct_stream_init(ct_stream_t *stream, ct_loop_t *loop, int is_pipe,
                    const ct_stream_config_t *cfg);
+
+/* For connectors and listeners: sets a connected TCP stream's options
+ * (TCP_NODELAY, keepalive_s). Returns 0 or a libuv error. */
+int ct_stream_connected(ct_stream_t *stream);
 
 /* The libuv stream underneath (for uv_accept, uv_tcp_connect, options). */
 uv_stream_t *ct_stream_uv(ct_stream_t *stream);

@@ -118,6 +118,9 @@ static void on_timeout(uv_timer_t *timer) {
 static void on_connect(uv_connect_t *req, int status) {
     attempt_t *a = req->data;
     if (a->phase != CONNECTING) return; /* closed by the timeout */
+    /* options once the socket exists (libuv 1.44 would apply a keepalive set
+     * before the connect with its own delay, not ours) */
+    if (status == 0 && a->stream->h.handle.type == UV_TCP) status = ct_stream_connected(a->stream);
     if (status < 0) {
         fail_open_stream(a, status);
         return;
@@ -133,7 +136,6 @@ static int connect_tcp(attempt_t *a, const struct sockaddr *sa) {
     if (r < 0) return r;
     a->stream->connecting = a; /* the init cleared it */
     a->phase = CONNECTING;
-    uv_tcp_nodelay(&a->stream->h.tcp, 1);
     a->req.data = a;
     r = uv_tcp_connect(&a->req, &a->stream->h.tcp, sa, on_connect);
     if (r < 0) fail_open_stream(a, r);

@@ -73,8 +73,9 @@ static void accept_one(ct_listener_t *l) {
         l->accept_errors++;
         return;
     }
-    if ((r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream))) == 0) {
-        if (!is_pipe(l)) uv_tcp_nodelay(&c->stream.h.tcp, 1);
+    r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream));
+    if (r == 0 && !is_pipe(l)) r = ct_stream_connected(&c->stream);
+    if (r == 0) {
         r = l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, &c->stream.transport,
                                                         l->service, &l->cfg.server, on_conn_closed)
                              : ct_pipeline_server_init(&c->server, l->loop, &c->stream.transport,

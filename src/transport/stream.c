@@ -509,6 +509,13 @@ int ct_stream_init(ct_stream_t *s, ct_loop_t *loop, int is_pipe, const ct_stream
     return 0;
 }
 
+int ct_stream_connected(ct_stream_t *s) {
+    /* Requests are small and answers wait on them: no Nagle delay. */
+    int r = uv_tcp_nodelay(&s->h.tcp, 1);
+    if (r == 0 && s->cfg.keepalive_s) r = uv_tcp_keepalive(&s->h.tcp, 1, s->cfg.keepalive_s);
+    return r;
+}
+
 uv_stream_t *ct_stream_uv(ct_stream_t *s) {
     return &s->h.stream;
 }

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <signal.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <stdint.h>
@@ -602,6 +603,63 @@ Test(net, a_connect_waiting_for_the_resolver_can_be_canceled) {
     cr_assert_eq(timeout_calls, 1);
     cr_assert_eq(timeout_status, UV_ECANCELED, "%s", ct_strerror(timeout_status));
     ct_buf_pool_destroy(&pool);
+}
+
+static void assert_fd_tcp_options(int fd, int keepidle) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    cr_assert(v, "TCP_NODELAY");
+    cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &len), 0);
+    cr_assert_eq(v != 0, keepidle != 0, "SO_KEEPALIVE %d", v);
+    if (!keepidle) return;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &len), 0);
+    cr_assert_eq(v, keepidle);
+}
+
+/* The socket the listener accepted: bound to the listener's port, and not
+ * the listening one. */
+static int accepted_fd(int port) {
+    int fd;
+    for (fd = 3; fd < 1024; fd++) {
+        struct sockaddr_in sa;
+        socklen_t len = sizeof sa;
+        int listening = 0;
+        socklen_t ilen = sizeof listening;
+        if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET)
+            continue;
+        if (ntohs(sa.sin_port) != port) continue;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) == 0 && !listening)
+            return fd;
+    }
+    return -1;
+}
+
+Test(net, keepalive_is_set_on_both_ends_when_asked) {
+    int keepidle;
+    for (keepidle = 0; keepidle <= 7; keepidle += 7) {
+        static conn_t c;
+        ct_address_t a;
+        uv_os_fd_t fd;
+        int server_fd;
+        net_setup();
+        stream_cfg.keepalive_s = (unsigned)keepidle;
+        ct_echo_service_init(&echo, &H.ct);
+        listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+        connect_to(&c, bound, 0, 1, 10);
+        H_RUN_UNTIL(all_done(&c, 1));
+        cr_assert_eq(uv_fileno((uv_handle_t *)ct_stream_uv(&c.stream), &fd), 0);
+        assert_fd_tcp_options(fd, keepidle);
+        cr_assert_eq(ct_listener_address(&listener, &a), 0);
+        server_fd = accepted_fd(ntohs(((struct sockaddr_in *)&a.sa)->sin_port));
+        cr_assert(server_fd >= 0, "the accepted socket is found");
+        assert_fd_tcp_options(server_fd, keepidle);
+        close_conn(&c);
+        stop_listening();
+        h_close_service(&echo.service);
+        ct_buf_pool_destroy(&pool);
+        listener_closed = 0;
+    }
 }
 
 static int waited;
