@@ -605,6 +605,62 @@ Test(net, a_connect_waiting_for_the_resolver_can_be_canceled) {
     ct_buf_pool_destroy(&pool);
 }
 
+/* Many connects to a name whose every address refuses, with timeouts and
+ * cancels landing at random points (resolving, connecting, closing between
+ * two addresses): each reports once, with one of the three outcomes. */
+enum { RACES = 200 };
+static int race_calls[RACES], race_status[RACES];
+static ct_stream_t race_streams[RACES];
+
+static void on_race_connect(ct_stream_t *stream, int status) {
+    size_t i = (size_t)(stream - race_streams);
+    race_calls[i]++;
+    race_status[i] = status;
+}
+
+static int races_done(void) {
+    int i;
+    for (i = 0; i < RACES; i++)
+        if (race_calls[i] == 0) return 0;
+    return 1;
+}
+
+Test(net, timeouts_and_cancels_at_random_points_report_once) {
+    static ct_connector_t connectors[RACES];
+    char refused[128];
+    ct_address_t a;
+    int i, canceled = 0;
+    unsigned seed = 12345;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    snprintf(refused, sizeof refused, "tcp://localhost:%d",
+             ntohs(((struct sockaddr_in *)&a.sa)->sin_port));
+    stop_listening(); /* nothing listens there now */
+    for (i = 0; i < RACES; i++) {
+        race_calls[i] = 0;
+        cr_assert_eq(ct_connector_init(&connectors[i], &H.ct, refused, &stream_cfg), 0);
+        connectors[i].timeout_ms = rand_r(&seed) % 3; /* 0: none */
+        cr_assert_eq(ct_connector_connect(&connectors[i], &race_streams[i], on_race_connect), 0);
+    }
+    while (!races_done()) {
+        i = (int)(rand_r(&seed) % RACES);
+        if (race_calls[i] == 0 && ct_connector_cancel(&race_streams[i]) == 0) canceled++;
+        h_turns(1);
+    }
+    h_run(); /* the resolver's late callbacks, the timers' closes */
+    for (i = 0; i < RACES; i++) {
+        cr_assert_eq(race_calls[i], 1, "connect %d reported %d times", i, race_calls[i]);
+        cr_assert(race_status[i] == UV_ECONNREFUSED || race_status[i] == UV_ETIMEDOUT ||
+                      race_status[i] == UV_ECANCELED,
+                  "connect %d: %s", i, ct_strerror(race_status[i]));
+    }
+    cr_assert_gt(canceled, 0);
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 static void assert_fd_tcp_options(int fd, int keepidle) {
     int v = 0;
     socklen_t len = sizeof v;
