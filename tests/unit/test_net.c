@@ -627,7 +627,7 @@ static int races_done(void) {
 
 Test(net, timeouts_and_cancels_at_random_points_report_once) {
     static ct_connector_t connectors[RACES];
-    char refused[128];
+    char refused[128], by_number[128];
     ct_address_t a;
     int i, canceled = 0;
     unsigned seed = 12345;
@@ -637,12 +637,19 @@ Test(net, timeouts_and_cancels_at_random_points_report_once) {
     cr_assert_eq(ct_listener_address(&listener, &a), 0);
     snprintf(refused, sizeof refused, "tcp://localhost:%d",
              ntohs(((struct sockaddr_in *)&a.sa)->sin_port));
+    strcpy(by_number, bound);
     stop_listening(); /* nothing listens there now */
     for (i = 0; i < RACES; i++) {
+        /* by name: resolving first; by number: straight to connecting */
+        const char *address = rand_r(&seed) % 2 ? refused : by_number;
         race_calls[i] = 0;
-        cr_assert_eq(ct_connector_init(&connectors[i], &H.ct, refused, &stream_cfg), 0);
+        cr_assert_eq(ct_connector_init(&connectors[i], &H.ct, address, &stream_cfg), 0);
         connectors[i].timeout_ms = rand_r(&seed) % 3; /* 0: none */
         cr_assert_eq(ct_connector_connect(&connectors[i], &race_streams[i], on_race_connect), 0);
+        if (rand_r(&seed) % 4 == 0) { /* before the loop has run at all */
+            cr_assert_eq(ct_connector_cancel(&race_streams[i]), 0);
+            canceled++;
+        }
     }
     while (!races_done()) {
         i = (int)(rand_r(&seed) % RACES);
