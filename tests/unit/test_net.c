@@ -47,9 +47,15 @@ static void on_listener_closed(ct_listener_t *l) {
     listener_closed = 1;
 }
 
+/* The address l is bound to, as text, into out[128]. */
+static void address_of(ct_listener_t *l, char *out) {
+    ct_address_t a;
+    cr_assert_eq(ct_listener_address(l, &a), 0);
+    cr_assert_eq(ct_address_format(&a, out, 128), 0);
+}
+
 static void listen_on(const char *address, ct_service_t *service, int multiplex) {
     ct_listener_config_t cfg;
-    ct_address_t a;
     memset(&cfg, 0, sizeof cfg);
     cfg.max_connections = max_connections;
     cfg.idle_timeout_ms = idle_timeout_ms;
@@ -60,8 +66,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex)
     cfg.server.max_in_flight = 256;
     cfg.server.on_error = server_on_error;
     cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
-    cr_assert_eq(ct_listener_address(&listener, &a), 0);
-    cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
+    address_of(&listener, bound);
 }
 
 static void stop_listening(void) {
@@ -384,11 +389,7 @@ Test(net, listeners_with_reuse_port_share_an_address_and_its_connections) {
 
     /* both with it: both bind, and the kernel spreads the connections */
     cr_assert_eq(listen_again(&listener, "tcp://127.0.0.1:0", 1), 0);
-    {
-        ct_address_t a;
-        cr_assert_eq(ct_listener_address(&listener, &a), 0);
-        cr_assert_eq(ct_address_format(&a, bound, sizeof bound), 0);
-    }
+    address_of(&listener, bound);
     cr_assert_eq(listen_again(&second, bound, 1), 0);
     cr_assert_eq(listen_again(&third, bound, 0), UV_EADDRINUSE, "every listener must set it");
     for (i = 0; i < CONNS; i++)
@@ -429,13 +430,8 @@ Test(net, a_listener_that_failed_to_bind_is_reusable_at_once) {
     cr_assert_eq(listen_again(&l, "unix:///nonexistent-dir/x.sock", 0), UV_ENOENT);
     cr_assert_eq(listen_again(&l, taken, 0), UV_EADDRINUSE);
     cr_assert_eq(listen_again(&l, "tcp://127.0.0.1:0", 0), 0);
-    {
-        ct_address_t a;
-        char other[128];
-        cr_assert_eq(ct_listener_address(&l, &a), 0);
-        cr_assert_eq(ct_address_format(&a, other, sizeof other), 0);
-        connect_to(&c, other, 0, 4, 100);
-    }
+    address_of(&l, taken);
+    connect_to(&c, taken, 0, 4, 100);
     H_RUN_UNTIL(all_done(&c, 1));
     cr_assert_eq(c.errors, 0);
     cr_assert_eq(c.mismatched, 0);
