@@ -7,11 +7,21 @@
 harness_t H;
 long rec_op_counter;
 
+static void on_watchdog_tick(uv_timer_t *t) {
+    (void)t;
+}
+
 void h_setup(void) {
     memset(&H, 0, sizeof H);
     rec_op_counter = 0;
     cr_assert_eq(uv_loop_init(&H.uv), 0);
     cr_assert_eq(ct_loop_init(&H.ct, &H.uv), 0);
+    /* A loop waiting for an event that never comes would block
+     * H_RUN_UNTIL's uv_run() past its time limit: the tick ends every
+     * wait within 100 ms. Unreferenced, it keeps no loop alive. */
+    cr_assert_eq(uv_timer_init(&H.uv, &H.tick), 0);
+    cr_assert_eq(uv_timer_start(&H.tick, on_watchdog_tick, 100, 100), 0);
+    uv_unref((uv_handle_t *)&H.tick);
 }
 
 static int loop_closed;
@@ -50,6 +60,7 @@ static void run_dry(void) {
 }
 
 void h_teardown(void) {
+    uv_close((uv_handle_t *)&H.tick, NULL);
     run_dry();
     loop_closed = 0;
     fini_check(ct_loop_close(&H.ct, on_loop_closed) == 0, "ct_loop_close() == 0");

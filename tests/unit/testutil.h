@@ -17,6 +17,7 @@ typedef struct harness {
     ct_loop_t ct;
     long live_msgs; /* test messages allocated and not yet freed */
     int nested;     /* > 0 while inside a call that starts an operation */
+    uv_timer_t tick; /* wakes a blocked H_RUN_UNTIL, so that its limit holds */
 } harness_t;
 
 extern harness_t H;
