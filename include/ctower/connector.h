@@ -33,7 +33,8 @@ typedef struct ct_connector {
 
 /* Initializes connector for address with the configuration every stream
  * gets. A host given by name is resolved on each connect (see address.h).
- * Returns 0, CT_EBADADDR or CT_EINVAL. */
+ * Returns 0, CT_EBADADDR or CT_EINVAL (also for a stream configuration
+ * ct_stream_config_check() refuses). */
 int ct_connector_init(ct_connector_t *connector, ct_loop_t *loop, const char *address,
                       const ct_stream_config_t *cfg);
 

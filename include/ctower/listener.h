@@ -1,5 +1,6 @@
 /* ct_listener_t: accepts connections on an address and runs one server
- * (pipeline or multiplex) per connection, all calling the same service.
+ * (pipeline or multiplex) per connection, all calling the same service, or
+ * each its own (new_service).
  *
  * At max_connections it stops accepting (the kernel's backlog holds the
  * next ones) and resumes as connections close. With idle_timeout_ms, a
@@ -26,6 +27,17 @@ extern "C" {
 typedef struct ct_listener ct_listener_t;
 typedef void (*ct_listener_close_cb)(ct_listener_t *listener);
 
+/* A service of its own for each connection (tower's MakeService), for state
+ * that belongs to one client: a session, a login, a per-client limit.
+ * new_service is called for each accepted connection, with its stream (for
+ * the peer's address: ct_stream_uv() and uv_tcp_getpeername()); it returns
+ * the connection's service, or NULL to refuse the connection (it is closed
+ * and counted among the accept errors). done_service is called once that
+ * connection's server has closed and no longer uses the service, which is
+ * then the user's to close. */
+typedef ct_service_t *(*ct_listener_new_service_fn)(ct_listener_t *listener, ct_stream_t *conn);
+typedef void (*ct_listener_done_service_fn)(ct_listener_t *listener, ct_service_t *service);
+
 typedef struct ct_listener_config {
     int multiplex;             /* 0: a pipeline server per connection */
     ct_server_config_t server; /* each connection's server */
@@ -38,6 +50,9 @@ typedef struct ct_listener_config {
      * over them: the way to serve one address from several cores. Every
      * listener on the address must set it. A Unix address is CT_EINVAL. */
     int reuse_port;
+    /* Both or neither; with them, ct_listener_init() takes no service. */
+    ct_listener_new_service_fn new_service;
+    ct_listener_done_service_fn done_service;
 } ct_listener_config_t;
 
 struct ct_listener {
@@ -63,7 +78,10 @@ struct ct_listener {
  * "localhost" (see address.h). A Unix socket file that no server answers on
  * any more (left by a process that died) is replaced; one a server still
  * answers on is UV_EADDRINUSE; a missing directory is UV_ENOENT.
- * Returns 0, CT_EBADADDR, CT_EINVAL or a libuv error (UV_EADDRINUSE, ...);
+ * service serves every connection, or is NULL with cfg->new_service.
+ * Returns 0, CT_EBADADDR, CT_EINVAL (also for a stream or server
+ * configuration every connection would refuse) or a libuv error
+ * (UV_EADDRINUSE, ...);
  * on error nothing is left open, and listener may be initialized again at
  * once (with another address, say). */
 int ct_listener_init(ct_listener_t *listener, ct_loop_t *loop, const char *address,

@@ -97,6 +97,11 @@ typedef struct ct_stream {
     void *connecting; /* the connector's attempt, while one is under way */
 } ct_stream_t;
 
+/* 0, or CT_EINVAL for a configuration ct_stream_init() would refuse (no
+ * codec or pool, a codec too large to copy): connectors and listeners check
+ * it at init, rather than fail every connection later. */
+int ct_stream_config_check(const ct_stream_config_t *cfg);
+
 /* For connectors and listeners: initializes stream with a TCP (ipc = -1) or
  * pipe handle. Returns 0, CT_EINVAL or a libuv error. */
 int ct_stream_init(ct_stream_t *stream, ct_loop_t *loop, int is_pipe,

@@ -190,7 +190,7 @@ static int start_resolving(attempt_t *a, const ct_address_t *addr) {
 int ct_connector_init(ct_connector_t *c, ct_loop_t *loop, const char *address,
                       const ct_stream_config_t *cfg) {
     int r;
-    if (!c || !loop || !cfg) return CT_EINVAL;
+    if (!c || !loop || ct_stream_config_check(cfg) != 0) return CT_EINVAL;
     if ((r = ct_address_parse(address, &c->address)) != 0) return r;
     c->loop = loop;
     c->stream_cfg = *cfg;

@@ -19,6 +19,7 @@
 typedef struct conn {
     ct_link_t link;
     ct_listener_t *listener;
+    ct_service_t *service; /* the listener's, or this connection's own */
     ct_stream_t stream;
     ct_server_t server;
 } conn_t;
@@ -42,10 +43,18 @@ static void finish_if_done(ct_listener_t *l) {
     uv_close((uv_handle_t *)&l->timer, on_handle_closed);
 }
 
+/* A connection's own service goes back to the user once nothing uses it. */
+static void done_with_service(conn_t *c) {
+    ct_listener_t *l = c->listener;
+    if (c->service && l->cfg.new_service) l->cfg.done_service(l, c->service);
+    c->service = NULL;
+}
+
 static void on_conn_closed(ct_server_t *srv, int status) {
     conn_t *c = CT_CONTAINER_OF(srv, conn_t, server);
     ct_listener_t *l = c->listener;
     (void)status;
+    done_with_service(c);
     ct_list_remove(&c->link);
     l->nconns--;
     free(c);
@@ -57,7 +66,19 @@ static void on_conn_closed(ct_server_t *srv, int status) {
 }
 
 static void on_refused_closed(ct_transport_t *t) {
-    free(CT_CONTAINER_OF(t, conn_t, stream));
+    conn_t *c = CT_CONTAINER_OF(t, conn_t, stream);
+    done_with_service(c);
+    free(c);
+}
+
+/* The service for connection c: the listener's, or one made for it. */
+static int serve_with(ct_listener_t *l, conn_t *c) {
+    c->service = l->cfg.new_service ? l->cfg.new_service(l, &c->stream) : l->service;
+    if (!c->service) return CT_EINVAL; /* the user refused the connection */
+    return l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, &c->stream.transport,
+                                                       c->service, &l->cfg.server, on_conn_closed)
+                            : ct_pipeline_server_init(&c->server, l->loop, &c->stream.transport,
+                                                      c->service, &l->cfg.server, on_conn_closed);
 }
 
 static void accept_one(ct_listener_t *l) {
@@ -75,12 +96,7 @@ static void accept_one(ct_listener_t *l) {
     }
     r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream));
     if (r == 0 && !is_pipe(l)) r = ct_stream_connected(&c->stream);
-    if (r == 0) {
-        r = l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, &c->stream.transport,
-                                                        l->service, &l->cfg.server, on_conn_closed)
-                             : ct_pipeline_server_init(&c->server, l->loop, &c->stream.transport,
-                                                       l->service, &l->cfg.server, on_conn_closed);
-    }
+    if (r == 0) r = serve_with(l, c);
     if (r != 0) {
         l->accept_errors++;
         ct_transport_close(&c->stream.transport, on_refused_closed);
@@ -233,7 +249,13 @@ static int parse_bindable(const char *text, ct_address_t *addr) {
 int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_service_t *service,
                      const ct_listener_config_t *cfg) {
     int r, fd;
-    if (!l || !loop || !service || !cfg) return CT_EINVAL;
+    if (!l || !loop || !cfg || !cfg->new_service != !cfg->done_service) return CT_EINVAL;
+    if (!service == !cfg->new_service) return CT_EINVAL; /* one service, or a maker */
+    if (ct_stream_config_check(&cfg->stream) != 0) return CT_EINVAL;
+    /* what every connection's server would refuse: tag accessors without
+     * multiplexing, or one without the other */
+    if (!cfg->server.get_tag != !cfg->server.set_tag) return CT_EINVAL;
+    if (!cfg->multiplex && cfg->server.get_tag) return CT_EINVAL;
     memset(l, 0, sizeof *l);
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
     if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;

@@ -484,10 +484,15 @@ static const ct_transport_vtable_t stream_vtable = {
     st_send_ready, st_send, st_recv_start, st_recv_stop, st_shutdown, st_close,
 };
 
+int ct_stream_config_check(const ct_stream_config_t *cfg) {
+    if (!cfg || !cfg->codec || !cfg->pool) return CT_EINVAL;
+    if (cfg->codec->size == 0 || cfg->codec->size > sizeof(ct_codec_storage_t)) return CT_EINVAL;
+    return 0;
+}
+
 int ct_stream_init(ct_stream_t *s, ct_loop_t *loop, int is_pipe, const ct_stream_config_t *cfg) {
     int r;
-    if (!s || !loop || !cfg || !cfg->codec || !cfg->pool) return CT_EINVAL;
-    if (cfg->codec->size == 0 || cfg->codec->size > sizeof s->codec) return CT_EINVAL;
+    if (!s || !loop || ct_stream_config_check(cfg) != 0) return CT_EINVAL;
     memset(s, 0, sizeof *s);
     ct_transport_init(&s->transport, loop, &stream_vtable);
     memcpy(&s->codec, cfg->codec, cfg->codec->size);

@@ -444,12 +444,154 @@ Test(net, a_listener_that_failed_to_bind_is_reusable_at_once) {
     ct_buf_pool_destroy(&pool);
 }
 
+/* ---- a service of its own for each connection (new_service) ------------- */
+
+typedef struct session {
+    ct_service_fn_t svc;
+    uint64_t answered; /* this connection's requests, and no other's */
+    int peer_port;
+} session_t;
+
+static session_t *sessions[8];
+static int nsessions, sessions_done, sessions_closed, refuse_after;
+
+static int session_echo(void *ctx, void *request, void **response) {
+    session_t *s = ctx;
+    s->answered++;
+    *response = request;
+    return 0;
+}
+
+static ct_service_t *new_session(ct_listener_t *l, ct_stream_t *conn) {
+    session_t *s;
+    struct sockaddr_in peer;
+    int len = sizeof peer;
+    (void)l;
+    if (nsessions == refuse_after) return NULL;
+    s = calloc(1, sizeof *s);
+    cr_assert_not_null(s);
+    ct_service_fn_init(&s->svc, &H.ct, session_echo, s);
+    cr_assert_eq(uv_tcp_getpeername((uv_tcp_t *)ct_stream_uv(conn), (struct sockaddr *)&peer, &len),
+                 0);
+    s->peer_port = ntohs(peer.sin_port);
+    sessions[nsessions++] = s;
+    return &s->svc.service;
+}
+
+static void on_session_closed(ct_service_t *svc) {
+    (void)svc; /* freed at the end of the test, where it is still looked at */
+    sessions_closed++;
+}
+
+static void done_session(ct_listener_t *l, ct_service_t *svc) {
+    (void)l;
+    sessions_done++;
+    cr_assert_eq(ct_service_close(svc, on_session_closed), 0);
+}
+
+static int listen_with_sessions(ct_listener_t *l, ct_service_t *shared,
+                                ct_listener_new_service_fn make, ct_listener_done_service_fn done) {
+    ct_listener_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = stream_cfg;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cfg.new_service = make;
+    cfg.done_service = done;
+    return ct_listener_init(l, &H.ct, "tcp://127.0.0.1:0", shared, &cfg);
+}
+
+Test(net, each_connection_can_have_a_service_of_its_own) {
+    enum { CONNS = 3 };
+    static conn_t conns[CONNS + 1];
+    static ct_listener_t l;
+    char address[128];
+    int i, j;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    /* one service or a maker, and a maker with its done */
+    cr_assert_eq(listen_with_sessions(&l, &echo.service, new_session, done_session), CT_EINVAL);
+    cr_assert_eq(listen_with_sessions(&l, NULL, NULL, NULL), CT_EINVAL);
+    cr_assert_eq(listen_with_sessions(&l, NULL, new_session, NULL), CT_EINVAL);
+    nsessions = sessions_done = sessions_closed = 0;
+    refuse_after = CONNS; /* the last connection is refused */
+    cr_assert_eq(listen_with_sessions(&l, NULL, new_session, done_session), 0);
+    address_of(&l, address);
+    for (i = 0; i < CONNS; i++) { /* one at a time: session i is connection i */
+        connect_to(&conns[i], address, 0, 4, (uint64_t)(i + 1) * 100);
+        H_RUN_UNTIL(all_done(&conns[i], 1));
+        cr_assert_eq(conns[i].errors, 0);
+    }
+    connect_to(&conns[CONNS], address, 0, 4, 100);
+    H_RUN_UNTIL(conns[CONNS].errors == 4); /* the requests in flight */
+    cr_assert_eq(conns[CONNS].done, 4, "a refused connection answers nothing");
+    cr_assert_eq(conns[CONNS].first_error, CT_ERECVBROKEN);
+    cr_assert_eq(nsessions, CONNS);
+    for (i = 0; i < CONNS; i++) {
+        uv_os_fd_t fd;
+        struct sockaddr_in local;
+        socklen_t len = sizeof local;
+        cr_assert_eq(sessions[i]->answered, (uint64_t)(i + 1) * 100, "session %d", i);
+        cr_assert_eq(uv_fileno((uv_handle_t *)ct_stream_uv(&conns[i].stream), &fd), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *)&local, &len), 0);
+        cr_assert_eq(sessions[i]->peer_port, ntohs(local.sin_port), "the maker saw its peer");
+    }
+    {
+        size_t accepted = 0, errors = 0;
+        ct_listener_counts(&l, &accepted, &errors);
+        cr_assert_eq(accepted, CONNS);
+        cr_assert_eq(errors, 1);
+    }
+    cr_assert_eq(sessions_done, 0, "in use while their connections are open");
+    for (i = 0; i <= CONNS; i++)
+        close_conn(&conns[i]);
+    second_closed = 0;
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_second_closed), 0);
+    H_RUN_UNTIL(second_closed && sessions_closed == CONNS);
+    cr_assert_eq(sessions_done, CONNS);
+    for (j = 0; j < nsessions; j++)
+        free(sessions[j]);
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
 Test(net, reuse_port_on_a_unix_address_is_refused) {
     static ct_listener_t l;
     net_setup();
     ct_echo_service_init(&echo, &H.ct);
     cr_assert_eq(listen_again(&l, "unix:///tmp/ctower-test-reuse.sock", 1), CT_EINVAL);
     cr_assert_eq(access("/tmp/ctower-test-reuse.sock", F_OK), -1, "nothing was bound");
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+/* A configuration every connection would fail on is refused at init, not
+ * found out one refused connection at a time. */
+Test(net, configurations_every_connection_would_refuse_are_refused_at_init) {
+    static ct_listener_t l;
+    static ct_connector_t connector;
+    ct_listener_config_t cfg;
+    ct_stream_config_t no_pool;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    no_pool = stream_cfg;
+    no_pool.pool = NULL;
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, "tcp://127.0.0.1:9", &no_pool), CT_EINVAL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = no_pool;
+    cr_assert_eq(ct_listener_init(&l, &H.ct, "tcp://127.0.0.1:0", &echo.service, &cfg), CT_EINVAL);
+    cfg.stream = stream_cfg;
+    cfg.server.get_tag = ct_buf_get_tag; /* without set_tag */
+    cfg.multiplex = 1;
+    cr_assert_eq(ct_listener_init(&l, &H.ct, "tcp://127.0.0.1:0", &echo.service, &cfg), CT_EINVAL);
+    cfg.server.set_tag = ct_buf_set_tag;
+    cfg.multiplex = 0; /* tags, but a pipeline */
+    cr_assert_eq(ct_listener_init(&l, &H.ct, "tcp://127.0.0.1:0", &echo.service, &cfg), CT_EINVAL);
+    cfg.multiplex = 1;
+    cr_assert_eq(ct_listener_init(&l, &H.ct, "tcp://127.0.0.1:0", &echo.service, &cfg), 0);
+    listener_closed = 0;
+    cr_assert_eq(ct_listener_shutdown(&l, 0, on_listener_closed), 0);
+    H_RUN_UNTIL(listener_closed);
     h_close_service(&echo.service);
     ct_buf_pool_destroy(&pool);
 }

@@ -15,8 +15,8 @@ typedef struct tmsg {
 typedef struct harness {
     uv_loop_t uv;
     ct_loop_t ct;
-    long live_msgs; /* test messages allocated and not yet freed */
-    int nested;     /* > 0 while inside a call that starts an operation */
+    long live_msgs;  /* test messages allocated and not yet freed */
+    int nested;      /* > 0 while inside a call that starts an operation */
     uv_timer_t tick; /* wakes a blocked H_RUN_UNTIL, so that its limit holds */
 } harness_t;
 
