@@ -81,17 +81,25 @@ static int serve_with(ct_listener_t *l, conn_t *c) {
                                                       c->service, &l->cfg.server, on_conn_closed);
 }
 
+/* Out of memory for the next connection: it stays in the kernel's backlog
+ * (libuv stops polling until it is accepted), and the next connection that
+ * closes, freeing memory, tries again. */
+static void accept_later(ct_listener_t *l, conn_t *c) {
+    free(c);
+    l->accept_errors++;
+    l->accept_paused = 1;
+}
+
 static void accept_one(ct_listener_t *l) {
     conn_t *c = calloc(1, sizeof *c);
     int r;
     if (!c) {
-        l->accept_errors++;
+        accept_later(l, c);
         return;
     }
     c->listener = l;
     if (ct_stream_init(&c->stream, l->loop, is_pipe(l), &l->cfg.stream) != 0) {
-        free(c);
-        l->accept_errors++;
+        accept_later(l, c);
         return;
     }
     r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream));

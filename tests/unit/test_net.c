@@ -1840,6 +1840,7 @@ Test(net, listener_deadline_aborts_what_is_left) {
 
 extern volatile long ct_test_allocs;
 extern volatile int ct_test_counting;
+extern volatile int ct_test_failing_callocs;
 
 TestSuite(alloc, .init = h_setup, .fini = h_teardown);
 
@@ -1882,5 +1883,33 @@ Test(alloc, pipeline_over_tcp_allocates_nothing_per_request) {
 
 Test(alloc, multiplex_over_tcp_allocates_nothing_per_request) {
     steady_state("tcp://127.0.0.1:0", 1);
+}
+
+/* No memory for an accepted connection: it waits in the backlog, and is
+ * served once another connection closes (the listener did not stall). */
+Test(alloc, a_connection_the_listener_had_no_memory_for_is_served_later) {
+    static conn_t first, second;
+    size_t accepted = 0, errors = 0;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    connect_to(&first, bound, 0, 4, 100);
+    H_RUN_UNTIL(all_done(&first, 1));
+    connect_to(&second, bound, 0, 4, 100);
+    ct_test_failing_callocs = 1; /* the listener's, for the second connection */
+    H_RUN_UNTIL((ct_listener_counts(&listener, &accepted, &errors), errors == 1));
+    cr_assert_eq(ct_test_failing_callocs, 0);
+    cr_assert_eq(accepted, 1);
+    h_turns(10);
+    cr_assert_eq(second.done, 0, "not served yet");
+    close_conn(&first); /* memory comes back, and the listener tries again */
+    H_RUN_UNTIL(all_done(&second, 1));
+    cr_assert_eq(second.errors, 0);
+    ct_listener_counts(&listener, &accepted, &errors);
+    cr_assert_eq(accepted, 2);
+    close_conn(&second);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
 }
 #endif
