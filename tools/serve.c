@@ -114,7 +114,7 @@ static int check_options(const options_t *o) {
 }
 
 /* Servers 1..n-1 on the address server 0 bound (its port, if it was 0). */
-static int start_others(server_t *servers, int n, const options_t *o, const char *bound) {
+static void start_others(server_t *servers, int n, const options_t *o, const char *bound) {
     int i, r;
     for (i = 1; i < n; i++) {
         if ((r = server_init(&servers[i], o, bound, 1)) != 0) {
@@ -123,7 +123,6 @@ static int start_others(server_t *servers, int n, const options_t *o, const char
         }
         uv_thread_create(&servers[i].thread, server_thread, &servers[i]);
     }
-    return 0;
 }
 
 int serve_main(const options_t *o) {
@@ -141,12 +140,8 @@ int serve_main(const options_t *o) {
         free(servers);
         return 1;
     }
-    ct_listener_address(&servers[0].listener, &bound);
-    ct_address_format(&bound, text, sizeof text);
-    start_others(servers, n, o, text);
-    fprintf(stderr, "ctower serve: %s echo on %s (%s codec, %d thread%s)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, o->line_codec ? "line" : "length", n,
-            n > 1 ? "s" : "");
+    /* Before the line that says it is ready: a script that signals as soon
+     * as it reads that line must get the graceful shutdown. */
     g.servers = servers;
     g.n = n;
     uv_signal_init(&servers[0].uv, &g.sigint);
@@ -154,6 +149,12 @@ int serve_main(const options_t *o) {
     g.sigint.data = g.sigterm.data = &g;
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+    ct_listener_address(&servers[0].listener, &bound);
+    ct_address_format(&bound, text, sizeof text);
+    start_others(servers, n, o, text);
+    fprintf(stderr, "ctower serve: %s echo on %s (%s codec, %d thread%s)\n",
+            o->multiplex ? "multiplex" : "pipeline", text, o->line_codec ? "line" : "length", n,
+            n > 1 ? "s" : "");
     r = server_run(&servers[0]);
     for (i = 1; i < n; i++)
         uv_thread_join(&servers[i].thread);
