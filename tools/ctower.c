@@ -1,5 +1,7 @@
-/* The ctower command-line tool: `ctower serve` and `ctower bench`. */
+/* The ctower command-line tool: `ctower serve`, `ctower bench` and
+ * `ctower call`. */
 #include "bench.h"
+#include "call.h"
 #include "serve.h"
 
 #include <signal.h>
@@ -26,6 +28,7 @@ int main(int argc, char **argv) {
     o.size = 64;
     o.duration_s = 5;
     o.threads = 1;
+    o.timeout_s = 5;
     /* A peer that resets a connection while a write is pending would
      * otherwise kill the process: libuv writes with write(), which raises
      * SIGPIPE; ignored, the write fails with EPIPE and the connection ends. */
@@ -35,11 +38,15 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "serve") == 0) {
-        if (options_parse(&o, argc, argv, 2, 1)) return 2;
+        if (options_parse(&o, argc, argv, 2, CMD_SERVE)) return 2;
         return serve_main(&o);
     }
+    if (strcmp(argv[1], "call") == 0) {
+        if (options_parse(&o, argc, argv, 2, CMD_CALL)) return 2;
+        return call_main(&o);
+    }
     if (strcmp(argv[1], "bench") == 0) {
-        if (options_parse(&o, argc, argv, 2, 0)) return 2;
+        if (options_parse(&o, argc, argv, 2, CMD_BENCH)) return 2;
         return bench_main(&o);
     }
     fprintf(stderr, "ctower: unknown command '%s'\n", argv[1]);

@@ -27,31 +27,56 @@ static int whole_number(const char *name, const char *text, double min, double m
     return parse_number(name, text, min, max, 1, out);
 }
 
-/* What `ctower serve` takes besides its address; the rest are bench's. */
-static int serve_option(const char *name) {
-    return strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0 ||
-           strcmp(name, "--threads") == 0;
+static const char *const command_names[] = {"bench", "serve", "call"};
+
+/* Whether cmd takes the option name (bench takes them all but --timeout). */
+static int takes(command_t cmd, const char *name) {
+    int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
+    if (cmd == CMD_SERVE) return common || strcmp(name, "--threads") == 0;
+    if (cmd == CMD_CALL) return common || strcmp(name, "--timeout") == 0;
+    return strcmp(name, "--timeout") != 0;
 }
 
-int options_parse(options_t *o, int argc, char **argv, int first, int serve) {
-    int i;
+/* An argument that is not an option: serve's and call's address, then
+ * call's messages. */
+static int positional(options_t *o, command_t cmd, char **argv, int i) {
+    if (cmd != CMD_BENCH && !o->address) {
+        o->address = argv[i];
+        return 0;
+    }
+    if (cmd == CMD_CALL) {
+        if (!o->messages) o->messages = &argv[i]; /* messages follow one another */
+        if (o->messages + o->nmessages != &argv[i]) {
+            fprintf(stderr, "ctower call: options go before the messages\n");
+            return -1;
+        }
+        o->nmessages++;
+        return 0;
+    }
+    fprintf(stderr, "ctower: unexpected argument '%s'\n", argv[i]);
+    return -1;
+}
+
+int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd) {
+    int i, only_positional = 0;
     for (i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
-        if (serve && a[0] == '-' && !serve_option(a)) {
-            fprintf(stderr, "ctower serve: %s is not an option of serve\n", a);
+        if (cmd == CMD_CALL && !only_positional && o->nmessages == 0 && strcmp(a, "--") == 0) {
+            only_positional = 1; /* messages that start with '-' */
+            continue;
+        }
+        if (a[0] != '-' || only_positional || o->nmessages > 0) {
+            if (positional(o, cmd, argv, i) != 0) return -1;
+            continue;
+        }
+        if (!takes(cmd, a)) {
+            fprintf(stderr, "ctower %s: %s is not an option of %s\n", command_names[cmd], a,
+                    command_names[cmd]);
             return -1;
         }
         if (strcmp(a, "--json") == 0) {
             o->json = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (!serve || o->address) {
-                fprintf(stderr, "ctower: unexpected argument '%s'\n", a);
-                return -1;
-            }
-            o->address = a;
             continue;
         }
         if (!v) {
@@ -88,6 +113,9 @@ int options_parse(options_t *o, int argc, char **argv, int first, int serve) {
         } else if (strcmp(a, "--requests") == 0) {
             if (whole_number(a, v, 1, 1e15, &d)) return -1;
             o->requests = (long long)d;
+        } else if (strcmp(a, "--timeout") == 0) {
+            if (number(a, v, 0.001, 86400, &d)) return -1;
+            o->timeout_s = d;
         } else if (strcmp(a, "--threads") == 0) {
             if (whole_number(a, v, 1, 64, &d)) return -1;
             o->threads = (int)d;

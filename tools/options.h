@@ -1,11 +1,13 @@
-/* Options shared by `ctower serve` and `ctower bench`. */
+/* Options shared by `ctower serve`, `ctower bench` and `ctower call`. */
 #ifndef CTOWER_TOOLS_OPTIONS_H
 #define CTOWER_TOOLS_OPTIONS_H
 
 #include <ctower/ctower.h>
 
+typedef enum command { CMD_BENCH, CMD_SERVE, CMD_CALL } command_t;
+
 typedef struct options {
-    const char *address; /* serve: where to listen; bench: --server */
+    const char *address; /* serve: where to listen; bench: --server; call: where to call */
     int multiplex;
     int line_codec;
     int connections;
@@ -15,12 +17,15 @@ typedef struct options {
     long long requests; /* 0: run for duration_s */
     int threads;
     int json;
+    double timeout_s; /* call: for the connect, and for each answer */
+    char **messages;  /* call: the requests given as arguments */
+    int nmessages;
 } options_t;
 
-/* Parses argv[first..argc) into o (defaults already set); serve: for `ctower
- * serve`, which takes an address and only its own options. Returns 0, or -1
- * after printing what was wrong. */
-int options_parse(options_t *o, int argc, char **argv, int first, int serve);
+/* Parses argv[first..argc) into o (defaults already set) for cmd: serve
+ * and call take an address and only their own options, call also its
+ * messages. Returns 0, or -1 after printing what was wrong. */
+int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd);
 
 /* The codec, stream and pool setup for one loop. */
 typedef struct wire {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the ctower tool: usage errors, bench in both modes, serve with
-# bench --server over a Unix socket, graceful shutdown, a refused connection.
+# bench --server and call over a Unix socket, graceful shutdown, a refused
+# connection, serve --threads.
 set -uo pipefail
 ctower=$1
 tmp=$(mktemp -d)
@@ -74,6 +75,15 @@ grep -q '"errors": 0,' "$tmp/out" || fail "serve/bench: $(cat "$tmp/out")"
 # SIGPIPE (signal 13, bit 12 of SigIgn) is ignored.
 sigign=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$server_pid/status")
 (( (16#$sigign >> 12) & 1 )) || fail "serve does not ignore SIGPIPE (SigIgn $sigign)"
+# call: the answers in order, one per line, from arguments or from the input.
+expect_exit 0 "$ctower" call "unix://$sock" --codec line hello "two words" ""
+printf 'hello\ntwo words\n\n' | cmp -s - "$tmp/out" || fail "call: $(cat "$tmp/out" "$tmp/err")"
+seq 1 2000 | "$ctower" call "unix://$sock" --codec line >"$tmp/out" 2>"$tmp/err" ||
+  fail "call from the input: $(cat "$tmp/err")"
+seq 1 2000 | cmp -s - "$tmp/out" || fail "call from the input: answers out of order or missing"
+expect_exit 1 "$ctower" call "unix://$tmp/nobody.sock" hi
+grep -q "cannot call" "$tmp/err" || fail "call: a refused connection is not explained"
+expect_exit 2 "$ctower" call "unix://$sock" --depth 4 hi
 # A server that answers nothing (stopped): the run still ends, 5 s after its
 # duration, and the requests left count as errors, not as requests.
 kill -STOP "$server_pid"
@@ -88,6 +98,10 @@ expect_exit 1 "$ctower" bench --server "unix://$sock" --codec line --connections
   --requests 1000 --json
 (($(date +%s) - start < 20)) || fail "a silent server kept a --requests run going"
 grep -q '"CT_ECLOSED": 8' "$tmp/out" || fail "silent server, --requests: $(cat "$tmp/out")"
+start=$(date +%s)
+expect_exit 1 "$ctower" call "unix://$sock" --codec line --timeout 0.5 a b
+(($(date +%s) - start < 5)) || fail "a silent server kept call waiting"
+[ "$(grep -c ETIMEDOUT "$tmp/err")" -eq 2 ] || fail "call, silent server: $(cat "$tmp/err")"
 kill -CONT "$server_pid"
 kill -TERM "$server_pid"
 wait "$server_pid"
@@ -100,12 +114,13 @@ grep -q "shutting down" "$tmp/serve.log" || fail "serve did not shut down gracef
 # serve --threads 2: two loops accept on one port (port 0: the one the first
 # got), and the kernel gives each some of the 16 connections; both threads
 # then use CPU time.
-"$ctower" serve tcp://127.0.0.1:0 --threads 2 2>"$tmp/serve.log" &
+"$ctower" serve tcp://127.0.0.1:0 --threads 2 --mode multiplex 2>"$tmp/serve.log" &
 server_pid=$!
 for _ in $(seq 50); do grep -q "echo on" "$tmp/serve.log" && break; sleep 0.1; done
 addr=$(sed -n 's/.*echo on \(tcp:[^ ]*\) .*/\1/p' "$tmp/serve.log")
 [ -n "$addr" ] || fail "serve --threads 2 did not listen: $(cat "$tmp/serve.log")"
-expect_exit 0 "$ctower" bench --server "$addr" --connections 16 --depth 8 --duration 1 --json
+expect_exit 0 "$ctower" bench --server "$addr" --mode multiplex --connections 16 --depth 8 \
+  --duration 1 --json
 grep -q '"errors": 0,' "$tmp/out" || fail "serve --threads 2: $(cat "$tmp/out")"
 busy=0
 for t in /proc/$server_pid/task/*/stat; do
@@ -113,6 +128,9 @@ for t in /proc/$server_pid/task/*/stat; do
   ((ticks > 0)) && busy=$((busy + 1))
 done
 ((busy == 2)) || fail "serve --threads 2: $busy of its threads served ($(ls /proc/$server_pid/task | wc -l) threads)"
+seq 1 500 | "$ctower" call "$addr" --mode multiplex >"$tmp/out" 2>"$tmp/err" ||
+  fail "call --mode multiplex: $(cat "$tmp/err")"
+seq 1 500 | cmp -s - "$tmp/out" || fail "call --mode multiplex: answers out of order or missing"
 kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?
