@@ -38,6 +38,7 @@ example: build
 	./$(BUILD)/examples/echo_channel
 	./$(BUILD)/examples/echo_multiplex
 	./$(BUILD)/examples/echo_tcp
+	./$(BUILD)/examples/echo_threads
 
 test: test-plain test-asan
 

@@ -208,7 +208,8 @@ static int run(call_t *c) {
     uv_run(&uv, UV_RUN_DEFAULT);
     r = report(c);
     ct_buf_pool_destroy(&c->wire.pool);
-    if (uv_loop_close(&uv) != 0) fprintf(stderr, "ctower call: the loop closed with handles open\n");
+    if (uv_loop_close(&uv) != 0)
+        fprintf(stderr, "ctower call: the loop closed with handles open\n");
     return r;
 }
 
@@ -238,7 +239,8 @@ int call_main(const options_t *o) {
     c.answers = calloc(c.n, sizeof *c.answers);
     c.status = calloc(c.n, sizeof *c.status);
     c.cause = calloc(c.n, sizeof *c.cause);
-    if (!c.answers || !c.status || !c.cause) return fprintf(stderr, "ctower call: out of memory\n"), 1;
+    if (!c.answers || !c.status || !c.cause)
+        return fprintf(stderr, "ctower call: out of memory\n"), 1;
     r = run(&c);
     if (lines)
         for (i = 0; i < c.n; i++)

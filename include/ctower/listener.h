@@ -11,7 +11,7 @@
  *
  * One listener runs on one loop. To use more cores, run a loop per thread,
  * each with its own listener on the same address (reuse_port) and its own
- * service stack; `ctower serve --threads` (tools/serve.c) does so.
+ * service stack; examples/echo_threads.c does so.
  */
 #ifndef CTOWER_LISTENER_H
 #define CTOWER_LISTENER_H
