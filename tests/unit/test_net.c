@@ -676,7 +676,7 @@ Test(net, a_connect_that_gets_no_answer_times_out) {
  * timeout, which then reports at once and takes the lookup back. */
 static void sleep_work(uv_work_t *w) {
     (void)w;
-    usleep(300 * 1000);
+    usleep(1000 * 1000); /* far past the timeout, even on a loaded machine */
 }
 static void slept(uv_work_t *w, int status) {
     (void)w;
@@ -876,7 +876,7 @@ Test(net, a_timeout_that_does_not_expire_stays_silent) {
     ct_echo_service_init(&echo, &H.ct);
     listen_on("tcp://127.0.0.1:0", &echo.service, 0);
     cr_assert_eq(ct_connector_init(&connector, &H.ct, bound, &stream_cfg), 0);
-    connector.timeout_ms = 50;
+    connector.timeout_ms = 1000; /* a loopback connect takes far less, even on a loaded machine */
     timeout_calls = 0;
     cr_assert_eq(ct_connector_connect(&connector, &timeout_stream, on_timeout_connect), 0);
     H_RUN_UNTIL(timeout_calls > 0);
@@ -886,7 +886,7 @@ Test(net, a_timeout_that_does_not_expire_stays_silent) {
         static uv_timer_t wait;
         waited = 0;
         uv_timer_init(&H.uv, &wait);
-        uv_timer_start(&wait, on_waited, 100, 0); /* past the timeout */
+        uv_timer_start(&wait, on_waited, 1100, 0); /* past the timeout */
         H_RUN_UNTIL(waited);
     }
     cr_assert_eq(timeout_calls, 1);
