@@ -45,11 +45,9 @@ static int positional(options_t *o, command_t cmd, char **argv, int i) {
         return 0;
     }
     if (cmd == CMD_CALL) {
-        if (!o->messages) o->messages = &argv[i]; /* messages follow one another */
-        if (o->messages + o->nmessages != &argv[i]) {
-            fprintf(stderr, "ctower call: options go before the messages\n");
-            return -1;
-        }
+        /* from the first message on, every argument is one (options_parse),
+         * so they follow one another in argv */
+        if (!o->messages) o->messages = &argv[i];
         o->nmessages++;
         return 0;
     }
