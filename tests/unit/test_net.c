@@ -54,15 +54,20 @@ static void address_of(ct_listener_t *l, char *out) {
     cr_assert_eq(ct_address_format(&a, out, 128), 0);
 }
 
+/* What every test listener has: the test's streams and pool. */
+static void listener_config(ct_listener_config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->stream = stream_cfg;
+    cfg->server.free_msg = ct_buf_pool_free_msg;
+    cfg->server.free_ctx = &pool;
+}
+
 static void listen_on(const char *address, ct_service_t *service, int multiplex) {
     ct_listener_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
+    listener_config(&cfg);
     cfg.max_connections = max_connections;
     cfg.idle_timeout_ms = idle_timeout_ms;
     cfg.multiplex = multiplex;
-    cfg.stream = stream_cfg;
-    cfg.server.free_msg = ct_buf_pool_free_msg;
-    cfg.server.free_ctx = &pool;
     cfg.server.max_in_flight = 256;
     cfg.server.on_error = server_on_error;
     cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
@@ -366,10 +371,7 @@ static void on_second_closed(ct_listener_t *l) {
 
 static int listen_again(ct_listener_t *l, const char *address, int reuse_port) {
     ct_listener_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.stream = stream_cfg;
-    cfg.server.free_msg = ct_buf_pool_free_msg;
-    cfg.server.free_ctx = &pool;
+    listener_config(&cfg);
     cfg.reuse_port = reuse_port;
     return ct_listener_init(l, &H.ct, address, &echo.service, &cfg);
 }
@@ -492,10 +494,7 @@ static void done_session(ct_listener_t *l, ct_service_t *svc) {
 static int listen_with_sessions(ct_listener_t *l, ct_service_t *shared,
                                 ct_listener_new_service_fn make, ct_listener_done_service_fn done) {
     ct_listener_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.stream = stream_cfg;
-    cfg.server.free_msg = ct_buf_pool_free_msg;
-    cfg.server.free_ctx = &pool;
+    listener_config(&cfg);
     cfg.new_service = make;
     cfg.done_service = done;
     return ct_listener_init(l, &H.ct, "tcp://127.0.0.1:0", shared, &cfg);
