@@ -349,6 +349,38 @@ Test(net, connect_by_name_reports_the_last_refusal) {
     ct_buf_pool_destroy(&pool);
 }
 
+/* resolver_hook.c gives two.ctower.test 127.0.0.2 (nobody there) and then
+ * 127.0.0.1: the connector goes on to the second after the refusal. */
+Test(net, connect_by_name_tries_each_address_in_turn) {
+    enum { PER_CONN = 500 };
+    static conn_t c;
+    ct_address_t a;
+    char by_name[128];
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    snprintf(by_name, sizeof by_name, "tcp://two.ctower.test:%d",
+             ntohs(((struct sockaddr_in *)&a.sa)->sin_port));
+    connect_to(&c, by_name, 0, 8, PER_CONN);
+    H_RUN_UNTIL(c.connected && (c.connect_status != 0 || c.done == PER_CONN));
+    cr_assert_eq(c.connect_status, 0, "%s", ct_strerror(c.connect_status));
+    cr_assert_eq(c.errors, 0);
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(net, a_name_that_does_not_resolve_fails_with_the_resolvers_error) {
+    static conn_t c;
+    net_setup();
+    connect_to(&c, "tcp://nowhere.ctower.test:80", 0, 1, 0);
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, UV_EAI_NONAME, "%s", ct_strerror(c.connect_status));
+    ct_buf_pool_destroy(&pool);
+}
+
 Test(net, listener_refuses_names_it_would_have_to_resolve) {
     ct_listener_config_t cfg;
     net_setup();
