@@ -95,7 +95,8 @@ size_t ct_listener_connections(const ct_listener_t *listener);
 
 /* Connections accepted since init, and accepts that failed (the kernel's
  * accept, or setting up the connection's stream and server). Either pointer
- * may be NULL. */
+ * may be NULL. Out of descriptors (EMFILE), libuv closes the connection it
+ * cannot take without telling the listener: that one is in neither count. */
 void ct_listener_counts(const ct_listener_t *listener, size_t *accepted, size_t *accept_errors);
 
 /* Graceful shutdown (see above); deadline_ms 0 waits as long as it takes.

@@ -349,7 +349,7 @@ Test(net, connect_by_name_reports_the_last_refusal) {
     ct_buf_pool_destroy(&pool);
 }
 
-/* resolver_hook.c gives two.ctower.test 127.0.0.2 (nobody there) and then
+/* net_hooks.c gives two.ctower.test 127.0.0.2 (nobody there) and then
  * 127.0.0.1: the connector goes on to the second after the refusal. */
 Test(net, connect_by_name_tries_each_address_in_turn) {
     enum { PER_CONN = 500 };
@@ -1767,6 +1767,40 @@ Test(net, a_bad_client_is_dropped_and_the_others_are_served) {
 }
 
 /* ---- connection limit and idle timeout ---------------------------------- */
+
+#ifndef CT_COUNT_ALLOCS /* the hook is in test_net only */
+extern volatile int ct_test_failing_accepts;
+
+/* Out of descriptors (EMFILE from accept): libuv frees its reserve
+ * descriptor, accepts the waiting connection and closes it at once, so that
+ * the client learns and the listener does not spin; it does not tell the
+ * listener, which counts nothing. The next connection is served. */
+Test(net, a_failed_accept_loses_that_connection_only) {
+    static conn_t dropped, served;
+    size_t accepted = 0, errors = 0;
+    net_setup();
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0);
+    ct_test_failing_accepts = 1;
+    connect_to(&dropped, bound, 0, 4, 100);
+    H_RUN_UNTIL(dropped.errors == 4);
+    cr_assert_eq(dropped.first_error, CT_ERECVBROKEN, "%s", ct_strerror(dropped.first_error));
+    cr_assert_eq(ct_test_failing_accepts, 0, "the accept did fail");
+    ct_listener_counts(&listener, &accepted, &errors);
+    cr_assert_eq(accepted, 0);
+    cr_assert_eq(errors, 0, "libuv does not report it");
+    connect_to(&served, bound, 0, 4, 100);
+    H_RUN_UNTIL(all_done(&served, 1));
+    cr_assert_eq(served.errors, 0);
+    ct_listener_counts(&listener, &accepted, &errors);
+    cr_assert_eq(accepted, 1);
+    close_conn(&dropped);
+    close_conn(&served);
+    stop_listening();
+    h_close_service(&echo.service);
+    ct_buf_pool_destroy(&pool);
+}
+#endif
 
 Test(net, connection_limit_holds_the_next_one_back_until_a_slot_frees) {
     static conn_t first, second;

@@ -1,10 +1,15 @@
-/* Stands in for the system resolver for names under ctower.test, so that
- * tests can give a name two addresses, or none, without asking DNS (which
- * would leave loopback). Linked into test_net: the executable's getaddrinfo
- * comes before the C library's, for libuv's resolver threads too. Every other
- * name goes on to the real resolver. */
+/* Stand-ins for two C library calls, linked into test_net: the executable's
+ * definitions come before the C library's, for libuv's calls too.
+ *
+ * getaddrinfo: names under ctower.test resolve without asking DNS (which
+ * would leave loopback): a name with two addresses, and one with none.
+ * Every other name goes on to the real resolver.
+ *
+ * accept4: fails with EMFILE while ct_test_failing_accepts > 0, as when a
+ * process has run out of descriptors. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,4 +61,25 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         return 0;
     }
     return next_getaddrinfo()(node, service, hints, res);
+}
+
+typedef int (*accept4_fn)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+volatile int ct_test_failing_accepts;
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    static accept4_fn next;
+    accept4_fn f = __atomic_load_n(&next, __ATOMIC_ACQUIRE);
+    if (ct_test_failing_accepts > 0) {
+        ct_test_failing_accepts--;
+        errno = EMFILE;
+        return -1;
+    }
+    if (!f) {
+        f = (accept4_fn)dlsym(RTLD_NEXT, "accept4");
+        __atomic_store_n(&next, f, __ATOMIC_RELEASE);
+    }
+    return f(fd, addr, len, flags);
 }
