@@ -99,6 +99,12 @@ int ct_server_close(ct_server_t *srv);
 /* Requests read and not yet answered. */
 size_t ct_server_in_flight(const ct_server_t *srv);
 
+/* 0, or CT_EINVAL for a configuration the server would refuse: get_tag
+ * without set_tag or the other way round, or tag accessors without
+ * multiplexing. Listeners check it at init, rather than fail every
+ * connection later. cfg may be NULL (the defaults). */
+int ct_server_config_check(const ct_server_config_t *cfg, int multiplex);
+
 /* For protocol implementers: starts serving transport (which the server owns
  * and closes when it ends) with service (which it does not own). in_order: 1
  * for request order, 0 for completion order. Returns 0, CT_EINVAL or

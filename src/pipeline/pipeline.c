@@ -12,6 +12,6 @@ int ct_pipeline_client_init(ct_client_t *client, ct_loop_t *loop, ct_transport_t
 int ct_pipeline_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
                             ct_service_t *service, const ct_server_config_t *cfg,
                             ct_server_close_cb close_cb) {
-    if (cfg && (cfg->get_tag || cfg->set_tag)) return CT_EINVAL;
+    if (ct_server_config_check(cfg, 0) != 0) return CT_EINVAL;
     return ct_server_init(srv, loop, transport, service, 1, cfg, close_cb);
 }

@@ -379,6 +379,13 @@ static int alloc_arrays(ct_server_t *srv, size_t cap) {
     return 0;
 }
 
+int ct_server_config_check(const ct_server_config_t *cfg, int multiplex) {
+    if (!cfg) return 0;
+    if (!cfg->get_tag != !cfg->set_tag) return CT_EINVAL;
+    if (!multiplex && cfg->get_tag) return CT_EINVAL;
+    return 0;
+}
+
 int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
                    ct_service_t *service, int in_order, const ct_server_config_t *cfg,
                    ct_server_close_cb close_cb) {
@@ -386,7 +393,7 @@ int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
     size_t cap = cfg && cfg->max_in_flight ? cfg->max_in_flight : CT_SERVER_DEFAULT_IN_FLIGHT;
     int r;
     if (!srv || !loop || !transport || !service || transport->owner) return CT_EINVAL;
-    if (cfg && !cfg->get_tag != !cfg->set_tag) return CT_EINVAL;
+    if (ct_server_config_check(cfg, 1) != 0) return CT_EINVAL;
     if ((r = alloc_arrays(srv, cap)) != 0) return r;
     srv->loop = loop;
     srv->transport = transport;

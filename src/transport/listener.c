@@ -260,10 +260,7 @@ int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_
     if (!l || !loop || !cfg || !cfg->new_service != !cfg->done_service) return CT_EINVAL;
     if (!service == !cfg->new_service) return CT_EINVAL; /* one service, or a maker */
     if (ct_stream_config_check(&cfg->stream) != 0) return CT_EINVAL;
-    /* what every connection's server would refuse: tag accessors without
-     * multiplexing, or one without the other */
-    if (!cfg->server.get_tag != !cfg->server.set_tag) return CT_EINVAL;
-    if (!cfg->multiplex && cfg->server.get_tag) return CT_EINVAL;
+    if (ct_server_config_check(&cfg->server, cfg->multiplex) != 0) return CT_EINVAL;
     memset(l, 0, sizeof *l);
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
     if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;
