@@ -117,7 +117,7 @@ static void on_timeout(uv_timer_t *timer) {
 
 static void on_connect(uv_connect_t *req, int status) {
     attempt_t *a = req->data;
-    if (a->phase != CONNECTING) return; /* closed by the timeout */
+    if (a->phase != CONNECTING) return; /* closed by a timeout or a cancel */
     /* options once the socket exists (libuv 1.44 would apply a keepalive set
      * before the connect with its own delay, not ours) */
     if (status == 0 && a->stream->h.handle.type == UV_TCP) status = ct_stream_connected(a->stream);
