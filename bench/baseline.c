@@ -25,12 +25,13 @@
 
 typedef struct opts {
     int connections, depth, size, json;
+    int multiplex;
     double duration;
     int serve_port;  /* --serve: server only */
     int client_port; /* --port: client only */
 } opts_t;
 
-static opts_t O = {10, 16, 64, 0, 5, -1, -1};
+static opts_t O = {10, 16, 64, 0, 0, 5, -1, -1};
 
 /* ---- shared: a growable byte buffer -------------------------------------- */
 
@@ -184,7 +185,8 @@ typedef struct cconn {
     uv_tcp_t tcp;
     uv_connect_t connect;
     bytes_t in, out;
-    uint64_t *sent_at; /* ring of send times, depth long */
+    uint64_t *sent_at;   /* send times, depth long: a ring (pipeline), by tag (multiplex) */
+    unsigned char *busy; /* multiplex: busy[tag] while that tag is in flight */
     size_t head, inflight;
     uv_write_t w;
     int writing;
@@ -214,32 +216,80 @@ static void c_written(uv_write_t *w, int status) {
     c->out.len = 0;
 }
 
+/* Writes what c->out holds: at once if the socket takes it, else the rest
+ * with a uv_write. */
+static void c_flush(cconn_t *c) {
+    uv_buf_t ub;
+    int sent;
+    if (c->writing || c->out.len == 0) return;
+    ub = uv_buf_init(c->out.p, (unsigned)c->out.len);
+    sent = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (sent < 0) sent = 0;
+    if ((size_t)sent == c->out.len) {
+        c->out.len = 0;
+        return;
+    }
+    memmove(c->out.p, c->out.p + sent, c->out.len - (size_t)sent);
+    c->out.len -= (size_t)sent;
+    ub = uv_buf_init(c->out.p, (unsigned)c->out.len);
+    c->w.data = c;
+    c->writing = 1;
+    uv_write(&c->w, (uv_stream_t *)&c->tcp, &ub, 1, c_written);
+}
+
 /* Sends n new requests in one write. */
 static void c_send(cconn_t *c, size_t n) {
     uint64_t now = uv_hrtime();
-    size_t i, start = c->out.len;
+    size_t i;
     bytes_reserve(&c->out, c->out.len + n * c->cl->frame_len);
     for (i = 0; i < n; i++) {
         memcpy(c->out.p + c->out.len, c->cl->frame, c->cl->frame_len);
         c->out.len += c->cl->frame_len;
         c->sent_at[(c->head + c->inflight++) % (size_t)O.depth] = now;
     }
-    if (!c->writing) {
-        uv_buf_t ub = uv_buf_init(c->out.p, (unsigned)c->out.len);
-        int sent = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-        if (sent < 0) sent = 0;
-        if ((size_t)sent == c->out.len) {
-            c->out.len = 0;
-            return;
+    c_flush(c);
+}
+
+/* Multiplex: queues a request tagged tag (c->out must have room for it). */
+static void c_queue_tagged(cconn_t *c, uint32_t tag, uint64_t now) {
+    char *f = c->out.p + c->out.len;
+    memcpy(f, c->cl->frame, c->cl->frame_len);
+    f[4] = (char)(tag >> 24);
+    f[5] = (char)(tag >> 16);
+    f[6] = (char)(tag >> 8);
+    f[7] = (char)tag;
+    c->out.len += c->cl->frame_len;
+    c->sent_at[tag] = now;
+    c->busy[tag] = 1;
+    c->inflight++;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Multiplex: completes the count responses in c->in's first whole bytes by
+ * their tags, and sends each freed tag out again with a new request. */
+static void c_complete_tagged(cconn_t *c, size_t whole, size_t count, uint64_t now) {
+    client_t *cl = c->cl;
+    size_t at = 0;
+    if (!cl->stopping) bytes_reserve(&c->out, c->out.len + count * cl->frame_len);
+    while (at < whole) {
+        const unsigned char *h = (const unsigned char *)c->in.p + at;
+        size_t n = be32(h);
+        uint32_t tag = n >= 4 ? be32(h + 4) : UINT32_MAX;
+        at += 4 + n;
+        if (tag >= (uint32_t)O.depth || !c->busy[tag]) {
+            fprintf(stderr, "baseline: a response answers no request in flight (tag %u)\n", tag);
+            exit(1);
         }
-        memmove(c->out.p, c->out.p + sent, c->out.len - (size_t)sent);
-        c->out.len -= (size_t)sent;
-        ub = uv_buf_init(c->out.p, (unsigned)c->out.len);
-        c->w.data = c;
-        c->writing = 1;
-        uv_write(&c->w, (uv_stream_t *)&c->tcp, &ub, 1, c_written);
+        c->busy[tag] = 0;
+        c->inflight--;
+        hist_record(&cl->hist, now - c->sent_at[tag]);
+        if (!cl->stopping) c_queue_tagged(c, tag, now);
     }
-    (void)start;
+    cl->done += count;
+    c_flush(c);
 }
 
 static void c_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
@@ -261,19 +311,20 @@ static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     }
     c->in.len += (size_t)n;
     whole = whole_frames(c->in.p, c->in.len, &count);
+    if (O.multiplex) {
+        c_complete_tagged(c, whole, count, now);
+    } else {
+        for (i = 0; i < count; i++) {
+            hist_record(&cl->hist, now - c->sent_at[c->head]);
+            c->head = (c->head + 1) % (size_t)O.depth;
+            c->inflight--;
+        }
+        cl->done += count;
+        if (!cl->stopping) c_send(c, count);
+    }
     memmove(c->in.p, c->in.p + whole, c->in.len - whole);
     c->in.len -= whole;
-    for (i = 0; i < count; i++) {
-        hist_record(&cl->hist, now - c->sent_at[c->head]);
-        c->head = (c->head + 1) % (size_t)O.depth;
-        c->inflight--;
-    }
-    cl->done += count;
-    if (!cl->stopping) {
-        c_send(c, count);
-    } else if (c->inflight == 0) {
-        uv_close((uv_handle_t *)s, c_closed);
-    }
+    if (cl->stopping && c->inflight == 0) uv_close((uv_handle_t *)s, c_closed);
 }
 
 static void on_duration(uv_timer_t *t) {
@@ -283,6 +334,20 @@ static void on_duration(uv_timer_t *t) {
     cl->t_end = uv_hrtime();
     for (i = 0; i < O.connections; i++)
         if (cl->conns[i].inflight == 0) uv_close((uv_handle_t *)&cl->conns[i].tcp, c_closed);
+}
+
+/* The first depth requests of a connection. */
+static void c_start(cconn_t *c) {
+    uint64_t now = uv_hrtime();
+    uint32_t tag;
+    if (!O.multiplex) {
+        c_send(c, (size_t)O.depth);
+        return;
+    }
+    bytes_reserve(&c->out, c->out.len + (size_t)O.depth * c->cl->frame_len);
+    for (tag = 0; tag < (uint32_t)O.depth; tag++)
+        c_queue_tagged(c, tag, now);
+    c_flush(c);
 }
 
 static void c_connected(uv_connect_t *req, int status) {
@@ -298,7 +363,7 @@ static void c_connected(uv_connect_t *req, int status) {
     cl->t_start = uv_hrtime();
     uv_timer_start(&cl->timer, on_duration, (uint64_t)(O.duration * 1000), 0);
     for (i = 0; i < O.connections; i++)
-        c_send(&cl->conns[i], (size_t)O.depth);
+        c_start(&cl->conns[i]);
 }
 
 static void client_run(client_t *cl, int port) {
@@ -320,6 +385,7 @@ static void client_run(client_t *cl, int port) {
         cconn_t *c = &cl->conns[i];
         c->cl = cl;
         c->sent_at = calloc((size_t)O.depth, sizeof *c->sent_at);
+        c->busy = calloc((size_t)O.depth, 1);
         uv_tcp_init(&cl->loop, &c->tcp);
         c->tcp.data = c;
         uv_tcp_nodelay(&c->tcp, 1);
@@ -343,7 +409,13 @@ int main(int argc, char **argv) {
             O.json = 1;
             continue;
         }
-        if (strcmp(argv[i], "--connections") == 0)
+        if (strcmp(argv[i], "--mode") == 0) {
+            if (strcmp(v, "pipeline") != 0 && strcmp(v, "multiplex") != 0) {
+                fprintf(stderr, "baseline: --mode is pipeline or multiplex, not '%s'\n", v);
+                return 2;
+            }
+            O.multiplex = strcmp(v, "multiplex") == 0;
+        } else if (strcmp(argv[i], "--connections") == 0)
             O.connections = atoi(v);
         else if (strcmp(argv[i], "--depth") == 0)
             O.depth = atoi(v);
@@ -356,8 +428,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--port") == 0)
             O.client_port = atoi(v);
         else {
-            fprintf(stderr, "usage: baseline [--connections N] [--depth N] [--size BYTES] "
-                            "[--duration S] [--json] [--serve PORT | --port PORT]\n");
+            fprintf(stderr, "usage: baseline [--mode pipeline|multiplex] [--connections N] "
+                            "[--depth N] [--size BYTES] [--duration S] [--json] "
+                            "[--serve PORT | --port PORT]\n");
             return 2;
         }
         i++;
@@ -365,6 +438,10 @@ int main(int argc, char **argv) {
     if (O.connections < 1 || O.depth < 1 || O.size < 0 || O.duration <= 0 || O.serve_port > 65535 ||
         O.client_port > 65535 || (O.serve_port >= 0 && O.client_port >= 0)) {
         fprintf(stderr, "baseline: bad option value\n");
+        return 2;
+    }
+    if (O.multiplex && O.size < 4) {
+        fprintf(stderr, "baseline: --mode multiplex needs --size 4 or more (the tag)\n");
         return 2;
     }
     if (O.serve_port >= 0) { /* until killed */
@@ -395,9 +472,10 @@ int main(int argc, char **argv) {
                hist_quantile(&cl.hist, 0.999) / 1e3, cl.hist.max / 1e3,
                (unsigned long long)cl.done);
     else
-        printf("baseline (raw libuv): %d connection(s) x depth %d, %d-byte payload: %.0f req/s, "
-               "p50 %.1f us, p99 %.1f us\n",
-               O.connections, O.depth, O.size, rps, hist_quantile(&cl.hist, 0.5) / 1e3,
-               hist_quantile(&cl.hist, 0.99) / 1e3);
+        printf(
+            "baseline (raw libuv, %s): %d connection(s) x depth %d, %d-byte payload: %.0f req/s, "
+            "p50 %.1f us, p99 %.1f us\n",
+            O.multiplex ? "multiplex" : "pipeline", O.connections, O.depth, O.size, rps,
+            hist_quantile(&cl.hist, 0.5) / 1e3, hist_quantile(&cl.hist, 0.99) / 1e3);
     return 0;
 }

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Smoke test of bench/compare and bench/compare-side: one short cell each,
-# a ratio printed, and no server left running.
+# Smoke test of bench/compare and bench/compare-side: one short cell per
+# mode each, a ratio printed, and no server left running.
 set -uo pipefail
 src=$1
 build=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
-export DURATION=0.3 ROUNDS=1 MODES=pipeline CONNS=1 DEPTHS=4
+export DURATION=0.3 ROUNDS=1 MODES="pipeline multiplex" CONNS=1 DEPTHS=4
 for script in compare "compare-side server" "compare-side client"; do
   # shellcheck disable=SC2086 # the side is the script's first argument
   out=$("$src/bench/"$script "$build" 2>&1) || fail "bench/$script exited $?: $out"
-  echo "$out" | grep -Eq '^pipeline +1 +4 +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+' ||
-    fail "bench/$script printed no ratio: $out"
+  for mode in pipeline multiplex; do
+    echo "$out" | grep -Eq "^$mode +1 +4 +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+" ||
+      fail "bench/$script printed no $mode ratio: $out"
+  done
 done
+# The baseline's multiplex client tags its requests and matches the answers
+# by tag: against the echo servers, every request is answered.
+out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||
+  fail "baseline --mode multiplex exited $?"
+echo "$out" | grep -Eq '"requests": [1-9]' || fail "baseline --mode multiplex made no requests: $out"
+"$build/baseline" --mode multiplex --size 3 >/dev/null 2>&1 && fail "a multiplex payload too small for its tag was accepted"
+"$build/baseline" --mode nosuch >/dev/null 2>&1 && fail "an unknown baseline mode was accepted"
 ROUNDS=0 "$src/bench/compare" "$build" >/dev/null 2>&1 && fail "ROUNDS=0 was accepted"
 "$src/bench/compare-side" "$build" >/dev/null 2>&1 && fail "compare-side ran without a side"
 pgrep -f "$build/baseline --serve" >/dev/null && fail "a baseline server was left running"
