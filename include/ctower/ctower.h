@@ -25,6 +25,7 @@
 #include "ctower/pipeline.h"
 #include "ctower/multiplex.h"
 #include "ctower/layer/timeout.h"
+#include "ctower/layer/reconnect.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

@@ -33,7 +33,9 @@ extern "C" {
     XX(EFRAMETOOLARGE, -30011, "frame larger than the codec's maximum")                            \
     XX(EMALFORMED, -30012, "malformed frame")                                                      \
     XX(ETRUNCATED, -30013, "peer closed the connection in the middle of a frame")                  \
-    XX(EBADADDR, -30014, "bad address (expected tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH)")
+    XX(EBADADDR, -30014,                                                                           \
+       "bad address (expected tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH)")                  \
+    XX(ECONNECT, -30015, "could not connect")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

@@ -1,0 +1,431 @@
+/* The reconnecting client. Each call borrows an entry that holds the inner
+ * op (the one the connection's client completes) and, until the request
+ * leaves, the request itself; the entry returns to the pool when the inner
+ * op has called back, or when a request that never left fails. A connection
+ * lives in a heap block of its own (stream, client, tag store): a broken one
+ * is closed in the background while the next one connects. */
+#include "ctower/layer/reconnect.h"
+#include "ctower/error.h"
+#include "ctower/multiplex.h"
+#include "ctower/pipeline.h"
+#include "../core/list.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { RC_IDLE, RC_CONNECTING, RC_UP, RC_PAUSED };
+
+typedef struct ct_reconnect_entry {
+    ct_op_t inner;
+    ct_op_t *outer; /* NULL once the caller has been answered */
+    void *request;  /* while waiting */
+    int waiting;    /* for a connection: in rc->waiting */
+    ct_link_t link; /* in free_entries or waiting; alone while on a client */
+    ct_reconnect_t *rc;
+} entry_t;
+
+typedef struct ct_reconnect_conn {
+    ct_stream_t stream; /* the client's transport once it is up */
+    ct_client_t client;
+    ct_slab_tags_t tags; /* multiplex */
+    ct_reconnect_t *rc;
+} conn_t;
+
+static void free_msg(ct_reconnect_t *rc, void *msg) {
+    if (rc->cfg.free_msg && msg) rc->cfg.free_msg(msg, rc->cfg.free_ctx);
+}
+
+static void maybe_closed(ct_reconnect_t *rc);
+static void check_drained(ct_reconnect_t *rc);
+
+static void release_entry(ct_reconnect_t *rc, entry_t *e) {
+    e->outer = NULL;
+    e->waiting = 0;
+    ct_list_push_back(&rc->free_entries, &e->link);
+    rc->busy--;
+    ct_waitq_wake_all(&rc->waiters);
+}
+
+/* Every call still waiting for a connection fails with status (cause). */
+static void fail_waiting(ct_reconnect_t *rc, int status, int cause) {
+    ct_link_t *node;
+    while ((node = ct_list_pop_front(&rc->waiting)) != NULL) {
+        entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
+        ct_op_t *outer = e->outer;
+        free_msg(rc, e->request);
+        release_entry(rc, e);
+        ct_op_complete(outer, status, cause, NULL);
+    }
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void on_conn_closed(ct_service_t *client) {
+    conn_t *conn = CT_CONTAINER_OF(client, conn_t, client.service);
+    ct_reconnect_t *rc = conn->rc;
+    if (rc->cfg.multiplex) ct_slab_tags_free(&conn->tags);
+    free(conn);
+    rc->conns_closing--;
+    maybe_closed(rc);
+}
+
+/* Closes the current connection's client in the background (its ops fail
+ * first, as a client's close says). */
+static void retire(ct_reconnect_t *rc) {
+    conn_t *conn = rc->conn;
+    rc->conn = NULL;
+    rc->state = RC_IDLE;
+    rc->client_drained = 0;
+    rc->conns_closing++;
+    ct_service_close(&conn->client.service, on_conn_closed);
+}
+
+/* Half the delay up to all of it, the delay doubling with each failure in a
+ * row: clients that lost one server together do not come back together. */
+static uint64_t pause_ms(ct_reconnect_t *rc) {
+    uint64_t d = rc->cfg.backoff_min_ms, half;
+    unsigned i;
+    for (i = 1; i < rc->failures_in_a_row && d < rc->cfg.backoff_max_ms; i++)
+        d *= 2;
+    if (d > rc->cfg.backoff_max_ms) d = rc->cfg.backoff_max_ms;
+    rc->rng ^= rc->rng << 13; /* xorshift32 */
+    rc->rng ^= rc->rng >> 17;
+    rc->rng ^= rc->rng << 5;
+    half = d / 2;
+    return d - half + rc->rng % (half + 1);
+}
+
+static void on_pause_over(uv_timer_t *timer) {
+    ct_reconnect_t *rc = CT_CONTAINER_OF(timer, ct_reconnect_t, timer);
+    if (rc->state == RC_PAUSED) rc->state = RC_IDLE;
+    ct_waitq_wake_all(&rc->waiters); /* they poll again, and that connects */
+}
+
+static void connect_failed(ct_reconnect_t *rc, int error) {
+    rc->last_error = error;
+    rc->counts.connect_failures++;
+    rc->failures_in_a_row++;
+    rc->state = RC_PAUSED;
+    if (ct_service_is_shutting_down(&rc->service)) rc->drain_status = CT_ECONNECT;
+    fail_waiting(rc, CT_ECONNECT, error);
+    uv_timer_start(&rc->timer, on_pause_over, pause_ms(rc), 0);
+    ct_waitq_wake_all(&rc->waiters);
+    check_drained(rc);
+}
+
+static void on_client_drained(ct_service_t *client, int status) {
+    conn_t *conn = CT_CONTAINER_OF(client, conn_t, client.service);
+    ct_reconnect_t *rc = conn->rc;
+    if (conn != rc->conn) return; /* retired meanwhile; its ops ended anyway */
+    rc->client_drained = 1;
+    if (status < 0) rc->drain_status = status;
+    check_drained(rc);
+}
+
+static void drain_client(ct_reconnect_t *rc) {
+    int r = ct_service_shutdown(&rc->conn->client.service, on_client_drained);
+    if (r < 0) { /* dead already: its ops have failed */
+        rc->client_drained = 1;
+        rc->drain_status = r;
+    }
+}
+
+/* Hands e's request to the connection's client: 0, or -1 if that client is
+ * dead (it is retired then, and e is left as it was). */
+static int send_entry(ct_reconnect_t *rc, entry_t *e) {
+    if (ct_service_call(&rc->conn->client.service, e->request, &e->inner) < 0) {
+        retire(rc);
+        return -1;
+    }
+    e->request = NULL;
+    e->waiting = 0;
+    return 0;
+}
+
+static void start_connect(ct_reconnect_t *rc);
+
+/* The connection is up: the waiting calls go out, in call order. */
+static void dispatch_waiting(ct_reconnect_t *rc) {
+    while (!ct_list_empty(&rc->waiting)) {
+        entry_t *e = CT_CONTAINER_OF(rc->waiting.next, entry_t, link);
+        if (send_entry(rc, e) < 0) { /* died at once: the rest wait for the next one */
+            start_connect(rc);
+            return;
+        }
+        ct_list_remove(&e->link);
+    }
+}
+
+static int make_client(ct_reconnect_t *rc, conn_t *conn) {
+    ct_client_config_t ccfg = {rc->cfg.max_in_flight, rc->cfg.free_msg, rc->cfg.free_ctx};
+    int r;
+    if (!rc->cfg.multiplex)
+        return ct_pipeline_client_init(&conn->client, rc->service.loop, &conn->stream.transport,
+                                       &ccfg);
+    r = ct_slab_tags_init(&conn->tags, rc->cfg.max_in_flight, rc->cfg.get_tag, rc->cfg.set_tag);
+    if (r < 0) return r;
+    r = ct_multiplex_client_init(&conn->client, rc->service.loop, &conn->stream.transport,
+                                 &conn->tags.store, &ccfg);
+    if (r < 0) ct_slab_tags_free(&conn->tags);
+    return r;
+}
+
+static void on_stream_closed(ct_transport_t *t) {
+    conn_t *conn = CT_CONTAINER_OF(t, conn_t, stream.transport);
+    ct_reconnect_t *rc = conn->rc;
+    free(conn);
+    rc->conns_closing--;
+    maybe_closed(rc);
+}
+
+/* A connected stream that will have no client. */
+static void drop_stream(ct_reconnect_t *rc, conn_t *conn) {
+    rc->conns_closing++;
+    ct_transport_close(&conn->stream.transport, on_stream_closed);
+}
+
+static void on_connected(ct_stream_t *stream, int status) {
+    conn_t *conn = CT_CONTAINER_OF(stream, conn_t, stream);
+    ct_reconnect_t *rc = conn->rc;
+    int r = status;
+    rc->conn = NULL;
+    if (status == 0 && ct_service_is_closing(&rc->service)) { /* outran the cancel */
+        drop_stream(rc, conn);
+        return;
+    }
+    if (status == 0 && (r = make_client(rc, conn)) < 0) {
+        drop_stream(rc, conn);
+        conn = NULL;
+    } else if (status < 0) {
+        free(conn);
+        conn = NULL;
+    }
+    if (ct_service_is_closing(&rc->service)) {
+        maybe_closed(rc);
+        return;
+    }
+    if (!conn) {
+        connect_failed(rc, r);
+        return;
+    }
+    rc->conn = conn;
+    rc->state = RC_UP;
+    rc->last_error = 0;
+    rc->failures_in_a_row = 0;
+    rc->counts.connects++;
+    dispatch_waiting(rc);
+    if (rc->state == RC_UP && ct_service_is_shutting_down(&rc->service)) drain_client(rc);
+    ct_waitq_wake_all(&rc->waiters);
+    check_drained(rc);
+}
+
+static void start_connect(ct_reconnect_t *rc) {
+    conn_t *conn = calloc(1, sizeof *conn);
+    int r = UV_ENOMEM;
+    if (conn) {
+        conn->rc = rc;
+        rc->conn = conn;
+        rc->state = RC_CONNECTING;
+        r = ct_connector_connect(&rc->connector, &conn->stream, on_connected);
+        if (r == 0) return;
+        rc->conn = NULL;
+        free(conn);
+    }
+    connect_failed(rc, r);
+}
+
+/* ---- the service ------------------------------------------------------------ */
+
+static void on_inner_done(ct_op_t *op, int status, void *response) {
+    entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
+    ct_reconnect_t *rc = e->rc;
+    ct_op_t *outer = e->outer;
+    release_entry(rc, e);
+    check_drained(rc);
+    maybe_closed(rc);
+    /* Last, with rc consistent: this is a fresh stack (the client's receive
+     * callback, or the loop's queue), and the callback may call again. */
+    if (outer)
+        ct_op_complete_now(outer, status, op->cause, response);
+    else
+        free_msg(rc, response); /* its caller was answered already */
+}
+
+static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    int r;
+    if (ct_list_empty(&rc->free_entries)) {
+        if (waker) ct_waitq_add(&rc->waiters, waker);
+        return CT_PENDING;
+    }
+    if (rc->state == RC_UP) {
+        r = ct_service_poll_ready(&rc->conn->client.service, waker);
+        if (r >= 0) return r;
+        retire(rc); /* dead: a new connection */
+    }
+    if (rc->state == RC_IDLE) start_connect(rc);
+    if (rc->state == RC_PAUSED) return CT_READY; /* a call fails fast */
+    if (waker) ct_waitq_add(&rc->waiters, waker);
+    return CT_PENDING;
+}
+
+static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    ct_link_t *node;
+    entry_t *e;
+    if (rc->state == RC_PAUSED || (node = ct_list_pop_front(&rc->free_entries)) == NULL) {
+        free_msg(rc, request);
+        if (rc->state == RC_PAUSED)
+            ct_op_complete(op, CT_ECONNECT, rc->last_error, NULL);
+        else
+            ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+        return 0;
+    }
+    e = CT_CONTAINER_OF(node, entry_t, link);
+    rc->busy++;
+    e->outer = op;
+    e->request = request;
+    op->slot = (size_t)(e - rc->entries);
+    ct_op_init(&e->inner, on_inner_done);
+    if (rc->state == RC_UP && send_entry(rc, e) == 0) return 0;
+    e->waiting = 1; /* not up, or found dead: for the next connection */
+    ct_list_push_back(&rc->waiting, &e->link);
+    if (rc->state == RC_IDLE) start_connect(rc);
+    return 0;
+}
+
+static void rc_cancel(ct_service_t *svc, ct_op_t *op) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    entry_t *e = &rc->entries[op->slot];
+    if (e->waiting) { /* never left: it simply goes */
+        ct_list_remove(&e->link);
+        free_msg(rc, e->request);
+        release_entry(rc, e);
+        ct_op_complete(op, CT_ECANCELED, 0, NULL);
+        check_drained(rc);
+        return;
+    }
+    e->outer = NULL; /* the entry comes home when the inner op calls back */
+    ct_op_complete(op, CT_ECANCELED, 0, NULL);
+    ct_op_cancel(&e->inner);
+}
+
+static void rc_release(ct_service_t *svc) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    if (rc->state == RC_UP) ct_service_release(&rc->conn->client.service);
+}
+
+static int rc_shutdown(ct_service_t *svc) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    ct_waitq_wake_all(&rc->waiters); /* they will see CT_ESHUTDOWN */
+    if (rc->state == RC_UP) drain_client(rc);
+    check_drained(rc);
+    return 0;
+}
+
+/* Drained: nothing waits for a connection, the client (if any) has drained
+ * and every entry has come home (also those of retired connections). */
+static void check_drained(ct_reconnect_t *rc) {
+    if (!ct_service_is_shutting_down(&rc->service) || ct_service_is_closing(&rc->service)) return;
+    if (rc->state == RC_CONNECTING || rc->busy > 0) return;
+    if (rc->state == RC_UP && !rc->client_drained) return;
+    ct_service_shutdown_done(&rc->service, rc->drain_status);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+    ct_reconnect_t *rc = CT_CONTAINER_OF(handle, ct_reconnect_t, timer);
+    free(rc->entries);
+    rc->entries = NULL;
+    ct_service_closed(&rc->service);
+}
+
+/* Closed once the connect was canceled, every connection has closed and
+ * every entry has come home: the timer closes last. */
+static void maybe_closed(ct_reconnect_t *rc) {
+    if (!ct_service_is_closing(&rc->service) || rc->timer_closing) return;
+    if (rc->conn || rc->conns_closing > 0 || rc->busy > 0) return;
+    rc->timer_closing = 1;
+    uv_close((uv_handle_t *)&rc->timer, on_timer_closed);
+}
+
+static void rc_close(ct_service_t *svc) {
+    ct_reconnect_t *rc = (ct_reconnect_t *)svc;
+    uv_timer_stop(&rc->timer);
+    ct_waitq_wake_all(&rc->waiters);
+    fail_waiting(rc, CT_ECLOSED, 0);
+    if (rc->state == RC_CONNECTING)
+        ct_connector_cancel(&rc->conn->stream); /* on_connected will come */
+    else if (rc->state == RC_UP)
+        retire(rc);
+    maybe_closed(rc);
+}
+
+static const ct_service_vtable_t reconnect_vtable = {
+    rc_poll_ready, rc_call, rc_cancel, rc_release, rc_shutdown, rc_close, NULL,
+};
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int check_config(ct_reconnect_config_t *c) {
+    if (!c->get_tag != !c->set_tag) return CT_EINVAL;
+    if (!c->get_tag) {
+        c->get_tag = ct_buf_get_tag;
+        c->set_tag = ct_buf_set_tag;
+    }
+    if (c->max_in_flight == 0) c->max_in_flight = CT_CLIENT_DEFAULT_IN_FLIGHT;
+    if (c->multiplex && c->max_in_flight > (size_t)1 << 24) return CT_EINVAL; /* the slab's */
+    if (c->backoff_min_ms == 0) c->backoff_min_ms = 100;
+    if (c->backoff_max_ms == 0) c->backoff_max_ms = c->backoff_min_ms > 10000 ? c->backoff_min_ms : 10000;
+    if (c->backoff_max_ms < c->backoff_min_ms) return CT_EINVAL;
+    return 0;
+}
+
+int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
+                      const ct_stream_config_t *stream_cfg, const ct_reconnect_config_t *cfg) {
+    size_t i;
+    int r;
+    if (!rc || !loop || !address || !stream_cfg) return CT_EINVAL;
+    if (cfg)
+        rc->cfg = *cfg;
+    else
+        memset(&rc->cfg, 0, sizeof rc->cfg);
+    if ((r = check_config(&rc->cfg)) != 0) return r;
+    if ((r = ct_connector_init(&rc->connector, loop, address, stream_cfg)) != 0) return r;
+    rc->connector.timeout_ms = rc->cfg.connect_timeout_ms;
+    rc->entries = calloc(rc->cfg.max_in_flight, sizeof *rc->entries);
+    if (!rc->entries) return UV_ENOMEM;
+    if ((r = uv_timer_init(loop->uv, &rc->timer)) != 0) {
+        free(rc->entries);
+        return r;
+    }
+    ct_service_init(&rc->service, loop, &reconnect_vtable);
+    ct_list_init(&rc->free_entries);
+    ct_list_init(&rc->waiting);
+    for (i = 0; i < rc->cfg.max_in_flight; i++) {
+        rc->entries[i].rc = rc;
+        ct_list_push_back(&rc->free_entries, &rc->entries[i].link);
+    }
+    rc->conn = NULL;
+    rc->busy = rc->conns_closing = 0;
+    rc->state = RC_IDLE;
+    rc->last_error = rc->drain_status = rc->client_drained = 0;
+    rc->failures_in_a_row = 0;
+    rc->rng = (uint32_t)(uv_hrtime() ^ (uintptr_t)rc) | 1; /* xorshift: never 0 */
+    rc->timer_closing = 0;
+    ct_waitq_init(&rc->waiters);
+    rc->counts.connects = rc->counts.connect_failures = 0;
+    return 0;
+}
+
+int ct_reconnect_last_error(const ct_reconnect_t *rc) {
+    return rc->last_error;
+}
+
+int ct_reconnect_is_up(const ct_reconnect_t *rc) {
+    return rc->state == RC_UP && rc->conn->client.error == 0;
+}
+
+ct_reconnect_counts_t ct_reconnect_counts(const ct_reconnect_t *rc) {
+    return rc->counts;
+}

@@ -1,0 +1,543 @@
+/* The reconnecting client over real sockets: calls that wait for the first
+ * connection, a connection that breaks (in flight and idle), connects that
+ * fail and the pause after them, cancel, shutdown and close at each stage. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(reconnect, .init = h_setup, .fini = h_teardown);
+
+enum { PAYLOAD = 16, NCALLS = 200 };
+
+static ct_buf_pool_t pool;
+static ct_length_codec_t codec;
+static ct_stream_config_t stream_cfg;
+static ct_service_fn_t echo;
+static held_svc_t held;
+static ct_listener_t listener;
+static int listener_closed, rc_closed, rc_drained, drain_status;
+static long requests_freed;
+static ct_reconnect_t rc;
+
+static void on_listener_closed(ct_listener_t *l) {
+    (void)l;
+    listener_closed = 1;
+}
+
+static void setup(void) {
+    ct_buf_pool_init(&pool, PAYLOAD, 4096);
+    cr_assert_eq(ct_length_codec_init(&codec, NULL), 0);
+    memset(&stream_cfg, 0, sizeof stream_cfg);
+    stream_cfg.codec = &codec.codec;
+    stream_cfg.pool = &pool;
+    listener_closed = rc_closed = rc_drained = 0;
+    drain_status = 1;
+    requests_freed = 0;
+    ct_echo_service_init(&echo, &H.ct);
+}
+
+/* Listens on address with service (pipeline or multiplex servers). */
+static void listen_on(const char *address, ct_service_t *service, int multiplex, uint64_t idle_ms) {
+    ct_listener_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream = stream_cfg;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cfg.multiplex = multiplex;
+    cfg.idle_timeout_ms = idle_ms;
+    listener_closed = 0;
+    cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
+}
+
+static void stop_listening(uint64_t deadline_ms) {
+    cr_assert_eq(ct_listener_shutdown(&listener, deadline_ms, on_listener_closed), 0);
+    H_RUN_UNTIL(listener_closed);
+}
+
+static int listener_port(void) {
+    ct_address_t a;
+    cr_assert_eq(ct_listener_address(&listener, &a), 0);
+    return ntohs(((struct sockaddr_in *)&a.sa)->sin_port);
+}
+
+static void address_for(int port, char *out, size_t n) {
+    snprintf(out, n, "tcp://127.0.0.1:%d", port);
+}
+
+/* A port nothing listens on (it was free a moment ago). */
+static int free_port(void) {
+    int port;
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 0);
+    port = listener_port();
+    stop_listening(0);
+    return port;
+}
+
+static void count_free(void *msg, void *ctx) {
+    requests_freed++;
+    ct_buf_pool_free_msg(msg, ctx);
+}
+
+static void init_rc(const char *address, int multiplex, uint64_t backoff_ms) {
+    ct_reconnect_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = multiplex;
+    cfg.max_in_flight = NCALLS;
+    cfg.free_msg = count_free;
+    cfg.free_ctx = &pool;
+    cfg.backoff_min_ms = cfg.backoff_max_ms = backoff_ms;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+}
+
+static void on_rc_closed(ct_service_t *svc) {
+    (void)svc;
+    rc_closed = 1;
+}
+
+static void close_rc(void) {
+    cr_assert_eq(ct_service_close(&rc.service, on_rc_closed), 0);
+    H_RUN_UNTIL(rc_closed);
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
+typedef struct call {
+    ct_op_t op;
+    int calls, status, cause;
+    uint64_t id, answer;
+} call_t;
+
+static call_t calls[NCALLS];
+static int ncompleted;
+
+/* Requests carry their id after a 4-byte tag field (multiplex). */
+static ct_buf_t *request(uint64_t id) {
+    ct_buf_t *b = ct_buf_pool_get(&pool, PAYLOAD);
+    cr_assert_not_null(b);
+    b->len = PAYLOAD;
+    memset(b->base, 0, PAYLOAD);
+    memcpy(b->base + 8, &id, sizeof id);
+    return b;
+}
+
+static void on_done(ct_op_t *op, int status, void *response) {
+    call_t *c = CT_CONTAINER_OF(op, call_t, op);
+    cr_assert_eq(H.nested, 0, "a callback ran inside the call that caused it");
+    c->calls++;
+    c->status = status;
+    c->cause = op->cause;
+    ncompleted++;
+    if (response) {
+        ct_buf_t *b = response;
+        cr_assert_eq(b->len, PAYLOAD);
+        memcpy(&c->answer, b->base + 8, sizeof c->answer);
+        ct_buf_pool_put(&pool, b);
+    } else {
+        cr_assert_neq(status, 0, "a success without a response");
+    }
+}
+
+static void start_call(int i) {
+    call_t *c = &calls[i];
+    memset(c, 0, sizeof *c);
+    ct_op_init(&c->op, on_done);
+    c->id = 1000 + (uint64_t)i;
+    cr_assert_eq(h_call(&rc.service, request(c->id), &c->op), 0);
+}
+
+/* Starts calls [from, to) and runs the loop until they complete. */
+static void call_range(int from, int to) {
+    int i, want = ncompleted + (to - from);
+    for (i = from; i < to; i++)
+        start_call(i);
+    H_RUN_UNTIL(ncompleted == want);
+}
+
+static void assert_answered(int from, int to) {
+    int i;
+    for (i = from; i < to; i++) {
+        cr_assert_eq(calls[i].calls, 1, "call %d completed %d times", i, calls[i].calls);
+        cr_assert_eq(calls[i].status, 0, "call %d: %s", i, ct_strerror(calls[i].status));
+        cr_assert_eq(calls[i].answer, calls[i].id, "call %d got another request's answer", i);
+    }
+}
+
+static void assert_failed(int from, int to, int status, int cause) {
+    int i;
+    for (i = from; i < to; i++) {
+        cr_assert_eq(calls[i].calls, 1, "call %d completed %d times", i, calls[i].calls);
+        cr_assert_eq(calls[i].status, status, "call %d: %s, not %s", i,
+                     ct_strerror(calls[i].status), ct_strerror(status));
+        if (cause) cr_assert_eq(calls[i].cause, cause, "call %d's cause", i);
+    }
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void calls_wait_for_the_first_connection(int multiplex) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, multiplex, 100);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 0, "connected before it was used");
+    call_range(0, NCALLS); /* all made before the connect can have ended */
+    assert_answered(0, NCALLS);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
+    cr_assert_eq(ct_reconnect_last_error(&rc), 0);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+Test(reconnect, calls_made_before_the_connection_is_up_wait_for_it_pipeline) {
+    calls_wait_for_the_first_connection(0);
+}
+
+Test(reconnect, calls_made_before_the_connection_is_up_wait_for_it_multiplex) {
+    calls_wait_for_the_first_connection(1);
+}
+
+/* The server goes away with requests in flight: they fail (they may have
+ * reached it), and once it is back the next calls reconnect. */
+static void a_broken_connection(int multiplex) {
+    char address[64];
+    int port;
+    setup();
+    ncompleted = 0;
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, multiplex, 0);
+    port = listener_port();
+    address_for(port, address, sizeof address);
+    init_rc(address, multiplex, 20);
+    for (int i = 0; i < 10; i++)
+        start_call(i);
+    H_RUN_UNTIL(held.n == 10);
+    held_complete_all(&held);
+    H_RUN_UNTIL(ncompleted == 10);
+    assert_answered(0, 10);
+
+    for (int i = 10; i < 20; i++)
+        start_call(i);
+    H_RUN_UNTIL(held.n == 10);
+    stop_listening(10); /* the deadline passes: the connection is closed */
+    H_RUN_UNTIL(ncompleted == 20);
+    for (int i = 10; i < 20; i++) {
+        cr_assert_eq(calls[i].calls, 1);
+        cr_assert(calls[i].status == CT_ERECVBROKEN || calls[i].status == CT_ESENDBROKEN,
+                  "call %d: %s", i, ct_strerror(calls[i].status));
+    }
+    cr_assert_eq(held.cancels, 10, "the server did not drop the requests it held");
+
+    listen_on(address, &echo.service, multiplex, 0); /* back, on the same port */
+    call_range(20, 30);
+    assert_answered(20, 30);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&echo.service);
+    h_close_service(&held.service);
+    held_free(&held);
+}
+
+Test(reconnect, a_broken_connection_fails_its_ops_and_the_next_call_reconnects_pipeline) {
+    a_broken_connection(0);
+}
+
+Test(reconnect, a_broken_connection_fails_its_ops_and_the_next_call_reconnects_multiplex) {
+    a_broken_connection(1);
+}
+
+/* The server closes the idle connection: the call after it is not lost, it
+ * goes out on a new connection. */
+Test(reconnect, a_connection_the_server_closed_while_idle_is_replaced_without_losing_a_call) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 30);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    call_range(0, 5);
+    assert_answered(0, 5);
+    cr_assert(ct_reconnect_is_up(&rc));
+    H_RUN_UNTIL(!ct_reconnect_is_up(&rc)); /* the client has seen the server's close */
+    call_range(5, 10);
+    assert_answered(5, 10);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+/* Nothing listens: the calls waiting for the connect fail with its error,
+ * calls during the pause fail at once without a new attempt, and after the
+ * pause a call connects to the server that came meanwhile. */
+Test(reconnect, a_failed_connect_fails_its_calls_then_fails_fast_then_tries_again) {
+    char address[64];
+    int port;
+    setup();
+    ncompleted = 0;
+    port = free_port();
+    address_for(port, address, sizeof address);
+    init_rc(address, 0, 300);
+    call_range(0, 3);
+    assert_failed(0, 3, CT_ECONNECT, UV_ECONNREFUSED);
+    cr_assert_eq(ct_reconnect_last_error(&rc), UV_ECONNREFUSED);
+    cr_assert_eq(ct_reconnect_counts(&rc).connect_failures, 1);
+
+    cr_assert_eq(ct_service_poll_ready(&rc.service, NULL), CT_READY, "a pause must fail fast");
+    call_range(3, 6);
+    assert_failed(3, 6, CT_ECONNECT, UV_ECONNREFUSED);
+    cr_assert_eq(ct_reconnect_counts(&rc).connect_failures, 1, "a call in the pause connected");
+    cr_assert_eq(requests_freed, 6, "failed requests were not freed");
+
+    listen_on(address, &echo.service, 0, 0);
+    H_RUN_UNTIL(ct_service_poll_ready(&rc.service, NULL) == CT_PENDING); /* the pause is over */
+    call_range(6, 9);
+    assert_answered(6, 9);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
+    cr_assert_eq(ct_reconnect_last_error(&rc), 0);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+/* A waker registered while connecting is woken when the connect ends. */
+static int woken;
+static void on_woken(ct_waker_t *w) {
+    (void)w;
+    woken++;
+}
+
+/* Each pause lies between half and all of its delay, and the delay doubles
+ * with each failure in a row up to the maximum. */
+Test(reconnect, the_pause_doubles_with_each_failure_up_to_its_maximum) {
+    char address[64];
+    ct_reconnect_config_t cfg;
+    ct_waker_t waker;
+    const uint64_t delay_ms[] = {40, 80, 160, 160};
+    setup();
+    address_for(free_port(), address, sizeof address);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.backoff_min_ms = 40;
+    cfg.backoff_max_ms = 160;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+    ct_waker_init(&waker, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING);
+    for (unsigned k = 0; k < 4; k++) {
+        uint64_t failed_at, waited_ms;
+        woken = 0;
+        H_RUN_UNTIL(ct_reconnect_counts(&rc).connect_failures == k + 1);
+        H_RUN_UNTIL(woken == 1);
+        failed_at = uv_hrtime();
+        cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_READY);
+        H_RUN_UNTIL(ct_service_poll_ready(&rc.service, &waker) == CT_PENDING);
+        waited_ms = (uv_hrtime() - failed_at) / 1000000;
+        /* a timer may fire up to 1 ms early against the clock read here */
+        cr_assert_geq(waited_ms + 2, delay_ms[k] / 2, "pause %u: %llu ms", k,
+                      (unsigned long long)waited_ms);
+        cr_assert_leq(waited_ms, delay_ms[k] + 1000, "pause %u: %llu ms", k,
+                      (unsigned long long)waited_ms);
+    }
+    ct_waker_cancel(&waker);
+    close_rc();
+    h_close_service(&echo.service);
+}
+
+/* A call canceled before its connection is up never reaches the server. */
+Test(reconnect, a_call_canceled_while_waiting_for_the_connection_never_goes_out) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    start_call(0);
+    start_call(1);
+    start_call(2);
+    ct_op_cancel(&calls[1].op);
+    cr_assert_eq(requests_freed, 1, "the canceled request was not freed");
+    H_RUN_UNTIL(held.n == 2);
+    h_turns(10);
+    cr_assert_eq(held.calls, 2, "a canceled request reached the server");
+    held_complete_all(&held);
+    H_RUN_UNTIL(ncompleted == 3);
+    assert_answered(0, 1);
+    assert_failed(1, 2, CT_ECANCELED, 0);
+    assert_answered(2, 3);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&echo.service);
+}
+
+/* A call canceled after its request left: answered CT_ECANCELED at once, its
+ * late answer freed, and the connection stays up for the next call. */
+Test(reconnect, a_call_canceled_in_flight_is_answered_once_and_the_connection_stays) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    start_call(0);
+    H_RUN_UNTIL(held.n == 1);
+    ct_op_cancel(&calls[0].op);
+    H_RUN_UNTIL(ncompleted == 1);
+    assert_failed(0, 1, CT_ECANCELED, 0);
+    held_complete_all(&held); /* the late answer */
+    start_call(1);
+    H_RUN_UNTIL(held.n == 1);
+    held_complete_all(&held);
+    H_RUN_UNTIL(ncompleted == 2);
+    assert_answered(1, 2);
+    cr_assert_eq(calls[0].calls, 1);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&echo.service);
+}
+
+/* Close while connecting: the waiting calls fail with CT_ECLOSED before the
+ * close callback, and nothing is left open (the teardown checks the loop). */
+Test(reconnect, close_while_connecting_fails_the_waiting_calls_first) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    start_call(0);
+    start_call(1);
+    cr_assert_eq(ct_service_close(&rc.service, on_rc_closed), 0);
+    H_RUN_UNTIL(rc_closed);
+    cr_assert_eq(ncompleted, 2, "the close callback ran before the ops completed");
+    assert_failed(0, 2, CT_ECLOSED, 0);
+    cr_assert_eq(requests_freed, 2);
+    stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+/* Close with requests in flight: they fail first, then the close callback. */
+Test(reconnect, close_with_calls_in_flight_fails_them_first) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    for (int i = 0; i < 4; i++)
+        start_call(i);
+    H_RUN_UNTIL(held.n == 4);
+    cr_assert_eq(ct_service_close(&rc.service, on_rc_closed), 0);
+    H_RUN_UNTIL(rc_closed);
+    cr_assert_eq(ncompleted, 4, "the close callback ran before the ops completed");
+    assert_failed(0, 4, CT_ECLOSED, 0);
+    stop_listening(10);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&echo.service);
+}
+
+static void on_rc_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    cr_assert_eq(ncompleted, 5, "drained before every call was answered");
+    rc_drained = 1;
+    drain_status = status;
+}
+
+/* Shutdown with calls waiting for the connection: they go out and are
+ * answered, then the drain completes. */
+Test(reconnect, shutdown_while_connecting_answers_the_waiting_calls_then_drains) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    listen_on("tcp://127.0.0.1:0", &echo.service, 1, 0);
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, 1, 100);
+    for (int i = 0; i < 5; i++)
+        start_call(i);
+    cr_assert_eq(ct_service_shutdown(&rc.service, on_rc_drained), 0);
+    H_RUN_UNTIL(rc_drained);
+    assert_answered(0, 5);
+    cr_assert_eq(drain_status, 0);
+    cr_assert_eq(ct_service_call(&rc.service, NULL, &calls[0].op), CT_ESHUTDOWN);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+static void on_drained_anyway(ct_service_t *svc, int status) {
+    (void)svc;
+    rc_drained = 1;
+    drain_status = status;
+}
+
+/* Shutdown while the only connect fails: the waiting calls fail, and the
+ * drain reports the failure. */
+Test(reconnect, shutdown_whose_connect_fails_reports_it) {
+    char address[64];
+    setup();
+    ncompleted = 0;
+    address_for(free_port(), address, sizeof address);
+    init_rc(address, 0, 100);
+    start_call(0);
+    cr_assert_eq(ct_service_shutdown(&rc.service, on_drained_anyway), 0);
+    H_RUN_UNTIL(rc_drained);
+    assert_failed(0, 1, CT_ECONNECT, UV_ECONNREFUSED);
+    cr_assert_eq(drain_status, CT_ECONNECT);
+    close_rc();
+    h_close_service(&echo.service);
+}
+
+/* A name that does not resolve is a failed connect like any other (the
+ * stand-in resolver of net_hooks.c answers for ctower.test names). */
+Test(reconnect, a_name_that_does_not_resolve_fails_the_calls_with_the_resolvers_error) {
+    setup();
+    ncompleted = 0;
+    init_rc("tcp://nowhere.ctower.test:80", 0, 100);
+    call_range(0, 2);
+    assert_failed(0, 2, CT_ECONNECT, UV_EAI_NONAME);
+    close_rc();
+    h_close_service(&echo.service);
+}
+
+Test(reconnect, bad_configurations_are_refused_at_init) {
+    ct_reconnect_config_t cfg;
+    ct_stream_config_t no_codec;
+    setup();
+    memset(&cfg, 0, sizeof cfg);
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://nowhere", &stream_cfg, &cfg), CT_EBADADDR);
+    cfg.get_tag = ct_buf_get_tag; /* without set_tag */
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://127.0.0.1:1", &stream_cfg, &cfg), CT_EINVAL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.backoff_min_ms = 100;
+    cfg.backoff_max_ms = 50;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://127.0.0.1:1", &stream_cfg, &cfg), CT_EINVAL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = 1;
+    cfg.max_in_flight = ((size_t)1 << 24) + 1;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://127.0.0.1:1", &stream_cfg, &cfg), CT_EINVAL);
+    no_codec = stream_cfg;
+    no_codec.codec = NULL;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://127.0.0.1:1", &no_codec, NULL), CT_EINVAL);
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, NULL, &stream_cfg, NULL), CT_EINVAL);
+    h_close_service(&echo.service);
+}
