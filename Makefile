@@ -39,6 +39,7 @@ example: build
 	./$(BUILD)/examples/echo_multiplex
 	./$(BUILD)/examples/echo_tcp
 	./$(BUILD)/examples/echo_threads
+	./$(BUILD)/examples/reconnect
 
 test: test-plain test-asan
 
