@@ -541,3 +541,50 @@ Test(reconnect, bad_configurations_are_refused_at_init) {
     cr_assert_eq(ct_reconnect_init(&rc, &H.ct, NULL, &stream_cfg, NULL), CT_EINVAL);
     h_close_service(&echo.service);
 }
+
+/* Readiness: PENDING while connecting (the waker wakes once it is up), and
+ * PENDING while max_in_flight calls are under way; a call beyond them without
+ * a READY is CT_EOVERLOADED. */
+Test(reconnect, readiness_follows_the_connect_and_the_bound) {
+    char address[64];
+    ct_reconnect_config_t cfg;
+    ct_waker_t waker;
+    setup();
+    ncompleted = 0;
+    woken = 0;
+    held_init(&held, 0);
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
+    address_for(listener_port(), address, sizeof address);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.max_in_flight = 2;
+    cfg.free_msg = count_free;
+    cfg.free_ctx = &pool;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+    ct_waker_init(&waker, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING, "ready before connecting");
+    H_RUN_UNTIL(woken == 1);
+    cr_assert(ct_reconnect_is_up(&rc));
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_READY);
+    start_call(0);
+    start_call(1);
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING, "ready beyond the bound");
+    start_call(2); /* without a READY */
+    H_RUN_UNTIL(ncompleted == 1);
+    assert_failed(2, 3, CT_EOVERLOADED, 0);
+    cr_assert_eq(requests_freed, 1);
+    H_RUN_UNTIL(held.n == 2);
+    woken = 0;
+    held_complete_all(&held);
+    H_RUN_UNTIL(ncompleted == 3 && woken > 0); /* room again: the waker was woken */
+    assert_answered(0, 2);
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_READY);
+    ct_service_release(&rc.service);
+    ct_waker_cancel(&waker);
+    close_rc();
+    stop_listening(1000);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&echo.service);
+}
