@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(reconnect, .init = h_setup, .fini = h_teardown);
 
@@ -587,4 +588,118 @@ Test(reconnect, readiness_follows_the_connect_and_the_bound) {
     h_close_service(&held.service);
     held_free(&held);
     h_close_service(&echo.service);
+}
+
+/* ---- random calls, cancels and server restarts ------------------------------- */
+
+enum { RANDOM_OPS = 64, RANDOM_STEPS = 4000 };
+
+typedef struct rcall {
+    ct_op_t op;
+    long started, completed;
+    uint64_t id;
+} rcall_t;
+
+static rcall_t rcalls[RANDOM_OPS];
+static long random_answers, random_failures[8];
+static int server_up, server_stopping;
+
+static void on_random_done(ct_op_t *op, int status, void *response) {
+    rcall_t *c = CT_CONTAINER_OF(op, rcall_t, op);
+    static const int allowed[] = {CT_ECANCELED,
+                                  CT_ECONNECT,
+                                  CT_ERECVBROKEN,
+                                  CT_ESENDBROKEN,
+                                  CT_ECLOSED,
+                                  CT_EOVERLOADED,
+                                  0,
+                                  0};
+    int i;
+    cr_assert_eq(H.nested, 0);
+    c->completed++;
+    cr_assert_eq(c->completed, c->started, "op %ld completed twice", (long)(c - rcalls));
+    if (status == 0) {
+        ct_buf_t *b = response;
+        uint64_t id;
+        memcpy(&id, b->base + 8, sizeof id);
+        cr_assert_eq(id, c->id, "an op got another request's answer");
+        ct_buf_pool_put(&pool, b);
+        random_answers++;
+        return;
+    }
+    for (i = 0; i < 6 && allowed[i] != status; i++)
+        ;
+    cr_assert_lt(i, 6, "unexpected status %s", ct_strerror(status));
+    random_failures[i]++;
+}
+
+static void on_random_server_stopped(ct_listener_t *l) {
+    (void)l;
+    server_up = server_stopping = 0;
+}
+
+static void random_run(int multiplex, unsigned first_seed) {
+    unsigned seed = first_seed;
+    char address[64];
+    uint64_t next_id = 1;
+    int step, i;
+    setup();
+    memset(rcalls, 0, sizeof rcalls);
+    memset(random_failures, 0, sizeof random_failures);
+    random_answers = 0;
+    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex, 0);
+    server_up = 1;
+    server_stopping = 0;
+    address_for(listener_port(), address, sizeof address);
+    init_rc(address, multiplex, 5);
+    for (i = 0; i < RANDOM_OPS; i++)
+        ct_op_init(&rcalls[i].op, on_random_done);
+    for (step = 0; step < RANDOM_STEPS; step++) {
+        unsigned dice = (unsigned)rand_r(&seed) % 100;
+        rcall_t *c = &rcalls[(unsigned)rand_r(&seed) % RANDOM_OPS];
+        if (dice < 50) { /* a call on an idle op */
+            if (ct_op_is_pending(&c->op)) continue;
+            c->id = next_id++;
+            c->started++;
+            cr_assert_eq(h_call(&rc.service, request(c->id), &c->op), 0, "call refused");
+        } else if (dice < 62) { /* a pending op, if there is one */
+            for (i = 0; i < RANDOM_OPS && !ct_op_is_pending(&c->op); i++)
+                c = &rcalls[(size_t)(c - rcalls + 1) % RANDOM_OPS];
+            ct_op_cancel(&c->op);
+        } else if (dice < 64 && server_up && !server_stopping) {
+            server_stopping = 1;
+            cr_assert_eq(ct_listener_shutdown(&listener, (uint64_t)(rand_r(&seed) % 3),
+                                              on_random_server_stopped),
+                         0);
+        } else if (dice < 68 && !server_up) {
+            listen_on(address, &echo.service, multiplex, 0);
+            server_up = 1;
+        } else {
+            /* now and then some time passes, so that pauses end */
+            if (dice >= 96) usleep(1000 + (unsigned)rand_r(&seed) % 2000);
+            h_turns(1);
+        }
+    }
+    if (server_stopping) H_RUN_UNTIL(!server_stopping);
+    close_rc(); /* every op still under way completes before the callback */
+    for (i = 0; i < RANDOM_OPS; i++)
+        cr_assert_eq(rcalls[i].completed, rcalls[i].started, "op %d: %ld of %ld completed", i,
+                     rcalls[i].completed, rcalls[i].started);
+    cr_assert_gt(random_answers, 0, "nothing was answered");
+    /* the run went through what it is meant to */
+    cr_assert_gt(random_failures[0], 0, "seed %u: nothing was canceled", first_seed);
+    cr_assert_gt(ct_reconnect_counts(&rc).connects, 1, "seed %u: never reconnected", first_seed);
+    cr_assert_gt(ct_reconnect_counts(&rc).connect_failures, 0, "seed %u", first_seed);
+    if (server_up) stop_listening(1000);
+    h_close_service(&echo.service);
+}
+
+Test(reconnect, random_calls_cancels_and_server_restarts_complete_every_op_once_pipeline) {
+    for (unsigned seed = 1; seed <= 4; seed++)
+        random_run(0, seed);
+}
+
+Test(reconnect, random_calls_cancels_and_server_restarts_complete_every_op_once_multiplex) {
+    for (unsigned seed = 1; seed <= 4; seed++)
+        random_run(1, seed);
 }
