@@ -692,6 +692,8 @@ static void random_run(int multiplex, unsigned first_seed) {
     cr_assert_gt(ct_reconnect_counts(&rc).connect_failures, 0, "seed %u", first_seed);
     if (server_up) stop_listening(1000);
     h_close_service(&echo.service);
+    h_run();
+    ct_buf_pool_destroy(&pool); /* the next run makes a new one */
 }
 
 Test(reconnect, random_calls_cancels_and_server_restarts_complete_every_op_once_pipeline) {
