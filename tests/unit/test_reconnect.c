@@ -18,13 +18,16 @@ static ct_stream_config_t stream_cfg;
 static ct_service_fn_t echo;
 static held_svc_t held;
 static ct_listener_t listener;
-static int listener_closed, rc_closed, rc_drained, drain_status;
+static int listener_closed, listening, rc_inited, rc_closed, rc_drained, drain_status;
+static char addr[64]; /* the test server's address */
+static int ncompleted;
 static long requests_freed;
 static ct_reconnect_t rc;
 
 static void on_listener_closed(ct_listener_t *l) {
     (void)l;
     listener_closed = 1;
+    listening = 0;
 }
 
 static void setup(void) {
@@ -33,10 +36,14 @@ static void setup(void) {
     memset(&stream_cfg, 0, sizeof stream_cfg);
     stream_cfg.codec = &codec.codec;
     stream_cfg.pool = &pool;
-    listener_closed = rc_closed = rc_drained = 0;
+    listener_closed = listening = rc_inited = rc_closed = rc_drained = 0;
     drain_status = 1;
     requests_freed = 0;
+    ncompleted = 0;
     ct_echo_service_init(&echo, &H.ct);
+    held_init(&held, 0); /* a server that answers when the test says */
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
 }
 
 /* Listens on address with service (pipeline or multiplex servers). */
@@ -50,6 +57,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex,
     cfg.idle_timeout_ms = idle_ms;
     listener_closed = 0;
     cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
+    listening = 1;
 }
 
 static void stop_listening(uint64_t deadline_ms) {
@@ -81,6 +89,12 @@ static void count_free(void *msg, void *ctx) {
     ct_buf_pool_free_msg(msg, ctx);
 }
 
+static void init_rc_with(const ct_reconnect_config_t *cfg) {
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, addr, &stream_cfg, cfg), 0);
+    rc_inited = 1;
+}
+
+/* rc for address (copied to addr), with pauses of backoff_ms. */
 static void init_rc(const char *address, int multiplex, uint64_t backoff_ms) {
     ct_reconnect_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -89,7 +103,8 @@ static void init_rc(const char *address, int multiplex, uint64_t backoff_ms) {
     cfg.free_msg = count_free;
     cfg.free_ctx = &pool;
     cfg.backoff_min_ms = cfg.backoff_max_ms = backoff_ms;
-    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+    if (address != addr) snprintf(addr, sizeof addr, "%s", address);
+    init_rc_with(&cfg);
 }
 
 static void on_rc_closed(ct_service_t *svc) {
@@ -102,6 +117,28 @@ static void close_rc(void) {
     H_RUN_UNTIL(rc_closed);
 }
 
+/* A test server with service on a free port, whose address goes in addr. */
+static void serve(ct_service_t *service, int multiplex, uint64_t idle_ms) {
+    listen_on("tcp://127.0.0.1:0", service, multiplex, idle_ms);
+    address_for(listener_port(), addr, sizeof addr);
+}
+
+/* serve(), and rc for that server (100 ms pauses). */
+static void start(ct_service_t *service, int multiplex) {
+    setup();
+    serve(service, multiplex, 0);
+    init_rc(addr, multiplex, 100);
+}
+
+/* Closes whatever the test left open. */
+static void finish(void) {
+    if (rc_inited && !rc_closed) close_rc();
+    if (listening) stop_listening(1000);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&echo.service);
+}
+
 /* ---- calls ------------------------------------------------------------------ */
 
 typedef struct call {
@@ -111,7 +148,6 @@ typedef struct call {
 } call_t;
 
 static call_t calls[NCALLS];
-static int ncompleted;
 
 /* Requests carry their id after a 4-byte tag field (multiplex). */
 static ct_buf_t *request(uint64_t id) {
@@ -178,20 +214,13 @@ static void assert_failed(int from, int to, int status, int cause) {
 /* ---- tests ------------------------------------------------------------------ */
 
 static void calls_wait_for_the_first_connection(int multiplex) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, multiplex, 100);
+    start(&echo.service, multiplex);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 0, "connected before it was used");
     call_range(0, NCALLS); /* all made before the connect can have ended */
     assert_answered(0, NCALLS);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
     cr_assert_eq(ct_reconnect_last_error(&rc), 0);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
 }
 
 Test(reconnect, calls_made_before_the_connection_is_up_wait_for_it_pipeline) {
@@ -205,17 +234,9 @@ Test(reconnect, calls_made_before_the_connection_is_up_wait_for_it_multiplex) {
 /* The server goes away with requests in flight: they fail (they may have
  * reached it), and once it is back the next calls reconnect. */
 static void a_broken_connection(int multiplex) {
-    char address[64];
-    int port;
     setup();
-    ncompleted = 0;
-    held_init(&held, 0);
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
-    listen_on("tcp://127.0.0.1:0", &held.service, multiplex, 0);
-    port = listener_port();
-    address_for(port, address, sizeof address);
-    init_rc(address, multiplex, 20);
+    serve(&held.service, multiplex, 0);
+    init_rc(addr, multiplex, 20);
     for (int i = 0; i < 10; i++)
         start_call(i);
     H_RUN_UNTIL(held.n == 10);
@@ -235,15 +256,11 @@ static void a_broken_connection(int multiplex) {
     }
     cr_assert_eq(held.cancels, 10, "the server did not drop the requests it held");
 
-    listen_on(address, &echo.service, multiplex, 0); /* back, on the same port */
+    listen_on(addr, &echo.service, multiplex, 0); /* back, on the same port */
     call_range(20, 30);
     assert_answered(20, 30);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&echo.service);
-    h_close_service(&held.service);
-    held_free(&held);
+    finish();
 }
 
 Test(reconnect, a_broken_connection_fails_its_ops_and_the_next_call_reconnects_pipeline) {
@@ -257,12 +274,9 @@ Test(reconnect, a_broken_connection_fails_its_ops_and_the_next_call_reconnects_m
 /* The server closes the idle connection: the call after it is not lost, it
  * goes out on a new connection. */
 Test(reconnect, a_connection_the_server_closed_while_idle_is_replaced_without_losing_a_call) {
-    char address[64];
     setup();
-    ncompleted = 0;
-    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 30);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    serve(&echo.service, 0, 30);
+    init_rc(addr, 0, 100);
     call_range(0, 5);
     assert_answered(0, 5);
     cr_assert(ct_reconnect_is_up(&rc));
@@ -270,22 +284,18 @@ Test(reconnect, a_connection_the_server_closed_while_idle_is_replaced_without_lo
     call_range(5, 10);
     assert_answered(5, 10);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* Nothing listens: the calls waiting for the connect fail with its error,
  * calls during the pause fail at once without a new attempt, and after the
  * pause a call connects to the server that came meanwhile. */
 Test(reconnect, a_failed_connect_fails_its_calls_then_fails_fast_then_tries_again) {
-    char address[64];
     int port;
     setup();
-    ncompleted = 0;
     port = free_port();
-    address_for(port, address, sizeof address);
-    init_rc(address, 0, 300);
+    address_for(port, addr, sizeof addr);
+    init_rc(addr, 0, 300);
     call_range(0, 3);
     assert_failed(0, 3, CT_ECONNECT, UV_ECONNREFUSED);
     cr_assert_eq(ct_reconnect_last_error(&rc), UV_ECONNREFUSED);
@@ -297,15 +307,13 @@ Test(reconnect, a_failed_connect_fails_its_calls_then_fails_fast_then_tries_agai
     cr_assert_eq(ct_reconnect_counts(&rc).connect_failures, 1, "a call in the pause connected");
     cr_assert_eq(requests_freed, 6, "failed requests were not freed");
 
-    listen_on(address, &echo.service, 0, 0);
+    listen_on(addr, &echo.service, 0, 0);
     H_RUN_UNTIL(ct_service_poll_ready(&rc.service, NULL) == CT_PENDING); /* the pause is over */
     call_range(6, 9);
     assert_answered(6, 9);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
     cr_assert_eq(ct_reconnect_last_error(&rc), 0);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* A waker registered while connecting is woken when the connect ends. */
@@ -318,16 +326,15 @@ static void on_woken(ct_waker_t *w) {
 /* Each pause lies between half and all of its delay, and the delay doubles
  * with each failure in a row up to the maximum. */
 Test(reconnect, the_pause_doubles_with_each_failure_up_to_its_maximum) {
-    char address[64];
     ct_reconnect_config_t cfg;
     ct_waker_t waker;
     const uint64_t delay_ms[] = {40, 80, 160, 160};
     setup();
-    address_for(free_port(), address, sizeof address);
+    address_for(free_port(), addr, sizeof addr);
     memset(&cfg, 0, sizeof cfg);
     cfg.backoff_min_ms = 40;
     cfg.backoff_max_ms = 160;
-    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+    init_rc_with(&cfg);
     ct_waker_init(&waker, &H.ct, on_woken);
     cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING);
     for (unsigned k = 0; k < 4; k++) {
@@ -346,21 +353,12 @@ Test(reconnect, the_pause_doubles_with_each_failure_up_to_its_maximum) {
                       (unsigned long long)waited_ms);
     }
     ct_waker_cancel(&waker);
-    close_rc();
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* A call canceled before its connection is up never reaches the server. */
 Test(reconnect, a_call_canceled_while_waiting_for_the_connection_never_goes_out) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    held_init(&held, 0);
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
-    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    start(&held.service, 0);
     start_call(0);
     start_call(1);
     start_call(2);
@@ -374,25 +372,13 @@ Test(reconnect, a_call_canceled_while_waiting_for_the_connection_never_goes_out)
     assert_answered(0, 1);
     assert_failed(1, 2, CT_ECANCELED, 0);
     assert_answered(2, 3);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&held.service);
-    held_free(&held);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* A call canceled after its request left: answered CT_ECANCELED at once, its
  * late answer freed, and the connection stays up for the next call. */
 Test(reconnect, a_call_canceled_in_flight_is_answered_once_and_the_connection_stays) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    held_init(&held, 0);
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
-    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    start(&held.service, 0);
     start_call(0);
     H_RUN_UNTIL(held.n == 1);
     ct_op_cancel(&calls[0].op);
@@ -406,22 +392,13 @@ Test(reconnect, a_call_canceled_in_flight_is_answered_once_and_the_connection_st
     assert_answered(1, 2);
     cr_assert_eq(calls[0].calls, 1);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&held.service);
-    held_free(&held);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* Close while connecting: the waiting calls fail with CT_ECLOSED before the
  * close callback, and nothing is left open (the teardown checks the loop). */
 Test(reconnect, close_while_connecting_fails_the_waiting_calls_first) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    start(&echo.service, 0);
     start_call(0);
     start_call(1);
     cr_assert_eq(ct_service_close(&rc.service, on_rc_closed), 0);
@@ -429,21 +406,12 @@ Test(reconnect, close_while_connecting_fails_the_waiting_calls_first) {
     cr_assert_eq(ncompleted, 2, "the close callback ran before the ops completed");
     assert_failed(0, 2, CT_ECLOSED, 0);
     cr_assert_eq(requests_freed, 2);
-    stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* Close with requests in flight: they fail first, then the close callback. */
 Test(reconnect, close_with_calls_in_flight_fails_them_first) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    held_init(&held, 0);
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
-    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    start(&held.service, 0);
     for (int i = 0; i < 4; i++)
         start_call(i);
     H_RUN_UNTIL(held.n == 4);
@@ -451,10 +419,7 @@ Test(reconnect, close_with_calls_in_flight_fails_them_first) {
     H_RUN_UNTIL(rc_closed);
     cr_assert_eq(ncompleted, 4, "the close callback ran before the ops completed");
     assert_failed(0, 4, CT_ECLOSED, 0);
-    stop_listening(10);
-    h_close_service(&held.service);
-    held_free(&held);
-    h_close_service(&echo.service);
+    finish();
 }
 
 static void on_rc_drained(ct_service_t *svc, int status) {
@@ -467,12 +432,7 @@ static void on_rc_drained(ct_service_t *svc, int status) {
 /* Shutdown with calls waiting for the connection: they go out and are
  * answered, then the drain completes. */
 Test(reconnect, shutdown_while_connecting_answers_the_waiting_calls_then_drains) {
-    char address[64];
-    setup();
-    ncompleted = 0;
-    listen_on("tcp://127.0.0.1:0", &echo.service, 1, 0);
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, 1, 100);
+    start(&echo.service, 1);
     for (int i = 0; i < 5; i++)
         start_call(i);
     cr_assert_eq(ct_service_shutdown(&rc.service, on_rc_drained), 0);
@@ -480,9 +440,7 @@ Test(reconnect, shutdown_while_connecting_answers_the_waiting_calls_then_drains)
     assert_answered(0, 5);
     cr_assert_eq(drain_status, 0);
     cr_assert_eq(ct_service_call(&rc.service, NULL, &calls[0].op), CT_ESHUTDOWN);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
 }
 
 static void on_drained_anyway(ct_service_t *svc, int status) {
@@ -494,30 +452,25 @@ static void on_drained_anyway(ct_service_t *svc, int status) {
 /* Shutdown while the only connect fails: the waiting calls fail, and the
  * drain reports the failure. */
 Test(reconnect, shutdown_whose_connect_fails_reports_it) {
-    char address[64];
     setup();
-    ncompleted = 0;
-    address_for(free_port(), address, sizeof address);
-    init_rc(address, 0, 100);
+    address_for(free_port(), addr, sizeof addr);
+    init_rc(addr, 0, 100);
     start_call(0);
     cr_assert_eq(ct_service_shutdown(&rc.service, on_drained_anyway), 0);
     H_RUN_UNTIL(rc_drained);
     assert_failed(0, 1, CT_ECONNECT, UV_ECONNREFUSED);
     cr_assert_eq(drain_status, CT_ECONNECT);
-    close_rc();
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* A name that does not resolve is a failed connect like any other (the
  * stand-in resolver of net_hooks.c answers for ctower.test names). */
 Test(reconnect, a_name_that_does_not_resolve_fails_the_calls_with_the_resolvers_error) {
     setup();
-    ncompleted = 0;
     init_rc("tcp://nowhere.ctower.test:80", 0, 100);
     call_range(0, 2);
     assert_failed(0, 2, CT_ECONNECT, UV_EAI_NONAME);
-    close_rc();
-    h_close_service(&echo.service);
+    finish();
 }
 
 Test(reconnect, bad_configurations_are_refused_at_init) {
@@ -540,29 +493,23 @@ Test(reconnect, bad_configurations_are_refused_at_init) {
     no_codec.codec = NULL;
     cr_assert_eq(ct_reconnect_init(&rc, &H.ct, "tcp://127.0.0.1:1", &no_codec, NULL), CT_EINVAL);
     cr_assert_eq(ct_reconnect_init(&rc, &H.ct, NULL, &stream_cfg, NULL), CT_EINVAL);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* Readiness: PENDING while connecting (the waker wakes once it is up), and
  * PENDING while max_in_flight calls are under way; a call beyond them without
  * a READY is CT_EOVERLOADED. */
 Test(reconnect, readiness_follows_the_connect_and_the_bound) {
-    char address[64];
     ct_reconnect_config_t cfg;
     ct_waker_t waker;
     setup();
-    ncompleted = 0;
     woken = 0;
-    held_init(&held, 0);
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
-    listen_on("tcp://127.0.0.1:0", &held.service, 0, 0);
-    address_for(listener_port(), address, sizeof address);
+    serve(&held.service, 0, 0);
     memset(&cfg, 0, sizeof cfg);
     cfg.max_in_flight = 2;
     cfg.free_msg = count_free;
     cfg.free_ctx = &pool;
-    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &stream_cfg, &cfg), 0);
+    init_rc_with(&cfg);
     ct_waker_init(&waker, &H.ct, on_woken);
     cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING, "ready before connecting");
     H_RUN_UNTIL(woken == 1);
@@ -583,11 +530,7 @@ Test(reconnect, readiness_follows_the_connect_and_the_bound) {
     cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_READY);
     ct_service_release(&rc.service);
     ct_waker_cancel(&waker);
-    close_rc();
-    stop_listening(1000);
-    h_close_service(&held.service);
-    held_free(&held);
-    h_close_service(&echo.service);
+    finish();
 }
 
 /* ---- random calls, cancels and server restarts ------------------------------- */
@@ -635,23 +578,21 @@ static void on_random_done(ct_op_t *op, int status, void *response) {
 
 static void on_random_server_stopped(ct_listener_t *l) {
     (void)l;
-    server_up = server_stopping = 0;
+    server_up = server_stopping = listening = 0;
 }
 
 static void random_run(int multiplex, unsigned first_seed) {
     unsigned seed = first_seed;
-    char address[64];
     uint64_t next_id = 1;
     int step, i;
     setup();
     memset(rcalls, 0, sizeof rcalls);
     memset(random_failures, 0, sizeof random_failures);
     random_answers = 0;
-    listen_on("tcp://127.0.0.1:0", &echo.service, multiplex, 0);
+    serve(&echo.service, multiplex, 0);
     server_up = 1;
     server_stopping = 0;
-    address_for(listener_port(), address, sizeof address);
-    init_rc(address, multiplex, 5);
+    init_rc(addr, multiplex, 5);
     for (i = 0; i < RANDOM_OPS; i++)
         ct_op_init(&rcalls[i].op, on_random_done);
     for (step = 0; step < RANDOM_STEPS; step++) {
@@ -672,7 +613,7 @@ static void random_run(int multiplex, unsigned first_seed) {
                                               on_random_server_stopped),
                          0);
         } else if (dice < 68 && !server_up) {
-            listen_on(address, &echo.service, multiplex, 0);
+            listen_on(addr, &echo.service, multiplex, 0);
             server_up = 1;
         } else {
             /* now and then some time passes, so that pauses end */
@@ -690,8 +631,7 @@ static void random_run(int multiplex, unsigned first_seed) {
     cr_assert_gt(random_failures[0], 0, "seed %u: nothing was canceled", first_seed);
     cr_assert_gt(ct_reconnect_counts(&rc).connects, 1, "seed %u: never reconnected", first_seed);
     cr_assert_gt(ct_reconnect_counts(&rc).connect_failures, 0, "seed %u", first_seed);
-    if (server_up) stop_listening(1000);
-    h_close_service(&echo.service);
+    finish();
     h_run();
     ct_buf_pool_destroy(&pool); /* the next run makes a new one */
 }
