@@ -319,7 +319,10 @@ static void rc_release(ct_service_t *svc) {
 static int rc_shutdown(ct_service_t *svc) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
     ct_waitq_wake_all(&rc->waiters); /* they will see CT_ESHUTDOWN */
-    if (rc->state == RC_UP) drain_client(rc);
+    if (rc->state == RC_UP && rc->conn->client.error)
+        retire(rc); /* broke while idle: nothing of it to drain */
+    else if (rc->state == RC_UP)
+        drain_client(rc);
     check_drained(rc);
     return 0;
 }

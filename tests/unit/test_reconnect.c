@@ -287,6 +287,53 @@ Test(reconnect, a_connection_the_server_closed_while_idle_is_replaced_without_lo
     finish();
 }
 
+/* A waker registered while connecting is woken when the connect ends. */
+static int woken;
+static void on_woken(ct_waker_t *w) {
+    (void)w;
+    woken++;
+}
+
+/* poll_ready finds the connection the server closed and makes a new one. */
+Test(reconnect, poll_ready_replaces_a_connection_the_server_closed) {
+    ct_waker_t waker;
+    setup();
+    woken = 0;
+    serve(&echo.service, 0, 30);
+    init_rc(addr, 0, 100);
+    call_range(0, 1);
+    H_RUN_UNTIL(!ct_reconnect_is_up(&rc));
+    ct_waker_init(&waker, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&rc.service, &waker), CT_PENDING,
+                 "ready on a dead connection");
+    H_RUN_UNTIL(woken == 1);
+    cr_assert(ct_reconnect_is_up(&rc));
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
+    call_range(1, 2);
+    assert_answered(0, 2);
+    ct_waker_cancel(&waker);
+    finish();
+}
+
+static void on_drained_anyway(ct_service_t *svc, int status) {
+    (void)svc;
+    rc_drained = 1;
+    drain_status = status;
+}
+
+/* A connection that broke while idle lost nothing: shutting down reports 0. */
+Test(reconnect, shutdown_after_the_idle_connection_broke_reports_success) {
+    setup();
+    serve(&echo.service, 0, 30);
+    init_rc(addr, 0, 100);
+    call_range(0, 1);
+    H_RUN_UNTIL(!ct_reconnect_is_up(&rc));
+    cr_assert_eq(ct_service_shutdown(&rc.service, on_drained_anyway), 0);
+    H_RUN_UNTIL(rc_drained);
+    cr_assert_eq(drain_status, 0, "%s", ct_strerror(drain_status));
+    finish();
+}
+
 /* Nothing listens: the calls waiting for the connect fail with its error,
  * calls during the pause fail at once without a new attempt, and after the
  * pause a call connects to the server that came meanwhile. */
@@ -314,13 +361,6 @@ Test(reconnect, a_failed_connect_fails_its_calls_then_fails_fast_then_tries_agai
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
     cr_assert_eq(ct_reconnect_last_error(&rc), 0);
     finish();
-}
-
-/* A waker registered while connecting is woken when the connect ends. */
-static int woken;
-static void on_woken(ct_waker_t *w) {
-    (void)w;
-    woken++;
 }
 
 /* Each pause lies between half and all of its delay, and the delay doubles
@@ -441,12 +481,6 @@ Test(reconnect, shutdown_while_connecting_answers_the_waiting_calls_then_drains)
     cr_assert_eq(drain_status, 0);
     cr_assert_eq(ct_service_call(&rc.service, NULL, &calls[0].op), CT_ESHUTDOWN);
     finish();
-}
-
-static void on_drained_anyway(ct_service_t *svc, int status) {
-    (void)svc;
-    rc_drained = 1;
-    drain_status = status;
 }
 
 /* Shutdown while the only connect fails: the waiting calls fail, and the
