@@ -125,7 +125,7 @@ static void on_client_drained(ct_service_t *client, int status) {
 
 static void drain_client(ct_reconnect_t *rc) {
     int r = ct_service_shutdown(&rc->conn->client.service, on_client_drained);
-    if (r < 0) { /* dead already: its ops have failed */
+    if (r < 0) { /* refused (closing, or asked before): nothing to wait for */
         rc->client_drained = 1;
         rc->drain_status = r;
     }
