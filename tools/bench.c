@@ -30,9 +30,11 @@ typedef struct bench_req {
 #define REQ_CONN(r) ((struct bench_conn *)(r)->op.data)
 
 typedef struct bench_conn {
+    ct_service_t *svc; /* &client.service, or &rc->service with --reconnect */
     ct_stream_t stream;
     ct_client_t client;
     ct_slab_tags_t tags;
+    ct_reconnect_t *rc; /* --reconnect: its own allocation, so that runs without it stay small */
     struct client_thread *th;
     bench_req_t *reqs;
     int up;
@@ -121,10 +123,11 @@ static uint64_t now_ns(client_thread_t *th) {
 
 /* The client did not take b (rc): the request ends here. */
 static void call_refused(bench_req_t *r, ct_buf_t *b, int rc) {
-    client_thread_t *th = REQ_CONN(r)->th;
-    ct_client_t *client = &REQ_CONN(r)->client;
+    bench_conn_t *c = REQ_CONN(r);
+    client_thread_t *th = c->th;
+    int cause = c->rc ? 0 : ct_client_cause(&c->client);
     ct_buf_pool_put(&th->wire.pool, b);
-    count_error(th, ct_client_cause(client) ? ct_client_cause(client) : rc);
+    count_error(th, cause ? cause : rc);
     if (--th->outstanding == 0) finish_thread(th);
 }
 
@@ -135,7 +138,7 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     th->budget--;
     th->outstanding++;
     r->start_ns = now_ns(th);
-    rc = ct_service_call(&REQ_CONN(r)->client.service, b, &r->op);
+    rc = ct_service_call(REQ_CONN(r)->svc, b, &r->op);
     if (rc < 0) call_refused(r, b, rc);
 }
 
@@ -158,7 +161,9 @@ static void issue_new(bench_req_t *r) {
 static void reply_ended(bench_req_t *r, int status, ct_buf_t *echoed) {
     client_thread_t *th = REQ_CONN(r)->th;
     if (status < 0) {
-        int cause = status == CT_ERECVBROKEN || status == CT_ESENDBROKEN ? r->op.cause : status;
+        int cause = status == CT_ERECVBROKEN || status == CT_ESENDBROKEN || status == CT_ECONNECT
+                        ? r->op.cause
+                        : status;
         count_error(th, cause);
     } else {
         if (echoed->len != th->size) count_error(th, CT_EMALFORMED);
@@ -197,14 +202,17 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     /* An echo is the next request as it is, and r stays outstanding. */
     th->budget--;
     r->start_ns = now;
-    rc = ct_service_call(&conn->client.service, echoed, &r->op);
+    rc = ct_service_call(conn->svc, echoed, &r->op);
     if (rc < 0) call_refused(r, echoed, rc);
 }
 
 static void on_client_closed(ct_service_t *svc) {
     bench_conn_t *c = svc->data;
     client_thread_t *th = c->th;
-    if (th->o->multiplex) ct_slab_tags_free(&c->tags);
+    if (c->rc)
+        free(c->rc);
+    else if (th->o->multiplex)
+        ct_slab_tags_free(&c->tags);
     if (++th->closed == th->nconns - th->failed) {
         uv_close((uv_handle_t *)&th->timer, NULL);
         uv_close((uv_handle_t *)&th->clock, NULL);
@@ -219,7 +227,7 @@ static void finish_thread(client_thread_t *th) {
     th->budget = 0;
     uv_timer_stop(&th->timer);
     for (i = 0; i < th->nconns; i++)
-        if (th->conns[i].up) ct_service_close(&th->conns[i].client.service, on_client_closed);
+        if (th->conns[i].up) ct_service_close(th->conns[i].svc, on_client_closed);
     if (th->nconns == th->failed) {
         uv_close((uv_handle_t *)&th->timer, NULL);
         uv_close((uv_handle_t *)&th->clock, NULL);
@@ -274,11 +282,23 @@ static void start_requests(client_thread_t *th) {
 
 static void connect_next(client_thread_t *th);
 
+/* c calls svc from now on. */
+static void conn_up(bench_conn_t *c, ct_service_t *svc) {
+    int d;
+    c->up = 1;
+    c->svc = svc;
+    svc->data = c;
+    for (d = 0; d < c->th->o->depth; d++) {
+        ct_op_init(&c->reqs[d].op, on_reply);
+        c->reqs[d].op.data = c;
+    }
+}
+
 static void on_connected(ct_stream_t *stream, int status) {
     bench_conn_t *c = CT_CONTAINER_OF(stream, bench_conn_t, stream);
     client_thread_t *th = c->th;
     ct_client_config_t cfg = {0};
-    int r = status, d;
+    int r = status;
     cfg.max_in_flight = (size_t)th->o->depth;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &th->wire.pool;
@@ -295,12 +315,7 @@ static void on_connected(ct_stream_t *stream, int status) {
         th->failed++;
         count_error(th, r);
     } else {
-        c->up = 1;
-        c->client.service.data = c;
-        for (d = 0; d < th->o->depth; d++) {
-            ct_op_init(&c->reqs[d].op, on_reply);
-            c->reqs[d].op.data = c;
-        }
+        conn_up(c, &c->client.service);
     }
     if (++th->settled == th->nconns)
         start_requests(th);
@@ -320,6 +335,35 @@ static void connect_next(client_thread_t *th) {
             if (++th->settled == th->nconns) start_requests(th);
         }
     }
+}
+
+/* --reconnect: every connection is a reconnecting client, whose requests
+ * wait for its first connect, so there is nothing to wait for here (and no
+ * bound on connects at once: they all start with the first requests). */
+static void start_reconnecting(client_thread_t *th) {
+    ct_reconnect_config_t cfg = {0};
+    int i, r;
+    cfg.multiplex = th->o->multiplex;
+    cfg.max_in_flight = (size_t)th->o->depth;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &th->wire.pool;
+    cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+    for (i = 0; i < th->nconns; i++) {
+        bench_conn_t *c = &th->conns[i];
+        c->rc = malloc(sizeof *c->rc);
+        r = c->rc ? ct_reconnect_init(c->rc, &th->ct, th->address, &th->wire.stream, &cfg)
+                  : UV_ENOMEM;
+        if (r < 0) {
+            free(c->rc);
+            c->rc = NULL;
+            th->failed++;
+            count_error(th, r);
+        } else {
+            conn_up(c, &c->rc->service);
+        }
+    }
+    th->settled = th->nconns;
+    start_requests(th);
 }
 
 /* Just before the loop polls. */
@@ -351,7 +395,9 @@ static void client_thread_run(void *arg) {
         memset(th->conns[i].reqs, 0, (size_t)th->o->depth * sizeof(bench_req_t));
     }
     r = ct_connector_init(&th->connector, &th->ct, th->address, &th->wire.stream);
-    if (r < 0) {
+    if (r == 0 && th->o->reconnect) {
+        start_reconnecting(th);
+    } else if (r < 0) {
         th->failed = th->nconns;
         count_error(th, r);
         start_requests(th);
@@ -508,16 +554,18 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("}, \"seconds\": %.3f, \"memory_per_connection_bytes\": %ld, \"options\": "
                "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
                "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
-               "\"server\": \"%s\"}}\n",
+               "\"reconnect\": %s, \"server\": \"%s\"}}\n",
                t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline",
                o->line_codec ? "line" : "length", o->connections, o->depth, o->size, o->duration_s,
-               o->requests, o->threads, o->address ? o->address : "in-process");
+               o->requests, o->threads, o->reconnect ? "true" : "false",
+               o->address ? o->address : "in-process");
         return;
     }
-    printf("ctower bench: %s, %d connection(s) x depth %d, %d-byte payload, %s codec, %d "
+    printf("ctower bench: %s%s, %d connection(s) x depth %d, %d-byte payload, %s codec, %d "
            "thread(s), %s server\n",
-           o->multiplex ? "multiplex" : "pipeline", o->connections, o->depth, o->size,
-           o->line_codec ? "line" : "length", o->threads, o->address ? o->address : "in-process");
+           o->multiplex ? "multiplex" : "pipeline", o->reconnect ? " (reconnecting clients)" : "",
+           o->connections, o->depth, o->size, o->line_codec ? "line" : "length", o->threads,
+           o->address ? o->address : "in-process");
     printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
     printf("  %-14s %.0f req/s\n", "throughput", t->rps);
     printf("  %-14s %.2f MB/s (payload, both directions)\n", "bandwidth", t->mbps);

@@ -17,6 +17,7 @@ typedef struct options {
     long long requests; /* 0: run for duration_s */
     int threads;
     int json;
+    int reconnect;    /* bench: each connection is a ct_reconnect_t */
     double timeout_s; /* call: for the connect, and for each answer */
     char **messages;  /* call: the requests given as arguments */
     int nmessages;

@@ -21,7 +21,7 @@ typedef struct ct_reconnect_entry {
     ct_op_t *outer; /* NULL once the caller has been answered */
     void *request;  /* while waiting */
     int waiting;    /* for a connection: in rc->waiting */
-    ct_link_t link; /* in free_entries or waiting; alone while on a client */
+    ct_link_t link; /* in waiting, or alone */
     ct_reconnect_t *rc;
 } entry_t;
 
@@ -42,9 +42,9 @@ static void check_drained(ct_reconnect_t *rc);
 static void release_entry(ct_reconnect_t *rc, entry_t *e) {
     e->outer = NULL;
     e->waiting = 0;
-    ct_list_push_back(&rc->free_entries, &e->link);
     rc->busy--;
-    ct_waitq_wake_all(&rc->waiters);
+    rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1] = e;
+    if (!ct_waitq_empty(&rc->waiters)) ct_waitq_wake_all(&rc->waiters);
 }
 
 /* Every call still waiting for a connection fails with status (cause). */
@@ -255,7 +255,7 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
 static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
     int r;
-    if (ct_list_empty(&rc->free_entries)) {
+    if (rc->busy == rc->cfg.max_in_flight) {
         if (waker) ct_waitq_add(&rc->waiters, waker);
         return CT_PENDING;
     }
@@ -272,9 +272,8 @@ static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 
 static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
-    ct_link_t *node;
     entry_t *e;
-    if (rc->state == RC_PAUSED || (node = ct_list_pop_front(&rc->free_entries)) == NULL) {
+    if (rc->state == RC_PAUSED || rc->busy == rc->cfg.max_in_flight) {
         free_msg(rc, request);
         if (rc->state == RC_PAUSED)
             ct_op_complete(op, CT_ECONNECT, rc->last_error, NULL);
@@ -282,12 +281,11 @@ static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
             ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
         return 0;
     }
-    e = CT_CONTAINER_OF(node, entry_t, link);
+    e = rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1];
     rc->busy++;
     e->outer = op;
     e->request = request;
     op->slot = (size_t)(e - rc->entries);
-    ct_op_init(&e->inner, on_inner_done);
     if (rc->state == RC_UP && send_entry(rc, e) == 0) return 0;
     e->waiting = 1; /* not up, or found dead: for the next connection */
     ct_list_push_back(&rc->waiting, &e->link);
@@ -338,8 +336,9 @@ static void check_drained(ct_reconnect_t *rc) {
 
 static void on_timer_closed(uv_handle_t *handle) {
     ct_reconnect_t *rc = CT_CONTAINER_OF(handle, ct_reconnect_t, timer);
-    free(rc->entries);
+    free(rc->entries); /* and the stack after them */
     rc->entries = NULL;
+    rc->free_entries = NULL;
     ct_service_closed(&rc->service);
 }
 
@@ -397,18 +396,22 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
     if ((r = check_config(&rc->cfg)) != 0) return r;
     if ((r = ct_connector_init(&rc->connector, loop, address, stream_cfg)) != 0) return r;
     rc->connector.timeout_ms = rc->cfg.connect_timeout_ms;
-    rc->entries = calloc(rc->cfg.max_in_flight, sizeof *rc->entries);
+    /* the entries, then the stack of free ones */
+    rc->entries = calloc(rc->cfg.max_in_flight, sizeof *rc->entries + sizeof(entry_t *));
     if (!rc->entries) return UV_ENOMEM;
     if ((r = uv_timer_init(loop->uv, &rc->timer)) != 0) {
         free(rc->entries);
         return r;
     }
     ct_service_init(&rc->service, loop, &reconnect_vtable);
-    ct_list_init(&rc->free_entries);
+    rc->free_entries = (entry_t **)(rc->entries + rc->cfg.max_in_flight);
     ct_list_init(&rc->waiting);
     for (i = 0; i < rc->cfg.max_in_flight; i++) {
-        rc->entries[i].rc = rc;
-        ct_list_push_back(&rc->free_entries, &rc->entries[i].link);
+        entry_t *e = &rc->entries[i];
+        e->rc = rc;
+        ct_op_init(&e->inner, on_inner_done); /* reusable once it called back */
+        ct_list_init(&e->link);
+        rc->free_entries[i] = e;
     }
     rc->conn = NULL;
     rc->busy = rc->conns_closing = 0;

@@ -47,6 +47,16 @@ for mode in pipeline multiplex; do
   grep -q '"errors": 0,' "$tmp/out" || fail "$mode: errors: $(cat "$tmp/out")"
 done
 
+# Reconnecting clients (ct_reconnect_t): the same run, and a refused server
+# counted as ECONNREFUSED for every request that waited for it.
+for mode in pipeline multiplex; do
+  expect_exit 0 "$ctower" bench --reconnect --mode "$mode" --connections 4 --depth 8 --requests 5000 --json
+  grep -q '"requests": 5000,' "$tmp/out" && grep -q '"errors": 0,' "$tmp/out" &&
+    grep -q '"reconnect": true' "$tmp/out" || fail "--reconnect, $mode: $(cat "$tmp/out")"
+done
+expect_exit 1 "$ctower" bench --reconnect --server tcp://127.0.0.1:1 --connections 2 --depth 3 --json
+grep -q '"ECONNREFUSED": 6' "$tmp/out" || fail "--reconnect, refused: $(cat "$tmp/out")"
+
 # Two client loops and two server loops.
 expect_exit 0 "$ctower" bench --threads 2 --connections 4 --depth 4 --requests 4000 --json
 grep -q '"requests": 4000,' "$tmp/out" && grep -q '"threads": 2' "$tmp/out" ||

@@ -79,9 +79,9 @@ typedef struct ct_reconnect {
     ct_reconnect_config_t cfg;
     struct ct_reconnect_conn *conn; /* connecting or up; NULL when neither */
     struct ct_reconnect_entry *entries;
-    ct_link_t free_entries;
-    ct_link_t waiting; /* calls waiting for a connection, in call order */
-    size_t busy;       /* entries in use */
+    struct ct_reconnect_entry **free_entries; /* a stack, max_in_flight - busy deep */
+    ct_link_t waiting;                        /* calls waiting for a connection, in call order */
+    size_t busy;                              /* entries in use */
     size_t conns_closing;
     int state;
     int last_error;
