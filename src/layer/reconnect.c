@@ -1,28 +1,33 @@
-/* The reconnecting client. Each call borrows an entry that holds the inner
- * op (the one the connection's client completes) and, until the request
- * leaves, the request itself; the entry returns to the pool when the inner
- * op has called back, or when a request that never left fails. A connection
- * lives in a heap block of its own (stream, client, tag store): a broken one
- * is closed in the background while the next one connects. */
+/* The reconnecting client. While a connection is up, calls and cancels go
+ * straight to its client's vtable, with the caller's own op: the client
+ * completes that op itself, and the layer adds a branch, not a second op. A
+ * call that must wait for a connection borrows an entry holding its request
+ * and op until the connection is up (or fails). A connection lives in a heap
+ * block of its own (stream, client, tag store): a broken one is closed in
+ * the background while the next one connects.
+ *
+ * Why an op on a client is always on the current one: a client is retired
+ * either dead (it completed all its ops when it died) or by close (which
+ * completes them at once), so no op of a retired client is still pending
+ * when a cancel could come. */
 #include "ctower/layer/reconnect.h"
 #include "ctower/error.h"
 #include "ctower/multiplex.h"
 #include "ctower/pipeline.h"
 #include "../core/list.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { RC_IDLE, RC_CONNECTING, RC_UP, RC_PAUSED };
 
+/* A call waiting for a connection (in rc->waiting, in call order). */
 typedef struct ct_reconnect_entry {
-    ct_op_t inner;
-    ct_op_t *outer; /* NULL once the caller has been answered */
-    void *request;  /* while waiting */
-    int waiting;    /* for a connection: in rc->waiting */
-    ct_link_t link; /* in waiting, or alone */
-    ct_reconnect_t *rc;
+    ct_op_t *op; /* NULL while free */
+    void *request;
+    ct_link_t link;
 } entry_t;
 
 typedef struct ct_reconnect_conn {
@@ -40,8 +45,7 @@ static void maybe_closed(ct_reconnect_t *rc);
 static void check_drained(ct_reconnect_t *rc);
 
 static void release_entry(ct_reconnect_t *rc, entry_t *e) {
-    e->outer = NULL;
-    e->waiting = 0;
+    e->op = NULL;
     rc->busy--;
     rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1] = e;
     if (!ct_waitq_empty(&rc->waiters)) ct_waitq_wake_all(&rc->waiters);
@@ -52,10 +56,10 @@ static void fail_waiting(ct_reconnect_t *rc, int status, int cause) {
     ct_link_t *node;
     while ((node = ct_list_pop_front(&rc->waiting)) != NULL) {
         entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
-        ct_op_t *outer = e->outer;
+        ct_op_t *op = e->op;
         free_msg(rc, e->request);
         release_entry(rc, e);
-        ct_op_complete(outer, status, cause, NULL);
+        ct_op_complete(op, status, cause, NULL);
     }
 }
 
@@ -131,15 +135,16 @@ static void drain_client(ct_reconnect_t *rc) {
     }
 }
 
-/* Hands e's request to the connection's client: 0, or -1 if that client is
- * dead (it is retired then, and e is left as it was). */
-static int send_entry(ct_reconnect_t *rc, entry_t *e) {
-    if (ct_service_call(&rc->conn->client.service, e->request, &e->inner) < 0) {
+/* Hands request and op to the connection's client, whose op it is from now
+ * on (its slot too): 0, or -1 if that client is dead (it is retired then,
+ * and request and op are left as they were). The client's own vtable, not
+ * ct_service_call(): op is already pending, on this layer. */
+static int send_on_client(ct_reconnect_t *rc, void *request, ct_op_t *op) {
+    ct_service_t *client = &rc->conn->client.service;
+    if (client->vtable->call(client, request, op) < 0) {
         retire(rc);
         return -1;
     }
-    e->request = NULL;
-    e->waiting = 0;
     return 0;
 }
 
@@ -149,11 +154,12 @@ static void start_connect(ct_reconnect_t *rc);
 static void dispatch_waiting(ct_reconnect_t *rc) {
     while (!ct_list_empty(&rc->waiting)) {
         entry_t *e = CT_CONTAINER_OF(rc->waiting.next, entry_t, link);
-        if (send_entry(rc, e) < 0) { /* died at once: the rest wait for the next one */
+        if (send_on_client(rc, e->request, e->op) < 0) { /* died at once: the next one */
             start_connect(rc);
             return;
         }
         ct_list_remove(&e->link);
+        release_entry(rc, e);
     }
 }
 
@@ -237,29 +243,10 @@ static void start_connect(ct_reconnect_t *rc) {
 
 /* ---- the service ------------------------------------------------------------ */
 
-static void on_inner_done(ct_op_t *op, int status, void *response) {
-    entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
-    ct_reconnect_t *rc = e->rc;
-    ct_op_t *outer = e->outer;
-    release_entry(rc, e);
-    check_drained(rc);
-    maybe_closed(rc);
-    /* Last, with rc consistent: this is a fresh stack (the client's receive
-     * callback, or the loop's queue), and the callback may call again. */
-    if (outer)
-        ct_op_complete_now(outer, status, op->cause, response);
-    else
-        free_msg(rc, response); /* its caller was answered already */
-}
-
 static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
     int r;
-    if (rc->busy == rc->cfg.max_in_flight) {
-        if (waker) ct_waitq_add(&rc->waiters, waker);
-        return CT_PENDING;
-    }
-    if (rc->state == RC_UP) {
+    if (rc->state == RC_UP) { /* the client's bound is the bound */
         r = ct_service_poll_ready(&rc->conn->client.service, waker);
         if (r >= 0) return r;
         retire(rc); /* dead: a new connection */
@@ -267,36 +254,47 @@ static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     if (rc->state == RC_IDLE) start_connect(rc);
     if (rc->state == RC_PAUSED) return CT_READY; /* a call fails fast */
     if (waker) ct_waitq_add(&rc->waiters, waker);
-    return CT_PENDING;
+    return CT_PENDING; /* connecting, or as many calls waiting as allowed */
+}
+
+/* A call that cannot wait (rare, out of line). */
+static __attribute__((noinline)) int refuse(ct_reconnect_t *rc, void *request, ct_op_t *op) {
+    free_msg(rc, request);
+    if (rc->state == RC_PAUSED)
+        ct_op_complete(op, CT_ECONNECT, rc->last_error, NULL);
+    else
+        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+    return 0;
 }
 
 static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
     entry_t *e;
-    if (rc->state == RC_PAUSED || rc->busy == rc->cfg.max_in_flight) {
-        free_msg(rc, request);
-        if (rc->state == RC_PAUSED)
-            ct_op_complete(op, CT_ECONNECT, rc->last_error, NULL);
-        else
-            ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
-        return 0;
-    }
+    if (rc->state == RC_UP && send_on_client(rc, request, op) == 0) return 0;
+    /* not up, or found dead: it waits for the next connection */
+    if (rc->state == RC_PAUSED || rc->busy == rc->cfg.max_in_flight) return refuse(rc, request, op);
     e = rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1];
     rc->busy++;
-    e->outer = op;
+    e->op = op;
     e->request = request;
     op->slot = (size_t)(e - rc->entries);
-    if (rc->state == RC_UP && send_entry(rc, e) == 0) return 0;
-    e->waiting = 1; /* not up, or found dead: for the next connection */
     ct_list_push_back(&rc->waiting, &e->link);
     if (rc->state == RC_IDLE) start_connect(rc);
     return 0;
 }
 
+/* op waits for a connection if its slot is an entry that holds it (once on
+ * a client, its slot is the client's, and no entry holds it). */
+static entry_t *waiting_entry(ct_reconnect_t *rc, const ct_op_t *op) {
+    entry_t *e = op->slot < rc->cfg.max_in_flight ? &rc->entries[op->slot] : NULL;
+    return e && e->op == op ? e : NULL;
+}
+
 static void rc_cancel(ct_service_t *svc, ct_op_t *op) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
-    entry_t *e = &rc->entries[op->slot];
-    if (e->waiting) { /* never left: it simply goes */
+    entry_t *e = waiting_entry(rc, op);
+    ct_service_t *client;
+    if (e) { /* never left: it simply goes */
         ct_list_remove(&e->link);
         free_msg(rc, e->request);
         release_entry(rc, e);
@@ -304,9 +302,9 @@ static void rc_cancel(ct_service_t *svc, ct_op_t *op) {
         check_drained(rc);
         return;
     }
-    e->outer = NULL; /* the entry comes home when the inner op calls back */
-    ct_op_complete(op, CT_ECANCELED, 0, NULL);
-    ct_op_cancel(&e->inner);
+    assert(rc->conn && "an op on a client is on the current one (see the top)");
+    client = &rc->conn->client.service;
+    client->vtable->cancel(client, op);
 }
 
 static void rc_release(ct_service_t *svc) {
@@ -325,8 +323,8 @@ static int rc_shutdown(ct_service_t *svc) {
     return 0;
 }
 
-/* Drained: nothing waits for a connection, the client (if any) has drained
- * and every entry has come home (also those of retired connections). */
+/* Drained: nothing waits for a connection and the client (if any) has
+ * drained. */
 static void check_drained(ct_reconnect_t *rc) {
     if (!ct_service_is_shutting_down(&rc->service) || ct_service_is_closing(&rc->service)) return;
     if (rc->state == RC_CONNECTING || rc->busy > 0) return;
@@ -342,8 +340,8 @@ static void on_timer_closed(uv_handle_t *handle) {
     ct_service_closed(&rc->service);
 }
 
-/* Closed once the connect was canceled, every connection has closed and
- * every entry has come home: the timer closes last. */
+/* Closed once the connect was canceled and every connection has closed
+ * (after its ops completed): the timer closes last. */
 static void maybe_closed(ct_reconnect_t *rc) {
     if (!ct_service_is_closing(&rc->service) || rc->timer_closing) return;
     if (rc->conn || rc->conns_closing > 0 || rc->busy > 0) return;
@@ -407,11 +405,8 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
     rc->free_entries = (entry_t **)(rc->entries + rc->cfg.max_in_flight);
     ct_list_init(&rc->waiting);
     for (i = 0; i < rc->cfg.max_in_flight; i++) {
-        entry_t *e = &rc->entries[i];
-        e->rc = rc;
-        ct_op_init(&e->inner, on_inner_done); /* reusable once it called back */
-        ct_list_init(&e->link);
-        rc->free_entries[i] = e;
+        ct_list_init(&rc->entries[i].link);
+        rc->free_entries[i] = &rc->entries[i];
     }
     rc->conn = NULL;
     rc->busy = rc->conns_closing = 0;

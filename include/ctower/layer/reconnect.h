@@ -81,7 +81,7 @@ typedef struct ct_reconnect {
     struct ct_reconnect_entry *entries;
     struct ct_reconnect_entry **free_entries; /* a stack, max_in_flight - busy deep */
     ct_link_t waiting;                        /* calls waiting for a connection, in call order */
-    size_t busy;                              /* entries in use */
+    size_t busy;                              /* calls waiting for a connection */
     size_t conns_closing;
     int state;
     int last_error;
