@@ -679,3 +679,23 @@ Test(reconnect, random_calls_cancels_and_server_restarts_complete_every_op_once_
     for (unsigned seed = 1; seed <= 4; seed++)
         random_run(1, seed);
 }
+
+/* Over a Unix socket: a missing socket file is a failed connect (UV_ENOENT),
+ * and once the server is there the next call after the pause connects. */
+Test(reconnect, over_a_unix_socket_a_missing_file_fails_the_connect_until_the_server_is_there) {
+    char path[48];
+    setup();
+    snprintf(path, sizeof path, "/tmp/ctower-reconnect-%d.sock", (int)getpid());
+    snprintf(addr, sizeof addr, "unix://%s", path);
+    unlink(path);
+    init_rc(addr, 1, 20);
+    call_range(0, 2);
+    assert_failed(0, 2, CT_ECONNECT, UV_ENOENT);
+    listen_on(addr, &echo.service, 1, 0);
+    H_RUN_UNTIL(ct_service_poll_ready(&rc.service, NULL) == CT_PENDING); /* the pause is over */
+    call_range(2, 12);
+    assert_answered(2, 12);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 1);
+    finish();
+    cr_assert_eq(access(path, F_OK), -1, "the listener left its socket file");
+}
