@@ -3,8 +3,10 @@
 # As root it uses apt-get; otherwise it names the packages to install.
 set -euo pipefail
 
-# clang and libclang-rt-14-dev build and run the libFuzzer targets.
-packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev)
+# clang and libclang-rt-14-dev build and run the libFuzzer targets;
+# redis-server is the real server of the interop test (tests/interop).
+packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev
+  redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
