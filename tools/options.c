@@ -73,8 +73,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
                     command_names[cmd]);
             return -1;
         }
-        if (strcmp(a, "--json") == 0 || strcmp(a, "--reconnect") == 0) {
-            *(a[2] == 'j' ? &o->json : &o->reconnect) = 1;
+        if (strcmp(a, "--json") == 0) { /* the flags, which take no value */
+            o->json = 1;
+            continue;
+        }
+        if (strcmp(a, "--reconnect") == 0) {
+            o->reconnect = 1;
             continue;
         }
         if (!v) {
