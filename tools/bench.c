@@ -555,16 +555,15 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
                "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
                "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
                "\"reconnect\": %s, \"server\": \"%s\"}}\n",
-               t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline",
-               o->line_codec ? "line" : "length", o->connections, o->depth, o->size, o->duration_s,
-               o->requests, o->threads, o->reconnect ? "true" : "false",
-               o->address ? o->address : "in-process");
+               t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline", codec_name(o),
+               o->connections, o->depth, o->size, o->duration_s, o->requests, o->threads,
+               o->reconnect ? "true" : "false", o->address ? o->address : "in-process");
         return;
     }
     printf("ctower bench: %s%s, %d connection(s) x depth %d, %d-byte payload, %s codec, %d "
            "thread(s), %s server\n",
            o->multiplex ? "multiplex" : "pipeline", o->reconnect ? " (reconnecting clients)" : "",
-           o->connections, o->depth, o->size, o->line_codec ? "line" : "length", o->threads,
+           o->connections, o->depth, o->size, codec_name(o), o->threads,
            o->address ? o->address : "in-process");
     printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
     printf("  %-14s %.0f req/s\n", "throughput", t->rps);

@@ -219,8 +219,9 @@ int call_main(const options_t *o) {
     size_t i;
     int r;
     if (!o->address) {
-        fprintf(stderr, "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec length|line]"
-                        " [--timeout S] [--] [MESSAGE ...]\n");
+        fprintf(stderr,
+                "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf]"
+                " [--timeout S] [--] [MESSAGE ...]\n");
         return 2;
     }
     if (o->multiplex && o->line_codec) {

@@ -93,11 +93,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             }
             o->multiplex = strcmp(v, "multiplex") == 0;
         } else if (strcmp(a, "--codec") == 0) {
-            if (strcmp(v, "length") && strcmp(v, "line")) {
-                fprintf(stderr, "ctower: --codec is length or line, not '%s'\n", v);
+            if (strcmp(v, "length") && strcmp(v, "line") && strcmp(v, "crlf")) {
+                fprintf(stderr, "ctower: --codec is length, line or crlf, not '%s'\n", v);
                 return -1;
             }
-            o->line_codec = strcmp(v, "line") == 0;
+            o->crlf = strcmp(v, "crlf") == 0;
+            o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
             o->address = v;
         } else if (strcmp(a, "--connections") == 0) {
@@ -134,8 +135,15 @@ void wire_init(wire_t *w, const options_t *o) {
     ct_length_codec_config_t cfg = {4, 0, 0, max_payload};
     ct_buf_pool_init(&w->pool, (size_t)o->size, 1 << 16);
     ct_length_codec_init(&w->length, &cfg);
-    ct_line_codec_init(&w->line, max_payload);
+    if (o->crlf)
+        ct_line_codec_init_crlf(&w->line, max_payload);
+    else
+        ct_line_codec_init(&w->line, max_payload);
     memset(&w->stream, 0, sizeof w->stream);
     w->stream.codec = o->line_codec ? &w->line.codec : &w->length.codec;
     w->stream.pool = &w->pool;
+}
+
+const char *codec_name(const options_t *o) {
+    return o->crlf ? "crlf" : o->line_codec ? "line" : "length";
 }

@@ -9,7 +9,8 @@ typedef enum command { CMD_BENCH, CMD_SERVE, CMD_CALL } command_t;
 typedef struct options {
     const char *address; /* serve: where to listen; bench: --server; call: where to call */
     int multiplex;
-    int line_codec;
+    int line_codec; /* --codec line or crlf */
+    int crlf;       /* --codec crlf: lines end in "\r\n" */
     int connections;
     int depth;
     int size;
@@ -37,5 +38,8 @@ typedef struct wire {
 } wire_t;
 
 void wire_init(wire_t *w, const options_t *o);
+
+/* "length", "line" or "crlf". */
+const char *codec_name(const options_t *o);
 
 #endif

@@ -98,8 +98,9 @@ static void server_thread(void *arg) {
 static int check_options(const options_t *o) {
     ct_address_t a;
     if (!o->address) {
-        fprintf(stderr, "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line]"
-                        " [--threads N]\n");
+        fprintf(stderr,
+                "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf]"
+                " [--threads N]\n");
         return 2;
     }
     if (o->multiplex && o->line_codec) {
@@ -153,8 +154,7 @@ int serve_main(const options_t *o) {
     ct_address_format(&bound, text, sizeof text);
     start_others(servers, n, o, text);
     fprintf(stderr, "ctower serve: %s echo on %s (%s codec, %d thread%s)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, o->line_codec ? "line" : "length", n,
-            n > 1 ? "s" : "");
+            o->multiplex ? "multiplex" : "pipeline", text, codec_name(o), n, n > 1 ? "s" : "");
     r = server_run(&servers[0]);
     for (i = 1; i < n; i++)
         uv_thread_join(&servers[i].thread);

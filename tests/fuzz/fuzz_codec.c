@@ -2,6 +2,7 @@
  * its options; the rest is a byte stream fed in chunks whose sizes come from
  * the input too, the way reads arrive. Every frame found must lie inside the
  * bytes given, and a frame re-encoded must decode to the same payload. The
+ * second byte picks "\r\n" line ends for the line codec. The
  * inline path for the common framing (prefix_be32) must answer exactly what
  * the codec's own functions answer. */
 #include <ctower/codec/length.h>
@@ -48,7 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data += 2;
     size -= 2;
     if (opt & 1) {
-        ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
+        if (data[-1] & 1) /* the second byte: "\r\n" ends */
+            ct_line_codec_init_crlf(&u.line, 1 + (opt >> 1) * 8);
+        else
+            ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
     } else {
         ct_length_codec_config_t cfg = {field_sizes[(opt >> 1) & 3], (opt >> 3) & 1,
                                         (int64_t)((opt >> 4) & 7) - 4, 1024};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop: ctower's pipeline client against a real Redis server (Debian's
-# redis-server), over a Unix socket, with the newline codec and Redis's inline
-# commands. Redis answers every command of a pipeline in order; these
+# redis-server), over a Unix socket, with the CRLF line codec and Redis's
+# inline commands. Redis answers every command of a pipeline in order; these
 # commands all have one-line answers ("+PONG", ":42", "$-1").
 #   redis.sh CTOWER
 set -uo pipefail
@@ -21,19 +21,19 @@ server_pid=$!
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || fail "redis-server did not start: $(cat "$tmp/redis.log" 2>/dev/null)"
 
-call() { "$ctower" call "unix://$sock" --codec line --timeout 10 "$@"; }
+call() { "$ctower" call "unix://$sock" --codec crlf --timeout 10 "$@"; }
 
 out=$(call PING) || fail "PING: exit $?"
-[ "$(printf '%s' "$out" | tr -d '\r')" = "+PONG" ] || fail "PING answered '$out'"
+[ "$out" = "+PONG" ] || fail "PING answered '$out'"
 
 # 10,000 commands pipelined on one connection: every answer, in order.
 seq 10000 | sed 's/.*/INCR counter/' | call >"$tmp/answers" || fail "INCR x 10000: exit $?"
 seq 10000 | sed 's/^/:/' >"$tmp/expected"
-tr -d '\r' <"$tmp/answers" | cmp -s - "$tmp/expected" ||
-  fail "INCR answers out of order or missing: $(tr -d '\r' <"$tmp/answers" | head -3)"
+cmp -s "$tmp/answers" "$tmp/expected" ||
+  fail "INCR answers out of order or missing: $(head -3 "$tmp/answers")"
 
 # Answers of different kinds, interleaved, keep their requests' order.
-out=$(call "SET k hello" "GET missing" "INCRBY counter 5" "EXISTS k" "DEL k" "EXISTS k" | tr -d '\r' | paste -sd ' ')
+out=$(call "SET k hello" "GET missing" "INCRBY counter 5" "EXISTS k" "DEL k" "EXISTS k" | paste -sd ' ')
 [ "$out" = "+OK \$-1 :10005 :1 :1 :0" ] || fail "mixed commands answered '$out'"
 
 # The server goes away: the client says so and fails, it does not hang.

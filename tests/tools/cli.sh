@@ -147,6 +147,32 @@ status=$?
 server_pid=
 [ "$status" -eq 0 ] || fail "serve --threads 2 exited $status after SIGTERM"
 
+# --codec crlf: lines end in "\r\n" both ways (checked on the wire), and
+# bench and call speak it.
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --mode multiplex --codec crlf
+"$ctower" serve tcp://127.0.0.1:0 --codec crlf 2>"$tmp/serve.log" &
+server_pid=$!
+for _ in $(seq 50); do grep -q "echo on" "$tmp/serve.log" && break; sleep 0.1; done
+addr=$(sed -n 's/.*echo on \(tcp:[^ ]*\) .*/\1/p' "$tmp/serve.log")
+[ -n "$addr" ] || fail "serve --codec crlf did not listen: $(cat "$tmp/serve.log")"
+port=${addr##*:}
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'hello\r\nbare\n' >&3
+IFS= read -r line1 <&3
+IFS= read -r line2 <&3
+exec 3<&-
+[ "$line1" = $'hello\r' ] && [ "$line2" = $'bare\r' ] ||
+  fail "serve --codec crlf answered '$line1' '$line2'"
+expect_exit 0 "$ctower" bench --server "$addr" --codec crlf --connections 2 --requests 2000 --json
+grep -q '"errors": 0,' "$tmp/out" && grep -q '"codec": "crlf"' "$tmp/out" ||
+  fail "bench --codec crlf: $(cat "$tmp/out")"
+seq 1 300 | "$ctower" call "$addr" --codec crlf >"$tmp/out" 2>"$tmp/err" ||
+  fail "call --codec crlf: $(cat "$tmp/err")"
+seq 1 300 | cmp -s - "$tmp/out" || fail "call --codec crlf: answers out of order or missing"
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=
+
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
 grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"

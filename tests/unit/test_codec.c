@@ -140,6 +140,51 @@ Test(codec, line_frames_and_splits) {
     cr_assert_eq(f.payload_len, 11);
 }
 
+/* "\r\n" ends: encoded on every line, one '\r' dropped before a '\n', a
+ * bare '\n' accepted; the maximum counts the payload alone. */
+Test(codec, crlf_lines) {
+    ct_line_codec_t line;
+    const char *text = "+PONG\r\n:42\nab\r\r\n";
+    uint8_t out[32];
+    size_t w, n = strlen(text);
+    ct_frame_t f;
+    ct_line_codec_init_crlf(&line, 8);
+    cr_assert_eq(line.codec.overhead, 2);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text, 6, &f), CT_CODEC_NEED_MORE);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text, n, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 5, "the '\\r' stays in the payload");
+    cr_assert_eq(f.frame_len, 7);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text + 7, n - 7, &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 3);
+    cr_assert_eq(f.frame_len, 4);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)text + 11, n - 11, &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 3, "only one '\\r' is the line's end");
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"PING", 4, out, &w), 0);
+    cr_assert_eq(w, 6);
+    cr_assert(memcmp(out, "PING\r\n", 6) == 0);
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"a\nb", 3, out, &w), CT_EINVAL);
+    cr_assert_eq(ct_codec_encode(&line.codec, (const uint8_t *)"abcdefghi", 9, out, &w),
+                 CT_EFRAMETOOLARGE);
+}
+
+Test(codec, crlf_line_over_the_maximum) {
+    ct_line_codec_t line;
+    ct_frame_t f;
+    ct_line_codec_init_crlf(&line, 4);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcd\r\n", 6, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.payload_len, 4);
+    ct_codec_reset(&line.codec);
+    /* five bytes and a bare '\n' fit the window that a '\r' would have used */
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcde\n", 6, &f),
+                 CT_EFRAMETOOLARGE);
+    ct_codec_reset(&line.codec);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcdef", 6, &f), CT_EFRAMETOOLARGE);
+    ct_codec_reset(&line.codec);
+    cr_assert_eq(ct_codec_decode(&line.codec, (const uint8_t *)"abcde", 5, &f), CT_CODEC_NEED_MORE);
+}
+
 Test(codec, line_too_long_and_unencodable) {
     ct_line_codec_t line;
     uint8_t out[32];
