@@ -699,3 +699,61 @@ Test(reconnect, over_a_unix_socket_a_missing_file_fails_the_connect_until_the_se
     finish();
     cr_assert_eq(access(path, F_OK), -1, "the listener left its socket file");
 }
+
+#ifdef CT_COUNT_ALLOCS
+/* ---- no allocation per request through the layer (test_alloc) ----------------- */
+
+extern volatile long ct_test_allocs;
+extern volatile int ct_test_counting;
+
+static long steady_issued, steady_done, steady_errors, steady_total;
+
+/* Each answer goes out again as the next request, as long as there are any. */
+static void on_steady(ct_op_t *op, int status, void *response) {
+    if (status != 0) {
+        steady_errors++;
+        return;
+    }
+    steady_done++;
+    if (steady_issued < steady_total) {
+        steady_issued++;
+        cr_assert_eq(h_call(&rc.service, response, op), 0);
+    } else {
+        ct_buf_pool_put(&pool, response);
+    }
+}
+
+static void reconnect_steady_state(int multiplex) {
+    enum { DEPTH = 16, WARMUP = 10000, MEASURED = 10000 };
+    static ct_op_t ops[DEPTH];
+    long allocs;
+    start(&echo.service, multiplex);
+    steady_issued = steady_done = steady_errors = 0;
+    steady_total = WARMUP + MEASURED;
+    for (int i = 0; i < DEPTH; i++) {
+        ct_op_init(&ops[i], on_steady);
+        steady_issued++;
+        cr_assert_eq(h_call(&rc.service, request((uint64_t)i), &ops[i]), 0);
+    }
+    H_RUN_UNTIL(steady_done >= WARMUP);
+    ct_test_allocs = 0;
+    ct_test_counting = 1;
+    H_RUN_UNTIL(steady_done >= WARMUP + MEASURED - DEPTH);
+    ct_test_counting = 0;
+    allocs = ct_test_allocs;
+    H_RUN_UNTIL(steady_done + steady_errors == steady_total);
+    cr_assert_eq(steady_errors, 0);
+    cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
+    finish();
+    h_run();
+    ct_buf_pool_destroy(&pool);
+}
+
+Test(alloc, pipeline_through_the_reconnecting_client_allocates_nothing_per_request) {
+    reconnect_steady_state(0);
+}
+
+Test(alloc, multiplex_through_the_reconnecting_client_allocates_nothing_per_request) {
+    reconnect_steady_state(1);
+}
+#endif
