@@ -15,6 +15,7 @@
 #include "ctower/codec.h"
 #include "ctower/codec/length.h"
 #include "ctower/codec/line.h"
+#include "ctower/codec/resp.h"
 #include "ctower/stream.h"
 #include "ctower/address.h"
 #include "ctower/connector.h"

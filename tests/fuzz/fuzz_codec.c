@@ -2,11 +2,13 @@
  * its options; the rest is a byte stream fed in chunks whose sizes come from
  * the input too, the way reads arrive. Every frame found must lie inside the
  * bytes given, and a frame re-encoded must decode to the same payload. The
- * second byte picks "\r\n" line ends for the line codec. The
+ * second byte picks "\r\n" line ends for the line codec, or RESP instead of
+ * the length codec. The
  * inline path for the common framing (prefix_be32) must answer exactly what
  * the codec's own functions answer. */
 #include <ctower/codec/length.h>
 #include <ctower/codec/line.h>
+#include <ctower/codec/resp.h>
 #include <ctower/error.h>
 
 #include <stdlib.h>
@@ -41,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ct_codec_t base;
         ct_length_codec_t length;
         ct_line_codec_t line;
+        ct_resp_codec_t resp;
     } u, twin;
     size_t at = 0, avail = 0;
     uint8_t opt;
@@ -53,6 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ct_line_codec_init_crlf(&u.line, 1 + (opt >> 1) * 8);
         else
             ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
+    } else if (data[-1] & 2) { /* the second byte: RESP */
+        ct_resp_codec_init(&u.resp, 1 + (size_t)(opt >> 1) * 16);
     } else {
         ct_length_codec_config_t cfg = {field_sizes[(opt >> 1) & 3], (opt >> 3) & 1,
                                         (int64_t)((opt >> 4) & 7) - 4, 1024};

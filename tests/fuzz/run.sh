@@ -14,7 +14,8 @@ mkdir -p "$out_dir"
 flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src_dir/include")
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec.c" \
-  "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" -o "$out_dir/fuzz_codec"
+  "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" "$src_dir/src/codec/resp.c" \
+  -o "$out_dir/fuzz_codec"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \

@@ -200,3 +200,114 @@ Test(codec, line_too_long_and_unencodable) {
     cr_assert_eq(w, 3);
     cr_assert_eq(out[2], '\n');
 }
+
+/* ---- RESP ------------------------------------------------------------------ */
+
+static int resp_frame(ct_resp_codec_t *c, const char *text, size_t len, size_t *frame_len) {
+    ct_frame_t f;
+    int r;
+    ct_codec_reset(&c->codec);
+    r = ct_codec_decode(&c->codec, (const uint8_t *)text, len, &f);
+    if (r == CT_CODEC_FRAME) {
+        cr_assert_eq(f.payload_offset, 0);
+        cr_assert_eq(f.payload_len, f.frame_len, "the payload is the whole value");
+        *frame_len = f.frame_len;
+    }
+    return r;
+}
+
+/* Every type, whole values only, each cut short at every byte. */
+Test(codec, resp_values_of_every_type) {
+    static const char *const values[] = {"+OK\r\n",
+                                         "-ERR unknown\r\n",
+                                         ":-42\r\n",
+                                         "$5\r\nhe\r\no\r\n",
+                                         "$0\r\n\r\n",
+                                         "$-1\r\n",
+                                         "*-1\r\n",
+                                         "*0\r\n",
+                                         "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                                         "*2\r\n*1\r\n:1\r\n*0\r\n",
+                                         "_\r\n",
+                                         "#t\r\n",
+                                         ",3.14\r\n",
+                                         "(12345678901234567890\r\n",
+                                         "!3\r\nbad\r\n",
+                                         "=8\r\ntxt:abcd\r\n",
+                                         "%1\r\n+key\r\n:1\r\n",
+                                         "~2\r\n:1\r\n:2\r\n",
+                                         ">2\r\n+message\r\n+hi\r\n",
+                                         "|1\r\n+ttl\r\n:3\r\n+value\r\n"};
+    ct_resp_codec_t c;
+    size_t i, cut, n;
+    ct_resp_codec_init(&c, 0);
+    for (i = 0; i < sizeof values / sizeof values[0]; i++) {
+        size_t len = strlen(values[i]);
+        char twice[128];
+        cr_assert_eq(resp_frame(&c, values[i], len, &n), CT_CODEC_FRAME, "%s", values[i]);
+        cr_assert_eq(n, len, "%s", values[i]);
+        for (cut = 0; cut < len; cut++)
+            cr_assert_eq(resp_frame(&c, values[i], cut, &n), CT_CODEC_NEED_MORE, "%s cut at %zu",
+                         values[i], cut);
+        snprintf(twice, sizeof twice, "%s%s", values[i], values[i]); /* two in one read */
+        cr_assert_eq(resp_frame(&c, twice, 2 * len, &n), CT_CODEC_FRAME);
+        cr_assert_eq(n, len, "the first of two values: %s", values[i]);
+    }
+}
+
+Test(codec, resp_malformed_and_too_large) {
+    static const char *const malformed[] = {
+        "PING\r\n",       /* an inline command */
+        "+OK\n",          /* a '\n' without its '\r' */
+        "$3\r\nabcd\r\n", /* a bulk string longer than it said */
+        "$x\r\n",         "$-2\r\n", "*-1x\r\n",
+        "$\r\n",          "~-1\r\n", /* -1 is RESP2's, for $ and * only */
+        ":1\r\n\n",
+    };
+    ct_resp_codec_t c;
+    size_t i, n;
+    char deep[256] = "";
+    ct_resp_codec_init(&c, 0);
+    for (i = 0; i < sizeof malformed / sizeof malformed[0] - 1; i++)
+        cr_assert_eq(resp_frame(&c, malformed[i], strlen(malformed[i]), &n), CT_EMALFORMED, "%s",
+                     malformed[i]);
+    /* a value followed by a stray '\n' is fine until the next value is read */
+    cr_assert_eq(resp_frame(&c, ":1\r\n\n", 5, &n), CT_CODEC_FRAME);
+    for (i = 0; i < 33; i++)
+        strcat(deep, "*1\r\n");
+    strcat(deep, ":1\r\n");
+    cr_assert_eq(resp_frame(&c, deep, strlen(deep), &n), CT_EMALFORMED, "33 levels deep");
+    cr_assert_eq(resp_frame(&c, deep + 4, strlen(deep) - 4, &n), CT_CODEC_FRAME, "32 levels");
+    ct_resp_codec_init(&c, 16);
+    cr_assert_eq(resp_frame(&c, "$100\r\n", 6, &n), CT_EFRAMETOOLARGE, "known at the length");
+    cr_assert_eq(resp_frame(&c, "+0123456789abcdefgh", 19, &n), CT_EFRAMETOOLARGE);
+    cr_assert_eq(resp_frame(&c, "*1000\r\n", 7, &n), CT_EFRAMETOOLARGE);
+    cr_assert_eq(resp_frame(&c, "$10\r\n0123456789\r\n", 17, &n), CT_EFRAMETOOLARGE);
+    cr_assert_eq(resp_frame(&c, "$9\r\n012345678\r\n", 15, &n), CT_CODEC_FRAME);
+}
+
+Test(codec, resp_encodes_one_whole_value_and_formats_commands) {
+    const char *argv[] = {"SET", "key", "a\r\nb"};
+    const size_t lens[] = {3, 3, 4};
+    const char *expect = "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$4\r\na\r\nb\r\n";
+    uint8_t out[64];
+    size_t w, need;
+    ct_resp_codec_t c;
+    ct_resp_codec_init(&c, 31);
+    need = ct_resp_format_command(NULL, 0, 3, argv, lens);
+    cr_assert_eq(need, strlen(expect));
+    cr_assert_eq(ct_resp_format_command(out, 10, 3, argv, lens), need, "too small: sized anyway");
+    cr_assert_eq(ct_resp_format_command(out, sizeof out, 3, argv, lens), need);
+    cr_assert(memcmp(out, expect, need) == 0);
+    cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)expect, need, out, &w),
+                 CT_EFRAMETOOLARGE);
+    ct_resp_codec_init(&c, 0);
+    cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)expect, need, out, &w), 0);
+    cr_assert_eq(w, need);
+    cr_assert(memcmp(out, expect, need) == 0);
+    cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)"+OK\r\n+OK\r\n", 10, out, &w),
+                 CT_EINVAL, "two values");
+    cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)"*2\r\n:1\r\n", 8, out, &w), CT_EINVAL,
+                 "half a value");
+    cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)"PING", 4, out, &w), CT_EINVAL);
+}

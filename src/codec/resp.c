@@ -1,0 +1,155 @@
+/* The RESP codec. A value is scanned from its first byte each time more
+ * bytes arrive: an aggregate keeps a count of the values it still waits for
+ * per level (an explicit stack, so input cannot make the scan recurse), and
+ * a bulk string's bytes are stepped over by its length, never scanned. */
+#include "ctower/codec/resp.h"
+#include "ctower/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum { MAX_DEPTH = 32, MAX_DIGITS = 18 };
+
+/* Needs bytes past the ones there: more to come, or past the maximum. */
+static int need_more(size_t len, size_t max) {
+    return len >= max ? CT_EFRAMETOOLARGE : CT_CODEC_NEED_MORE;
+}
+
+/* The line that starts at data[at] ends in "\r\n" before data[lim]: 1 and
+ * *cr (where its '\r' is), 0 if its end has not arrived, or CT_EMALFORMED
+ * for a '\n' without its '\r'. */
+static int find_line(const uint8_t *data, size_t lim, size_t at, size_t *cr) {
+    const uint8_t *nl = memchr(data + at, '\n', lim - at);
+    size_t i;
+    if (!nl) return 0;
+    i = (size_t)(nl - data);
+    if (i == at || data[i - 1] != '\r') return CT_EMALFORMED;
+    *cr = i - 1;
+    return 1;
+}
+
+/* The decimal length or count in data[from..to): 0 and *n, -1 allowed only
+ * if null_ok (then *n is -1), or CT_EMALFORMED. */
+static int parse_count(const uint8_t *data, size_t from, size_t to, int null_ok, int64_t *n) {
+    size_t i;
+    if (null_ok && to - from == 2 && data[from] == '-' && data[from + 1] == '1') {
+        *n = -1;
+        return 0;
+    }
+    if (to == from || to - from > MAX_DIGITS) return CT_EMALFORMED;
+    *n = 0;
+    for (i = from; i < to; i++) {
+        if (data[i] < '0' || data[i] > '9') return CT_EMALFORMED;
+        *n = *n * 10 + (data[i] - '0');
+    }
+    return 0;
+}
+
+/* One value at data[0..len), at most max bytes: CT_CODEC_FRAME with its size
+ * in *size, CT_CODEC_NEED_MORE, or an error. */
+static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size) {
+    int64_t waiting[MAX_DEPTH + 1], n;
+    size_t at = 0, lim = len < max ? len : max, cr, next;
+    int depth = 0, r;
+    waiting[0] = 1;
+    for (;;) {
+        uint8_t type;
+        if (at >= lim) return need_more(len, max);
+        type = data[at];
+        if ((r = find_line(data, lim, at, &cr)) <= 0) return r < 0 ? r : need_more(len, max);
+        next = cr + 2;
+        switch (type) {
+        case '+': case '-': case ':': case '_': case '#': case ',': case '(':
+            break;
+        case '$': case '!': case '=':
+            if ((r = parse_count(data, at + 1, cr, type == '$', &n)) < 0) return r;
+            if (n < 0) break; /* RESP2's null bulk string */
+            if ((uint64_t)n + 2 > max - next) return CT_EFRAMETOOLARGE;
+            if (next + (size_t)n + 2 > len) return CT_CODEC_NEED_MORE;
+            next += (size_t)n;
+            if (data[next] != '\r' || data[next + 1] != '\n') return CT_EMALFORMED;
+            next += 2;
+            break;
+        case '*': case '~': case '>': case '%': case '|':
+            if ((r = parse_count(data, at + 1, cr, type == '*', &n)) < 0) return r;
+            if (n > 0 && (uint64_t)n > max) return CT_EFRAMETOOLARGE; /* 3+ bytes each */
+            if (type == '%' || type == '|') n *= 2;          /* pairs */
+            if (type == '|') n++; /* and the value the attribute describes */
+            if (n > 0) {
+                if (depth == MAX_DEPTH) return CT_EMALFORMED;
+                waiting[++depth] = n;
+                at = next;
+                continue; /* its values come first */
+            }
+            break; /* empty, or RESP2's null array */
+        default:
+            return CT_EMALFORMED; /* no type byte: an inline command, or noise */
+        }
+        at = next;
+        while (--waiting[depth] == 0) { /* a value ended, and maybe its aggregates */
+            if (depth == 0) {
+                *size = at;
+                return CT_CODEC_FRAME;
+            }
+            depth--;
+        }
+    }
+}
+
+static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
+    size_t size = 0;
+    int r = scan_value(data, len, codec->max_payload, &size);
+    if (r != CT_CODEC_FRAME) return r;
+    frame->payload_offset = 0;
+    frame->payload_len = size;
+    frame->frame_len = size;
+    return CT_CODEC_FRAME;
+}
+
+static int resp_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
+                       size_t *written) {
+    size_t size = 0;
+    int r;
+    if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
+    r = scan_value(payload, len, codec->max_payload, &size);
+    if (r != CT_CODEC_FRAME || size != len) return CT_EINVAL; /* not exactly one value */
+    memcpy(out, payload, len);
+    *written = len;
+    return 0;
+}
+
+static const ct_codec_vtable_t resp_vtable = {resp_decode, resp_encode};
+
+void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
+    c->codec.vtable = &resp_vtable;
+    c->codec.max_payload = max_payload ? max_payload : 1u << 20;
+    c->codec.overhead = 0; /* the payload is the frame */
+    c->codec.size = sizeof(ct_resp_codec_t);
+    c->codec.prefix_be32 = 0;
+    c->codec.error = 0;
+    c->codec.scan = 0;
+}
+
+/* "<type><n>\r\n" into out at *at, if it fits. */
+static void put_header(uint8_t *out, size_t cap, size_t *at, char type, size_t n) {
+    char text[32];
+    int k = snprintf(text, sizeof text, "%c%zu\r\n", type, n);
+    if (*at + (size_t)k <= cap) memcpy(out + *at, text, (size_t)k);
+    *at += (size_t)k;
+}
+
+size_t ct_resp_format_command(uint8_t *out, size_t cap, int argc, const char *const argv[],
+                              const size_t argvlen[]) {
+    size_t at = 0;
+    int i;
+    put_header(out, cap, &at, '*', (size_t)(argc > 0 ? argc : 0));
+    for (i = 0; i < argc; i++) {
+        put_header(out, cap, &at, '$', argvlen[i]);
+        if (at + argvlen[i] + 2 <= cap) {
+            if (argvlen[i]) memcpy(out + at, argv[i], argvlen[i]);
+            memcpy(out + at + argvlen[i], "\r\n", 2);
+        }
+        at += argvlen[i] + 2;
+    }
+    return at;
+}
