@@ -600,8 +600,12 @@ int bench_main(const options_t *o) {
     long rss_before, mem_per_conn = 0;
     ct_address_t addr;
     uint64_t last = 0, started = uv_hrtime(), last_ns = started;
-    if (o->multiplex && o->line_codec) {
+    if (o->multiplex && (o->line_codec || o->resp)) {
         fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
+        return 2;
+    }
+    if (o->resp) { /* its requests are bytes to echo, not Redis values */
+        fprintf(stderr, "ctower bench: --codec resp is for call and serve\n");
         return 2;
     }
     if (o->address && ct_address_parse(o->address, &addr) != 0) {

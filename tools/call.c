@@ -6,9 +6,11 @@
  *
  * In multiplex mode the first 4 bytes of a payload are its tag (as for
  * `ctower serve`): call puts them before each message and takes them off
- * each answer. Every answer must come within --timeout seconds of its
- * request (the connect too), so a silent server ends the call. */
+ * each answer. With --codec resp each message's words are a Redis command,
+ * and each reply is printed on one line (resp_text.h). Every answer must come within --timeout
+ * seconds of its request (the connect too), so a silent server ends the call. */
 #include "call.h"
+#include "resp_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,18 +73,29 @@ static void on_answer(ct_op_t *op, int status, void *response) {
     close_when_done(c);
 }
 
+/* The request for msg: the message (after the tag's room), or with --codec
+ * resp its words as a command. NULL without memory. */
+static ct_buf_t *request_for(call_t *c, const char *msg) {
+    size_t len = strlen(msg);
+    uint8_t *command = c->o->resp ? resp_text_command(msg, &len) : NULL;
+    ct_buf_t *b = c->o->resp && !command ? NULL : ct_buf_pool_get(&c->wire.pool, c->prefix + len);
+    if (b) {
+        memset(b->base, 0, c->prefix); /* the tag's room: the client writes it */
+        memcpy(b->base + c->prefix, command ? (const void *)command : msg, len);
+        b->len = c->prefix + len;
+    }
+    free(command);
+    return b;
+}
+
 /* Starts the next message on r. One that cannot start (the connection is
  * gone: the client refuses at once) fails, and the next is tried. */
 static void issue(call_t *c, call_req_t *r) {
     while (c->next < c->n) {
-        size_t len = strlen(c->msgs[c->next]);
-        ct_buf_t *b = ct_buf_pool_get(&c->wire.pool, c->prefix + len);
+        ct_buf_t *b = request_for(c, c->msgs[c->next]);
         int rc = UV_ENOMEM;
         r->index = c->next++;
         if (b) {
-            memset(b->base, 0, c->prefix); /* the tag's room: the client writes it */
-            memcpy(b->base + c->prefix, c->msgs[r->index], len);
-            b->len = c->prefix + len;
             rc = ct_service_call(&c->timeout.service, b, &r->op);
             if (rc == 0) return;
             ct_buf_pool_put(&c->wire.pool, b);
@@ -179,7 +192,10 @@ static int report(call_t *c) {
             status = 1;
             continue;
         }
-        if (b->len >= c->prefix) fwrite(b->base + c->prefix, 1, b->len - c->prefix, stdout);
+        if (c->o->resp)
+            resp_text_print(stdout, (const uint8_t *)b->base, b->len);
+        else if (b->len >= c->prefix)
+            fwrite(b->base + c->prefix, 1, b->len - c->prefix, stdout);
         printf("\n");
         ct_buf_pool_put(&c->wire.pool, b);
     }
@@ -219,12 +235,13 @@ int call_main(const options_t *o) {
     size_t i;
     int r;
     if (!o->address) {
-        fprintf(stderr,
-                "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf]"
-                " [--timeout S] [--] [MESSAGE ...]\n");
+        fprintf(
+            stderr,
+            "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp]"
+            " [--timeout S] [--] [MESSAGE ...]\n");
         return 2;
     }
-    if (o->multiplex && o->line_codec) {
+    if (o->multiplex && (o->line_codec || o->resp)) {
         fprintf(stderr, "ctower call: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }

@@ -9,21 +9,22 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage:\n"
-        "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf] [--threads N]\n"
-        "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec length|line|crlf]\n"
-        "               [--connections N] [--depth N] [--size BYTES]\n"
-        "               [--duration S | --requests N] [--threads N] [--reconnect] [--json]\n"
-        "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf] [--timeout S]\n"
-        "               [--] [MESSAGE ...]\n"
-        "\n"
-        "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
-        "bench starts an echo server of its own on a free loopback port; --reconnect\n"
-        "makes each connection a reconnecting client (ct_reconnect_t).\n"
-        "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
-        "call sends each MESSAGE (or each line of its input) and prints the answers.\n");
+    fprintf(f, "usage:\n"
+               "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
+               "[--threads N]\n"
+               "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec "
+               "length|line|crlf|resp]\n"
+               "               [--connections N] [--depth N] [--size BYTES]\n"
+               "               [--duration S | --requests N] [--threads N] [--reconnect] [--json]\n"
+               "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
+               "[--timeout S]\n"
+               "               [--] [MESSAGE ...]\n"
+               "\n"
+               "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
+               "bench starts an echo server of its own on a free loopback port; --reconnect\n"
+               "makes each connection a reconnecting client (ct_reconnect_t).\n"
+               "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
+               "call sends each MESSAGE (or each line of its input) and prints the answers.\n");
 }
 
 int main(int argc, char **argv) {

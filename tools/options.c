@@ -93,10 +93,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             }
             o->multiplex = strcmp(v, "multiplex") == 0;
         } else if (strcmp(a, "--codec") == 0) {
-            if (strcmp(v, "length") && strcmp(v, "line") && strcmp(v, "crlf")) {
-                fprintf(stderr, "ctower: --codec is length, line or crlf, not '%s'\n", v);
+            if (strcmp(v, "length") && strcmp(v, "line") && strcmp(v, "crlf") &&
+                strcmp(v, "resp")) {
+                fprintf(stderr, "ctower: --codec is length, line, crlf or resp, not '%s'\n", v);
                 return -1;
             }
+            o->resp = strcmp(v, "resp") == 0;
             o->crlf = strcmp(v, "crlf") == 0;
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
@@ -140,10 +142,11 @@ void wire_init(wire_t *w, const options_t *o) {
     else
         ct_line_codec_init(&w->line, max_payload);
     memset(&w->stream, 0, sizeof w->stream);
-    w->stream.codec = o->line_codec ? &w->line.codec : &w->length.codec;
+    ct_resp_codec_init(&w->resp, max_payload);
+    w->stream.codec = o->resp ? &w->resp.codec : o->line_codec ? &w->line.codec : &w->length.codec;
     w->stream.pool = &w->pool;
 }
 
 const char *codec_name(const options_t *o) {
-    return o->crlf ? "crlf" : o->line_codec ? "line" : "length";
+    return o->resp ? "resp" : o->crlf ? "crlf" : o->line_codec ? "line" : "length";
 }

@@ -11,6 +11,7 @@ typedef struct options {
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */
+    int resp;       /* --codec resp: Redis's protocol */
     int connections;
     int depth;
     int size;
@@ -34,12 +35,13 @@ typedef struct wire {
     ct_buf_pool_t pool;
     ct_length_codec_t length;
     ct_line_codec_t line;
+    ct_resp_codec_t resp;
     ct_stream_config_t stream;
 } wire_t;
 
 void wire_init(wire_t *w, const options_t *o);
 
-/* "length", "line" or "crlf". */
+/* "length", "line", "crlf" or "resp". */
 const char *codec_name(const options_t *o);
 
 #endif

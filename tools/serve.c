@@ -98,12 +98,13 @@ static void server_thread(void *arg) {
 static int check_options(const options_t *o) {
     ct_address_t a;
     if (!o->address) {
-        fprintf(stderr,
-                "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf]"
-                " [--threads N]\n");
+        fprintf(
+            stderr,
+            "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp]"
+            " [--threads N]\n");
         return 2;
     }
-    if (o->multiplex && o->line_codec) {
+    if (o->multiplex && (o->line_codec || o->resp)) {
         fprintf(stderr, "ctower serve: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }

@@ -59,9 +59,17 @@ static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size)
         if ((r = find_line(data, lim, at, &cr)) <= 0) return r < 0 ? r : need_more(len, max);
         next = cr + 2;
         switch (type) {
-        case '+': case '-': case ':': case '_': case '#': case ',': case '(':
+        case '+':
+        case '-':
+        case ':':
+        case '_':
+        case '#':
+        case ',':
+        case '(':
             break;
-        case '$': case '!': case '=':
+        case '$':
+        case '!':
+        case '=':
             if ((r = parse_count(data, at + 1, cr, type == '$', &n)) < 0) return r;
             if (n < 0) break; /* RESP2's null bulk string */
             if ((uint64_t)n + 2 > max - next) return CT_EFRAMETOOLARGE;
@@ -70,10 +78,14 @@ static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size)
             if (data[next] != '\r' || data[next + 1] != '\n') return CT_EMALFORMED;
             next += 2;
             break;
-        case '*': case '~': case '>': case '%': case '|':
+        case '*':
+        case '~':
+        case '>':
+        case '%':
+        case '|':
             if ((r = parse_count(data, at + 1, cr, type == '*', &n)) < 0) return r;
             if (n > 0 && (uint64_t)n > max) return CT_EFRAMETOOLARGE; /* 3+ bytes each */
-            if (type == '%' || type == '|') n *= 2;          /* pairs */
+            if (type == '%' || type == '|') n *= 2;                   /* pairs */
             if (type == '|') n++; /* and the value the attribute describes */
             if (n > 0) {
                 if (depth == MAX_DEPTH) return CT_EMALFORMED;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interop: ctower's pipeline client against a real Redis server (Debian's
-# redis-server), over a Unix socket, with the CRLF line codec and Redis's
-# inline commands. Redis answers every command of a pipeline in order; these
-# commands all have one-line answers ("+PONG", ":42", "$-1").
+# redis-server), over a Unix socket: with the RESP codec (commands as arrays
+# of bulk strings, replies of every shape, RESP3 after HELLO 3), and with the
+# CRLF line codec and Redis's inline commands. Redis answers every command of
+# a pipeline in order.
 #   redis.sh CTOWER
 set -uo pipefail
 ctower=$1
@@ -22,6 +23,7 @@ for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || fail "redis-server did not start: $(cat "$tmp/redis.log" 2>/dev/null)"
 
 call() { "$ctower" call "unix://$sock" --codec crlf --timeout 10 "$@"; }
+resp() { "$ctower" call "unix://$sock" --codec resp --timeout 10 "$@"; }
 
 out=$(call PING) || fail "PING: exit $?"
 [ "$out" = "+PONG" ] || fail "PING answered '$out'"
@@ -35,6 +37,20 @@ cmp -s "$tmp/answers" "$tmp/expected" ||
 # Answers of different kinds, interleaved, keep their requests' order.
 out=$(call "SET k hello" "GET missing" "INCRBY counter 5" "EXISTS k" "DEL k" "EXISTS k" | paste -sd ' ')
 [ "$out" = "+OK \$-1 :10005 :1 :1 :0" ] || fail "mixed commands answered '$out'"
+
+# RESP: bulk strings, nulls, arrays, errors; then RESP3's maps.
+out=$(resp "SET greeting hello" "GET greeting" "GET missing" "RPUSH list a b c" \
+  "LRANGE list 0 -1" "HSET h field value" "HGETALL h" "INCR greeting" | paste -sd '|')
+want='OK|hello|(nil)|(integer) 3|[a, b, c]|(integer) 1|[field, value]'
+want+='|(error) ERR value is not an integer or out of range'
+[ "$out" = "$want" ] || fail "RESP answered '$out'"
+out=$(resp "HELLO 3" "HGETALL h" "DEL h" | tail -2 | paste -sd '|')
+[ "$out" = "{field: value}|(integer) 1" ] || fail "RESP3 answered '$out'"
+
+# 10,000 RESP commands pipelined: every reply, in order.
+seq 10000 | sed 's/.*/INCR resp_counter/' | resp >"$tmp/answers" || fail "RESP INCR x 10000: exit $?"
+seq 10000 | sed 's/^/(integer) /' | cmp -s - "$tmp/answers" ||
+  fail "RESP INCR answers out of order or missing: $(head -3 "$tmp/answers")"
 
 # The server goes away: the client says so and fails, it does not hang.
 kill "$server_pid"

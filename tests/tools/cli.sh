@@ -173,6 +173,28 @@ kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=
 
+# --codec resp: serve echoes whole RESP values; call sends each message's
+# words as a command and prints each reply on one line; bench refuses it.
+expect_exit 2 "$ctower" bench --codec resp
+grep -q "for call and serve" "$tmp/err" || fail "bench --codec resp is not explained"
+"$ctower" serve tcp://127.0.0.1:0 --codec resp 2>"$tmp/serve.log" &
+server_pid=$!
+for _ in $(seq 50); do grep -q "echo on" "$tmp/serve.log" && break; sleep 0.1; done
+addr=$(sed -n 's/.*echo on \(tcp:[^ ]*\) .*/\1/p' "$tmp/serve.log")
+[ -n "$addr" ] || fail "serve --codec resp did not listen: $(cat "$tmp/serve.log")"
+out=$("$ctower" call "$addr" --codec resp "SET  k	v" PING | paste -sd '|')
+[ "$out" = "[SET, k, v]|[PING]" ] || fail "call --codec resp through serve: '$out'"
+port=${addr##*:}
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'PING\r\n' >&3 # an inline command is not RESP: the server closes the connection
+IFS= read -r -t 5 line <&3
+rs=$? # 1: the end of the stream; over 128: no answer and no close in 5 s
+((rs == 1)) || fail "serve --codec resp, inline command: read status $rs, '$line'"
+exec 3<&-
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=
+
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
 grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
