@@ -68,15 +68,19 @@ static long long number(const uint8_t *p, size_t from, size_t to) {
 
 /* Prints the value at p[*at..len) and moves *at past it: 0, or -1. */
 static int print_value(FILE *out, const uint8_t *p, size_t len, size_t *at, int depth) {
-    static const char *const labels[256] = {['-'] = "(error) ", [':'] = "(integer) ",
-                                            [','] = "(double) ", ['('] = "(big number) "};
+    static const char *const labels[256] = {
+        ['-'] = "(error) ", [':'] = "(integer) ", [','] = "(double) ", ['('] = "(big number) "};
     size_t cr, i;
     long long n;
     uint8_t type;
     if (depth > 64 || line_end(p, len, *at, &cr) != 0) return -1;
     type = p[*at];
     switch (type) {
-    case '+': case '-': case ':': case ',': case '(':
+    case '+':
+    case '-':
+    case ':':
+    case ',':
+    case '(':
         if (labels[type]) fputs(labels[type], out);
         print_escaped(out, p + *at + 1, cr - *at - 1);
         *at = cr + 2;
@@ -89,7 +93,9 @@ static int print_value(FILE *out, const uint8_t *p, size_t len, size_t *at, int 
         fputs(cr > *at + 1 && p[*at + 1] == 't' ? "(true)" : "(false)", out);
         *at = cr + 2;
         return 0;
-    case '$': case '!': case '=':
+    case '$':
+    case '!':
+    case '=':
         n = number(p, *at + 1, cr);
         *at = cr + 2;
         if (n < 0) return fputs("(nil)", out), 0;

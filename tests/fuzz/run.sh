@@ -24,8 +24,11 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -n
 status=0
 for target in fuzz_codec fuzz_client fuzz_address; do
   mkdir -p "$out_dir/corpus-$target"
+  # the repository's seeds (if any) start the search where the formats are
+  seeds=()
+  [ -d "$src_dir/tests/fuzz/seeds/$target" ] && seeds=("$src_dir/tests/fuzz/seeds/$target")
   "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$out_dir/$target-" "$out_dir/corpus-$target" \
+    -artifact_prefix="$out_dir/$target-" "$out_dir/corpus-$target" "${seeds[@]}" \
     >"$out_dir/$target.log" 2>&1 || status=$?
   echo "$target: $(grep -E '^stat::number_of_executed_units' "$out_dir/$target.log")"
   if [ "$status" -ne 0 ]; then
