@@ -50,78 +50,49 @@ static void print_escaped(FILE *out, const uint8_t *p, size_t n) {
     }
 }
 
-/* The line at p[at..): its text is p[at + 1 .. *cr). 0, or -1 if cut. */
-static int line_end(const uint8_t *p, size_t len, size_t at, size_t *cr) {
-    const uint8_t *nl = at < len ? memchr(p + at, '\n', len - at) : NULL;
-    if (!nl || nl == p + at) return -1;
-    *cr = (size_t)(nl - p) - 1;
-    return 0;
-}
-
-static long long number(const uint8_t *p, size_t from, size_t to) {
-    char text[24];
-    size_t n = to - from < sizeof text - 1 ? to - from : sizeof text - 1;
-    memcpy(text, p + from, n);
-    text[n] = '\0';
-    return atoll(text);
-}
-
 /* Prints the value at p[*at..len) and moves *at past it: 0, or -1. */
 static int print_value(FILE *out, const uint8_t *p, size_t len, size_t *at, int depth) {
-    static const char *const labels[256] = {
-        ['-'] = "(error) ", [':'] = "(integer) ", [','] = "(double) ", ['('] = "(big number) "};
-    size_t cr, i;
-    long long n;
-    uint8_t type;
-    if (depth > 64 || line_end(p, len, *at, &cr) != 0) return -1;
-    type = p[*at];
-    switch (type) {
+    int pairs;
+    int64_t i, items;
+    ct_resp_item_t it;
+    if (depth > 64 || ct_resp_read(p, len, at, &it) != 0) return -1;
+    if (it.null) return fputs("(nil)", out), 0;
+    switch (it.type) {
     case '+':
-    case '-':
-    case ':':
-    case ',':
-    case '(':
-        if (labels[type]) fputs(labels[type], out);
-        print_escaped(out, p + *at + 1, cr - *at - 1);
-        *at = cr + 2;
-        return 0;
-    case '_':
-        fputs("(nil)", out);
-        *at = cr + 2;
-        return 0;
-    case '#':
-        fputs(cr > *at + 1 && p[*at + 1] == 't' ? "(true)" : "(false)", out);
-        *at = cr + 2;
-        return 0;
     case '$':
+        break;
+    case '-':
     case '!':
-    case '=':
-        n = number(p, *at + 1, cr);
-        *at = cr + 2;
-        if (n < 0) return fputs("(nil)", out), 0;
-        if ((size_t)n > len - *at) return -1;
-        if (type == '!') fputs("(error) ", out);
-        if (type == '=' && n >= 4) /* "txt:" or "mkd:" */
-            print_escaped(out, p + *at + 4, (size_t)n - 4);
-        else
-            print_escaped(out, p + *at, (size_t)n);
-        *at += (size_t)n + 2;
-        return 0;
-    default: /* an aggregate */
-        n = number(p, *at + 1, cr);
-        *at = cr + 2;
-        if (n < 0) return fputs("(nil)", out), 0;
-        if (type == '|') fputs("(attributes) {", out);
-        fputs(type == '%' ? "{" : type == '|' ? "" : "[", out);
-        for (i = 0; i < (size_t)n * (type == '%' || type == '|' ? 2 : 1); i++) {
-            if (i > 0) fputs((type == '%' || type == '|') && i % 2 ? ": " : ", ", out);
+        fputs("(error) ", out);
+        break;
+    case ':':
+        return fprintf(out, "(integer) %lld", (long long)it.n), 0;
+    case ',':
+        fputs("(double) ", out);
+        break;
+    case '(':
+        fputs("(big number) ", out);
+        break;
+    case '#':
+        return fputs(it.len == 1 && it.str[0] == 't' ? "(true)" : "(false)", out), 0;
+    case '=': /* "txt:" or "mkd:", then the text */
+        if (it.len >= 4) it.str += 4, it.len -= 4;
+        break;
+    default: /* an aggregate: [a, b], {k: v}, or attributes then their value */
+        pairs = it.type == '%' || it.type == '|';
+        fputs(it.type == '|' ? "(attributes) {" : pairs ? "{" : "[", out);
+        items = it.n;
+        for (i = 0; i < items; i++) {
+            if (i > 0) fputs(pairs && i % 2 ? ": " : ", ", out);
             if (print_value(out, p, len, at, depth + 1) != 0) return -1;
         }
-        fputs(type == '%' || type == '|' ? "}" : "]", out);
-        if (type != '|') return 0;
-        fputs(" ", out); /* then the value the attributes describe */
+        fputs(pairs ? "}" : "]", out);
+        if (it.type != '|') return 0;
+        fputs(" ", out);
         return print_value(out, p, len, at, depth + 1);
     }
+    print_escaped(out, it.str, it.len);
+    return 0;
 }
 
 void resp_text_print(FILE *out, const uint8_t *p, size_t len) {

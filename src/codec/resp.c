@@ -5,6 +5,7 @@
 #include "ctower/codec/resp.h"
 #include "ctower/error.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,59 +46,112 @@ static int parse_count(const uint8_t *data, size_t from, size_t to, int null_ok,
     return 0;
 }
 
+/* A ':' integer: a sign, then 1 to 19 digits that fit in 64 bits. */
+static int parse_integer(const uint8_t *data, size_t from, size_t to, int64_t *n) {
+    int negative = from < to && (data[from] == '-' || data[from] == '+');
+    uint64_t v = 0, limit = negative && data[from] == '-' ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
+    size_t i;
+    if (negative) from++;
+    if (to == from || to - from > 19) return CT_EMALFORMED;
+    for (i = from; i < to; i++) {
+        if (data[i] < '0' || data[i] > '9') return CT_EMALFORMED;
+        if (v > (limit - (uint64_t)(data[i] - '0')) / 10) return CT_EMALFORMED;
+        v = v * 10 + (uint64_t)(data[i] - '0');
+    }
+    *n = limit > INT64_MAX ? (int64_t)(0 - v) : (int64_t)v; /* two's complement */
+    return 0;
+}
+
+/* The item at data[*at..lim) (an aggregate: its header), no larger than
+ * max: CT_CODEC_FRAME with *at moved past it, CT_CODEC_NEED_MORE if it goes
+ * past lim, or an error. */
+static int read_item(const uint8_t *data, size_t lim, size_t max, size_t *at, ct_resp_item_t *it) {
+    size_t cr, next;
+    int r;
+    if (*at >= lim) return CT_CODEC_NEED_MORE;
+    if ((r = find_line(data, lim, *at, &cr)) <= 0) return r < 0 ? r : CT_CODEC_NEED_MORE;
+    it->type = (char)data[*at];
+    it->null = 0;
+    it->str = data + *at + 1;
+    it->len = cr - *at - 1;
+    it->n = 0;
+    next = cr + 2;
+    switch (it->type) {
+    case ':':
+        if ((r = parse_integer(data, *at + 1, cr, &it->n)) < 0) return r;
+        break;
+    case '+':
+    case '-':
+    case '#':
+    case ',':
+    case '(':
+        break;
+    case '_':
+        it->null = 1;
+        it->str = NULL;
+        it->len = 0;
+        break;
+    case '$':
+    case '!':
+    case '=':
+        if ((r = parse_count(data, *at + 1, cr, it->type == '$', &it->n)) < 0) return r;
+        it->str = NULL;
+        it->len = 0;
+        if (it->n < 0) {
+            it->null = 1; /* RESP2's null bulk string */
+            break;
+        }
+        if ((uint64_t)it->n + 2 > max - next) return CT_EFRAMETOOLARGE;
+        if ((uint64_t)it->n + 2 > lim - next) return CT_CODEC_NEED_MORE;
+        it->str = data + next;
+        it->len = (size_t)it->n;
+        next += (size_t)it->n;
+        if (data[next] != '\r' || data[next + 1] != '\n') return CT_EMALFORMED;
+        next += 2;
+        it->n = 0;
+        break;
+    case '*':
+    case '~':
+    case '>':
+    case '%':
+    case '|':
+        if ((r = parse_count(data, *at + 1, cr, it->type == '*', &it->n)) < 0) return r;
+        it->str = NULL;
+        it->len = 0;
+        if (it->n < 0) {
+            it->null = 1; /* RESP2's null array */
+            it->n = 0;
+            break;
+        }
+        if ((uint64_t)it->n > max) return CT_EFRAMETOOLARGE; /* 3+ bytes each */
+        if (it->type == '%' || it->type == '|') it->n *= 2;  /* pairs */
+        break;
+    default:
+        return CT_EMALFORMED; /* no type byte: an inline command, or noise */
+    }
+    *at = next;
+    return CT_CODEC_FRAME;
+}
+
 /* One value at data[0..len), at most max bytes: CT_CODEC_FRAME with its size
  * in *size, CT_CODEC_NEED_MORE, or an error. */
 static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size) {
-    int64_t waiting[MAX_DEPTH + 1], n;
-    size_t at = 0, lim = len < max ? len : max, cr, next;
+    int64_t waiting[MAX_DEPTH + 1];
+    size_t at = 0, lim = len < max ? len : max;
     int depth = 0, r;
+    ct_resp_item_t it;
     waiting[0] = 1;
     for (;;) {
-        uint8_t type;
-        if (at >= lim) return need_more(len, max);
-        type = data[at];
-        if ((r = find_line(data, lim, at, &cr)) <= 0) return r < 0 ? r : need_more(len, max);
-        next = cr + 2;
-        switch (type) {
-        case '+':
-        case '-':
-        case ':':
-        case '_':
-        case '#':
-        case ',':
-        case '(':
-            break;
-        case '$':
-        case '!':
-        case '=':
-            if ((r = parse_count(data, at + 1, cr, type == '$', &n)) < 0) return r;
-            if (n < 0) break; /* RESP2's null bulk string */
-            if ((uint64_t)n + 2 > max - next) return CT_EFRAMETOOLARGE;
-            if (next + (size_t)n + 2 > len) return CT_CODEC_NEED_MORE;
-            next += (size_t)n;
-            if (data[next] != '\r' || data[next + 1] != '\n') return CT_EMALFORMED;
-            next += 2;
-            break;
-        case '*':
-        case '~':
-        case '>':
-        case '%':
-        case '|':
-            if ((r = parse_count(data, at + 1, cr, type == '*', &n)) < 0) return r;
-            if (n > 0 && (uint64_t)n > max) return CT_EFRAMETOOLARGE; /* 3+ bytes each */
-            if (type == '%' || type == '|') n *= 2;                   /* pairs */
-            if (type == '|') n++; /* and the value the attribute describes */
-            if (n > 0) {
-                if (depth == MAX_DEPTH) return CT_EMALFORMED;
-                waiting[++depth] = n;
-                at = next;
-                continue; /* its values come first */
-            }
-            break; /* empty, or RESP2's null array */
-        default:
-            return CT_EMALFORMED; /* no type byte: an inline command, or noise */
+        r = read_item(data, lim, max, &at, &it);
+        if (r == CT_CODEC_NEED_MORE) return need_more(len, max);
+        if (r < 0) return r;
+        /* an attribute comes with the value it describes: one more item */
+        if (it.type == '|') it.n++;
+        if (it.n > 0 && it.type != ':') { /* an aggregate: its items come first */
+            if (depth == MAX_DEPTH) return CT_EMALFORMED;
+            waiting[++depth] = it.n;
+            continue;
         }
-        at = next;
         while (--waiting[depth] == 0) { /* a value ended, and maybe its aggregates */
             if (depth == 0) {
                 *size = at;
@@ -106,6 +160,13 @@ static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size)
             depth--;
         }
     }
+}
+
+int ct_resp_read(const uint8_t *p, size_t len, size_t *at, ct_resp_item_t *item) {
+    int r = read_item(p, len, SIZE_MAX, at, item);
+    if (r == CT_CODEC_FRAME) return 0;
+    if (r == CT_CODEC_NEED_MORE) return CT_ETRUNCATED;
+    return r == CT_EFRAMETOOLARGE ? CT_EMALFORMED : r; /* no limit: only nonsense */
 }
 
 static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {

@@ -35,6 +35,19 @@ static void check_roundtrip(ct_codec_t *c, ct_codec_t *twin, const uint8_t *payl
     free(out);
 }
 
+/* Walks the RESP value at p[*at..len) with ct_resp_read, as a client would:
+ * 0 once past it, -1 if the reader refuses it. */
+static int walk_resp(const uint8_t *p, size_t len, size_t *at) {
+    ct_resp_item_t it;
+    int64_t items, i;
+    if (ct_resp_read(p, len, at, &it) != 0) return -1;
+    if (it.str && (it.str < p || it.str + it.len > p + len)) abort(); /* out of the value */
+    items = strchr("*~>%|", it.type) ? it.n + (it.type == '|') : 0;
+    for (i = 0; i < items; i++)
+        if (walk_resp(p, len, at) != 0) return -1;
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -47,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } u, twin;
     size_t at = 0, avail = 0;
     uint8_t opt;
+    int is_resp = 0;
     if (size < 2) return 0;
     opt = data[0];
     data += 2;
@@ -58,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
     } else if (data[-1] & 2) { /* the second byte: RESP */
         ct_resp_codec_init(&u.resp, 1 + (size_t)(opt >> 1) * 16);
+        is_resp = 1;
     } else {
         ct_length_codec_config_t cfg = {field_sizes[(opt >> 1) & 3], (opt >> 3) & 1,
                                         (int64_t)((opt >> 4) & 7) - 4, 1024};
@@ -86,6 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             continue;
         }
         if (f.frame_len > avail || f.payload_offset + f.payload_len > f.frame_len) abort();
+        if (is_resp) { /* the reader agrees with the codec */
+            size_t end = 0;
+            if (walk_resp(data + at, f.frame_len, &end) != 0 || end != f.frame_len) abort();
+        }
         check_roundtrip(&u.base, &twin.base, data + at + f.payload_offset, f.payload_len);
         at += f.frame_len;
         avail = 0;

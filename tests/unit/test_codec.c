@@ -311,3 +311,48 @@ Test(codec, resp_encodes_one_whole_value_and_formats_commands) {
                  "half a value");
     cr_assert_eq(ct_codec_encode(&c.codec, (const uint8_t *)"PING", 4, out, &w), CT_EINVAL);
 }
+
+/* A client reads a reply item by item: an aggregate's header, then its
+ * elements; every bound is checked. */
+Test(codec, resp_read_walks_a_value) {
+    const char *v = "*4\r\n:-7\r\n$2\r\nhi\r\n_\r\n%1\r\n+k\r\n*-1\r\n";
+    const uint8_t *p = (const uint8_t *)v;
+    size_t len = strlen(v), at = 0;
+    ct_resp_item_t it;
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '*' && it.n == 4 && !it.null && it.str == NULL);
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == ':' && it.n == -7);
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '$' && it.len == 2 && memcmp(it.str, "hi", 2) == 0);
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '_' && it.null);
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '%' && it.n == 2, "a map counts its keys and values");
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '+' && it.len == 1 && it.str[0] == 'k');
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), 0);
+    cr_assert(it.type == '*' && it.null && it.n == 0);
+    cr_assert_eq(at, len);
+    cr_assert_eq(ct_resp_read(p, len, &at, &it), CT_ETRUNCATED, "nothing left");
+    at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)"$5\r\nhel", 7, &at, &it), CT_ETRUNCATED);
+    cr_assert_eq(at, 0, "a refused item leaves *at alone");
+}
+
+Test(codec, resp_integers_are_64_bit) {
+    ct_resp_item_t it;
+    size_t at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)":-9223372036854775808\r\n", 23, &at, &it), 0);
+    cr_assert_eq(it.n, INT64_MIN);
+    at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)":9223372036854775807\r\n", 22, &at, &it), 0);
+    cr_assert_eq(it.n, INT64_MAX);
+    at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)":9223372036854775808\r\n", 22, &at, &it),
+                 CT_EMALFORMED);
+    at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)":12a\r\n", 6, &at, &it), CT_EMALFORMED);
+    at = 0;
+    cr_assert_eq(ct_resp_read((const uint8_t *)":\r\n", 3, &at, &it), CT_EMALFORMED);
+}

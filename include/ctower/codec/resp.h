@@ -6,9 +6,10 @@
  * included): a client gets each reply whole, to read as it likes, and sends
  * each command as one value (ct_resp_format_command() writes one).
  *
- * Decoding checks the framing, not the contents: every line ends in "\r\n",
- * lengths and counts are decimal (-1 for RESP2's nulls), a bulk string is
- * followed by "\r\n", aggregates nest at most 32 deep. Anything else is
+ * Decoding checks the framing and the numbers: every line ends in "\r\n",
+ * lengths and counts are decimal (-1 for RESP2's nulls), integers fit in 64
+ * bits, a bulk string is followed by "\r\n", aggregates nest at most 32
+ * deep. Anything else is
  * CT_EMALFORMED, including Redis's inline commands (a line that starts with
  * no type byte); a value over max_payload is CT_EFRAMETOOLARGE. Types:
  * + - : _ # , ( (a line), $ ! = (a length, then that many bytes), * ~ >
@@ -17,6 +18,10 @@
  *
  * Encoding takes a payload that is exactly one value, checked the same way
  * (CT_EINVAL otherwise), and writes it as it is.
+ *
+ * ct_resp_read() walks a value's bytes item by item, for a client that reads
+ * its replies (no allocation, no tree: an aggregate says how many items
+ * follow it, and the caller reads them in turn).
  */
 #ifndef CTOWER_CODEC_RESP_H
 #define CTOWER_CODEC_RESP_H
@@ -33,6 +38,27 @@ typedef struct ct_resp_codec {
 
 /* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
 void ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
+
+/* One item of a value: a scalar, or an aggregate's header. */
+typedef struct ct_resp_item {
+    char type; /* the type byte: '+', '-', ':', '$', '*', '%', ... (see above) */
+    int null;  /* RESP2's "$-1" and "*-1", and RESP3's '_' */
+    /* The line's text ('+', '-', ':', '#', ',', '('), or a bulk string's
+     * bytes ('$', '!', '='): str[0..len), in the value's own bytes. NULL for
+     * aggregates and nulls. */
+    const uint8_t *str;
+    size_t len;
+    /* ':': the integer. Aggregates: how many items follow as its elements:
+     * the count for '*', '~', '>', twice the count of pairs for '%' and
+     * '|' (an attribute's pairs; the value it describes comes after them,
+     * as the next item). */
+    int64_t n;
+} ct_resp_item_t;
+
+/* Reads the item at p[*at..len) and moves *at past it (for an aggregate,
+ * to its first element). Checks every bound, so p may be any bytes. Returns
+ * 0, CT_ETRUNCATED if p ends inside the item, or CT_EMALFORMED. */
+int ct_resp_read(const uint8_t *p, size_t len, size_t *at, ct_resp_item_t *item);
 
 /* Writes the command argv[0..argc) (argvlen[i] bytes each, any bytes) as a
  * RESP array of bulk strings into out, if it fits in cap bytes. Returns the
