@@ -4,9 +4,11 @@
 # of bulk strings, replies of every shape, RESP3 after HELLO 3), and with the
 # CRLF line codec and Redis's inline commands. Redis answers every command of
 # a pipeline in order.
-#   redis.sh CTOWER
+# It also runs examples/redis_client against the server.
+#   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
 ctower=$1
+example=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v redis-server >/dev/null || fail "redis-server is missing (scripts/install-deps.sh installs it)"
 tmp=$(mktemp -d)
@@ -51,6 +53,11 @@ out=$(resp "HELLO 3" "HGETALL h" "DEL h" | tail -2 | paste -sd '|')
 seq 10000 | sed 's/.*/INCR resp_counter/' | resp >"$tmp/answers" || fail "RESP INCR x 10000: exit $?"
 seq 10000 | sed 's/^/(integer) /' | cmp -s - "$tmp/answers" ||
   fail "RESP INCR answers out of order or missing: $(head -3 "$tmp/answers")"
+
+# The example: a reconnecting client with the RESP codec, its replies checked.
+"$example" "unix://$sock" >"$tmp/example.out" 2>&1 || fail "examples/redis_client: $(cat "$tmp/example.out")"
+grep -q "LRANGE example:list 0 -1 *-> \[a, b\]" "$tmp/example.out" ||
+  fail "examples/redis_client printed: $(cat "$tmp/example.out")"
 
 # The server goes away: the client says so and fails, it does not hang.
 kill "$server_pid"
