@@ -663,27 +663,9 @@ static void on_timeout_connect(ct_stream_t *stream, int status) {
     if (status != 0) memset(stream, 0xa5, sizeof *stream);
 }
 
-/* A listening socket that never accepts, with a backlog of 0 filled by one
- * connection: the kernel drops the next SYNs, and a connect to it waits. */
-static int full_backlog_port(int *listen_fd, int *fill_fd) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    *listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(*listen_fd >= 0);
-    cr_assert_eq(bind(*listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    cr_assert_eq(listen(*listen_fd, 0), 0);
-    cr_assert_eq(getsockname(*listen_fd, (struct sockaddr *)&sa, &len), 0);
-    *fill_fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_eq(connect(*fill_fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    return ntohs(sa.sin_port);
-}
-
 Test(net, a_connect_that_gets_no_answer_times_out) {
     static ct_connector_t connector;
-    int listen_fd, fill_fd, port = full_backlog_port(&listen_fd, &fill_fd);
+    int listen_fd, fill_fd, port = h_full_backlog_port(&listen_fd, &fill_fd);
     char address[64];
     uint64_t start;
     net_setup();
@@ -735,7 +717,7 @@ Test(net, a_name_still_waiting_for_the_resolver_times_out) {
 
 Test(net, a_connect_under_way_can_be_canceled) {
     static ct_connector_t connector;
-    int listen_fd, fill_fd, port = full_backlog_port(&listen_fd, &fill_fd);
+    int listen_fd, fill_fd, port = h_full_backlog_port(&listen_fd, &fill_fd);
     char address[64];
     net_setup();
     snprintf(address, sizeof address, "tcp://127.0.0.1:%d", port);

@@ -507,6 +507,28 @@ Test(reconnect, a_name_that_does_not_resolve_fails_the_calls_with_the_resolvers_
     finish();
 }
 
+/* connect_timeout_ms bounds a connect that gets no answer: the waiting
+ * calls fail with CT_ECONNECT and UV_ETIMEDOUT. */
+Test(reconnect, a_connect_that_gets_no_answer_times_out) {
+    ct_reconnect_config_t cfg;
+    int listen_fd, fill_fd;
+    uint64_t started;
+    setup();
+    address_for(h_full_backlog_port(&listen_fd, &fill_fd), addr, sizeof addr);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.connect_timeout_ms = 200;
+    cfg.free_msg = count_free;
+    cfg.free_ctx = &pool;
+    init_rc_with(&cfg);
+    started = uv_hrtime();
+    call_range(0, 2);
+    assert_failed(0, 2, CT_ECONNECT, UV_ETIMEDOUT);
+    cr_assert_geq((uv_hrtime() - started) / 1000000, 190, "it did not wait for the timeout");
+    finish();
+    close(fill_fd);
+    close(listen_fd);
+}
+
 Test(reconnect, bad_configurations_are_refused_at_init) {
     ct_reconnect_config_t cfg;
     ct_stream_config_t no_codec;

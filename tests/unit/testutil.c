@@ -1,6 +1,9 @@
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -493,4 +496,22 @@ void h_close_service(ct_service_t *svc) {
         uv_run(&H.uv, UV_RUN_NOWAIT);
         cr_assert_lt(uv_hrtime() - start, 5000000000ull, "the close callback did not run in 5 s");
     }
+}
+
+/* A listening socket that never accepts, with a backlog of 0 filled by one
+ * connection: the kernel drops the next SYNs, and a connect to it waits. */
+int h_full_backlog_port(int *listen_fd, int *fill_fd) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    *listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(*listen_fd >= 0);
+    cr_assert_eq(bind(*listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(*listen_fd, 0), 0);
+    cr_assert_eq(getsockname(*listen_fd, (struct sockaddr *)&sa, &len), 0);
+    *fill_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(*fill_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return ntohs(sa.sin_port);
 }

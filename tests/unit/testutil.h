@@ -148,6 +148,11 @@ void h_pair_disconnect(h_pair_t *p, ct_service_t *service);
  * later request's (0 for a service that keeps order). */
 uint64_t h_drive(ct_service_t *svc, size_t depth, uint64_t total);
 
+/* A loopback port whose listen backlog is full (backlog 0, one connection
+ * queued): a connect to it gets no answer, so only a timeout ends it. The
+ * two sockets are the caller's to close. */
+int h_full_backlog_port(int *listen_fd, int *fill_fd);
+
 /* Closes svc and runs the loop until its close callback has run. */
 void h_close_service(ct_service_t *svc);
 
