@@ -67,64 +67,58 @@ static int parse_integer(const uint8_t *data, size_t from, size_t to, int64_t *n
  * past lim, or an error. */
 static int read_item(const uint8_t *data, size_t lim, size_t max, size_t *at, ct_resp_item_t *it) {
     size_t cr, next;
+    int64_t n = 0;
     int r;
     if (*at >= lim) return CT_CODEC_NEED_MORE;
     if ((r = find_line(data, lim, *at, &cr)) <= 0) return r < 0 ? r : CT_CODEC_NEED_MORE;
     it->type = (char)data[*at];
-    it->null = 0;
-    it->str = data + *at + 1;
-    it->len = cr - *at - 1;
+    it->null = it->type == '_';
+    it->str = NULL;
+    it->len = 0;
     it->n = 0;
     next = cr + 2;
     switch (it->type) {
     case ':':
         if ((r = parse_integer(data, *at + 1, cr, &it->n)) < 0) return r;
-        break;
+        /* its text too */
+        /* fall through */
     case '+':
     case '-':
     case '#':
     case ',':
     case '(':
+        it->str = data + *at + 1;
+        it->len = cr - *at - 1;
         break;
     case '_':
-        it->null = 1;
-        it->str = NULL;
-        it->len = 0;
         break;
     case '$':
     case '!':
     case '=':
-        if ((r = parse_count(data, *at + 1, cr, it->type == '$', &it->n)) < 0) return r;
-        it->str = NULL;
-        it->len = 0;
-        if (it->n < 0) {
-            it->null = 1; /* RESP2's null bulk string */
+        if ((r = parse_count(data, *at + 1, cr, it->type == '$', &n)) < 0) return r;
+        if (n < 0) { /* RESP2's null bulk string */
+            it->null = 1;
             break;
         }
-        if ((uint64_t)it->n + 2 > max - next) return CT_EFRAMETOOLARGE;
-        if ((uint64_t)it->n + 2 > lim - next) return CT_CODEC_NEED_MORE;
+        if ((uint64_t)n + 2 > max - next) return CT_EFRAMETOOLARGE;
+        if ((uint64_t)n + 2 > lim - next) return CT_CODEC_NEED_MORE;
+        if (data[next + n] != '\r' || data[next + n + 1] != '\n') return CT_EMALFORMED;
         it->str = data + next;
-        it->len = (size_t)it->n;
-        next += (size_t)it->n;
-        if (data[next] != '\r' || data[next + 1] != '\n') return CT_EMALFORMED;
-        next += 2;
-        it->n = 0;
+        it->len = (size_t)n;
+        next += (size_t)n + 2;
         break;
     case '*':
     case '~':
     case '>':
     case '%':
     case '|':
-        if ((r = parse_count(data, *at + 1, cr, it->type == '*', &it->n)) < 0) return r;
-        it->str = NULL;
-        it->len = 0;
-        if (it->n < 0) {
-            it->null = 1; /* RESP2's null array */
-            it->n = 0;
+        if ((r = parse_count(data, *at + 1, cr, it->type == '*', &n)) < 0) return r;
+        if (n < 0) { /* RESP2's null array */
+            it->null = 1;
             break;
         }
-        if ((uint64_t)it->n > max) return CT_EFRAMETOOLARGE; /* 3+ bytes each */
-        if (it->type == '%' || it->type == '|') it->n *= 2;  /* pairs */
+        if ((uint64_t)n > max) return CT_EFRAMETOOLARGE;        /* 3+ bytes each */
+        it->n = it->type == '%' || it->type == '|' ? 2 * n : n; /* pairs: keys and values */
         break;
     default:
         return CT_EMALFORMED; /* no type byte: an inline command, or noise */
