@@ -196,22 +196,15 @@ static void on_connected(ct_stream_t *stream, int status) {
     ct_reconnect_t *rc = conn->rc;
     int r = status;
     rc->conn = NULL;
-    if (status == 0 && ct_service_is_closing(&rc->service)) { /* outran the cancel */
-        drop_stream(rc, conn);
-        return;
-    }
-    if (status == 0 && (r = make_client(rc, conn)) < 0) {
-        drop_stream(rc, conn);
-        conn = NULL;
-    } else if (status < 0) {
+    if (status < 0)
         free(conn);
-        conn = NULL;
-    }
+    else if (ct_service_is_closing(&rc->service) || (r = make_client(rc, conn)) < 0)
+        drop_stream(rc, conn); /* closing: it outran the cancel */
     if (ct_service_is_closing(&rc->service)) {
         maybe_closed(rc);
         return;
     }
-    if (!conn) {
+    if (r < 0) {
         connect_failed(rc, r);
         return;
     }
