@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of bench/compare and bench/compare-side: one short cell per
-# mode each, a ratio printed, and no server left running.
+# Smoke test of bench/compare, bench/compare-side and bench/cpu-split: one
+# short cell per mode each, a ratio (or CPU split) printed, and no server left
+# running.
 set -uo pipefail
 src=$1
 build=$2
@@ -14,6 +15,18 @@ for script in compare "compare-side server" "compare-side client"; do
       fail "bench/$script printed no $mode ratio: $out"
   done
 done
+# cpu-split prints a line per program and run: req/s, then user, sys and
+# total ns per request, the total being user + sys.
+for mode in pipeline multiplex; do
+  out=$(MODE=$mode CONNS=2 DEPTH=4 "$src/bench/cpu-split" "$build" 2>&1) ||
+    fail "bench/cpu-split exited $?: $out"
+  for prog in baseline ctower; do
+    echo "$out" | awk -v p=$prog '$1 == p && $2 > 0 && $3 >= 0 && $4 >= 0 &&
+      ($5 - $3 - $4) ^ 2 < 0.05 { ok = 1 } END { exit !ok }' ||
+      fail "bench/cpu-split printed no $mode line for $prog: $out"
+  done
+done
+ROUNDS=x "$src/bench/cpu-split" "$build" >/dev/null 2>&1 && fail "cpu-split took ROUNDS=x"
 # The baseline's multiplex client tags its requests and matches the answers
 # by tag: against the echo servers, every request is answered.
 out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||
