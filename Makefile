@@ -2,14 +2,15 @@
 # builds and runs every test, then the whole suite again under ASan + UBSan.
 # `make example` runs the echo examples; `make compare` runs bench/compare,
 # `make compare-servers` and `make compare-clients` bench/compare-side (one
-# side alone against the baseline's other side).
+# side alone against the baseline's other side), `make compare-redis`
+# bench/compare-redis (ctower bench and redis-benchmark against redis-server).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis example test test-plain test-asan install format clean
 
 all: build
 
@@ -33,6 +34,9 @@ compare-servers: build
 
 compare-clients: build
 	bench/compare-side client $(BUILD)
+
+compare-redis: build
+	bench/compare-redis $(BUILD)
 
 example: build
 	./$(BUILD)/examples/echo_channel

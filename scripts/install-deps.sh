@@ -4,9 +4,11 @@
 set -euo pipefail
 
 # clang and libclang-rt-14-dev build and run the libFuzzer targets;
-# redis-server is the real server of the interop test (tests/interop).
+# redis-server is the real server of the interop test (tests/interop), and
+# redis-tools's redis-benchmark the client bench/compare-redis measures
+# against.
 packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev
-  redis-server)
+  redis-server redis-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,14 @@
 /* `ctower bench`: drives an echo server with pipeline or multiplex clients
- * and reports throughput, latency percentiles and errors.
+ * and reports throughput, latency percentiles and errors. With --codec resp
+ * each request is a Redis command (--command, PING by default), so that it
+ * can drive a Redis server as well as its own echo.
  *
  * Each client thread runs its own loop with its share of the connections;
  * without --server, as many server threads each run an echo listener on a
  * free loopback port, and client thread i talks to server thread i. */
 #include "bench.h"
 #include "histogram.h"
+#include "resp_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,12 @@
  * server that never answers must not keep the bench running, nor one that
  * never answers a connect (CONNECT_TIMEOUT_MS). */
 enum { MAX_CONNECTING = 256, MAX_ERROR_KINDS = 16, GRACE_MS = 5000, CONNECT_TIMEOUT_MS = 5000 };
+
+/* The error kind of a Redis error reply ("-ERR ..."): an answer, but not the
+ * one asked for. A service error code, so that it is apart from every
+ * library error. */
+#define ERROR_REPLY CT_SERVICE_ERROR(1)
+enum { ERROR_TEXT_MAX = 160 };
 
 /* One cache line holds what a request touches (its start and the op's hot
  * fields; op.data is its connection): thousands are in flight, most of them
@@ -64,7 +73,16 @@ typedef struct client_thread {
     /* Requests this thread may still issue: --requests's share, or no end
      * (UINT64_MAX) until --duration is up; 0 once stopping. */
     uint64_t budget;
-    size_t size; /* --size, where every reply reads it */
+    /* --size, where every echoed reply reads it; 0 with --codec resp, so that
+     * no reply takes the echo's way (on_reply). */
+    size_t size;
+    /* --codec resp: the command every request sends, its bytes and the
+     * bytes of the replies; NULL for the echo. */
+    const uint8_t *command;
+    size_t command_len;
+    uint64_t reply_bytes;
+    char first_error[ERROR_TEXT_MAX]; /* the first error reply's text */
+    size_t pool_cap;                  /* the pooled buffers' size */
     uint64_t outstanding;
     uint64_t t_start, t_end;
     /* One clock reading per read, as the baseline takes it: replies come
@@ -93,6 +111,7 @@ typedef struct server_thread {
     uv_async_t stop;
     uv_sem_t ready;
     const options_t *o;
+    size_t pool_cap;
     char address[160];
     int error;
 } server_thread_t;
@@ -142,18 +161,39 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     if (rc < 0) call_refused(r, b, rc);
 }
 
-/* Issues a fresh request on r's connection. */
+/* Issues a fresh request on r's connection: the command, or a payload. */
 static void issue_new(bench_req_t *r) {
     client_thread_t *th = REQ_CONN(r)->th;
-    ct_buf_t *b = ct_buf_pool_get(&th->wire.pool, th->size);
+    size_t len = th->command ? th->command_len : th->size;
+    ct_buf_t *b = ct_buf_pool_get(&th->wire.pool, len);
     if (!b) {
         count_error(th, UV_ENOMEM);
         if (th->outstanding == 0) finish_thread(th);
         return;
     }
-    b->len = th->size;
-    if (th->o->line_codec) memset(b->base, 'x', b->len);
+    b->len = len;
+    if (th->command)
+        memcpy(b->base, th->command, len);
+    else if (th->o->line_codec)
+        memset(b->base, 'x', len);
     issue(r, b);
+}
+
+/* A Redis reply (one whole value, which the codec checked): an error reply
+ * ('-', or RESP3's blob error '!') is counted, and the first one kept to
+ * say why. */
+static void check_reply(client_thread_t *th, const ct_buf_t *reply) {
+    ct_resp_item_t item;
+    size_t at = 0, n;
+    th->reply_bytes += reply->len;
+    if (ct_resp_read((const uint8_t *)reply->base, reply->len, &at, &item) != 0 ||
+        (item.type != '-' && item.type != '!'))
+        return;
+    count_error(th, ERROR_REPLY);
+    if (th->first_error[0]) return;
+    n = item.len < ERROR_TEXT_MAX - 1 ? item.len : ERROR_TEXT_MAX - 1;
+    memcpy(th->first_error, item.str, n);
+    th->first_error[n] = 0;
 }
 
 /* A reply that is not simply sent again: an error, a wrong echo (counted,
@@ -166,7 +206,10 @@ static void reply_ended(bench_req_t *r, int status, ct_buf_t *echoed) {
                         : status;
         count_error(th, cause);
     } else {
-        if (echoed->len != th->size) count_error(th, CT_EMALFORMED);
+        if (th->command)
+            check_reply(th, echoed);
+        else if (echoed->len != th->size)
+            count_error(th, CT_EMALFORMED);
         ct_buf_pool_put(&th->wire.pool, echoed);
         if (th->budget > 0) {
             issue_new(r);
@@ -378,7 +421,7 @@ static void client_thread_run(void *arg) {
     int i, r;
     uv_loop_init(&th->uv);
     ct_loop_init(&th->ct, &th->uv);
-    wire_init(&th->wire, th->o);
+    wire_init(&th->wire, th->o, th->pool_cap);
     uv_timer_init(&th->uv, &th->timer);
     th->timer.data = th;
     uv_prepare_init(&th->uv, &th->clock);
@@ -444,7 +487,7 @@ static void server_thread_run(void *arg) {
     ct_address_t bound;
     uv_loop_init(&st->uv);
     ct_loop_init(&st->ct, &st->uv);
-    wire_init(&st->wire, st->o);
+    wire_init(&st->wire, st->o, st->pool_cap);
     ct_echo_service_init(&st->echo, &st->ct);
     st->echo.service.data = st;
     memset(&cfg, 0, sizeof cfg);
@@ -522,6 +565,8 @@ static int too_much_memory(const options_t *o) {
 typedef struct totals {
     histogram_t hist;
     uint64_t done, errors;
+    const char *first_error; /* --codec resp: the first error reply's text, or NULL */
+    uint64_t resp_bytes;     /* --codec resp: commands and replies, in bytes */
     double seconds, rps, mbps;
     error_count_t kinds[MAX_ERROR_KINDS];
     int nkinds;
@@ -537,6 +582,23 @@ static void add_kind(totals_t *t, int code, uint64_t n) {
     if (t->nkinds < MAX_ERROR_KINDS) t->kinds[t->nkinds++] = (error_count_t){code, n};
 }
 
+static const char *kind_name(int code) {
+    return code == ERROR_REPLY ? "error_reply" : ct_err_name(code);
+}
+
+/* s as a JSON string's contents. */
+static void print_json_text(const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+}
+
 static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
     double us = 1e-3;
     int i;
@@ -549,34 +611,52 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
                hist_quantile(&t->hist, 0.999) * us, t->hist.max * us, (unsigned long long)t->done,
                (unsigned long long)t->errors);
         for (i = 0; i < t->nkinds; i++)
-            printf("%s\"%s\": %llu", i ? ", " : "", ct_err_name(t->kinds[i].code),
+            printf("%s\"%s\": %llu", i ? ", " : "", kind_name(t->kinds[i].code),
                    (unsigned long long)t->kinds[i].count);
         printf("}, \"seconds\": %.3f, \"memory_per_connection_bytes\": %ld, \"options\": "
                "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
                "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
-               "\"reconnect\": %s, \"server\": \"%s\"}}\n",
+               "\"reconnect\": %s, \"server\": \"",
                t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline", codec_name(o),
                o->connections, o->depth, o->size, o->duration_s, o->requests, o->threads,
-               o->reconnect ? "true" : "false", o->address ? o->address : "in-process");
+               o->reconnect ? "true" : "false");
+        print_json_text(o->address ? o->address : "in-process");
+        if (o->resp) {
+            printf("\", \"command\": \"");
+            print_json_text(o->command);
+        }
+        printf("\"}");
+        if (t->first_error) {
+            printf(", \"first_error_reply\": \"");
+            print_json_text(t->first_error);
+            printf("\"");
+        }
+        printf("}\n");
         return;
     }
-    printf("ctower bench: %s%s, %d connection(s) x depth %d, %d-byte payload, %s codec, %d "
-           "thread(s), %s server\n",
+    printf("ctower bench: %s%s, %d connection(s) x depth %d, ",
            o->multiplex ? "multiplex" : "pipeline", o->reconnect ? " (reconnecting clients)" : "",
-           o->connections, o->depth, o->size, codec_name(o), o->threads,
+           o->connections, o->depth);
+    if (o->resp)
+        printf("command '%s'", o->command);
+    else
+        printf("%d-byte payload", o->size);
+    printf(", %s codec, %d thread(s), %s server\n", codec_name(o), o->threads,
            o->address ? o->address : "in-process");
     printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
     printf("  %-14s %.0f req/s\n", "throughput", t->rps);
-    printf("  %-14s %.2f MB/s (payload, both directions)\n", "bandwidth", t->mbps);
+    printf("  %-14s %.2f MB/s (%s, both directions)\n", "bandwidth", t->mbps,
+           o->resp ? "commands and replies" : "payload");
     printf("  %-14s p50 %.1f us   p90 %.1f us   p99 %.1f us   p99.9 %.1f us   max %.1f us\n",
            "latency", hist_quantile(&t->hist, 0.5) * us, hist_quantile(&t->hist, 0.9) * us,
            hist_quantile(&t->hist, 0.99) * us, hist_quantile(&t->hist, 0.999) * us,
            t->hist.max * us);
     printf("  %-14s %llu", "errors", (unsigned long long)t->errors);
     for (i = 0; i < t->nkinds; i++)
-        printf("%s%s %llu", i ? ", " : " (", ct_err_name(t->kinds[i].code),
+        printf("%s%s %llu", i ? ", " : " (", kind_name(t->kinds[i].code),
                (unsigned long long)t->kinds[i].count);
     printf("%s\n", t->nkinds ? ")" : "");
+    if (t->first_error) printf("  %-14s %s\n", "first error", t->first_error);
     if (mem_per_conn > 0)
         printf("  %-14s %.1f KiB per connection (RSS growth, %s)\n", "memory",
                mem_per_conn / 1024.0, o->address ? "client side only" : "client + server");
@@ -592,7 +672,19 @@ static int all_flag(client_thread_t *ths, int n, int which) {
     return 1;
 }
 
-int bench_main(const options_t *o) {
+/* The threads' share of a run: with --codec resp the command's bytes (the
+ * threads read them, bench_main frees them after joining). */
+static int resp_command(const options_t *o, uint8_t **command, size_t *len) {
+    *command = NULL;
+    *len = 0;
+    if (!o->resp) return 0;
+    *command = resp_text_command(o->command, len);
+    return *command ? 0 : UV_ENOMEM;
+}
+
+int bench_main(const options_t *given) {
+    options_t with_defaults = *given;
+    const options_t *o = &with_defaults;
     int n = o->threads < o->connections ? o->threads : o->connections, i, progress = isatty(2);
     client_thread_t *cl;
     server_thread_t *sv = NULL;
@@ -600,14 +692,17 @@ int bench_main(const options_t *o) {
     long rss_before, mem_per_conn = 0;
     ct_address_t addr;
     uint64_t last = 0, started = uv_hrtime(), last_ns = started;
+    uint8_t *command;
+    size_t command_len, pool_cap;
     if (o->multiplex && (o->line_codec || o->resp)) {
         fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
-    if (o->resp) { /* its requests are bytes to echo, not Redis values */
-        fprintf(stderr, "ctower bench: --codec resp is for call and serve\n");
+    if (o->command && !o->resp) {
+        fprintf(stderr, "ctower bench: --command is for --codec resp (a Redis command)\n");
         return 2;
     }
+    if (o->resp && !o->command) with_defaults.command = "PING";
     if (o->address && ct_address_parse(o->address, &addr) != 0) {
         fprintf(stderr,
                 "ctower bench: --server %s: bad address (expected tcp://HOST:PORT, "
@@ -617,11 +712,17 @@ int bench_main(const options_t *o) {
     }
     if (raise_file_limit(o) != 0) return 2;
     if (too_much_memory(o)) return 2;
+    if (resp_command(o, &command, &command_len) != 0) {
+        fprintf(stderr, "ctower bench: %s\n", ct_strerror(UV_ENOMEM));
+        return 1;
+    }
+    pool_cap = command_len > (size_t)o->size ? command_len : (size_t)o->size;
     cl = calloc((size_t)n, sizeof *cl);
     if (!o->address) {
         sv = calloc((size_t)n, sizeof *sv);
         for (i = 0; i < n; i++) {
             sv[i].o = o;
+            sv[i].pool_cap = pool_cap;
             uv_sem_init(&sv[i].ready, 0);
             uv_thread_create(&sv[i].tid, server_thread_run, &sv[i]);
             uv_sem_wait(&sv[i].ready);
@@ -637,7 +738,10 @@ int bench_main(const options_t *o) {
         cl[i].nconns = o->connections / n + (i < o->connections % n);
         cl[i].budget =
             o->requests ? (uint64_t)(o->requests / n + (i < o->requests % n)) : UINT64_MAX;
-        cl[i].size = (size_t)o->size;
+        cl[i].size = command ? 0 : (size_t)o->size;
+        cl[i].command = command;
+        cl[i].command_len = command_len;
+        cl[i].pool_cap = pool_cap;
         snprintf(cl[i].address, sizeof cl[i].address, "%s",
                  o->address ? o->address : sv[i].address);
         uv_thread_create(&cl[i].tid, client_thread_run, &cl[i]);
@@ -673,13 +777,18 @@ int bench_main(const options_t *o) {
         }
         t.errors += cl[i].other_errors;
         t.done += cl[i].done;
+        if (!t.first_error && cl[i].first_error[0]) t.first_error = cl[i].first_error;
+        t.resp_bytes += cl[i].done * command_len + cl[i].reply_bytes;
         if (cl[i].t_end > cl[i].t_start) {
             double s = (cl[i].t_end - cl[i].t_start) / 1e9;
             t.rps += cl[i].done / s;
             if (s > t.seconds) t.seconds = s;
         }
     }
-    t.mbps = t.rps * 2.0 * o->size / 1e6;
+    if (command) /* the bytes of an average request and its reply, at the request rate */
+        t.mbps = t.done ? t.rps * (double)t.resp_bytes / (double)t.done / 1e6 : 0;
+    else
+        t.mbps = t.rps * 2.0 * o->size / 1e6;
     for (i = 0; sv && i < n; i++) {
         uv_async_send(&sv[i].stop);
         uv_thread_join(&sv[i].tid);
@@ -688,5 +797,6 @@ int bench_main(const options_t *o) {
     report(o, &t, mem_per_conn);
     free(cl);
     free(sv);
+    free(command);
     return t.errors == 0 ? 0 : 1;
 }

@@ -207,7 +207,7 @@ static int run(call_t *c) {
     int r;
     uv_loop_init(&uv);
     ct_loop_init(&c->ct, &uv);
-    wire_init(&c->wire, c->o);
+    wire_init(&c->wire, c->o, (size_t)c->o->size);
     r = ct_connector_init(&c->connector, &c->ct, c->o->address, &c->wire.stream);
     if (r == 0) {
         c->connector.timeout_ms = (uint64_t)(c->o->timeout_s * 1000 + 0.5);

@@ -16,13 +16,16 @@ static void usage(FILE *f) {
                "length|line|crlf|resp]\n"
                "               [--connections N] [--depth N] [--size BYTES]\n"
                "               [--duration S | --requests N] [--threads N] [--reconnect] [--json]\n"
+               "               [--command 'WORDS']  (with --codec resp)\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
                "               [--] [MESSAGE ...]\n"
                "\n"
                "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
                "bench starts an echo server of its own on a free loopback port; --reconnect\n"
-               "makes each connection a reconnecting client (ct_reconnect_t).\n"
+               "makes each connection a reconnecting client (ct_reconnect_t). With --codec\n"
+               "resp each request is a Redis command, --command's words or PING, and error\n"
+               "replies are counted as errors.\n"
                "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
                "call sends each MESSAGE (or each line of its input) and prints the answers.\n");
 }

@@ -103,6 +103,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
             o->address = v;
+        } else if (strcmp(a, "--command") == 0) {
+            if (strspn(v, " \t") == strlen(v)) {
+                fprintf(stderr, "ctower: --command wants the words of a command, not '%s'\n", v);
+                return -1;
+            }
+            o->command = v;
         } else if (strcmp(a, "--connections") == 0) {
             if (whole_number(a, v, 1, 100000, &d)) return -1;
             o->connections = (int)d;
@@ -132,10 +138,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
     return 0;
 }
 
-void wire_init(wire_t *w, const options_t *o) {
+void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
     size_t max_payload = (size_t)o->size > (64u << 10) ? (size_t)o->size : (64u << 10);
     ct_length_codec_config_t cfg = {4, 0, 0, max_payload};
-    ct_buf_pool_init(&w->pool, (size_t)o->size, 1 << 16);
+    ct_buf_pool_init(&w->pool, pool_cap, 1 << 16);
     ct_length_codec_init(&w->length, &cfg);
     if (o->crlf)
         ct_line_codec_init_crlf(&w->line, max_payload);

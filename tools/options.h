@@ -19,9 +19,10 @@ typedef struct options {
     long long requests; /* 0: run for duration_s */
     int threads;
     int json;
-    int reconnect;    /* bench: each connection is a ct_reconnect_t */
-    double timeout_s; /* call: for the connect, and for each answer */
-    char **messages;  /* call: the requests given as arguments */
+    int reconnect;       /* bench: each connection is a ct_reconnect_t */
+    const char *command; /* bench --codec resp: the words of the command each request sends */
+    double timeout_s;    /* call: for the connect, and for each answer */
+    char **messages;     /* call: the requests given as arguments */
     int nmessages;
 } options_t;
 
@@ -30,7 +31,8 @@ typedef struct options {
  * messages. Returns 0, or -1 after printing what was wrong. */
 int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd);
 
-/* The codec, stream and pool setup for one loop. */
+/* The codec, stream and pool setup for one loop; the pool keeps buffers of
+ * pool_cap bytes (a larger message gets a buffer of its own). */
 typedef struct wire {
     ct_buf_pool_t pool;
     ct_length_codec_t length;
@@ -39,7 +41,7 @@ typedef struct wire {
     ct_stream_config_t stream;
 } wire_t;
 
-void wire_init(wire_t *w, const options_t *o);
+void wire_init(wire_t *w, const options_t *o, size_t pool_cap);
 
 /* "length", "line", "crlf" or "resp". */
 const char *codec_name(const options_t *o);

@@ -62,7 +62,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     int r;
     uv_loop_init(&s->uv);
     ct_loop_init(&s->ct, &s->uv);
-    wire_init(&s->wire, o);
+    wire_init(&s->wire, o, (size_t)o->size);
     ct_echo_service_init(&s->echo, &s->ct);
     s->echo.service.data = s;
     memset(&cfg, 0, sizeof cfg);

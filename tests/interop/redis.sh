@@ -4,7 +4,8 @@
 # of bulk strings, replies of every shape, RESP3 after HELLO 3), and with the
 # CRLF line codec and Redis's inline commands. Redis answers every command of
 # a pipeline in order.
-# It also runs examples/redis_client against the server.
+# It also runs examples/redis_client and `ctower bench --codec resp` against
+# the server.
 #   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
 ctower=$1
@@ -53,6 +54,26 @@ out=$(resp "HELLO 3" "HGETALL h" "DEL h" | tail -2 | paste -sd '|')
 seq 10000 | sed 's/.*/INCR resp_counter/' | resp >"$tmp/answers" || fail "RESP INCR x 10000: exit $?"
 seq 10000 | sed 's/^/(integer) /' | cmp -s - "$tmp/answers" ||
   fail "RESP INCR answers out of order or missing: $(head -3 "$tmp/answers")"
+
+# ctower bench drives Redis: 50,000 INCRs over 8 connections, 16 in flight
+# each, then the counter says that every one ran exactly once. With
+# --reconnect as well. A command Redis refuses is counted as an error reply,
+# and its text shown.
+for opt in "" --reconnect; do
+  # shellcheck disable=SC2086 # opt is one word or none
+  "$ctower" bench --server "unix://$sock" --codec resp --command "INCR bench:$opt" $opt \
+    --connections 8 --depth 16 --requests 50000 --json >"$tmp/bench.json" ||
+    fail "bench --codec resp $opt: exit $?: $(cat "$tmp/bench.json")"
+  grep -q '"requests": 50000, "errors": 0,' "$tmp/bench.json" ||
+    fail "bench --codec resp $opt: $(cat "$tmp/bench.json")"
+  out=$(resp "GET bench:$opt")
+  [ "$out" = "50000" ] || fail "bench $opt: the counter is '$out' after 50,000 INCRs"
+done
+"$ctower" bench --server "unix://$sock" --codec resp --command "NOSUCH cmd" --connections 2 \
+  --depth 4 --requests 100 >"$tmp/bench.out" && fail "bench of a refused command exited 0"
+grep -q "errors  *100 (error_reply 100)" "$tmp/bench.out" &&
+  grep -q "first error  *ERR unknown command 'NOSUCH'" "$tmp/bench.out" ||
+  fail "bench of a refused command printed: $(cat "$tmp/bench.out")"
 
 # The example: a reconnecting client with the RESP codec, its replies checked.
 "$example" "unix://$sock" >"$tmp/example.out" 2>&1 || fail "examples/redis_client: $(cat "$tmp/example.out")"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of bench/compare, bench/compare-side and bench/cpu-split: one
-# short cell per mode each, a ratio (or CPU split) printed, and no server left
-# running.
+# Smoke test of bench/compare, bench/compare-side, bench/cpu-split and
+# bench/compare-redis: one short cell (per mode) each, a ratio (or CPU split)
+# printed, and no server left running.
 set -uo pipefail
 src=$1
 build=$2
@@ -27,6 +27,13 @@ for mode in pipeline multiplex; do
   done
 done
 ROUNDS=x "$src/bench/cpu-split" "$build" >/dev/null 2>&1 && fail "cpu-split took ROUNDS=x"
+# compare-redis: redis-benchmark and ctower bench against one redis-server,
+# which is stopped at the end.
+out=$(CONNS=1 DEPTHS=4 DURATION=0.2 "$src/bench/compare-redis" "$build" 2>&1) ||
+  fail "bench/compare-redis exited $?: $out"
+echo "$out" | grep -Eq "^ +1 +4 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ " ||
+  fail "bench/compare-redis printed no ratio: $out"
+pgrep -f "compare-redis.sock" >/dev/null && fail "compare-redis left its redis-server running"
 # The baseline's multiplex client tags its requests and matches the answers
 # by tag: against the echo servers, every request is answered.
 out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||

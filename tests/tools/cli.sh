@@ -174,9 +174,24 @@ wait "$server_pid"
 server_pid=
 
 # --codec resp: serve echoes whole RESP values; call sends each message's
-# words as a command and prints each reply on one line; bench refuses it.
-expect_exit 2 "$ctower" bench --codec resp
-grep -q "for call and serve" "$tmp/err" || fail "bench --codec resp is not explained"
+# words as a command and prints each reply on one line; bench sends a command
+# (PING, or --command's words): against its own echo, every reply is the
+# command itself, and both directions' bytes are counted.
+expect_exit 2 "$ctower" bench --command PING
+grep -q "for --codec resp" "$tmp/err" || fail "bench --command without resp is not explained"
+expect_exit 2 "$ctower" bench --codec resp --command " "
+grep -q "words of a command" "$tmp/err" || fail "an empty --command is not explained"
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --codec resp --command PING
+expect_exit 0 "$ctower" bench --codec resp --connections 2 --depth 4 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" && grep -q '"command": "PING"' "$tmp/out" ||
+  fail "bench --codec resp: $(cat "$tmp/out")"
+# PING is 14 bytes as a command, and echoed: 28 bytes per request
+awk '{match($0, /"requests_per_sec": [0-9.]+/); r = substr($0, RSTART + 20, RLENGTH - 20)
+      match($0, /"mb_per_sec": [0-9.]+/); m = substr($0, RSTART + 14, RLENGTH - 14)
+      d = m / (r * 28e-6); exit !(d > 0.99 && d < 1.01)}' "$tmp/out" ||
+  fail "bench --codec resp counts the wrong bytes: $(cat "$tmp/out")"
+expect_exit 0 "$ctower" bench --codec resp --command 'SET "k v' --requests 100 --json
+grep -q '"command": "SET \\"k v"' "$tmp/out" || fail "the command is not quoted in JSON: $(cat "$tmp/out")"
 "$ctower" serve tcp://127.0.0.1:0 --codec resp 2>"$tmp/serve.log" &
 server_pid=$!
 for _ in $(seq 50); do grep -q "echo on" "$tmp/serve.log" && break; sleep 0.1; done
