@@ -14,6 +14,7 @@
 #include "ctower/error.h"
 #include "ctower/multiplex.h"
 #include "ctower/pipeline.h"
+#include "../core/backoff.h"
 #include "../core/list.h"
 
 #include <assert.h>
@@ -85,19 +86,10 @@ static void retire(ct_reconnect_t *rc) {
     ct_service_close(&conn->client.service, on_conn_closed);
 }
 
-/* Half the delay up to all of it, the delay doubling with each failure in a
- * row: clients that lost one server together do not come back together. */
+/* See backoff.h. */
 static uint64_t pause_ms(ct_reconnect_t *rc) {
-    uint64_t d = rc->cfg.backoff_min_ms, half;
-    unsigned i;
-    for (i = 1; i < rc->failures_in_a_row && d < rc->cfg.backoff_max_ms; i++)
-        d *= 2;
-    if (d > rc->cfg.backoff_max_ms) d = rc->cfg.backoff_max_ms;
-    rc->rng ^= rc->rng << 13; /* xorshift32 */
-    rc->rng ^= rc->rng >> 17;
-    rc->rng ^= rc->rng << 5;
-    half = d / 2;
-    return d - half + rc->rng % (half + 1);
+    return ct_backoff_ms(&rc->rng, rc->cfg.backoff_min_ms, rc->cfg.backoff_max_ms,
+                         rc->failures_in_a_row);
 }
 
 static void on_pause_over(uv_timer_t *timer) {
@@ -406,7 +398,7 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
     rc->state = RC_IDLE;
     rc->last_error = rc->drain_status = rc->client_drained = 0;
     rc->failures_in_a_row = 0;
-    rc->rng = (uint32_t)(uv_hrtime() ^ (uintptr_t)rc) | 1; /* xorshift: never 0 */
+    rc->rng = ct_backoff_seed(rc);
     rc->timer_closing = 0;
     ct_waitq_init(&rc->waiters);
     rc->counts.connects = rc->counts.connect_failures = 0;
