@@ -32,6 +32,10 @@ void ct_buf_free(ct_buf_t *buf);
 /* ct_buf_free() in the shape of a free_msg hook; ctx is ignored. */
 void ct_buf_free_msg(void *msg, void *ctx);
 
+/* A copy of msg (a ct_buf_t) in a new buffer, in the shape of a copy hook
+ * (the retry layer's); ctx is ignored. NULL if out of memory. */
+void *ct_buf_copy_msg(const void *msg, void *ctx);
+
 /* A free list of buffers of one size, so that steady-state traffic does not
  * call malloc per message. Single-threaded, like everything on a loop. */
 typedef struct ct_buf_pool {
@@ -55,6 +59,10 @@ void ct_buf_pool_put(ct_buf_pool_t *pool, ct_buf_t *buf);
 
 /* ct_buf_pool_put() in the shape of a free_msg hook; ctx is the pool. */
 void ct_buf_pool_free_msg(void *msg, void *ctx);
+
+/* A copy of msg (a ct_buf_t) in a buffer from the pool ctx, in the shape of
+ * a copy hook (the retry layer's). NULL if out of memory. */
+void *ct_buf_pool_copy_msg(const void *msg, void *ctx);
 
 /* Frees every buffer the pool keeps. */
 void ct_buf_pool_destroy(ct_buf_pool_t *pool);

@@ -27,6 +27,7 @@
 #include "ctower/multiplex.h"
 #include "ctower/layer/timeout.h"
 #include "ctower/layer/reconnect.h"
+#include "ctower/layer/retry.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

@@ -33,6 +33,12 @@ void ct_buf_free_msg(void *msg, void *ctx) {
     free(msg);
 }
 
+void *ct_buf_copy_msg(const void *msg, void *ctx) {
+    const ct_buf_t *b = msg;
+    (void)ctx;
+    return ct_buf_from(b->base, b->len);
+}
+
 void ct_buf_pool_init(ct_buf_pool_t *pool, size_t buf_cap, size_t max_free) {
     pool->buf_cap = buf_cap;
     pool->max_free = max_free;
@@ -65,6 +71,15 @@ void ct_buf_pool_put(ct_buf_pool_t *pool, ct_buf_t *buf) {
 
 void ct_buf_pool_free_msg(void *msg, void *ctx) {
     ct_buf_pool_put((ct_buf_pool_t *)ctx, (ct_buf_t *)msg);
+}
+
+void *ct_buf_pool_copy_msg(const void *msg, void *ctx) {
+    const ct_buf_t *b = msg;
+    ct_buf_t *copy = ct_buf_pool_get((ct_buf_pool_t *)ctx, b->len);
+    if (!copy) return NULL;
+    if (b->len) memcpy(copy->base, b->base, b->len);
+    copy->len = b->len;
+    return copy;
 }
 
 void ct_buf_pool_destroy(ct_buf_pool_t *pool) {

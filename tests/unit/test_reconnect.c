@@ -23,6 +23,7 @@ static char addr[64]; /* the test server's address */
 static int ncompleted;
 static long requests_freed;
 static ct_reconnect_t rc;
+static ct_service_t *calls_to; /* &rc.service, or a layer over it */
 
 static void on_listener_closed(ct_listener_t *l) {
     (void)l;
@@ -92,6 +93,7 @@ static void count_free(void *msg, void *ctx) {
 static void init_rc_with(const ct_reconnect_config_t *cfg) {
     cr_assert_eq(ct_reconnect_init(&rc, &H.ct, addr, &stream_cfg, cfg), 0);
     rc_inited = 1;
+    calls_to = &rc.service;
 }
 
 /* rc for address (copied to addr), with pauses of backoff_ms. */
@@ -181,7 +183,7 @@ static void start_call(int i) {
     memset(c, 0, sizeof *c);
     ct_op_init(&c->op, on_done);
     c->id = 1000 + (uint64_t)i;
-    cr_assert_eq(h_call(&rc.service, request(c->id), &c->op), 0);
+    cr_assert_eq(h_call(calls_to, request(c->id), &c->op), 0);
 }
 
 /* Starts calls [from, to) and runs the loop until they complete. */
@@ -212,6 +214,41 @@ static void assert_failed(int from, int to, int status, int cause) {
 }
 
 /* ---- tests ------------------------------------------------------------------ */
+
+/* The retry layer over a reconnecting client: calls made while the server
+ * is down fail with CT_ECONNECT, are tried again, and are answered once it
+ * is back on its port. */
+Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
+    ct_retry_t retry;
+    ct_retry_config_t cfg;
+    int i;
+    setup();
+    address_for(free_port(), addr, sizeof addr);
+    init_rc(addr, 0, 5);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.copy = ct_buf_pool_copy_msg;
+    cfg.copy_ctx = &pool;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cfg.max_attempts = 1000;
+    cfg.backoff_min_ms = 5;
+    cfg.backoff_max_ms = 10;
+    cfg.budget_min_per_s = 1000;
+    cr_assert_eq(ct_retry_init(&retry, &H.ct, &rc.service, &cfg), 0);
+    calls_to = &retry.service;
+    for (i = 0; i < 10; i++)
+        start_call(i);
+    H_RUN_UNTIL(ct_reconnect_counts(&rc).connect_failures >= 3);
+    cr_assert_eq(ncompleted, 0, "every call waits for its next attempt");
+    listen_on(addr, &echo.service, 0, 0);
+    H_RUN_UNTIL(ncompleted == 10);
+    assert_answered(0, 10);
+    cr_assert_geq(ct_retry_counts(&retry).retries, 10);
+    cr_assert_eq(ct_retry_counts(&retry).budget_refusals, 0);
+    cr_assert_eq(ct_service_close(&retry.service, on_rc_closed), 0); /* closes rc too */
+    H_RUN_UNTIL(rc_closed);
+    finish();
+}
 
 static void calls_wait_for_the_first_connection(int multiplex) {
     start(&echo.service, multiplex);

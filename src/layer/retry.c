@@ -1,0 +1,352 @@
+/* The retry layer. Each call takes an entry, which keeps the caller's op,
+ * the request's copy and the attempt count until the op completes; between
+ * attempts it waits in a list ordered by when its next attempt is due, which
+ * one timer serves. An entry whose caller was answered early (canceled) goes
+ * back only once its attempt in flight has called back, as in the timeout
+ * layer. */
+#include "ctower/layer/retry.h"
+#include "ctower/error.h"
+#include "../core/backoff.h"
+#include "../core/list.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ct_retry_entry {
+    ct_op_t inner;  /* the attempt in flight */
+    ct_op_t *outer; /* NULL once the caller has been answered */
+    void *original; /* what each further attempt is copied from; NULL: no retries */
+    unsigned attempts;
+    int waiting;     /* in layer->waiting, for the next attempt */
+    int last_status; /* the outcome of the attempt that is being tried again */
+    int last_cause;
+    uint64_t due;   /* while waiting: when the next attempt starts */
+    ct_link_t link; /* in free_entries, in waiting, or alone */
+    ct_retry_t *layer;
+} entry_t;
+
+static void on_timer(uv_timer_t *timer);
+static void on_inner_shutdown(ct_service_t *inner, int status);
+
+static void free_msg(ct_retry_t *t, void *msg) {
+    if (msg && t->cfg.free_msg) t->cfg.free_msg(msg, t->cfg.free_ctx);
+}
+
+/* ---- the budget ------------------------------------------------------------ */
+
+static uint64_t now_second(const ct_retry_t *t) {
+    return uv_now(t->service.loop->uv) / 1000;
+}
+
+/* The bucket of this second, emptied if it last counted an older one. */
+static size_t bucket(ct_retry_t *t, uint64_t second) {
+    size_t i = (size_t)(second % CT_RETRY_WINDOW_S);
+    if (t->bucket_second[i] != second) {
+        t->bucket_second[i] = second;
+        t->bucket_calls[i] = 0;
+        t->bucket_retries[i] = 0;
+    }
+    return i;
+}
+
+/* Takes a retry from the budget if it has one left. */
+static int budget_allows(ct_retry_t *t) {
+    uint64_t s = now_second(t), calls = 0, retries = 0;
+    size_t i, current = bucket(t, s);
+    for (i = 0; i < CT_RETRY_WINDOW_S; i++) {
+        if (t->bucket_second[i] + CT_RETRY_WINDOW_S <= s) continue; /* out of the window */
+        calls += t->bucket_calls[i];
+        retries += t->bucket_retries[i];
+    }
+    if (retries * 100 >=
+        calls * t->cfg.budget_percent + (uint64_t)t->cfg.budget_min_per_s * CT_RETRY_WINDOW_S * 100)
+        return 0;
+    t->bucket_retries[current]++;
+    return 1;
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+/* Answers the caller now; the entry stays taken until release(). */
+static void answer(entry_t *e, int status, int cause, void *response) {
+    ct_op_t *outer = e->outer;
+    e->outer = NULL;
+    ct_op_complete(outer, status, cause, response);
+}
+
+static void release(entry_t *e) {
+    ct_retry_t *t = e->layer;
+    free_msg(t, e->original);
+    e->original = NULL;
+    ct_list_push_back(&t->free_entries, &e->link);
+    t->busy--;
+    ct_waitq_wake_all(&t->waiters);
+    if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing) {
+        int r = ct_service_shutdown(t->inner, on_inner_shutdown);
+        if (r < 0) ct_service_shutdown_done(&t->service, r);
+    }
+}
+
+static void arm(ct_retry_t *t) {
+    entry_t *first;
+    uint64_t now;
+    if (ct_list_empty(&t->waiting)) {
+        uv_timer_stop(&t->timer);
+        return;
+    }
+    first = CT_CONTAINER_OF(t->waiting.next, entry_t, link);
+    now = uv_now(t->service.loop->uv);
+    uv_timer_start(&t->timer, on_timer, first->due > now ? first->due - now : 0, 0);
+}
+
+/* Puts e in the waiting list, in order of due (it usually goes last). */
+static void wait_for_next_attempt(ct_retry_t *t, entry_t *e) {
+    ct_link_t *at = t->waiting.prev;
+    e->due = uv_now(t->service.loop->uv) +
+             ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
+    while (at != &t->waiting && CT_CONTAINER_OF(at, entry_t, link)->due > e->due)
+        at = at->prev;
+    ct_list_push_back(at->next, &e->link); /* before at's successor: after at */
+    e->waiting = 1;
+    if (t->waiting.next == &e->link) arm(t);
+}
+
+/* ---- attempts --------------------------------------------------------------- */
+
+static int retryable(ct_retry_t *t, const entry_t *e, int status, int cause, const void *response) {
+    if (t->cfg.policy)
+        return t->cfg.policy(t->cfg.policy_ctx, e->original, status, cause, response);
+    switch (status) {
+    case CT_ECONNECT:
+    case CT_EOVERLOADED:
+        return 1;
+    case CT_ESENDBROKEN:
+    case CT_ERECVBROKEN:
+    case CT_ETIMEDOUT:
+        return t->cfg.retry_on == CT_RETRY_IDEMPOTENT;
+    default:
+        return 0;
+    }
+}
+
+/* An attempt ended: the caller gets its outcome, or e waits for another. */
+static void attempt_ended(entry_t *e, int status, int cause, void *response) {
+    ct_retry_t *t = e->layer;
+    int again = !t->closing && e->original && (status < 0 || t->cfg.policy) &&
+                retryable(t, e, status, cause, response);
+    if (again && e->attempts >= t->cfg.max_attempts) {
+        t->counts.exhausted++;
+        again = 0;
+    } else if (again && !budget_allows(t)) {
+        t->counts.budget_refusals++;
+        again = 0;
+    }
+    if (!again) {
+        answer(e, status, cause, response);
+        release(e);
+        return;
+    }
+    free_msg(t, response);
+    e->last_status = status;
+    e->last_cause = cause;
+    wait_for_next_attempt(t, e);
+}
+
+static void on_inner_done(ct_op_t *op, int status, void *response) {
+    entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
+    if (!e->outer) { /* canceled: nobody waits for it */
+        free_msg(e->layer, response);
+        release(e);
+        return;
+    }
+    attempt_ended(e, status, op->cause, response);
+}
+
+/* Starts the next attempt of e, with a fresh copy of its request. */
+static void attempt(ct_retry_t *t, entry_t *e) {
+    void *request = t->cfg.copy(e->original, t->cfg.copy_ctx);
+    int r;
+    if (!request) { /* the previous attempt's outcome stands */
+        answer(e, e->last_status, e->last_cause, NULL);
+        release(e);
+        return;
+    }
+    e->attempts++;
+    t->counts.retries++;
+    ct_op_init(&e->inner, on_inner_done);
+    r = ct_service_call(t->inner, request, &e->inner);
+    if (r < 0) { /* nothing started, and the copy is still ours */
+        free_msg(t, request);
+        attempt_ended(e, r, 0, NULL);
+    }
+}
+
+static void on_timer(uv_timer_t *timer) {
+    ct_retry_t *t = CT_CONTAINER_OF(timer, ct_retry_t, timer);
+    uint64_t now = uv_now(timer->loop);
+    /* An attempt refused at once waits again, due at least 1 ms from now:
+     * the loop ends. */
+    while (!ct_list_empty(&t->waiting)) {
+        entry_t *e = CT_CONTAINER_OF(t->waiting.next, entry_t, link);
+        if (e->due > now) break;
+        ct_list_remove(&e->link);
+        e->waiting = 0;
+        attempt(t, e);
+    }
+    arm(t);
+}
+
+/* ---- the service ------------------------------------------------------------ */
+
+static int retry_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    ct_retry_t *t = (ct_retry_t *)svc;
+    if (ct_list_empty(&t->free_entries)) {
+        if (waker) ct_waitq_add(&t->waiters, waker);
+        return CT_PENDING;
+    }
+    return ct_service_poll_ready(t->inner, waker);
+}
+
+static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    ct_retry_t *t = (ct_retry_t *)svc;
+    ct_link_t *node = ct_list_pop_front(&t->free_entries);
+    entry_t *e;
+    int r;
+    if (!node) {
+        free_msg(t, request);
+        ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
+        return 0;
+    }
+    e = CT_CONTAINER_OF(node, entry_t, link);
+    e->original = t->cfg.max_attempts > 1 ? t->cfg.copy(request, t->cfg.copy_ctx) : NULL;
+    ct_op_init(&e->inner, on_inner_done);
+    r = ct_service_call(t->inner, request, &e->inner);
+    if (r < 0) {
+        free_msg(t, e->original);
+        e->original = NULL;
+        ct_list_push_back(&t->free_entries, &e->link);
+        return r;
+    }
+    t->bucket_calls[bucket(t, now_second(t))]++;
+    e->outer = op;
+    e->attempts = 1;
+    op->slot = (size_t)(e - t->entries);
+    t->busy++;
+    return 0;
+}
+
+static void retry_cancel(ct_service_t *svc, ct_op_t *op) {
+    ct_retry_t *t = (ct_retry_t *)svc;
+    entry_t *e = &t->entries[op->slot];
+    if (e->waiting) {
+        ct_list_remove(&e->link);
+        e->waiting = 0;
+        answer(e, CT_ECANCELED, 0, NULL);
+        release(e);
+        arm(t);
+        return;
+    }
+    answer(e, CT_ECANCELED, 0, NULL);
+    ct_op_cancel(&e->inner); /* its callback releases e */
+}
+
+static void retry_release(ct_service_t *svc) {
+    ct_service_release(((ct_retry_t *)svc)->inner);
+}
+
+static void on_inner_shutdown(ct_service_t *inner, int status) {
+    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
+}
+
+/* The calls under way finish first, retries included: the inner service
+ * must still take their attempts. */
+static int retry_shutdown(ct_service_t *svc) {
+    ct_retry_t *t = (ct_retry_t *)svc;
+    if (t->busy > 0) return 0; /* release() shuts the inner service down */
+    return ct_service_shutdown(t->inner, on_inner_shutdown);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+    ct_retry_t *t = CT_CONTAINER_OF(handle, ct_retry_t, timer);
+    free(t->entries);
+    t->entries = NULL;
+    ct_service_closed(&t->service);
+}
+
+/* The inner service completed every attempt before its close callback, so
+ * every entry has come home. */
+static void on_inner_closed(ct_service_t *inner) {
+    ct_retry_t *t = inner->owner;
+    uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+}
+
+static void retry_close(ct_service_t *svc) {
+    ct_retry_t *t = (ct_retry_t *)svc;
+    t->closing = 1;
+    uv_timer_stop(&t->timer);
+    while (!ct_list_empty(&t->waiting)) {
+        entry_t *e = CT_CONTAINER_OF(t->waiting.next, entry_t, link);
+        ct_list_remove(&e->link);
+        e->waiting = 0;
+        answer(e, CT_ECLOSED, 0, NULL);
+        release(e);
+    }
+    ct_waitq_wake_all(&t->waiters);
+    if (ct_service_close(t->inner, on_inner_closed) < 0) on_inner_closed(t->inner);
+}
+
+/* No call_sync: an answer given at once could not be tried again. */
+static const ct_service_vtable_t retry_vtable = {
+    retry_poll_ready, retry_call, retry_cancel, retry_release, retry_shutdown, retry_close, NULL,
+};
+
+/* The defaults filled in; CT_EINVAL for what cannot work. */
+static int check_config(ct_retry_config_t *c) {
+    if (!c->copy || (c->retry_on != CT_RETRY_UNSENT && c->retry_on != CT_RETRY_IDEMPOTENT))
+        return CT_EINVAL;
+    if (c->max_attempts == 0) c->max_attempts = 3;
+    if (c->backoff_min_ms == 0) c->backoff_min_ms = 10;
+    if (c->backoff_max_ms == 0)
+        c->backoff_max_ms = c->backoff_min_ms > 1000 ? c->backoff_min_ms : 1000;
+    if (c->backoff_max_ms < c->backoff_min_ms) return CT_EINVAL;
+    if (c->budget_percent == 0) c->budget_percent = 20;
+    if (c->budget_percent > 1000) return CT_EINVAL;
+    if (c->budget_min_per_s == 0) c->budget_min_per_s = 10;
+    if (c->max_in_flight == 0) c->max_in_flight = 1024;
+    return 0;
+}
+
+int ct_retry_init(ct_retry_t *t, ct_loop_t *loop, ct_service_t *inner,
+                  const ct_retry_config_t *cfg) {
+    ct_retry_config_t c;
+    size_t i;
+    int r;
+    if (!t || !loop || !inner || inner->owner || !cfg) return CT_EINVAL;
+    c = *cfg;
+    if ((r = check_config(&c)) != 0) return r;
+    memset(t, 0, sizeof *t);
+    t->entries = calloc(c.max_in_flight, sizeof *t->entries);
+    if (!t->entries) return UV_ENOMEM;
+    if ((r = uv_timer_init(loop->uv, &t->timer)) != 0) {
+        free(t->entries);
+        t->entries = NULL;
+        return r;
+    }
+    ct_service_init(&t->service, loop, &retry_vtable);
+    t->inner = inner;
+    inner->owner = t;
+    t->cfg = c;
+    t->rng = ct_backoff_seed(t);
+    ct_list_init(&t->free_entries);
+    ct_list_init(&t->waiting);
+    ct_waitq_init(&t->waiters);
+    for (i = 0; i < c.max_in_flight; i++) {
+        t->entries[i].layer = t;
+        ct_list_push_back(&t->free_entries, &t->entries[i].link);
+    }
+    return 0;
+}
+
+ct_retry_counts_t ct_retry_counts(const ct_retry_t *t) {
+    return t->counts;
+}
