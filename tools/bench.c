@@ -44,6 +44,7 @@ typedef struct bench_conn {
     ct_client_t client;
     ct_slab_tags_t tags;
     ct_reconnect_t *rc; /* --reconnect: its own allocation, so that runs without it stay small */
+    ct_retry_t *retry;  /* --retry: likewise; over the client or rc */
     struct client_thread *th;
     bench_req_t *reqs;
     int up;
@@ -99,6 +100,7 @@ typedef struct client_thread {
     uv_timer_t timer;
     error_count_t errors[MAX_ERROR_KINDS];
     uint64_t other_errors;
+    ct_retry_counts_t retries; /* --retry: the connections' layers', added up as they close */
 } client_thread_t;
 
 typedef struct server_thread {
@@ -252,6 +254,13 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
 static void on_client_closed(ct_service_t *svc) {
     bench_conn_t *c = svc->data;
     client_thread_t *th = c->th;
+    if (c->retry) {
+        ct_retry_counts_t n = ct_retry_counts(c->retry);
+        th->retries.retries += n.retries;
+        th->retries.budget_refusals += n.budget_refusals;
+        th->retries.exhausted += n.exhausted;
+        free(c->retry);
+    }
     if (c->rc)
         free(c->rc);
     else if (th->o->multiplex)
@@ -325,9 +334,31 @@ static void start_requests(client_thread_t *th) {
 
 static void connect_next(client_thread_t *th);
 
+/* With --retry, svc under a retry layer of its own (which owns it from then
+ * on); the layer's cost is what that option measures. */
+static ct_service_t *with_retry(bench_conn_t *c, ct_service_t *svc) {
+    client_thread_t *th = c->th;
+    ct_retry_config_t cfg = {0};
+    int r;
+    if (!th->o->retry) return svc;
+    cfg.copy = ct_buf_pool_copy_msg;
+    cfg.copy_ctx = &th->wire.pool;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &th->wire.pool;
+    cfg.max_in_flight = (size_t)th->o->depth;
+    c->retry = malloc(sizeof *c->retry);
+    r = c->retry ? ct_retry_init(c->retry, &th->ct, svc, &cfg) : UV_ENOMEM;
+    if (r < 0) { /* at setup, before any request: the run cannot be what was asked */
+        fprintf(stderr, "ctower bench: --retry: %s\n", ct_strerror(r));
+        exit(1);
+    }
+    return &c->retry->service;
+}
+
 /* c calls svc from now on. */
 static void conn_up(bench_conn_t *c, ct_service_t *svc) {
     int d;
+    svc = with_retry(c, svc);
     c->up = 1;
     c->svc = svc;
     svc->data = c;
@@ -567,6 +598,7 @@ typedef struct totals {
     uint64_t done, errors;
     const char *first_error; /* --codec resp: the first error reply's text, or NULL */
     uint64_t resp_bytes;     /* --codec resp: commands and replies, in bytes */
+    ct_retry_counts_t retries;
     double seconds, rps, mbps;
     error_count_t kinds[MAX_ERROR_KINDS];
     int nkinds;
@@ -616,16 +648,22 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("}, \"seconds\": %.3f, \"memory_per_connection_bytes\": %ld, \"options\": "
                "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
                "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
-               "\"reconnect\": %s, \"server\": \"",
+               "\"reconnect\": %s, \"retry\": %s, \"server\": \"",
                t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline", codec_name(o),
                o->connections, o->depth, o->size, o->duration_s, o->requests, o->threads,
-               o->reconnect ? "true" : "false");
+               o->reconnect ? "true" : "false", o->retry ? "true" : "false");
         print_json_text(o->address ? o->address : "in-process");
         if (o->resp) {
             printf("\", \"command\": \"");
             print_json_text(o->command);
         }
         printf("\"}");
+        if (o->retry)
+            printf(", \"retries\": %llu, \"retries_refused_by_budget\": %llu, "
+                   "\"calls_out_of_attempts\": %llu",
+                   (unsigned long long)t->retries.retries,
+                   (unsigned long long)t->retries.budget_refusals,
+                   (unsigned long long)t->retries.exhausted);
         if (t->first_error) {
             printf(", \"first_error_reply\": \"");
             print_json_text(t->first_error);
@@ -634,8 +672,12 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("}\n");
         return;
     }
-    printf("ctower bench: %s%s, %d connection(s) x depth %d, ",
-           o->multiplex ? "multiplex" : "pipeline", o->reconnect ? " (reconnecting clients)" : "",
+    printf("ctower bench: %s%s%s%s%s, %d connection(s) x depth %d, ",
+           o->multiplex ? "multiplex" : "pipeline", o->reconnect || o->retry ? " (" : "",
+           o->reconnect ? "reconnecting clients" : "", o->reconnect && o->retry ? ", " : "",
+           o->retry       ? "retry layer)"
+           : o->reconnect ? ")"
+                          : "",
            o->connections, o->depth);
     if (o->resp)
         printf("command '%s'", o->command);
@@ -657,6 +699,11 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
                (unsigned long long)t->kinds[i].count);
     printf("%s\n", t->nkinds ? ")" : "");
     if (t->first_error) printf("  %-14s %s\n", "first error", t->first_error);
+    if (o->retry)
+        printf("  %-14s %llu (%llu refused by the budget, %llu calls out of attempts)\n", "retries",
+               (unsigned long long)t->retries.retries,
+               (unsigned long long)t->retries.budget_refusals,
+               (unsigned long long)t->retries.exhausted);
     if (mem_per_conn > 0)
         printf("  %-14s %.1f KiB per connection (RSS growth, %s)\n", "memory",
                mem_per_conn / 1024.0, o->address ? "client side only" : "client + server");
@@ -779,6 +826,9 @@ int bench_main(const options_t *given) {
         t.done += cl[i].done;
         if (!t.first_error && cl[i].first_error[0]) t.first_error = cl[i].first_error;
         t.resp_bytes += cl[i].done * command_len + cl[i].reply_bytes;
+        t.retries.retries += cl[i].retries.retries;
+        t.retries.budget_refusals += cl[i].retries.budget_refusals;
+        t.retries.exhausted += cl[i].retries.exhausted;
         if (cl[i].t_end > cl[i].t_start) {
             double s = (cl[i].t_end - cl[i].t_start) / 1e9;
             t.rps += cl[i].done / s;

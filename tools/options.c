@@ -81,6 +81,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->reconnect = 1;
             continue;
         }
+        if (strcmp(a, "--retry") == 0) {
+            o->retry = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "ctower: %s needs a value\n", a);
             return -1;

@@ -20,6 +20,7 @@ typedef struct options {
     int threads;
     int json;
     int reconnect;       /* bench: each connection is a ct_reconnect_t */
+    int retry;           /* bench: each connection under a ct_retry_t */
     const char *command; /* bench --codec resp: the words of the command each request sends */
     double timeout_s;    /* call: for the connect, and for each answer */
     char **messages;     /* call: the requests given as arguments */

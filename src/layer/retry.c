@@ -16,6 +16,7 @@ typedef struct ct_retry_entry {
     ct_op_t inner;  /* the attempt in flight */
     ct_op_t *outer; /* NULL once the caller has been answered */
     void *original; /* what each further attempt is copied from; NULL: no retries */
+    size_t index;   /* in layer->entries */
     unsigned attempts;
     int waiting;     /* in layer->waiting, for the next attempt */
     int last_status; /* the outcome of the attempt that is being tried again */
@@ -26,6 +27,7 @@ typedef struct ct_retry_entry {
 } entry_t;
 
 static void on_timer(uv_timer_t *timer);
+static void on_inner_done(ct_op_t *op, int status, void *response);
 static void on_inner_shutdown(ct_service_t *inner, int status);
 
 static void free_msg(ct_retry_t *t, void *msg) {
@@ -34,25 +36,29 @@ static void free_msg(ct_retry_t *t, void *msg) {
 
 /* ---- the budget ------------------------------------------------------------ */
 
-static uint64_t now_second(const ct_retry_t *t) {
-    return uv_now(t->service.loop->uv) / 1000;
-}
-
-/* The bucket of this second, emptied if it last counted an older one. */
-static size_t bucket(ct_retry_t *t, uint64_t second) {
-    size_t i = (size_t)(second % CT_RETRY_WINDOW_S);
+/* The bucket of the current second, emptied if it last counted an older
+ * one. Every call counts in one: the second is worked out only when the
+ * last one is over. */
+static size_t bucket(ct_retry_t *t) {
+    uint64_t now = uv_now(t->service.loop->uv), second;
+    size_t i;
+    if (now < t->bucket_end_ms) return t->bucket_now;
+    second = now / 1000;
+    i = (size_t)(second % CT_RETRY_WINDOW_S);
     if (t->bucket_second[i] != second) {
         t->bucket_second[i] = second;
         t->bucket_calls[i] = 0;
         t->bucket_retries[i] = 0;
     }
+    t->bucket_now = i;
+    t->bucket_end_ms = (second + 1) * 1000;
     return i;
 }
 
 /* Takes a retry from the budget if it has one left. */
 static int budget_allows(ct_retry_t *t) {
-    uint64_t s = now_second(t), calls = 0, retries = 0;
-    size_t i, current = bucket(t, s);
+    size_t i, current = bucket(t);
+    uint64_t s = t->bucket_second[current], calls = 0, retries = 0;
     for (i = 0; i < CT_RETRY_WINDOW_S; i++) {
         if (t->bucket_second[i] + CT_RETRY_WINDOW_S <= s) continue; /* out of the window */
         calls += t->bucket_calls[i];
@@ -67,7 +73,8 @@ static int budget_allows(ct_retry_t *t) {
 
 /* ---- entries ---------------------------------------------------------------- */
 
-/* Answers the caller now; the entry stays taken until release(). */
+/* Answers the caller (through the loop's queue: from inside cancel or
+ * close); the entry stays taken until release(). */
 static void answer(entry_t *e, int status, int cause, void *response) {
     ct_op_t *outer = e->outer;
     e->outer = NULL;
@@ -80,11 +87,22 @@ static void release(entry_t *e) {
     e->original = NULL;
     ct_list_push_back(&t->free_entries, &e->link);
     t->busy--;
-    ct_waitq_wake_all(&t->waiters);
+    if (!ct_waitq_empty(&t->waiters)) ct_waitq_wake_all(&t->waiters);
     if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing) {
         int r = ct_service_shutdown(t->inner, on_inner_shutdown);
         if (r < 0) ct_service_shutdown_done(&t->service, r);
     }
+}
+
+/* Ends e's call: the entry goes back, then the caller's callback runs at
+ * once (the callback may call again, and find the entry free). Only from a
+ * stack no caller is on: an inner op's callback, the timer's. This saves the
+ * trip through the loop's queue that answer() takes. */
+static void finish(entry_t *e, int status, int cause, void *response) {
+    ct_op_t *outer = e->outer;
+    e->outer = NULL;
+    release(e);
+    ct_op_complete_now(outer, status, cause, response);
 }
 
 static void arm(ct_retry_t *t) {
@@ -132,8 +150,12 @@ static int retryable(ct_retry_t *t, const entry_t *e, int status, int cause, con
 /* An attempt ended: the caller gets its outcome, or e waits for another. */
 static void attempt_ended(entry_t *e, int status, int cause, void *response) {
     ct_retry_t *t = e->layer;
-    int again = !t->closing && e->original && (status < 0 || t->cfg.policy) &&
-                retryable(t, e, status, cause, response);
+    int again;
+    if (status == 0 && !t->cfg.policy) { /* the common case, first */
+        finish(e, 0, 0, response);
+        return;
+    }
+    again = !t->closing && e->original && retryable(t, e, status, cause, response);
     if (again && e->attempts >= t->cfg.max_attempts) {
         t->counts.exhausted++;
         again = 0;
@@ -142,8 +164,7 @@ static void attempt_ended(entry_t *e, int status, int cause, void *response) {
         again = 0;
     }
     if (!again) {
-        answer(e, status, cause, response);
-        release(e);
+        finish(e, status, cause, response);
         return;
     }
     free_msg(t, response);
@@ -167,13 +188,11 @@ static void attempt(ct_retry_t *t, entry_t *e) {
     void *request = t->cfg.copy(e->original, t->cfg.copy_ctx);
     int r;
     if (!request) { /* the previous attempt's outcome stands */
-        answer(e, e->last_status, e->last_cause, NULL);
-        release(e);
+        finish(e, e->last_status, e->last_cause, NULL);
         return;
     }
     e->attempts++;
     t->counts.retries++;
-    ct_op_init(&e->inner, on_inner_done);
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) { /* nothing started, and the copy is still ours */
         free_msg(t, request);
@@ -219,7 +238,6 @@ static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e = CT_CONTAINER_OF(node, entry_t, link);
     e->original = t->cfg.max_attempts > 1 ? t->cfg.copy(request, t->cfg.copy_ctx) : NULL;
-    ct_op_init(&e->inner, on_inner_done);
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
         free_msg(t, e->original);
@@ -227,10 +245,10 @@ static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
         ct_list_push_back(&t->free_entries, &e->link);
         return r;
     }
-    t->bucket_calls[bucket(t, now_second(t))]++;
+    t->bucket_calls[bucket(t)]++;
     e->outer = op;
     e->attempts = 1;
-    op->slot = (size_t)(e - t->entries);
+    op->slot = e->index;
     t->busy++;
     return 0;
 }
@@ -342,6 +360,8 @@ int ct_retry_init(ct_retry_t *t, ct_loop_t *loop, ct_service_t *inner,
     ct_waitq_init(&t->waiters);
     for (i = 0; i < c.max_in_flight; i++) {
         t->entries[i].layer = t;
+        t->entries[i].index = i;
+        ct_op_init(&t->entries[i].inner, on_inner_done); /* reusable after each callback */
         ct_list_push_back(&t->free_entries, &t->entries[i].link);
     }
     return 0;

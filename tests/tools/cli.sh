@@ -57,6 +57,20 @@ done
 expect_exit 1 "$ctower" bench --reconnect --server tcp://127.0.0.1:1 --connections 2 --depth 3 --json
 grep -q '"ECONNREFUSED": 6' "$tmp/out" || fail "--reconnect, refused: $(cat "$tmp/out")"
 
+# Under a retry layer (ct_retry_t): the same runs, with nothing to retry; a
+# refused server's requests are tried 3 times each (2 retries), then counted.
+for mode in pipeline multiplex; do
+  expect_exit 0 "$ctower" bench --retry --reconnect --mode "$mode" --connections 4 --depth 8 \
+    --requests 5000 --json
+  grep -q '"requests": 5000,' "$tmp/out" && grep -q '"errors": 0,' "$tmp/out" &&
+    grep -q '"retry": true' "$tmp/out" && grep -q '"retries": 0,' "$tmp/out" ||
+    fail "--retry, $mode: $(cat "$tmp/out")"
+done
+expect_exit 1 "$ctower" bench --retry --reconnect --server tcp://127.0.0.1:1 --connections 2 \
+  --depth 3 --json
+grep -q '"ECONNREFUSED": 6' "$tmp/out" && grep -q '"retries": 12,' "$tmp/out" &&
+  grep -q '"calls_out_of_attempts": 6' "$tmp/out" || fail "--retry, refused: $(cat "$tmp/out")"
+
 # Two client loops and two server loops.
 expect_exit 0 "$ctower" bench --threads 2 --connections 4 --depth 4 --requests 4000 --json
 grep -q '"requests": 4000,' "$tmp/out" && grep -q '"threads": 2' "$tmp/out" ||

@@ -776,23 +776,36 @@ static void on_steady(ct_op_t *op, int status, void *response) {
     steady_done++;
     if (steady_issued < steady_total) {
         steady_issued++;
-        cr_assert_eq(h_call(&rc.service, response, op), 0);
+        cr_assert_eq(h_call(calls_to, response, op), 0);
     } else {
         ct_buf_pool_put(&pool, response);
     }
 }
 
-static void reconnect_steady_state(int multiplex) {
+/* Through rc, or through a retry layer over it (which copies every request,
+ * from the pool). */
+static void reconnect_steady_state(int multiplex, int with_retry) {
     enum { DEPTH = 16, WARMUP = 10000, MEASURED = 10000 };
     static ct_op_t ops[DEPTH];
+    static ct_retry_t retry;
     long allocs;
     start(&echo.service, multiplex);
+    if (with_retry) {
+        ct_retry_config_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.copy = ct_buf_pool_copy_msg;
+        cfg.copy_ctx = &pool;
+        cfg.free_msg = ct_buf_pool_free_msg;
+        cfg.free_ctx = &pool;
+        cr_assert_eq(ct_retry_init(&retry, &H.ct, &rc.service, &cfg), 0);
+        calls_to = &retry.service;
+    }
     steady_issued = steady_done = steady_errors = 0;
     steady_total = WARMUP + MEASURED;
     for (int i = 0; i < DEPTH; i++) {
         ct_op_init(&ops[i], on_steady);
         steady_issued++;
-        cr_assert_eq(h_call(&rc.service, request((uint64_t)i), &ops[i]), 0);
+        cr_assert_eq(h_call(calls_to, request((uint64_t)i), &ops[i]), 0);
     }
     H_RUN_UNTIL(steady_done >= WARMUP);
     ct_test_allocs = 0;
@@ -803,16 +816,24 @@ static void reconnect_steady_state(int multiplex) {
     H_RUN_UNTIL(steady_done + steady_errors == steady_total);
     cr_assert_eq(steady_errors, 0);
     cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
+    if (with_retry) {
+        cr_assert_eq(ct_service_close(&retry.service, on_rc_closed), 0); /* closes rc too */
+        H_RUN_UNTIL(rc_closed);
+    }
     finish();
     h_run();
     ct_buf_pool_destroy(&pool);
 }
 
 Test(alloc, pipeline_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(0);
+    reconnect_steady_state(0, 0);
 }
 
 Test(alloc, multiplex_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(1);
+    reconnect_steady_state(1, 0);
+}
+
+Test(alloc, through_a_retry_layer_over_the_reconnecting_client_allocates_nothing_per_request) {
+    reconnect_steady_state(0, 1);
 }
 #endif

@@ -562,7 +562,7 @@ Test(retry, readiness_follows_the_entries) {
     flaky_complete(&inner, 0, 0, 0);
     H_RUN_UNTIL(a.calls);
     cr_assert_eq(a.status, 0);
-    cr_assert_geq(woken, 1, "the waker was woken when the entry came back");
+    H_RUN_UNTIL(woken >= 1); /* the waker, woken when the entry came back */
     cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_READY);
     unwrap();
 }

@@ -30,6 +30,13 @@
  * completes once, with the last attempt's outcome; op->cause is that
  * attempt's cause.
  *
+ * Retried calls do not keep their order: each waits its own pause. Over a
+ * pipelined connection, a caller whose request must follow another (a GET
+ * after its SET) waits for the first one's answer before calling.
+ *
+ * Cost: a copy of every request, and the layer's bookkeeping. `ctower bench
+ * --retry` measures it (bench/RESULTS.md).
+ *
  * Cancel: an attempt in flight is canceled in the inner service; a call
  * waiting for its next attempt ends at once. Both complete with CT_ECANCELED.
  * Shutdown: no new calls; the calls under way go on, retries included, then
@@ -105,6 +112,8 @@ typedef struct ct_retry {
     ct_waitq_t waiters;
     /* The budget: calls and retries per second over the last
      * CT_RETRY_WINDOW_S seconds, each bucket stamped with its second. */
+    uint64_t bucket_end_ms; /* when the current second's bucket is over */
+    size_t bucket_now;      /* the current second's bucket */
     uint64_t bucket_second[CT_RETRY_WINDOW_S];
     uint64_t bucket_calls[CT_RETRY_WINDOW_S];
     uint64_t bucket_retries[CT_RETRY_WINDOW_S];
