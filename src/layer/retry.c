@@ -22,7 +22,7 @@ typedef struct ct_retry_entry {
     int last_status; /* the outcome of the attempt that is being tried again */
     int last_cause;
     uint64_t due;   /* while waiting: when the next attempt starts */
-    ct_link_t link; /* in free_entries, in waiting, or alone */
+    ct_link_t link; /* in waiting, or alone */
     ct_retry_t *layer;
 } entry_t;
 
@@ -85,7 +85,7 @@ static void release(entry_t *e) {
     ct_retry_t *t = e->layer;
     free_msg(t, e->original);
     e->original = NULL;
-    ct_list_push_back(&t->free_entries, &e->link);
+    t->free_entries[t->nfree++] = e;
     t->busy--;
     if (!ct_waitq_empty(&t->waiters)) ct_waitq_wake_all(&t->waiters);
     if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing) {
@@ -219,7 +219,7 @@ static void on_timer(uv_timer_t *timer) {
 
 static int retry_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     ct_retry_t *t = (ct_retry_t *)svc;
-    if (ct_list_empty(&t->free_entries)) {
+    if (t->nfree == 0) {
         if (waker) ct_waitq_add(&t->waiters, waker);
         return CT_PENDING;
     }
@@ -228,21 +228,20 @@ static int retry_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 
 static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_retry_t *t = (ct_retry_t *)svc;
-    ct_link_t *node = ct_list_pop_front(&t->free_entries);
     entry_t *e;
     int r;
-    if (!node) {
+    if (t->nfree == 0) {
         free_msg(t, request);
         ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
         return 0;
     }
-    e = CT_CONTAINER_OF(node, entry_t, link);
+    e = t->free_entries[--t->nfree];
     e->original = t->cfg.max_attempts > 1 ? t->cfg.copy(request, t->cfg.copy_ctx) : NULL;
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
         free_msg(t, e->original);
         e->original = NULL;
-        ct_list_push_back(&t->free_entries, &e->link);
+        t->free_entries[t->nfree++] = e;
         return r;
     }
     t->bucket_calls[bucket(t)]++;
@@ -343,8 +342,10 @@ int ct_retry_init(ct_retry_t *t, ct_loop_t *loop, ct_service_t *inner,
     c = *cfg;
     if ((r = check_config(&c)) != 0) return r;
     memset(t, 0, sizeof *t);
-    t->entries = calloc(c.max_in_flight, sizeof *t->entries);
+    /* the entries, then the stack of free ones, in one block */
+    t->entries = calloc(c.max_in_flight, sizeof *t->entries + sizeof *t->free_entries);
     if (!t->entries) return UV_ENOMEM;
+    t->free_entries = (entry_t **)(t->entries + c.max_in_flight);
     if ((r = uv_timer_init(loop->uv, &t->timer)) != 0) {
         free(t->entries);
         t->entries = NULL;
@@ -355,14 +356,14 @@ int ct_retry_init(ct_retry_t *t, ct_loop_t *loop, ct_service_t *inner,
     inner->owner = t;
     t->cfg = c;
     t->rng = ct_backoff_seed(t);
-    ct_list_init(&t->free_entries);
     ct_list_init(&t->waiting);
     ct_waitq_init(&t->waiters);
     for (i = 0; i < c.max_in_flight; i++) {
         t->entries[i].layer = t;
         t->entries[i].index = i;
         ct_op_init(&t->entries[i].inner, on_inner_done); /* reusable after each callback */
-        ct_list_push_back(&t->free_entries, &t->entries[i].link);
+        ct_list_init(&t->entries[i].link);
+        t->free_entries[t->nfree++] = &t->entries[c.max_in_flight - 1 - i]; /* entry 0 on top */
     }
     return 0;
 }

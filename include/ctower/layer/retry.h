@@ -103,7 +103,8 @@ typedef struct ct_retry {
     ct_service_t *inner;
     ct_retry_config_t cfg;
     struct ct_retry_entry *entries;
-    ct_link_t free_entries;
+    struct ct_retry_entry **free_entries; /* a stack, nfree deep */
+    size_t nfree;
     ct_link_t waiting; /* calls waiting for their next attempt, soonest first */
     size_t busy;       /* entries taken: an attempt in flight or waiting */
     int closing;
