@@ -17,8 +17,8 @@ typedef struct flaky {
     int failures, fail_status, fail_cause;
     int refusals, refuse_status;
     int hold;
-    ct_op_t *held_op[8];
-    void *held_req[8];
+    ct_op_t *held_op[64];
+    void *held_req[64];
     int nheld;
     int calls;
     uint64_t call_ns[16]; /* when each call came */
@@ -48,7 +48,7 @@ static int flaky_call(ct_service_t *svc, void *req, ct_op_t *op) {
         tmsg_free(req, NULL);
         ct_op_complete(op, f->fail_status, f->fail_cause, NULL);
     } else if (f->hold) {
-        cr_assert_lt(f->nheld, 8);
+        cr_assert_lt(f->nheld, 64);
         f->held_op[f->nheld] = op;
         f->held_req[f->nheld++] = req;
     } else {
@@ -584,4 +584,58 @@ Test(retry, buffers_copy_with_and_without_a_pool) {
     ct_buf_free(c);
     ct_buf_pool_put(&pool, d);
     ct_buf_pool_destroy(&pool);
+}
+
+/* Random calls, cancels and attempt outcomes (answers, and failures that are
+ * and are not retried), with pauses of 1-2 ms: every op completes exactly
+ * once, with its own request's answer, CT_ECANCELED, or the failure its
+ * last attempt met; nothing leaks (the teardown counts messages). */
+static void random_run(unsigned seed) {
+    enum { OPS = 400 };
+    static rec_op_t r[OPS];
+    static const int outcomes[] = {0, 0, CT_ECONNECT, CT_EOVERLOADED, CT_ERECVBROKEN};
+    ct_retry_config_t c = config();
+    int next = 0, i, steps;
+    c.max_in_flight = 32;
+    c.max_attempts = 3;
+    c.budget_min_per_s = 1000;
+    wrap_with(&c);
+    inner.hold = 1;
+    for (steps = 0; next < OPS || layer.busy > 0; steps++) {
+        seed = seed * 1103515245u + 12345u;
+        cr_assert_lt(steps, 200000, "the run does not end");
+        if (next < OPS && layer.nfree > 0 && (seed >> 8) % 3 == 0) {
+            call(&r[next], (uint64_t)next);
+            next++;
+        }
+        if ((seed >> 12) % 8 == 0 && next > 0) {
+            int k = (int)((seed >> 16) % (unsigned)next);
+            if (ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
+        }
+        if (inner.nheld > 0 && (seed >> 20) % 2 == 0) {
+            int k = (int)((seed >> 4) % (unsigned)inner.nheld);
+            int status = next < OPS ? outcomes[(seed >> 24) % 5] : 0;
+            flaky_complete(&inner, k, status, status ? UV_ECONNRESET : 0);
+        }
+        h_turns(1);
+        if ((seed >> 28) % 4 == 0) uv_sleep(1);
+    }
+    h_turns(3);
+    for (i = 0; i < OPS; i++) {
+        cr_assert_eq(r[i].calls, 1, "op %d completed %d times", i, r[i].calls);
+        if (r[i].status == 0)
+            cr_assert_eq(r[i].response_id, (uint64_t)i, "op %d got another answer", i);
+        else
+            cr_assert(r[i].status == CT_ECANCELED || r[i].status == CT_ERECVBROKEN ||
+                          r[i].status == CT_ECONNECT || r[i].status == CT_EOVERLOADED,
+                      "op %d: %s", i, ct_err_name(r[i].status));
+    }
+    cr_assert_gt(ct_retry_counts(&layer).retries, 0);
+    unwrap();
+}
+
+Test(retry, random_calls_cancels_and_failures_complete_every_op_once) {
+    unsigned seed;
+    for (seed = 1; seed <= 4; seed++)
+        random_run(seed);
 }
