@@ -2,6 +2,7 @@
  * `ctower call`. */
 #include "bench.h"
 #include "call.h"
+#include "proxy.h"
 #include "serve.h"
 
 #include <signal.h>
@@ -17,6 +18,8 @@ static void usage(FILE *f) {
                "               [--connections N] [--depth N] [--size BYTES] [--duration S | "
                "--requests N]\n"
                "               [--threads N] [--reconnect] [--retry] [--json] [--command 'WORDS']\n"
+               "  ctower proxy LISTEN BACKEND [--mode pipeline|multiplex] "
+               "[--codec length|line|crlf|resp] [--retry]\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
                "               [--] [MESSAGE ...]\n"
@@ -27,7 +30,9 @@ static void usage(FILE *f) {
                "each one under a retry layer (ct_retry_t). With --codec resp each request is a\n"
                "Redis command, --command's words or PING; error replies count as errors.\n"
                "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
-               "call sends each MESSAGE (or each line of its input) and prints the answers.\n");
+               "call sends each MESSAGE (or each line of its input) and prints the answers.\n"
+               "proxy sends the requests of every connection it accepts on LISTEN to BACKEND\n"
+               "over one shared connection (--retry: under a retry layer).\n");
 }
 
 int main(int argc, char **argv) {
@@ -49,6 +54,10 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "serve") == 0) {
         if (options_parse(&o, argc, argv, 2, CMD_SERVE)) return 2;
         return serve_main(&o);
+    }
+    if (strcmp(argv[1], "proxy") == 0) {
+        if (options_parse(&o, argc, argv, 2, CMD_PROXY)) return 2;
+        return proxy_main(&o);
     }
     if (strcmp(argv[1], "call") == 0) {
         if (options_parse(&o, argc, argv, 2, CMD_CALL)) return 2;

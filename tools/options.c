@@ -27,21 +27,26 @@ static int whole_number(const char *name, const char *text, double min, double m
     return parse_number(name, text, min, max, 1, out);
 }
 
-static const char *const command_names[] = {"bench", "serve", "call"};
+static const char *const command_names[] = {"bench", "serve", "call", "proxy"};
 
 /* Whether cmd takes the option name (bench takes them all but --timeout). */
 static int takes(command_t cmd, const char *name) {
     int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
     if (cmd == CMD_SERVE) return common || strcmp(name, "--threads") == 0;
     if (cmd == CMD_CALL) return common || strcmp(name, "--timeout") == 0;
+    if (cmd == CMD_PROXY) return common || strcmp(name, "--retry") == 0;
     return strcmp(name, "--timeout") != 0;
 }
 
-/* An argument that is not an option: serve's and call's address, then
- * call's messages. */
+/* An argument that is not an option: serve's, call's and proxy's address,
+ * then call's messages or proxy's backend. */
 static int positional(options_t *o, command_t cmd, char **argv, int i) {
     if (cmd != CMD_BENCH && !o->address) {
         o->address = argv[i];
+        return 0;
+    }
+    if (cmd == CMD_PROXY && !o->backend) {
+        o->backend = argv[i];
         return 0;
     }
     if (cmd == CMD_CALL) {

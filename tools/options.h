@@ -4,10 +4,11 @@
 
 #include <ctower/ctower.h>
 
-typedef enum command { CMD_BENCH, CMD_SERVE, CMD_CALL } command_t;
+typedef enum command { CMD_BENCH, CMD_SERVE, CMD_CALL, CMD_PROXY } command_t;
 
 typedef struct options {
-    const char *address; /* serve: where to listen; bench: --server; call: where to call */
+    const char *address; /* serve, proxy: where to listen; bench: --server; call: where to call */
+    const char *backend; /* proxy: where the requests go */
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */

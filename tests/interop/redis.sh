@@ -4,8 +4,8 @@
 # of bulk strings, replies of every shape, RESP3 after HELLO 3), and with the
 # CRLF line codec and Redis's inline commands. Redis answers every command of
 # a pipeline in order.
-# It also runs examples/redis_client and `ctower bench --codec resp` against
-# the server.
+# It also runs examples/redis_client, `ctower bench --codec resp` and
+# `ctower proxy` (with redis-benchmark through it) against the server.
 #   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
 ctower=$1
@@ -15,7 +15,12 @@ command -v redis-server >/dev/null || fail "redis-server is missing (scripts/ins
 tmp=$(mktemp -d)
 sock="$tmp/redis.sock"
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
+proxy_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 # No TCP port, no persistence: the server lives in $tmp and dies with the test.
@@ -80,9 +85,40 @@ grep -q "errors  *100 (error_reply 100)" "$tmp/bench.out" &&
 grep -q "LRANGE example:list 0 -1 *-> \[a, b\]" "$tmp/example.out" ||
   fail "examples/redis_client printed: $(cat "$tmp/example.out")"
 
-# The server goes away: the client says so and fails, it does not hang.
+# ctower proxy in front of the server (--codec resp, --retry): commands and
+# replies pass through, from several clients over its one connection to
+# Redis; 20,000 INCRs from 8 connections leave the counter at 20,000; and
+# Redis's own benchmark client runs through it.
+psock="$tmp/proxy.sock"
+"$ctower" proxy "unix://$psock" "unix://$sock" --codec resp --retry 2>"$tmp/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 50); do [ -S "$psock" ] && break; sleep 0.1; done
+[ -S "$psock" ] || fail "proxy did not listen: $(cat "$tmp/proxy.log")"
+out=$("$ctower" call "unix://$psock" --codec resp "SET proxied yes" "GET proxied" "HGET proxied x" |
+  paste -sd '|')
+[ "$out" = "OK|yes|(error) WRONGTYPE Operation against a key holding the wrong kind of value" ] ||
+  fail "through the proxy: '$out'"
+"$ctower" bench --server "unix://$psock" --codec resp --command "INCR proxied:n" --connections 8 \
+  --depth 16 --requests 20000 --json >"$tmp/bench.json" || fail "bench through the proxy: $(cat "$tmp/bench.json")"
+out=$(resp "GET proxied:n")
+[ "$out" = "20000" ] || fail "through the proxy the counter is '$out' after 20,000 INCRs"
+if command -v redis-benchmark >/dev/null; then
+  redis-benchmark -s "$psock" -c 10 -P 8 -n 20000 -q -t ping_mbulk,set,get >"$tmp/rb.out" 2>&1 ||
+    fail "redis-benchmark through the proxy: $(cat "$tmp/rb.out")"
+  [ "$(tr '\r' '\n' <"$tmp/rb.out" | grep -c "requests per second")" -eq 3 ] ||
+    fail "redis-benchmark through the proxy: $(cat "$tmp/rb.out")"
+fi
+
+# The server goes away: the client says so and fails, it does not hang; the
+# proxy answers its clients with an error reply and keeps their connections.
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null
 server_pid=
 call PING >/dev/null 2>"$tmp/err" && fail "a call to a stopped server succeeded"
+out=$("$ctower" call "unix://$psock" --codec resp "GET proxied" PING | paste -sd '|')
+want='(error) ERR ctower proxy: backend: could not connect (CT_ECONNECT)'
+[ "$out" = "$want|$want" ] || fail "through the proxy, the server stopped: '$out'"
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" || fail "proxy exited $? after SIGTERM"
+proxy_pid=
 echo "redis interop: all checks passed"

@@ -6,7 +6,12 @@ set -uo pipefail
 ctower=$1
 tmp=$(mktemp -d)
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
+proxy_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_exit() { # expected command...
@@ -223,6 +228,56 @@ exec 3<&-
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=
+
+# proxy: usage errors; then in front of serve, in both modes, with bench and
+# call through it. With the backend gone, a call through the proxy fails
+# (the length codec has no way to say "error": the connection closes), and
+# SIGTERM ends the proxy gracefully.
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0
+grep -q "usage: ctower proxy" "$tmp/err" || fail "proxy without a backend is not explained"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --mode multiplex --codec line
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 nonsense://x
+grep -q "backend nonsense://x" "$tmp/err" || fail "a bad backend address is not explained"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --depth 4
+# Waits for "LINE" (an extended regex, with the address in \1) in LOG; prints the address.
+address_in() { # log regex
+  local a
+  for _ in $(seq 50); do
+    a=$(sed -En "s/$2/\1/p" "$1")
+    [ -n "$a" ] && { echo "$a"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+for mode in pipeline multiplex; do
+  retry=
+  [ "$mode" = multiplex ] && retry=--retry
+  "$ctower" serve tcp://127.0.0.1:0 --mode "$mode" 2>"$tmp/serve.log" &
+  server_pid=$!
+  addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') ||
+    fail "serve did not listen: $(cat "$tmp/serve.log")"
+  # shellcheck disable=SC2086 # retry is one word or none
+  "$ctower" proxy tcp://127.0.0.1:0 "$addr" --mode "$mode" $retry 2>"$tmp/proxy.log" &
+  proxy_pid=$!
+  paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') ||
+    fail "proxy did not listen: $(cat "$tmp/proxy.log")"
+  expect_exit 0 "$ctower" bench --server "$paddr" --mode "$mode" --connections 8 --depth 8 \
+    --requests 20000 --json
+  grep -q '"requests": 20000, "errors": 0,' "$tmp/out" || fail "bench through proxy, $mode: $(cat "$tmp/out")"
+  seq 1 300 | "$ctower" call "$paddr" --mode "$mode" >"$tmp/out" 2>"$tmp/err" ||
+    fail "call through proxy, $mode: $(cat "$tmp/err")"
+  seq 1 300 | cmp -s - "$tmp/out" || fail "call through proxy, $mode: answers out of order or missing"
+  kill -TERM "$server_pid"
+  wait "$server_pid"
+  server_pid=
+  expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
+  kill -TERM "$proxy_pid"
+  wait "$proxy_pid"
+  status=$?
+  proxy_pid=
+  [ "$status" -eq 0 ] || fail "proxy, $mode, exited $status after SIGTERM"
+  grep -q "shutting down" "$tmp/proxy.log" || fail "proxy did not shut down gracefully"
+done
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10

@@ -1,0 +1,163 @@
+/* `ctower proxy LISTEN BACKEND`: accepts connections on LISTEN and sends the
+ * requests of all of them to BACKEND over one shared connection, each answer
+ * going back to the connection its request came from.
+ *
+ * It is a ctower service stack put together as a user would: a listener
+ * whose service is a reconnecting client (ct_reconnect_t), under a retry
+ * layer with --retry. The shared connection is pipelined or multiplexed
+ * (--mode, as the backend speaks); in multiplex mode each client's tags are
+ * kept by its connection's server and put back on the answers, while the
+ * backend connection tags requests its own way.
+ *
+ * With --codec resp it is a Redis proxy: a command that fails on the way to
+ * the backend (down, refused, broken) is answered with an error reply,
+ * "-ERR ctower proxy: ...", and the client's connection stays. With the other
+ * codecs, which have no way to say "error", such a failure closes the
+ * client's connection after the answers before it. Commands that change a
+ * connection's state (SELECT, MULTI, SUBSCRIBE, blocking pops) do not belong
+ * on a shared connection: as with other pooling proxies, they are not for
+ * this one.
+ *
+ * SIGINT or SIGTERM: stop accepting, answer what was read (5 s at most),
+ * then close the backend connection. */
+#include "proxy.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { POOL_BUF = 512, PER_CONNECTION = 128, BACKEND_IN_FLIGHT = 4096 };
+
+typedef struct proxy {
+    uv_loop_t uv;
+    ct_loop_t ct;
+    wire_t wire;
+    ct_reconnect_t backend;
+    ct_retry_t retry;
+    ct_service_t *service; /* &backend.service, or &retry.service */
+    ct_listener_t listener;
+    uv_signal_t sigint, sigterm;
+} proxy_t;
+
+static void on_loop_closed(ct_loop_t *loop) {
+    (void)loop;
+}
+
+static void on_service_closed(ct_service_t *svc) {
+    proxy_t *p = svc->data;
+    ct_loop_close(&p->ct, on_loop_closed);
+}
+
+static void on_listener_closed(ct_listener_t *l) {
+    proxy_t *p = l->data;
+    ct_service_close(p->service, on_service_closed);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    proxy_t *p = sig->data;
+    fprintf(stderr, "ctower proxy: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_close((uv_handle_t *)&p->sigint, NULL);
+    uv_close((uv_handle_t *)&p->sigterm, NULL);
+    ct_listener_shutdown(&p->listener, 5000, on_listener_closed);
+}
+
+/* A failed command, as the error reply a Redis client expects in its place. */
+static int resp_error_reply(ct_server_t *srv, int status, void **response) {
+    char text[160];
+    int n = snprintf(text, sizeof text, "-ERR ctower proxy: backend: %s (%s)\r\n",
+                     ct_strerror(status), ct_err_name(status));
+    (void)srv;
+    if (n < 0 || (size_t)n >= sizeof text) return status;
+    *response = ct_buf_from(text, (size_t)n);
+    return *response ? 0 : status;
+}
+
+/* The backend client, under a retry layer with --retry; 0 or an error. */
+static int backend_init(proxy_t *p, const options_t *o) {
+    ct_reconnect_config_t rc = {0};
+    ct_retry_config_t retry = {0};
+    int r;
+    rc.multiplex = o->multiplex;
+    rc.max_in_flight = BACKEND_IN_FLIGHT;
+    rc.free_msg = ct_buf_pool_free_msg;
+    rc.free_ctx = &p->wire.pool;
+    rc.connect_timeout_ms = 5000;
+    r = ct_reconnect_init(&p->backend, &p->ct, o->backend, &p->wire.stream, &rc);
+    if (r != 0) return r;
+    p->service = &p->backend.service;
+    if (!o->retry) return 0;
+    retry.copy = ct_buf_pool_copy_msg;
+    retry.copy_ctx = &p->wire.pool;
+    retry.free_msg = ct_buf_pool_free_msg;
+    retry.free_ctx = &p->wire.pool;
+    retry.max_in_flight = BACKEND_IN_FLIGHT;
+    r = ct_retry_init(&p->retry, &p->ct, &p->backend.service, &retry);
+    if (r == 0) p->service = &p->retry.service;
+    return r;
+}
+
+static int listener_init(proxy_t *p, const options_t *o) {
+    ct_listener_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.multiplex = o->multiplex;
+    cfg.stream = p->wire.stream;
+    cfg.server.max_in_flight = PER_CONNECTION;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &p->wire.pool;
+    if (o->resp) cfg.server.on_error = resp_error_reply;
+    if (o->multiplex) { /* the backend client writes tags of its own */
+        cfg.server.get_tag = ct_buf_get_tag;
+        cfg.server.set_tag = ct_buf_set_tag;
+    }
+    return ct_listener_init(&p->listener, &p->ct, o->address, p->service, &cfg);
+}
+
+static int check_options(const options_t *o) {
+    if (!o->address || !o->backend) {
+        fprintf(stderr, "usage: ctower proxy LISTEN BACKEND [--mode pipeline|multiplex]"
+                        " [--codec length|line|crlf|resp] [--retry]\n");
+        return 2;
+    }
+    if (o->multiplex && (o->line_codec || o->resp)) {
+        fprintf(stderr, "ctower proxy: multiplex needs the length codec (tags are binary)\n");
+        return 2;
+    }
+    return 0;
+}
+
+int proxy_main(const options_t *o) {
+    static proxy_t p;
+    ct_address_t bound;
+    char text[160];
+    int r;
+    if ((r = check_options(o)) != 0) return r;
+    uv_loop_init(&p.uv);
+    ct_loop_init(&p.ct, &p.uv);
+    wire_init(&p.wire, o, POOL_BUF);
+    if ((r = backend_init(&p, o)) != 0) {
+        fprintf(stderr, "ctower proxy: backend %s: %s\n", o->backend, ct_strerror(r));
+        return 2;
+    }
+    p.service->data = &p;
+    if ((r = listener_init(&p, o)) != 0) {
+        fprintf(stderr, "ctower proxy: cannot listen on %s: %s\n", o->address, ct_strerror(r));
+        ct_service_close(p.service, on_service_closed);
+        uv_run(&p.uv, UV_RUN_DEFAULT);
+        ct_buf_pool_destroy(&p.wire.pool);
+        return 1;
+    }
+    p.listener.data = &p;
+    uv_signal_init(&p.uv, &p.sigint);
+    uv_signal_init(&p.uv, &p.sigterm);
+    p.sigint.data = p.sigterm.data = &p;
+    uv_signal_start(&p.sigint, on_signal, SIGINT);
+    uv_signal_start(&p.sigterm, on_signal, SIGTERM);
+    ct_listener_address(&p.listener, &bound);
+    ct_address_format(&bound, text, sizeof text);
+    fprintf(stderr, "ctower proxy: %s on %s to %s (%s codec%s)\n",
+            o->multiplex ? "multiplex" : "pipeline", text, o->backend, codec_name(o),
+            o->retry ? ", retrying" : "");
+    uv_run(&p.uv, UV_RUN_DEFAULT);
+    ct_buf_pool_destroy(&p.wire.pool);
+    return uv_loop_close(&p.uv) == 0 ? 0 : 1;
+}
