@@ -3,14 +3,15 @@
 # `make example` runs the echo examples; `make compare` runs bench/compare,
 # `make compare-servers` and `make compare-clients` bench/compare-side (one
 # side alone against the baseline's other side), `make compare-redis`
-# bench/compare-redis (ctower bench and redis-benchmark against redis-server).
+# bench/compare-redis (ctower bench and redis-benchmark against redis-server),
+# `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy example test test-plain test-asan install format clean
 
 all: build
 
@@ -37,6 +38,9 @@ compare-clients: build
 
 compare-redis: build
 	bench/compare-redis $(BUILD)
+
+compare-proxy: build
+	bench/compare-proxy $(BUILD)
 
 example: build
 	./$(BUILD)/examples/echo_channel

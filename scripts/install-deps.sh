@@ -4,11 +4,12 @@
 set -euo pipefail
 
 # clang and libclang-rt-14-dev build and run the libFuzzer targets;
-# redis-server is the real server of the interop test (tests/interop), and
+# redis-server is the real server of the interop test (tests/interop),
 # redis-tools's redis-benchmark the client bench/compare-redis measures
-# against.
+# against, and nutcracker (twemproxy) the proxy bench/compare-proxy measures
+# `ctower proxy` against.
 packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev
-  redis-server redis-tools)
+  redis-server redis-tools nutcracker)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of bench/compare, bench/compare-side, bench/cpu-split and
-# bench/compare-redis: one short cell (per mode) each, a ratio (or CPU split)
-# printed, and no server left running.
+# Smoke test of bench/compare, bench/compare-side, bench/cpu-split,
+# bench/compare-redis and bench/compare-proxy: one short cell (per mode)
+# each, a ratio (or CPU split) printed, and no server left running.
 set -uo pipefail
 src=$1
 build=$2
@@ -34,6 +34,13 @@ out=$(CONNS=1 DEPTHS=4 DURATION=0.2 "$src/bench/compare-redis" "$build" 2>&1) ||
 echo "$out" | grep -Eq "^ +1 +4 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ " ||
   fail "bench/compare-redis printed no ratio: $out"
 pgrep -f "compare-redis.sock" >/dev/null && fail "compare-redis left its redis-server running"
+# compare-proxy: twemproxy and ctower proxy in front of one redis-server,
+# all three stopped at the end.
+out=$(CONNS=1 DEPTHS=4 TESTS=get DURATION=0.2 "$src/bench/compare-proxy" "$build" 2>&1) ||
+  fail "bench/compare-proxy exited $?: $out"
+echo "$out" | grep -Eq "^get +1 +4 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ " ||
+  fail "bench/compare-proxy printed no ratio: $out"
+pgrep -f "ctower-proxy.sock|twemproxy.yml" >/dev/null && fail "compare-proxy left a server running"
 # The baseline's multiplex client tags its requests and matches the answers
 # by tag: against the echo servers, every request is answered.
 out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||
