@@ -14,6 +14,17 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# SIGTERM to the process whose pid is in the variable named $1, then: it
+# must exit 0, having said in the log $2 (if given) that it shut down.
+stop() {
+  local name=$1 log=${2:-} pid=${!1} status
+  kill -TERM "$pid"
+  wait "$pid"
+  status=$?
+  printf -v "$name" '%s' ''
+  [ "$status" -eq 0 ] || fail "$name exited $status after SIGTERM"
+  [ -z "$log" ] || grep -q "shutting down" "$log" || fail "$name did not shut down gracefully"
+}
 expect_exit() { # expected command...
   local want=$1; shift
   "$@" >"$tmp/out" 2>"$tmp/err"
@@ -132,12 +143,7 @@ expect_exit 1 "$ctower" call "unix://$sock" --codec line --timeout 0.5 a b
 (($(date +%s) - start < 5)) || fail "a silent server kept call waiting"
 [ "$(grep -c ETIMEDOUT "$tmp/err")" -eq 2 ] || fail "call, silent server: $(cat "$tmp/err")"
 kill -CONT "$server_pid"
-kill -TERM "$server_pid"
-wait "$server_pid"
-status=$?
-server_pid=
-[ "$status" -eq 0 ] || fail "serve exited $status after SIGTERM"
-grep -q "shutting down" "$tmp/serve.log" || fail "serve did not shut down gracefully"
+stop server_pid "$tmp/serve.log"
 [ ! -e "$sock" ] || fail "serve left its socket file behind"
 
 # serve --threads 2: two loops accept on one port (port 0: the one the first
@@ -160,11 +166,7 @@ done
 seq 1 500 | "$ctower" call "$addr" --mode multiplex >"$tmp/out" 2>"$tmp/err" ||
   fail "call --mode multiplex: $(cat "$tmp/err")"
 seq 1 500 | cmp -s - "$tmp/out" || fail "call --mode multiplex: answers out of order or missing"
-kill -TERM "$server_pid"
-wait "$server_pid"
-status=$?
-server_pid=
-[ "$status" -eq 0 ] || fail "serve --threads 2 exited $status after SIGTERM"
+stop server_pid
 
 # --codec crlf: lines end in "\r\n" both ways (checked on the wire), and
 # bench and call speak it.
@@ -188,9 +190,7 @@ grep -q '"errors": 0,' "$tmp/out" && grep -q '"codec": "crlf"' "$tmp/out" ||
 seq 1 300 | "$ctower" call "$addr" --codec crlf >"$tmp/out" 2>"$tmp/err" ||
   fail "call --codec crlf: $(cat "$tmp/err")"
 seq 1 300 | cmp -s - "$tmp/out" || fail "call --codec crlf: answers out of order or missing"
-kill -TERM "$server_pid"
-wait "$server_pid"
-server_pid=
+stop server_pid
 
 # --codec resp: serve echoes whole RESP values; call sends each message's
 # words as a command and prints each reply on one line; bench sends a command
@@ -225,9 +225,7 @@ IFS= read -r -t 5 line <&3
 rs=$? # 1: the end of the stream; over 128: no answer and no close in 5 s
 ((rs == 1)) || fail "serve --codec resp, inline command: read status $rs, '$line'"
 exec 3<&-
-kill -TERM "$server_pid"
-wait "$server_pid"
-server_pid=
+stop server_pid
 
 # proxy: usage errors; then in front of serve, in both modes, with bench and
 # call through it. With the backend gone, a call through the proxy fails
@@ -267,16 +265,9 @@ for mode in pipeline multiplex; do
   seq 1 300 | "$ctower" call "$paddr" --mode "$mode" >"$tmp/out" 2>"$tmp/err" ||
     fail "call through proxy, $mode: $(cat "$tmp/err")"
   seq 1 300 | cmp -s - "$tmp/out" || fail "call through proxy, $mode: answers out of order or missing"
-  kill -TERM "$server_pid"
-  wait "$server_pid"
-  server_pid=
+  stop server_pid
   expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
-  kill -TERM "$proxy_pid"
-  wait "$proxy_pid"
-  status=$?
-  proxy_pid=
-  [ "$status" -eq 0 ] || fail "proxy, $mode, exited $status after SIGTERM"
-  grep -q "shutting down" "$tmp/proxy.log" || fail "proxy did not shut down gracefully"
+  stop proxy_pid "$tmp/proxy.log"
 done
 
 # Nothing listens there: every connection is refused, and said so.

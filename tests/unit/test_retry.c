@@ -156,6 +156,19 @@ static void call(rec_op_t *r, uint64_t id) {
     cr_assert_eq(h_call(&layer.service, tmsg_new(id), &r->op), 0);
 }
 
+/* The inner service fails its next n calls with status (and cause). */
+static void fail_next(int n, int status, int cause) {
+    inner.failures = n;
+    inner.fail_status = status;
+    inner.fail_cause = cause;
+}
+
+/* Calls with request id and runs the loop until the op completes. */
+static void call_and_wait(rec_op_t *r, uint64_t id) {
+    call(r, id);
+    H_RUN_UNTIL(r->calls);
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 Test(retry, bad_configurations_are_refused) {
@@ -182,8 +195,7 @@ Test(retry, bad_configurations_are_refused) {
 Test(retry, an_answer_passes_through_and_the_copy_is_freed) {
     rec_op_t r;
     wrap();
-    call(&r, 7);
-    H_RUN_UNTIL(r.calls);
+    call_and_wait(&r, 7);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(r.response_id, 7);
     cr_assert_eq(inner.calls, 1);
@@ -195,11 +207,8 @@ Test(retry, an_answer_passes_through_and_the_copy_is_freed) {
 Test(retry, a_request_that_never_left_is_tried_again_until_it_is_answered) {
     rec_op_t r;
     wrap();
-    inner.failures = 2;
-    inner.fail_status = CT_ECONNECT;
-    inner.fail_cause = UV_ECONNREFUSED;
-    call(&r, 3);
-    H_RUN_UNTIL(r.calls);
+    fail_next(2, CT_ECONNECT, UV_ECONNREFUSED);
+    call_and_wait(&r, 3);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(r.response_id, 3);
     cr_assert_eq(inner.calls, 3);
@@ -213,10 +222,8 @@ Test(retry, a_request_that_never_left_is_tried_again_until_it_is_answered) {
 Test(retry, overload_is_tried_again) {
     rec_op_t r;
     wrap();
-    inner.failures = 1;
-    inner.fail_status = CT_EOVERLOADED;
-    call(&r, 1);
-    H_RUN_UNTIL(r.calls);
+    fail_next(1, CT_EOVERLOADED, 0);
+    call_and_wait(&r, 1);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(inner.calls, 2);
     unwrap();
@@ -231,11 +238,8 @@ Test(retry, a_broken_connection_is_not_tried_again_by_default) {
     for (i = 0; i < sizeof kinds / sizeof *kinds; i++) {
         rec_op_t r;
         wrap();
-        inner.failures = 1;
-        inner.fail_status = kinds[i];
-        inner.fail_cause = UV_ECONNRESET;
-        call(&r, 1);
-        H_RUN_UNTIL(r.calls);
+        fail_next(1, kinds[i], UV_ECONNRESET);
+        call_and_wait(&r, 1);
         cr_assert_eq(r.status, kinds[i]);
         cr_assert_eq(r.cause, UV_ECONNRESET);
         cr_assert_eq(inner.calls, 1, "%s went out again", ct_err_name(kinds[i]));
@@ -251,10 +255,8 @@ Test(retry, idempotent_requests_are_tried_again_after_a_broken_connection_or_a_t
         ct_retry_config_t c = config();
         c.retry_on = CT_RETRY_IDEMPOTENT;
         wrap_with(&c);
-        inner.failures = 1;
-        inner.fail_status = kinds[i];
-        call(&r, 9);
-        H_RUN_UNTIL(r.calls);
+        fail_next(1, kinds[i], 0);
+        call_and_wait(&r, 9);
         cr_assert_eq(r.status, 0, "%s", ct_err_name(kinds[i]));
         cr_assert_eq(r.response_id, 9);
         cr_assert_eq(inner.calls, 2);
@@ -267,11 +269,8 @@ Test(retry, the_last_attempts_outcome_reaches_the_caller_when_attempts_run_out) 
     ct_retry_config_t c = config();
     c.max_attempts = 4;
     wrap_with(&c);
-    inner.failures = 10;
-    inner.fail_status = CT_ECONNECT;
-    inner.fail_cause = UV_ECONNREFUSED;
-    call(&r, 1);
-    H_RUN_UNTIL(r.calls);
+    fail_next(10, CT_ECONNECT, UV_ECONNREFUSED);
+    call_and_wait(&r, 1);
     cr_assert_eq(r.status, CT_ECONNECT);
     cr_assert_eq(r.cause, UV_ECONNREFUSED);
     cr_assert_eq(inner.calls, 4);
@@ -285,10 +284,8 @@ Test(retry, one_attempt_makes_no_copy) {
     ct_retry_config_t c = config();
     c.max_attempts = 1;
     wrap_with(&c);
-    inner.failures = 1;
-    inner.fail_status = CT_ECONNECT;
-    call(&r, 1);
-    H_RUN_UNTIL(r.calls);
+    fail_next(1, CT_ECONNECT, 0);
+    call_and_wait(&r, 1);
     cr_assert_eq(r.status, CT_ECONNECT);
     cr_assert_eq(copies, 0);
     cr_assert_eq(inner.calls, 1);
@@ -299,10 +296,8 @@ Test(retry, without_a_copy_a_call_goes_without_retries) {
     rec_op_t r;
     wrap();
     fail_copies = 1;
-    inner.failures = 1;
-    inner.fail_status = CT_ECONNECT;
-    call(&r, 1);
-    H_RUN_UNTIL(r.calls);
+    fail_next(1, CT_ECONNECT, 0);
+    call_and_wait(&r, 1);
     cr_assert_eq(r.status, CT_ECONNECT);
     cr_assert_eq(inner.calls, 1);
     unwrap();
@@ -313,9 +308,7 @@ Test(retry, a_copy_that_fails_before_a_retry_leaves_the_previous_outcome) {
     ct_retry_config_t c = config();
     c.backoff_min_ms = c.backoff_max_ms = 20;
     wrap_with(&c);
-    inner.failures = 1;
-    inner.fail_status = CT_ECONNECT;
-    inner.fail_cause = UV_ECONNREFUSED;
+    fail_next(1, CT_ECONNECT, UV_ECONNREFUSED);
     call(&r, 1);
     h_turns(2);
     cr_assert_eq(inner.calls, 1);
@@ -332,8 +325,7 @@ Test(retry, a_copy_that_fails_before_a_retry_leaves_the_previous_outcome) {
 Test(retry, an_attempt_refused_at_once_is_an_attempt) {
     rec_op_t r;
     wrap();
-    inner.failures = 1;
-    inner.fail_status = CT_EOVERLOADED;
+    fail_next(1, CT_EOVERLOADED, 0);
     call(&r, 5);
     inner.refusals = 1;
     inner.refuse_status = CT_EOVERLOADED;
@@ -370,10 +362,8 @@ Test(retry, the_pause_doubles_between_attempts) {
     c.backoff_max_ms = 1000;
     c.max_attempts = 4;
     wrap_with(&c);
-    inner.failures = 3;
-    inner.fail_status = CT_ECONNECT;
-    call(&r, 1);
-    H_RUN_UNTIL(r.calls);
+    fail_next(3, CT_ECONNECT, 0);
+    call_and_wait(&r, 1);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(inner.calls, 4);
     /* drawn between half and all of 40, 80, 160 ms; the lower bounds are
@@ -395,9 +385,7 @@ Test(retry, the_budget_bounds_the_retries) {
     c.budget_min_per_s = 1;
     c.max_attempts = 2;
     wrap_with(&c);
-    inner.failures = 50; /* the first attempts; the retries are answered */
-    inner.fail_status = CT_ECONNECT;
-    inner.fail_cause = UV_ECONNREFUSED;
+    fail_next(50, CT_ECONNECT, UV_ECONNREFUSED); /* the first attempts; the retries are answered */
     for (i = 0; i < 50; i++)
         call(&r[i], (uint64_t)i);
     H_RUN_UNTIL(layer.busy == 0);
@@ -438,8 +426,7 @@ Test(retry, a_policy_can_retry_an_answer) {
     c.policy = retry_first_answer;
     policy_calls = 0;
     wrap_with(&c);
-    call(&r, 11);
-    H_RUN_UNTIL(r.calls);
+    call_and_wait(&r, 11);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(r.response_id, 11);
     cr_assert_eq(inner.calls, 2);
@@ -453,8 +440,7 @@ Test(retry, cancel_while_waiting_for_the_next_attempt) {
     ct_retry_config_t c = config();
     c.backoff_min_ms = c.backoff_max_ms = 10000;
     wrap_with(&c);
-    inner.failures = 1;
-    inner.fail_status = CT_ECONNECT;
+    fail_next(1, CT_ECONNECT, 0);
     call(&r, 1);
     h_turns(3);
     cr_assert_eq(inner.calls, 1);
@@ -518,8 +504,7 @@ Test(retry, shutdown_lets_retries_finish_then_shuts_the_inner_service_down) {
     ct_retry_config_t c = config();
     c.backoff_min_ms = c.backoff_max_ms = 30;
     wrap_with(&c);
-    inner.failures = 1;
-    inner.fail_status = CT_ECONNECT;
+    fail_next(1, CT_ECONNECT, 0);
     drained = 0;
     call(&r, 4);
     h_turns(2);
