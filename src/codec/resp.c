@@ -127,17 +127,42 @@ static int read_item(const uint8_t *data, size_t lim, size_t max, size_t *at, ct
     return CT_CODEC_FRAME;
 }
 
+/* Where the scan stopped, for the next call with more bytes, if it fits in
+ * c (not too deep, counts that fit); otherwise the next call starts over. */
+static void save_scan(ct_resp_codec_t *c, size_t at, int depth, const int64_t *waiting) {
+    int i;
+    c->codec.scan = 0;
+    if (depth >= CT_RESP_RESUME_DEPTH) return;
+    for (i = 0; i <= depth; i++) {
+        if (waiting[i] > (int64_t)UINT32_MAX) return;
+        c->resume_waiting[i] = (uint32_t)waiting[i];
+    }
+    c->resume_depth = (uint32_t)depth;
+    c->codec.scan = at;
+}
+
 /* One value at data[0..len), at most max bytes: CT_CODEC_FRAME with its size
- * in *size, CT_CODEC_NEED_MORE, or an error. */
-static int scan_value(const uint8_t *data, size_t len, size_t max, size_t *size) {
+ * in *size, CT_CODEC_NEED_MORE, or an error. With resume (decoding), a scan
+ * goes on where the last call with fewer of the same bytes stopped. */
+static int scan_value(const uint8_t *data, size_t len, size_t max, ct_resp_codec_t *resume,
+                      size_t *size) {
     int64_t waiting[MAX_DEPTH + 1];
     size_t at = 0, lim = len < max ? len : max;
-    int depth = 0, r;
+    int depth = 0, r, i;
     ct_resp_item_t it;
     waiting[0] = 1;
+    if (resume && resume->codec.scan > 0) {
+        at = resume->codec.scan;
+        depth = (int)resume->resume_depth;
+        for (i = 0; i <= depth; i++)
+            waiting[i] = resume->resume_waiting[i];
+    }
     for (;;) {
         r = read_item(data, lim, max, &at, &it);
-        if (r == CT_CODEC_NEED_MORE) return need_more(len, max);
+        if (r == CT_CODEC_NEED_MORE) {
+            if (resume) save_scan(resume, at, depth, waiting);
+            return need_more(len, max);
+        }
         if (r < 0) return r;
         /* an attribute comes with the value it describes: one more item */
         if (it.type == '|') it.n++;
@@ -165,7 +190,7 @@ int ct_resp_read(const uint8_t *p, size_t len, size_t *at, ct_resp_item_t *item)
 
 static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
     size_t size = 0;
-    int r = scan_value(data, len, codec->max_payload, &size);
+    int r = scan_value(data, len, codec->max_payload, (ct_resp_codec_t *)codec, &size);
     if (r != CT_CODEC_FRAME) return r;
     frame->payload_offset = 0;
     frame->payload_len = size;
@@ -178,7 +203,7 @@ static int resp_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, ui
     size_t size = 0;
     int r;
     if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
-    r = scan_value(payload, len, codec->max_payload, &size);
+    r = scan_value(payload, len, codec->max_payload, NULL, &size);
     if (r != CT_CODEC_FRAME || size != len) return CT_EINVAL; /* not exactly one value */
     memcpy(out, payload, len);
     *written = len;
@@ -195,6 +220,7 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->codec.prefix_be32 = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
+    c->resume_depth = 0;
 }
 
 /* "<type><n>\r\n" into out at *at, if it fits. */

@@ -5,7 +5,9 @@
  * second byte picks "\r\n" line ends for the line codec, or RESP instead of
  * the length codec. The
  * inline path for the common framing (prefix_be32) must answer exactly what
- * the codec's own functions answer. */
+ * the codec's own functions answer, and a codec that goes on from where its
+ * last call stopped (the line and RESP codecs do) must answer what one that
+ * starts over every time answers. */
 #include <ctower/codec/length.h>
 #include <ctower/codec/line.h>
 #include <ctower/codec/resp.h>
@@ -57,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ct_length_codec_t length;
         ct_line_codec_t line;
         ct_resp_codec_t resp;
-    } u, twin;
+    } u, twin, fresh;
     size_t at = 0, avail = 0;
     uint8_t opt;
     int is_resp = 0;
@@ -81,6 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* The same codec through its vtable only. */
     memcpy(&twin, &u, u.base.size);
     twin.base.prefix_be32 = 0;
+    memcpy(&fresh, &u, u.base.size);
     /* Feed the stream as reads of varying size, as a socket would. */
     while (at < size) {
         ct_frame_t f, tf;
@@ -89,6 +92,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (at + avail > size) avail = size - at;
         r = ct_codec_decode(&u.base, data + at, avail, &f);
         if (ct_codec_decode(&twin.base, data + at, avail, &tf) != r) abort();
+        if (r == CT_CODEC_FRAME && (tf.payload_offset != f.payload_offset ||
+                                    tf.payload_len != f.payload_len || tf.frame_len != f.frame_len))
+            abort();
+        ct_codec_reset(&fresh.base); /* forgets where it stopped: scans from the start */
+        if (ct_codec_decode(&fresh.base, data + at, avail, &tf) != r) abort();
         if (r == CT_CODEC_FRAME && (tf.payload_offset != f.payload_offset ||
                                     tf.payload_len != f.payload_len || tf.frame_len != f.frame_len))
             abort();

@@ -255,6 +255,42 @@ Test(codec, resp_values_of_every_type) {
     }
 }
 
+/* Values nested 1 to 12 deep (past the depth the codec can resume at),
+ * then a flat array of 5,000 items, fed a few bytes more each call without
+ * a reset in between, as a stream does: each is found whole, once all its
+ * bytes are there, and not before. */
+static void resp_fed_in_pieces(const char *v, size_t len, size_t step) {
+    ct_resp_codec_t c;
+    ct_frame_t f;
+    size_t avail;
+    ct_resp_codec_init(&c, 0);
+    for (avail = 0; avail < len; avail += step)
+        cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)v, avail, &f), CT_CODEC_NEED_MORE,
+                     "%zu of %zu bytes", avail, len);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)v, len, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.frame_len, len);
+}
+
+Test(codec, resp_a_value_that_arrives_in_pieces) {
+    static char v[64 * 1024];
+    size_t len, depth, i, step;
+    for (depth = 1; depth <= 12; depth++) { /* [[[... "abc" ...], +ok], +ok] */
+        len = 0;
+        for (i = 0; i < depth; i++)
+            len += (size_t)snprintf(v + len, sizeof v - len, "*2\r\n");
+        len += (size_t)snprintf(v + len, sizeof v - len, "$3\r\nabc\r\n");
+        for (i = 0; i < depth; i++)
+            len += (size_t)snprintf(v + len, sizeof v - len, "+ok\r\n");
+        for (step = 1; step <= 7; step += 3)
+            resp_fed_in_pieces(v, len, step);
+    }
+    len = (size_t)snprintf(v, sizeof v, "*5000\r\n");
+    for (i = 0; i < 5000; i++)
+        len += (size_t)snprintf(v + len, sizeof v - len, ":%zu\r\n", i);
+    resp_fed_in_pieces(v, len, 1000);
+    resp_fed_in_pieces(v, len, 1);
+}
+
 Test(codec, resp_malformed_and_too_large) {
     static const char *const malformed[] = {
         "PING\r\n",       /* an inline command */

@@ -19,6 +19,10 @@
  * Encoding takes a payload that is exactly one value, checked the same way
  * (CT_EINVAL otherwise), and writes it as it is.
  *
+ * A value that arrives over many reads is scanned once: the codec keeps
+ * where it stopped (up to 8 levels of nesting deep; deeper, it starts
+ * again), so a reply of many items costs the same however it is cut.
+ *
  * ct_resp_read() walks a value's bytes item by item, for a client that reads
  * its replies (no allocation, no tree: an aggregate says how many items
  * follow it, and the caller reads them in turn).
@@ -32,8 +36,15 @@
 extern "C" {
 #endif
 
+enum { CT_RESP_RESUME_DEPTH = 8 };
+
 typedef struct ct_resp_codec {
     ct_codec_t codec; /* first: a ct_resp_codec_t * is a ct_codec_t * */
+    /* private: where the scan of a value that has not all arrived stopped
+     * (codec.scan is its offset; 0: none), so that the next read goes on
+     * from there instead of scanning the value again from its start. */
+    uint32_t resume_depth;
+    uint32_t resume_waiting[CT_RESP_RESUME_DEPTH];
 } ct_resp_codec_t;
 
 /* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
