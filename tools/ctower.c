@@ -19,7 +19,8 @@ static void usage(FILE *f) {
                "--requests N]\n"
                "               [--threads N] [--reconnect] [--retry] [--json] [--command 'WORDS']\n"
                "  ctower proxy LISTEN BACKEND [--mode pipeline|multiplex] "
-               "[--codec length|line|crlf|resp] [--retry]\n"
+               "[--codec length|line|crlf|resp]\n"
+               "               [--timeout S] [--retry]\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
                "               [--] [MESSAGE ...]\n"
@@ -32,7 +33,8 @@ static void usage(FILE *f) {
                "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
                "call sends each MESSAGE (or each line of its input) and prints the answers.\n"
                "proxy sends the requests of every connection it accepts on LISTEN to BACKEND\n"
-               "over one shared connection (--retry: under a retry layer).\n");
+               "over one shared connection; each request must be answered within --timeout\n"
+               "seconds (default 5), and --retry puts a retry layer on top.\n");
 }
 
 int main(int argc, char **argv) {

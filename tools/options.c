@@ -34,7 +34,8 @@ static int takes(command_t cmd, const char *name) {
     int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
     if (cmd == CMD_SERVE) return common || strcmp(name, "--threads") == 0;
     if (cmd == CMD_CALL) return common || strcmp(name, "--timeout") == 0;
-    if (cmd == CMD_PROXY) return common || strcmp(name, "--retry") == 0;
+    if (cmd == CMD_PROXY)
+        return common || strcmp(name, "--retry") == 0 || strcmp(name, "--timeout") == 0;
     return strcmp(name, "--timeout") != 0;
 }
 

@@ -3,8 +3,9 @@
  * going back to the connection its request came from.
  *
  * It is a ctower service stack put together as a user would: a listener
- * whose service is a reconnecting client (ct_reconnect_t), under a retry
- * layer with --retry. The shared connection is pipelined or multiplexed
+ * whose service is a reconnecting client (ct_reconnect_t) under a timeout
+ * layer (each attempt must be answered within --timeout, 5 s by default),
+ * itself under a retry layer with --retry. The shared connection is pipelined or multiplexed
  * (--mode, as the backend speaks); in multiplex mode each client's tags are
  * kept by its connection's server and put back on the answers, while the
  * backend connection tags requests its own way.
@@ -33,8 +34,9 @@ typedef struct proxy {
     ct_loop_t ct;
     wire_t wire;
     ct_reconnect_t backend;
+    ct_timeout_t timeout;
     ct_retry_t retry;
-    ct_service_t *service; /* &backend.service, or &retry.service */
+    ct_service_t *service; /* &timeout.service, or &retry.service */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm;
 } proxy_t;
@@ -72,9 +74,11 @@ static int resp_error_reply(ct_server_t *srv, int status, void **response) {
     return *response ? 0 : status;
 }
 
-/* The backend client, under a retry layer with --retry; 0 or an error. */
+/* The backend client under its timeout layer, and a retry layer with
+ * --retry; 0 or an error. */
 static int backend_init(proxy_t *p, const options_t *o) {
     ct_reconnect_config_t rc = {0};
+    ct_timeout_config_t timeout = {0};
     ct_retry_config_t retry = {0};
     int r;
     rc.multiplex = o->multiplex;
@@ -84,14 +88,20 @@ static int backend_init(proxy_t *p, const options_t *o) {
     rc.connect_timeout_ms = 5000;
     r = ct_reconnect_init(&p->backend, &p->ct, o->backend, &p->wire.stream, &rc);
     if (r != 0) return r;
-    p->service = &p->backend.service;
+    timeout.timeout_ms = (uint64_t)(o->timeout_s * 1000 + 0.5);
+    timeout.max_in_flight = BACKEND_IN_FLIGHT;
+    timeout.free_msg = ct_buf_pool_free_msg;
+    timeout.free_ctx = &p->wire.pool;
+    r = ct_timeout_init(&p->timeout, &p->ct, &p->backend.service, &timeout);
+    if (r != 0) return r;
+    p->service = &p->timeout.service;
     if (!o->retry) return 0;
     retry.copy = ct_buf_pool_copy_msg;
     retry.copy_ctx = &p->wire.pool;
     retry.free_msg = ct_buf_pool_free_msg;
     retry.free_ctx = &p->wire.pool;
     retry.max_in_flight = BACKEND_IN_FLIGHT;
-    r = ct_retry_init(&p->retry, &p->ct, &p->backend.service, &retry);
+    r = ct_retry_init(&p->retry, &p->ct, &p->timeout.service, &retry);
     if (r == 0) p->service = &p->retry.service;
     return r;
 }
@@ -115,7 +125,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
 static int check_options(const options_t *o) {
     if (!o->address || !o->backend) {
         fprintf(stderr, "usage: ctower proxy LISTEN BACKEND [--mode pipeline|multiplex]"
-                        " [--codec length|line|crlf|resp] [--retry]\n");
+                        " [--codec length|line|crlf|resp] [--timeout S] [--retry]\n");
         return 2;
     }
     if (o->multiplex && (o->line_codec || o->resp)) {
@@ -154,8 +164,8 @@ int proxy_main(const options_t *o) {
     uv_signal_start(&p.sigterm, on_signal, SIGTERM);
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
-    fprintf(stderr, "ctower proxy: %s on %s to %s (%s codec%s)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, o->backend, codec_name(o),
+    fprintf(stderr, "ctower proxy: %s on %s to %s (%s codec, %g s timeout%s)\n",
+            o->multiplex ? "multiplex" : "pipeline", text, o->backend, codec_name(o), o->timeout_s,
             o->retry ? ", retrying" : "");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_buf_pool_destroy(&p.wire.pool);

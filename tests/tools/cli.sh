@@ -7,8 +7,8 @@ ctower=$1
 tmp=$(mktemp -d)
 server_pid=
 proxy_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+cleanup() { # (a server the test stopped with SIGSTOP must be continued to die)
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && kill -CONT "$server_pid" 2>/dev/null
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
   rm -rf "$tmp"
 }
@@ -255,7 +255,7 @@ for mode in pipeline multiplex; do
   addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') ||
     fail "serve did not listen: $(cat "$tmp/serve.log")"
   # shellcheck disable=SC2086 # retry is one word or none
-  "$ctower" proxy tcp://127.0.0.1:0 "$addr" --mode "$mode" $retry 2>"$tmp/proxy.log" &
+  "$ctower" proxy tcp://127.0.0.1:0 "$addr" --mode "$mode" --timeout 0.5 $retry 2>"$tmp/proxy.log" &
   proxy_pid=$!
   paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') ||
     fail "proxy did not listen: $(cat "$tmp/proxy.log")"
@@ -265,6 +265,13 @@ for mode in pipeline multiplex; do
   seq 1 300 | "$ctower" call "$paddr" --mode "$mode" >"$tmp/out" 2>"$tmp/err" ||
     fail "call through proxy, $mode: $(cat "$tmp/err")"
   seq 1 300 | cmp -s - "$tmp/out" || fail "call through proxy, $mode: answers out of order or missing"
+  # A backend that stops answering: the proxy gives up on the request after
+  # its --timeout, well before the caller's own 5 s.
+  kill -STOP "$server_pid"
+  start=$(date +%s%N)
+  expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
+  (($(date +%s%N) - start < 3000000000)) || fail "proxy, $mode: a silent backend held the call"
+  kill -CONT "$server_pid"
   stop server_pid
   expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
   stop proxy_pid "$tmp/proxy.log"
