@@ -12,7 +12,11 @@
  *
  * With --codec resp it is a Redis proxy: a command that fails on the way to
  * the backend (down, refused, broken) is answered with an error reply,
- * "-ERR ctower proxy: ...", and the client's connection stays. With the other
+ * "-ERR ctower proxy: ...", and the client's connection stays. Clients may
+ * send commands only (arrays of bulk strings, what Redis's clients send):
+ * anything else ends that client's connection instead of reaching the
+ * shared one, where Redis would answer it with no reply, or two, and shift
+ * every later reply onto the wrong request (ct_resp_codec_init_commands). With the other
  * codecs, which have no way to say "error", such a failure closes the
  * client's connection after the answers before it. Commands that change a
  * connection's state (SELECT, MULTI, SUBSCRIBE, blocking pops) do not belong
@@ -33,6 +37,7 @@ typedef struct proxy {
     uv_loop_t uv;
     ct_loop_t ct;
     wire_t wire;
+    ct_resp_codec_t commands; /* --codec resp: what clients may send */
     ct_reconnect_t backend;
     ct_timeout_t timeout;
     ct_retry_t retry;
@@ -111,6 +116,10 @@ static int listener_init(proxy_t *p, const options_t *o) {
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
     cfg.stream = p->wire.stream;
+    if (o->resp) {
+        ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload);
+        cfg.stream.codec = &p->commands.codec;
+    }
     cfg.server.max_in_flight = PER_CONNECTION;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &p->wire.pool;

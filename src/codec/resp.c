@@ -188,10 +188,30 @@ int ct_resp_read(const uint8_t *p, size_t len, size_t *at, ct_resp_item_t *item)
     return r == CT_EFRAMETOOLARGE ? CT_EMALFORMED : r; /* no limit: only nonsense */
 }
 
+/* Whether the value data[0..size) is a command: an array of one or more
+ * bulk strings, none of them null. */
+static int is_command(const uint8_t *data, size_t size) {
+    ct_resp_item_t it;
+    size_t at = 0;
+    int64_t i, n;
+    if (read_item(data, size, size, &at, &it) != CT_CODEC_FRAME || it.type != '*' || it.null ||
+        it.n < 1)
+        return 0;
+    n = it.n;
+    for (i = 0; i < n; i++)
+        if (read_item(data, size, size, &at, &it) != CT_CODEC_FRAME || it.type != '$' || it.null)
+            return 0;
+    return at == size;
+}
+
 static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
+    ct_resp_codec_t *c = (ct_resp_codec_t *)codec;
     size_t size = 0;
-    int r = scan_value(data, len, codec->max_payload, (ct_resp_codec_t *)codec, &size);
+    int r;
+    if (c->commands_only && len > 0 && data[0] != '*') return CT_EMALFORMED; /* at once */
+    r = scan_value(data, len, codec->max_payload, c, &size);
     if (r != CT_CODEC_FRAME) return r;
+    if (c->commands_only && !is_command(data, size)) return CT_EMALFORMED;
     frame->payload_offset = 0;
     frame->payload_len = size;
     frame->frame_len = size;
@@ -221,6 +241,12 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->codec.error = 0;
     c->codec.scan = 0;
     c->resume_depth = 0;
+    c->commands_only = 0;
+}
+
+void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload) {
+    ct_resp_codec_init(c, max_payload);
+    c->commands_only = 1;
 }
 
 /* "<type><n>\r\n" into out at *at, if it fits. */

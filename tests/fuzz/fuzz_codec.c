@@ -3,7 +3,8 @@
  * the input too, the way reads arrive. Every frame found must lie inside the
  * bytes given, and a frame re-encoded must decode to the same payload. The
  * second byte picks "\r\n" line ends for the line codec, or RESP instead of
- * the length codec. The
+ * the length codec (and then, with its bit 4, RESP for commands only, whose
+ * every frame must be an array of bulk strings). The
  * inline path for the common framing (prefix_be32) must answer exactly what
  * the codec's own functions answer, and a codec that goes on from where its
  * last call stopped (the line and RESP codecs do) must answer what one that
@@ -73,7 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         else
             ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
     } else if (data[-1] & 2) { /* the second byte: RESP */
-        ct_resp_codec_init(&u.resp, 1 + (size_t)(opt >> 1) * 16);
+        if (data[-1] & 4)
+            ct_resp_codec_init_commands(&u.resp, 1 + (size_t)(opt >> 1) * 16);
+        else
+            ct_resp_codec_init(&u.resp, 1 + (size_t)(opt >> 1) * 16);
         is_resp = 1;
     } else {
         ct_length_codec_config_t cfg = {field_sizes[(opt >> 1) & 3], (opt >> 3) & 1,
@@ -112,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (is_resp) { /* the reader agrees with the codec */
             size_t end = 0;
             if (walk_resp(data + at, f.frame_len, &end) != 0 || end != f.frame_len) abort();
+            if (u.resp.commands_only && data[at] != '*') abort(); /* commands are arrays */
         }
         check_roundtrip(&u.base, &twin.base, data + at + f.payload_offset, f.payload_len);
         at += f.frame_len;

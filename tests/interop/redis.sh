@@ -19,6 +19,7 @@ proxy_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+  [ -n "${bad_pid:-}" ] && kill "$bad_pid" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -102,6 +103,35 @@ out=$("$ctower" call "unix://$psock" --codec resp "SET proxied yes" "GET proxied
   --depth 16 --requests 20000 --json >"$tmp/bench.json" || fail "bench through the proxy: $(cat "$tmp/bench.json")"
 out=$(resp "GET proxied:n")
 [ "$out" = "20000" ] || fail "through the proxy the counter is '$out' after 20,000 INCRs"
+# A client that sends what is not a command (an inline command, a bulk
+# string alone) loses its own connection: it never reaches the shared one,
+# where Redis would answer it with no reply or with two. The others go on.
+"$ctower" call "unix://$psock" --codec crlf --timeout 5 PING >/dev/null 2>&1 &&
+  fail "an inline command went through the proxy"
+"$ctower" call "unix://$psock" --codec crlf --timeout 5 '$5' hello >/dev/null 2>&1 &&
+  fail "a bulk string alone went through the proxy"
+# ... even while other clients keep the shared connection busy: each of
+# their ECHOs gets its own reply (Redis reads "$5\r\nhello\r\n" as two
+# inline commands and answers both: passed on, that would shift every later
+# reply onto the wrong request).
+bad_clients() {
+  for _ in $(seq 300); do
+    "$ctower" call "unix://$psock" --codec crlf --timeout 0.01 '$5' hello >/dev/null 2>&1
+  done
+}
+(bad_clients & bad_clients & bad_clients & wait) &
+bad_pid=$!
+for round in $(seq 30); do
+  seq 5000 | sed 's/^/ECHO /' | "$ctower" call "unix://$psock" --codec resp >"$tmp/echoes" ||
+    fail "ECHO x 5000 beside bad clients, round $round: exit $?"
+  seq 5000 | cmp -s - "$tmp/echoes" ||
+    fail "ECHO x 5000 beside bad clients, round $round: replies out of place: $(seq 5000 | cmp - "$tmp/echoes")"
+done
+pkill -P "$bad_pid" 2>/dev/null
+kill "$bad_pid" 2>/dev/null
+wait "$bad_pid" 2>/dev/null
+bad_pid=
+
 if command -v redis-benchmark >/dev/null; then
   redis-benchmark -s "$psock" -c 10 -P 8 -n 20000 -q -t ping_mbulk,set,get >"$tmp/rb.out" 2>&1 ||
     fail "redis-benchmark through the proxy: $(cat "$tmp/rb.out")"

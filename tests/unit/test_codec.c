@@ -291,6 +291,32 @@ Test(codec, resp_a_value_that_arrives_in_pieces) {
     resp_fed_in_pieces(v, len, 1);
 }
 
+/* For a server's side: commands only, as Redis reads them. */
+Test(codec, resp_commands_only) {
+    static const char *const commands[] = {"*1\r\n$4\r\nPING\r\n",
+                                           "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"};
+    static const char *const others[] = {"+OK\r\n",           ":1\r\n",
+                                         "$5\r\nhello\r\n",   "*0\r\n",
+                                         "*-1\r\n",           "*1\r\n:1\r\n",
+                                         "*1\r\n$-1\r\n",     "*1\r\n*1\r\n$1\r\na\r\n",
+                                         "PING\r\n",          "%1\r\n$1\r\na\r\n$1\r\nb\r\n",
+                                         "~1\r\n$1\r\na\r\n", "_\r\n"};
+    ct_resp_codec_t c;
+    size_t i, n;
+    ct_resp_codec_init_commands(&c, 0);
+    for (i = 0; i < sizeof commands / sizeof *commands; i++) {
+        cr_assert_eq(resp_frame(&c, commands[i], strlen(commands[i]), &n), CT_CODEC_FRAME);
+        cr_assert_eq(n, strlen(commands[i]));
+    }
+    for (i = 0; i < sizeof others / sizeof *others; i++)
+        cr_assert_eq(resp_frame(&c, others[i], strlen(others[i]), &n), CT_EMALFORMED, "%s",
+                     others[i]);
+    /* not a command from its first byte: refused before the rest arrives */
+    cr_assert_eq(resp_frame(&c, "$100000\r\n", 10, &n), CT_EMALFORMED);
+    ct_resp_codec_init(&c, 0); /* the ordinary codec takes them all but the inline one */
+    cr_assert_eq(resp_frame(&c, others[2], strlen(others[2]), &n), CT_CODEC_FRAME);
+}
+
 Test(codec, resp_malformed_and_too_large) {
     static const char *const malformed[] = {
         "PING\r\n",       /* an inline command */

@@ -45,10 +45,21 @@ typedef struct ct_resp_codec {
      * from there instead of scanning the value again from its start. */
     uint32_t resume_depth;
     uint32_t resume_waiting[CT_RESP_RESUME_DEPTH];
+    int commands_only; /* ct_resp_codec_init_commands() */
 } ct_resp_codec_t;
 
 /* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
 void ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
+
+/* Likewise, for the side of a server or a proxy that reads commands: every
+ * frame decoded must be a command as Redis reads one, an array of one or
+ * more bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), and anything else
+ * is CT_EMALFORMED, which ends the connection. Redis itself answers other
+ * input with no reply (an empty array), with two (a bulk string read as
+ * inline commands) or by closing the connection: passed on over a
+ * connection that several clients share, it would hand later replies to the
+ * wrong requests. Encoding is as ct_resp_codec_init()'s. */
+void ct_resp_codec_init_commands(ct_resp_codec_t *codec, size_t max_payload);
 
 /* One item of a value: a scalar, or an aggregate's header. */
 typedef struct ct_resp_item {
