@@ -16,7 +16,10 @@
  * send commands only (arrays of bulk strings, what Redis's clients send):
  * anything else ends that client's connection instead of reaching the
  * shared one, where Redis would answer it with no reply, or two, and shift
- * every later reply onto the wrong request (ct_resp_codec_init_commands). With the other
+ * every later reply onto the wrong request (ct_resp_codec_init_commands).
+ * For the same reason the commands that do that, or that would take the
+ * shared connection over (SUBSCRIBE, MONITOR, MULTI, SELECT, BLPOP, ...),
+ * are answered with an error reply by the proxy itself (redis_filter.h). With the other
  * codecs, which have no way to say "error", such a failure closes the
  * client's connection after the answers before it. Commands that change a
  * connection's state (SELECT, MULTI, SUBSCRIBE, blocking pops) do not belong
@@ -26,6 +29,7 @@
  * SIGINT or SIGTERM: stop accepting, answer what was read (5 s at most),
  * then close the backend connection. */
 #include "proxy.h"
+#include "redis_filter.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -41,7 +45,8 @@ typedef struct proxy {
     ct_reconnect_t backend;
     ct_timeout_t timeout;
     ct_retry_t retry;
-    ct_service_t *service; /* &timeout.service, or &retry.service */
+    redis_filter_t filter; /* --codec resp */
+    ct_service_t *service; /* the top of the stack: filter, retry or timeout */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm;
 } proxy_t;
@@ -111,6 +116,15 @@ static int backend_init(proxy_t *p, const options_t *o) {
     return r;
 }
 
+/* The whole stack under the listener: for Redis, the filter on top. */
+static int stack_init(proxy_t *p, const options_t *o) {
+    int r = backend_init(p, o);
+    if (r != 0 || !o->resp) return r;
+    redis_filter_init(&p->filter, &p->ct, p->service, &p->wire.pool);
+    p->service = &p->filter.service;
+    return 0;
+}
+
 static int listener_init(proxy_t *p, const options_t *o) {
     ct_listener_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -153,7 +167,7 @@ int proxy_main(const options_t *o) {
     uv_loop_init(&p.uv);
     ct_loop_init(&p.ct, &p.uv);
     wire_init(&p.wire, o, POOL_BUF);
-    if ((r = backend_init(&p, o)) != 0) {
+    if ((r = stack_init(&p, o)) != 0) {
         fprintf(stderr, "ctower proxy: backend %s: %s\n", o->backend, ct_strerror(r));
         return 2;
     }

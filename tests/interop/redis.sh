@@ -103,6 +103,15 @@ out=$("$ctower" call "unix://$psock" --codec resp "SET proxied yes" "GET proxied
   --depth 16 --requests 20000 --json >"$tmp/bench.json" || fail "bench through the proxy: $(cat "$tmp/bench.json")"
 out=$(resp "GET proxied:n")
 [ "$out" = "20000" ] || fail "through the proxy the counter is '$out' after 20,000 INCRs"
+# Commands that would break or take over the shared connection are answered
+# by the proxy itself; the others go through around them.
+out=$("$ctower" call "unix://$psock" --codec resp "SUBSCRIBE ch" "CLIENT REPLY OFF" "SELECT 1" \
+  "MULTI" "BLPOP l 0" "XREAD BLOCK 0 STREAMS s 0" "ECHO still" | sed 's/ is not served.*//' | paste -sd '|')
+want='(error) ERR ctower proxy: SUBSCRIBE|(error) ERR ctower proxy: CLIENT|(error) ERR ctower proxy: SELECT'
+want+='|(error) ERR ctower proxy: MULTI|(error) ERR ctower proxy: BLPOP'
+want+='|(error) ERR ctower proxy: XREAD BLOCK|still'
+[ "$out" = "$want" ] || fail "commands the proxy answers itself: '$out'"
+
 # A client that sends what is not a command (an inline command, a bulk
 # string alone) loses its own connection: it never reaches the shared one,
 # where Redis would answer it with no reply or with two. The others go on.

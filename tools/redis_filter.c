@@ -1,0 +1,111 @@
+/* The Redis commands `ctower proxy --codec resp` answers itself instead of
+ * passing them on: those that break, or take over, the one connection all
+ * its clients share. */
+#include "redis_filter.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* Commands after which Redis sends no reply, or more than one (the
+ * subscriptions, MONITOR, replication, CLIENT REPLY), or changes the
+ * protocol (HELLO, RESET): every later reply would reach the wrong client.
+ * Then the ones that hold the connection's state (a database, a
+ * transaction, a login) or block it for everyone, and QUIT, which closes it. */
+static const char *const refused[] = {
+    "SUBSCRIBE",  "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+    "MONITOR",    "SYNC",       "PSYNC",      "CLIENT",      "HELLO",        "RESET",
+    "SELECT",     "MULTI",      "EXEC",       "DISCARD",     "WATCH",        "UNWATCH",
+    "AUTH",       "READONLY",   "READWRITE",  "QUIT",        "BLPOP",        "BRPOP",
+    "BRPOPLPUSH", "BLMOVE",     "BLMPOP",     "BZPOPMIN",    "BZPOPMAX",     "BZMPOP",
+    "WAIT",       "WAITAOF",
+};
+
+/* Whether the argument item equals word, in any case. */
+static int is_word(const ct_resp_item_t *item, const char *word) {
+    size_t n = strlen(word);
+    return item->len == n && strncasecmp((const char *)item->str, word, n) == 0;
+}
+
+/* The command's name if the proxy must not pass it on, else NULL. The
+ * request is a command the codec checked (ct_resp_codec_init_commands). */
+static const char *refused_name(const ct_buf_t *request) {
+    const uint8_t *p = (const uint8_t *)request->base;
+    ct_resp_item_t head, name, arg;
+    size_t at = 0, i;
+    int64_t k;
+    if (ct_resp_read(p, request->len, &at, &head) != 0 || head.n < 1 ||
+        ct_resp_read(p, request->len, &at, &name) != 0)
+        return NULL;
+    for (i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (is_word(&name, refused[i])) return refused[i];
+    /* XREAD and XREADGROUP block only when asked to */
+    if (!is_word(&name, "XREAD") && !is_word(&name, "XREADGROUP")) return NULL;
+    for (k = 1; k < head.n; k++)
+        if (ct_resp_read(p, request->len, &at, &arg) == 0 && is_word(&arg, "BLOCK"))
+            return is_word(&name, "XREAD") ? "XREAD BLOCK" : "XREADGROUP BLOCK";
+    return NULL;
+}
+
+/* ---- the service: the caller's op goes to the inner service as it is ------- */
+
+static int filter_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    return ct_service_poll_ready(((redis_filter_t *)svc)->inner, waker);
+}
+
+static int filter_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    redis_filter_t *f = (redis_filter_t *)svc;
+    const char *name = refused_name(request);
+    char text[160];
+    ct_buf_t *reply;
+    int n;
+    if (!name) return f->inner->vtable->call(f->inner, request, op);
+    n = snprintf(text, sizeof text,
+                 "-ERR ctower proxy: %s is not served through a connection that clients share\r\n",
+                 name);
+    reply = ct_buf_from(text, (size_t)n);
+    ct_buf_pool_put(f->pool, request);
+    ct_op_complete(op, reply ? 0 : UV_ENOMEM, 0, reply);
+    return 0;
+}
+
+/* Only ops the inner service holds can still be canceled: a refused
+ * command's op completed at once. */
+static void filter_cancel(ct_service_t *svc, ct_op_t *op) {
+    redis_filter_t *f = (redis_filter_t *)svc;
+    f->inner->vtable->cancel(f->inner, op);
+}
+
+static void filter_release(ct_service_t *svc) {
+    ct_service_release(((redis_filter_t *)svc)->inner);
+}
+
+static void on_inner_shutdown(ct_service_t *inner, int status) {
+    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
+}
+
+static int filter_shutdown(ct_service_t *svc) {
+    return ct_service_shutdown(((redis_filter_t *)svc)->inner, on_inner_shutdown);
+}
+
+static void on_inner_closed(ct_service_t *inner) {
+    ct_service_closed((ct_service_t *)inner->owner);
+}
+
+static void filter_close(ct_service_t *svc) {
+    redis_filter_t *f = (redis_filter_t *)svc;
+    if (ct_service_close(f->inner, on_inner_closed) < 0) ct_service_closed(svc);
+}
+
+static const ct_service_vtable_t filter_vtable = {
+    filter_poll_ready, filter_call,  filter_cancel, filter_release,
+    filter_shutdown,   filter_close, NULL,
+};
+
+void redis_filter_init(redis_filter_t *f, ct_loop_t *loop, ct_service_t *inner,
+                       ct_buf_pool_t *pool) {
+    ct_service_init(&f->service, loop, &filter_vtable);
+    f->inner = inner;
+    f->pool = pool;
+    inner->owner = f;
+}
