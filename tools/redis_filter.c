@@ -11,14 +11,20 @@
  * subscriptions, MONITOR, replication, CLIENT REPLY), or changes the
  * protocol (HELLO, RESET): every later reply would reach the wrong client.
  * Then the ones that hold the connection's state (a database, a
- * transaction, a login) or block it for everyone, and QUIT, which closes it. */
-static const char *const refused[] = {
-    "SUBSCRIBE",  "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
-    "MONITOR",    "SYNC",       "PSYNC",      "CLIENT",      "HELLO",        "RESET",
-    "SELECT",     "MULTI",      "EXEC",       "DISCARD",     "WATCH",        "UNWATCH",
-    "AUTH",       "READONLY",   "READWRITE",  "QUIT",        "BLPOP",        "BRPOP",
-    "BRPOPLPUSH", "BLMOVE",     "BLMPOP",     "BZPOPMIN",    "BZPOPMAX",     "BZMPOP",
-    "WAIT",       "WAITAOF",
+ * transaction, a login) or block it for everyone, and QUIT, which closes it.
+ * By length, so that a command is compared with few names (none for the
+ * three-letter ones, GET, SET, DEL): this runs for every request. */
+enum { LONGEST = 12 };
+static const char *const refused_by_length[LONGEST + 1][8] = {
+    [4] = {"SYNC", "EXEC", "AUTH", "QUIT", "WAIT"},
+    [5] = {"PSYNC", "HELLO", "RESET", "MULTI", "WATCH", "BLPOP", "BRPOP"},
+    [6] = {"CLIENT", "SELECT", "BLMOVE", "BLMPOP", "BZMPOP"},
+    [7] = {"MONITOR", "DISCARD", "UNWATCH", "WAITAOF"},
+    [8] = {"READONLY", "BZPOPMIN", "BZPOPMAX"},
+    [9] = {"SUBSCRIBE", "READWRITE"},
+    [10] = {"PSUBSCRIBE", "SSUBSCRIBE", "BRPOPLPUSH"},
+    [11] = {"UNSUBSCRIBE"},
+    [12] = {"PUNSUBSCRIBE", "SUNSUBSCRIBE"},
 };
 
 /* Whether the argument item equals word, in any case. */
@@ -27,24 +33,33 @@ static int is_word(const ct_resp_item_t *item, const char *word) {
     return item->len == n && strncasecmp((const char *)item->str, word, n) == 0;
 }
 
+/* XREAD and XREADGROUP block only when asked to: their name, with " BLOCK",
+ * if one of the n - 1 arguments after the name (at *at) is BLOCK. */
+static const char *blocking_read(const uint8_t *p, size_t len, size_t *at,
+                                 const ct_resp_item_t *name, int64_t n) {
+    ct_resp_item_t arg;
+    int64_t k;
+    if (!is_word(name, "XREAD") && !is_word(name, "XREADGROUP")) return NULL;
+    for (k = 1; k < n; k++)
+        if (ct_resp_read(p, len, at, &arg) == 0 && is_word(&arg, "BLOCK"))
+            return name->len == 5 ? "XREAD BLOCK" : "XREADGROUP BLOCK";
+    return NULL;
+}
+
 /* The command's name if the proxy must not pass it on, else NULL. The
  * request is a command the codec checked (ct_resp_codec_init_commands). */
 static const char *refused_name(const ct_buf_t *request) {
     const uint8_t *p = (const uint8_t *)request->base;
-    ct_resp_item_t head, name, arg;
+    ct_resp_item_t head, name;
     size_t at = 0, i;
-    int64_t k;
     if (ct_resp_read(p, request->len, &at, &head) != 0 || head.n < 1 ||
-        ct_resp_read(p, request->len, &at, &name) != 0)
+        ct_resp_read(p, request->len, &at, &name) != 0 || name.len > LONGEST)
         return NULL;
-    for (i = 0; i < sizeof refused / sizeof *refused; i++)
-        if (is_word(&name, refused[i])) return refused[i];
-    /* XREAD and XREADGROUP block only when asked to */
-    if (!is_word(&name, "XREAD") && !is_word(&name, "XREADGROUP")) return NULL;
-    for (k = 1; k < head.n; k++)
-        if (ct_resp_read(p, request->len, &at, &arg) == 0 && is_word(&arg, "BLOCK"))
-            return is_word(&name, "XREAD") ? "XREAD BLOCK" : "XREADGROUP BLOCK";
-    return NULL;
+    for (i = 0; refused_by_length[name.len][i]; i++)
+        if (strncasecmp((const char *)name.str, refused_by_length[name.len][i], name.len) == 0)
+            return refused_by_length[name.len][i];
+    return name.len == 5 || name.len == 10 ? blocking_read(p, request->len, &at, &name, head.n)
+                                           : NULL;
 }
 
 /* ---- the service: the caller's op goes to the inner service as it is ------- */

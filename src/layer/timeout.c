@@ -50,18 +50,27 @@ static void on_timer(uv_timer_t *timer) {
     arm(t);
 }
 
+/* The inner op's callback runs on a stack no caller of the layer is on, so
+ * the caller's callback runs right here (ct_op_complete_now), after the
+ * entry is back: it may call again. The timer is left as it is unless
+ * nothing is left to time: if it fires for a deadline that is gone, on_timer
+ * finds nothing expired and sets it for the next one, which is cheaper than
+ * setting it again at every answer. */
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_timeout_t *t = e->layer;
-    if (e->outer) {
-        answer(e, status, op->cause, response);
-        arm(t);
+    ct_op_t *outer = e->outer;
+    if (outer) {
+        e->outer = NULL;
+        ct_list_remove(&e->link);
+        if (ct_list_empty(&t->by_deadline)) uv_timer_stop(&t->timer);
     } else if (response && t->free_msg) {
         t->free_msg(response, t->free_ctx); /* nobody waits for it any more */
     }
     ct_list_push_back(&t->free_entries, &e->link);
     t->busy--;
-    ct_waitq_wake_all(&t->waiters);
+    if (!ct_waitq_empty(&t->waiters)) ct_waitq_wake_all(&t->waiters);
+    if (outer) ct_op_complete_now(outer, status, op->cause, response);
 }
 
 static int timeout_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
