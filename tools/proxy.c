@@ -111,6 +111,8 @@ static int backend_init(proxy_t *p, const options_t *o) {
     retry.free_msg = ct_buf_pool_free_msg;
     retry.free_ctx = &p->wire.pool;
     retry.max_in_flight = BACKEND_IN_FLIGHT;
+    /* a pipelined client's commands may depend on the ones before them */
+    retry.keep_order = !o->multiplex;
     r = ct_retry_init(&p->retry, &p->ct, &p->timeout.service, &retry);
     if (r == 0) p->service = &p->retry.service;
     return r;

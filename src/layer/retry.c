@@ -22,6 +22,7 @@ typedef struct ct_retry_entry {
     int last_status; /* the outcome of the attempt that is being tried again */
     int last_cause;
     uint64_t due;   /* while waiting: when the next attempt starts */
+    uint64_t seq;   /* call order */
     ct_link_t link; /* in waiting, or alone */
     ct_retry_t *layer;
 } entry_t;
@@ -117,16 +118,29 @@ static void arm(ct_retry_t *t) {
     uv_timer_start(&t->timer, on_timer, first->due > now ? first->due - now : 0, 0);
 }
 
-/* Puts e in the waiting list, in order of due (it usually goes last). */
-static void wait_for_next_attempt(ct_retry_t *t, entry_t *e) {
+/* Whether a waits behind b: by when it is due, or with keep_order by call
+ * order (on_timer then stops at the first call not due yet, and the ones
+ * behind it wait for it). */
+static int behind(const ct_retry_t *t, const entry_t *a, const entry_t *b) {
+    return t->cfg.keep_order ? a->seq > b->seq : a->due >= b->due;
+}
+
+/* Puts e in the waiting list, due at the given time, in its place (it
+ * usually goes last). */
+static void wait_until(ct_retry_t *t, entry_t *e, uint64_t due) {
     ct_link_t *at = t->waiting.prev;
-    e->due = uv_now(t->service.loop->uv) +
-             ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
-    while (at != &t->waiting && CT_CONTAINER_OF(at, entry_t, link)->due > e->due)
+    e->due = due;
+    while (at != &t->waiting && !behind(t, e, CT_CONTAINER_OF(at, entry_t, link)))
         at = at->prev;
     ct_list_push_back(at->next, &e->link); /* before at's successor: after at */
     e->waiting = 1;
     if (t->waiting.next == &e->link) arm(t);
+}
+
+static void wait_for_next_attempt(ct_retry_t *t, entry_t *e) {
+    uint64_t pause =
+        ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
+    wait_until(t, e, uv_now(t->service.loop->uv) + pause);
 }
 
 /* ---- attempts --------------------------------------------------------------- */
@@ -191,8 +205,7 @@ static void attempt(ct_retry_t *t, entry_t *e) {
         finish(e, e->last_status, e->last_cause, NULL);
         return;
     }
-    e->attempts++;
-    t->counts.retries++;
+    if (e->attempts++ > 0) t->counts.retries++; /* (0: a call queued by keep_order) */
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) { /* nothing started, and the copy is still ours */
         free_msg(t, request);
@@ -226,6 +239,22 @@ static int retry_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return ct_service_poll_ready(t->inner, waker);
 }
 
+/* keep_order, with calls waiting: a new call waits behind them, its request
+ * kept as the one its attempts are copied from. */
+static int queue_behind(ct_retry_t *t, entry_t *e, void *request, ct_op_t *op) {
+    t->bucket_calls[bucket(t)]++;
+    e->original = request;
+    e->outer = op;
+    e->attempts = 0;
+    e->last_status = UV_ENOMEM; /* what it ends with if no copy can be made */
+    e->last_cause = 0;
+    e->seq = t->next_seq++;
+    op->slot = e->index;
+    t->busy++;
+    wait_until(t, e, uv_now(t->service.loop->uv));
+    return 0;
+}
+
 static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_retry_t *t = (ct_retry_t *)svc;
     entry_t *e;
@@ -236,6 +265,7 @@ static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
         return 0;
     }
     e = t->free_entries[--t->nfree];
+    if (t->cfg.keep_order && !ct_list_empty(&t->waiting)) return queue_behind(t, e, request, op);
     e->original = t->cfg.max_attempts > 1 ? t->cfg.copy(request, t->cfg.copy_ctx) : NULL;
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
@@ -247,6 +277,7 @@ static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
     t->bucket_calls[bucket(t)]++;
     e->outer = op;
     e->attempts = 1;
+    e->seq = t->next_seq++;
     op->slot = e->index;
     t->busy++;
     return 0;

@@ -22,6 +22,7 @@ typedef struct flaky {
     int nheld;
     int calls;
     uint64_t call_ns[16]; /* when each call came */
+    uint64_t ids[64];     /* which request each call carried */
     uint64_t last_id;
     int shutdowns;
 } flaky_t;
@@ -41,6 +42,7 @@ static int flaky_call(ct_service_t *svc, void *req, ct_op_t *op) {
         return f->refuse_status; /* nothing started: req stays the caller's */
     }
     if (f->calls < 16) f->call_ns[f->calls] = uv_hrtime();
+    if (f->calls < 64) f->ids[f->calls] = tmsg_id(req);
     f->calls++;
     f->last_id = tmsg_id(req);
     if (f->failures > 0) {
@@ -575,7 +577,7 @@ Test(retry, buffers_copy_with_and_without_a_pool) {
  * and are not retried), with pauses of 1-2 ms: every op completes exactly
  * once, with its own request's answer, CT_ECANCELED, or the failure its
  * last attempt met; nothing leaks (the teardown counts messages). */
-static void random_run(unsigned seed) {
+static void random_run(unsigned seed, int keep_order) {
     enum { OPS = 400 };
     static rec_op_t r[OPS];
     static const int outcomes[] = {0, 0, CT_ECONNECT, CT_EOVERLOADED, CT_ERECVBROKEN};
@@ -584,6 +586,7 @@ static void random_run(unsigned seed) {
     c.max_in_flight = 32;
     c.max_attempts = 3;
     c.budget_min_per_s = 1000;
+    c.keep_order = keep_order;
     wrap_with(&c);
     inner.hold = 1;
     for (steps = 0; next < OPS || layer.busy > 0; steps++) {
@@ -622,5 +625,84 @@ static void random_run(unsigned seed) {
 Test(retry, random_calls_cancels_and_failures_complete_every_op_once) {
     unsigned seed;
     for (seed = 1; seed <= 4; seed++)
-        random_run(seed);
+        random_run(seed, 0);
+    for (seed = 5; seed <= 7; seed++)
+        random_run(seed, 1); /* calls queue behind the ones waiting */
+}
+
+/* keep_order: 8 calls fail, then their retries, each after its own random
+ * pause of 20-40 ms, still go out in call order. */
+Test(retry, keep_order_sends_retries_in_call_order) {
+    rec_op_t r[8];
+    int i, round;
+    ct_retry_config_t c = config();
+    c.keep_order = 1;
+    c.backoff_min_ms = 40;
+    c.backoff_max_ms = 1000;
+    wrap_with(&c);
+    inner.hold = 1;
+    for (round = 0; round < 3; round++) {
+        int first = inner.calls;
+        for (i = 0; i < 8; i++)
+            call(&r[i], (uint64_t)i);
+        h_turns(1);
+        while (inner.nheld > 0)
+            flaky_complete(&inner, 0, CT_ECONNECT, 0);
+        H_RUN_UNTIL(inner.nheld == 8);
+        for (i = 0; i < 8; i++)
+            cr_assert_eq(inner.ids[first + 8 + i], (uint64_t)i, "round %d: retry %d went out as %d",
+                         round, i, (int)inner.ids[first + 8 + i]);
+        while (inner.nheld > 0)
+            flaky_complete(&inner, 0, 0, 0);
+        H_RUN_UNTIL(r[7].calls);
+        for (i = 0; i < 8; i++)
+            cr_assert_eq(r[i].response_id, (uint64_t)i);
+    }
+    unwrap();
+}
+
+/* keep_order: a call made while another waits for its retry goes after it;
+ * its own first attempt is not a retry. */
+Test(retry, keep_order_queues_a_new_call_behind_a_waiting_one) {
+    rec_op_t a, b;
+    ct_retry_config_t c = config();
+    c.keep_order = 1;
+    c.backoff_min_ms = c.backoff_max_ms = 20;
+    wrap_with(&c);
+    fail_next(1, CT_ECONNECT, 0);
+    call(&a, 1);
+    h_turns(2);
+    cr_assert_eq(inner.calls, 1);
+    call(&b, 2);
+    h_turns(1);
+    cr_assert_eq(inner.calls, 1, "the new call waits behind the first one");
+    H_RUN_UNTIL(a.calls && b.calls);
+    cr_assert_eq(a.status, 0);
+    cr_assert_eq(b.status, 0);
+    cr_assert_eq(inner.calls, 3);
+    cr_assert_eq(inner.ids[1], 1);
+    cr_assert_eq(inner.ids[2], 2);
+    cr_assert_eq(ct_retry_counts(&layer).retries, 1);
+    unwrap();
+}
+
+Test(retry, keep_order_a_queued_call_can_be_canceled_and_closed) {
+    rec_op_t a, b, d;
+    ct_retry_config_t c = config();
+    c.keep_order = 1;
+    c.backoff_min_ms = c.backoff_max_ms = 10000;
+    wrap_with(&c);
+    fail_next(1, CT_ECONNECT, 0);
+    call(&a, 1);
+    h_turns(2);
+    call(&b, 2);
+    call(&d, 3);
+    ct_op_cancel(&b.op);
+    H_RUN_UNTIL(b.calls);
+    cr_assert_eq(b.status, CT_ECANCELED);
+    cr_assert_eq(inner.calls, 1, "never sent");
+    unwrap();
+    cr_assert_eq(a.status, CT_ECLOSED);
+    cr_assert_eq(d.status, CT_ECLOSED);
+    cr_assert_eq(inner.calls, 1);
 }

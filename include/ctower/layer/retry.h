@@ -30,9 +30,13 @@
  * completes once, with the last attempt's outcome; op->cause is that
  * attempt's cause.
  *
- * Retried calls do not keep their order: each waits its own pause. Over a
- * pipelined connection, a caller whose request must follow another (a GET
- * after its SET) waits for the first one's answer before calling.
+ * Retried calls do not keep their order by default: each waits its own
+ * pause. With keep_order they do, for requests that depend on the ones
+ * before them (over a pipeline, a GET after its SET): the calls waiting for
+ * their next attempt go out in call order, each once its own pause is over
+ * and those before it have gone, and a call made while any waits queues
+ * behind them instead of going out first. That can hold a call back for as
+ * long as the pause of the one before it.
  *
  * Cost: a copy of every request, and the layer's bookkeeping. `ctower bench
  * --retry` measures it (bench/RESULTS.md).
@@ -85,6 +89,7 @@ typedef struct ct_retry_config {
     unsigned budget_percent;   /* 0: 20; at most 1000 */
     unsigned budget_min_per_s; /* 0: 10 */
     size_t max_in_flight;      /* calls under way at most (0: 1024) */
+    int keep_order;            /* 1: attempts go out in call order (above) */
 } ct_retry_config_t;
 
 typedef struct ct_retry_counts {
@@ -107,6 +112,7 @@ typedef struct ct_retry {
     size_t nfree;
     ct_link_t waiting; /* calls waiting for their next attempt, soonest first */
     size_t busy;       /* entries taken: an attempt in flight or waiting */
+    uint64_t next_seq; /* call order, for keep_order */
     int closing;
     uint32_t rng; /* for the pauses' jitter */
     uv_timer_t timer;
