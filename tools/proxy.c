@@ -5,26 +5,28 @@
  * It is a ctower service stack put together as a user would: a listener
  * whose service is a reconnecting client (ct_reconnect_t) under a timeout
  * layer (each attempt must be answered within --timeout, 5 s by default),
- * itself under a retry layer with --retry. The shared connection is pipelined or multiplexed
- * (--mode, as the backend speaks); in multiplex mode each client's tags are
- * kept by its connection's server and put back on the answers, while the
- * backend connection tags requests its own way.
+ * itself under a retry layer with --retry. The shared connection is
+ * pipelined or multiplexed (--mode, as the backend speaks); in multiplex
+ * mode each client's tags are kept by its connection's server and put back
+ * on the answers, while the backend connection tags requests its own way.
+ * With the codecs that have no way to say "error" (length, line), a request
+ * that fails on the way to the backend closes its client's connection after
+ * the answers before it.
  *
- * With --codec resp it is a Redis proxy: a command that fails on the way to
- * the backend (down, refused, broken) is answered with an error reply,
- * "-ERR ctower proxy: ...", and the client's connection stays. Clients may
- * send commands only (arrays of bulk strings, what Redis's clients send):
- * anything else ends that client's connection instead of reaching the
- * shared one, where Redis would answer it with no reply, or two, and shift
- * every later reply onto the wrong request (ct_resp_codec_init_commands).
- * For the same reason the commands that do that, or that would take the
- * shared connection over (SUBSCRIBE, MONITOR, MULTI, SELECT, BLPOP, ...),
- * are answered with an error reply by the proxy itself (redis_filter.h). With the other
- * codecs, which have no way to say "error", such a failure closes the
- * client's connection after the answers before it. Commands that change a
- * connection's state (SELECT, MULTI, SUBSCRIBE, blocking pops) do not belong
- * on a shared connection: as with other pooling proxies, they are not for
- * this one.
+ * With --codec resp it is a Redis proxy:
+ *  - a command that fails on the way to the backend (down, refused, broken)
+ *    is answered with an error reply, "-ERR ctower proxy: ...", and the
+ *    client's connection stays;
+ *  - clients may send commands only: arrays of bulk strings, what Redis's
+ *    clients send, or inline commands, which the proxy turns into arrays.
+ *    Anything else ends that client's connection instead of reaching the
+ *    shared one, where Redis would answer it with no reply, or two, and
+ *    shift every later reply onto the wrong request
+ *    (ct_resp_codec_init_commands);
+ *  - for the same reason the commands that do that, or that would take the
+ *    shared connection over (SUBSCRIBE, MONITOR, MULTI, SELECT, BLPOP, ...),
+ *    are answered with an error reply by the proxy itself (redis_filter.h),
+ *    as other pooling proxies do.
  *
  * SIGINT or SIGTERM: stop accepting, answer what was read (5 s at most),
  * then close the backend connection. */
@@ -133,7 +135,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.multiplex = o->multiplex;
     cfg.stream = p->wire.stream;
     if (o->resp) {
-        ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload);
+        ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
         cfg.stream.codec = &p->commands.codec;
     }
     cfg.server.max_in_flight = PER_CONNECTION;

@@ -68,20 +68,42 @@ static int filter_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return ct_service_poll_ready(((redis_filter_t *)svc)->inner, waker);
 }
 
-static int filter_call(ct_service_t *svc, void *request, ct_op_t *op) {
-    redis_filter_t *f = (redis_filter_t *)svc;
-    const char *name = refused_name(request);
-    char text[160];
-    ct_buf_t *reply;
-    int n;
-    if (!name) return f->inner->vtable->call(f->inner, request, op);
-    n = snprintf(text, sizeof text,
-                 "-ERR ctower proxy: %s is not served through a connection that clients share\r\n",
-                 name);
-    reply = ct_buf_from(text, (size_t)n);
+/* Ends op with an error reply of text, request given back. */
+static int answer_error(redis_filter_t *f, ct_buf_t *request, ct_op_t *op, const char *text) {
+    ct_buf_t *reply = ct_buf_from(text, strlen(text));
     ct_buf_pool_put(f->pool, request);
     ct_op_complete(op, reply ? 0 : UV_ENOMEM, 0, reply);
     return 0;
+}
+
+/* An inline command (the codec's frame: a line, not '*') as a command in a
+ * buffer of its own; *request replaced. 0, or the conversion's error. */
+static int from_inline(redis_filter_t *f, ct_buf_t **request) {
+    ct_buf_t *line = *request, *command;
+    size_t size = 0;
+    int r = ct_resp_inline_to_command((const uint8_t *)line->base, line->len, NULL, 0, &size);
+    if (r < 0) return r;
+    if (!(command = ct_buf_pool_get(f->pool, size))) return UV_ENOMEM;
+    ct_resp_inline_to_command((const uint8_t *)line->base, line->len, (uint8_t *)command->base,
+                              size, &command->len);
+    ct_buf_pool_put(f->pool, line);
+    *request = command;
+    return 0;
+}
+
+static int filter_call(ct_service_t *svc, void *msg, ct_op_t *op) {
+    redis_filter_t *f = (redis_filter_t *)svc;
+    ct_buf_t *request = msg;
+    const char *name;
+    char text[160];
+    if (request->len > 0 && request->base[0] != '*' && from_inline(f, &request) < 0)
+        return answer_error(f, request, op,
+                            "-ERR Protocol error: unbalanced quotes in request\r\n");
+    if (!(name = refused_name(request))) return f->inner->vtable->call(f->inner, request, op);
+    snprintf(text, sizeof text,
+             "-ERR ctower proxy: %s is not served through a connection that clients share\r\n",
+             name);
+    return answer_error(f, request, op, text);
 }
 
 /* Only ops the inner service holds can still be canceled: a refused

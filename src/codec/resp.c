@@ -204,17 +204,57 @@ static int is_command(const uint8_t *data, size_t size) {
     return at == size;
 }
 
+/* Whether data[from..to) holds only spaces, tabs and '\r'. */
+static int is_blank(const uint8_t *data, size_t from, size_t to) {
+    for (; from < to; from++)
+        if (data[from] != ' ' && data[from] != '\t' && data[from] != '\r') return 0;
+    return 1;
+}
+
+/* Inline commands: the blank lines at data[0..len) skipped (*skip: the
+ * first byte of the next command), then, if that command is inline, its
+ * line as a frame. CT_CODEC_FRAME if *skip starts a RESP command (frame not
+ * set) or an inline one (frame set, *inline_line 1), CT_CODEC_NEED_MORE. */
+static int decode_lines(const uint8_t *data, size_t len, size_t max, size_t *skip, int *inline_line,
+                        ct_frame_t *frame) {
+    size_t start = 0, lim = len < max ? len : max;
+    *inline_line = 0;
+    for (;;) {
+        const uint8_t *nl;
+        size_t end;
+        if (start < len && data[start] == '*') break;
+        nl = start < lim ? memchr(data + start, '\n', lim - start) : NULL;
+        if (!nl) return need_more(len, max);
+        end = (size_t)(nl - data);
+        if (!is_blank(data, start, end)) { /* an inline command */
+            frame->payload_offset = start;
+            frame->payload_len = end - start - (data[end - 1] == '\r');
+            frame->frame_len = end + 1;
+            *inline_line = 1;
+            break;
+        }
+        start = end + 1;
+    }
+    *skip = start;
+    return CT_CODEC_FRAME;
+}
+
 static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
     ct_resp_codec_t *c = (ct_resp_codec_t *)codec;
-    size_t size = 0;
-    int r;
-    if (c->commands_only && len > 0 && data[0] != '*') return CT_EMALFORMED; /* at once */
-    r = scan_value(data, len, codec->max_payload, c, &size);
+    size_t size = 0, skip = 0;
+    int r, inline_line;
+    if (c->commands_only == 2) {
+        r = decode_lines(data, len, codec->max_payload, &skip, &inline_line, frame);
+        if (r != CT_CODEC_FRAME || inline_line) return r;
+    } else if (c->commands_only && len > 0 && data[0] != '*') {
+        return CT_EMALFORMED; /* at once */
+    }
+    r = scan_value(data + skip, len - skip, codec->max_payload - skip, c, &size);
     if (r != CT_CODEC_FRAME) return r;
-    if (c->commands_only && !is_command(data, size)) return CT_EMALFORMED;
-    frame->payload_offset = 0;
+    if (c->commands_only && !is_command(data + skip, size)) return CT_EMALFORMED;
+    frame->payload_offset = skip;
     frame->payload_len = size;
-    frame->frame_len = size;
+    frame->frame_len = skip + size;
     return CT_CODEC_FRAME;
 }
 
@@ -244,9 +284,9 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->commands_only = 0;
 }
 
-void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload) {
+void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload, int inline_commands) {
     ct_resp_codec_init(c, max_payload);
-    c->commands_only = 1;
+    c->commands_only = inline_commands ? 2 : 1;
 }
 
 /* "<type><n>\r\n" into out at *at, if it fits. */

@@ -4,7 +4,8 @@
  * bytes given, and a frame re-encoded must decode to the same payload. The
  * second byte picks "\r\n" line ends for the line codec, or RESP instead of
  * the length codec (and then, with its bit 4, RESP for commands only, whose
- * every frame must be an array of bulk strings). The
+ * every frame must be an array of bulk strings, and with its bit 8 inline
+ * commands too, each of which must turn into one command or be refused). The
  * inline path for the common framing (prefix_be32) must answer exactly what
  * the codec's own functions answer, and a codec that goes on from where its
  * last call stopped (the line and RESP codecs do) must answer what one that
@@ -51,6 +52,23 @@ static int walk_resp(const uint8_t *p, size_t len, size_t *at) {
     return 0;
 }
 
+/* An inline command's line: refused, or turned into exactly one command
+ * that a commands-only codec takes whole. */
+static void check_inline(const uint8_t *line, size_t len) {
+    size_t need = 0, size = 0;
+    uint8_t *out;
+    ct_resp_codec_t commands;
+    ct_frame_t f;
+    if (memchr(line, '\n', len)) abort(); /* a line has no line end inside */
+    if (ct_resp_inline_to_command(line, len, NULL, 0, &need) != 0) return;
+    if (!(out = malloc(need))) abort();
+    if (ct_resp_inline_to_command(line, len, out, need, &size) != 0 || size != need) abort();
+    ct_resp_codec_init_commands(&commands, need, 0);
+    if (ct_codec_decode(&commands.codec, out, size, &f) != CT_CODEC_FRAME || f.frame_len != size)
+        abort();
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -75,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ct_line_codec_init(&u.line, 1 + (opt >> 1) * 8);
     } else if (data[-1] & 2) { /* the second byte: RESP */
         if (data[-1] & 4)
-            ct_resp_codec_init_commands(&u.resp, 1 + (size_t)(opt >> 1) * 16);
+            ct_resp_codec_init_commands(&u.resp, 1 + (size_t)(opt >> 1) * 16, data[-1] & 8);
         else
             ct_resp_codec_init(&u.resp, 1 + (size_t)(opt >> 1) * 16);
         is_resp = 1;
@@ -113,10 +131,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             continue;
         }
         if (f.frame_len > avail || f.payload_offset + f.payload_len > f.frame_len) abort();
-        if (is_resp) { /* the reader agrees with the codec */
+        if (is_resp && u.resp.commands_only == 2 && data[at + f.payload_offset] != '*') {
+            check_inline(data + at + f.payload_offset, f.payload_len);
+        } else if (is_resp) { /* the reader agrees with the codec */
             size_t end = 0;
-            if (walk_resp(data + at, f.frame_len, &end) != 0 || end != f.frame_len) abort();
-            if (u.resp.commands_only && data[at] != '*') abort(); /* commands are arrays */
+            const uint8_t *v = data + at + f.payload_offset;
+            if (walk_resp(v, f.payload_len, &end) != 0 || end != f.payload_len) abort();
+            if (u.resp.commands_only && v[0] != '*') abort(); /* commands are arrays */
         }
         check_roundtrip(&u.base, &twin.base, data + at + f.payload_offset, f.payload_len);
         at += f.frame_len;

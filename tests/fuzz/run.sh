@@ -15,6 +15,7 @@ flags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefine
        -I"$src_dir/include")
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec.c" \
   "$src_dir/src/codec/length.c" "$src_dir/src/codec/line.c" "$src_dir/src/codec/resp.c" \
+  "$src_dir/src/codec/resp_inline.c" \
   -o "$out_dir/fuzz_codec"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"

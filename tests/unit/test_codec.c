@@ -303,7 +303,7 @@ Test(codec, resp_commands_only) {
                                          "~1\r\n$1\r\na\r\n", "_\r\n"};
     ct_resp_codec_t c;
     size_t i, n;
-    ct_resp_codec_init_commands(&c, 0);
+    ct_resp_codec_init_commands(&c, 0, 0);
     for (i = 0; i < sizeof commands / sizeof *commands; i++) {
         cr_assert_eq(resp_frame(&c, commands[i], strlen(commands[i]), &n), CT_CODEC_FRAME);
         cr_assert_eq(n, strlen(commands[i]));
@@ -315,6 +315,78 @@ Test(codec, resp_commands_only) {
     cr_assert_eq(resp_frame(&c, "$100000\r\n", 10, &n), CT_EMALFORMED);
     ct_resp_codec_init(&c, 0); /* the ordinary codec takes them all but the inline one */
     cr_assert_eq(resp_frame(&c, others[2], strlen(others[2]), &n), CT_CODEC_FRAME);
+}
+
+/* With inline commands: lines, blank ones skipped, and RESP commands. */
+Test(codec, resp_commands_with_inline_ones) {
+    ct_resp_codec_t c;
+    ct_frame_t f;
+    const char *blank_then_resp = "\r\n  \r\n*1\r\n$4\r\nPING\r\n";
+    ct_resp_codec_init_commands(&c, 64, 1);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)"PING\r\n", 6, &f), CT_CODEC_FRAME);
+    cr_assert(f.payload_offset == 0 && f.payload_len == 4 && f.frame_len == 6);
+    ct_codec_reset(&c.codec);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)"\r\n \t\nGET k\n", 12, &f),
+                 CT_CODEC_FRAME, "blank lines are skipped, and a bare \\n ends a line");
+    cr_assert(f.payload_offset == 5 && f.payload_len == 5 && f.frame_len == 11);
+    ct_codec_reset(&c.codec);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)blank_then_resp, 20, &f),
+                 CT_CODEC_FRAME);
+    cr_assert(f.payload_offset == 6 && f.payload_len == 14 && f.frame_len == 20);
+    ct_codec_reset(&c.codec);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)"\r\n\r\nPIN", 7, &f),
+                 CT_CODEC_NEED_MORE);
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)"\r\n\r\n", 4, &f), CT_CODEC_NEED_MORE);
+    {
+        char line[100];
+        memset(line, 'x', sizeof line);
+        ct_codec_reset(&c.codec);
+        cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)line, sizeof line, &f),
+                     CT_EFRAMETOOLARGE, "a line longer than the maximum");
+    }
+    ct_resp_codec_init_commands(&c, 0, 0); /* without: a line is refused */
+    cr_assert_eq(ct_codec_decode(&c.codec, (const uint8_t *)"PING\r\n", 6, &f), CT_EMALFORMED);
+}
+
+/* inline must turn into the command want (a want of NULL: error r). */
+static void inline_is(const char *line, const char *want, int r) {
+    uint8_t out[256];
+    size_t size = 0;
+    cr_assert_eq(
+        ct_resp_inline_to_command((const uint8_t *)line, strlen(line), out, sizeof out, &size), r,
+        "%s", line);
+    if (!want) return;
+    cr_assert_eq(size, strlen(want), "%s", line);
+    cr_assert_eq(memcmp(out, want, size), 0, "%s: %.*s", line, (int)size, out);
+}
+
+Test(codec, resp_inline_commands_turn_into_arrays) {
+    uint8_t small[8];
+    size_t size = 0;
+    inline_is("SET k v", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", 0);
+    inline_is("  PING \t", "*1\r\n$4\r\nPING\r\n", 0);
+    inline_is("SET \"a b\" 'c\\'d'", "*3\r\n$3\r\nSET\r\n$3\r\na b\r\n$3\r\nc'd\r\n", 0);
+    inline_is("ECHO \"\\x41\\n\\t\\q\"", "*2\r\n$4\r\nECHO\r\n$4\r\nA\n\tq\r\n", 0);
+    inline_is("ECHO a\"b c\"", "*2\r\n$4\r\nECHO\r\n$4\r\nab c\r\n", 0); /* a quote mid-word */
+    inline_is("ECHO 'a\\b'", "*2\r\n$4\r\nECHO\r\n$3\r\na\\b\r\n", 0);
+    inline_is("ECHO \"\"", "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", 0);
+    inline_is("ECHO \"open", NULL, CT_EMALFORMED);
+    inline_is("ECHO 'open", NULL, CT_EMALFORMED);
+    inline_is("ECHO \"a\"b", NULL, CT_EMALFORMED);
+    inline_is("   ", NULL, CT_EINVAL);
+    inline_is("", NULL, CT_EINVAL);
+    { /* a NUL byte is a byte like any other (the fuzz target found a loop on it) */
+        uint8_t out[64];
+        size_t n = 0;
+        cr_assert_eq(ct_resp_inline_to_command((const uint8_t *)"a\0b \0", 5, out, sizeof out, &n),
+                     0);
+        cr_assert_eq(n, 20);
+        cr_assert_eq(memcmp(out, "*2\r\n$3\r\na\0b\r\n$1\r\n\0\r\n", n), 0);
+    }
+    /* too small a buffer: the size needed, all the same */
+    cr_assert_eq(
+        ct_resp_inline_to_command((const uint8_t *)"SET k v", 7, small, sizeof small, &size), 0);
+    cr_assert_eq(size, 27);
 }
 
 Test(codec, resp_malformed_and_too_large) {

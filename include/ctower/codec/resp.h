@@ -45,7 +45,7 @@ typedef struct ct_resp_codec {
      * from there instead of scanning the value again from its start. */
     uint32_t resume_depth;
     uint32_t resume_waiting[CT_RESP_RESUME_DEPTH];
-    int commands_only; /* ct_resp_codec_init_commands() */
+    int commands_only; /* ct_resp_codec_init_commands(): 1, 2 with inline commands */
 } ct_resp_codec_t;
 
 /* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
@@ -58,8 +58,26 @@ void ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
  * input with no reply (an empty array), with two (a bulk string read as
  * inline commands) or by closing the connection: passed on over a
  * connection that several clients share, it would hand later replies to the
- * wrong requests. Encoding is as ct_resp_codec_init()'s. */
-void ct_resp_codec_init_commands(ct_resp_codec_t *codec, size_t max_payload);
+ * wrong requests. Encoding is as ct_resp_codec_init()'s.
+ *
+ * With inline_commands, a frame may also be an inline command, as Redis
+ * reads one: a line that does not start with '*' ("SET k v\r\n", the "\r"
+ * optional). Its payload is the line without its end: turn it into a
+ * command with ct_resp_inline_to_command(). Blank lines (spaces only) before
+ * a command are skipped, as Redis skips them without a reply: they are part
+ * of the next frame, before its payload. */
+void ct_resp_codec_init_commands(ct_resp_codec_t *codec, size_t max_payload, int inline_commands);
+
+/* The inline command line[0..len) (a line's words, without its end) as a
+ * command, an array of bulk strings, written into out if it fits in cap
+ * bytes (otherwise out may hold a part of it); *size gets its size either
+ * way (out may be NULL to ask). Words are split as Redis splits them:
+ * spaces between words, "double quotes" with the escapes \n \r \t \b \a
+ * \xHH (any other \c is c), 'single quotes' with \' only. Returns 0,
+ * CT_EMALFORMED for a quote left open or followed by more of its word, or
+ * CT_EINVAL for a line with no words. */
+int ct_resp_inline_to_command(const uint8_t *line, size_t len, uint8_t *out, size_t cap,
+                              size_t *size);
 
 /* One item of a value: a scalar, or an aggregate's header. */
 typedef struct ct_resp_item {
