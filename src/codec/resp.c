@@ -4,6 +4,7 @@
  * a bulk string's bytes are stepped over by its length, never scanned. */
 #include "ctower/codec/resp.h"
 #include "ctower/error.h"
+#include "resp_header.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -289,21 +290,13 @@ void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload, int inl
     c->commands_only = inline_commands ? 2 : 1;
 }
 
-/* "<type><n>\r\n" into out at *at, if it fits. */
-static void put_header(uint8_t *out, size_t cap, size_t *at, char type, size_t n) {
-    char text[32];
-    int k = snprintf(text, sizeof text, "%c%zu\r\n", type, n);
-    if (*at + (size_t)k <= cap) memcpy(out + *at, text, (size_t)k);
-    *at += (size_t)k;
-}
-
 size_t ct_resp_format_command(uint8_t *out, size_t cap, int argc, const char *const argv[],
                               const size_t argvlen[]) {
     size_t at = 0;
     int i;
-    put_header(out, cap, &at, '*', (size_t)(argc > 0 ? argc : 0));
+    ct_resp_put_header(out, cap, &at, '*', (size_t)(argc > 0 ? argc : 0));
     for (i = 0; i < argc; i++) {
-        put_header(out, cap, &at, '$', argvlen[i]);
+        ct_resp_put_header(out, cap, &at, '$', argvlen[i]);
         if (at + argvlen[i] + 2 <= cap) {
             if (argvlen[i]) memcpy(out + at, argv[i], argvlen[i]);
             memcpy(out + at + argvlen[i], "\r\n", 2);

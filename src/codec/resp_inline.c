@@ -5,8 +5,8 @@
  * a word, and its closing quote must end the word. */
 #include "ctower/codec/resp.h"
 #include "ctower/error.h"
+#include "resp_header.h"
 
-#include <stdio.h>
 #include <string.h>
 
 /* Between words (isspace()'s set, as Redis skips them). */
@@ -88,44 +88,48 @@ static int next_word(const uint8_t *p, size_t len, size_t *i, uint8_t *out, size
     return quote ? CT_EMALFORMED : 0;
 }
 
-/* "<type><n>\r\n" at out + *at if it fits in cap; *at moves on either way. */
-static void put_header(uint8_t *out, size_t cap, size_t *at, char type, size_t n) {
-    char text[32];
-    int k = snprintf(text, sizeof text, "%c%zu\r\n", type, n);
-    if (out && *at + (size_t)k <= cap) memcpy(out + *at, text, (size_t)k);
-    *at += (size_t)k;
+static size_t skip_spaces(const uint8_t *line, size_t len, size_t i) {
+    while (i < len && is_space(line[i]))
+        i++;
+    return i;
+}
+
+/* The words of line, counted: 0 and *words, or CT_EMALFORMED. */
+static int count_words(const uint8_t *line, size_t len, size_t *words) {
+    size_t i = 0, n;
+    int r;
+    *words = 0;
+    while ((i = skip_spaces(line, len, i)) < len) {
+        if ((r = next_word(line, len, &i, NULL, &n)) < 0) return r;
+        (*words)++;
+    }
+    return 0;
+}
+
+/* The word at line[*i] (count_words checked it) as a bulk string at out +
+ * *at, if it fits in cap; *i and *at move past it either way. */
+static void put_word(const uint8_t *line, size_t len, size_t *i, uint8_t *out, size_t cap,
+                     size_t *at) {
+    size_t start = *i, n;
+    int fits;
+    next_word(line, len, i, NULL, &n); /* its size first, for its header */
+    ct_resp_put_header(out, cap, at, '$', n);
+    fits = *at + n + 2 <= cap;
+    *i = start;
+    next_word(line, len, i, fits ? out + *at : NULL, &n);
+    if (fits) memcpy(out + *at + n, "\r\n", 2);
+    *at += n + 2;
 }
 
 int ct_resp_inline_to_command(const uint8_t *line, size_t len, uint8_t *out, size_t cap,
                               size_t *size) {
-    size_t i = 0, at = 0, words = 0, n, pass;
-    int r;
-    /* pass 0 counts the words; pass 1 sizes them and, if they fit, writes */
-    for (pass = 0; pass < 2; pass++) {
-        if (pass == 1) {
-            if (words == 0) return CT_EINVAL;
-            put_header(out, cap, &at, '*', words);
-        }
-        for (i = 0;;) {
-            while (i < len && is_space(line[i]))
-                i++;
-            if (i == len) break;
-            if (pass == 0) {
-                if ((r = next_word(line, len, &i, NULL, &n)) < 0) return r;
-                words++;
-                continue;
-            }
-            {
-                size_t start = i;
-                next_word(line, len, &i, NULL, &n); /* its size, for its header */
-                put_header(out, cap, &at, '$', n);
-                i = start;
-                next_word(line, len, &i, out && at + n + 2 <= cap ? out + at : NULL, &n);
-                if (out && at + n + 2 <= cap) memcpy(out + at + n, "\r\n", 2);
-                at += n + 2;
-            }
-        }
-    }
+    size_t i = 0, at = 0, words;
+    int r = count_words(line, len, &words);
+    if (r < 0) return r;
+    if (words == 0) return CT_EINVAL;
+    ct_resp_put_header(out, cap, &at, '*', words);
+    while ((i = skip_spaces(line, len, i)) < len)
+        put_word(line, len, &i, out, cap, &at);
     *size = at;
     return 0;
 }
