@@ -96,9 +96,11 @@ static int filter_call(ct_service_t *svc, void *msg, ct_op_t *op) {
     ct_buf_t *request = msg;
     const char *name;
     char text[160];
-    if (request->len > 0 && request->base[0] != '*' && from_inline(f, &request) < 0)
+    int r = request->len > 0 && request->base[0] != '*' ? from_inline(f, &request) : 0;
+    if (r == CT_EMALFORMED) /* Redis's own words for it */
         return answer_error(f, request, op,
                             "-ERR Protocol error: unbalanced quotes in request\r\n");
+    if (r < 0) return answer_error(f, request, op, "-ERR ctower proxy: out of memory\r\n");
     if (!(name = refused_name(request))) return f->inner->vtable->call(f->inner, request, op);
     snprintf(text, sizeof text,
              "-ERR ctower proxy: %s is not served through a connection that clients share\r\n",
