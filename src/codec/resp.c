@@ -244,7 +244,7 @@ static int resp_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
     ct_resp_codec_t *c = (ct_resp_codec_t *)codec;
     size_t size = 0, skip = 0;
     int r, inline_line;
-    if (c->commands_only == 2) {
+    if (c->inline_commands) {
         r = decode_lines(data, len, codec->max_payload, &skip, &inline_line, frame);
         if (r != CT_CODEC_FRAME || inline_line) return r;
     } else if (c->commands_only && len > 0 && data[0] != '*') {
@@ -283,11 +283,13 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->codec.scan = 0;
     c->resume_depth = 0;
     c->commands_only = 0;
+    c->inline_commands = 0;
 }
 
 void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload, int inline_commands) {
     ct_resp_codec_init(c, max_payload);
-    c->commands_only = inline_commands ? 2 : 1;
+    c->commands_only = 1;
+    c->inline_commands = inline_commands != 0;
 }
 
 size_t ct_resp_format_command(uint8_t *out, size_t cap, int argc, const char *const argv[],

@@ -131,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             continue;
         }
         if (f.frame_len > avail || f.payload_offset + f.payload_len > f.frame_len) abort();
-        if (is_resp && u.resp.commands_only == 2 && data[at + f.payload_offset] != '*') {
+        if (is_resp && u.resp.inline_commands && data[at + f.payload_offset] != '*') {
             check_inline(data + at + f.payload_offset, f.payload_len);
         } else if (is_resp) { /* the reader agrees with the codec */
             size_t end = 0;

@@ -45,7 +45,8 @@ typedef struct ct_resp_codec {
      * from there instead of scanning the value again from its start. */
     uint32_t resume_depth;
     uint32_t resume_waiting[CT_RESP_RESUME_DEPTH];
-    int commands_only; /* ct_resp_codec_init_commands(): 1, 2 with inline commands */
+    int commands_only;   /* ct_resp_codec_init_commands() */
+    int inline_commands; /* ... with inline commands */
 } ct_resp_codec_t;
 
 /* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
