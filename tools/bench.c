@@ -251,14 +251,17 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     if (rc < 0) call_refused(r, echoed, rc);
 }
 
+static void add_retry_counts(ct_retry_counts_t *sum, ct_retry_counts_t n) {
+    sum->retries += n.retries;
+    sum->budget_refusals += n.budget_refusals;
+    sum->exhausted += n.exhausted;
+}
+
 static void on_client_closed(ct_service_t *svc) {
     bench_conn_t *c = svc->data;
     client_thread_t *th = c->th;
     if (c->retry) {
-        ct_retry_counts_t n = ct_retry_counts(c->retry);
-        th->retries.retries += n.retries;
-        th->retries.budget_refusals += n.budget_refusals;
-        th->retries.exhausted += n.exhausted;
+        add_retry_counts(&th->retries, ct_retry_counts(c->retry));
         free(c->retry);
     }
     if (c->rc)
@@ -826,9 +829,7 @@ int bench_main(const options_t *given) {
         t.done += cl[i].done;
         if (!t.first_error && cl[i].first_error[0]) t.first_error = cl[i].first_error;
         t.resp_bytes += cl[i].done * command_len + cl[i].reply_bytes;
-        t.retries.retries += cl[i].retries.retries;
-        t.retries.budget_refusals += cl[i].retries.budget_refusals;
-        t.retries.exhausted += cl[i].retries.exhausted;
+        add_retry_counts(&t.retries, cl[i].retries);
         if (cl[i].t_end > cl[i].t_start) {
             double s = (cl[i].t_end - cl[i].t_start) / 1e9;
             t.rps += cl[i].done / s;
