@@ -28,6 +28,7 @@
 #include "ctower/layer/timeout.h"
 #include "ctower/layer/reconnect.h"
 #include "ctower/layer/retry.h"
+#include "ctower/layer/balance.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

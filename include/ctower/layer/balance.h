@@ -1,0 +1,117 @@
+/* ct_balance_t: a middleware that spreads calls over several services, its
+ * endpoints (typically one reconnecting client per server), by the power of
+ * two choices: of two endpoints drawn at random, the one with fewer calls in
+ * flight takes the call.
+ *
+ * Two random endpoints instead of the least loaded of all: each pick costs
+ * the same whatever the number of endpoints, and when several balancers
+ * share servers they do not all pile onto the same "least loaded" one
+ * (Mitzenmacher's result; tower's p2c and Finagle's default balancer work
+ * this way).
+ *
+ * An endpoint that fails a call as a broken endpoint does is left out for a
+ * pause: it could not connect (CT_ECONNECT), its connection broke
+ * (CT_ESENDBROKEN, CT_ERECVBROKEN), it sent an answer to nothing
+ * (CT_EDESYNC), or the call timed out (CT_ETIMEDOUT, from a timeout layer
+ * over the endpoint). cfg.is_failure decides instead when given. The pause
+ * doubles with each failure in a row, from pause_min_ms up to pause_max_ms,
+ * drawn between half and all of that; then the endpoint takes calls again,
+ * and its first answer that is not a failure ends the run. Without this, an
+ * endpoint that fails fast would always look the least loaded and draw most
+ * of the calls. While every endpoint is left out, the calls go to them all
+ * the same: their failure is the answer, and a retry layer above can try
+ * again later.
+ *
+ * Readiness: poll_ready polls the less loaded of the two drawn endpoints,
+ * then the other; when neither is ready, every endpoint, taking the least
+ * loaded that is ready. The endpoint chosen keeps its readiness (and what it
+ * reserved) for the next call; ct_service_release() gives it back. PENDING
+ * when none is ready: the layer is woken when any of them may be. A call
+ * made without a READY goes to the less loaded of two, unpolled.
+ *
+ * An endpoint whose poll_ready returns an error is dead and takes no more
+ * calls; once all are, poll_ready and call return the last one's error.
+ *
+ * Cancel: the call is canceled in its endpoint. Shutdown: no new calls;
+ * every endpoint shuts down, and the layer is done when all are (with the
+ * first error any of them reported). Close: every endpoint is closed; the
+ * calls in flight complete with what their endpoint's close gives them.
+ */
+#ifndef CTOWER_LAYER_BALANCE_H
+#define CTOWER_LAYER_BALANCE_H
+
+#include "ctower/service.h"
+#include "ctower/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Whether an outcome (status, cause) of a call says its endpoint failed. */
+typedef int (*ct_balance_failure_fn)(void *ctx, int status, int cause);
+
+typedef struct ct_balance_config {
+    /* The endpoints, at least one, each a distinct service that no layer
+     * wraps yet. The layer owns them from a successful init on: closing the
+     * layer closes them. The array itself may go once init returns. */
+    ct_service_t **endpoints;
+    size_t n_endpoints;
+    /* Calls in flight at most, over all endpoints (0: 1024); poll_ready is
+     * PENDING beyond, and a call beyond fails with CT_EOVERLOADED. */
+    size_t max_in_flight;
+    /* Frees a request that the layer refuses and a response that nobody
+     * waits for any more (its call was canceled). May be NULL. */
+    ct_msg_free_fn free_msg;
+    void *free_ctx;
+    /* NULL: the failures listed above. */
+    ct_balance_failure_fn is_failure;
+    void *is_failure_ctx;
+    /* The pause of an endpoint after a failure (0: 100 ms and 10 s). */
+    uint64_t pause_min_ms;
+    uint64_t pause_max_ms;
+} ct_balance_config_t;
+
+/* What an endpoint has done so far (ct_balance_endpoint_stats). */
+typedef struct ct_balance_endpoint_stats {
+    uint64_t calls;    /* calls given to it */
+    uint64_t failures; /* calls that failed as a broken endpoint does */
+    size_t in_flight;  /* its calls that have not called back yet */
+    int left_out;      /* 1 while it pauses after a failure */
+    int dead;          /* 1 once its poll_ready returned an error */
+} ct_balance_endpoint_stats_t;
+
+struct ct_balance_endpoint;
+struct ct_balance_entry;
+
+typedef struct ct_balance {
+    ct_service_t service; /* first: a balancer is a service */
+    /* private */
+    ct_balance_config_t cfg;
+    struct ct_balance_endpoint *endpoints;
+    size_t n;
+    struct ct_balance_entry *entries;
+    struct ct_balance_entry **free_entries; /* a stack */
+    size_t nfree;
+    size_t chosen;   /* the endpoint a READY chose, or (size_t)-1 */
+    size_t alive;    /* endpoints not dead */
+    size_t shutting; /* endpoints whose shutdown has not called back */
+    size_t closing;  /* endpoints whose close has not called back */
+    int last_error;
+    int shutdown_status;
+    uint32_t rng;
+    ct_waitq_t waiters;
+} ct_balance_t;
+
+/* Initializes b over cfg->endpoints. Returns 0, CT_EINVAL (no endpoints, one
+ * listed twice or already wrapped, pause_max_ms < pause_min_ms) or
+ * UV_ENOMEM; on error the endpoints are still the caller's. */
+int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t *cfg);
+
+/* Endpoint i's figures (i in the order of cfg->endpoints). Returns 0, or
+ * CT_EINVAL if there is no endpoint i. */
+int ct_balance_endpoint_stats(const ct_balance_t *b, size_t i, ct_balance_endpoint_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
