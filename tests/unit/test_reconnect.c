@@ -250,6 +250,71 @@ Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
     finish();
 }
 
+/* A balancer over two reconnecting clients, one of whose servers is down,
+ * under a retry layer: the calls that went to the dead one fail to connect,
+ * are tried again on the live one, and that one takes the calls after. */
+Test(reconnect, through_a_balancer_calls_avoid_a_server_that_is_down) {
+    static ct_reconnect_t down;
+    ct_reconnect_config_t down_cfg;
+    ct_balance_t balance;
+    ct_balance_config_t bcfg;
+    ct_balance_endpoint_stats_t up_stats, down_stats;
+    ct_retry_t retry;
+    ct_retry_config_t rcfg;
+    ct_service_t *endpoints[2];
+    char down_addr[64];
+    uint64_t down_calls;
+    setup();
+    address_for(free_port(), down_addr, sizeof down_addr);
+    serve(&echo.service, 0, 0);
+    init_rc(addr, 0, 5);
+    memset(&down_cfg, 0, sizeof down_cfg);
+    down_cfg.free_msg = ct_buf_pool_free_msg;
+    down_cfg.free_ctx = &pool;
+    down_cfg.backoff_min_ms = down_cfg.backoff_max_ms = 5;
+    cr_assert_eq(ct_reconnect_init(&down, &H.ct, down_addr, &stream_cfg, &down_cfg), 0);
+    endpoints[0] = &rc.service;
+    endpoints[1] = &down.service;
+    memset(&bcfg, 0, sizeof bcfg);
+    bcfg.endpoints = endpoints;
+    bcfg.n_endpoints = 2;
+    bcfg.free_msg = ct_buf_pool_free_msg;
+    bcfg.free_ctx = &pool;
+    bcfg.pause_min_ms = bcfg.pause_max_ms = 60000;
+    cr_assert_eq(ct_balance_init(&balance, &H.ct, &bcfg), 0);
+    memset(&rcfg, 0, sizeof rcfg);
+    rcfg.copy = ct_buf_pool_copy_msg;
+    rcfg.copy_ctx = &pool;
+    rcfg.free_msg = ct_buf_pool_free_msg;
+    rcfg.free_ctx = &pool;
+    rcfg.backoff_min_ms = 1;
+    rcfg.backoff_max_ms = 2;
+    rcfg.budget_min_per_s = 1000;
+    cr_assert_eq(ct_retry_init(&retry, &H.ct, &balance.service, &rcfg), 0);
+    calls_to = &retry.service;
+
+    call_range(0, 100); /* made at once: the two endpoints share them */
+    assert_answered(0, 100);
+    cr_assert_eq(ct_balance_endpoint_stats(&balance, 1, &down_stats), 0);
+    cr_assert_gt(down_stats.calls, 0, "the balancer never tried the server that is down");
+    cr_assert_eq(down_stats.failures, down_stats.calls);
+    cr_assert(down_stats.left_out);
+    cr_assert_eq(ct_retry_counts(&retry).retries, down_stats.calls);
+
+    down_calls = down_stats.calls;
+    call_range(100, 200);
+    assert_answered(100, 200);
+    cr_assert_eq(ct_balance_endpoint_stats(&balance, 1, &down_stats), 0);
+    cr_assert_eq(down_stats.calls, down_calls, "a left-out endpoint was given calls");
+    cr_assert_eq(ct_balance_endpoint_stats(&balance, 0, &up_stats), 0);
+    cr_assert_eq(up_stats.calls, 200);
+    cr_assert_eq(up_stats.failures, 0);
+
+    cr_assert_eq(ct_service_close(&retry.service, on_rc_closed), 0); /* closes all */
+    H_RUN_UNTIL(rc_closed);
+    finish();
+}
+
 static void calls_wait_for_the_first_connection(int multiplex) {
     start(&echo.service, multiplex);
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 0, "connected before it was used");
