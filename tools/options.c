@@ -40,14 +40,18 @@ static int takes(command_t cmd, const char *name) {
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
- * then call's messages or proxy's backend. */
+ * then call's messages or proxy's backends. */
 static int positional(options_t *o, command_t cmd, char **argv, int i) {
     if (cmd != CMD_BENCH && !o->address) {
         o->address = argv[i];
         return 0;
     }
-    if (cmd == CMD_PROXY && !o->backend) {
-        o->backend = argv[i];
+    if (cmd == CMD_PROXY) {
+        if (o->nbackends == OPTIONS_MAX_BACKENDS) {
+            fprintf(stderr, "ctower proxy: %d backends at most\n", OPTIONS_MAX_BACKENDS);
+            return -1;
+        }
+        o->backends[o->nbackends++] = argv[i];
         return 0;
     }
     if (cmd == CMD_CALL) {

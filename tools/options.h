@@ -4,11 +4,14 @@
 
 #include <ctower/ctower.h>
 
+enum { OPTIONS_MAX_BACKENDS = 64 };
+
 typedef enum command { CMD_BENCH, CMD_SERVE, CMD_CALL, CMD_PROXY } command_t;
 
 typedef struct options {
     const char *address; /* serve, proxy: where to listen; bench: --server; call: where to call */
-    const char *backend; /* proxy: where the requests go */
+    const char *backends[OPTIONS_MAX_BACKENDS]; /* proxy: where the requests go */
+    int nbackends;
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */

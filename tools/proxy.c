@@ -1,11 +1,19 @@
-/* `ctower proxy LISTEN BACKEND`: accepts connections on LISTEN and sends the
- * requests of all of them to BACKEND over one shared connection, each answer
- * going back to the connection its request came from.
+/* `ctower proxy LISTEN BACKEND [BACKEND...]`: accepts connections on LISTEN
+ * and sends the requests of all of them to BACKEND over one shared
+ * connection, each answer going back to the connection its request came
+ * from. Given several backends, it spreads the requests over them, one
+ * shared connection each.
  *
  * It is a ctower service stack put together as a user would: a listener
  * whose service is a reconnecting client (ct_reconnect_t) under a timeout
  * layer (each attempt must be answered within --timeout, 5 s by default),
- * itself under a retry layer with --retry. The shared connection is
+ * itself under a retry layer with --retry. With several backends, each has
+ * its client and timeout layer, and a balancer (ct_balance_t) over them
+ * picks one per request: of two drawn at random, the one with fewer
+ * requests in flight; a backend that cannot be reached, breaks or times out
+ * is left out for a while. The backends must be interchangeable (replicas,
+ * or stateless servers): two requests of one client may go to different
+ * ones, and run in either order there. The shared connection is
  * pipelined or multiplexed (--mode, as the backend speaks); in multiplex
  * mode each client's tags are kept by its connection's server and put back
  * on the answers, while the backend connection tags requests its own way.
@@ -39,13 +47,19 @@
 
 enum { POOL_BUF = 512, PER_CONNECTION = 128, BACKEND_IN_FLIGHT = 4096 };
 
+/* One backend: its shared connection, each request timed. */
+typedef struct backend {
+    ct_reconnect_t client;
+    ct_timeout_t timeout;
+} backend_t;
+
 typedef struct proxy {
     uv_loop_t uv;
     ct_loop_t ct;
     wire_t wire;
     ct_resp_codec_t commands; /* --codec resp: what clients may send */
-    ct_reconnect_t backend;
-    ct_timeout_t timeout;
+    backend_t backends[OPTIONS_MAX_BACKENDS];
+    ct_balance_t balance; /* over several backends */
     ct_retry_t retry;
     redis_filter_t filter; /* --codec resp */
     ct_service_t *service; /* the top of the stack: filter, retry or timeout */
@@ -86,27 +100,58 @@ static int resp_error_reply(ct_server_t *srv, int status, void **response) {
     return *response ? 0 : status;
 }
 
-/* The backend client under its timeout layer, and a retry layer with
- * --retry; 0 or an error. */
-static int backend_init(proxy_t *p, const options_t *o) {
+/* Backend i's client under its timeout layer; 0 or an error, said. */
+static int backend_init(proxy_t *p, const options_t *o, int i) {
+    backend_t *b = &p->backends[i];
     ct_reconnect_config_t rc = {0};
     ct_timeout_config_t timeout = {0};
-    ct_retry_config_t retry = {0};
     int r;
     rc.multiplex = o->multiplex;
     rc.max_in_flight = BACKEND_IN_FLIGHT;
     rc.free_msg = ct_buf_pool_free_msg;
     rc.free_ctx = &p->wire.pool;
     rc.connect_timeout_ms = 5000;
-    r = ct_reconnect_init(&p->backend, &p->ct, o->backend, &p->wire.stream, &rc);
-    if (r != 0) return r;
-    timeout.timeout_ms = (uint64_t)(o->timeout_s * 1000 + 0.5);
-    timeout.max_in_flight = BACKEND_IN_FLIGHT;
-    timeout.free_msg = ct_buf_pool_free_msg;
-    timeout.free_ctx = &p->wire.pool;
-    r = ct_timeout_init(&p->timeout, &p->ct, &p->backend.service, &timeout);
-    if (r != 0) return r;
-    p->service = &p->timeout.service;
+    r = ct_reconnect_init(&b->client, &p->ct, o->backends[i], &p->wire.stream, &rc);
+    if (r == 0) {
+        timeout.timeout_ms = (uint64_t)(o->timeout_s * 1000 + 0.5);
+        timeout.max_in_flight = BACKEND_IN_FLIGHT;
+        timeout.free_msg = ct_buf_pool_free_msg;
+        timeout.free_ctx = &p->wire.pool;
+        r = ct_timeout_init(&b->timeout, &p->ct, &b->client.service, &timeout);
+    }
+    if (r != 0) fprintf(stderr, "ctower proxy: backend %s: %s\n", o->backends[i], ct_strerror(r));
+    return r;
+}
+
+/* A balancer over the backends' timeout layers (which it then owns). */
+static int balance_init(proxy_t *p, const options_t *o) {
+    ct_service_t *endpoints[OPTIONS_MAX_BACKENDS];
+    ct_balance_config_t cfg = {0};
+    int i, r;
+    for (i = 0; i < o->nbackends; i++)
+        endpoints[i] = &p->backends[i].timeout.service;
+    cfg.endpoints = endpoints;
+    cfg.n_endpoints = (size_t)o->nbackends;
+    cfg.max_in_flight = (size_t)BACKEND_IN_FLIGHT * (size_t)o->nbackends;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &p->wire.pool;
+    r = ct_balance_init(&p->balance, &p->ct, &cfg);
+    if (r != 0) fprintf(stderr, "ctower proxy: balancer: %s\n", ct_strerror(r));
+    return r;
+}
+
+/* Each backend under its timeout layer, a balancer over them if there are
+ * several, and a retry layer with --retry; 0 or an error, said. */
+static int backends_init(proxy_t *p, const options_t *o) {
+    ct_retry_config_t retry = {0};
+    int i, r;
+    for (i = 0; i < o->nbackends; i++)
+        if ((r = backend_init(p, o, i)) != 0) return r;
+    p->service = &p->backends[0].timeout.service;
+    if (o->nbackends > 1) {
+        if ((r = balance_init(p, o)) != 0) return r;
+        p->service = &p->balance.service;
+    }
     if (!o->retry) return 0;
     retry.copy = ct_buf_pool_copy_msg;
     retry.copy_ctx = &p->wire.pool;
@@ -115,14 +160,15 @@ static int backend_init(proxy_t *p, const options_t *o) {
     retry.max_in_flight = BACKEND_IN_FLIGHT;
     /* a pipelined client's commands may depend on the ones before them */
     retry.keep_order = !o->multiplex;
-    r = ct_retry_init(&p->retry, &p->ct, &p->timeout.service, &retry);
+    r = ct_retry_init(&p->retry, &p->ct, p->service, &retry);
+    if (r != 0) fprintf(stderr, "ctower proxy: retry layer: %s\n", ct_strerror(r));
     if (r == 0) p->service = &p->retry.service;
     return r;
 }
 
 /* The whole stack under the listener: for Redis, the filter on top. */
 static int stack_init(proxy_t *p, const options_t *o) {
-    int r = backend_init(p, o);
+    int r = backends_init(p, o);
     if (r != 0 || !o->resp) return r;
     redis_filter_init(&p->filter, &p->ct, p->service, &p->wire.pool);
     p->service = &p->filter.service;
@@ -150,9 +196,10 @@ static int listener_init(proxy_t *p, const options_t *o) {
 }
 
 static int check_options(const options_t *o) {
-    if (!o->address || !o->backend) {
-        fprintf(stderr, "usage: ctower proxy LISTEN BACKEND [--mode pipeline|multiplex]"
-                        " [--codec length|line|crlf|resp] [--timeout S] [--retry]\n");
+    if (!o->address || o->nbackends == 0) {
+        fprintf(stderr,
+                "usage: ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]"
+                " [--codec length|line|crlf|resp] [--timeout S] [--retry]\n");
         return 2;
     }
     if (o->multiplex && (o->line_codec || o->resp)) {
@@ -166,15 +213,12 @@ int proxy_main(const options_t *o) {
     static proxy_t p;
     ct_address_t bound;
     char text[160];
-    int r;
+    int i, r;
     if ((r = check_options(o)) != 0) return r;
     uv_loop_init(&p.uv);
     ct_loop_init(&p.ct, &p.uv);
     wire_init(&p.wire, o, POOL_BUF);
-    if ((r = stack_init(&p, o)) != 0) {
-        fprintf(stderr, "ctower proxy: backend %s: %s\n", o->backend, ct_strerror(r));
-        return 2;
-    }
+    if (stack_init(&p, o) != 0) return 2;
     p.service->data = &p;
     if ((r = listener_init(&p, o)) != 0) {
         fprintf(stderr, "ctower proxy: cannot listen on %s: %s\n", o->address, ct_strerror(r));
@@ -191,9 +235,11 @@ int proxy_main(const options_t *o) {
     uv_signal_start(&p.sigterm, on_signal, SIGTERM);
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
-    fprintf(stderr, "ctower proxy: %s on %s to %s (%s codec, %g s timeout%s)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, o->backend, codec_name(o), o->timeout_s,
-            o->retry ? ", retrying" : "");
+    fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);
+    for (i = 0; i < o->nbackends; i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", o->backends[i]);
+    fprintf(stderr, " (%s codec, %g s timeout%s%s)\n", codec_name(o), o->timeout_s,
+            o->nbackends > 1 ? ", balanced" : "", o->retry ? ", retrying" : "");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_buf_pool_destroy(&p.wire.pool);
     return uv_loop_close(&p.uv) == 0 ? 0 : 1;

@@ -6,9 +6,11 @@ set -uo pipefail
 ctower=$1
 tmp=$(mktemp -d)
 server_pid=
+server2_pid=
 proxy_pid=
 cleanup() { # (a server the test stopped with SIGSTOP must be continued to die)
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && kill -CONT "$server_pid" 2>/dev/null
+  [ -n "$server2_pid" ] && kill "$server2_pid" 2>/dev/null
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
   rm -rf "$tmp"
 }
@@ -276,6 +278,33 @@ for mode in pipeline multiplex; do
   expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
   stop proxy_pid "$tmp/proxy.log"
 done
+
+# proxy over three backends: one that nothing listens on, and two echo
+# servers. With --retry every request is answered: one that went to the
+# dead backend is tried again on another, and the dead one is left out.
+# Then the echo servers stop one after the other: with one left, still no
+# error; with none, the call fails.
+"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve.log" &
+server_pid=$!
+"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve2.log" &
+server2_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+addr2=$(address_in "$tmp/serve2.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+"$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 "$addr" "$addr2" --retry 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') ||
+  fail "balanced proxy did not listen: $(cat "$tmp/proxy.log")"
+grep -q "to tcp://127.0.0.1:1, $addr, $addr2 (.*balanced, retrying)" "$tmp/proxy.log" ||
+  fail "the proxy does not name its backends: $(cat "$tmp/proxy.log")"
+for _ in 1 2; do
+  expect_exit 0 "$ctower" bench --server "$paddr" --connections 8 --depth 8 --requests 20000 --json
+  grep -q '"requests": 20000, "errors": 0,' "$tmp/out" ||
+    fail "bench through a balanced proxy: $(cat "$tmp/out")"
+  stop server_pid
+  server_pid=$server2_pid server2_pid=
+done
+expect_exit 1 "$ctower" call "$paddr" --timeout 5 hi
+stop proxy_pid "$tmp/proxy.log"
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
