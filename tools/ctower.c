@@ -18,9 +18,8 @@ static void usage(FILE *f) {
                "               [--connections N] [--depth N] [--size BYTES] [--duration S | "
                "--requests N]\n"
                "               [--threads N] [--reconnect] [--retry] [--json] [--command 'WORDS']\n"
-               "  ctower proxy LISTEN BACKEND [--mode pipeline|multiplex] "
-               "[--codec length|line|crlf|resp]\n"
-               "               [--timeout S] [--retry]\n"
+               "  ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]\n"
+               "               [--codec length|line|crlf|resp] [--timeout S] [--retry]\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
                "               [--] [MESSAGE ...]\n"
@@ -34,7 +33,8 @@ static void usage(FILE *f) {
                "call sends each MESSAGE (or each line of its input) and prints the answers.\n"
                "proxy sends the requests of every connection it accepts on LISTEN to BACKEND\n"
                "over one shared connection; each request must be answered within --timeout\n"
-               "seconds (default 5), and --retry puts a retry layer on top.\n");
+               "seconds (default 5), and --retry puts a retry layer on top. Several\n"
+               "backends share the requests (ct_balance_t), one connection each.\n");
 }
 
 int main(int argc, char **argv) {
