@@ -48,6 +48,7 @@ example: build
 	./$(BUILD)/examples/echo_tcp
 	./$(BUILD)/examples/echo_threads
 	./$(BUILD)/examples/reconnect
+	./$(BUILD)/examples/balance
 
 test: test-plain test-asan
 
