@@ -143,8 +143,8 @@ static int start_server(app_t *app, int i, char *address, size_t size) {
     cfg.stream = app->wire;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &app->pool;
-    r = ct_listener_init(&app->listeners[i], &app->ct, "tcp://127.0.0.1:0",
-                         &app->named[i].service, &cfg);
+    r = ct_listener_init(&app->listeners[i], &app->ct, "tcp://127.0.0.1:0", &app->named[i].service,
+                         &cfg);
     if (r != 0) return fprintf(stderr, "listen: %s\n", ct_strerror(r)), r;
     app->listeners[i].data = app;
     app->listening[i] = 1;

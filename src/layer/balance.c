@@ -28,6 +28,7 @@ typedef struct ct_balance_entry {
     ct_op_t inner;  /* the call in its endpoint */
     ct_op_t *outer; /* NULL once the caller has been answered */
     size_t endpoint;
+    size_t index; /* in layer->entries */
     ct_balance_t *layer;
 } entry_t;
 
@@ -54,9 +55,10 @@ static int default_is_failure(int status) {
     }
 }
 
-/* Counts an outcome of a call to ep: a failure leaves it out for a while,
- * anything else ends a run of failures. */
-static void note_outcome(ct_balance_t *b, endpoint_t *ep, int status, int cause) {
+/* Counts an error of a call to ep: a failure leaves it out for a while,
+ * anything else ends a run of failures (as an answer does, in the caller). */
+static __attribute__((noinline)) void note_error(ct_balance_t *b, endpoint_t *ep, int status,
+                                                 int cause) {
     int failed = b->cfg.is_failure ? b->cfg.is_failure(b->cfg.is_failure_ctx, status, cause)
                                    : default_is_failure(status);
     uint64_t pause;
@@ -71,15 +73,20 @@ static void note_outcome(ct_balance_t *b, endpoint_t *ep, int status, int cause)
 }
 
 /* Whether ep may be given calls: alive, and not paused unless paused ones
- * count too. */
-static int eligible(const endpoint_t *ep, uint64_t now, int with_paused) {
-    return !ep->dead && (with_paused || ep->out_until <= now);
+ * count too. A pause that is over is cleared, so that the clock is read
+ * only while one runs. */
+static int eligible(const ct_balance_t *b, endpoint_t *ep, int with_paused) {
+    if (ep->dead) return 0;
+    if (ep->out_until == 0 || with_paused) return 1;
+    if (ep->out_until > now_ms(b)) return 0;
+    ep->out_until = 0;
+    return 1;
 }
 
-static int any_eligible(const ct_balance_t *b, uint64_t now) {
+static int any_eligible(ct_balance_t *b) {
     size_t i;
     for (i = 0; i < b->n; i++)
-        if (eligible(&b->endpoints[i], now, 0)) return 1;
+        if (eligible(b, &b->endpoints[i], 0)) return 1;
     return 0;
 }
 
@@ -104,16 +111,31 @@ static void on_endpoint_waker(ct_waker_t *waker) {
 
 /* ---- picking ----------------------------------------------------------------- */
 
-static size_t draw(ct_balance_t *b, size_t below) {
-    b->rng ^= b->rng << 13;
-    b->rng ^= b->rng >> 17;
-    b->rng ^= b->rng << 5;
-    return b->rng % below;
+/* Two distinct endpoints at random (the same one twice if there is only
+ * one), from one draw of the generator. */
+static inline void draw_two(ct_balance_t *b, size_t *i, size_t *j) {
+    uint32_t r = b->rng;
+    r ^= r << 13;
+    r ^= r >> 17;
+    r ^= r << 5;
+    b->rng = r;
+    if (b->n <= 2) {
+        if (b->n == 1) {
+            *i = *j = 0;
+            return;
+        }
+        *i = r & 1;
+        *j = *i ^ 1;
+        return;
+    }
+    *i = (r & 0xffff) % b->n;
+    *j = (r >> 16) % (b->n - 1);
+    if (*j >= *i) ++*j;
 }
 
 /* Whether endpoint i can take the call: eligible, and ready when polling. */
-static int can_take(ct_balance_t *b, size_t i, uint64_t now, int poll, int with_paused) {
-    if (!eligible(&b->endpoints[i], now, with_paused)) return 0;
+static int can_take(ct_balance_t *b, size_t i, int poll, int with_paused) {
+    if (!eligible(b, &b->endpoints[i], with_paused)) return 0;
     return !poll || poll_endpoint(b, i) == CT_READY;
 }
 
@@ -121,11 +143,11 @@ static int can_take(ct_balance_t *b, size_t i, uint64_t now, int poll, int with_
  * each one better than the best so far is polled, and the best so far
  * released when a better one is ready; when none is ready, all have been
  * polled, so each has its waker. */
-static size_t least_loaded(ct_balance_t *b, uint64_t now, int poll, int with_paused) {
+static size_t least_loaded(ct_balance_t *b, int poll, int with_paused) {
     size_t i, best = NONE;
     for (i = 0; i < b->n; i++) {
         if (best != NONE && b->endpoints[i].in_flight >= b->endpoints[best].in_flight) continue;
-        if (!can_take(b, i, now, poll, with_paused)) continue;
+        if (!can_take(b, i, poll, with_paused)) continue;
         if (best != NONE && poll) ct_service_release(b->endpoints[best].svc);
         best = i;
     }
@@ -134,29 +156,48 @@ static size_t least_loaded(ct_balance_t *b, uint64_t now, int poll, int with_pau
 
 /* Two endpoints at random, the less loaded first; if neither can take the
  * call, the least loaded of all. Only the one picked is left polled READY. */
-static size_t pick(ct_balance_t *b, uint64_t now, int poll, int with_paused) {
+static size_t pick(ct_balance_t *b, int poll, int with_paused) {
     size_t i, j;
     if (b->n >= 2) {
-        i = draw(b, b->n);
-        j = draw(b, b->n - 1);
-        if (j >= i) j++; /* two distinct ones */
+        draw_two(b, &i, &j);
         if (b->endpoints[j].in_flight < b->endpoints[i].in_flight) {
             size_t t = i;
             i = j;
             j = t;
         }
-        if (can_take(b, i, now, poll, with_paused)) return i;
-        if (can_take(b, j, now, poll, with_paused)) return j;
+        if (can_take(b, i, poll, with_paused)) return i;
+        if (can_take(b, j, poll, with_paused)) return j;
     }
-    return least_loaded(b, now, poll, with_paused);
+    return least_loaded(b, poll, with_paused);
 }
 
 /* An endpoint not left out if any is usable, else any alive one. */
-static size_t pick_any(ct_balance_t *b, int poll) {
-    uint64_t now = now_ms(b);
-    size_t i = pick(b, now, poll, 0);
-    if (i == NONE && b->alive > 0 && !any_eligible(b, now)) i = pick(b, now, poll, 1);
+static __attribute__((noinline)) size_t pick_any(ct_balance_t *b, int poll) {
+    size_t i = pick(b, poll, 0);
+    if (i == NONE && b->alive > 0 && !any_eligible(b)) i = pick(b, poll, 1);
     return i;
+}
+
+/* The common case, in line: the less loaded of two endpoints drawn at
+ * random, or else the other, if it is alive, not paused, and (when polling)
+ * ready. NONE sends the caller to pick_any, which sorts out the rest (no
+ * endpoint ready among the two, a poll_ready error). */
+static inline size_t pick_fast(ct_balance_t *b, int poll) {
+    size_t i, j, k;
+    draw_two(b, &i, &j);
+    if (b->endpoints[j].in_flight < b->endpoints[i].in_flight) {
+        k = i;
+        i = j;
+        j = k;
+    }
+    for (k = 0; k < 2; k++, i = j) {
+        endpoint_t *ep = &b->endpoints[i];
+        int r;
+        if (!eligible(b, ep, 0)) continue;
+        if (!poll || (r = ct_service_poll_ready(ep->svc, &ep->waker)) == CT_READY) return i;
+        if (r < 0) break; /* pick_any marks it dead */
+    }
+    return NONE;
 }
 
 /* ---- calls ------------------------------------------------------------------- */
@@ -175,7 +216,10 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
     endpoint_t *ep = &b->endpoints[e->endpoint];
     ct_op_t *outer = e->outer;
     ep->in_flight--;
-    if (status != CT_ECANCELED) note_outcome(b, ep, status, op->cause); /* no news */
+    if (status == 0)
+        ep->failures_in_a_row = 0;
+    else if (status != CT_ECANCELED) /* (which says nothing of the endpoint) */
+        note_error(b, ep, status, op->cause);
     give_back(b, e);
     if (!outer) {
         free_msg(b, response); /* canceled: nobody waits for it */
@@ -191,7 +235,7 @@ static int balance_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     if (b->chosen != NONE) return CT_READY;
     if (b->nfree > 0) {
         if (b->alive == 0) return b->last_error;
-        i = pick_any(b, 1);
+        if ((i = pick_fast(b, 1)) == NONE) i = pick_any(b, 1);
         if (i != NONE) {
             b->chosen = i;
             return CT_READY;
@@ -214,18 +258,19 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
         return 0;
     }
     b->chosen = NONE;
-    if (i == NONE && (i = pick_any(b, 0)) == NONE) return b->last_error; /* all dead */
+    if (i == NONE && (i = pick_fast(b, 0)) == NONE && (i = pick_any(b, 0)) == NONE)
+        return b->last_error; /* all dead */
     ep = &b->endpoints[i];
     e = b->free_entries[--b->nfree];
     r = ct_service_call(ep->svc, request, &e->inner);
     if (r < 0) { /* nothing started: the request is still the caller's */
-        note_outcome(b, ep, r, 0);
+        note_error(b, ep, r, 0);
         b->free_entries[b->nfree++] = e;
         return r;
     }
     e->outer = op;
     e->endpoint = i;
-    op->slot = (size_t)(e - b->entries);
+    op->slot = e->index;
     ep->in_flight++;
     ep->calls++;
     return 0;
@@ -369,6 +414,7 @@ int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t 
     for (i = 0; i < cap; i++) {
         entry_t *e = &b->entries[i];
         e->layer = b;
+        e->index = i;
         ct_op_init(&e->inner, on_inner_done);                   /* reusable after each callback */
         b->free_entries[b->nfree++] = &b->entries[cap - 1 - i]; /* entry 0 on top */
     }

@@ -47,7 +47,9 @@
 extern "C" {
 #endif
 
-/* Whether an outcome (status, cause) of a call says its endpoint failed. */
+/* Whether a call's error (status < 0, and its cause) says its endpoint
+ * failed. Asked about every error but CT_ECANCELED; an answer is never a
+ * failure. */
 typedef int (*ct_balance_failure_fn)(void *ctx, int status, int cause);
 
 typedef struct ct_balance_config {
