@@ -4,14 +4,15 @@
 # `make compare-servers` and `make compare-clients` bench/compare-side (one
 # side alone against the baseline's other side), `make compare-redis`
 # bench/compare-redis (ctower bench and redis-benchmark against redis-server),
-# `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy).
+# `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy),
+# `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost example test test-plain test-asan install format clean
 
 all: build
 
@@ -41,6 +42,9 @@ compare-redis: build
 
 compare-proxy: build
 	bench/compare-proxy $(BUILD)
+
+proxy-cost: build
+	bench/proxy-cost $(BUILD)
 
 example: build
 	./$(BUILD)/examples/echo_channel

@@ -7,9 +7,9 @@ set -euo pipefail
 # redis-server is the real server of the interop test (tests/interop),
 # redis-tools's redis-benchmark the client bench/compare-redis measures
 # against, and nutcracker (twemproxy) the proxy bench/compare-proxy measures
-# `ctower proxy` against.
+# `ctower proxy` against; valgrind counts instructions for bench/proxy-cost.
 packages=(libuv1-dev libcriterion-dev cmake pkg-config make gcc g++ clang libclang-rt-14-dev
-  redis-server redis-tools nutcracker)
+  redis-server redis-tools nutcracker valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

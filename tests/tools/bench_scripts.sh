@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of bench/compare, bench/compare-side, bench/cpu-split,
-# bench/compare-redis and bench/compare-proxy: one short cell (per mode)
-# each, a ratio (or CPU split) printed, and no server left running.
+# bench/compare-redis, bench/compare-proxy and bench/proxy-cost: one short
+# cell (per mode) each, a ratio (or CPU split, or count) printed, and no
+# server left running.
 set -uo pipefail
 src=$1
 build=$2
@@ -41,6 +42,13 @@ out=$(CONNS=1 DEPTHS=4 TESTS=get DURATION=0.2 "$src/bench/compare-proxy" "$build
 echo "$out" | grep -Eq "^get +1 +4 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ " ||
   fail "bench/compare-proxy printed no ratio: $out"
 pgrep -f "ctower-proxy.sock|twemproxy.yml" >/dev/null && fail "compare-proxy left a server running"
+# proxy-cost: a count per stack, the layers adding to it.
+out=$(REQUESTS=3000 "$src/bench/proxy-cost" "$build" 2>&1) || fail "bench/proxy-cost exited $?: $out"
+for stack in "1 backend" "1 backend, --retry" "2 backends" "2 backends, --retry"; do
+  echo "$out" | grep -Eq "^$stack +[1-9][0-9]*$" || fail "bench/proxy-cost printed no count for $stack: $out"
+done
+REQUESTS=x "$src/bench/proxy-cost" "$build" >/dev/null 2>&1 && fail "proxy-cost took REQUESTS=x"
+pgrep -f "proxy-cost|serve1.sock|serve2.sock" >/dev/null && fail "proxy-cost left a server running"
 # The baseline's multiplex client tags its requests and matches the answers
 # by tag: against the echo servers, every request is answered.
 out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||
