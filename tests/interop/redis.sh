@@ -5,7 +5,8 @@
 # CRLF line codec and Redis's inline commands. Redis answers every command of
 # a pipeline in order.
 # It also runs examples/redis_client, `ctower bench --codec resp` and
-# `ctower proxy` (with redis-benchmark through it) against the server.
+# `ctower proxy` (with redis-benchmark through it) against the server, and
+# the proxy balancing over two servers.
 #   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
 ctower=$1
@@ -15,10 +16,14 @@ command -v redis-server >/dev/null || fail "redis-server is missing (scripts/ins
 tmp=$(mktemp -d)
 sock="$tmp/redis.sock"
 server_pid=
+server2_pid=
 proxy_pid=
+bproxy_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$server2_pid" ] && kill "$server2_pid" 2>/dev/null
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+  [ -n "$bproxy_pid" ] && kill "$bproxy_pid" 2>/dev/null
   [ -n "${bad_pid:-}" ] && kill "$bad_pid" 2>/dev/null
   rm -rf "$tmp"
 }
@@ -150,6 +155,54 @@ if command -v redis-benchmark >/dev/null; then
   [ "$(tr '\r' '\n' <"$tmp/rb.out" | grep -c "requests per second")" -eq 4 ] ||
     fail "redis-benchmark through the proxy: $(cat "$tmp/rb.out")"
 fi
+
+# Two servers holding the same value (as replicas would) behind one proxy:
+# the proxy spreads 2,000 GETs over both (each counts some in INFO
+# commandstats), and every one reads the value. With one server stopped,
+# the other answers everything (--retry sends a GET that could not reach
+# the stopped one to the other).
+sock2="$tmp/redis2.sock"
+redis-server --port 0 --unixsocket "$sock2" --save '' --appendonly no --dir "$tmp" \
+  --logfile "$tmp/redis2.log" &
+server2_pid=$!
+for _ in $(seq 50); do [ -S "$sock2" ] && break; sleep 0.1; done
+[ -S "$sock2" ] || fail "a second redis-server did not start: $(cat "$tmp/redis2.log" 2>/dev/null)"
+for s in "$sock" "$sock2"; do
+  out=$("$ctower" call "unix://$s" --codec resp "SET shared replicated") || fail "SET on $s: exit $?"
+  [ "$out" = OK ] || fail "SET on $s answered '$out'"
+done
+get_calls() { # socket: how many GETs it has served (call prints "\r\n" as such)
+  local n
+  n=$("$ctower" call "unix://$1" --codec resp "INFO commandstats" |
+    grep -o 'cmdstat_get:calls=[0-9]*' | cut -d= -f2)
+  echo "${n:-0}"
+}
+g1=$(get_calls "$sock") g2=$(get_calls "$sock2")
+bsock="$tmp/balanced.sock"
+"$ctower" proxy "unix://$bsock" "unix://$sock" "unix://$sock2" --codec resp --retry \
+  2>"$tmp/bproxy.log" &
+bproxy_pid=$!
+for _ in $(seq 50); do [ -S "$bsock" ] && break; sleep 0.1; done
+[ -S "$bsock" ] || fail "the balanced proxy did not listen: $(cat "$tmp/bproxy.log")"
+for _ in 1 2; do # two clients, one after the other
+  seq 1000 | sed "s/.*/GET shared/" | "$ctower" call "unix://$bsock" --codec resp >"$tmp/gets" ||
+    fail "GET x 1000 through the balanced proxy: exit $?"
+  [ "$(sort -u "$tmp/gets")" = replicated ] && [ "$(wc -l <"$tmp/gets")" -eq 1000 ] ||
+    fail "GET x 1000 through the balanced proxy: $(sort "$tmp/gets" | uniq -c | head -3)"
+done
+d1=$(($(get_calls "$sock") - g1)) d2=$(($(get_calls "$sock2") - g2))
+((d1 + d2 == 2000)) || fail "the two servers served $d1 + $d2 GETs, not 2,000"
+((d1 > 0 && d2 > 0)) || fail "the balanced proxy sent every GET to one server ($d1, $d2)"
+kill "$server2_pid"
+wait "$server2_pid" 2>/dev/null
+server2_pid=
+seq 1000 | sed "s/.*/GET shared/" | "$ctower" call "unix://$bsock" --codec resp >"$tmp/gets" ||
+  fail "GET x 1000 through the balanced proxy, one server stopped: exit $?"
+[ "$(sort -u "$tmp/gets")" = replicated ] && [ "$(wc -l <"$tmp/gets")" -eq 1000 ] ||
+  fail "GET x 1000, one server stopped: $(sort "$tmp/gets" | uniq -c | head -3)"
+kill -TERM "$bproxy_pid"
+wait "$bproxy_pid" || fail "the balanced proxy exited $? after SIGTERM"
+bproxy_pid=
 
 # The server goes away: the client says so and fails, it does not hang; the
 # proxy answers its clients with an error reply and keeps their connections.
