@@ -213,6 +213,19 @@ static void assert_failed(int from, int to, int status, int cause) {
     }
 }
 
+/* A retry layer's config for pooled requests: pauses of 5-10 ms. */
+static ct_retry_config_t retry_config(void) {
+    ct_retry_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.copy = ct_buf_pool_copy_msg;
+    cfg.copy_ctx = &pool;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cfg.backoff_min_ms = 5;
+    cfg.backoff_max_ms = 10;
+    return cfg;
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 /* The retry layer over a reconnecting client: calls made while the server
@@ -220,19 +233,12 @@ static void assert_failed(int from, int to, int status, int cause) {
  * is back on its port. */
 Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
     ct_retry_t retry;
-    ct_retry_config_t cfg;
+    ct_retry_config_t cfg = retry_config();
     int i;
     setup();
     address_for(free_port(), addr, sizeof addr);
     init_rc(addr, 0, 5);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.copy = ct_buf_pool_copy_msg;
-    cfg.copy_ctx = &pool;
-    cfg.free_msg = ct_buf_pool_free_msg;
-    cfg.free_ctx = &pool;
     cfg.max_attempts = 1000;
-    cfg.backoff_min_ms = 5;
-    cfg.backoff_max_ms = 10;
     cfg.budget_min_per_s = 1000;
     cr_assert_eq(ct_retry_init(&retry, &H.ct, &rc.service, &cfg), 0);
     calls_to = &retry.service;
@@ -260,7 +266,7 @@ Test(reconnect, through_a_balancer_calls_avoid_a_server_that_is_down) {
     ct_balance_config_t bcfg;
     ct_balance_endpoint_stats_t up_stats, down_stats;
     ct_retry_t retry;
-    ct_retry_config_t rcfg;
+    ct_retry_config_t rcfg = retry_config();
     ct_service_t *endpoints[2];
     char down_addr[64];
     uint64_t down_calls;
@@ -282,13 +288,6 @@ Test(reconnect, through_a_balancer_calls_avoid_a_server_that_is_down) {
     bcfg.free_ctx = &pool;
     bcfg.pause_min_ms = bcfg.pause_max_ms = 60000;
     cr_assert_eq(ct_balance_init(&balance, &H.ct, &bcfg), 0);
-    memset(&rcfg, 0, sizeof rcfg);
-    rcfg.copy = ct_buf_pool_copy_msg;
-    rcfg.copy_ctx = &pool;
-    rcfg.free_msg = ct_buf_pool_free_msg;
-    rcfg.free_ctx = &pool;
-    rcfg.backoff_min_ms = 1;
-    rcfg.backoff_max_ms = 2;
     rcfg.budget_min_per_s = 1000;
     cr_assert_eq(ct_retry_init(&retry, &H.ct, &balance.service, &rcfg), 0);
     calls_to = &retry.service;
@@ -856,12 +855,7 @@ static void reconnect_steady_state(int multiplex, int with_retry) {
     long allocs;
     start(&echo.service, multiplex);
     if (with_retry) {
-        ct_retry_config_t cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.copy = ct_buf_pool_copy_msg;
-        cfg.copy_ctx = &pool;
-        cfg.free_msg = ct_buf_pool_free_msg;
-        cfg.free_ctx = &pool;
+        ct_retry_config_t cfg = retry_config();
         cr_assert_eq(ct_retry_init(&retry, &H.ct, &rc.service, &cfg), 0);
         calls_to = &retry.service;
     }
