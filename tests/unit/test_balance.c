@@ -182,6 +182,21 @@ static ct_balance_endpoint_stats_t stats(size_t i) {
     return s;
 }
 
+/* The endpoints answer every call they hold; calls r[0..n) must each
+ * complete once, with their own answer. */
+static void answer_all(rec_op_t *r, int n, size_t neps) {
+    size_t j;
+    int i;
+    for (j = 0; j < neps; j++)
+        ep_complete_all(&eps[j], 0);
+    for (i = 0; i < n; i++) {
+        H_RUN_UNTIL(r[i].calls);
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, 0, "call %d: %s", i, ct_err_name(r[i].status));
+        cr_assert_eq(r[i].response_id, (uint64_t)i);
+    }
+}
+
 static size_t reservations(size_t n) {
     size_t i, k = 0;
     for (i = 0; i < n; i++)
@@ -251,14 +266,7 @@ Test(balance, two_endpoints_share_held_calls_evenly) {
                       eps[0].calls, eps[1].calls);
     }
     cr_assert_eq(stats(0).in_flight + stats(1).in_flight, 101);
-    ep_complete_all(&eps[0], 0);
-    ep_complete_all(&eps[1], 0);
-    H_RUN_UNTIL(rec_op_counter && r[100].calls && r[0].calls);
-    for (i = 0; i < 101; i++) {
-        H_RUN_UNTIL(r[i].calls);
-        cr_assert_eq(r[i].status, 0);
-        cr_assert_eq(r[i].response_id, (uint64_t)i);
-    }
+    answer_all(r, 101, 2);
     unwrap(2);
 }
 
@@ -278,10 +286,7 @@ Test(balance, the_less_loaded_endpoint_takes_the_calls) {
         call(&r[i], (uint64_t)i);
     cr_assert_eq(eps[0].calls, 10, "the loaded endpoint took a call");
     cr_assert_eq(eps[1].calls, 20);
-    ep_complete_all(&eps[0], 0);
-    ep_complete_all(&eps[1], 0);
-    for (i = 0; i < 30; i++)
-        H_RUN_UNTIL(r[i].calls);
+    answer_all(r, 30, 2);
     unwrap(2);
 }
 
@@ -293,12 +298,7 @@ Test(balance, every_endpoint_of_five_takes_calls) {
         call(&r[i], (uint64_t)i);
     for (i = 0; i < 5; i++)
         cr_assert_gt(eps[i].calls, 0, "endpoint %d took no call", i);
-    for (i = 0; i < 5; i++)
-        ep_complete_all(&eps[i], 0);
-    for (i = 0; i < 100; i++) {
-        H_RUN_UNTIL(r[i].calls);
-        cr_assert_eq(r[i].response_id, (uint64_t)i);
-    }
+    answer_all(r, 100, 5);
     unwrap(5);
 }
 
@@ -499,10 +499,7 @@ Test(balance, readiness_waits_for_any_endpoint) {
     ct_service_release(&layer.service);
     cr_assert_eq(eps[1].releases, 1, "release reaches the endpoint");
     cr_assert_eq(reservations(2), 0);
-    ep_complete_all(&eps[0], 0);
-    ep_complete_all(&eps[1], 0);
-    for (i = 0; i < 4; i++)
-        H_RUN_UNTIL(r[i].calls);
+    answer_all(r, 4, 2);
     unwrap(2);
 }
 
@@ -524,9 +521,7 @@ Test(balance, an_endpoint_that_becomes_ready_wakes_the_layer) {
     cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_READY);
     cr_assert(eps[0].reserved);
     ct_service_release(&layer.service);
-    ep_complete_all(&eps[0], 0);
-    ep_complete_all(&eps[1], 0);
-    H_RUN_UNTIL(r[0].calls && r[1].calls);
+    answer_all(r, 2, 2);
     unwrap(2);
 }
 
@@ -582,13 +577,7 @@ Test(balance, a_ready_reserves_one_endpoint_and_the_call_uses_it) {
         k = (int)((seed >> 8) % 5);
         if ((seed >> 16) % 3 == 0 && eps[k].nheld) ep_complete(&eps[k], 0, 0);
     }
-    for (j = 0; j < 5; j++)
-        ep_complete_all(&eps[j], 0);
-    for (i = 0; i < 200; i++) {
-        H_RUN_UNTIL(r[i].calls);
-        cr_assert_eq(r[i].calls, 1);
-        cr_assert_eq(r[i].response_id, (uint64_t)i);
-    }
+    answer_all(r, 200, 5);
     unwrap(5);
 }
 
