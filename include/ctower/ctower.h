@@ -29,6 +29,7 @@
 #include "ctower/layer/reconnect.h"
 #include "ctower/layer/retry.h"
 #include "ctower/layer/balance.h"
+#include "ctower/layer/limit.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1
