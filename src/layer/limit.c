@@ -22,9 +22,12 @@ static uint64_t bucket_size(const ct_limit_t *l) {
     return (uint64_t)l->cfg.burst * 1000;
 }
 
+/* Whether a token is there, the bucket topped up first: a top-up left for
+ * later would be capped later, after calls had taken from a bucket that
+ * should have been full, and let one call too many through. */
 static int token_ready(ct_limit_t *l) {
     uint64_t now;
-    if (l->cfg.rate_per_s == 0 || l->tokens_milli >= 1000) return 1;
+    if (l->cfg.rate_per_s == 0) return 1;
     now = uv_now(l->service.loop->uv);
     if (now > l->refilled_ms) { /* a token a second is a thousandth a ms */
         l->tokens_milli += (now - l->refilled_ms) * l->cfg.rate_per_s;
