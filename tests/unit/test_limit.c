@@ -247,19 +247,17 @@ Test(limit, a_server_waits_for_room) {
 }
 
 /* With a burst of 1, the bucket holds one token however long it was quiet:
- * two calls in the same millisecond after a pause, one goes. */
+ * of two calls in the same millisecond after a pause, one goes. */
 Test(limit, a_quiet_time_banks_no_more_than_the_burst) {
-    rec_op_t r[3];
+    rec_op_t r[2];
     int i;
     wrap_echo(0, 1000, 1);
-    call(&r[0], 0);
-    H_RUN_UNTIL(r[0].calls);
     uv_sleep(30);
     uv_update_time(&H.uv);
-    for (i = 1; i < 3; i++)
+    for (i = 0; i < 2; i++)
         call(&r[i], (uint64_t)i);
-    H_RUN_UNTIL(r[1].calls && r[2].calls);
-    cr_assert_eq(r[1].status, 0);
-    cr_assert_eq(r[2].status, CT_EOVERLOADED, "a second call in the same ms went through");
+    H_RUN_UNTIL(r[0].calls && r[1].calls);
+    cr_assert_eq(r[0].status, 0);
+    cr_assert_eq(r[1].status, CT_EOVERLOADED, "a second call in the same ms went through");
     h_close_service(&layer.service);
 }
