@@ -239,6 +239,9 @@ expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --mode multipl
 expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 nonsense://x
 grep -q "backend nonsense://x" "$tmp/err" || fail "a bad backend address is not explained"
 expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --depth 4
+# shellcheck disable=SC2046 # 65 backends, one word each
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 $(seq -f 'tcp://127.0.0.1:%g' 1 65)
+grep -q "64 backends at most" "$tmp/err" || fail "too many backends are not explained"
 # Waits for "LINE" (an extended regex, with the address in \1) in LOG; prints the address.
 address_in() { # log regex
   local a
