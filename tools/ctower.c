@@ -20,6 +20,7 @@ static void usage(FILE *f) {
                "               [--threads N] [--reconnect] [--retry] [--json] [--command 'WORDS']\n"
                "  ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]\n"
                "               [--codec length|line|crlf|resp] [--timeout S] [--retry]\n"
+               "               [--max-in-flight N] [--rate N]\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
                "               [--] [MESSAGE ...]\n"
@@ -34,7 +35,9 @@ static void usage(FILE *f) {
                "proxy sends the requests of every connection it accepts on LISTEN to BACKEND\n"
                "over one shared connection; each request must be answered within --timeout\n"
                "seconds (default 5), and --retry puts a retry layer on top. Several\n"
-               "backends share the requests (ct_balance_t), one connection each.\n");
+               "backends share the requests (ct_balance_t), one connection each.\n"
+               "--max-in-flight and --rate bound the requests of all clients together\n"
+               "(ct_limit_t): beyond them, clients wait, unread.\n");
 }
 
 int main(int argc, char **argv) {

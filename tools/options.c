@@ -29,14 +29,17 @@ static int whole_number(const char *name, const char *text, double min, double m
 
 static const char *const command_names[] = {"bench", "serve", "call", "proxy"};
 
-/* Whether cmd takes the option name (bench takes them all but --timeout). */
+/* Whether cmd takes the option name (bench takes them all but --timeout and
+ * proxy's bounds). */
 static int takes(command_t cmd, const char *name) {
     int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
     if (cmd == CMD_SERVE) return common || strcmp(name, "--threads") == 0;
     if (cmd == CMD_CALL) return common || strcmp(name, "--timeout") == 0;
     if (cmd == CMD_PROXY)
-        return common || strcmp(name, "--retry") == 0 || strcmp(name, "--timeout") == 0;
-    return strcmp(name, "--timeout") != 0;
+        return common || strcmp(name, "--retry") == 0 || strcmp(name, "--timeout") == 0 ||
+               strcmp(name, "--max-in-flight") == 0 || strcmp(name, "--rate") == 0;
+    return strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
+           strcmp(name, "--rate") != 0;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
@@ -141,6 +144,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         } else if (strcmp(a, "--timeout") == 0) {
             if (number(a, v, 0.001, 86400, &d)) return -1;
             o->timeout_s = d;
+        } else if (strcmp(a, "--max-in-flight") == 0) {
+            if (whole_number(a, v, 1, 1 << 24, &d)) return -1;
+            o->max_in_flight = (long)d;
+        } else if (strcmp(a, "--rate") == 0) {
+            if (whole_number(a, v, 1, 1e9, &d)) return -1;
+            o->rate_per_s = (long)d;
         } else if (strcmp(a, "--threads") == 0) {
             if (whole_number(a, v, 1, 64, &d)) return -1;
             o->threads = (int)d;

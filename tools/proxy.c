@@ -7,7 +7,10 @@
  * It is a ctower service stack put together as a user would: a listener
  * whose service is a reconnecting client (ct_reconnect_t) under a timeout
  * layer (each attempt must be answered within --timeout, 5 s by default),
- * itself under a retry layer with --retry. With several backends, each has
+ * itself under a retry layer with --retry, and with --max-in-flight or
+ * --rate under a limit layer (ct_limit_t) that bounds the requests of all
+ * clients together: when it is full, the clients' connections wait, unread,
+ * for room. With several backends, each has
  * its client and timeout layer, and a balancer (ct_balance_t) over them
  * picks one per request: of two drawn at random, the one with fewer
  * requests in flight; a backend that cannot be reached, breaks or times out
@@ -61,8 +64,9 @@ typedef struct proxy {
     backend_t backends[OPTIONS_MAX_BACKENDS];
     ct_balance_t balance; /* over several backends */
     ct_retry_t retry;
+    ct_limit_t limit;      /* --max-in-flight, --rate */
     redis_filter_t filter; /* --codec resp */
-    ct_service_t *service; /* the top of the stack: filter, retry or timeout */
+    ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm;
 } proxy_t;
@@ -166,9 +170,27 @@ static int backends_init(proxy_t *p, const options_t *o) {
     return r;
 }
 
+/* With --max-in-flight or --rate, a limit layer on top: the clients'
+ * requests wait for room (their connections stop being read), whatever
+ * happens below. */
+static int limit_init(proxy_t *p, const options_t *o) {
+    ct_limit_config_t cfg = {0};
+    int r;
+    if (!o->max_in_flight && !o->rate_per_s) return 0;
+    cfg.max_in_flight = (size_t)o->max_in_flight;
+    cfg.rate_per_s = (uint32_t)o->rate_per_s;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &p->wire.pool;
+    r = ct_limit_init(&p->limit, &p->ct, p->service, &cfg);
+    if (r != 0) fprintf(stderr, "ctower proxy: limit layer: %s\n", ct_strerror(r));
+    if (r == 0) p->service = &p->limit.service;
+    return r;
+}
+
 /* The whole stack under the listener: for Redis, the filter on top. */
 static int stack_init(proxy_t *p, const options_t *o) {
     int r = backends_init(p, o);
+    if (r == 0) r = limit_init(p, o);
     if (r != 0 || !o->resp) return r;
     redis_filter_init(&p->filter, &p->ct, p->service, &p->wire.pool);
     p->service = &p->filter.service;
@@ -199,7 +221,8 @@ static int check_options(const options_t *o) {
     if (!o->address || o->nbackends == 0) {
         fprintf(stderr,
                 "usage: ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]"
-                " [--codec length|line|crlf|resp] [--timeout S] [--retry]\n");
+                " [--codec length|line|crlf|resp] [--timeout S] [--retry]"
+                " [--max-in-flight N] [--rate N]\n");
         return 2;
     }
     if (o->multiplex && (o->line_codec || o->resp)) {
@@ -238,8 +261,11 @@ int proxy_main(const options_t *o) {
     fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);
     for (i = 0; i < o->nbackends; i++)
         fprintf(stderr, "%s%s", i ? ", " : "", o->backends[i]);
-    fprintf(stderr, " (%s codec, %g s timeout%s%s)\n", codec_name(o), o->timeout_s,
+    fprintf(stderr, " (%s codec, %g s timeout%s%s", codec_name(o), o->timeout_s,
             o->nbackends > 1 ? ", balanced" : "", o->retry ? ", retrying" : "");
+    if (o->max_in_flight) fprintf(stderr, ", %ld in flight at most", o->max_in_flight);
+    if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
+    fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_buf_pool_destroy(&p.wire.pool);
     return uv_loop_close(&p.uv) == 0 ? 0 : 1;

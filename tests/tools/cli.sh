@@ -309,6 +309,28 @@ done
 expect_exit 1 "$ctower" call "$paddr" --timeout 5 hi
 stop proxy_pid "$tmp/proxy.log"
 
+# proxy bounds: with --rate 2000 (a burst of 200), 2,000 requests take 0.9 s
+# at least, whatever the clients ask for; with --max-in-flight too, nothing
+# fails, the clients wait. Bad values are refused.
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --rate 0
+grep -q -- "--rate wants a whole number" "$tmp/err" || fail "a bad --rate is not explained"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --max-in-flight 1.5
+expect_exit 2 "$ctower" bench --rate 10
+"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+"$ctower" proxy tcp://127.0.0.1:0 "$addr" --rate 2000 --max-in-flight 4 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "bounded proxy did not listen"
+grep -q "4 in flight at most, 2000 requests/s at most" "$tmp/proxy.log" ||
+  fail "the proxy does not state its bounds: $(cat "$tmp/proxy.log")"
+expect_exit 0 "$ctower" bench --server "$paddr" --connections 4 --depth 16 --requests 2000 --json
+grep -q '"requests": 2000, "errors": 0,' "$tmp/out" || fail "bench through a bounded proxy: $(cat "$tmp/out")"
+rps=$(sed -n 's/.*"requests_per_sec": \([0-9]*\).*/\1/p' "$tmp/out")
+((rps <= 2400)) || fail "2,000 requests through --rate 2000 ran at $rps req/s"
+stop proxy_pid "$tmp/proxy.log"
+stop server_pid
+
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
 grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
