@@ -282,32 +282,36 @@ for mode in pipeline multiplex; do
   stop proxy_pid "$tmp/proxy.log"
 done
 
-# proxy over three backends: one that nothing listens on, and two echo
-# servers. With --retry every request is answered: one that went to the
-# dead backend is tried again on another, and the dead one is left out.
-# Then the echo servers stop one after the other: with one left, still no
-# error; with none, the call fails.
-"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve.log" &
-server_pid=$!
-"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve2.log" &
-server2_pid=$!
-addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
-addr2=$(address_in "$tmp/serve2.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
-"$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 "$addr" "$addr2" --retry 2>"$tmp/proxy.log" &
-proxy_pid=$!
-paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') ||
-  fail "balanced proxy did not listen: $(cat "$tmp/proxy.log")"
-grep -q "to tcp://127.0.0.1:1, $addr, $addr2 (.*balanced, retrying)" "$tmp/proxy.log" ||
-  fail "the proxy does not name its backends: $(cat "$tmp/proxy.log")"
-for _ in 1 2; do
-  expect_exit 0 "$ctower" bench --server "$paddr" --connections 8 --depth 8 --requests 20000 --json
-  grep -q '"requests": 20000, "errors": 0,' "$tmp/out" ||
-    fail "bench through a balanced proxy: $(cat "$tmp/out")"
-  stop server_pid
-  server_pid=$server2_pid server2_pid=
+# proxy over three backends, in both modes: one that nothing listens on,
+# and two echo servers. With --retry every request is answered: one that
+# went to the dead backend is tried again on another, and the dead one is
+# left out. Then the echo servers stop one after the other: with one left,
+# still no error; with none, the call fails.
+for mode in pipeline multiplex; do
+  "$ctower" serve tcp://127.0.0.1:0 --mode "$mode" 2>"$tmp/serve.log" &
+  server_pid=$!
+  "$ctower" serve tcp://127.0.0.1:0 --mode "$mode" 2>"$tmp/serve2.log" &
+  server2_pid=$!
+  addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+  addr2=$(address_in "$tmp/serve2.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+  "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 "$addr" "$addr2" --mode "$mode" --retry \
+    2>"$tmp/proxy.log" &
+  proxy_pid=$!
+  paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') ||
+    fail "balanced proxy did not listen: $(cat "$tmp/proxy.log")"
+  grep -q "to tcp://127.0.0.1:1, $addr, $addr2 (.*balanced, retrying)" "$tmp/proxy.log" ||
+    fail "the proxy does not name its backends: $(cat "$tmp/proxy.log")"
+  for _ in 1 2; do
+    expect_exit 0 "$ctower" bench --server "$paddr" --mode "$mode" --connections 8 --depth 8 \
+      --requests 20000 --json
+    grep -q '"requests": 20000, "errors": 0,' "$tmp/out" ||
+      fail "bench through a balanced proxy, $mode: $(cat "$tmp/out")"
+    stop server_pid
+    server_pid=$server2_pid server2_pid=
+  done
+  expect_exit 1 "$ctower" call "$paddr" --mode "$mode" --timeout 5 hi
+  stop proxy_pid "$tmp/proxy.log"
 done
-expect_exit 1 "$ctower" call "$paddr" --timeout 5 hi
-stop proxy_pid "$tmp/proxy.log"
 
 # proxy bounds: with --rate 2000 (a burst of 200), 2,000 requests take 0.9 s
 # at least, whatever the clients ask for; with --max-in-flight too, nothing
