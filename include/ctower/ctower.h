@@ -30,6 +30,7 @@
 #include "ctower/layer/retry.h"
 #include "ctower/layer/balance.h"
 #include "ctower/layer/limit.h"
+#include "ctower/layer/buffer.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

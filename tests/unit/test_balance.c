@@ -204,6 +204,13 @@ static size_t reservations(size_t n) {
     return k;
 }
 
+static int woken;
+
+static void on_woken(ct_waker_t *w) {
+    (void)w;
+    woken++;
+}
+
 /* ---- tests ------------------------------------------------------------------- */
 
 Test(balance, bad_configurations_are_refused) {
@@ -435,7 +442,7 @@ Test(balance, a_dead_endpoint_takes_no_calls) {
     ct_waker_t w;
     int i;
     wrap(2, 0);
-    ct_waker_init(&w, &H.ct, NULL);
+    ct_waker_init(&w, &H.ct, on_woken);
     eps[0].poll_error = CT_ECLOSED;
     for (i = 0; i < 20; i++) {
         cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_READY);
@@ -454,7 +461,7 @@ Test(balance, when_every_endpoint_is_dead_the_layer_is) {
     tmsg_t *m;
     ct_waker_t w;
     wrap(2, 0);
-    ct_waker_init(&w, &H.ct, NULL);
+    ct_waker_init(&w, &H.ct, on_woken);
     eps[0].poll_error = CT_ECLOSED;
     eps[1].poll_error = CT_ESENDBROKEN;
     cr_assert_lt(ct_service_poll_ready(&layer.service, &w), 0);
@@ -466,13 +473,6 @@ Test(balance, when_every_endpoint_is_dead_the_layer_is) {
     h_turns(2);
     cr_assert_eq(r.calls, 0);
     unwrap(2);
-}
-
-static int woken;
-
-static void on_woken(ct_waker_t *w) {
-    (void)w;
-    woken++;
 }
 
 /* PENDING while no endpoint is ready; woken when one may be, and then it is
