@@ -28,8 +28,14 @@
  * a call still in the queue is taken out, one already made is canceled in
  * the inner service, and its answer, if any, freed. Close a handle: its
  * calls complete with CT_ECLOSED, and the close callback runs once the
- * buffer has let go of all of them. Close every handle before the buffer:
- * closing a buffer that still has handles returns CT_EBUSY.
+ * buffer has let go of all of them.
+ *
+ * Close the buffer on its loop, after its handles or before: from its close
+ * on, calls from the handles and calls still queued fail with CT_ECLOSED
+ * (calls already made in the inner service go on), no handle can attach,
+ * and the inner service is closed once the last handle has closed; then the
+ * buffer's close callback runs. The buffer itself takes no calls (its
+ * poll_ready and call return CT_ENOTSUP): its handles do.
  */
 #ifndef CTOWER_LAYER_BUFFER_H
 #define CTOWER_LAYER_BUFFER_H
@@ -44,7 +50,7 @@ extern "C" {
 struct ct_buffer_entry;
 
 typedef struct ct_buffer {
-    ct_service_t service; /* first: only for close (and shutdown); call a handle */
+    ct_service_t service; /* first: for close; the calls go through handles */
     /* private */
     ct_service_t *inner;
     uv_async_t wakeup;   /* a handle queued something */
