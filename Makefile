@@ -5,14 +5,15 @@
 # side alone against the baseline's other side), `make compare-redis`
 # bench/compare-redis (ctower bench and redis-benchmark against redis-server),
 # `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy),
-# `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks).
+# `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks),
+# `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost buffer-bench example test test-plain test-asan install format clean
 
 all: build
 
@@ -45,6 +46,10 @@ compare-proxy: build
 
 proxy-cost: build
 	bench/proxy-cost $(BUILD)
+
+buffer-bench: build
+	./$(BUILD)/buffer_bench 1 3 64
+	./$(BUILD)/buffer_bench 1 3 1024
 
 example: build
 	./$(BUILD)/examples/echo_channel

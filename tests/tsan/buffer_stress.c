@@ -114,10 +114,13 @@ int main(void) {
     uv_run(&main_uv, UV_RUN_DEFAULT);
     uv_thread_join(&side.thread);
     for (i = 0; i < N; i++)
-        if (completions[i] != 1) return fprintf(stderr, "call %ld completed %d times\n", i, completions[i]), 1;
+        if (completions[i] != 1)
+            return fprintf(stderr, "call %ld completed %d times\n", i, completions[i]), 1;
     if (wrong) return fprintf(stderr, "%ld wrong outcomes\n", wrong), 1;
-    if (uv_loop_close(&main_uv) || uv_loop_close(&side.uv)) return fprintf(stderr, "handles left\n"), 1;
+    if (uv_loop_close(&main_uv) || uv_loop_close(&side.uv))
+        return fprintf(stderr, "handles left\n"), 1;
     if (canceled == 0 || answered == 0) return fprintf(stderr, "no cancel or no answer\n"), 1;
-    printf("buffer_stress: %d calls, %ld answered, %ld canceled, each once\n", N, answered, canceled);
+    printf("buffer_stress: %d calls, %ld answered, %ld canceled, each once\n", N, answered,
+           canceled);
     return 0;
 }
