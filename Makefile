@@ -58,6 +58,7 @@ example: build
 	./$(BUILD)/examples/echo_threads
 	./$(BUILD)/examples/reconnect
 	./$(BUILD)/examples/balance
+	./$(BUILD)/examples/buffer_threads
 
 test: test-plain test-asan
 

@@ -2,14 +2,18 @@
 # Builds the cross-thread stress programs with clang's ThreadSanitizer and
 # runs them. Used by ctest (not in the ASan build: the two cannot mix).
 #   buffer_stress: calls and cancels through a ct_buffer_handle_t to a
-#                  service on another thread (every op completes once).
+#                  service on another thread (every op completes once);
+#   buffer_threads: examples/buffer_threads.c, four threads calling one
+#                  service on the main thread.
 set -euo pipefail
 src_dir=$1
 out_dir=$2
 command -v clang >/dev/null || { echo "clang is required for the TSan test" >&2; exit 1; }
 mkdir -p "$out_dir"
-# shellcheck disable=SC2046 # pkg-config's flags are several words
-clang -g -O1 -fsanitize=thread -I"$src_dir/include" "$src_dir/tests/tsan/buffer_stress.c" \
-  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv) \
-  -o "$out_dir/buffer_stress"
-TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$out_dir/buffer_stress"
+for program in tests/tsan/buffer_stress.c examples/buffer_threads.c; do
+  name=$(basename "$program" .c)
+  # shellcheck disable=SC2046 # pkg-config's flags are several words
+  clang -g -O1 -fsanitize=thread -I"$src_dir/include" "$src_dir/$program" \
+    $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv) -o "$out_dir/$name"
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$out_dir/$name"
+done
