@@ -119,12 +119,8 @@ static void filter_release(ct_service_t *svc) {
     ct_service_release(((redis_filter_t *)svc)->inner);
 }
 
-static void on_inner_shutdown(ct_service_t *inner, int status) {
-    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
-}
-
 static int filter_shutdown(ct_service_t *svc) {
-    return ct_service_shutdown(((redis_filter_t *)svc)->inner, on_inner_shutdown);
+    return ct_service_shutdown(((redis_filter_t *)svc)->inner, ct_service_shutdown_done_owner);
 }
 
 static void on_inner_closed(ct_service_t *inner) {

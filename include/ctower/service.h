@@ -127,6 +127,12 @@ void ct_service_closed(ct_service_t *svc);
 /* For implementers: the shutdown started by vtable->shutdown is done. */
 void ct_service_shutdown_done(ct_service_t *svc, int status);
 
+/* For implementers of a layer over one inner service (whose owner field is
+ * the layer): a ct_shutdown_cb that reports inner's shutdown as the
+ * layer's, so that a layer forwards a drain with
+ * ct_service_shutdown(inner, ct_service_shutdown_done_owner). */
+void ct_service_shutdown_done_owner(ct_service_t *inner, int status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -158,6 +158,10 @@ void ct_service_shutdown_done(ct_service_t *svc, int status) {
     ct_task_post(svc->loop, &svc->shutdown_task);
 }
 
+void ct_service_shutdown_done_owner(ct_service_t *inner, int status) {
+    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
+}
+
 int ct_service_close(ct_service_t *svc, ct_close_cb cb) {
     if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
     svc->flags |= SVC_CLOSING;

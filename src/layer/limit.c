@@ -175,12 +175,8 @@ static void limit_release(ct_service_t *svc) {
 
 /* ---- shutdown and close ---------------------------------------------------------- */
 
-static void on_inner_shutdown(ct_service_t *inner, int status) {
-    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
-}
-
 static int limit_shutdown(ct_service_t *svc) {
-    return ct_service_shutdown(((ct_limit_t *)svc)->inner, on_inner_shutdown);
+    return ct_service_shutdown(((ct_limit_t *)svc)->inner, ct_service_shutdown_done_owner);
 }
 
 static void on_timer_closed(uv_handle_t *handle) {

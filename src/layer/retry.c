@@ -29,7 +29,6 @@ typedef struct ct_retry_entry {
 
 static void on_timer(uv_timer_t *timer);
 static void on_inner_done(ct_op_t *op, int status, void *response);
-static void on_inner_shutdown(ct_service_t *inner, int status);
 
 static void free_msg(ct_retry_t *t, void *msg) {
     if (msg && t->cfg.free_msg) t->cfg.free_msg(msg, t->cfg.free_ctx);
@@ -90,7 +89,7 @@ static void release(entry_t *e) {
     t->busy--;
     if (!ct_waitq_empty(&t->waiters)) ct_waitq_wake_all(&t->waiters);
     if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing) {
-        int r = ct_service_shutdown(t->inner, on_inner_shutdown);
+        int r = ct_service_shutdown(t->inner, ct_service_shutdown_done_owner);
         if (r < 0) ct_service_shutdown_done(&t->service, r);
     }
 }
@@ -302,16 +301,12 @@ static void retry_release(ct_service_t *svc) {
     ct_service_release(((ct_retry_t *)svc)->inner);
 }
 
-static void on_inner_shutdown(ct_service_t *inner, int status) {
-    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
-}
-
 /* The calls under way finish first, retries included: the inner service
  * must still take their attempts. */
 static int retry_shutdown(ct_service_t *svc) {
     ct_retry_t *t = (ct_retry_t *)svc;
     if (t->busy > 0) return 0; /* release() shuts the inner service down */
-    return ct_service_shutdown(t->inner, on_inner_shutdown);
+    return ct_service_shutdown(t->inner, ct_service_shutdown_done_owner);
 }
 
 static void on_timer_closed(uv_handle_t *handle) {

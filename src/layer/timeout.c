@@ -120,13 +120,9 @@ static void timeout_release(ct_service_t *svc) {
     ct_service_release(((ct_timeout_t *)svc)->inner);
 }
 
-static void on_inner_shutdown(ct_service_t *inner, int status) {
-    ct_service_shutdown_done((ct_service_t *)inner->owner, status);
-}
-
 static int timeout_shutdown(ct_service_t *svc) {
     ct_timeout_t *t = (ct_timeout_t *)svc;
-    return ct_service_shutdown(t->inner, on_inner_shutdown);
+    return ct_service_shutdown(t->inner, ct_service_shutdown_done_owner);
 }
 
 static void on_timer_closed(uv_handle_t *handle) {

@@ -261,3 +261,24 @@ Test(limit, a_quiet_time_banks_no_more_than_the_burst) {
     cr_assert_eq(r[1].status, CT_EOVERLOADED, "a second call in the same ms went through");
     h_close_service(&layer.service);
 }
+
+static int drained, drain_status = 1;
+
+static void on_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    drained++;
+    drain_status = status;
+}
+
+/* Shutdown is the inner service's: refused by one that cannot, reported
+ * when one that can is drained. */
+Test(limit, shutdown_is_the_inner_services) {
+    wrap_held(2, 0, 0); /* the held service has no shutdown */
+    cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), CT_ENOTSUP);
+    unwrap_held();
+    wrap_echo(2, 0, 0);
+    cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), 0);
+    H_RUN_UNTIL(drained);
+    cr_assert_eq(drain_status, 0);
+    h_close_service(&layer.service);
+}
