@@ -143,12 +143,20 @@ void ct_service_release(ct_service_t *svc) {
 }
 
 int ct_service_shutdown(ct_service_t *svc, ct_shutdown_cb cb) {
+    int r;
     if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
     if (svc->flags & SVC_SHUTTING) return CT_EBUSY;
     if (!svc->vtable->shutdown) return CT_ENOTSUP;
     svc->flags |= SVC_SHUTTING;
     svc->shutdown_cb = cb;
-    return svc->vtable->shutdown(svc);
+    r = svc->vtable->shutdown(svc);
+    if (r < 0 && !(svc->flags & SVC_SHUTDOWN_REPORTED)) {
+        /* refused (a layer whose inner service cannot drain, say): nothing
+         * started, so no callback, and calls are taken as before */
+        svc->flags &= ~SVC_SHUTTING;
+        svc->shutdown_cb = NULL;
+    }
+    return r;
 }
 
 void ct_service_shutdown_done(ct_service_t *svc, int status) {

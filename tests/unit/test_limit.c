@@ -276,6 +276,7 @@ Test(limit, shutdown_is_the_inner_services) {
     wrap_held(2, 0, 0); /* the held service has no shutdown */
     cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), CT_ENOTSUP);
     unwrap_held();
+    cr_assert_eq(drained, 0, "a refused shutdown reported");
     wrap_echo(2, 0, 0);
     cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), 0);
     H_RUN_UNTIL(drained);

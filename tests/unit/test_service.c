@@ -151,6 +151,28 @@ Test(service, shutdown_unsupported_is_reported) {
     held_free(&h);
 }
 
+/* A shutdown that a layer refuses (its inner service cannot drain) started
+ * nothing: no callback, not even at close, and calls still go through. */
+Test(service, a_refused_shutdown_runs_no_callback) {
+    held_svc_t h;
+    ct_timeout_t t;
+    ct_timeout_config_t cfg = {1000, 0, tmsg_free, NULL};
+    rec_op_t r;
+    held_init(&h, 0);
+    cr_assert_eq(ct_timeout_init(&t, &H.ct, &h.service, &cfg), 0);
+    shutdown_status = 1;
+    cr_assert_eq(ct_service_shutdown(&t.service, on_shutdown), CT_ENOTSUP);
+    cr_assert_not(ct_service_is_shutting_down(&t.service));
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&t.service, tmsg_new(1), &r.op), 0, "a call after a refused shutdown");
+    held_complete_all(&h);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, 0);
+    h_close_service(&t.service);
+    cr_assert_eq(shutdown_status, 1, "the refused shutdown's callback ran");
+    held_free(&h);
+}
+
 Test(service, call_inline_hands_back_a_synchronous_result_and_skips_the_callback) {
     ct_service_fn_t fn;
     rec_op_t r;
