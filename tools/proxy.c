@@ -40,7 +40,9 @@
  *    as other pooling proxies do.
  *
  * SIGINT or SIGTERM: stop accepting, answer what was read (5 s at most),
- * then close the backend connection. */
+ * then close the backend connection. SIGUSR1, and the stop, print a line per
+ * backend: its connects, and with several backends its requests, failures,
+ * requests in flight, and whether it is left out. */
 #include "proxy.h"
 #include "redis_filter.h"
 
@@ -68,7 +70,8 @@ typedef struct proxy {
     redis_filter_t filter; /* --codec resp */
     ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
+    const options_t *options;
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -80,16 +83,40 @@ static void on_service_closed(ct_service_t *svc) {
     ct_loop_close(&p->ct, on_loop_closed);
 }
 
+/* A line per backend on stderr: its connections, and with several
+ * backends the balancer's figures. On SIGUSR1, and when the proxy stops. */
+static void report_backends(proxy_t *p) {
+    int i;
+    for (i = 0; i < p->options->nbackends; i++) {
+        ct_reconnect_counts_t c = ct_reconnect_counts(&p->backends[i].client);
+        ct_balance_endpoint_stats_t b;
+        fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed",
+                p->options->backends[i], (unsigned long long)c.connects,
+                (unsigned long long)c.connect_failures);
+        if (p->options->nbackends > 1 && ct_balance_endpoint_stats(&p->balance, (size_t)i, &b) == 0)
+            fprintf(stderr, "; %llu requests, %llu failures, %zu in flight%s%s",
+                    (unsigned long long)b.calls, (unsigned long long)b.failures, b.in_flight,
+                    b.left_out ? ", left out" : "", b.dead ? ", dead" : "");
+        fprintf(stderr, "\n");
+    }
+}
+
 static void on_listener_closed(ct_listener_t *l) {
     proxy_t *p = l->data;
+    report_backends(p);
     ct_service_close(p->service, on_service_closed);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
     proxy_t *p = sig->data;
+    if (signum == SIGUSR1) {
+        report_backends(p);
+        return;
+    }
     fprintf(stderr, "ctower proxy: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
+    uv_close((uv_handle_t *)&p->sigusr1, NULL);
     ct_listener_shutdown(&p->listener, 5000, on_listener_closed);
 }
 
@@ -253,9 +280,12 @@ int proxy_main(const options_t *o) {
     p.listener.data = &p;
     uv_signal_init(&p.uv, &p.sigint);
     uv_signal_init(&p.uv, &p.sigterm);
-    p.sigint.data = p.sigterm.data = &p;
+    uv_signal_init(&p.uv, &p.sigusr1);
+    p.sigint.data = p.sigterm.data = p.sigusr1.data = &p;
+    p.options = o;
     uv_signal_start(&p.sigint, on_signal, SIGINT);
     uv_signal_start(&p.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&p.sigusr1, on_signal, SIGUSR1);
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);

@@ -301,11 +301,21 @@ for mode in pipeline multiplex; do
     fail "balanced proxy did not listen: $(cat "$tmp/proxy.log")"
   grep -q "to tcp://127.0.0.1:1, $addr, $addr2 (.*balanced, retrying)" "$tmp/proxy.log" ||
     fail "the proxy does not name its backends: $(cat "$tmp/proxy.log")"
-  for _ in 1 2; do
+  for round in 1 2; do
     expect_exit 0 "$ctower" bench --server "$paddr" --mode "$mode" --connections 8 --depth 8 \
       --requests 20000 --json
     grep -q '"requests": 20000, "errors": 0,' "$tmp/out" ||
       fail "bench through a balanced proxy, $mode: $(cat "$tmp/out")"
+    if ((round == 1)); then # SIGUSR1: a line per backend; both echo servers served
+      kill -USR1 "$proxy_pid"
+      for _ in $(seq 50); do (($(grep -c "backend .*requests" "$tmp/proxy.log") >= 3)) && break; sleep 0.1; done
+      for a in "$addr" "$addr2"; do
+        grep -Eq "backend $a: 1 connects, 0 failed; [1-9][0-9]* requests, 0 failures" "$tmp/proxy.log" ||
+          fail "backend $a, $mode, served nothing: $(cat "$tmp/proxy.log")"
+      done
+      grep -Eq "backend tcp://127.0.0.1:1: 0 connects, [1-9][0-9]* failed; ([0-9]+) requests, \1 failures" \
+        "$tmp/proxy.log" || fail "the dead backend's figures, $mode: $(cat "$tmp/proxy.log")"
+    fi
     stop server_pid
     server_pid=$server2_pid server2_pid=
   done
