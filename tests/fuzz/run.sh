@@ -5,6 +5,9 @@
 #   fuzz_client: scripted calls, cancels, replies and faults against the
 #                pipeline and multiplex clients (exactly-once completion).
 #   fuzz_address: address text (parse, format, parse again).
+#   fuzz_layers: scripted polls, calls, cancels, releases, answers, failures,
+#                full and dead endpoints and shutdowns against a limit layer
+#                over a balancer (exactly-once completion, reservations).
 set -euo pipefail
 src_dir=$1
 out_dir=$2
@@ -21,9 +24,11 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_client"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -name '*.c') \
+  $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_layers"
 
 status=0
-for target in fuzz_codec fuzz_client fuzz_address; do
+for target in fuzz_codec fuzz_client fuzz_address fuzz_layers; do
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
   seeds=()
