@@ -231,8 +231,8 @@ static void setup(uint8_t shape) {
 }
 
 static void step(uint8_t op, uint8_t arg) {
-    static const int statuses[] = {0, 0, 0, CT_ECONNECT, CT_ERECVBROKEN, CT_EOVERLOADED,
-                                   CT_SERVICE_ERROR(2), CT_ETIMEDOUT};
+    static const int statuses[] = {
+        0, 0, 0, CT_ECONNECT, CT_ERECVBROKEN, CT_EOVERLOADED, CT_SERVICE_ERROR(2), CT_ETIMEDOUT};
     ep_t *e = &S.eps[arg % S.neps];
     switch (op % 10) {
     case 0:
