@@ -31,6 +31,7 @@
 #include "ctower/layer/balance.h"
 #include "ctower/layer/limit.h"
 #include "ctower/layer/buffer.h"
+#include "ctower/layer/hedge.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

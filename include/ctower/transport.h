@@ -30,6 +30,10 @@ typedef struct ct_transport ct_transport_t;
 /* Frees a message that a component owns but can no longer deliver. */
 typedef void (*ct_msg_free_fn)(void *msg, void *ctx);
 
+/* A copy of msg that the caller owns, or NULL without memory (for layers
+ * that send a request more than once: retry, hedge). */
+typedef void *(*ct_msg_copy_fn)(const void *msg, void *ctx);
+
 /* status 0: msg is a message, now owned by the callback. UV_EOF: the peer
  * closed its write side. Other negative: the receive side broke. msg is NULL
  * unless status is 0. */

@@ -58,9 +58,6 @@
 extern "C" {
 #endif
 
-/* A copy of msg that the caller owns, or NULL without memory. */
-typedef void *(*ct_msg_copy_fn)(const void *msg, void *ctx);
-
 /* Non-zero to try the request again after an attempt that ended with status
  * (0 or a negative error), cause (op->cause) and response (NULL unless
  * status is 0; the layer frees it if the attempt is tried again). */
