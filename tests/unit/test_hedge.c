@@ -365,3 +365,56 @@ Test(hedge, each_call_waits_its_own_delay) {
     H_RUN_UNTIL(r[0].calls && r[1].calls);
     h_close_service(&layer.service);
 }
+
+/* Random calls, cancels, answers and errors of either attempt, with backups
+ * going out as time passes: every call completes exactly once, with its own
+ * answer or an error, and nothing leaks. */
+Test(hedge, random_runs_complete_every_call_once) {
+    enum { N = 300 };
+    static rec_op_t r[N];
+    static const int outcomes[] = {0, 0, 0, CT_ERECVBROKEN, CT_ETIMEDOUT};
+    unsigned seed = 99;
+    int next = 0, i;
+    ct_hedge_config_t c = config(1);
+    c.budget_percent = 50;
+    c.max_in_flight = 32;
+    wrap_with(&c, 1);
+    while (next < N) {
+        seed = seed * 1103515245u + 12345u;
+        switch ((seed >> 16) % 6) {
+        case 0:
+        case 1:
+            if (layer.nfree > 0) {
+                call(&r[next], (uint64_t)next);
+                next++;
+            }
+            break;
+        case 2: {
+            int k = next - 1 - (int)((seed >> 4) % 16);
+            if (k >= 0 && ct_op_is_pending(&r[k].op)) ct_op_cancel(&r[k].op);
+            break;
+        }
+        case 3:
+        case 4:
+            if (inner.n > 0)
+                slow_answer(&inner, (int)((seed >> 3) % (unsigned)inner.n),
+                            outcomes[(seed >> 9) % 5]);
+            break;
+        default:
+            if ((seed >> 7) % 4 == 0) uv_sleep(1); /* backups come due */
+            h_turns(1);
+        }
+    }
+    while (inner.n > 0 || layer.busy > 0) {
+        while (inner.n > 0)
+            slow_answer(&inner, 0, 0);
+        h_turns(1);
+    }
+    for (i = 0; i < N; i++) {
+        H_RUN_UNTIL(r[i].calls);
+        cr_assert_eq(r[i].calls, 1);
+        if (r[i].status == 0) cr_assert_eq(r[i].response_id, (uint64_t)i);
+    }
+    cr_assert_gt(ct_hedge_counts(&layer).backups, 0, "no backup went: the run tested little");
+    h_close_service(&layer.service);
+}
