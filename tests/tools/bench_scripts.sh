@@ -74,7 +74,8 @@ echo "$out" | grep -Eq '"requests": [1-9]' || fail "baseline --mode multiplex ma
 ROUNDS=0 "$src/bench/compare" "$build" >/dev/null 2>&1 && fail "ROUNDS=0 was accepted"
 "$src/bench/compare-side" "$build" >/dev/null 2>&1 && fail "compare-side ran without a side"
 pgrep -f "$build/baseline --serve" >/dev/null && fail "a baseline server was left running"
-# (only the servers these scripts start, `serve tcp://127.0.0.1:0 --mode M`:
-# tool_cli may run beside this test, with a `serve tcp://127.0.0.1:0 --threads 2`)
-pgrep -f "$build/ctower serve tcp://127.0.0.1:0 --mode " >/dev/null && fail "a ctower server was left running"
+# (only the servers compare-side starts, `serve tcp://127.0.0.1:0 --mode M
+# --codec length`: tool_cli may run beside this test with servers of its own)
+pgrep -f "$build/ctower serve tcp://127.0.0.1:0 --mode [a-z]* --codec length" >/dev/null &&
+  fail "a ctower server was left running"
 echo "bench scripts: all checks passed"

@@ -258,7 +258,9 @@ Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
 
 /* A balancer over two reconnecting clients, one of whose servers is down,
  * under a retry layer: the calls that went to the dead one fail to connect,
- * are tried again on the live one, and that one takes the calls after. */
+ * are tried again on the live one, and that one takes the calls after. (The
+ * dead server is a Unix socket path that does not exist: a free TCP port
+ * could be taken by another test running beside this one.) */
 Test(reconnect, through_a_balancer_calls_avoid_a_server_that_is_down) {
     static ct_reconnect_t down;
     ct_reconnect_config_t down_cfg;
@@ -271,7 +273,7 @@ Test(reconnect, through_a_balancer_calls_avoid_a_server_that_is_down) {
     char down_addr[64];
     uint64_t down_calls;
     setup();
-    address_for(free_port(), down_addr, sizeof down_addr);
+    snprintf(down_addr, sizeof down_addr, "unix:///nonexistent-ctower-test-dir/down.sock");
     serve(&echo.service, 0, 0);
     init_rc(addr, 0, 5);
     memset(&down_cfg, 0, sizeof down_cfg);
