@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 TestSuite(reconnect, .init = h_setup, .fini = h_teardown);
@@ -19,7 +21,8 @@ static ct_service_fn_t echo;
 static held_svc_t held;
 static ct_listener_t listener;
 static int listener_closed, listening, rc_inited, rc_closed, rc_drained, drain_status;
-static char addr[64]; /* the test server's address */
+static char addr[64];                    /* the test server's address */
+static char dead_dir[32], dead_path[48]; /* dead_address()'s */
 static int ncompleted;
 static long requests_freed;
 static ct_reconnect_t rc;
@@ -50,6 +53,7 @@ static void setup(void) {
 /* Listens on address with service (pipeline or multiplex servers). */
 static void listen_on(const char *address, ct_service_t *service, int multiplex, uint64_t idle_ms) {
     ct_listener_config_t cfg;
+    if (dead_path[0] && strstr(address, dead_path)) unlink(dead_path); /* (dead_address) */
     memset(&cfg, 0, sizeof cfg);
     cfg.stream = stream_cfg;
     cfg.server.free_msg = ct_buf_pool_free_msg;
@@ -76,13 +80,25 @@ static void address_for(int port, char *out, size_t n) {
     snprintf(out, n, "tcp://127.0.0.1:%d", port);
 }
 
-/* A port nothing listens on (it was free a moment ago). */
-static int free_port(void) {
-    int port;
-    listen_on("tcp://127.0.0.1:0", &echo.service, 0, 0);
-    port = listener_port();
-    stop_listening(0);
-    return port;
+/* An address nothing listens on, and nothing else can: a Unix socket file
+ * whose socket is closed, in a directory of the test's own (a TCP port that
+ * was free a moment ago could be taken by a test running beside this one).
+ * A connect to it is refused (UV_ECONNREFUSED), as to a closed TCP port.
+ * listen_on() may use the address afterwards: it removes the file first. */
+static void dead_address(char *out, size_t n) {
+    struct sockaddr_un sa;
+    int fd;
+    snprintf(dead_dir, sizeof dead_dir, "/tmp/ctower-reconnect-XXXXXX");
+    cr_assert_not_null(mkdtemp(dead_dir));
+    snprintf(dead_path, sizeof dead_path, "%s/dead.sock", dead_dir);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", dead_path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd); /* the file stays, with nothing behind it */
+    snprintf(out, n, "unix://%s", dead_path);
 }
 
 static void count_free(void *msg, void *ctx) {
@@ -136,6 +152,11 @@ static void start(ct_service_t *service, int multiplex) {
 static void finish(void) {
     if (rc_inited && !rc_closed) close_rc();
     if (listening) stop_listening(1000);
+    if (dead_dir[0]) { /* (dead_address) */
+        unlink(dead_path);
+        rmdir(dead_dir);
+        dead_dir[0] = dead_path[0] = 0;
+    }
     h_close_service(&held.service);
     held_free(&held);
     h_close_service(&echo.service);
@@ -236,7 +257,7 @@ Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
     ct_retry_config_t cfg = retry_config();
     int i;
     setup();
-    address_for(free_port(), addr, sizeof addr);
+    dead_address(addr, sizeof addr);
     init_rc(addr, 0, 5);
     cfg.max_attempts = 1000;
     cfg.budget_min_per_s = 1000;
@@ -441,10 +462,8 @@ Test(reconnect, shutdown_after_the_idle_connection_broke_reports_success) {
  * calls during the pause fail at once without a new attempt, and after the
  * pause a call connects to the server that came meanwhile. */
 Test(reconnect, a_failed_connect_fails_its_calls_then_fails_fast_then_tries_again) {
-    int port;
     setup();
-    port = free_port();
-    address_for(port, addr, sizeof addr);
+    dead_address(addr, sizeof addr);
     init_rc(addr, 0, 300);
     call_range(0, 3);
     assert_failed(0, 3, CT_ECONNECT, UV_ECONNREFUSED);
@@ -473,7 +492,7 @@ Test(reconnect, the_pause_doubles_with_each_failure_up_to_its_maximum) {
     ct_waker_t waker;
     const uint64_t delay_ms[] = {40, 80, 160, 160};
     setup();
-    address_for(free_port(), addr, sizeof addr);
+    dead_address(addr, sizeof addr);
     memset(&cfg, 0, sizeof cfg);
     cfg.backoff_min_ms = 40;
     cfg.backoff_max_ms = 160;
@@ -590,7 +609,7 @@ Test(reconnect, shutdown_while_connecting_answers_the_waiting_calls_then_drains)
  * drain reports the failure. */
 Test(reconnect, shutdown_whose_connect_fails_reports_it) {
     setup();
-    address_for(free_port(), addr, sizeof addr);
+    dead_address(addr, sizeof addr);
     init_rc(addr, 0, 100);
     start_call(0);
     cr_assert_eq(ct_service_shutdown(&rc.service, on_drained_anyway), 0);
