@@ -27,6 +27,16 @@ static inline void ct_list_remove(ct_link_t *node) {
     node->next = node;
 }
 
+/* Moves every node of from to the back of to, in order; from ends empty. */
+static inline void ct_list_splice_back(ct_link_t *to, ct_link_t *from) {
+    if (ct_list_empty(from)) return;
+    from->next->prev = to->prev;
+    to->prev->next = from->next;
+    from->prev->next = to;
+    to->prev = from->prev;
+    ct_list_init(from);
+}
+
 static inline ct_link_t *ct_list_pop_front(ct_link_t *head) {
     ct_link_t *node = head->next;
     if (node == head) return NULL;

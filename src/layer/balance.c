@@ -234,13 +234,12 @@ static int balance_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     size_t i;
     if (b->chosen != NONE) return CT_READY;
     if (b->nfree > 0) {
-        if (b->alive == 0) return b->last_error;
         if ((i = pick_fast(b, 1)) == NONE) i = pick_any(b, 1);
         if (i != NONE) {
             b->chosen = i;
             return CT_READY;
         }
-        if (b->alive == 0) return b->last_error; /* found dead while polling */
+        if (b->alive == 0) return b->last_error; /* all dead, or found so now */
     }
     if (waker) ct_waitq_add(&b->waiters, waker);
     return CT_PENDING;

@@ -35,12 +35,6 @@ typedef struct ct_buffer_entry {
     ct_buffer_handle_t *handle;
 } entry_t;
 
-static void move_all(ct_link_t *to, ct_link_t *from) {
-    ct_link_t *node;
-    while ((node = ct_list_pop_front(from)) != NULL)
-        ct_list_push_back(to, node);
-}
-
 /* ---- the buffer's side (its loop's thread) --------------------------------------- */
 
 /* Sends e back to its handle with an outcome; a request not taken by the
@@ -112,22 +106,19 @@ static void cancel_taken(ct_buffer_t *b, entry_t *e) {
 
 static void on_wakeup(uv_async_t *async) {
     ct_buffer_t *b = CT_CONTAINER_OF(async, ct_buffer_t, wakeup);
-    ct_link_t taken, cancels, *node;
+    ct_link_t cancels, *node;
     size_t handles;
-    ct_list_init(&taken);
     ct_list_init(&cancels);
     uv_mutex_lock(&b->lock);
-    for (node = b->submitted.next; node != &b->submitted; node = node->next)
-        CT_CONTAINER_OF(node, entry_t, link)->state = E_TAKEN;
-    move_all(&taken, &b->submitted);
-    while ((node = ct_list_pop_front(&b->cancels)) != NULL)
-        ct_list_push_back(&cancels, node);
+    for (node = b->submitted.next; node != &b->submitted; node = node->next) {
+        entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
+        e->state = E_TAKEN;
+        e->waiting = 1; /* (a field of the buffer loop's: this is its thread) */
+    }
+    ct_list_splice_back(&b->waiting, &b->submitted);
+    ct_list_splice_back(&cancels, &b->cancels);
     handles = b->handles;
     uv_mutex_unlock(&b->lock);
-    while ((node = ct_list_pop_front(&taken)) != NULL) {
-        CT_CONTAINER_OF(node, entry_t, link)->waiting = 1;
-        ct_list_push_back(&b->waiting, node);
-    }
     while ((node = ct_list_pop_front(&cancels)) != NULL)
         cancel_taken(b, CT_CONTAINER_OF(node, entry_t, cancel_link));
     pump(b);
@@ -224,7 +215,7 @@ static void on_handle_wakeup(uv_async_t *async) {
     ct_link_t done, *node;
     ct_list_init(&done);
     uv_mutex_lock(&h->lock);
-    move_all(&done, &h->done);
+    ct_list_splice_back(&done, &h->done);
     uv_mutex_unlock(&h->lock);
     while ((node = ct_list_pop_front(&done)) != NULL) {
         entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
