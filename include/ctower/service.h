@@ -133,6 +133,12 @@ void ct_service_shutdown_done(ct_service_t *svc, int status);
  * ct_service_shutdown(inner, ct_service_shutdown_done_owner). */
 void ct_service_shutdown_done_owner(ct_service_t *inner, int status);
 
+/* For implementers of such a layer that drains its own calls first (its
+ * vtable->shutdown returned 0 and waited): now that they are done, shuts
+ * inner down on the layer's behalf; the layer's shutdown is done when
+ * inner's is, or at once with inner's error if inner refuses. */
+void ct_service_shutdown_inner_later(ct_service_t *svc, ct_service_t *inner);
+
 #ifdef __cplusplus
 }
 #endif

@@ -170,6 +170,11 @@ void ct_service_shutdown_done_owner(ct_service_t *inner, int status) {
     ct_service_shutdown_done((ct_service_t *)inner->owner, status);
 }
 
+void ct_service_shutdown_inner_later(ct_service_t *svc, ct_service_t *inner) {
+    int r = ct_service_shutdown(inner, ct_service_shutdown_done_owner);
+    if (r < 0) ct_service_shutdown_done(svc, r);
+}
+
 int ct_service_close(ct_service_t *svc, ct_close_cb cb) {
     if (svc->flags & SVC_CLOSING) return CT_ECLOSING;
     svc->flags |= SVC_CLOSING;

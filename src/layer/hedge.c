@@ -36,10 +36,8 @@ static void release(ct_hedge_t *h, entry_t *e) {
     h->free_entries[h->nfree++] = e;
     h->busy--;
     if (!ct_waitq_empty(&h->waiters)) ct_waitq_wake_all(&h->waiters);
-    if (h->busy == 0 && ct_service_is_shutting_down(&h->service) && !h->closing) {
-        int r = ct_service_shutdown(h->inner, ct_service_shutdown_done_owner);
-        if (r < 0) ct_service_shutdown_done(&h->service, r);
-    }
+    if (h->busy == 0 && ct_service_is_shutting_down(&h->service) && !h->closing)
+        ct_service_shutdown_inner_later(&h->service, h->inner);
 }
 
 /* ---- the backups ------------------------------------------------------------------- */

@@ -88,10 +88,8 @@ static void release(entry_t *e) {
     t->free_entries[t->nfree++] = e;
     t->busy--;
     if (!ct_waitq_empty(&t->waiters)) ct_waitq_wake_all(&t->waiters);
-    if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing) {
-        int r = ct_service_shutdown(t->inner, ct_service_shutdown_done_owner);
-        if (r < 0) ct_service_shutdown_done(&t->service, r);
-    }
+    if (t->busy == 0 && ct_service_is_shutting_down(&t->service) && !t->closing)
+        ct_service_shutdown_inner_later(&t->service, t->inner);
 }
 
 /* Ends e's call: the entry goes back, then the caller's callback runs at
