@@ -35,7 +35,9 @@ extern "C" {
     XX(ETRUNCATED, -30013, "peer closed the connection in the middle of a frame")                  \
     XX(EBADADDR, -30014,                                                                           \
        "bad address (expected tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH)")                  \
-    XX(ECONNECT, -30015, "could not connect")
+    XX(ECONNECT, -30015, "could not connect")                                                      \
+    XX(ETLS, -30016, "TLS failed: handshake or record refused, or the peer does not speak TLS")    \
+    XX(ETLSVERIFY, -30017, "TLS peer's certificate not accepted (untrusted, expired or wrong name)")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

@@ -31,6 +31,7 @@
 #include "ctower/codec.h"
 #include "ctower/codec/length.h"
 #include "ctower/codec/line.h"
+#include "ctower/tls.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -51,6 +52,9 @@ typedef struct ct_stream_config {
      * connection with UV_ETIMEDOUT instead of leaving it open forever.
      * 0: off. */
     unsigned keepalive_s;
+    /* TLS (tls.h), or NULL for plain bytes. Copied by pointer: it must
+     * outlive the connectors and listeners that use this configuration. */
+    const ct_tls_config_t *tls;
 } ct_stream_config_t;
 
 /* Room for any built-in codec, or a user codec of up to 128 bytes. */
@@ -94,7 +98,9 @@ typedef struct ct_stream {
     uint64_t last_read_ms;
     int writing, reading, uv_reading, ended, send_error, shut_pending;
     int handle_open;
-    void *connecting; /* the connector's attempt, while one is under way */
+    void *connecting;           /* the connector's attempt, while one is under way */
+    struct ct_tls_session *tls; /* with cfg.tls, once ct_stream_tls_start() made it */
+    void (*secure_cb)(struct ct_stream *stream, int status);
 } ct_stream_t;
 
 /* 0, or CT_EINVAL for a configuration ct_stream_init() would refuse (no
@@ -110,6 +116,16 @@ int ct_stream_init(ct_stream_t *stream, ct_loop_t *loop, int is_pipe,
 /* For connectors and listeners: sets a connected TCP stream's options
  * (TCP_NODELAY, keepalive_s). Returns 0 or a libuv error. */
 int ct_stream_connected(ct_stream_t *stream);
+
+/* For connectors and listeners, on a connected stream whose configuration
+ * has TLS: starts its TLS session. A client (is_server 0) checks the
+ * server's certificate against peer_name (cfg.tls->server_name first; NULL:
+ * no name) and starts the handshake at once, reading as it needs to; cb
+ * runs once with its outcome (0, CT_ETLSVERIFY, CT_ETLS or the connection's
+ * error), unless the stream is closed first. A server's handshake runs as it
+ * reads; cb may be NULL. Returns 0, CT_EINVAL, CT_ETLS or UV_ENOMEM. */
+int ct_stream_tls_start(ct_stream_t *stream, int is_server, const char *peer_name,
+                        void (*cb)(ct_stream_t *stream, int status));
 
 /* The libuv stream underneath (for uv_accept, uv_tcp_connect, options). */
 uv_stream_t *ct_stream_uv(ct_stream_t *stream);

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum phase { RESOLVING, CONNECTING, CLOSING, DONE };
+enum phase { RESOLVING, CONNECTING, HANDSHAKING, CLOSING, DONE };
 
 /* An attempt is under way until its outcome is reported (DONE); it may
  * live on after that, for a resolver still running. */
@@ -32,6 +32,7 @@ typedef struct attempt {
     ct_connect_cb cb;
     struct addrinfo *addresses; /* from the resolver, or NULL */
     struct addrinfo *next;      /* the next address to try */
+    char peer_name[256];        /* what a TLS server's certificate must name */
     int status;
     enum phase phase;
     int aborted; /* UV_ETIMEDOUT or UV_ECANCELED, once the attempt is cut short */
@@ -106,7 +107,7 @@ static void abort_attempt(attempt_t *a, int status) {
         uv_cancel((uv_req_t *)&a->resolve);
         ct_task_init(&a->report_task, report_aborted);
         ct_task_post(a->loop, &a->report_task);
-    } else if (a->phase == CONNECTING) {
+    } else if (a->phase == CONNECTING || a->phase == HANDSHAKING) {
         fail_open_stream(a, status); /* on_connect sees UV_ECANCELED */
     }
 }
@@ -115,12 +116,27 @@ static void on_timeout(uv_timer_t *timer) {
     abort_attempt(timer->data, UV_ETIMEDOUT);
 }
 
+/* A TLS stream is connected once its handshake has succeeded: a server
+ * whose certificate is refused is a connect that failed. */
+static void on_secure(ct_stream_t *stream, int status) {
+    attempt_t *a = stream->connecting;
+    if (status < 0)
+        fail_open_stream(a, status);
+    else
+        finish(a, 0);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
     attempt_t *a = req->data;
     if (a->phase != CONNECTING) return; /* closed by a timeout or a cancel */
     /* options once the socket exists (libuv 1.44 would apply a keepalive set
      * before the connect with its own delay, not ours) */
     if (status == 0 && a->stream->h.handle.type == UV_TCP) status = ct_stream_connected(a->stream);
+    if (status == 0 && a->stream_cfg.tls) {
+        a->phase = HANDSHAKING;
+        status = ct_stream_tls_start(a->stream, 0, a->peer_name, on_secure);
+        if (status == 0) return;
+    }
     if (status < 0) {
         fail_open_stream(a, status);
         return;
@@ -187,6 +203,19 @@ static int start_resolving(attempt_t *a, const ct_address_t *addr) {
     return uv_getaddrinfo(a->loop->uv, &a->resolve, on_resolved, addr->host, port, &hints);
 }
 
+/* The host as the address names it; none for a Unix socket. */
+static void set_peer_name(attempt_t *a, const ct_address_t *addr) {
+    const struct sockaddr *sa = (const struct sockaddr *)&addr->sa;
+    if (addr->kind != CT_ADDRESS_TCP)
+        a->peer_name[0] = 0;
+    else if (addr->host[0])
+        snprintf(a->peer_name, sizeof a->peer_name, "%s", addr->host);
+    else if (sa->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)sa, a->peer_name, sizeof a->peer_name);
+    else
+        uv_ip4_name((const struct sockaddr_in *)sa, a->peer_name, sizeof a->peer_name);
+}
+
 int ct_connector_init(ct_connector_t *c, ct_loop_t *loop, const char *address,
                       const ct_stream_config_t *cfg) {
     int r;
@@ -215,6 +244,7 @@ int ct_connector_connect(ct_connector_t *c, ct_stream_t *stream, ct_connect_cb c
     a->stream_cfg = c->stream_cfg;
     a->stream = stream;
     a->cb = cb;
+    set_peer_name(a, &c->address);
     if (c->address.kind == CT_ADDRESS_UNIX) {
         if ((r = ct_stream_init(stream, c->loop, 1, &c->stream_cfg)) != 0) goto fail;
         stream->connecting = a;

@@ -104,6 +104,7 @@ static void accept_one(ct_listener_t *l) {
     }
     r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream));
     if (r == 0 && !is_pipe(l)) r = ct_stream_connected(&c->stream);
+    if (r == 0 && l->cfg.stream.tls) r = ct_stream_tls_start(&c->stream, 1, NULL, NULL);
     if (r == 0) r = serve_with(l, c);
     if (r != 0) {
         l->accept_errors++;

@@ -6,6 +6,7 @@
 #include "ctower/stream.h"
 #include "ctower/error.h"
 #include "../codec/prefix_be32.h"
+#include "tls_session.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@
 static void flush(ct_task_t *task);
 static void decode_buffered(ct_stream_t *s);
 static void flush_now(ct_stream_t *s);
+static void tls_flush(ct_stream_t *s);
+static void tls_send(ct_stream_t *s);
+static void stop_polling(ct_stream_t *s);
+static void shutdown_if_flushed(ct_stream_t *s);
 
 static ct_codec_t *codec(ct_stream_t *s) {
     return &s->codec.base;
@@ -36,8 +41,10 @@ static void write_failed(ct_stream_t *s, int status) {
     if (!s->send_error) s->send_error = status;
     ct_waitq_wake_all(&s->send_waiters);
     /* The socket is gone: the reader must hear of it even if nothing more is
-     * sent. */
+     * sent, and a shutdown waiting for the output to drain, that it will
+     * not. */
     if (s->reading) end_stream(s, status);
+    shutdown_if_flushed(s);
 }
 
 static int grow(uint8_t **buf, size_t *cap, size_t need) {
@@ -92,30 +99,38 @@ static int return_shared(ct_stream_t *s) {
     return r;
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
-    ct_stream_t *s = handle->data;
+/* Room after what our own read buffer holds: made by moving a frame still
+ * arriving to the front, or by growing the buffer up to one whole frame.
+ * Empty when the buffer is full of frames the reader has not taken, or
+ * when no buffer could be had. */
+static uv_buf_t read_room(ct_stream_t *s) {
     size_t max = codec(s)->max_payload, overhead = codec(s)->overhead;
     size_t want = max > SIZE_MAX - overhead ? SIZE_MAX : max + overhead; /* no wrap */
+    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0)
+        return uv_buf_init(NULL, 0);
+    if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
+        memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
+        s->rstart = 0;
+    }
+    if (s->rstart + s->rlen == s->rcap && s->rcap < want)
+        grow(&s->rbuf, &s->rcap, s->rcap + 1 < want ? s->rcap + 1 : want);
+    return uv_buf_init((char *)s->rbuf + s->rstart + s->rlen,
+                       (unsigned)(s->rcap - s->rstart - s->rlen));
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+    ct_stream_t *s = handle->data;
     (void)suggested;
+    if (s->tls) { /* ciphertext, all of it taken during the read callback */
+        *out = uv_buf_init((char *)s->tls->landing, (unsigned)s->tls->landing_cap);
+        return;
+    }
     if (s->rlen == 0 && borrow_shared(s)) {
         out->base = (char *)s->rbuf;
         out->len = s->rcap;
         return;
     }
-    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0) {
-        out->base = NULL;
-        out->len = 0; /* on_read hears UV_ENOBUFS */
-        return;
-    }
-    if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
-        memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
-        s->rstart = 0;
-    }
-    /* A frame larger than the buffer makes it grow, up to one whole frame. */
-    if (s->rstart + s->rlen == s->rcap && s->rcap < want)
-        grow(&s->rbuf, &s->rcap, s->rcap + 1 < want ? s->rcap + 1 : want);
-    out->base = (char *)s->rbuf + s->rstart + s->rlen;
-    out->len = s->rcap - s->rstart - s->rlen;
+    *out = read_room(s); /* empty: on_read hears UV_ENOBUFS */
 }
 
 /* Takes the socket out of the poll set: data arrived while the reader has
@@ -130,9 +145,15 @@ static void take_read(ct_stream_t *s, ssize_t nread);
 static void borrow_shared_out(ct_stream_t *s);
 static void give_back_out(ct_stream_t *s);
 
+static void tls_on_read(ct_stream_t *s, ssize_t nread);
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
     (void)buf;
+    if (s->tls) {
+        tls_on_read(s, nread);
+        return;
+    }
     if (nread > 0) borrow_shared_out(s);
     take_read(s, nread);
     if (s->rshared && return_shared(s) != 0) end_stream(s, UV_ENOMEM);
@@ -234,8 +255,14 @@ static void decode_buffered(ct_stream_t *s) {
     if (r == 0 && s->rlen == 0) s->rstart = 0;
 }
 
+static void tls_pump(ct_stream_t *s);
+
 static void on_decode_task(ct_task_t *task) {
     ct_stream_t *s = CT_CONTAINER_OF(task, ct_stream_t, decode_task);
+    if (s->tls) {
+        tls_pump(s);
+        return;
+    }
     decode_buffered(s);
     flush_now(s);
 }
@@ -250,7 +277,8 @@ static int st_recv_start(ct_transport_t *t) {
         s->uv_reading = 1;
     }
     /* Frames already buffered are delivered from a fresh stack. */
-    if (s->rlen > 0) ct_task_post(t->loop, &s->decode_task);
+    if (s->rlen > 0 || (s->tls && ct_tls_session_has_input(s->tls)))
+        ct_task_post(t->loop, &s->decode_task);
     return 0;
 }
 
@@ -365,7 +393,18 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static void shutdown_if_flushed(ct_stream_t *s) {
     int r;
+    if (s->shut_pending == 1 && s->send_error) { /* what was to go first cannot */
+        s->shut_pending = 2;
+        ct_transport_shutdown_done(&s->transport, s->send_error);
+        return;
+    }
     if (s->shut_pending != 1 || s->writing || s->wlen > 0) return;
+    if (s->tls && s->tls->secure && !s->tls->notified) {
+        /* TLS's closing message goes before the socket's. */
+        ct_tls_session_close_notify(s->tls);
+        tls_send(s); /* comes back here once written */
+        return;
+    }
     s->shut_pending = 2;
     s->shutdown_req.data = s;
     r = uv_shutdown(&s->shutdown_req, &s->h.stream, on_shutdown);
@@ -386,7 +425,7 @@ static void on_write(uv_write_t *req, int status) {
         return;
     }
     /* Keep the pipe full: what accumulated meanwhile goes out now. */
-    if (s->wlen > 0) flush(&s->flush_task);
+    if (s->wlen > 0 || (s->tls && ct_tls_session_pending(s->tls) > 0)) flush(&s->flush_task);
     after_write(s);
 }
 
@@ -397,6 +436,10 @@ static void flush(ct_task_t *task) {
     int n, r;
     uint8_t *tmp;
     size_t tmp_cap;
+    if (s->tls) {
+        tls_flush(s);
+        return;
+    }
     if (s->writing || s->wlen == 0 || s->send_error || !s->handle_open) return;
     b = uv_buf_init((char *)s->wbuf, (unsigned)s->wlen);
     n = uv_try_write(&s->h.stream, &b, 1);
@@ -459,6 +502,171 @@ static int st_shutdown(ct_transport_t *t) {
     return 0;
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* A TLS stream reads ciphertext into its session's landing buffer and
+ * decrypts into a read buffer of its own (never the loop's: the plaintext
+ * of one read may be needed after it); what it sends is encoded into its
+ * own output buffer as a plain stream's is, and encrypted as a whole when
+ * flushed, so a batch of messages is still one write. */
+
+/* The handshake's outcome, to whoever waits for it (once). */
+static void secure_done(ct_stream_t *s, int status) {
+    void (*cb)(ct_stream_t *, int) = s->secure_cb;
+    s->secure_cb = NULL;
+    if (cb) cb(s, status);
+}
+
+/* A failure before the handshake succeeded. A server's reader hears it as
+ * the end of the stream; a client's stream has no reader yet: its connector
+ * hears it. */
+static void tls_failed(ct_stream_t *s, int status) {
+    tls_send(s); /* OpenSSL's alert for the peer, if the socket takes it */
+    write_failed(s, status);
+    if (s->tls->is_server) {
+        end_stream(s, status);
+    } else {
+        stop_polling(s);
+        secure_done(s, status);
+    }
+}
+
+static void tls_write_failed(ct_stream_t *s, int status) {
+    write_failed(s, status);
+    if (!s->tls->secure) secure_done(s, status);
+}
+
+/* Writes the ciphertext waiting: uv_try_write, then uv_write for what the
+ * socket did not take; while a write is under way, the next ciphertext
+ * waits in the session and counts as output being written. */
+static void tls_send(ct_stream_t *s) {
+    ct_tls_session_t *t = s->tls;
+    ssize_t len;
+    uv_buf_t b;
+    int n;
+    if (!s->handle_open || s->send_error) return;
+    if (s->writing) {
+        s->wbusy_len = t->sending_len + ct_tls_session_pending(t);
+        return;
+    }
+    if ((len = ct_tls_session_take(t)) <= 0) {
+        if (len < 0) tls_write_failed(s, (int)len);
+        return;
+    }
+    b = uv_buf_init((char *)t->sending, (unsigned)len);
+    n = uv_try_write(&s->h.stream, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) {
+        tls_write_failed(s, n);
+        return;
+    }
+    if (n == len) {
+        after_write(s);
+        return;
+    }
+    t->sending_len = (size_t)(len - n);
+    b = uv_buf_init((char *)t->sending + n, (unsigned)t->sending_len);
+    s->write_req.data = s;
+    if ((n = uv_write(&s->write_req, &s->h.stream, &b, 1, on_write)) < 0) {
+        tls_write_failed(s, n);
+        return;
+    }
+    s->writing = 1;
+    s->wbusy_len = t->sending_len;
+}
+
+/* Encrypts what was sent (once the handshake allows) and writes it. */
+static void tls_flush(ct_stream_t *s) {
+    int r;
+    if (s->send_error || !s->handle_open) return;
+    if (s->wlen > 0 && s->tls->secure) {
+        if ((r = ct_tls_session_write(s->tls, s->wbuf, s->wlen)) < 0) {
+            write_failed(s, r);
+            return;
+        }
+        s->wlen = 0;
+    }
+    tls_send(s);
+}
+
+/* Decrypts and delivers frames while the reader wants them. */
+static void tls_decrypt(ct_stream_t *s) {
+    decode_buffered(s); /* frames left from when the reader stopped */
+    while (s->reading && !s->ended) {
+        uv_buf_t room = read_room(s);
+        ssize_t n;
+        if (room.len == 0) {
+            if (s->rcap == 0) end_stream(s, UV_ENOMEM);
+            return;
+        }
+        n = ct_tls_session_read(s->tls, (uint8_t *)room.base, room.len);
+        if (n == 0) return;
+        if (n < 0) {
+            end_stream(s, n == UV_EOF && s->rlen > 0 ? CT_ETRUNCATED : (int)n);
+            return;
+        }
+        s->rlen += (size_t)n;
+        decode_buffered(s);
+    }
+}
+
+/* Moves the session along with what was read: the handshake, then the
+ * frames, then what either made to send. */
+static void tls_pump(ct_stream_t *s) {
+    ct_tls_session_t *t = s->tls;
+    if (!t->secure) {
+        int r = ct_tls_session_handshake(t);
+        if (r < 0) {
+            tls_failed(s, r);
+            return;
+        }
+        tls_send(s); /* the handshake's next messages */
+        if (r == 0 || !s->handle_open) return;
+        secure_done(s, 0); /* the stream may be closed, or reading, now */
+        if (!s->handle_open) return;
+    }
+    if (s->reading)
+        tls_decrypt(s);
+    else if (ct_tls_session_has_input(t) || !t->is_server)
+        stop_polling(s); /* a client's stream reads only once its reader starts */
+    tls_flush(s);
+}
+
+static void tls_on_read(ct_stream_t *s, ssize_t nread) {
+    int r;
+    if (nread > 0) {
+        s->last_read_ms = uv_now(s->h.stream.loop);
+        if ((r = ct_tls_session_put(s->tls, s->tls->landing, (size_t)nread)) != 0)
+            tls_failed(s, r);
+        else
+            tls_pump(s);
+    } else if (nread < 0 && !s->tls->secure) {
+        tls_failed(s, nread == UV_EOF ? CT_ETLS : (int)nread);
+    } else {
+        take_read(s, nread); /* the end or an error, as for plain bytes */
+    }
+}
+
+int ct_stream_tls_start(ct_stream_t *s, int is_server, const char *peer_name,
+                        void (*cb)(ct_stream_t *stream, int status)) {
+    const ct_tls_config_t *cfg = s ? s->cfg.tls : NULL;
+    int r;
+    if (!cfg || s->tls || (!is_server && !cb)) return CT_EINVAL;
+    if (!is_server && cfg->server_name) peer_name = cfg->server_name;
+    if ((r = ct_tls_session_new(&s->tls, cfg, is_server, peer_name)) != 0) return r;
+    if (!is_server) {
+        /* The client speaks first. A failure here is returned, not
+         * reported: cb is not set yet. */
+        if ((r = ct_tls_session_handshake(s->tls)) < 0) return r;
+        tls_send(s);
+        if (s->send_error) return s->send_error;
+        if ((r = uv_read_start(&s->h.stream, on_alloc, on_read)) != 0) return r;
+        s->uv_reading = 1;
+    }
+    s->secure_cb = cb;
+    return 0;
+}
+
 /* ---- close -------------------------------------------------------------- */
 
 static void on_handle_closed(uv_handle_t *handle) {
@@ -467,6 +675,8 @@ static void on_handle_closed(uv_handle_t *handle) {
     free(s->wbuf);
     free(s->wbusy);
     s->rbuf = s->wbuf = s->wbusy = NULL;
+    ct_tls_session_free(s->tls);
+    s->tls = NULL;
     ct_transport_closed(&s->transport);
 }
 
@@ -477,6 +687,7 @@ static void st_close(ct_transport_t *t) {
     ct_waitq_init(&s->send_waiters);
     s->reading = 0;
     s->handle_open = 0;
+    s->secure_cb = NULL;
     uv_close(&s->h.handle, on_handle_closed);
 }
 

@@ -1,0 +1,267 @@
+/* TLS with OpenSSL: the contexts users make (tls.h), and the per-connection
+ * session a stream drives through memory BIOs (tls_session.h).
+ *
+ * OpenSSL keeps its errors in a queue per thread; each call that can fail
+ * starts with an empty queue (ERR_clear_error), or SSL_get_error() could
+ * blame an old error on this connection. */
+#include "tls_session.h"
+#include "ctower/error.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+enum { LANDING_BYTES = 16 << 10 }; /* one whole TLS record per read */
+
+/* ---- contexts -------------------------------------------------------- */
+
+static SSL_CTX *new_context(int is_server) {
+    SSL_CTX *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+    if (ctx) SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    return ctx;
+}
+
+int ct_tls_server_context(SSL_CTX **out, const char *cert_file, const char *key_file) {
+    SSL_CTX *ctx;
+    if (!out || !cert_file || !key_file) return CT_EINVAL;
+    if (!(ctx = new_context(1))) return UV_ENOMEM;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        return CT_ETLS;
+    }
+    *out = ctx;
+    return 0;
+}
+
+int ct_tls_client_context(SSL_CTX **out, const char *ca_file) {
+    SSL_CTX *ctx;
+    int ok;
+    if (!out) return CT_EINVAL;
+    if (!(ctx = new_context(0))) return UV_ENOMEM;
+    ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                 : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        return CT_ETLS;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    *out = ctx;
+    return 0;
+}
+
+void ct_tls_context_free(SSL_CTX *ctx) {
+    SSL_CTX_free(ctx);
+}
+
+static int is_ip(const char *name) {
+    unsigned char addr[16];
+    return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/* A certificate for name, signed by its own key; valid from a minute ago
+ * (clocks differ) for a day. */
+static X509 *self_signed_cert(EVP_PKEY *key, const char *name) {
+    X509 *x = X509_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *san;
+    char alt[300];
+    if (!x) return NULL;
+    snprintf(alt, sizeof alt, "%s:%s", is_ip(name) ? "IP" : "DNS", name);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)name, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, alt);
+    if (!san || X509_add_ext(x, san, -1) != 1 || X509_sign(x, key, EVP_sha256()) <= 0) {
+        X509_EXTENSION_free(san);
+        X509_free(x);
+        return NULL;
+    }
+    X509_EXTENSION_free(san);
+    return x;
+}
+
+static SSL_CTX *trusting(X509 *cert) {
+    SSL_CTX *ctx = new_context(0);
+    if (!ctx) return NULL;
+    if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), cert) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+int ct_tls_self_signed(SSL_CTX **server, SSL_CTX **client, const char *name) {
+    EVP_PKEY *key;
+    X509 *cert = NULL;
+    SSL_CTX *s = NULL, *c = NULL;
+    int r = CT_ETLS;
+    if (!server || !name || strlen(name) > 255) return CT_EINVAL;
+    if (!(key = EVP_EC_gen("P-256"))) goto done;
+    if (!(cert = self_signed_cert(key, name))) goto done;
+    if (!(s = new_context(1)) || SSL_CTX_use_certificate(s, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(s, key) != 1)
+        goto done;
+    if (client && !(c = trusting(cert))) goto done;
+    *server = s;
+    if (client) *client = c;
+    s = c = NULL;
+    r = 0;
+done:
+    SSL_CTX_free(s);
+    SSL_CTX_free(c);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return r;
+}
+
+/* ---- sessions -------------------------------------------------------- */
+
+/* The name the client checks: an IP address against the certificate's IP
+ * entries, a DNS name against its names (and sent as SNI, which may not
+ * carry an address). */
+static int set_peer_name(SSL *ssl, const char *name) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1) return 0;
+    if (SSL_set_tlsext_host_name(ssl, name) != 1 || SSL_set1_host(ssl, name) != 1) return CT_ETLS;
+    return 0;
+}
+
+int ct_tls_session_new(ct_tls_session_t **out, const ct_tls_config_t *cfg, int is_server,
+                       const char *peer_name) {
+    ct_tls_session_t *t;
+    if (!cfg || !cfg->ctx) return CT_EINVAL;
+    if (!(t = calloc(1, sizeof *t))) return UV_ENOMEM;
+    t->is_server = is_server;
+    t->ssl = SSL_new(cfg->ctx);
+    t->in = BIO_new(BIO_s_mem());
+    t->out = BIO_new(BIO_s_mem());
+    t->landing = malloc(LANDING_BYTES);
+    t->landing_cap = LANDING_BYTES;
+    if (!t->ssl || !t->in || !t->out || !t->landing) {
+        BIO_free(t->in);
+        BIO_free(t->out);
+        t->in = t->out = NULL;
+        ct_tls_session_free(t);
+        return UV_ENOMEM;
+    }
+    /* An empty input BIO means "wait for more", not the end. */
+    BIO_set_mem_eof_return(t->in, -1);
+    SSL_set_bio(t->ssl, t->in, t->out); /* the SSL owns them now */
+    if (is_server) {
+        SSL_set_accept_state(t->ssl);
+    } else {
+        SSL_set_connect_state(t->ssl);
+        if (peer_name && peer_name[0] && set_peer_name(t->ssl, peer_name) != 0) {
+            ct_tls_session_free(t);
+            ERR_clear_error();
+            return CT_ETLS;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+void ct_tls_session_free(ct_tls_session_t *t) {
+    if (!t) return;
+    SSL_free(t->ssl);
+    free(t->landing);
+    free(t->sending);
+    free(t);
+}
+
+int ct_tls_session_put(ct_tls_session_t *t, const uint8_t *cipher, size_t n) {
+    size_t done = 0;
+    if (n == 0) return 0;
+    return BIO_write_ex(t->in, cipher, n, &done) == 1 && done == n ? 0 : UV_ENOMEM;
+}
+
+/* Why the handshake failed: the peer's certificate, or anything else. */
+static int handshake_error(const ct_tls_session_t *t) {
+    ERR_clear_error();
+    return SSL_get_verify_result(t->ssl) != X509_V_OK ? CT_ETLSVERIFY : CT_ETLS;
+}
+
+int ct_tls_session_handshake(ct_tls_session_t *t) {
+    int r, e;
+    if (t->secure) return 1;
+    ERR_clear_error();
+    r = SSL_do_handshake(t->ssl);
+    if (r == 1) {
+        t->secure = 1;
+        return 1;
+    }
+    e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    return handshake_error(t);
+}
+
+ssize_t ct_tls_session_read(ct_tls_session_t *t, uint8_t *out, size_t cap) {
+    size_t n = 0;
+    int e;
+    ERR_clear_error();
+    if (SSL_read_ex(t->ssl, out, cap, &n) == 1) return (ssize_t)n;
+    e = SSL_get_error(t->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    ERR_clear_error();
+    return e == SSL_ERROR_ZERO_RETURN ? UV_EOF : CT_ETLS;
+}
+
+int ct_tls_session_has_input(const ct_tls_session_t *t) {
+    return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0;
+}
+
+int ct_tls_session_write(ct_tls_session_t *t, const uint8_t *plain, size_t n) {
+    size_t done = 0;
+    if (n == 0) return 0;
+    ERR_clear_error();
+    /* Without SSL_MODE_ENABLE_PARTIAL_WRITE, success means all n bytes; the
+     * output BIO grows, so there is no waiting for room. */
+    if (SSL_write_ex(t->ssl, plain, n, &done) == 1) return 0;
+    ERR_clear_error();
+    return CT_ETLS;
+}
+
+void ct_tls_session_close_notify(ct_tls_session_t *t) {
+    if (t->notified || !t->secure) return;
+    t->notified = 1;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl); /* 0: ours is made; the peer's is not awaited */
+    ERR_clear_error();
+}
+
+size_t ct_tls_session_pending(const ct_tls_session_t *t) {
+    return BIO_ctrl_pending(t->out);
+}
+
+ssize_t ct_tls_session_take(ct_tls_session_t *t) {
+    size_t n = BIO_ctrl_pending(t->out), got = 0;
+    if (n == 0) return 0;
+    if (n > t->sending_cap) {
+        size_t cap = t->sending_cap ? t->sending_cap : 4096;
+        uint8_t *p;
+        while (cap < n)
+            cap *= 2;
+        if (!(p = realloc(t->sending, cap))) return UV_ENOMEM;
+        t->sending = p;
+        t->sending_cap = cap;
+    }
+    if (BIO_read_ex(t->out, t->sending, n, &got) != 1) return UV_ENOMEM;
+    return (ssize_t)got;
+}

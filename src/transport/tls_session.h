@@ -1,0 +1,65 @@
+/* One TLS connection's OpenSSL state, driven by a stream (stream.c) through
+ * memory BIOs: the stream feeds the ciphertext it reads in, takes the
+ * ciphertext to write out, and moves plaintext in and out of its own
+ * buffers. No I/O happens here, so the stream keeps its batching: one write
+ * per flush, whatever OpenSSL makes of it. Private to the library. */
+#ifndef CTOWER_TLS_SESSION_H
+#define CTOWER_TLS_SESSION_H
+
+#include "ctower/tls.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct ct_tls_session {
+    struct ssl_st *ssl;
+    struct bio_st *in;  /* ciphertext read, for OpenSSL to decrypt */
+    struct bio_st *out; /* ciphertext OpenSSL made, for the socket */
+    int is_server;
+    int secure;       /* the handshake has succeeded */
+    int notified;     /* our closing message is made */
+    uint8_t *landing; /* where the socket's reads land */
+    size_t landing_cap;
+    uint8_t *sending; /* ciphertext being written */
+    size_t sending_cap;
+    size_t sending_len; /* of it, what a uv_write is still writing */
+} ct_tls_session_t;
+
+/* A session for one side of a connection; peer_name (a client's) is checked
+ * against the server's certificate and sent as SNI: a DNS name or an IP
+ * address, or NULL for neither. Returns 0 and *out, CT_ETLS or UV_ENOMEM. */
+int ct_tls_session_new(ct_tls_session_t **out, const ct_tls_config_t *cfg, int is_server,
+                       const char *peer_name);
+void ct_tls_session_free(ct_tls_session_t *t);
+
+/* Takes n bytes read from the socket. Returns 0 or UV_ENOMEM. */
+int ct_tls_session_put(ct_tls_session_t *t, const uint8_t *cipher, size_t n);
+
+/* Advances the handshake: 1 once it has succeeded, 0 while it waits for the
+ * peer, or CT_ETLSVERIFY / CT_ETLS. */
+int ct_tls_session_handshake(ct_tls_session_t *t);
+
+/* Decrypts into out: the number of bytes (> 0), 0 when nothing more can be
+ * had until more ciphertext comes, UV_EOF at the peer's closing message, or
+ * CT_ETLS. */
+ssize_t ct_tls_session_read(ct_tls_session_t *t, uint8_t *out, size_t cap);
+
+/* Non-zero if ciphertext or plaintext is buffered for reading. */
+int ct_tls_session_has_input(const ct_tls_session_t *t);
+
+/* Encrypts n bytes (all of them; the handshake must have succeeded).
+ * Returns 0 or CT_ETLS. */
+int ct_tls_session_write(ct_tls_session_t *t, const uint8_t *plain, size_t n);
+
+/* Makes our closing message (once). */
+void ct_tls_session_close_notify(ct_tls_session_t *t);
+
+/* Ciphertext waiting to be written, in bytes. */
+size_t ct_tls_session_pending(const ct_tls_session_t *t);
+
+/* Moves all the ciphertext waiting into t->sending (grown to fit).
+ * Returns its length, or UV_ENOMEM. */
+ssize_t ct_tls_session_take(ct_tls_session_t *t);
+
+#endif
