@@ -28,6 +28,8 @@ static ct_listener_t listener;
 static int listener_closed;
 static char bound[128];
 static uint64_t connect_timeout_ms;
+static uint64_t idle_timeout_ms;
+static const ct_codec_t *client_codec; /* NULL: the listener's */
 
 /* A listener of TLS echo servers whose certificate names cert_name, and a
  * client configuration that trusts it. */
@@ -44,6 +46,8 @@ static void tls_setup(const char *cert_name, size_t max_payload) {
     client_tls.server_name = NULL;
     listener_closed = 0;
     connect_timeout_ms = 5000;
+    idle_timeout_ms = 0;
+    client_codec = NULL;
 }
 
 static void tls_teardown(void) {
@@ -68,6 +72,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex,
     memset(&cfg, 0, sizeof cfg);
     cfg.stream = stream_config(tls);
     cfg.multiplex = multiplex;
+    cfg.idle_timeout_ms = idle_timeout_ms;
     cfg.server.max_in_flight = 256;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &pool;
@@ -182,6 +187,7 @@ static void on_connected(ct_stream_t *stream, int status) {
 static void connect_to(conn_t *c, const char *address, int multiplex, size_t size, uint64_t total,
                        const ct_tls_config_t *tls) {
     ct_stream_config_t cfg = stream_config(tls);
+    if (client_codec) cfg.codec = client_codec;
     memset(c, 0, sizeof *c);
     c->multiplex = multiplex;
     c->size = size;
@@ -378,6 +384,77 @@ Test(tls, a_handshake_that_never_ends_times_out) {
     connect_to(&c, bound, 0, PAYLOAD, 1, &client_tls);
     H_RUN_UNTIL(c.connected);
     cr_assert_eq(c.connect_status, UV_ETIMEDOUT, "%s", ct_err_name(c.connect_status));
+    stop_listening();
+    h_close_service(&echo.service);
+    tls_teardown();
+}
+
+/* ---- the end of a connection ------------------------------------------- */
+
+static void on_client_shut(ct_service_t *svc, int status) {
+    conn_t *c = CT_CONTAINER_OF(svc, conn_t, client.service);
+    c->shut = 2;
+    c->shut_status = status;
+}
+
+/* A client shut down with requests in flight: all of them are answered,
+ * then TLS's closing message and the socket's end go out, and the server
+ * takes that as a clean end and closes its side. */
+Test(tls, graceful_shutdown_answers_everything_in_flight) {
+    static conn_t c;
+    tls_setup("127.0.0.1", 0);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, &server_tls);
+    connect_to(&c, bound, 0, PAYLOAD, 1000, &client_tls);
+    H_RUN_UNTIL(c.connected && c.answered >= 100);
+    cr_assert_eq(c.connect_status, 0);
+    c.shut = 1; /* no more requests after those in flight */
+    cr_assert_eq(ct_service_shutdown(&c.client.service, on_client_shut), 0);
+    H_RUN_UNTIL(c.shut == 2);
+    cr_assert_eq(c.shut_status, 0, "%s", ct_strerror(c.shut_status));
+    cr_assert_eq(c.errors, 0, "%s", ct_strerror(c.first_error));
+    cr_assert_eq(c.done, c.next, "every request sent was answered");
+    cr_assert_eq(c.mismatched, 0);
+    H_RUN_UNTIL(ct_listener_connections(&listener) == 0);
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&echo.service);
+    tls_teardown();
+}
+
+/* A server that closes (TLS's closing message, then the socket's end) in
+ * the middle of an answer's frame: the client's request fails once, with
+ * CT_ETRUNCATED as its cause. The client frames by lines and the server by
+ * length prefixes, so the server's answer has no end of line; the server's
+ * idle timeout then closes the connection gracefully. */
+Test(tls, a_peer_closing_mid_frame_is_truncation) {
+    static conn_t c;
+    static ct_line_codec_t lines;
+    tls_setup("127.0.0.1", 0);
+    ct_line_codec_init(&lines, 4096);
+    client_codec = &lines.codec;
+    idle_timeout_ms = 100;
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, &server_tls);
+    connect_to(&c, bound, 0, 0, 0, &client_tls);
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, 0, "%s", ct_strerror(c.connect_status));
+    {
+        /* as a length-prefixed frame: "ab", then the line's end, alone */
+        static const char line[] = {0, 0, 0, 2, 'a', 'b'};
+        ct_buf_t *b = ct_buf_pool_get(&pool, sizeof line);
+        memcpy(b->base, line, sizeof line);
+        b->len = sizeof line;
+        c.reqs[0].conn = &c;
+        c.total = 1;
+        ct_op_init(&c.reqs[0].op, on_reply);
+        cr_assert_eq(h_call(&c.client.service, b, &c.reqs[0].op), 0);
+    }
+    H_RUN_UNTIL(c.done == 1);
+    cr_assert_eq(c.errors, 1);
+    cr_assert_eq(c.first_error, CT_ERECVBROKEN, "%s", ct_err_name(c.first_error));
+    cr_assert_eq(c.first_cause, CT_ETRUNCATED, "%s", ct_err_name(c.first_cause));
+    close_conn(&c);
     stop_listening();
     h_close_service(&echo.service);
     tls_teardown();
