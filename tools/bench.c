@@ -456,6 +456,7 @@ static void client_thread_run(void *arg) {
     uv_loop_init(&th->uv);
     ct_loop_init(&th->ct, &th->uv);
     wire_init(&th->wire, th->o, th->pool_cap);
+    th->wire.stream.tls = th->o->client_tls;
     uv_timer_init(&th->uv, &th->timer);
     th->timer.data = th;
     uv_prepare_init(&th->uv, &th->clock);
@@ -527,6 +528,7 @@ static void server_thread_run(void *arg) {
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = st->o->multiplex;
     cfg.stream = st->wire.stream;
+    cfg.stream.tls = st->o->server_tls;
     cfg.server.max_in_flight = (size_t)st->o->depth;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &st->wire.pool;
@@ -651,10 +653,11 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("}, \"seconds\": %.3f, \"memory_per_connection_bytes\": %ld, \"options\": "
                "{\"mode\": \"%s\", \"codec\": \"%s\", \"connections\": %d, \"depth\": %d, "
                "\"size\": %d, \"duration\": %.3f, \"requests\": %lld, \"threads\": %d, "
-               "\"reconnect\": %s, \"retry\": %s, \"server\": \"",
+               "\"reconnect\": %s, \"retry\": %s, \"tls\": %s, \"server\": \"",
                t->seconds, mem_per_conn, o->multiplex ? "multiplex" : "pipeline", codec_name(o),
                o->connections, o->depth, o->size, o->duration_s, o->requests, o->threads,
-               o->reconnect ? "true" : "false", o->retry ? "true" : "false");
+               o->reconnect ? "true" : "false", o->retry ? "true" : "false",
+               o->tls ? "true" : "false");
         print_json_text(o->address ? o->address : "in-process");
         if (o->resp) {
             printf("\", \"command\": \"");
@@ -686,8 +689,8 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("command '%s'", o->command);
     else
         printf("%d-byte payload", o->size);
-    printf(", %s codec, %d thread(s), %s server\n", codec_name(o), o->threads,
-           o->address ? o->address : "in-process");
+    printf(", %s codec%s, %d thread(s), %s server\n", codec_name(o), o->tls ? ", TLS" : "",
+           o->threads, o->address ? o->address : "in-process");
     printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
     printf("  %-14s %.0f req/s\n", "throughput", t->rps);
     printf("  %-14s %.2f MB/s (%s, both directions)\n", "bandwidth", t->mbps,

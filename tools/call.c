@@ -208,6 +208,7 @@ static int run(call_t *c) {
     uv_loop_init(&uv);
     ct_loop_init(&c->ct, &uv);
     wire_init(&c->wire, c->o, (size_t)c->o->size);
+    c->wire.stream.tls = c->o->client_tls;
     r = ct_connector_init(&c->connector, &c->ct, c->o->address, &c->wire.stream);
     if (r == 0) {
         c->connector.timeout_ms = (uint64_t)(c->o->timeout_s * 1000 + 0.5);

@@ -13,17 +13,20 @@ static void usage(FILE *f) {
     fprintf(f, "usage:\n"
                "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--threads N]\n"
+               "               [--tls-cert FILE --tls-key FILE]\n"
                "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec "
                "length|line|crlf|resp]\n"
                "               [--connections N] [--depth N] [--size BYTES] [--duration S | "
                "--requests N]\n"
                "               [--threads N] [--reconnect] [--retry] [--json] [--command 'WORDS']\n"
+               "               [--tls [--tls-ca FILE]]\n"
                "  ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]\n"
                "               [--codec length|line|crlf|resp] [--timeout S] [--retry]\n"
-               "               [--max-in-flight N] [--rate N]\n"
+               "               [--max-in-flight N] [--rate N] [--tls-cert FILE --tls-key FILE]\n"
+               "               [--tls [--tls-ca FILE]]\n"
                "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp] "
                "[--timeout S]\n"
-               "               [--] [MESSAGE ...]\n"
+               "               [--tls [--tls-ca FILE]] [--] [MESSAGE ...]\n"
                "\n"
                "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
                "bench starts an echo server of its own on a free loopback port; --reconnect\n"
@@ -37,11 +40,28 @@ static void usage(FILE *f) {
                "seconds (default 5), and --retry puts a retry layer on top. Several\n"
                "backends share the requests (ct_balance_t), one connection each.\n"
                "--max-in-flight and --rate bound the requests of all clients together\n"
-               "(ct_limit_t): beyond them, clients wait, unread.\n");
+               "(ct_limit_t): beyond them, clients wait, unread.\n"
+               "--tls-cert and --tls-key (PEM files) make serve and proxy listen with TLS;\n"
+               "--tls makes bench, call and proxy (to its backends) connect with TLS, trusting\n"
+               "the CA certificates in --tls-ca or else the system's. bench --tls without\n"
+               "--server gives its own server a self-signed certificate.\n");
 }
+
+static const struct {
+    const char *name;
+    command_t cmd;
+    int (*run)(const options_t *o);
+} commands[] = {
+    {"serve", CMD_SERVE, serve_main},
+    {"proxy", CMD_PROXY, proxy_main},
+    {"call", CMD_CALL, call_main},
+    {"bench", CMD_BENCH, bench_main},
+};
 
 int main(int argc, char **argv) {
     options_t o = {0};
+    size_t i;
+    int r;
     o.connections = 10;
     o.depth = 16;
     o.size = 64;
@@ -56,21 +76,13 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "serve") == 0) {
-        if (options_parse(&o, argc, argv, 2, CMD_SERVE)) return 2;
-        return serve_main(&o);
-    }
-    if (strcmp(argv[1], "proxy") == 0) {
-        if (options_parse(&o, argc, argv, 2, CMD_PROXY)) return 2;
-        return proxy_main(&o);
-    }
-    if (strcmp(argv[1], "call") == 0) {
-        if (options_parse(&o, argc, argv, 2, CMD_CALL)) return 2;
-        return call_main(&o);
-    }
-    if (strcmp(argv[1], "bench") == 0) {
-        if (options_parse(&o, argc, argv, 2, CMD_BENCH)) return 2;
-        return bench_main(&o);
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        if (options_parse(&o, argc, argv, 2, commands[i].cmd) || options_tls(&o, commands[i].cmd))
+            return 2;
+        r = commands[i].run(&o);
+        options_tls_free(&o);
+        return r;
     }
     fprintf(stderr, "ctower: unknown command '%s'\n", argv[1]);
     usage(stderr);

@@ -33,12 +33,15 @@ static const char *const command_names[] = {"bench", "serve", "call", "proxy"};
  * proxy's bounds). */
 static int takes(command_t cmd, const char *name) {
     int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
-    if (cmd == CMD_SERVE) return common || strcmp(name, "--threads") == 0;
-    if (cmd == CMD_CALL) return common || strcmp(name, "--timeout") == 0;
+    int connects = strcmp(name, "--tls") == 0 || strcmp(name, "--tls-ca") == 0;
+    int listens = strcmp(name, "--tls-cert") == 0 || strcmp(name, "--tls-key") == 0;
+    if (cmd == CMD_SERVE) return common || listens || strcmp(name, "--threads") == 0;
+    if (cmd == CMD_CALL) return common || connects || strcmp(name, "--timeout") == 0;
     if (cmd == CMD_PROXY)
-        return common || strcmp(name, "--retry") == 0 || strcmp(name, "--timeout") == 0 ||
-               strcmp(name, "--max-in-flight") == 0 || strcmp(name, "--rate") == 0;
-    return strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
+        return common || connects || listens || strcmp(name, "--retry") == 0 ||
+               strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
+               strcmp(name, "--rate") == 0;
+    return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
            strcmp(name, "--rate") != 0;
 }
 
@@ -98,6 +101,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->retry = 1;
             continue;
         }
+        if (strcmp(a, "--tls") == 0) {
+            o->tls = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "ctower: %s needs a value\n", a);
             return -1;
@@ -120,6 +127,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
             o->address = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            o->tls_ca = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            o->tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            o->tls_key = v;
         } else if (strcmp(a, "--command") == 0) {
             if (strspn(v, " \t") == strlen(v)) {
                 fprintf(stderr, "ctower: --command wants the words of a command, not '%s'\n", v);
@@ -159,6 +172,49 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         }
     }
     return 0;
+}
+
+static int tls_failed(const char *what, const char *file, int r) {
+    fprintf(stderr, "ctower: %s%s%s: %s\n", what, file ? " " : "", file ? file : "",
+            ct_strerror(r));
+    return -1;
+}
+
+int options_tls(options_t *o, command_t cmd) {
+    struct ssl_ctx_st *server = NULL, *client = NULL;
+    int r;
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "ctower: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (o->tls_ca && !o->tls) {
+        fprintf(stderr, "ctower: --tls-ca is for --tls\n");
+        return -1;
+    }
+    if (cmd == CMD_BENCH && o->tls && !o->address) {
+        /* the in-process server is on 127.0.0.1 */
+        if ((r = ct_tls_self_signed(&server, &client, "127.0.0.1")) != 0)
+            return tls_failed("a self-signed certificate", NULL, r);
+    } else {
+        if (o->tls_cert && (r = ct_tls_server_context(&server, o->tls_cert, o->tls_key)) != 0)
+            return tls_failed("the certificate and key in", o->tls_cert, r);
+        if (o->tls && (r = ct_tls_client_context(&client, o->tls_ca)) != 0) {
+            ct_tls_context_free(server);
+            return tls_failed("the CA certificates in",
+                              o->tls_ca ? o->tls_ca : "the system's store", r);
+        }
+    }
+    o->server_tls_cfg.ctx = server;
+    o->client_tls_cfg.ctx = client;
+    o->server_tls = server ? &o->server_tls_cfg : NULL;
+    o->client_tls = client ? &o->client_tls_cfg : NULL;
+    return 0;
+}
+
+void options_tls_free(options_t *o) {
+    ct_tls_context_free(o->server_tls_cfg.ctx);
+    ct_tls_context_free(o->client_tls_cfg.ctx);
+    o->server_tls = o->client_tls = NULL;
 }
 
 void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {

@@ -31,12 +31,25 @@ typedef struct options {
     long rate_per_s;     /* proxy: requests started per second at most (0: none) */
     char **messages;     /* call: the requests given as arguments */
     int nmessages;
+    int tls;              /* bench, call, proxy's backends: --tls, connect with TLS */
+    const char *tls_ca;   /* --tls-ca: the CA certificates to trust (default: the system's) */
+    const char *tls_cert; /* serve, proxy: --tls-cert and --tls-key, listen with TLS */
+    const char *tls_key;
+    /* made by options_tls() from the four above; NULL: plain */
+    const ct_tls_config_t *client_tls, *server_tls;
+    ct_tls_config_t client_tls_cfg, server_tls_cfg;
 } options_t;
 
 /* Parses argv[first..argc) into o (defaults already set) for cmd: serve
  * and call take an address and only their own options, call also its
  * messages. Returns 0, or -1 after printing what was wrong. */
 int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd);
+
+/* Makes the TLS contexts the options ask for (for bench without --server,
+ * a self-signed pair for its in-process server and its clients). Returns 0,
+ * or -1 after printing what was wrong. */
+int options_tls(options_t *o, command_t cmd);
+void options_tls_free(options_t *o);
 
 /* The codec, stream and pool setup for one loop; the pool keeps buffers of
  * pool_cap bytes (a larger message gets a buffer of its own). */

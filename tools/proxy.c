@@ -229,6 +229,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
     cfg.stream = p->wire.stream;
+    cfg.stream.tls = o->server_tls;
     if (o->resp) {
         ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
         cfg.stream.codec = &p->commands.codec;
@@ -268,6 +269,7 @@ int proxy_main(const options_t *o) {
     uv_loop_init(&p.uv);
     ct_loop_init(&p.ct, &p.uv);
     wire_init(&p.wire, o, POOL_BUF);
+    p.wire.stream.tls = o->client_tls; /* the backends' */
     if (stack_init(&p, o) != 0) return 2;
     p.service->data = &p;
     if ((r = listener_init(&p, o)) != 0) {
@@ -295,6 +297,8 @@ int proxy_main(const options_t *o) {
             o->nbackends > 1 ? ", balanced" : "", o->retry ? ", retrying" : "");
     if (o->max_in_flight) fprintf(stderr, ", %ld in flight at most", o->max_in_flight);
     if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
+    if (o->server_tls) fprintf(stderr, ", TLS to clients");
+    if (o->client_tls) fprintf(stderr, ", TLS to backends");
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_buf_pool_destroy(&p.wire.pool);

@@ -68,6 +68,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
     cfg.stream = s->wire.stream;
+    cfg.stream.tls = o->server_tls;
     cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &s->wire.pool;
@@ -154,8 +155,9 @@ int serve_main(const options_t *o) {
     ct_listener_address(&servers[0].listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     start_others(servers, n, o, text);
-    fprintf(stderr, "ctower serve: %s echo on %s (%s codec, %d thread%s)\n",
-            o->multiplex ? "multiplex" : "pipeline", text, codec_name(o), n, n > 1 ? "s" : "");
+    fprintf(stderr, "ctower serve: %s echo on %s (%s codec%s, %d thread%s)\n",
+            o->multiplex ? "multiplex" : "pipeline", text, codec_name(o),
+            o->server_tls ? ", TLS" : "", n, n > 1 ? "s" : "");
     r = server_run(&servers[0]);
     for (i = 1; i < n; i++)
         uv_thread_join(&servers[i].thread);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the ctower tool: usage errors, bench in both modes, serve with
 # bench --server and call over a Unix socket, graceful shutdown, a refused
-# connection, serve --threads.
+# connection, serve --threads, TLS.
 set -uo pipefail
 ctower=$1
 tmp=$(mktemp -d)
@@ -344,6 +344,51 @@ rps=$(sed -n 's/.*"requests_per_sec": \([0-9]*\).*/\1/p' "$tmp/out")
 ((rps <= 2400)) || fail "2,000 requests through --rate 2000 ran at $rps req/s"
 stop proxy_pid "$tmp/proxy.log"
 stop server_pid
+
+# TLS: a certificate made by openssl(1) for 127.0.0.1. serve listens with
+# it; call, bench and a proxy (TLS on both sides) connect trusting it; an
+# untrusted certificate and a plain client are refused; bad options are
+# explained.
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:0 --tls-cert "$tmp/cert.pem"
+grep -q "go together" "$tmp/err" || fail "--tls-cert without --tls-key is not explained"
+expect_exit 2 "$ctower" bench --tls-ca "$tmp/cert.pem"
+grep -q "is for --tls" "$tmp/err" || fail "--tls-ca without --tls is not explained"
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:0 --tls-cert "$tmp/none.pem" --tls-key "$tmp/none.pem"
+grep -q "none.pem: TLS failed" "$tmp/err" || fail "a missing certificate file is not explained: $(cat "$tmp/err")"
+expect_exit 2 "$ctower" call tcp://127.0.0.1:1 --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" hi
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null ||
+  fail "openssl could not make a certificate"
+"$ctower" serve tcp://127.0.0.1:0 --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" 2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --tls-cert did not listen"
+grep -q "length codec, TLS" "$tmp/serve.log" || fail "serve does not say it speaks TLS: $(cat "$tmp/serve.log")"
+expect_exit 0 "$ctower" call "$addr" --tls --tls-ca "$tmp/cert.pem" hello
+[ "$(cat "$tmp/out")" = hello ] || fail "call over TLS: '$(cat "$tmp/out")'"
+for mode in pipeline multiplex; do
+  [ "$mode" = multiplex ] && { stop server_pid; "$ctower" serve tcp://127.0.0.1:0 --mode multiplex \
+    --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" 2>"$tmp/serve.log" & server_pid=$!; }
+  addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --tls-cert did not listen"
+  expect_exit 0 "$ctower" bench --server "$addr" --mode "$mode" --tls --tls-ca "$tmp/cert.pem" \
+    --connections 4 --depth 8 --requests 4000 --json
+  grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "$mode bench over TLS: $(cat "$tmp/out")"
+  grep -q '"tls": true' "$tmp/out" || fail "bench --json does not say TLS"
+done
+expect_exit 1 "$ctower" call "$addr" --mode multiplex --tls --timeout 5 hi # the system's CAs
+grep -q "certificate not accepted" "$tmp/err" || fail "an untrusted server is not explained: $(cat "$tmp/err")"
+expect_exit 1 "$ctower" call "$addr" --mode multiplex --timeout 5 hi
+"$ctower" proxy tcp://127.0.0.1:0 "$addr" --mode multiplex --tls --tls-ca "$tmp/cert.pem" \
+  --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "TLS proxy did not listen"
+grep -q "TLS to clients, TLS to backends" "$tmp/proxy.log" || fail "proxy does not say TLS: $(cat "$tmp/proxy.log")"
+expect_exit 0 "$ctower" bench --server "$paddr" --mode multiplex --tls --tls-ca "$tmp/cert.pem" \
+  --connections 4 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench through a TLS proxy: $(cat "$tmp/out")"
+stop proxy_pid "$tmp/proxy.log"
+stop server_pid
+expect_exit 0 "$ctower" bench --tls --connections 4 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --tls in-process: $(cat "$tmp/out")"
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
