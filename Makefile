@@ -6,14 +6,15 @@
 # bench/compare-redis (ctower bench and redis-benchmark against redis-server),
 # `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy),
 # `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks),
-# `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads).
+# `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads),
+# `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost buffer-bench example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost buffer-bench tls-cost example test test-plain test-asan install format clean
 
 all: build
 
@@ -46,6 +47,9 @@ compare-proxy: build
 
 proxy-cost: build
 	bench/proxy-cost $(BUILD)
+
+tls-cost: build
+	bench/tls-cost $(BUILD)
 
 buffer-bench: build
 	./$(BUILD)/buffer_bench 1 3 64

@@ -17,7 +17,10 @@ extern "C" {
  * for a name that does not resolve, UV_ETIMEDOUT past the connector's
  * timeout, ...): the connection failed and the stream is already closed; its
  * memory is free. For a name with several addresses, the error is the last
- * address's. */
+ * address's. With TLS in the stream configuration, connected means the
+ * handshake succeeded too (the timeout covers it): CT_ETLSVERIFY if the
+ * server's certificate is refused (checked against the address's host, or
+ * the configuration's server_name), CT_ETLS for any other failure. */
 typedef void (*ct_connect_cb)(ct_stream_t *stream, int status);
 
 typedef struct ct_connector {

@@ -38,6 +38,9 @@ typedef void (*ct_listener_close_cb)(ct_listener_t *listener);
 typedef ct_service_t *(*ct_listener_new_service_fn)(ct_listener_t *listener, ct_stream_t *conn);
 typedef void (*ct_listener_done_service_fn)(ct_listener_t *listener, ct_service_t *service);
 
+/* With TLS in cfg->stream, each connection does its handshake as its server
+ * reads; a connection whose handshake fails ends alone, its server seeing
+ * CT_ETLS or CT_ETLSVERIFY as the receive error. */
 typedef struct ct_listener_config {
     int multiplex;             /* 0: a pipeline server per connection */
     ct_server_config_t server; /* each connection's server */

@@ -19,8 +19,14 @@
  *
  * Receive errors: UV_EOF (the peer closed cleanly), CT_ETRUNCATED (it closed
  * in the middle of a frame), CT_EFRAMETOOLARGE or CT_EMALFORMED (the codec
- * refused the bytes), or libuv's error (UV_ECONNRESET, ...). A write error
- * breaks the send side and also ends the receive side with that error.
+ * refused the bytes), CT_ETLS (TLS refused a record or the handshake), or
+ * libuv's error (UV_ECONNRESET, ...). A write error breaks the send side and
+ * also ends the receive side with that error.
+ *
+ * With cfg.tls (tls.h), the bytes on the socket are TLS records: reads are
+ * decrypted into a buffer of the stream's own (not the loop's) and decoded
+ * as above; what is sent is encoded as above and encrypted as one whole
+ * when flushed, so a batch of messages is still one write.
  *
  * Streams are made by a connector (connector.h) or a listener (listener.h).
  */

@@ -625,10 +625,12 @@ static void tls_pump(ct_stream_t *s) {
         secure_done(s, 0); /* the stream may be closed, or reading, now */
         if (!s->handle_open) return;
     }
-    if (s->reading)
-        tls_decrypt(s);
-    else if (ct_tls_session_has_input(t) || !t->is_server)
-        stop_polling(s); /* a client's stream reads only once its reader starts */
+    if (s->reading) tls_decrypt(s);
+    /* Input waits in the kernel while the reader has stopped; a client's
+     * stream reads only once its reader starts. */
+    if (!s->reading && s->handle_open && (ct_tls_session_has_input(t) || !t->is_server))
+        stop_polling(s);
+    if (ct_task_is_queued(&s->flush_task)) ct_task_cancel(&s->flush_task); /* done here */
     tls_flush(s);
 }
 
