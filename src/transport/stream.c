@@ -18,6 +18,7 @@ static void flush_now(ct_stream_t *s);
 static void tls_flush(ct_stream_t *s);
 static void tls_send(ct_stream_t *s);
 static void stop_polling(ct_stream_t *s);
+static void tls_landing(ct_stream_t *s, uv_buf_t *out);
 static void shutdown_if_flushed(ct_stream_t *s);
 
 static ct_codec_t *codec(ct_stream_t *s) {
@@ -106,8 +107,10 @@ static int return_shared(ct_stream_t *s) {
 static uv_buf_t read_room(ct_stream_t *s) {
     size_t max = codec(s)->max_payload, overhead = codec(s)->overhead;
     size_t want = max > SIZE_MAX - overhead ? SIZE_MAX : max + overhead; /* no wrap */
-    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, s->cfg.read_buffer) != 0)
-        return uv_buf_init(NULL, 0);
+    /* TLS decrypts a record (16 KiB at most) at a time: more is not needed
+     * until a frame is larger. */
+    size_t first = s->tls && s->cfg.read_buffer > (16u << 10) ? 16u << 10 : s->cfg.read_buffer;
+    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, first) != 0) return uv_buf_init(NULL, 0);
     if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
         memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
         s->rstart = 0;
@@ -121,8 +124,8 @@ static uv_buf_t read_room(ct_stream_t *s) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
     ct_stream_t *s = handle->data;
     (void)suggested;
-    if (s->tls) { /* ciphertext, all of it taken during the read callback */
-        *out = uv_buf_init((char *)s->tls->landing, (unsigned)s->tls->landing_cap);
+    if (s->tls) {
+        tls_landing(s, out);
         return;
     }
     if (s->rlen == 0 && borrow_shared(s)) {
@@ -145,13 +148,12 @@ static void take_read(ct_stream_t *s, ssize_t nread);
 static void borrow_shared_out(ct_stream_t *s);
 static void give_back_out(ct_stream_t *s);
 
-static void tls_on_read(ct_stream_t *s, ssize_t nread);
+static void tls_on_read(ct_stream_t *s, ssize_t nread, const uint8_t *cipher);
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
-    (void)buf;
     if (s->tls) {
-        tls_on_read(s, nread);
+        tls_on_read(s, nread, (const uint8_t *)buf->base);
         return;
     }
     if (nread > 0) borrow_shared_out(s);
@@ -634,14 +636,34 @@ static void tls_pump(ct_stream_t *s) {
     tls_flush(s);
 }
 
-static void tls_on_read(ct_stream_t *s, ssize_t nread) {
-    int r;
+/* Ciphertext lands in the loop's read buffer when it is free (OpenSSL's
+ * input takes all of it at once), else in a buffer of the session's. */
+static void tls_landing(ct_stream_t *s, uv_buf_t *out) {
+    size_t len = 0;
+    uint8_t *shared = ct_loop_lend_buffer(s->transport.loop, CT_LOOP_READ_BUFFER, &len);
+    if (shared) {
+        s->tls->landing_shared = 1;
+        *out = uv_buf_init((char *)shared, (unsigned)len);
+    } else {
+        uint8_t *own = ct_tls_session_landing(s->tls, &len);
+        *out = uv_buf_init((char *)own, (unsigned)len); /* none: on_read hears UV_ENOBUFS */
+    }
+}
+
+static void tls_on_read(ct_stream_t *s, ssize_t nread, const uint8_t *cipher) {
+    int r = nread > 0 ? ct_tls_session_put(s->tls, cipher, (size_t)nread) : 0;
+    if (s->tls->landing_shared) {
+        s->tls->landing_shared = 0;
+        ct_loop_return_buffer(s->transport.loop, CT_LOOP_READ_BUFFER);
+    }
     if (nread > 0) {
         s->last_read_ms = uv_now(s->h.stream.loop);
-        if ((r = ct_tls_session_put(s->tls, s->tls->landing, (size_t)nread)) != 0)
+        if (r != 0)
             tls_failed(s, r);
         else
             tls_pump(s);
+    } else if (nread == UV_ENOBUFS) {
+        tls_failed(s, UV_ENOMEM); /* no landing buffer could be had */
     } else if (nread < 0 && !s->tls->secure) {
         tls_failed(s, nread == UV_EOF ? CT_ETLS : (int)nread);
     } else {

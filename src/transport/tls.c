@@ -152,9 +152,7 @@ int ct_tls_session_new(ct_tls_session_t **out, const ct_tls_config_t *cfg, int i
     t->ssl = SSL_new(cfg->ctx);
     t->in = BIO_new(BIO_s_mem());
     t->out = BIO_new(BIO_s_mem());
-    t->landing = malloc(LANDING_BYTES);
-    t->landing_cap = LANDING_BYTES;
-    if (!t->ssl || !t->in || !t->out || !t->landing) {
+    if (!t->ssl || !t->in || !t->out) {
         BIO_free(t->in);
         BIO_free(t->out);
         t->in = t->out = NULL;
@@ -184,6 +182,12 @@ void ct_tls_session_free(ct_tls_session_t *t) {
     free(t->landing);
     free(t->sending);
     free(t);
+}
+
+uint8_t *ct_tls_session_landing(ct_tls_session_t *t, size_t *len) {
+    if (!t->landing) t->landing = malloc(LANDING_BYTES);
+    *len = t->landing ? LANDING_BYTES : 0;
+    return t->landing;
 }
 
 int ct_tls_session_put(ct_tls_session_t *t, const uint8_t *cipher, size_t n) {

@@ -17,11 +17,11 @@ typedef struct ct_tls_session {
     struct bio_st *in;  /* ciphertext read, for OpenSSL to decrypt */
     struct bio_st *out; /* ciphertext OpenSSL made, for the socket */
     int is_server;
-    int secure;       /* the handshake has succeeded */
-    int notified;     /* our closing message is made */
-    uint8_t *landing; /* where the socket's reads land */
-    size_t landing_cap;
-    uint8_t *sending; /* ciphertext being written */
+    int secure;         /* the handshake has succeeded */
+    int notified;       /* our closing message is made */
+    uint8_t *landing;   /* where reads land when the loop's buffer is lent */
+    int landing_shared; /* the loop's buffer is ours for this read */
+    uint8_t *sending;   /* ciphertext being written */
     size_t sending_cap;
     size_t sending_len; /* of it, what a uv_write is still writing */
 } ct_tls_session_t;
@@ -32,6 +32,10 @@ typedef struct ct_tls_session {
 int ct_tls_session_new(ct_tls_session_t **out, const ct_tls_config_t *cfg, int is_server,
                        const char *peer_name);
 void ct_tls_session_free(ct_tls_session_t *t);
+
+/* The session's own buffer for a read, made on first use: *len bytes, or
+ * NULL without memory. */
+uint8_t *ct_tls_session_landing(ct_tls_session_t *t, size_t *len);
 
 /* Takes n bytes read from the socket. Returns 0 or UV_ENOMEM. */
 int ct_tls_session_put(ct_tls_session_t *t, const uint8_t *cipher, size_t n);
