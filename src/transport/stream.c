@@ -19,6 +19,7 @@ static void tls_flush(ct_stream_t *s);
 static void tls_send(ct_stream_t *s);
 static void stop_polling(ct_stream_t *s);
 static void tls_landing(ct_stream_t *s, uv_buf_t *out);
+static void tls_failed(ct_stream_t *s, int status);
 static void shutdown_if_flushed(ct_stream_t *s);
 
 static ct_codec_t *codec(ct_stream_t *s) {
@@ -263,6 +264,7 @@ static void on_decode_task(ct_task_t *task) {
     ct_stream_t *s = CT_CONTAINER_OF(task, ct_stream_t, decode_task);
     if (s->tls) {
         tls_pump(s);
+        if (ct_tls_session_keep(s->tls) != 0 && s->handle_open) tls_failed(s, UV_ENOMEM);
         return;
     }
     decode_buffered(s);
@@ -506,8 +508,9 @@ static int st_shutdown(ct_transport_t *t) {
 
 /* ---- TLS ---------------------------------------------------------------- */
 
-/* A TLS stream reads ciphertext into its session's landing buffer and
- * decrypts into a read buffer of its own (never the loop's: the plaintext
+/* A TLS stream reads ciphertext into the loop's read buffer (or a landing
+ * buffer of its session's when that is lent) and decrypts into a read
+ * buffer of its own (never the loop's: the plaintext
  * of one read may be needed after it); what it sends is encoded into its
  * own output buffer as a plain stream's is, and encrypted as a whole when
  * flushed, so a batch of messages is still one write. */
@@ -551,10 +554,7 @@ static void tls_send(ct_stream_t *s) {
         s->wbusy_len = t->sending_len + ct_tls_session_pending(t);
         return;
     }
-    if ((len = ct_tls_session_take(t)) <= 0) {
-        if (len < 0) tls_write_failed(s, (int)len);
-        return;
-    }
+    if ((len = (ssize_t)ct_tls_session_take(t)) == 0) return;
     b = uv_buf_init((char *)t->sending, (unsigned)len);
     n = uv_try_write(&s->h.stream, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
@@ -650,18 +650,22 @@ static void tls_landing(ct_stream_t *s, uv_buf_t *out) {
     }
 }
 
+/* OpenSSL reads the ciphertext where it landed; what it has not read when
+ * the pump is done (the reader stopped) is kept before the buffer goes. */
 static void tls_on_read(ct_stream_t *s, ssize_t nread, const uint8_t *cipher) {
-    int r = nread > 0 ? ct_tls_session_put(s->tls, cipher, (size_t)nread) : 0;
-    if (s->tls->landing_shared) {
-        s->tls->landing_shared = 0;
+    ct_tls_session_t *t = s->tls;
+    int r = 0;
+    if (nread > 0) {
+        s->last_read_ms = uv_now(s->h.stream.loop);
+        if ((r = ct_tls_session_lend(t, cipher, (size_t)nread)) == 0) tls_pump(s);
+        if (r == 0) r = ct_tls_session_keep(t);
+    }
+    if (t->landing_shared) {
+        t->landing_shared = 0;
         ct_loop_return_buffer(s->transport.loop, CT_LOOP_READ_BUFFER);
     }
     if (nread > 0) {
-        s->last_read_ms = uv_now(s->h.stream.loop);
-        if (r != 0)
-            tls_failed(s, r);
-        else
-            tls_pump(s);
+        if (r != 0 && s->handle_open) tls_failed(s, r);
     } else if (nread == UV_ENOBUFS) {
         tls_failed(s, UV_ENOMEM); /* no landing buffer could be had */
     } else if (nread < 0 && !s->tls->secure) {

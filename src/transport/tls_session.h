@@ -14,14 +14,21 @@
 
 typedef struct ct_tls_session {
     struct ssl_st *ssl;
-    struct bio_st *in;  /* ciphertext read, for OpenSSL to decrypt */
-    struct bio_st *out; /* ciphertext OpenSSL made, for the socket */
+    struct bio_st *bio; /* OpenSSL's side of the stream: reads in, writes out */
     int is_server;
-    int secure;         /* the handshake has succeeded */
-    int notified;       /* our closing message is made */
+    int secure;   /* the handshake has succeeded */
+    int notified; /* our closing message is made */
+    /* ciphertext read: OpenSSL reads in[0..in_len) next; in points into the
+     * caller's buffer (lent) or into kept */
+    const uint8_t *in;
+    size_t in_len;
+    uint8_t *kept; /* what OpenSSL had not read when a lent buffer went */
+    size_t kept_cap;
     uint8_t *landing;   /* where reads land when the loop's buffer is lent */
     int landing_shared; /* the loop's buffer is ours for this read */
-    uint8_t *sending;   /* ciphertext being written */
+    uint8_t *out;       /* ciphertext OpenSSL made, to write */
+    size_t out_len, out_cap;
+    uint8_t *sending; /* ciphertext being written (the other buffer) */
     size_t sending_cap;
     size_t sending_len; /* of it, what a uv_write is still writing */
 } ct_tls_session_t;
@@ -37,8 +44,13 @@ void ct_tls_session_free(ct_tls_session_t *t);
  * NULL without memory. */
 uint8_t *ct_tls_session_landing(ct_tls_session_t *t, size_t *len);
 
-/* Takes n bytes read from the socket. Returns 0 or UV_ENOMEM. */
-int ct_tls_session_put(ct_tls_session_t *t, const uint8_t *cipher, size_t n);
+/* Gives OpenSSL n bytes read from the socket to read from where they are,
+ * until ct_tls_session_keep(). Returns 0 or UV_ENOMEM. */
+int ct_tls_session_lend(ct_tls_session_t *t, const uint8_t *cipher, size_t n);
+
+/* Copies what OpenSSL has not read of lent bytes into the session, before
+ * the buffer that holds them goes. Returns 0 or UV_ENOMEM. */
+int ct_tls_session_keep(ct_tls_session_t *t);
 
 /* Advances the handshake: 1 once it has succeeded, 0 while it waits for the
  * peer, or CT_ETLSVERIFY / CT_ETLS. */
@@ -62,8 +74,8 @@ void ct_tls_session_close_notify(ct_tls_session_t *t);
 /* Ciphertext waiting to be written, in bytes. */
 size_t ct_tls_session_pending(const ct_tls_session_t *t);
 
-/* Moves all the ciphertext waiting into t->sending (grown to fit).
- * Returns its length, or UV_ENOMEM. */
-ssize_t ct_tls_session_take(ct_tls_session_t *t);
+/* Swaps the ciphertext waiting into t->sending (the buffer written until
+ * the next take) and returns its length. */
+size_t ct_tls_session_take(ct_tls_session_t *t);
 
 #endif
