@@ -29,6 +29,7 @@ static int listener_closed;
 static char bound[128];
 static uint64_t connect_timeout_ms;
 static uint64_t idle_timeout_ms;
+static size_t server_in_flight;
 static const ct_codec_t *client_codec; /* NULL: the listener's */
 
 /* A listener of TLS echo servers whose certificate names cert_name, and a
@@ -47,6 +48,7 @@ static void tls_setup(const char *cert_name, size_t max_payload) {
     listener_closed = 0;
     connect_timeout_ms = 5000;
     idle_timeout_ms = 0;
+    server_in_flight = 256;
     client_codec = NULL;
 }
 
@@ -73,7 +75,7 @@ static void listen_on(const char *address, ct_service_t *service, int multiplex,
     cfg.stream = stream_config(tls);
     cfg.multiplex = multiplex;
     cfg.idle_timeout_ms = idle_timeout_ms;
-    cfg.server.max_in_flight = 256;
+    cfg.server.max_in_flight = server_in_flight;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &pool;
     cr_assert_eq(ct_listener_init(&listener, &H.ct, address, service, &cfg), 0);
@@ -276,6 +278,31 @@ Test(tls, frames_larger_than_a_record) {
     close_conn(&c);
     stop_listening();
     h_close_service(&echo.service);
+    tls_teardown();
+}
+
+/* A server that takes one request at a time stops reading after each, with
+ * records the socket delivered still unread: they wait (kept by the
+ * session once the read's buffer goes), and every request is answered, in
+ * order, when it reads again. Frames of 20 KB span records, and a client
+ * 16 deep sends several records per write. */
+Test(tls, a_server_that_stops_reading_resumes_where_it_stopped) {
+    enum { SIZE = 20 * 1000, TOTAL = 400 };
+    static conn_t c;
+    static batch_svc_t later; /* answers in a task of its own, after the read */
+    tls_setup("127.0.0.1", 1 << 20);
+    server_in_flight = 1;
+    batch_init(&later, 4, 0);
+    listen_on("tcp://127.0.0.1:0", &later.service, 0, &server_tls);
+    connect_to(&c, bound, 0, SIZE, TOTAL, &client_tls);
+    H_RUN_UNTIL(all_done(&c, 1));
+    cr_assert_eq(c.connect_status, 0, "%s", ct_strerror(c.connect_status));
+    cr_assert_eq(c.errors, 0, "%s", ct_strerror(c.first_error));
+    cr_assert_eq(c.mismatched, 0);
+    cr_assert_eq(c.answered, TOTAL);
+    close_conn(&c);
+    stop_listening();
+    h_close_service(&later.service);
     tls_teardown();
 }
 
