@@ -8,6 +8,9 @@
 #   fuzz_layers: scripted polls, calls, cancels, releases, answers, failures,
 #                full and dead endpoints and shutdowns against a limit layer
 #                over a balancer (exactly-once completion, reservations).
+#   fuzz_tls: a TLS client and server session over in-memory wires, cut
+#             and lent in chunks of any size, readers that stop, flipped
+#             bytes (exact plaintext or CT_ETLS, never wrong bytes).
 set -euo pipefail
 src_dir=$1
 out_dir=$2
@@ -26,9 +29,11 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -n
   $(pkg-config --cflags --libs libuv openssl) -o "$out_dir/fuzz_client"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -name '*.c') \
   $(pkg-config --cflags --libs libuv openssl) -o "$out_dir/fuzz_layers"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
+  "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -o "$out_dir/fuzz_tls"
 
 status=0
-for target in fuzz_codec fuzz_client fuzz_address fuzz_layers; do
+for target in fuzz_codec fuzz_client fuzz_address fuzz_layers fuzz_tls; do
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
   seeds=()
