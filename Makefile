@@ -59,6 +59,7 @@ example: build
 	./$(BUILD)/examples/echo_channel
 	./$(BUILD)/examples/echo_multiplex
 	./$(BUILD)/examples/echo_tcp
+	./$(BUILD)/examples/echo_tls
 	./$(BUILD)/examples/echo_threads
 	./$(BUILD)/examples/reconnect
 	./$(BUILD)/examples/balance
