@@ -261,22 +261,27 @@ Test(tls, unix_pipeline) {
     round_trip("unix:///tmp/ctower-test-tls.sock", 0, "localhost", "localhost");
 }
 
-/* Frames over TLS's 16 KiB record: each spans several records, and a read
- * ends in the middle of one. */
-Test(tls, frames_larger_than_a_record) {
-    enum { SIZE = 100 * 1000, TOTAL = 300 };
+/* A TLS listener serving service, and one client that sends it total
+ * requests of size bytes: every one is answered, whole and in order. */
+static void all_answered(ct_service_t *service, size_t size, uint64_t total) {
     static conn_t c;
-    tls_setup("127.0.0.1", 1 << 20);
-    ct_echo_service_init(&echo, &H.ct);
-    listen_on("tcp://127.0.0.1:0", &echo.service, 0, &server_tls);
-    connect_to(&c, bound, 0, SIZE, TOTAL, &client_tls);
+    listen_on("tcp://127.0.0.1:0", service, 0, &server_tls);
+    connect_to(&c, bound, 0, size, total, &client_tls);
     H_RUN_UNTIL(all_done(&c, 1));
     cr_assert_eq(c.connect_status, 0, "%s", ct_strerror(c.connect_status));
     cr_assert_eq(c.errors, 0, "%s", ct_strerror(c.first_error));
     cr_assert_eq(c.mismatched, 0);
-    cr_assert_eq(c.answered, TOTAL);
+    cr_assert_eq(c.answered, total);
     close_conn(&c);
     stop_listening();
+}
+
+/* Frames over TLS's 16 KiB record: each spans several records, and a read
+ * ends in the middle of one. */
+Test(tls, frames_larger_than_a_record) {
+    tls_setup("127.0.0.1", 1 << 20);
+    ct_echo_service_init(&echo, &H.ct);
+    all_answered(&echo.service, 100 * 1000, 300);
     h_close_service(&echo.service);
     tls_teardown();
 }
@@ -287,21 +292,11 @@ Test(tls, frames_larger_than_a_record) {
  * order, when it reads again. Frames of 20 KB span records, and a client
  * 16 deep sends several records per write. */
 Test(tls, a_server_that_stops_reading_resumes_where_it_stopped) {
-    enum { SIZE = 20 * 1000, TOTAL = 400 };
-    static conn_t c;
     static batch_svc_t later; /* answers in a task of its own, after the read */
     tls_setup("127.0.0.1", 1 << 20);
     server_in_flight = 1;
     batch_init(&later, 4, 0);
-    listen_on("tcp://127.0.0.1:0", &later.service, 0, &server_tls);
-    connect_to(&c, bound, 0, SIZE, TOTAL, &client_tls);
-    H_RUN_UNTIL(all_done(&c, 1));
-    cr_assert_eq(c.connect_status, 0, "%s", ct_strerror(c.connect_status));
-    cr_assert_eq(c.errors, 0, "%s", ct_strerror(c.first_error));
-    cr_assert_eq(c.mismatched, 0);
-    cr_assert_eq(c.answered, TOTAL);
-    close_conn(&c);
-    stop_listening();
+    all_answered(&later.service, 20 * 1000, 400);
     h_close_service(&later.service);
     tls_teardown();
 }
