@@ -411,6 +411,27 @@ Test(tls, a_handshake_that_never_ends_times_out) {
     tls_teardown();
 }
 
+/* The same handshake, canceled: UV_ECANCELED, reported once, and the
+ * stream's memory is free (ASan would see it used after). */
+Test(tls, a_handshake_under_way_can_be_canceled) {
+    static conn_t c;
+    tls_setup("127.0.0.1", 1u << 30);
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, NULL);
+    connect_to(&c, bound, 0, PAYLOAD, 1, &client_tls);
+    H_RUN_UNTIL(ct_listener_connections(&listener) == 1); /* the TCP part is done */
+    h_turns(5);
+    cr_assert_eq(c.connected, 0);
+    cr_assert_eq(ct_connector_cancel(&c.stream), 0);
+    cr_assert_eq(ct_connector_cancel(&c.stream), CT_EINVAL, "canceled already");
+    H_RUN_UNTIL(c.connected);
+    cr_assert_eq(c.connect_status, UV_ECANCELED, "%s", ct_err_name(c.connect_status));
+    memset(&c.stream, 0xA5, sizeof c.stream); /* the caller's to reuse at once */
+    stop_listening();
+    h_close_service(&echo.service);
+    tls_teardown();
+}
+
 /* ---- the end of a connection ------------------------------------------- */
 
 static void on_client_shut(ct_service_t *svc, int status) {
