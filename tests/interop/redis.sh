@@ -6,7 +6,8 @@
 # a pipeline in order.
 # It also runs examples/redis_client, `ctower bench --codec resp` and
 # `ctower proxy` (with redis-benchmark through it) against the server, and
-# the proxy balancing over two servers.
+# the proxy balancing over two servers, and TLS: redis-server's own, with a
+# certificate made by openssl(1), reached by call, bench and the proxy.
 #   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
 ctower=$1
@@ -25,6 +26,8 @@ cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
   [ -n "$bproxy_pid" ] && kill "$bproxy_pid" 2>/dev/null
   [ -n "${bad_pid:-}" ] && kill "$bad_pid" 2>/dev/null
+  [ -n "${tls_pid:-}" ] && kill "$tls_pid" 2>/dev/null
+  [ -n "${tproxy_pid:-}" ] && kill "$tproxy_pid" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -203,6 +206,57 @@ seq 1000 | sed "s/.*/GET shared/" | "$ctower" call "unix://$bsock" --codec resp 
 kill -TERM "$bproxy_pid"
 wait "$bproxy_pid" || fail "the balanced proxy exited $? after SIGTERM"
 bproxy_pid=
+
+# TLS: Redis serves TLS on a loopback TCP port only (a random one: tried
+# again if taken). ctower's client speaks to Redis's TLS (OpenSSL's code on
+# both sides, but Redis's own record handling and configuration).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null ||
+  fail "openssl could not make a certificate"
+tls_port=
+for _ in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 40000))
+  rm -f "$tmp/tls-redis.log"
+  redis-server --port 0 --tls-port "$port" --tls-cert-file "$tmp/cert.pem" \
+    --tls-key-file "$tmp/key.pem" --tls-ca-cert-file "$tmp/cert.pem" --tls-auth-clients no \
+    --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" --logfile "$tmp/tls-redis.log" &
+  tls_pid=$!
+  for _ in $(seq 50); do
+    grep -q "Ready to accept" "$tmp/tls-redis.log" 2>/dev/null && break
+    kill -0 "$tls_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q "Ready to accept" "$tmp/tls-redis.log" 2>/dev/null; then tls_port=$port; break; fi
+  kill "$tls_pid" 2>/dev/null
+  wait "$tls_pid" 2>/dev/null
+  tls_pid=
+done
+[ -n "$tls_port" ] || fail "redis-server did not serve TLS: $(tail -3 "$tmp/tls-redis.log")"
+taddr="tcp://127.0.0.1:$tls_port"
+trust=(--tls --tls-ca "$tmp/cert.pem")
+out=$("$ctower" call "$taddr" --codec resp "${trust[@]}" PING "SET tk secret" "GET tk" | paste -sd '|')
+[ "$out" = "PONG|OK|secret" ] || fail "over TLS, Redis answered '$out'"
+"$ctower" bench --server "$taddr" --codec resp "${trust[@]}" --command "INCR tlscount" \
+  --connections 4 --depth 16 --requests 20000 --json >"$tmp/tbench" ||
+  fail "bench over TLS: exit $?: $(cat "$tmp/tbench")"
+grep -q '"requests": 20000, "errors": 0,' "$tmp/tbench" || fail "bench over TLS: $(cat "$tmp/tbench")"
+out=$("$ctower" call "$taddr" --codec resp "${trust[@]}" "GET tlscount")
+[ "$out" = 20000 ] || fail "20,000 INCRs over TLS left the counter at '$out'"
+"$ctower" call "$taddr" --codec resp --tls --timeout 10 PING >/dev/null 2>"$tmp/err" &&
+  fail "a client that trusts only the system's CAs reached the test certificate"
+grep -q "certificate not accepted" "$tmp/err" || fail "the untrusted certificate is not explained: $(cat "$tmp/err")"
+# The proxy: plain clients on a Unix socket, TLS to Redis.
+"$ctower" proxy "unix://$tmp/tproxy.sock" "$taddr" --codec resp "${trust[@]}" 2>"$tmp/tproxy.log" &
+tproxy_pid=$!
+for _ in $(seq 50); do [ -S "$tmp/tproxy.sock" ] && break; sleep 0.1; done
+out=$("$ctower" call "unix://$tmp/tproxy.sock" --codec resp "GET tk" "INCR tlscount" | paste -sd '|')
+[ "$out" = "secret|(integer) 20001" ] || fail "through the proxy over TLS, Redis answered '$out'"
+kill -TERM "$tproxy_pid"
+wait "$tproxy_pid" || fail "the TLS proxy exited $? after SIGTERM"
+tproxy_pid=
+kill "$tls_pid"
+wait "$tls_pid" 2>/dev/null
+tls_pid=
 
 # The server goes away: the client says so and fails, it does not hang; the
 # proxy answers its clients with an error reply and keeps their connections.
