@@ -37,7 +37,9 @@ extern "C" {
        "bad address (expected tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH)")                  \
     XX(ECONNECT, -30015, "could not connect")                                                      \
     XX(ETLS, -30016, "TLS failed: handshake or record refused, or the peer does not speak TLS")    \
-    XX(ETLSVERIFY, -30017, "TLS peer's certificate not accepted (untrusted, expired or wrong name)")
+    XX(ETLSVERIFY, -30017,                                                                         \
+       "TLS peer's certificate not accepted (untrusted, expired or wrong name)")                   \
+    XX(ENOENDPOINT, -30018, "no endpoint to send the call to")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

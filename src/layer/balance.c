@@ -22,12 +22,18 @@ typedef struct ct_balance_endpoint {
     int dead;
     uint64_t calls;
     uint64_t failures;
+    size_t id;  /* its place in layer->slots */
+    size_t pos; /* its place in layer->active, while it takes calls */
+    /* set by ct_balance_remove(): it drains, then goes back to the caller */
+    ct_balance_removed_cb removed_cb;
+    void *removed_ctx;
+    ct_task_t removed_task;
 } endpoint_t;
 
 typedef struct ct_balance_entry {
     ct_op_t inner;  /* the call in its endpoint */
     ct_op_t *outer; /* NULL once the caller has been answered */
-    size_t endpoint;
+    endpoint_t *endpoint;
     size_t index; /* in layer->entries */
     ct_balance_t *layer;
 } entry_t;
@@ -86,14 +92,13 @@ static int eligible(const ct_balance_t *b, endpoint_t *ep, int with_paused) {
 static int any_eligible(ct_balance_t *b) {
     size_t i;
     for (i = 0; i < b->n; i++)
-        if (eligible(b, &b->endpoints[i], 0)) return 1;
+        if (eligible(b, b->active[i], 0)) return 1;
     return 0;
 }
 
-/* Polls endpoint i (its waker is registered if it is not ready); an error
- * makes it dead. */
-static int poll_endpoint(ct_balance_t *b, size_t i) {
-    endpoint_t *ep = &b->endpoints[i];
+/* Polls ep (its waker is registered if it is not ready); an error makes it
+ * dead. */
+static int poll_endpoint(ct_balance_t *b, endpoint_t *ep) {
     int r = ct_service_poll_ready(ep->svc, &ep->waker);
     if (r < 0) {
         ep->dead = 1;
@@ -111,57 +116,58 @@ static void on_endpoint_waker(ct_waker_t *waker) {
 
 /* ---- picking ----------------------------------------------------------------- */
 
-/* Two distinct endpoints at random (the same one twice if there is only
- * one), from one draw of the generator. */
-static inline void draw_two(ct_balance_t *b, size_t *i, size_t *j) {
+/* Two distinct active endpoints at random (the same one twice if there is
+ * only one), from one draw of the generator. */
+static inline void draw_two(ct_balance_t *b, endpoint_t **first, endpoint_t **second) {
     uint32_t r = b->rng;
+    size_t i, j;
     r ^= r << 13;
     r ^= r >> 17;
     r ^= r << 5;
     b->rng = r;
     if (b->n <= 2) {
-        if (b->n == 1) {
-            *i = *j = 0;
-            return;
-        }
-        *i = r & 1;
-        *j = *i ^ 1;
-        return;
+        i = b->n == 1 ? 0 : r & 1;
+        j = b->n == 1 ? 0 : i ^ 1;
+    } else {
+        i = (r & 0xffff) % b->n;
+        j = (r >> 16) % (b->n - 1);
+        if (j >= i) ++j;
     }
-    *i = (r & 0xffff) % b->n;
-    *j = (r >> 16) % (b->n - 1);
-    if (*j >= *i) ++*j;
+    *first = b->active[i];
+    *second = b->active[j];
 }
 
-/* Whether endpoint i can take the call: eligible, and ready when polling. */
-static int can_take(ct_balance_t *b, size_t i, int poll, int with_paused) {
-    if (!eligible(b, &b->endpoints[i], with_paused)) return 0;
-    return !poll || poll_endpoint(b, i) == CT_READY;
+/* Whether ep can take the call: eligible, and ready when polling. */
+static int can_take(ct_balance_t *b, endpoint_t *ep, int poll, int with_paused) {
+    if (!eligible(b, ep, with_paused)) return 0;
+    return !poll || poll_endpoint(b, ep) == CT_READY;
 }
 
-/* The least loaded of all that can take the call, or NONE. When polling,
+/* The least loaded of all that can take the call, or NULL. When polling,
  * each one better than the best so far is polled, and the best so far
  * released when a better one is ready; when none is ready, all have been
  * polled, so each has its waker. */
-static size_t least_loaded(ct_balance_t *b, int poll, int with_paused) {
-    size_t i, best = NONE;
+static endpoint_t *least_loaded(ct_balance_t *b, int poll, int with_paused) {
+    endpoint_t *best = NULL;
+    size_t i;
     for (i = 0; i < b->n; i++) {
-        if (best != NONE && b->endpoints[i].in_flight >= b->endpoints[best].in_flight) continue;
-        if (!can_take(b, i, poll, with_paused)) continue;
-        if (best != NONE && poll) ct_service_release(b->endpoints[best].svc);
-        best = i;
+        endpoint_t *ep = b->active[i];
+        if (best && ep->in_flight >= best->in_flight) continue;
+        if (!can_take(b, ep, poll, with_paused)) continue;
+        if (best && poll) ct_service_release(best->svc);
+        best = ep;
     }
     return best;
 }
 
 /* Two endpoints at random, the less loaded first; if neither can take the
  * call, the least loaded of all. Only the one picked is left polled READY. */
-static size_t pick(ct_balance_t *b, int poll, int with_paused) {
-    size_t i, j;
+static endpoint_t *pick(ct_balance_t *b, int poll, int with_paused) {
+    endpoint_t *i, *j;
     if (b->n >= 2) {
         draw_two(b, &i, &j);
-        if (b->endpoints[j].in_flight < b->endpoints[i].in_flight) {
-            size_t t = i;
+        if (j->in_flight < i->in_flight) {
+            endpoint_t *t = i;
             i = j;
             j = t;
         }
@@ -172,32 +178,33 @@ static size_t pick(ct_balance_t *b, int poll, int with_paused) {
 }
 
 /* An endpoint not left out if any is usable, else any alive one. */
-static __attribute__((noinline)) size_t pick_any(ct_balance_t *b, int poll) {
-    size_t i = pick(b, poll, 0);
-    if (i == NONE && b->alive > 0 && !any_eligible(b)) i = pick(b, poll, 1);
-    return i;
+static __attribute__((noinline)) endpoint_t *pick_any(ct_balance_t *b, int poll) {
+    endpoint_t *ep = pick(b, poll, 0);
+    if (!ep && b->alive > 0 && !any_eligible(b)) ep = pick(b, poll, 1);
+    return ep;
 }
 
 /* The common case, in line: the less loaded of two endpoints drawn at
  * random, or else the other, if it is alive, not paused, and (when polling)
- * ready. NONE sends the caller to pick_any, which sorts out the rest (no
- * endpoint ready among the two, a poll_ready error). */
-static inline size_t pick_fast(ct_balance_t *b, int poll) {
-    size_t i, j, k;
+ * ready. NULL sends the caller to pick_any, which sorts out the rest (no
+ * endpoint ready among the two, a poll_ready error, no endpoint at all). */
+static inline endpoint_t *pick_fast(ct_balance_t *b, int poll) {
+    endpoint_t *i, *j;
+    int k;
+    if (b->n == 0) return NULL;
     draw_two(b, &i, &j);
-    if (b->endpoints[j].in_flight < b->endpoints[i].in_flight) {
-        k = i;
+    if (j->in_flight < i->in_flight) {
+        endpoint_t *t = i;
         i = j;
-        j = k;
+        j = t;
     }
     for (k = 0; k < 2; k++, i = j) {
-        endpoint_t *ep = &b->endpoints[i];
         int r;
-        if (!eligible(b, ep, 0)) continue;
-        if (!poll || (r = ct_service_poll_ready(ep->svc, &ep->waker)) == CT_READY) return i;
+        if (!eligible(b, i, 0)) continue;
+        if (!poll || (r = ct_service_poll_ready(i->svc, &i->waker)) == CT_READY) return i;
         if (r < 0) break; /* pick_any marks it dead */
     }
-    return NONE;
+    return NULL;
 }
 
 /* ---- calls ------------------------------------------------------------------- */
@@ -213,13 +220,15 @@ static void give_back(ct_balance_t *b, entry_t *e) {
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_balance_t *b = e->layer;
-    endpoint_t *ep = &b->endpoints[e->endpoint];
+    endpoint_t *ep = e->endpoint;
     ct_op_t *outer = e->outer;
     ep->in_flight--;
     if (status == 0)
         ep->failures_in_a_row = 0;
     else if (status != CT_ECANCELED) /* (which says nothing of the endpoint) */
         note_error(b, ep, status, op->cause);
+    if (ep->removed_cb && ep->in_flight == 0 && !b->closed) /* (closing: the layer closes it) */
+        ct_task_post(b->service.loop, &ep->removed_task);
     give_back(b, e);
     if (!outer) {
         free_msg(b, response); /* canceled: nobody waits for it */
@@ -231,24 +240,28 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
 
 static int balance_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     ct_balance_t *b = (ct_balance_t *)svc;
-    size_t i;
-    if (b->chosen != NONE) return CT_READY;
+    endpoint_t *ep;
+    if (b->chosen) return CT_READY;
     if (b->nfree > 0) {
-        if ((i = pick_fast(b, 1)) == NONE) i = pick_any(b, 1);
-        if (i != NONE) {
-            b->chosen = i;
+        if (!(ep = pick_fast(b, 1))) ep = pick_any(b, 1);
+        if (ep) {
+            b->chosen = ep;
             return CT_READY;
         }
-        if (b->alive == 0) return b->last_error; /* all dead, or found so now */
+        if (b->alive == 0 && b->n > 0) return b->last_error; /* all dead, or found so now */
     }
     if (waker) ct_waitq_add(&b->waiters, waker);
     return CT_PENDING;
 }
 
+/* Why a call without a READY found no endpoint. */
+static __attribute__((noinline)) int no_endpoint(const ct_balance_t *b) {
+    return b->n == 0 ? CT_ENOENDPOINT : b->last_error; /* none, or all dead */
+}
+
 static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_balance_t *b = (ct_balance_t *)svc;
-    size_t i = b->chosen;
-    endpoint_t *ep;
+    endpoint_t *ep = b->chosen;
     entry_t *e;
     int r;
     if (b->nfree == 0) {
@@ -256,10 +269,8 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
         ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
         return 0;
     }
-    b->chosen = NONE;
-    if (i == NONE && (i = pick_fast(b, 0)) == NONE && (i = pick_any(b, 0)) == NONE)
-        return b->last_error; /* all dead */
-    ep = &b->endpoints[i];
+    b->chosen = NULL;
+    if (!ep && !(ep = pick_fast(b, 0)) && !(ep = pick_any(b, 0))) return no_endpoint(b);
     e = b->free_entries[--b->nfree];
     r = ct_service_call(ep->svc, request, &e->inner);
     if (r < 0) { /* nothing started: the request is still the caller's */
@@ -268,7 +279,7 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
         return r;
     }
     e->outer = op;
-    e->endpoint = i;
+    e->endpoint = ep;
     op->slot = e->index;
     ep->in_flight++;
     ep->calls++;
@@ -285,9 +296,101 @@ static void balance_cancel(ct_service_t *svc, ct_op_t *op) {
 
 static void balance_release(ct_service_t *svc) {
     ct_balance_t *b = (ct_balance_t *)svc;
-    size_t i = b->chosen;
-    b->chosen = NONE;
-    if (i != NONE) ct_service_release(b->endpoints[i].svc);
+    endpoint_t *ep = b->chosen;
+    b->chosen = NULL;
+    if (ep) ct_service_release(ep->svc);
+}
+
+/* ---- the set of endpoints -------------------------------------------------------- */
+
+/* Room for one more id and one more active endpoint. */
+static int make_room(ct_balance_t *b) {
+    endpoint_t **slots, **active;
+    size_t cap = b->cap ? b->cap * 2 : 4;
+    if (b->nslots < b->cap) return 0;
+    if (!(slots = realloc(b->slots, cap * sizeof *slots))) return UV_ENOMEM;
+    b->slots = slots;
+    if (!(active = realloc(b->active, cap * sizeof *active))) return UV_ENOMEM;
+    b->active = active;
+    memset(b->slots + b->cap, 0, (cap - b->cap) * sizeof *slots);
+    b->cap = cap;
+    return 0;
+}
+
+static void on_removed(ct_task_t *task);
+
+/* Makes svc an endpoint that takes calls, with the lowest free id. Returns
+ * the id or UV_ENOMEM. */
+static int add_endpoint(ct_balance_t *b, ct_service_t *svc) {
+    endpoint_t *ep;
+    size_t id;
+    for (id = 0; id < b->nslots && b->slots[id]; id++)
+        ;
+    if (id == b->nslots && make_room(b) != 0) return UV_ENOMEM;
+    if (!(ep = calloc(1, sizeof *ep))) return UV_ENOMEM;
+    ep->svc = svc;
+    ep->layer = b;
+    ep->id = id;
+    ct_waker_init(&ep->waker, b->service.loop, on_endpoint_waker);
+    ep->waker.data = ep;
+    ct_task_init(&ep->removed_task, on_removed);
+    svc->owner = b;
+    b->slots[id] = ep;
+    if (id == b->nslots) b->nslots++;
+    ep->pos = b->n;
+    b->active[b->n++] = ep;
+    b->alive++;
+    return (int)id;
+}
+
+/* Takes ep out of the picking. */
+static void deactivate(ct_balance_t *b, endpoint_t *ep) {
+    endpoint_t *last = b->active[--b->n];
+    b->active[ep->pos] = last;
+    last->pos = ep->pos;
+    if (!ep->dead) b->alive--;
+    if (b->chosen == ep) balance_release(&b->service);
+    ct_waker_cancel(&ep->waker);
+}
+
+static void endpoint_shut_down(ct_balance_t *b, int status);
+
+/* A removed endpoint has drained: it goes back to the caller. */
+static void on_removed(ct_task_t *task) {
+    endpoint_t *ep = CT_CONTAINER_OF(task, endpoint_t, removed_task);
+    ct_balance_t *b = ep->layer;
+    ct_service_t *svc = ep->svc;
+    ct_balance_removed_cb cb = ep->removed_cb;
+    void *ctx = ep->removed_ctx;
+    b->slots[ep->id] = NULL;
+    b->draining--;
+    free(ep);
+    svc->owner = NULL;
+    cb(b, svc, ctx);
+    if (b->shut_down) endpoint_shut_down(b, 0); /* one fewer to wait for */
+}
+
+int ct_balance_add(ct_balance_t *b, ct_service_t *svc) {
+    int id;
+    if (!b || !svc || svc->owner || svc == &b->service || svc->loop != b->service.loop)
+        return CT_EINVAL;
+    if (b->closed) return CT_ECLOSING;
+    if (b->shut_down) return CT_ESHUTDOWN;
+    if ((id = add_endpoint(b, svc)) >= 0 && !ct_waitq_empty(&b->waiters))
+        ct_waitq_wake_all(&b->waiters); /* one more that may be ready */
+    return id;
+}
+
+int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void *ctx) {
+    endpoint_t *ep;
+    if (!b || !cb || id >= b->nslots || !(ep = b->slots[id]) || ep->removed_cb) return CT_EINVAL;
+    if (b->closed) return CT_ECLOSING;
+    deactivate(b, ep);
+    ep->removed_cb = cb;
+    ep->removed_ctx = ctx;
+    b->draining++;
+    if (ep->in_flight == 0) ct_task_post(b->service.loop, &ep->removed_task);
+    return 0;
 }
 
 /* ---- shutdown and close ------------------------------------------------------ */
@@ -301,16 +404,17 @@ static void on_endpoint_shutdown(ct_service_t *inner, int status) {
     endpoint_shut_down(inner->owner, status);
 }
 
-/* Every endpoint shuts down; one that refuses at once counts as done with
- * its error. If all refuse, nothing started. */
+/* Every active endpoint shuts down, and each one being removed counts
+ * until it is handed back; one that refuses at once counts as done with its
+ * error. If all refuse (and none is being removed), nothing started. */
 static int balance_shutdown(ct_service_t *svc) {
     ct_balance_t *b = (ct_balance_t *)svc;
     size_t i, refused = 0;
     int r, first = 0;
-    b->shutting = b->n + 1; /* + 1: not done before the last one is asked */
+    b->shutting = b->n + b->draining + 1; /* + 1: not done before the last one is asked */
     b->shutdown_status = 0;
     for (i = 0; i < b->n; i++) {
-        r = ct_service_shutdown(b->endpoints[i].svc, on_endpoint_shutdown);
+        r = ct_service_shutdown(b->active[i]->svc, on_endpoint_shutdown);
         if (r < 0) {
             refused++;
             if (!first) first = r;
@@ -318,34 +422,50 @@ static int balance_shutdown(ct_service_t *svc) {
             if (b->shutdown_status == 0) b->shutdown_status = r;
         }
     }
-    if (refused == b->n) return first;
+    if (refused == b->n && b->n > 0 && b->draining == 0) return first;
+    b->shut_down = 1;
     endpoint_shut_down(b, 0);
     return 0;
 }
 
-static void on_endpoint_closed(ct_service_t *inner) {
-    ct_balance_t *b = inner->owner;
+static void one_closed(ct_balance_t *b) {
+    size_t i;
     if (--b->closing > 0) return;
-    free(b->endpoints);
-    b->endpoints = NULL;
+    for (i = 0; i < b->nslots; i++)
+        free(b->slots[i]);
+    free(b->slots);
+    free(b->active);
+    free(b->entries); /* the block of entries and the free stack */
+    b->slots = b->active = NULL;
     b->entries = NULL;
     ct_service_closed(&b->service);
 }
 
-/* Every endpoint completes its calls before its close callback, so every
- * entry has come home when the last one has closed. */
+static void on_endpoint_closed(ct_service_t *inner) {
+    one_closed(inner->owner);
+}
+
+/* Every endpoint, those being removed too, completes its calls before its
+ * close callback, so every entry has come home when the last one has
+ * closed. With no endpoint at all, nothing is in flight. */
 static void balance_close(ct_service_t *svc) {
     ct_balance_t *b = (ct_balance_t *)svc;
-    size_t i, n = b->n;
-    b->chosen = NONE;
-    b->closing = n;
-    for (i = 0; i < n; i++)
-        ct_waker_cancel(&b->endpoints[i].waker);
+    size_t i, n = 0;
+    b->chosen = NULL;
+    b->closed = 1;
+    for (i = 0; i < b->nslots; i++)
+        if (b->slots[i]) {
+            ct_waker_cancel(&b->slots[i]->waker);
+            ct_task_cancel(&b->slots[i]->removed_task);
+            n++;
+        }
+    b->closing = n + 1; /* + 1: not done before the last one is asked */
     ct_waitq_wake_all(&b->waiters);
-    for (i = 0; i < n; i++) {
-        ct_service_t *inner = b->endpoints[i].svc;
-        if (ct_service_close(inner, on_endpoint_closed) < 0) on_endpoint_closed(inner);
+    for (i = 0; i < b->nslots; i++) {
+        ct_service_t *inner = b->slots[i] ? b->slots[i]->svc : NULL;
+        if (inner && ct_service_close(inner, on_endpoint_closed) < 0) on_endpoint_closed(inner);
     }
+    one_closed(b);
 }
 
 /* No call_sync: the answer would skip the load count, and a balancer's
@@ -360,7 +480,7 @@ static const ct_service_vtable_t balance_vtable = {
 /* The defaults filled in; CT_EINVAL for what cannot work. */
 static int check_config(ct_balance_config_t *c) {
     size_t i, j;
-    if (!c->endpoints || c->n_endpoints == 0) return CT_EINVAL;
+    if (c->n_endpoints > 0 && !c->endpoints) return CT_EINVAL;
     for (i = 0; i < c->n_endpoints; i++) {
         if (!c->endpoints[i] || c->endpoints[i]->owner) return CT_EINVAL;
         for (j = 0; j < i; j++)
@@ -373,16 +493,24 @@ static int check_config(ct_balance_config_t *c) {
     return 0;
 }
 
-/* The endpoints, the entries and the stack of free entries, in one block. */
-static int allocate(ct_balance_t *b, size_t n, size_t cap) {
-    size_t ep_bytes = n * sizeof(endpoint_t);
-    size_t entry_at = (ep_bytes + _Alignof(entry_t) - 1) / _Alignof(entry_t) * _Alignof(entry_t);
-    char *block = calloc(1, entry_at + cap * (sizeof(entry_t) + sizeof(entry_t *)));
+/* The entries and the stack of free entries, in one block. */
+static int allocate_entries(ct_balance_t *b, size_t cap) {
+    char *block = calloc(1, cap * (sizeof(entry_t) + sizeof(entry_t *)));
     if (!block) return UV_ENOMEM;
-    b->endpoints = (endpoint_t *)block;
-    b->entries = (entry_t *)(block + entry_at);
+    b->entries = (entry_t *)block;
     b->free_entries = (entry_t **)(b->entries + cap);
     return 0;
+}
+
+static void free_endpoints(ct_balance_t *b) {
+    size_t i;
+    for (i = 0; i < b->nslots; i++)
+        if (b->slots[i]) {
+            b->slots[i]->svc->owner = NULL;
+            free(b->slots[i]);
+        }
+    free(b->slots);
+    free(b->active);
 }
 
 int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t *cfg) {
@@ -394,22 +522,18 @@ int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t 
     if ((r = check_config(&c)) != 0) return r;
     memset(b, 0, sizeof *b);
     cap = c.max_in_flight;
-    if ((r = allocate(b, c.n_endpoints, cap)) != 0) return r;
+    if ((r = allocate_entries(b, cap)) != 0) return r;
     ct_service_init(&b->service, loop, &balance_vtable);
     b->cfg = c;
     b->cfg.endpoints = NULL; /* the caller's array may go */
-    b->n = b->alive = c.n_endpoints;
-    b->chosen = NONE;
     b->rng = ct_backoff_seed(b);
     ct_waitq_init(&b->waiters);
-    for (i = 0; i < b->n; i++) {
-        endpoint_t *ep = &b->endpoints[i];
-        ep->svc = c.endpoints[i];
-        ep->svc->owner = b;
-        ep->layer = b;
-        ct_waker_init(&ep->waker, loop, on_endpoint_waker);
-        ep->waker.data = ep;
-    }
+    for (i = 0; i < c.n_endpoints; i++)
+        if ((r = add_endpoint(b, c.endpoints[i])) < 0) {
+            free_endpoints(b);
+            free(b->entries);
+            return r;
+        }
     for (i = 0; i < cap; i++) {
         entry_t *e = &b->entries[i];
         e->layer = b;
@@ -420,14 +544,14 @@ int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t 
     return 0;
 }
 
-int ct_balance_endpoint_stats(const ct_balance_t *b, size_t i, ct_balance_endpoint_stats_t *out) {
+int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpoint_stats_t *out) {
     const endpoint_t *ep;
-    if (!b || !out || !b->endpoints || i >= b->n) return CT_EINVAL;
-    ep = &b->endpoints[i];
+    if (!b || !out || id >= b->nslots || !(ep = b->slots[id])) return CT_EINVAL;
     out->calls = ep->calls;
     out->failures = ep->failures;
     out->in_flight = ep->in_flight;
     out->left_out = !ep->dead && ep->out_until > now_ms(b);
     out->dead = ep->dead;
+    out->removing = ep->removed_cb != NULL;
     return 0;
 }

@@ -1,7 +1,8 @@
 /* The balancing layer: calls spread by load, failing endpoints left out and
  * taken back, dead endpoints, readiness and reservations, the in-flight
- * bound, cancel, shutdown, close, and random runs with exactly-once
- * completion. (Over real connections: test_reconnect.) */
+ * bound, cancel, shutdown, close, endpoints added and removed while it
+ * runs, and random runs with exactly-once completion. (Over real
+ * connections: test_reconnect.) */
 #include "testutil.h"
 
 #include <string.h>
@@ -144,14 +145,17 @@ static ct_balance_config_t config(size_t n) {
     return c;
 }
 
+static void ep_init(size_t i, int hold) {
+    memset(&eps[i], 0, sizeof eps[i]);
+    ct_service_init(&eps[i].service, &H.ct, &ep_vtable);
+    ct_waitq_init(&eps[i].waiters);
+    eps[i].hold = hold;
+}
+
 static void eps_init(size_t n, int hold) {
     size_t i;
-    for (i = 0; i < n; i++) {
-        memset(&eps[i], 0, sizeof eps[i]);
-        ct_service_init(&eps[i].service, &H.ct, &ep_vtable);
-        ct_waitq_init(&eps[i].waiters);
-        eps[i].hold = hold;
-    }
+    for (i = 0; i < n; i++)
+        ep_init(i, hold);
 }
 
 static void wrap_with(const ct_balance_config_t *c, int hold) {
@@ -222,11 +226,8 @@ Test(balance, bad_configurations_are_refused) {
     c = config(2);
     cr_assert_eq(ct_balance_init(&b, &H.ct, NULL), CT_EINVAL);
     cr_assert_eq(ct_balance_init(NULL, &H.ct, &c), CT_EINVAL);
-    c.n_endpoints = 0;
-    cr_assert_eq(ct_balance_init(&b, &H.ct, &c), CT_EINVAL, "no endpoints");
-    c = config(2);
     c.endpoints = NULL;
-    cr_assert_eq(ct_balance_init(&b, &H.ct, &c), CT_EINVAL);
+    cr_assert_eq(ct_balance_init(&b, &H.ct, &c), CT_EINVAL, "endpoints counted, not given");
     c = config(2);
     c.endpoints = none;
     c.n_endpoints = 1;
@@ -688,6 +689,215 @@ Test(balance, close_completes_every_call_once) {
     }
     for (i = 0; i < 3; i++)
         cr_assert(eps[i].closed);
+}
+
+/* ---- endpoints added and removed ------------------------------------------- */
+
+static ct_service_t *handed_back[MAX_EPS];
+static int nhanded_back;
+
+static void on_removed(ct_balance_t *b, ct_service_t *endpoint, void *ctx) {
+    cr_assert_eq(b, &layer);
+    cr_assert_eq(ctx, (void *)&layer.cfg);
+    cr_assert_eq(H.nested, 0, "a removal callback inside a call");
+    cr_assert_null(endpoint->owner, "handed back still wrapped");
+    handed_back[nhanded_back++] = endpoint;
+}
+
+static void remove_endpoint(size_t id) {
+    cr_assert_eq(ct_balance_remove(&layer, id, on_removed, &layer.cfg), 0);
+}
+
+Test(balance, an_empty_balancer_waits_for_its_first_endpoint) {
+    ct_balance_config_t c = config(0);
+    ct_waker_t w;
+    rec_op_t r;
+    tmsg_t *orphan = tmsg_new(7);
+    eps_init(1, 0);
+    cr_assert_eq(ct_balance_init(&layer, &H.ct, &c), 0);
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_PENDING);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, orphan, &r.op), CT_ENOENDPOINT);
+    tmsg_free(orphan, NULL); /* refused at once: still the caller's */
+    cr_assert_eq(ct_balance_add(&layer, &eps[0].service), 0, "the first id is 0");
+    H_RUN_UNTIL(woken);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_READY);
+    call(&r, 0);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.response_id, 0);
+    unwrap(1);
+}
+
+Test(balance, an_added_endpoint_takes_its_share) {
+    enum { N = 40 };
+    rec_op_t r[N];
+    int i;
+    wrap(1, 1);
+    ep_init(1, 1);
+    cr_assert_eq(ct_balance_add(&layer, &eps[1].service), 1);
+    for (i = 0; i < N; i++)
+        call(&r[i], (uint64_t)i);
+    cr_assert_eq(eps[0].calls + eps[1].calls, N);
+    cr_assert_eq(eps[0].calls, N / 2, "two endpoints share held calls evenly");
+    cr_assert_eq(stats(1).calls, N / 2);
+    answer_all(r, N, 2);
+    unwrap(2);
+}
+
+Test(balance, adding_is_refused_for_what_cannot_be_an_endpoint) {
+    wrap(2, 0);
+    cr_assert_eq(ct_balance_add(&layer, NULL), CT_EINVAL);
+    cr_assert_eq(ct_balance_add(&layer, &eps[0].service), CT_EINVAL, "already an endpoint");
+    cr_assert_eq(ct_balance_add(&layer, &layer.service), CT_EINVAL, "itself");
+    cr_assert_eq(ct_balance_remove(&layer, 2, on_removed, NULL), CT_EINVAL, "no such id");
+    cr_assert_eq(ct_balance_remove(&layer, 0, NULL, NULL), CT_EINVAL, "no callback");
+    unwrap(2);
+}
+
+/* Removed with calls in flight: no new calls; those in flight are
+ * answered; then the endpoint is handed back, and its id is free for the
+ * next one added. */
+Test(balance, a_removed_endpoint_drains_then_is_handed_back) {
+    enum { N = 8 };
+    rec_op_t r[N], later[N];
+    ct_balance_endpoint_stats_t st;
+    int i;
+    wrap(2, 1);
+    for (i = 0; i < N; i++)
+        call(&r[i], (uint64_t)i);
+    cr_assert_eq(eps[1].calls, N / 2);
+    nhanded_back = 0;
+    remove_endpoint(1);
+    cr_assert_eq(ct_balance_remove(&layer, 1, on_removed, &layer.cfg), CT_EINVAL, "twice");
+    cr_assert(stats(1).removing);
+    for (i = 0; i < N; i++)
+        call(&later[i], (uint64_t)(N + i));
+    cr_assert_eq(eps[1].calls, N / 2, "a removed endpoint got a call");
+    cr_assert_eq(eps[0].calls, N / 2 + N);
+    h_turns(3);
+    cr_assert_eq(nhanded_back, 0, "handed back with calls in flight");
+    ep_complete_all(&eps[1], 0);
+    H_RUN_UNTIL(nhanded_back == 1);
+    cr_assert_eq(handed_back[0], &eps[1].service);
+    cr_assert(!eps[1].closed, "the layer closed what it handed back");
+    cr_assert_eq(ct_balance_endpoint_stats(&layer, 1, &st), CT_EINVAL, "the id is free");
+    ep_complete_all(&eps[0], 0);
+    for (i = 0; i < N; i++) {
+        H_RUN_UNTIL(r[i].calls && later[i].calls);
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, 0);
+        cr_assert_eq(later[i].status, 0);
+    }
+    h_close_service(&eps[1].service); /* the caller's now */
+    h_close_service(&layer.service);
+    cr_assert(eps[0].closed);
+}
+
+Test(balance, the_lowest_free_id_is_given_again) {
+    wrap(3, 0);
+    nhanded_back = 0;
+    remove_endpoint(1);
+    H_RUN_UNTIL(nhanded_back == 1);
+    ep_init(3, 0);
+    cr_assert_eq(ct_balance_add(&layer, &eps[3].service), 1);
+    cr_assert_eq(ct_balance_add(&layer, &eps[1].service), 3, "the one handed back, as a new one");
+    h_close_service(&layer.service);
+    cr_assert(eps[0].closed && eps[1].closed && eps[2].closed && eps[3].closed);
+}
+
+/* The endpoint a READY chose is removed: its reservation is given back,
+ * and the next READY chooses another. */
+Test(balance, removing_the_chosen_endpoint_gives_back_its_reservation) {
+    rec_op_t r;
+    size_t chosen;
+    wrap(2, 0);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_READY);
+    cr_assert_eq(reservations(2), 1);
+    chosen = eps[0].reserved ? 0 : 1;
+    nhanded_back = 0;
+    remove_endpoint(chosen);
+    cr_assert_eq(eps[chosen].reserved, 0, "the reservation was kept");
+    cr_assert_eq(eps[chosen].releases, 1);
+    call(&r, 0);
+    H_RUN_UNTIL(r.calls && nhanded_back == 1);
+    cr_assert_eq(eps[1 - chosen].calls, 1);
+    cr_assert_eq(eps[chosen].calls, 0);
+    h_close_service(&eps[chosen].service);
+    h_close_service(&layer.service);
+}
+
+Test(balance, with_every_endpoint_removed_calls_find_none) {
+    ct_waker_t w;
+    rec_op_t r;
+    tmsg_t *orphan = tmsg_new(1);
+    wrap(2, 0);
+    nhanded_back = 0;
+    remove_endpoint(0);
+    remove_endpoint(1);
+    H_RUN_UNTIL(nhanded_back == 2);
+    woken = 0;
+    ct_waker_init(&w, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_PENDING);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, orphan, &r.op), CT_ENOENDPOINT);
+    tmsg_free(orphan, NULL);
+    ct_waker_cancel(&w);
+    h_close_service(&eps[0].service);
+    h_close_service(&eps[1].service);
+    h_close_service(&layer.service);
+}
+
+/* Shutdown waits for an endpoint being removed to be handed back, and
+ * refuses new ones. */
+Test(balance, shutdown_waits_for_endpoints_being_removed) {
+    rec_op_t r[4];
+    int i;
+    wrap(2, 1);
+    for (i = 0; i < 4; i++)
+        call(&r[i], (uint64_t)i);
+    nhanded_back = 0;
+    remove_endpoint(1);
+    drained = 0;
+    cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), 0);
+    ep_init(2, 0);
+    cr_assert_eq(ct_balance_add(&layer, &eps[2].service), CT_ESHUTDOWN);
+    h_close_service(&eps[2].service);
+    ep_complete_all(&eps[0], 0);
+    h_turns(3);
+    cr_assert_eq(drained, 0, "done before the removed endpoint drained");
+    ep_complete_all(&eps[1], 0);
+    H_RUN_UNTIL(drained && nhanded_back == 1);
+    cr_assert_eq(drain_status, 0);
+    for (i = 0; i < 4; i++)
+        cr_assert_eq(r[i].status, 0);
+    h_close_service(&eps[1].service);
+    h_close_service(&layer.service);
+}
+
+/* Close: an endpoint being removed is closed with the others, its calls
+ * end once, and it is not handed back. */
+Test(balance, close_closes_endpoints_being_removed) {
+    rec_op_t r[4];
+    int i;
+    wrap(2, 1);
+    for (i = 0; i < 4; i++)
+        call(&r[i], (uint64_t)i);
+    nhanded_back = 0;
+    remove_endpoint(1);
+    h_close_service(&layer.service);
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ECLOSED);
+    }
+    cr_assert(eps[0].closed && eps[1].closed);
+    h_turns(3);
+    cr_assert_eq(nhanded_back, 0, "handed back after the layer closed it");
+    ep_init(2, 0);
+    cr_assert_eq(ct_balance_add(&layer, &eps[2].service), CT_ECLOSING);
+    h_close_service(&eps[2].service);
 }
 
 /* Random calls, cancels, answers and failures over four endpoints: every

@@ -32,10 +32,19 @@
  * An endpoint whose poll_ready returns an error is dead and takes no more
  * calls; once all are, poll_ready and call return the last one's error.
  *
- * Cancel: the call is canceled in its endpoint. Shutdown: no new calls;
- * every endpoint shuts down, and the layer is done when all are (with the
- * first error any of them reported). Close: every endpoint is closed; the
- * calls in flight complete with what their endpoint's close gives them.
+ * The set of endpoints may change while the layer runs (tower's Discover):
+ * ct_balance_add() gives it one more, ct_balance_remove() takes one out of
+ * the picking at once and hands it back once its calls in flight have
+ * called back, so that nothing in flight is lost. With no endpoint at all,
+ * poll_ready is PENDING until one is added, and a call made without a READY
+ * fails with CT_ENOENDPOINT.
+ *
+ * Cancel: the call is canceled in its endpoint. Shutdown: no new calls, and
+ * no endpoints added; every endpoint shuts down, and the layer is done when
+ * all are (with the first error any of them reported) and every endpoint
+ * being removed has been handed back. Close: every endpoint, those being
+ * removed too (their removal callbacks do not run), is closed; the calls in
+ * flight complete with what their endpoint's close gives them.
  */
 #ifndef CTOWER_LAYER_BALANCE_H
 #define CTOWER_LAYER_BALANCE_H
@@ -53,9 +62,10 @@ extern "C" {
 typedef int (*ct_balance_failure_fn)(void *ctx, int status, int cause);
 
 typedef struct ct_balance_config {
-    /* The endpoints, at least one, each a distinct service that no layer
-     * wraps yet. The layer owns them from a successful init on: closing the
-     * layer closes them. The array itself may go once init returns. */
+    /* The first endpoints (none: ct_balance_add() brings them), each a
+     * distinct service that no layer wraps yet. The layer owns them from a
+     * successful init on: closing the layer closes them. Their ids are
+     * 0 .. n_endpoints - 1. The array itself may go once init returns. */
     ct_service_t **endpoints;
     size_t n_endpoints;
     /* Calls in flight at most, over all endpoints (0: 1024); poll_ready is
@@ -80,38 +90,64 @@ typedef struct ct_balance_endpoint_stats {
     size_t in_flight;  /* its calls that have not called back yet */
     int left_out;      /* 1 while it pauses after a failure */
     int dead;          /* 1 once its poll_ready returned an error */
+    int removing;      /* 1 while it drains after ct_balance_remove() */
 } ct_balance_endpoint_stats_t;
 
 struct ct_balance_endpoint;
 struct ct_balance_entry;
+typedef struct ct_balance ct_balance_t;
 
-typedef struct ct_balance {
+/* A removed endpoint's service, the caller's again: to close, or to use
+ * elsewhere. ctx is ct_balance_remove()'s. */
+typedef void (*ct_balance_removed_cb)(ct_balance_t *b, ct_service_t *endpoint, void *ctx);
+
+struct ct_balance {
     ct_service_t service; /* first: a balancer is a service */
     /* private */
     ct_balance_config_t cfg;
-    struct ct_balance_endpoint *endpoints;
-    size_t n;
+    struct ct_balance_endpoint **slots;  /* by id; NULL: a free id */
+    size_t nslots;                       /* ids in use or ever used */
+    struct ct_balance_endpoint **active; /* those that take calls */
+    size_t n;                            /* how many do */
+    size_t cap;                          /* of slots and of active */
+    size_t draining;                     /* removed endpoints not yet handed back */
     struct ct_balance_entry *entries;
     struct ct_balance_entry **free_entries; /* a stack */
     size_t nfree;
-    size_t chosen;   /* the endpoint a READY chose, or (size_t)-1 */
-    size_t alive;    /* endpoints not dead */
-    size_t shutting; /* endpoints whose shutdown has not called back */
-    size_t closing;  /* endpoints whose close has not called back */
+    struct ct_balance_endpoint *chosen; /* the endpoint a READY chose */
+    size_t alive;                       /* active endpoints not dead */
+    size_t shutting;                    /* endpoints whose shutdown has not called back */
+    size_t closing;                     /* endpoints whose close has not called back */
+    int shut_down;                      /* ct_service_shutdown() has started */
+    int closed;                         /* ct_service_close() has started */
     int last_error;
     int shutdown_status;
     uint32_t rng;
     ct_waitq_t waiters;
-} ct_balance_t;
+};
 
-/* Initializes b over cfg->endpoints. Returns 0, CT_EINVAL (no endpoints, one
- * listed twice or already wrapped, pause_max_ms < pause_min_ms) or
- * UV_ENOMEM; on error the endpoints are still the caller's. */
+/* Initializes b over cfg->endpoints. Returns 0, CT_EINVAL (one listed twice
+ * or already wrapped, pause_max_ms < pause_min_ms) or UV_ENOMEM; on error
+ * the endpoints are still the caller's. */
 int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t *cfg);
 
-/* Endpoint i's figures (i in the order of cfg->endpoints). Returns 0, or
- * CT_EINVAL if there is no endpoint i. */
-int ct_balance_endpoint_stats(const ct_balance_t *b, size_t i, ct_balance_endpoint_stats_t *out);
+/* Adds endpoint (a service on the layer's loop that no layer wraps yet),
+ * which the layer owns from now on and gives calls at once. Returns its id
+ * (>= 0: the lowest free one), or CT_EINVAL, CT_ESHUTDOWN or CT_ECLOSING
+ * (the layer is shutting down or closing) or UV_ENOMEM, and then endpoint
+ * is still the caller's. */
+int ct_balance_add(ct_balance_t *b, ct_service_t *endpoint);
+
+/* Takes endpoint id out: it gets no more calls, and once its calls in
+ * flight have called back (their callers get their answers as usual), cb
+ * runs from a fresh stack with the endpoint, which is the caller's again;
+ * the id is then free. Returns 0, or CT_EINVAL (no such id, or it is being
+ * removed already). */
+int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void *ctx);
+
+/* Endpoint id's figures (ids: cfg->endpoints' order, then ct_balance_add's).
+ * Returns 0, or CT_EINVAL if there is no endpoint id. */
+int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpoint_stats_t *out);
 
 #ifdef __cplusplus
 }
