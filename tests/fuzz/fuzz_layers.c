@@ -2,17 +2,19 @@
  * a script played against a stack of a limit layer (or not) over a
  * balancer over 1-4 endpoints that the script steers: polls, calls
  * (with or without a READY), cancels, releases, endpoints that answer,
- * fail, fill up, free up or die, shutdowns and loop turns. Whatever the
- * script, every op that started completes exactly once, with its own
- * request's answer or an error, no callback runs inside a call, no
- * endpoint is asked to release what it did not reserve, nothing leaks, and
- * the loop closes clean. */
+ * fail, fill up, free up or die, endpoints added and removed, shutdowns
+ * and loop turns. Whatever the script, every op that started completes
+ * exactly once, with its own request's answer or an error, no callback
+ * runs inside a call, no endpoint is asked to release what it did not
+ * reserve, a removed endpoint is handed back only once it holds no call
+ * (and never after the layer closed it), nothing leaks, and the loop
+ * closes clean. */
 #include <ctower/ctower.h>
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPS = 32, EPS = 4, HELD = 64 };
+enum { OPS = 32, EPS = 8, HELD = 64 };
 
 static void must(int cond) {
     if (!cond) abort();
@@ -48,6 +50,8 @@ typedef struct ep {
     int dead;     /* poll_ready fails */
     int reserved;
     int closed;
+    int id;       /* in the balancer, or -1 */
+    int removing; /* ct_balance_remove() said yes; not handed back yet */
     ct_waitq_t waiters;
 } ep_t;
 
@@ -200,6 +204,45 @@ static void call(int k, int poll_first) {
     r->started = 1;
 }
 
+static void ep_init(ep_t *e) {
+    ct_service_init(&e->service, &S.ct, &ep_vtable);
+    ct_waitq_init(&e->waiters);
+}
+
+static void on_ep_closed(ct_service_t *svc) {
+    (void)svc;
+}
+
+static void on_removed(ct_balance_t *b, ct_service_t *svc, void *ctx) {
+    ep_t *e = (ep_t *)svc;
+    must(b == &S.balance && ctx == e);
+    must(S.nested == 0);
+    must(e->removing && e->id >= 0 && !e->closed);
+    must(e->n == 0);          /* its calls have all called back */
+    must(svc->owner == NULL); /* the caller's again */
+    e->removing = 0;
+    e->id = -1;
+    must(ct_service_close(svc, on_ep_closed) == 0); /* ours to close */
+}
+
+static void add_endpoint(void) {
+    ep_t *e;
+    int r;
+    if (S.neps == EPS) return;
+    e = &S.eps[S.neps++];
+    ep_init(e);
+    r = ct_balance_add(&S.balance, &e->service);
+    must(r >= 0 || (r == CT_ESHUTDOWN && S.shut));
+    e->id = r;
+    if (r < 0) must(ct_service_close(&e->service, on_ep_closed) == 0);
+}
+
+static void remove_endpoint(ep_t *e) {
+    if (e->id < 0 || e->removing) return;
+    must(ct_balance_remove(&S.balance, (size_t)e->id, on_removed, e) == 0);
+    e->removing = 1;
+}
+
 static void setup(uint8_t shape) {
     ct_service_t *list[EPS];
     ct_balance_config_t bc;
@@ -209,8 +252,8 @@ static void setup(uint8_t shape) {
     must(ct_loop_init(&S.ct, &S.uv) == 0);
     S.neps = 1 + (shape & 3);
     for (i = 0; i < S.neps; i++) {
-        ct_service_init(&S.eps[i].service, &S.ct, &ep_vtable);
-        ct_waitq_init(&S.eps[i].waiters);
+        ep_init(&S.eps[i]);
+        S.eps[i].id = i;
         list[i] = &S.eps[i].service;
     }
     memset(&bc, 0, sizeof bc);
@@ -234,7 +277,7 @@ static void step(uint8_t op, uint8_t arg) {
     static const int statuses[] = {
         0, 0, 0, CT_ECONNECT, CT_ERECVBROKEN, CT_EOVERLOADED, CT_SERVICE_ERROR(2), CT_ETIMEDOUT};
     ep_t *e = &S.eps[arg % S.neps];
-    switch (op % 10) {
+    switch (op % 12) {
     case 0:
         call(arg % OPS, 1);
         break;
@@ -265,6 +308,12 @@ static void step(uint8_t op, uint8_t arg) {
         break;
     case 8:
         ct_service_poll_ready(S.top, &S.waker); /* a READY the script may release */
+        break;
+    case 9:
+        add_endpoint();
+        break;
+    case 10:
+        remove_endpoint(e);
         break;
     default:
         uv_run(&S.uv, UV_RUN_NOWAIT);
