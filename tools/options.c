@@ -40,9 +40,9 @@ static int takes(command_t cmd, const char *name) {
     if (cmd == CMD_PROXY)
         return common || connects || listens || strcmp(name, "--retry") == 0 ||
                strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
-               strcmp(name, "--rate") == 0;
+               strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0;
     return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
-           strcmp(name, "--rate") != 0;
+           strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
@@ -127,6 +127,8 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
             o->address = v;
+        } else if (strcmp(a, "--backends-file") == 0) {
+            o->backends_file = v;
         } else if (strcmp(a, "--tls-ca") == 0) {
             o->tls_ca = v;
         } else if (strcmp(a, "--tls-cert") == 0) {

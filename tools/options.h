@@ -12,6 +12,7 @@ typedef struct options {
     const char *address; /* serve, proxy: where to listen; bench: --server; call: where to call */
     const char *backends[OPTIONS_MAX_BACKENDS]; /* proxy: where the requests go */
     int nbackends;
+    const char *backends_file; /* proxy: the backends, one address per line, read again on SIGHUP */
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */

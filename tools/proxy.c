@@ -39,38 +39,36 @@
  *    are answered with an error reply by the proxy itself (redis_filter.h),
  *    as other pooling proxies do.
  *
+ * With --backends-file the backends are the addresses in a file, one per
+ * line, read again on SIGHUP: those gone from it are removed once their
+ * requests in flight are answered, new ones are added (backends.h).
+ *
  * SIGINT or SIGTERM: stop accepting, answer what was read (5 s at most),
- * then close the backend connection. SIGUSR1, and the stop, print a line per
- * backend: its connects, and with several backends its requests, failures,
- * requests in flight, and whether it is left out. */
+ * then close the backend connections. SIGUSR1, and the stop, print a line
+ * per backend: its connects, and with several backends its requests,
+ * failures, requests in flight, and whether it is left out. */
 #include "proxy.h"
+#include "backends.h"
 #include "redis_filter.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
-enum { POOL_BUF = 512, PER_CONNECTION = 128, BACKEND_IN_FLIGHT = 4096 };
-
-/* One backend: its shared connection, each request timed. */
-typedef struct backend {
-    ct_reconnect_t client;
-    ct_timeout_t timeout;
-} backend_t;
+enum { POOL_BUF = 512, PER_CONNECTION = 128, RETRY_IN_FLIGHT = 4096 };
 
 typedef struct proxy {
     uv_loop_t uv;
     ct_loop_t ct;
     wire_t wire;
     ct_resp_codec_t commands; /* --codec resp: what clients may send */
-    backend_t backends[OPTIONS_MAX_BACKENDS];
-    ct_balance_t balance; /* over several backends */
+    backend_set_t backends;
     ct_retry_t retry;
     ct_limit_t limit;      /* --max-in-flight, --rate */
     redis_filter_t filter; /* --codec resp */
     ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
-    uv_signal_t sigint, sigterm, sigusr1;
+    uv_signal_t sigint, sigterm, sigusr1, sighup;
     const options_t *options;
 } proxy_t;
 
@@ -83,40 +81,27 @@ static void on_service_closed(ct_service_t *svc) {
     ct_loop_close(&p->ct, on_loop_closed);
 }
 
-/* A line per backend on stderr: its connections, and with several
- * backends the balancer's figures. On SIGUSR1, and when the proxy stops. */
-static void report_backends(proxy_t *p) {
-    int i;
-    for (i = 0; i < p->options->nbackends; i++) {
-        ct_reconnect_counts_t c = ct_reconnect_counts(&p->backends[i].client);
-        ct_balance_endpoint_stats_t b;
-        fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed",
-                p->options->backends[i], (unsigned long long)c.connects,
-                (unsigned long long)c.connect_failures);
-        if (p->options->nbackends > 1 && ct_balance_endpoint_stats(&p->balance, (size_t)i, &b) == 0)
-            fprintf(stderr, "; %llu requests, %llu failures, %zu in flight%s%s",
-                    (unsigned long long)b.calls, (unsigned long long)b.failures, b.in_flight,
-                    b.left_out ? ", left out" : "", b.dead ? ", dead" : "");
-        fprintf(stderr, "\n");
-    }
-}
-
 static void on_listener_closed(ct_listener_t *l) {
     proxy_t *p = l->data;
-    report_backends(p);
+    backend_set_report(&p->backends);
     ct_service_close(p->service, on_service_closed);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
     proxy_t *p = sig->data;
     if (signum == SIGUSR1) {
-        report_backends(p);
+        backend_set_report(&p->backends);
+        return;
+    }
+    if (signum == SIGHUP) {
+        backend_set_reload(&p->backends); /* (a bad file is said, and changes nothing) */
         return;
     }
     fprintf(stderr, "ctower proxy: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigusr1, NULL);
+    uv_close((uv_handle_t *)&p->sighup, NULL);
     ct_listener_shutdown(&p->listener, 5000, on_listener_closed);
 }
 
@@ -131,64 +116,19 @@ static int resp_error_reply(ct_server_t *srv, int status, void **response) {
     return *response ? 0 : status;
 }
 
-/* Backend i's client under its timeout layer; 0 or an error, said. */
-static int backend_init(proxy_t *p, const options_t *o, int i) {
-    backend_t *b = &p->backends[i];
-    ct_reconnect_config_t rc = {0};
-    ct_timeout_config_t timeout = {0};
-    int r;
-    rc.multiplex = o->multiplex;
-    rc.max_in_flight = BACKEND_IN_FLIGHT;
-    rc.free_msg = ct_buf_pool_free_msg;
-    rc.free_ctx = &p->wire.pool;
-    rc.connect_timeout_ms = 5000;
-    r = ct_reconnect_init(&b->client, &p->ct, o->backends[i], &p->wire.stream, &rc);
-    if (r == 0) {
-        timeout.timeout_ms = (uint64_t)(o->timeout_s * 1000 + 0.5);
-        timeout.max_in_flight = BACKEND_IN_FLIGHT;
-        timeout.free_msg = ct_buf_pool_free_msg;
-        timeout.free_ctx = &p->wire.pool;
-        r = ct_timeout_init(&b->timeout, &p->ct, &b->client.service, &timeout);
-    }
-    if (r != 0) fprintf(stderr, "ctower proxy: backend %s: %s\n", o->backends[i], ct_strerror(r));
-    return r;
-}
-
-/* A balancer over the backends' timeout layers (which it then owns). */
-static int balance_init(proxy_t *p, const options_t *o) {
-    ct_service_t *endpoints[OPTIONS_MAX_BACKENDS];
-    ct_balance_config_t cfg = {0};
-    int i, r;
-    for (i = 0; i < o->nbackends; i++)
-        endpoints[i] = &p->backends[i].timeout.service;
-    cfg.endpoints = endpoints;
-    cfg.n_endpoints = (size_t)o->nbackends;
-    cfg.max_in_flight = (size_t)BACKEND_IN_FLIGHT * (size_t)o->nbackends;
-    cfg.free_msg = ct_buf_pool_free_msg;
-    cfg.free_ctx = &p->wire.pool;
-    r = ct_balance_init(&p->balance, &p->ct, &cfg);
-    if (r != 0) fprintf(stderr, "ctower proxy: balancer: %s\n", ct_strerror(r));
-    return r;
-}
-
-/* Each backend under its timeout layer, a balancer over them if there are
- * several, and a retry layer with --retry; 0 or an error, said. */
+/* The backends (one, or a balancer over several), and a retry layer with
+ * --retry; 0 or an error, said. */
 static int backends_init(proxy_t *p, const options_t *o) {
     ct_retry_config_t retry = {0};
-    int i, r;
-    for (i = 0; i < o->nbackends; i++)
-        if ((r = backend_init(p, o, i)) != 0) return r;
-    p->service = &p->backends[0].timeout.service;
-    if (o->nbackends > 1) {
-        if ((r = balance_init(p, o)) != 0) return r;
-        p->service = &p->balance.service;
-    }
+    int r;
+    if (backend_set_init(&p->backends, &p->ct, o, &p->wire) != 0) return -1;
+    p->service = p->backends.service;
     if (!o->retry) return 0;
     retry.copy = ct_buf_pool_copy_msg;
     retry.copy_ctx = &p->wire.pool;
     retry.free_msg = ct_buf_pool_free_msg;
     retry.free_ctx = &p->wire.pool;
-    retry.max_in_flight = BACKEND_IN_FLIGHT;
+    retry.max_in_flight = RETRY_IN_FLIGHT;
     /* a pipelined client's commands may depend on the ones before them */
     retry.keep_order = !o->multiplex;
     r = ct_retry_init(&p->retry, &p->ct, p->service, &retry);
@@ -246,11 +186,10 @@ static int listener_init(proxy_t *p, const options_t *o) {
 }
 
 static int check_options(const options_t *o) {
-    if (!o->address || o->nbackends == 0) {
-        fprintf(stderr,
-                "usage: ctower proxy LISTEN BACKEND [BACKEND...] [--mode pipeline|multiplex]"
-                " [--codec length|line|crlf|resp] [--timeout S] [--retry]"
-                " [--max-in-flight N] [--rate N]\n");
+    if (!o->address || (o->nbackends == 0) == !o->backends_file) {
+        fprintf(stderr, "usage: ctower proxy LISTEN (BACKEND [BACKEND...] | --backends-file FILE)"
+                        " [--mode pipeline|multiplex] [--codec length|line|crlf|resp] [--timeout S]"
+                        " [--retry] [--max-in-flight N] [--rate N]\n");
         return 2;
     }
     if (o->multiplex && (o->line_codec || o->resp)) {
@@ -276,6 +215,7 @@ int proxy_main(const options_t *o) {
         fprintf(stderr, "ctower proxy: cannot listen on %s: %s\n", o->address, ct_strerror(r));
         ct_service_close(p.service, on_service_closed);
         uv_run(&p.uv, UV_RUN_DEFAULT);
+        backend_set_free(&p.backends);
         ct_buf_pool_destroy(&p.wire.pool);
         return 1;
     }
@@ -283,24 +223,28 @@ int proxy_main(const options_t *o) {
     uv_signal_init(&p.uv, &p.sigint);
     uv_signal_init(&p.uv, &p.sigterm);
     uv_signal_init(&p.uv, &p.sigusr1);
-    p.sigint.data = p.sigterm.data = p.sigusr1.data = &p;
+    uv_signal_init(&p.uv, &p.sighup);
+    p.sigint.data = p.sigterm.data = p.sigusr1.data = p.sighup.data = &p;
     p.options = o;
     uv_signal_start(&p.sigint, on_signal, SIGINT);
     uv_signal_start(&p.sigterm, on_signal, SIGTERM);
     uv_signal_start(&p.sigusr1, on_signal, SIGUSR1);
+    uv_signal_start(&p.sighup, on_signal, SIGHUP); /* --backends-file: read it again */
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);
     for (i = 0; i < o->nbackends; i++)
         fprintf(stderr, "%s%s", i ? ", " : "", o->backends[i]);
+    if (o->backends_file) fprintf(stderr, "the backends in %s", o->backends_file);
     fprintf(stderr, " (%s codec, %g s timeout%s%s", codec_name(o), o->timeout_s,
-            o->nbackends > 1 ? ", balanced" : "", o->retry ? ", retrying" : "");
+            p.backends.balanced ? ", balanced" : "", o->retry ? ", retrying" : "");
     if (o->max_in_flight) fprintf(stderr, ", %ld in flight at most", o->max_in_flight);
     if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
     if (o->server_tls) fprintf(stderr, ", TLS to clients");
     if (o->client_tls) fprintf(stderr, ", TLS to backends");
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
+    backend_set_free(&p.backends);
     ct_buf_pool_destroy(&p.wire.pool);
     return uv_loop_close(&p.uv) == 0 ? 0 : 1;
 }

@@ -323,6 +323,55 @@ for mode in pipeline multiplex; do
   stop proxy_pid "$tmp/proxy.log"
 done
 
+# proxy --backends-file: the backends follow a file, read again on SIGHUP.
+# While a bench runs through the proxy, a second backend is added, then the
+# first removed (its requests in flight answered first) and its server
+# stopped: not one request fails. A bad file changes nothing.
+"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve.log" &
+server_pid=$!
+"$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve2.log" &
+server2_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+addr2=$(address_in "$tmp/serve2.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve did not listen"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 "$addr" --backends-file "$tmp/backends"
+grep -q "usage" "$tmp/err" || fail "backends given twice over is not refused"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/missing"
+grep -q "missing" "$tmp/err" || fail "a missing backends file is not explained: $(cat "$tmp/err")"
+printf '# the first one\n  %s  \n\n' "$addr" >"$tmp/backends"
+"$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/backends" 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "proxy --backends-file did not listen"
+grep -q "backends from $tmp/backends: 1 added, 0 removed, 1 in use" "$tmp/proxy.log" ||
+  fail "the first backends file: $(cat "$tmp/proxy.log")"
+wait_log() { # regex: what the proxy must say within 5 s
+  for _ in $(seq 50); do grep -Eq "$1" "$tmp/proxy.log" && return 0; sleep 0.1; done
+  fail "the proxy did not say '$1': $(cat "$tmp/proxy.log")"
+}
+"$ctower" bench --server "$paddr" --connections 4 --depth 8 --duration 3 --json >"$tmp/long" 2>&1 &
+bench_pid=$!
+sleep 0.5
+printf '%s\n%s\n' "$addr" "$addr2" >"$tmp/backends"
+kill -HUP "$proxy_pid"
+wait_log "1 added, 0 removed, 2 in use"
+sleep 0.7
+printf '%s\n' "$addr2" >"$tmp/backends"
+kill -HUP "$proxy_pid"
+wait_log "backend $addr removed, its requests answered"
+stop server_pid
+wait "$bench_pid" || fail "bench while the backends changed: $(cat "$tmp/long")"
+grep -q '"errors": 0,' "$tmp/long" || fail "bench while the backends changed: $(cat "$tmp/long")"
+kill -USR1 "$proxy_pid"
+wait_log "backend $addr2: 1 connects, 0 failed; [1-9][0-9]* requests, 0 failures"
+grep -q "backend $addr:" "$tmp/proxy.log" && fail "a removed backend is still reported"
+echo "nonsense" >"$tmp/backends"
+kill -HUP "$proxy_pid"
+wait_log "backends:1: not an address"
+wait_log "backends unchanged"
+expect_exit 0 "$ctower" bench --server "$paddr" --connections 2 --requests 2000 --json
+grep -q '"requests": 2000, "errors": 0,' "$tmp/out" || fail "after a bad backends file: $(cat "$tmp/out")"
+stop proxy_pid "$tmp/proxy.log"
+stop server2_pid
+
 # proxy bounds: with --rate 2000 (a burst of 200), 2,000 requests take 0.9 s
 # at least, whatever the clients ask for; with --max-in-flight too, nothing
 # fails, the clients wait. Bad values are refused.

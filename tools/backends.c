@@ -1,0 +1,220 @@
+#include "backends.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BACKEND_IN_FLIGHT = 4096, FILE_IN_FLIGHT = 4 * BACKEND_IN_FLIGHT };
+
+static void on_client_closed(ct_service_t *svc) {
+    free(svc->data); /* the backend_t it is in */
+}
+
+/* A backend's client under its timeout layer, or NULL after saying why. */
+static backend_t *backend_new(backend_set_t *s, const char *address) {
+    const options_t *o = s->o;
+    ct_reconnect_config_t rc = {0};
+    ct_timeout_config_t timeout = {0};
+    backend_t *b = calloc(1, sizeof *b);
+    int r = b ? 0 : UV_ENOMEM;
+    rc.multiplex = o->multiplex;
+    rc.max_in_flight = BACKEND_IN_FLIGHT;
+    rc.free_msg = ct_buf_pool_free_msg;
+    rc.free_ctx = &s->wire->pool;
+    rc.connect_timeout_ms = 5000;
+    if (r == 0) r = ct_reconnect_init(&b->client, s->ct, address, &s->wire->stream, &rc);
+    if (r == 0) {
+        timeout.timeout_ms = (uint64_t)(o->timeout_s * 1000 + 0.5);
+        timeout.max_in_flight = BACKEND_IN_FLIGHT;
+        timeout.free_msg = ct_buf_pool_free_msg;
+        timeout.free_ctx = &s->wire->pool;
+        if ((r = ct_timeout_init(&b->timeout, s->ct, &b->client.service, &timeout)) != 0) {
+            b->client.service.data = b;
+            ct_service_close(&b->client.service, on_client_closed);
+            b = NULL;
+        }
+    } else {
+        free(b);
+        b = NULL;
+    }
+    if (r != 0) {
+        fprintf(stderr, "ctower proxy: backend %s: %s\n", address, ct_strerror(r));
+        return NULL;
+    }
+    snprintf(b->address, sizeof b->address, "%s", address);
+    b->set = s;
+    b->timeout.service.data = b;
+    return b;
+}
+
+/* ---- reading the file ------------------------------------------------------ */
+
+/* The addresses in the file, one per line ('#' starts a comment), into
+ * out (texts in buf). Returns how many, or -1 after saying why. */
+static int read_file(const char *path, char buf[][256], int max) {
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int n = 0, lineno = 0;
+    ct_address_t a;
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *p = line, *end;
+        lineno++;
+        if ((end = strchr(p, '#'))) *end = 0;
+        while (isspace((unsigned char)*p))
+            p++;
+        end = p + strlen(p);
+        while (end > p && isspace((unsigned char)end[-1]))
+            *--end = 0;
+        if (!*p) continue;
+        if (n == max || strlen(p) >= 256 || ct_address_parse(p, &a) != 0) {
+            fprintf(stderr, "ctower proxy: %s:%d: %s\n", path, lineno,
+                    n == max ? "too many backends" : "not an address");
+            fclose(f);
+            return -1;
+        }
+        strcpy(buf[n++], p);
+    }
+    fclose(f);
+    return n;
+}
+
+/* ---- the set ------------------------------------------------------------------ */
+
+static int named(char names[][256], int n, const char *address) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (strcmp(names[i], address) == 0) return 1;
+    return 0;
+}
+
+static int in_use(const backend_set_t *s, const char *address) {
+    int i;
+    for (i = 0; i < s->n; i++)
+        if (!s->list[i]->removing && strcmp(s->list[i]->address, address) == 0) return 1;
+    return 0;
+}
+
+static void on_backend_closed(ct_service_t *svc);
+
+/* Adds a backend for address to the balancer. */
+static int add(backend_set_t *s, const char *address) {
+    backend_t *b;
+    if (s->n == OPTIONS_MAX_BACKENDS) {
+        fprintf(stderr, "ctower proxy: %d backends at most: %s left out\n", OPTIONS_MAX_BACKENDS,
+                address);
+        return -1;
+    }
+    if (!(b = backend_new(s, address))) return -1;
+    if ((b->id = ct_balance_add(&s->balance, &b->timeout.service)) < 0) {
+        fprintf(stderr, "ctower proxy: backend %s: %s\n", address, ct_strerror(b->id));
+        ct_service_close(&b->timeout.service, on_backend_closed); /* and its client */
+        return -1;
+    }
+    s->list[s->n++] = b;
+    return 0;
+}
+
+/* A removed backend's connection is closed; then it is forgotten. */
+static void on_backend_closed(ct_service_t *svc) {
+    backend_t *b = svc->data;
+    backend_set_t *s = b->set;
+    int i;
+    for (i = 0; i < s->n; i++)
+        if (s->list[i] == b) s->list[i] = s->list[--s->n];
+    free(b);
+}
+
+static void on_removed(ct_balance_t *balance, ct_service_t *svc, void *ctx) {
+    backend_t *b = ctx;
+    (void)balance;
+    fprintf(stderr, "ctower proxy: backend %s removed, its requests answered\n", b->address);
+    ct_service_close(svc, on_backend_closed);
+}
+
+int backend_set_reload(backend_set_t *s) {
+    static char names[OPTIONS_MAX_BACKENDS][256];
+    int n = read_file(s->o->backends_file, names, OPTIONS_MAX_BACKENDS), i, added = 0, removed = 0;
+    if (n < 0) {
+        fprintf(stderr, "ctower proxy: backends unchanged\n");
+        return -1;
+    }
+    for (i = 0; i < s->n; i++) {
+        backend_t *b = s->list[i];
+        if (b->removing || named(names, n, b->address)) continue;
+        if (ct_balance_remove(&s->balance, (size_t)b->id, on_removed, b) == 0) {
+            b->removing = 1;
+            removed++;
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (!in_use(s, names[i]) && add(s, names[i]) == 0) added++;
+    fprintf(stderr, "ctower proxy: backends from %s: %d added, %d removed, %d in use\n",
+            s->o->backends_file, added, removed, n);
+    return 0;
+}
+
+static int balance_init(backend_set_t *s) {
+    ct_balance_config_t cfg = {0};
+    int r;
+    cfg.max_in_flight = s->o->backends_file ? FILE_IN_FLIGHT : (size_t)BACKEND_IN_FLIGHT * s->n;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &s->wire->pool;
+    if ((r = ct_balance_init(&s->balance, s->ct, &cfg)) != 0) {
+        fprintf(stderr, "ctower proxy: balancer: %s\n", ct_strerror(r));
+        return -1;
+    }
+    s->balanced = 1;
+    s->service = &s->balance.service;
+    return 0;
+}
+
+int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire) {
+    int i;
+    memset(s, 0, sizeof *s);
+    s->ct = ct;
+    s->o = o;
+    s->wire = wire;
+    if (o->backends_file) {
+        return balance_init(s) == 0 ? backend_set_reload(s) : -1;
+    }
+    for (i = 0; i < o->nbackends; i++)
+        if (!(s->list[s->n++] = backend_new(s, o->backends[i]))) return -1;
+    if (s->n == 1) {
+        s->service = &s->list[0]->timeout.service;
+        return 0;
+    }
+    if (balance_init(s) != 0) return -1;
+    for (i = 0; i < s->n; i++)
+        if ((s->list[i]->id = ct_balance_add(&s->balance, &s->list[i]->timeout.service)) < 0)
+            return -1;
+    return 0;
+}
+
+void backend_set_report(const backend_set_t *s) {
+    int i;
+    for (i = 0; i < s->n; i++) {
+        const backend_t *b = s->list[i];
+        ct_reconnect_counts_t c = ct_reconnect_counts(&b->client);
+        ct_balance_endpoint_stats_t st;
+        fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed", b->address,
+                (unsigned long long)c.connects, (unsigned long long)c.connect_failures);
+        if (s->balanced && ct_balance_endpoint_stats(&s->balance, (size_t)b->id, &st) == 0)
+            fprintf(stderr, "; %llu requests, %llu failures, %zu in flight%s%s%s",
+                    (unsigned long long)st.calls, (unsigned long long)st.failures, st.in_flight,
+                    st.left_out ? ", left out" : "", st.dead ? ", dead" : "",
+                    st.removing ? ", being removed" : "");
+        fprintf(stderr, "\n");
+    }
+}
+
+void backend_set_free(backend_set_t *s) {
+    int i;
+    for (i = 0; i < s->n; i++)
+        free(s->list[i]);
+    s->n = 0;
+}
