@@ -4,6 +4,7 @@
  * certificates are made fresh by each test (ct_tls_self_signed). */
 #include "testutil.h"
 
+#include <openssl/ssl.h> /* (only the client-certificate test: a user's own setup) */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,3 +550,55 @@ Test(alloc, multiplex_over_tls_allocates_per_batch_not_per_request) {
     tls_steady_state(1);
 }
 #endif
+
+/* ---- client certificates (the user's SSL_CTX) ---------------------------- */
+
+/* mTLS set up with OpenSSL's own calls on the contexts, as a user would:
+ * the server asks for a certificate it trusts; a client that shows one is
+ * served, one that shows none is not. With TLS 1.3 the client's handshake
+ * ends before the server has checked it, so the refusal reaches that
+ * client as its first request failing (CT_ERECVBROKEN, cause CT_ETLS),
+ * once. */
+Test(tls, a_server_that_asks_for_client_certificates) {
+    struct ssl_ctx_st *id_server, *id_client, *anonymous;
+    ct_tls_config_t with_id = {0}, without_id = {0};
+    static conn_t shown, none;
+    tls_setup("127.0.0.1", 0);
+    /* the client's identity: another self-signed pair */
+    cr_assert_eq(ct_tls_self_signed(&id_server, &id_client, "client.ctower.test"), 0);
+    cr_assert_eq(X509_STORE_add_cert(SSL_CTX_get_cert_store(server_ctx),
+                                     SSL_CTX_get0_certificate(id_server)),
+                 1);
+    SSL_CTX_set_verify(server_ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    cr_assert_eq(SSL_CTX_use_certificate(client_ctx, SSL_CTX_get0_certificate(id_server)), 1);
+    cr_assert_eq(SSL_CTX_use_PrivateKey(client_ctx, SSL_CTX_get0_privatekey(id_server)), 1);
+    with_id.ctx = client_ctx;
+    /* a client that trusts the server but has no certificate of its own */
+    anonymous = SSL_CTX_new(TLS_client_method());
+    cr_assert_not_null(anonymous);
+    cr_assert_eq(X509_STORE_add_cert(SSL_CTX_get_cert_store(anonymous),
+                                     SSL_CTX_get0_certificate(server_ctx)),
+                 1);
+    SSL_CTX_set_verify(anonymous, SSL_VERIFY_PEER, NULL);
+    without_id.ctx = anonymous;
+    ct_echo_service_init(&echo, &H.ct);
+    listen_on("tcp://127.0.0.1:0", &echo.service, 0, &server_tls);
+    connect_to(&shown, bound, 0, PAYLOAD, 500, &with_id);
+    connect_to(&none, bound, 0, PAYLOAD, 1, &without_id);
+    H_RUN_UNTIL(all_done(&shown, 1) && all_done(&none, 1));
+    cr_assert_eq(shown.connect_status, 0, "%s", ct_err_name(shown.connect_status));
+    cr_assert_eq(shown.answered, 500);
+    cr_assert_eq(none.answered, 0);
+    cr_assert_eq(none.connect_status, 0, "TLS 1.3: %s", ct_err_name(none.connect_status));
+    cr_assert_eq(none.errors, 1);
+    cr_assert_eq(none.first_error, CT_ERECVBROKEN, "%s", ct_err_name(none.first_error));
+    cr_assert_eq(none.first_cause, CT_ETLS, "%s", ct_err_name(none.first_cause));
+    close_conn(&shown);
+    close_conn(&none);
+    stop_listening();
+    h_close_service(&echo.service);
+    SSL_CTX_free(anonymous);
+    ct_tls_context_free(id_server);
+    ct_tls_context_free(id_client);
+    tls_teardown();
+}
