@@ -164,6 +164,7 @@ static int balance_init(backend_set_t *s) {
     cfg.max_in_flight = s->o->backends_file ? FILE_IN_FLIGHT : (size_t)BACKEND_IN_FLIGHT * s->n;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &s->wire->pool;
+    cfg.load = s->o->peak_ewma ? CT_BALANCE_PEAK_EWMA : CT_BALANCE_IN_FLIGHT;
     if ((r = ct_balance_init(&s->balance, s->ct, &cfg)) != 0) {
         fprintf(stderr, "ctower proxy: balancer: %s\n", ct_strerror(r));
         return -1;
@@ -203,11 +204,14 @@ void backend_set_report(const backend_set_t *s) {
         ct_balance_endpoint_stats_t st;
         fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed", b->address,
                 (unsigned long long)c.connects, (unsigned long long)c.connect_failures);
-        if (s->balanced && ct_balance_endpoint_stats(&s->balance, (size_t)b->id, &st) == 0)
-            fprintf(stderr, "; %llu requests, %llu failures, %zu in flight%s%s%s",
-                    (unsigned long long)st.calls, (unsigned long long)st.failures, st.in_flight,
-                    st.left_out ? ", left out" : "", st.dead ? ", dead" : "",
+        if (s->balanced && ct_balance_endpoint_stats(&s->balance, (size_t)b->id, &st) == 0) {
+            fprintf(stderr, "; %llu requests, %llu failures, %zu in flight",
+                    (unsigned long long)st.calls, (unsigned long long)st.failures, st.in_flight);
+            if (s->o->peak_ewma)
+                fprintf(stderr, ", %llu us round trip", (unsigned long long)st.rtt_us);
+            fprintf(stderr, "%s%s%s", st.left_out ? ", left out" : "", st.dead ? ", dead" : "",
                     st.removing ? ", being removed" : "");
+        }
         fprintf(stderr, "\n");
     }
 }

@@ -40,9 +40,11 @@ static int takes(command_t cmd, const char *name) {
     if (cmd == CMD_PROXY)
         return common || connects || listens || strcmp(name, "--retry") == 0 ||
                strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
-               strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0;
+               strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0 ||
+               strcmp(name, "--load") == 0;
     return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
-           strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0;
+           strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0 &&
+           strcmp(name, "--load") != 0;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
@@ -129,6 +131,12 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->address = v;
         } else if (strcmp(a, "--backends-file") == 0) {
             o->backends_file = v;
+        } else if (strcmp(a, "--load") == 0) {
+            if (strcmp(v, "in-flight") && strcmp(v, "peak-ewma")) {
+                fprintf(stderr, "ctower: --load is in-flight or peak-ewma, not '%s'\n", v);
+                return -1;
+            }
+            o->peak_ewma = strcmp(v, "peak-ewma") == 0;
         } else if (strcmp(a, "--tls-ca") == 0) {
             o->tls_ca = v;
         } else if (strcmp(a, "--tls-cert") == 0) {

@@ -13,6 +13,7 @@ typedef struct options {
     const char *backends[OPTIONS_MAX_BACKENDS]; /* proxy: where the requests go */
     int nbackends;
     const char *backends_file; /* proxy: the backends, one address per line, read again on SIGHUP */
+    int peak_ewma;             /* proxy --load peak-ewma: the balancer weighs round-trip times */
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */

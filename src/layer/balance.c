@@ -7,6 +7,7 @@
 #include "ctower/error.h"
 #include "../core/backoff.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +23,10 @@ typedef struct ct_balance_endpoint {
     int dead;
     uint64_t calls;
     uint64_t failures;
-    size_t id;  /* its place in layer->slots */
-    size_t pos; /* its place in layer->active, while it takes calls */
+    double rtt_ns;      /* CT_BALANCE_PEAK_EWMA: the estimate, as of rtt_stamp */
+    uint64_t rtt_stamp; /* ns */
+    size_t id;          /* its place in layer->slots */
+    size_t pos;         /* its place in layer->active, while it takes calls */
     /* set by ct_balance_remove(): it drains, then goes back to the caller */
     ct_balance_removed_cb removed_cb;
     void *removed_ctx;
@@ -34,7 +37,8 @@ typedef struct ct_balance_entry {
     ct_op_t inner;  /* the call in its endpoint */
     ct_op_t *outer; /* NULL once the caller has been answered */
     endpoint_t *endpoint;
-    size_t index; /* in layer->entries */
+    uint64_t sent_ns; /* CT_BALANCE_PEAK_EWMA */
+    size_t index;     /* in layer->entries */
     ct_balance_t *layer;
 } entry_t;
 
@@ -114,6 +118,38 @@ static void on_endpoint_waker(ct_waker_t *waker) {
     ct_waitq_wake_all(&ep->layer->waiters);
 }
 
+/* ---- load ------------------------------------------------------------------------ */
+
+/* ep's round-trip estimate at time now: what it was, faded by the time
+ * since (tower's PeakEwma: an estimate nothing refreshes fades away, so a
+ * server once slow is tried again). */
+static double rtt_at(const ct_balance_t *b, const endpoint_t *ep, uint64_t now) {
+    double age = now > ep->rtt_stamp ? (double)(now - ep->rtt_stamp) : 0;
+    return ep->rtt_ns * exp(-age / ((double)b->cfg.decay_ms * 1e6));
+}
+
+/* An answer after rtt ns: a time above the estimate replaces it (the
+ * peak), one below is averaged in, weighted by how long ago the last was. */
+static void observe_rtt(ct_balance_t *b, endpoint_t *ep, uint64_t sent) {
+    uint64_t now = uv_hrtime();
+    double rtt = now > sent ? (double)(now - sent) : 0, est = rtt_at(b, ep, now), w;
+    b->now_ns = now;
+    if (rtt > est) {
+        ep->rtt_ns = rtt;
+    } else {
+        w = exp(-(double)(now - ep->rtt_stamp) / ((double)b->cfg.decay_ms * 1e6));
+        ep->rtt_ns = est * w + rtt * (1 - w);
+    }
+    ep->rtt_stamp = now;
+}
+
+/* Whether a is less loaded than c. */
+static inline int lighter(const ct_balance_t *b, const endpoint_t *a, const endpoint_t *c) {
+    if (b->cfg.load == CT_BALANCE_IN_FLIGHT) return a->in_flight < c->in_flight;
+    return rtt_at(b, a, b->now_ns) * (double)(a->in_flight + 1) <
+           rtt_at(b, c, b->now_ns) * (double)(c->in_flight + 1);
+}
+
 /* ---- picking ----------------------------------------------------------------- */
 
 /* Two distinct active endpoints at random (the same one twice if there is
@@ -152,7 +188,7 @@ static endpoint_t *least_loaded(ct_balance_t *b, int poll, int with_paused) {
     size_t i;
     for (i = 0; i < b->n; i++) {
         endpoint_t *ep = b->active[i];
-        if (best && ep->in_flight >= best->in_flight) continue;
+        if (best && !lighter(b, ep, best)) continue;
         if (!can_take(b, ep, poll, with_paused)) continue;
         if (best && poll) ct_service_release(best->svc);
         best = ep;
@@ -166,7 +202,7 @@ static endpoint_t *pick(ct_balance_t *b, int poll, int with_paused) {
     endpoint_t *i, *j;
     if (b->n >= 2) {
         draw_two(b, &i, &j);
-        if (j->in_flight < i->in_flight) {
+        if (lighter(b, j, i)) {
             endpoint_t *t = i;
             i = j;
             j = t;
@@ -193,7 +229,7 @@ static inline endpoint_t *pick_fast(ct_balance_t *b, int poll) {
     int k;
     if (b->n == 0) return NULL;
     draw_two(b, &i, &j);
-    if (j->in_flight < i->in_flight) {
+    if (lighter(b, j, i)) {
         endpoint_t *t = i;
         i = j;
         j = t;
@@ -223,6 +259,8 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
     endpoint_t *ep = e->endpoint;
     ct_op_t *outer = e->outer;
     ep->in_flight--;
+    if (b->cfg.load == CT_BALANCE_PEAK_EWMA && status != CT_ECANCELED)
+        observe_rtt(b, ep, e->sent_ns); /* (a failure's time says something too) */
     if (status == 0)
         ep->failures_in_a_row = 0;
     else if (status != CT_ECANCELED) /* (which says nothing of the endpoint) */
@@ -280,6 +318,7 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e->outer = op;
     e->endpoint = ep;
+    if (b->cfg.load == CT_BALANCE_PEAK_EWMA) e->sent_ns = b->now_ns = uv_hrtime();
     op->slot = e->index;
     ep->in_flight++;
     ep->calls++;
@@ -334,6 +373,8 @@ static int add_endpoint(ct_balance_t *b, ct_service_t *svc) {
     ct_waker_init(&ep->waker, b->service.loop, on_endpoint_waker);
     ep->waker.data = ep;
     ct_task_init(&ep->removed_task, on_removed);
+    ep->rtt_ns = (double)b->cfg.initial_rtt_us * 1e3;
+    ep->rtt_stamp = b->now_ns;
     svc->owner = b;
     b->slots[id] = ep;
     if (id == b->nslots) b->nslots++;
@@ -490,6 +531,9 @@ static int check_config(ct_balance_config_t *c) {
     if (c->pause_min_ms == 0) c->pause_min_ms = 100;
     if (c->pause_max_ms == 0) c->pause_max_ms = c->pause_min_ms > 10000 ? c->pause_min_ms : 10000;
     if (c->pause_max_ms < c->pause_min_ms) return CT_EINVAL;
+    if (c->load != CT_BALANCE_IN_FLIGHT && c->load != CT_BALANCE_PEAK_EWMA) return CT_EINVAL;
+    if (c->decay_ms == 0) c->decay_ms = 10000;
+    if (c->initial_rtt_us == 0) c->initial_rtt_us = 1000;
     return 0;
 }
 
@@ -527,6 +571,7 @@ int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t 
     b->cfg = c;
     b->cfg.endpoints = NULL; /* the caller's array may go */
     b->rng = ct_backoff_seed(b);
+    b->now_ns = uv_hrtime();
     ct_waitq_init(&b->waiters);
     for (i = 0; i < c.n_endpoints; i++)
         if ((r = add_endpoint(b, c.endpoints[i])) < 0) {
@@ -553,5 +598,7 @@ int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpo
     out->left_out = !ep->dead && ep->out_until > now_ms(b);
     out->dead = ep->dead;
     out->removing = ep->removed_cb != NULL;
+    out->rtt_us =
+        b->cfg.load == CT_BALANCE_PEAK_EWMA ? (uint64_t)(rtt_at(b, ep, uv_hrtime()) / 1e3) : 0;
     return 0;
 }

@@ -326,7 +326,8 @@ done
 # proxy --backends-file: the backends follow a file, read again on SIGHUP.
 # While a bench runs through the proxy, a second backend is added, then the
 # first removed (its requests in flight answered first) and its server
-# stopped: not one request fails. A bad file changes nothing.
+# stopped: not one request fails. A bad file changes nothing. (The
+# balancer weighs round-trip times here: --load peak-ewma.)
 "$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve.log" &
 server_pid=$!
 "$ctower" serve tcp://127.0.0.1:0 2>"$tmp/serve2.log" &
@@ -338,7 +339,9 @@ grep -q "usage" "$tmp/err" || fail "backends given twice over is not refused"
 expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/missing"
 grep -q "missing" "$tmp/err" || fail "a missing backends file is not explained: $(cat "$tmp/err")"
 printf '# the first one\n  %s  \n\n' "$addr" >"$tmp/backends"
-"$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/backends" 2>"$tmp/proxy.log" &
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 "$addr" --load fastest
+grep -q "in-flight or peak-ewma" "$tmp/err" || fail "a bad --load is not explained"
+"$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/backends" --load peak-ewma 2>"$tmp/proxy.log" &
 proxy_pid=$!
 paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "proxy --backends-file did not listen"
 grep -q "backends from $tmp/backends: 1 added, 0 removed, 1 in use" "$tmp/proxy.log" ||
@@ -361,7 +364,7 @@ stop server_pid
 wait "$bench_pid" || fail "bench while the backends changed: $(cat "$tmp/long")"
 grep -q '"errors": 0,' "$tmp/long" || fail "bench while the backends changed: $(cat "$tmp/long")"
 kill -USR1 "$proxy_pid"
-wait_log "backend $addr2: 1 connects, 0 failed; [1-9][0-9]* requests, 0 failures"
+wait_log "backend $addr2: 1 connects, 0 failed; [1-9][0-9]* requests, 0 failures, [0-9]+ in flight, [0-9]+ us round trip"
 grep -q "backend $addr:" "$tmp/proxy.log" && fail "a removed backend is still reported"
 echo "nonsense" >"$tmp/backends"
 kill -HUP "$proxy_pid"

@@ -691,6 +691,82 @@ Test(balance, close_completes_every_call_once) {
         cr_assert(eps[i].closed);
 }
 
+/* ---- latency-aware load (peak EWMA) ------------------------------------------ */
+
+/* One call at a time to endpoints 0 (answers at once) and 1 (answers after
+ * slow_ms): the calls endpoint 1 took. */
+static long sequential_calls(ct_balance_load_t load, int n, unsigned slow_ms) {
+    ct_balance_config_t c = config(2);
+    rec_op_t r;
+    int i;
+    c.load = load;
+    c.initial_rtt_us = 1; /* below either: each is timed before it is judged */
+    eps_init(2, 0);
+    eps[1].hold = 1;
+    cr_assert_eq(ct_balance_init(&layer, &H.ct, &c), 0);
+    for (i = 0; i < n; i++) {
+        call(&r, (uint64_t)i);
+        if (eps[1].nheld) {
+            uv_sleep(slow_ms);
+            ep_complete_all(&eps[1], 0);
+        }
+        H_RUN_UNTIL(r.calls);
+        cr_assert_eq(r.status, 0);
+    }
+    return eps[1].calls;
+}
+
+/* With nothing in flight, counting cannot tell the two apart: about half
+ * each. The round-trip time can: the slow one gets a call or two, until
+ * its first answer has been timed (both start with an estimate below
+ * either's time, so both are tried). */
+Test(balance, counting_alone_splits_sequential_calls_evenly) {
+    long slow = sequential_calls(CT_BALANCE_IN_FLIGHT, 100, 1);
+    cr_assert(slow >= 25 && slow <= 75, "the slow endpoint took %ld of 100", slow);
+    cr_assert_eq(stats(1).rtt_us, 0, "no estimate without CT_BALANCE_PEAK_EWMA");
+    unwrap(2);
+}
+
+Test(balance, peak_ewma_sends_sequential_calls_to_the_faster_endpoint) {
+    /* 30 ms: far above what a busy host adds to an answer given at once */
+    long slow = sequential_calls(CT_BALANCE_PEAK_EWMA, 100, 30);
+    cr_assert(slow >= 1 && slow <= 5, "the slow endpoint took %ld of 100", slow);
+    cr_assert_geq(stats(1).rtt_us, 25000, "slow: %llu us", (unsigned long long)stats(1).rtt_us);
+    cr_assert_leq(stats(0).rtt_us, 1000, "fast: %llu us", (unsigned long long)stats(0).rtt_us);
+    unwrap(2);
+}
+
+/* A time above the estimate replaces it at once; then the estimate fades
+ * (decay_ms), so that a server once slow is tried again. */
+Test(balance, peak_ewma_takes_a_peak_at_once_and_forgets_it) {
+    ct_balance_config_t c = config(1);
+    rec_op_t r;
+    c.load = CT_BALANCE_PEAK_EWMA;
+    c.decay_ms = 50;
+    c.initial_rtt_us = 100;
+    eps_init(1, 1);
+    cr_assert_eq(ct_balance_init(&layer, &H.ct, &c), 0);
+    cr_assert_leq(stats(0).rtt_us, 100, "the initial estimate");
+    call(&r, 0);
+    uv_sleep(20);
+    ep_complete_all(&eps[0], 0);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_geq(stats(0).rtt_us, 19000, "a 20 ms answer: %llu us",
+                  (unsigned long long)stats(0).rtt_us);
+    uv_sleep(200); /* 4 decays: e^-4 of it is left */
+    cr_assert_leq(stats(0).rtt_us, 1000, "after 200 ms: %llu us",
+                  (unsigned long long)stats(0).rtt_us);
+    unwrap(1);
+}
+
+Test(balance, an_unknown_load_is_refused) {
+    ct_balance_config_t c = config(1);
+    eps_init(1, 0);
+    c.load = (ct_balance_load_t)7;
+    cr_assert_eq(ct_balance_init(&layer, &H.ct, &c), CT_EINVAL);
+    h_close_service(&eps[0].service);
+}
+
 /* ---- endpoints added and removed ------------------------------------------- */
 
 static ct_service_t *handed_back[MAX_EPS];

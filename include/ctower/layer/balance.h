@@ -22,6 +22,15 @@
  * the same: their failure is the answer, and a retry layer above can try
  * again later.
  *
+ * Load: by default an endpoint's calls in flight. With
+ * CT_BALANCE_PEAK_EWMA (Finagle's and tower's latency-aware load), the
+ * calls in flight + 1 times the endpoint's round-trip time: an average of
+ * its answers' times that jumps to any time above it at once (a server
+ * turning slow is avoided at once) and forgets with time (decay_ms), so a
+ * server that was slow once is tried again. Among two endpoints with no
+ * call in flight, the faster takes the call, which counting alone cannot
+ * tell apart.
+ *
  * Readiness: poll_ready polls the less loaded of the two drawn endpoints,
  * then the other; when neither is ready, every endpoint, taking the least
  * loaded that is ready. The endpoint chosen keeps its readiness (and what it
@@ -56,6 +65,12 @@
 extern "C" {
 #endif
 
+/* How an endpoint's load is measured (ct_balance_config_t.load). */
+typedef enum ct_balance_load {
+    CT_BALANCE_IN_FLIGHT = 0, /* its calls in flight */
+    CT_BALANCE_PEAK_EWMA = 1  /* (its calls in flight + 1) x its round-trip time */
+} ct_balance_load_t;
+
 /* Whether a call's error (status < 0, and its cause) says its endpoint
  * failed. Asked about every error but CT_ECANCELED; an answer is never a
  * failure. */
@@ -81,6 +96,12 @@ typedef struct ct_balance_config {
     /* The pause of an endpoint after a failure (0: 100 ms and 10 s). */
     uint64_t pause_min_ms;
     uint64_t pause_max_ms;
+    /* CT_BALANCE_PEAK_EWMA: the round-trip time's memory (the time over
+     * which an old measure weighs 1/e; 0: 10 s), and the time assumed for
+     * an endpoint before its first answer (0: 1 ms). */
+    ct_balance_load_t load;
+    uint64_t decay_ms;
+    uint64_t initial_rtt_us;
 } ct_balance_config_t;
 
 /* What an endpoint has done so far (ct_balance_endpoint_stats). */
@@ -91,6 +112,7 @@ typedef struct ct_balance_endpoint_stats {
     int left_out;      /* 1 while it pauses after a failure */
     int dead;          /* 1 once its poll_ready returned an error */
     int removing;      /* 1 while it drains after ct_balance_remove() */
+    uint64_t rtt_us;   /* CT_BALANCE_PEAK_EWMA: its round-trip time as estimated now */
 } ct_balance_endpoint_stats_t;
 
 struct ct_balance_endpoint;
@@ -123,6 +145,7 @@ struct ct_balance {
     int last_error;
     int shutdown_status;
     uint32_t rng;
+    uint64_t now_ns; /* CT_BALANCE_PEAK_EWMA: the clock at the last call or answer */
     ct_waitq_t waiters;
 };
 
