@@ -243,7 +243,9 @@ static void remove_endpoint(ep_t *e) {
     e->removing = 1;
 }
 
-static void setup(uint8_t shape) {
+/* shape: endpoints (bits 0-1), the balancer's bound (2-5), a limit layer
+ * (6) with a rate (7); ewma: the balancer weighs round-trip times. */
+static void setup(uint8_t shape, int ewma) {
     ct_service_t *list[EPS];
     ct_balance_config_t bc;
     int i;
@@ -262,6 +264,7 @@ static void setup(uint8_t shape) {
     bc.max_in_flight = 1 + (size_t)((shape >> 2) & 15);
     bc.free_msg = free_msg;
     bc.pause_min_ms = bc.pause_max_ms = 1;
+    bc.load = ewma ? CT_BALANCE_PEAK_EWMA : CT_BALANCE_IN_FLIGHT;
     must(ct_balance_init(&S.balance, &S.ct, &bc) == 0);
     S.top = &S.balance.service;
     if (shape & 0x40) {
@@ -324,7 +327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t i;
     int k, j;
     if (size < 1) return 0;
-    setup(data[0]);
+    setup(data[0], (int)(size & 1)); /* (the script's length picks the load) */
     for (i = 1; i + 1 < size && i < 1 + 2 * 400; i += 2)
         step(data[i], data[i + 1]);
     for (j = 0; j < S.neps; j++) /* the endpoints answer what they hold */
