@@ -426,6 +426,7 @@ int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void
     endpoint_t *ep;
     if (!b || !cb || id >= b->nslots || !(ep = b->slots[id]) || ep->removed_cb) return CT_EINVAL;
     if (b->closed) return CT_ECLOSING;
+    if (b->shut_down) return CT_ESHUTDOWN; /* it is shutting down with the rest */
     deactivate(b, ep);
     ep->removed_cb = cb;
     ep->removed_ctx = ctx;

@@ -238,9 +238,11 @@ static void add_endpoint(void) {
 }
 
 static void remove_endpoint(ep_t *e) {
+    int r;
     if (e->id < 0 || e->removing) return;
-    must(ct_balance_remove(&S.balance, (size_t)e->id, on_removed, e) == 0);
-    e->removing = 1;
+    r = ct_balance_remove(&S.balance, (size_t)e->id, on_removed, e);
+    must(r == 0 || (r == CT_ESHUTDOWN && S.shut));
+    e->removing = r == 0;
 }
 
 /* shape: endpoints (bits 0-1), the balancer's bound (2-5), a limit layer

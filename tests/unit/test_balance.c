@@ -1033,3 +1033,20 @@ Test(balance, random_runs_complete_every_call_once) {
     for (seed = 1; seed <= 5; seed++)
         random_run(seed);
 }
+
+/* Once the layer shuts down, its endpoints are shutting down too: taking
+ * one out then is refused. */
+Test(balance, removing_during_shutdown_is_refused) {
+    rec_op_t r[2];
+    wrap(2, 1);
+    call(&r[0], 0);
+    call(&r[1], 1);
+    drained = 0;
+    cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), 0);
+    cr_assert_eq(ct_balance_remove(&layer, 0, on_removed, &layer.cfg), CT_ESHUTDOWN);
+    ep_complete_all(&eps[0], 0);
+    ep_complete_all(&eps[1], 0);
+    H_RUN_UNTIL(drained && r[0].calls && r[1].calls);
+    cr_assert_eq(drain_status, 0);
+    unwrap(2);
+}

@@ -165,7 +165,8 @@ int ct_balance_add(ct_balance_t *b, ct_service_t *endpoint);
  * flight have called back (their callers get their answers as usual), cb
  * runs from a fresh stack with the endpoint, which is the caller's again;
  * the id is then free. Returns 0, or CT_EINVAL (no such id, or it is being
- * removed already). */
+ * removed already), CT_ESHUTDOWN (the layer is shutting down, and the
+ * endpoint with it) or CT_ECLOSING. */
 int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void *ctx);
 
 /* Endpoint id's figures (ids: cfg->endpoints' order, then ct_balance_add's).
