@@ -7,8 +7,9 @@
  * exactly once, with its own request's answer or an error, no callback
  * runs inside a call, no endpoint is asked to release what it did not
  * reserve, a removed endpoint is handed back only once it holds no call
- * (and never after the layer closed it), nothing leaks, and the loop
- * closes clean. */
+ * (and never after the layer closed it), a shutdown is done only once
+ * every call has been answered, nothing leaks, and the loop closes
+ * clean. */
 #include <ctower/ctower.h>
 
 #include <stdlib.h>
@@ -175,9 +176,13 @@ static void on_top_closed(ct_service_t *svc) {
     S.top_closed = 1;
 }
 
+/* A graceful shutdown is done once every call has been answered. */
 static void on_shutdown(ct_service_t *svc, int status) {
+    int k;
     (void)svc;
-    (void)status;
+    if (status == CT_ECANCELED) return; /* the close cut it short */
+    for (k = 0; k < OPS; k++)
+        must(!S.recs[k].started || S.recs[k].calls == 1);
 }
 
 static void on_loop_closed(ct_loop_t *loop) {
