@@ -33,6 +33,7 @@
 #include "ctower/layer/limit.h"
 #include "ctower/layer/buffer.h"
 #include "ctower/layer/hedge.h"
+#include "ctower/layer/shard.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1
