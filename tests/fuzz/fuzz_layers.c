@@ -1,6 +1,7 @@
-/* Model-based fuzz target for the balancing and limit layers. The input is
- * a script played against a stack of a limit layer (or not) over a
- * balancer over 1-4 endpoints that the script steers: polls, calls
+/* Model-based fuzz target for the balancing, sharding and limit layers.
+ * The input is a script played against a stack of a limit layer (or not)
+ * over a balancer (or a sharding layer) over 1-4 endpoints that the script
+ * steers: polls, calls
  * (with or without a READY), cancels, releases, endpoints that answer,
  * fail, fill up, free up or die, endpoints added and removed, shutdowns
  * and loop turns. Whatever the script, every op that started completes
@@ -62,6 +63,8 @@ static struct {
     ep_t eps[EPS];
     int neps;
     ct_balance_t balance;
+    ct_shard_t shard; /* instead of the balancer, in some runs */
+    int sharded;
     ct_limit_t limit;
     ct_service_t *top;
     struct rec {
@@ -233,7 +236,7 @@ static void on_removed(ct_balance_t *b, ct_service_t *svc, void *ctx) {
 static void add_endpoint(void) {
     ep_t *e;
     int r;
-    if (S.neps == EPS) return;
+    if (S.neps == EPS || S.sharded) return;
     e = &S.eps[S.neps++];
     ep_init(e);
     r = ct_balance_add(&S.balance, &e->service);
@@ -244,15 +247,37 @@ static void add_endpoint(void) {
 
 static void remove_endpoint(ep_t *e) {
     int r;
-    if (e->id < 0 || e->removing) return;
+    if (e->id < 0 || e->removing || S.sharded) return;
     r = ct_balance_remove(&S.balance, (size_t)e->id, on_removed, e);
     must(r == 0 || (r == CT_ESHUTDOWN && S.shut));
     e->removing = r == 0;
 }
 
-/* shape: endpoints (bits 0-1), the balancer's bound (2-5), a limit layer
- * (6) with a rate (7); ewma: the balancer weighs round-trip times. */
-static void setup(uint8_t shape, int ewma) {
+/* The shard of a request: its id's. */
+static int key_of(void *ctx, const void *request, uint64_t *hash) {
+    uint32_t id = *(const uint32_t *)request;
+    (void)ctx;
+    if (id % 17 == 0) return CT_SERVICE_ERROR(1); /* a key the layer refuses */
+    *hash = ct_shard_hash(&id, sizeof id);
+    return 0;
+}
+
+static void shard_over(ct_service_t **list, size_t bound) {
+    ct_shard_config_t sc;
+    memset(&sc, 0, sizeof sc);
+    sc.shards = list;
+    sc.n_shards = (size_t)S.neps;
+    sc.key = key_of;
+    sc.max_in_flight = bound;
+    sc.free_msg = free_msg;
+    must(ct_shard_init(&S.shard, &S.ct, &sc) == 0);
+    S.sharded = 1;
+}
+
+/* shape: endpoints (bits 0-1), the bound (2-5), a limit layer (6) with a
+ * rate (7); mode: a balancer (that weighs round-trip times, or counts
+ * calls) or a sharding layer over the endpoints. */
+static void setup(uint8_t shape, int mode) {
     ct_service_t *list[EPS];
     ct_balance_config_t bc;
     int i;
@@ -271,13 +296,18 @@ static void setup(uint8_t shape, int ewma) {
     bc.max_in_flight = 1 + (size_t)((shape >> 2) & 15);
     bc.free_msg = free_msg;
     bc.pause_min_ms = bc.pause_max_ms = 1;
-    bc.load = ewma ? CT_BALANCE_PEAK_EWMA : CT_BALANCE_IN_FLIGHT;
-    must(ct_balance_init(&S.balance, &S.ct, &bc) == 0);
-    S.top = &S.balance.service;
+    bc.load = mode == 1 ? CT_BALANCE_PEAK_EWMA : CT_BALANCE_IN_FLIGHT;
+    if (mode == 2) {
+        shard_over(list, bc.max_in_flight);
+        S.top = &S.shard.service;
+    } else {
+        must(ct_balance_init(&S.balance, &S.ct, &bc) == 0);
+        S.top = &S.balance.service;
+    }
     if (shape & 0x40) {
         ct_limit_config_t lc = {1 + (size_t)(shape >> 7) * 4, (shape & 0x80) ? 100000 : 0, 0,
                                 free_msg, NULL};
-        must(ct_limit_init(&S.limit, &S.ct, &S.balance.service, &lc) == 0);
+        must(ct_limit_init(&S.limit, &S.ct, S.top, &lc) == 0);
         S.top = &S.limit.service;
     }
     ct_waker_init(&S.waker, &S.ct, on_woken);
@@ -334,7 +364,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t i;
     int k, j;
     if (size < 1) return 0;
-    setup(data[0], (int)(size & 1)); /* (the script's length picks the load) */
+    setup(data[0], (int)(size % 3)); /* (the script's length picks the layer) */
     for (i = 1; i + 1 < size && i < 1 + 2 * 400; i += 2)
         step(data[i], data[i + 1]);
     for (j = 0; j < S.neps; j++) /* the endpoints answer what they hold */
