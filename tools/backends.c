@@ -174,6 +174,28 @@ static int balance_init(backend_set_t *s) {
     return 0;
 }
 
+/* --shard: the backends, in the order given, are the shards. */
+static int shard_init(backend_set_t *s) {
+    ct_service_t *list[OPTIONS_MAX_BACKENDS];
+    ct_shard_config_t cfg = {0};
+    int i, r;
+    for (i = 0; i < s->n; i++)
+        list[i] = &s->list[i]->timeout.service;
+    cfg.shards = list;
+    cfg.n_shards = (size_t)s->n;
+    cfg.key = redis_key_hash;
+    cfg.max_in_flight = (size_t)BACKEND_IN_FLIGHT * (size_t)s->n;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &s->wire->pool;
+    if ((r = ct_shard_init(&s->shard, s->ct, &cfg)) != 0) {
+        fprintf(stderr, "ctower proxy: sharding layer: %s\n", ct_strerror(r));
+        return -1;
+    }
+    s->sharded = 1;
+    s->service = &s->shard.service;
+    return 0;
+}
+
 int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire) {
     int i;
     memset(s, 0, sizeof *s);
@@ -185,6 +207,7 @@ int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t
     }
     for (i = 0; i < o->nbackends; i++)
         if (!(s->list[s->n++] = backend_new(s, o->backends[i]))) return -1;
+    if (o->shard) return shard_init(s);
     if (s->n == 1) {
         s->service = &s->list[0]->timeout.service;
         return 0;
@@ -204,6 +227,10 @@ void backend_set_report(const backend_set_t *s) {
         ct_balance_endpoint_stats_t st;
         fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed", b->address,
                 (unsigned long long)c.connects, (unsigned long long)c.connect_failures);
+        ct_shard_stats_t sh;
+        if (s->sharded && ct_shard_stats(&s->shard, (size_t)i, &sh) == 0)
+            fprintf(stderr, "; shard %d: %llu requests, %zu waiting, %zu in flight", i,
+                    (unsigned long long)sh.calls, sh.waiting, sh.in_flight);
         if (s->balanced && ct_balance_endpoint_stats(&s->balance, (size_t)b->id, &st) == 0) {
             fprintf(stderr, "; %llu requests, %llu failures, %zu in flight",
                     (unsigned long long)st.calls, (unsigned long long)st.failures, st.in_flight);

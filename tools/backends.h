@@ -1,13 +1,14 @@
 /* The backends of `ctower proxy`: each a reconnecting client under a timeout
  * layer, and over several of them, or over those a file names, a balancer
- * (ct_balance_t). With --backends-file the set follows the file: read at
- * start and again on each reload (SIGHUP), a backend gone from the file is
- * removed (its requests in flight are answered first) and a new one added,
- * while the proxy runs. */
+ * (ct_balance_t), or with --shard a sharding layer (ct_shard_t: each Redis
+ * command to the backend that holds its key). With --backends-file the set follows the file: read
+ * at start and again on each reload (SIGHUP), a backend gone from the file is removed (its requests
+ * in flight are answered first) and a new one added, while the proxy runs. */
 #ifndef CTOWER_TOOLS_BACKENDS_H
 #define CTOWER_TOOLS_BACKENDS_H
 
 #include "options.h"
+#include "redis_keys.h"
 
 typedef struct backend {
     ct_reconnect_t client;
@@ -26,6 +27,8 @@ typedef struct backend_set {
     int n;
     int balanced; /* a balancer over them (several, or a file) */
     ct_balance_t balance;
+    int sharded; /* --shard: each request to the backend its key names */
+    ct_shard_t shard;
     ct_service_t *service; /* the set as one service: the balancer, or the one backend */
 } backend_set_t;
 

@@ -41,10 +41,10 @@ static int takes(command_t cmd, const char *name) {
         return common || connects || listens || strcmp(name, "--retry") == 0 ||
                strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
                strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0 ||
-               strcmp(name, "--load") == 0;
+               strcmp(name, "--load") == 0 || strcmp(name, "--shard") == 0;
     return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
            strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0 &&
-           strcmp(name, "--load") != 0;
+           strcmp(name, "--load") != 0 && strcmp(name, "--shard") != 0;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
@@ -105,6 +105,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         }
         if (strcmp(a, "--tls") == 0) {
             o->tls = 1;
+            continue;
+        }
+        if (strcmp(a, "--shard") == 0) {
+            o->shard = 1;
             continue;
         }
         if (!v) {

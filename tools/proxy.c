@@ -108,8 +108,12 @@ static void on_signal(uv_signal_t *sig, int signum) {
 /* A failed command, as the error reply a Redis client expects in its place. */
 static int resp_error_reply(ct_server_t *srv, int status, void **response) {
     char text[160];
-    int n = snprintf(text, sizeof text, "-ERR ctower proxy: backend: %s (%s)\r\n",
-                     ct_strerror(status), ct_err_name(status));
+    int n = status == REDIS_CROSS_SHARD
+                ? snprintf(text, sizeof text,
+                           "-ERR ctower proxy: keys in different shards (give keys used together "
+                           "one {hash tag})\r\n")
+                : snprintf(text, sizeof text, "-ERR ctower proxy: backend: %s (%s)\r\n",
+                           ct_strerror(status), ct_err_name(status));
     (void)srv;
     if (n < 0 || (size_t)n >= sizeof text) return status;
     *response = ct_buf_from(text, (size_t)n);
@@ -192,6 +196,11 @@ static int check_options(const options_t *o) {
                         " [--retry] [--max-in-flight N] [--rate N]\n");
         return 2;
     }
+    if (o->shard && (!o->resp || o->backends_file || o->peak_ewma)) {
+        fprintf(stderr, "ctower proxy: --shard needs --codec resp and the backends as arguments "
+                        "(their order is the partitioning)\n");
+        return 2;
+    }
     if (o->multiplex && (o->line_codec || o->resp)) {
         fprintf(stderr, "ctower proxy: multiplex needs the length codec (tags are binary)\n");
         return 2;
@@ -237,7 +246,10 @@ int proxy_main(const options_t *o) {
         fprintf(stderr, "%s%s", i ? ", " : "", o->backends[i]);
     if (o->backends_file) fprintf(stderr, "the backends in %s", o->backends_file);
     fprintf(stderr, " (%s codec, %g s timeout%s%s", codec_name(o), o->timeout_s,
-            p.backends.balanced ? ", balanced" : "", o->retry ? ", retrying" : "");
+            p.backends.balanced  ? ", balanced"
+            : p.backends.sharded ? ", sharded"
+                                 : "",
+            o->retry ? ", retrying" : "");
     if (o->max_in_flight) fprintf(stderr, ", %ld in flight at most", o->max_in_flight);
     if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
     if (o->server_tls) fprintf(stderr, ", TLS to clients");

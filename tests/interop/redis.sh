@@ -6,7 +6,8 @@
 # a pipeline in order.
 # It also runs examples/redis_client, `ctower bench --codec resp` and
 # `ctower proxy` (with redis-benchmark through it) against the server, and
-# the proxy balancing over two servers, and TLS: redis-server's own, with a
+# the proxy balancing over two servers and sharding over two others, and
+# TLS: redis-server's own, with a
 # certificate made by openssl(1), reached by call, bench and the proxy.
 #   redis.sh CTOWER REDIS_CLIENT_EXAMPLE
 set -uo pipefail
@@ -27,6 +28,9 @@ cleanup() {
   [ -n "$bproxy_pid" ] && kill "$bproxy_pid" 2>/dev/null
   [ -n "${bad_pid:-}" ] && kill "$bad_pid" 2>/dev/null
   [ -n "${tls_pid:-}" ] && kill "$tls_pid" 2>/dev/null
+  [ -n "${shard1_pid:-}" ] && kill "$shard1_pid" 2>/dev/null
+  [ -n "${shard2_pid:-}" ] && kill "$shard2_pid" 2>/dev/null
+  [ -n "${sproxy_pid:-}" ] && kill "$sproxy_pid" 2>/dev/null
   [ -n "${tproxy_pid:-}" ] && kill "$tproxy_pid" 2>/dev/null
   rm -rf "$tmp"
 }
@@ -206,6 +210,44 @@ seq 1000 | sed "s/.*/GET shared/" | "$ctower" call "unix://$bsock" --codec resp 
 kill -TERM "$bproxy_pid"
 wait "$bproxy_pid" || fail "the balanced proxy exited $? after SIGTERM"
 bproxy_pid=
+
+# Sharding: two redis-servers that hold different keys behind `ctower
+# proxy --shard`. 200 SETs spread over both (each holds some, together all),
+# every GET finds its value, a command over keys of both is refused, and
+# keys with one {hash tag} stay together.
+for i in 1 2; do
+  redis-server --port 0 --unixsocket "$tmp/shard$i.sock" --save '' --appendonly no --dir "$tmp" \
+    --logfile "$tmp/shard$i.log" &
+  eval "shard${i}_pid=\$!"
+done
+for i in 1 2; do
+  for _ in $(seq 50); do [ -S "$tmp/shard$i.sock" ] && break; sleep 0.1; done
+done
+"$ctower" proxy "unix://$tmp/sproxy.sock" "unix://$tmp/shard1.sock" "unix://$tmp/shard2.sock" \
+  --codec resp --shard 2>"$tmp/sproxy.log" &
+sproxy_pid=$!
+for _ in $(seq 50); do [ -S "$tmp/sproxy.sock" ] && break; sleep 0.1; done
+grep -q "sharded" "$tmp/sproxy.log" || fail "the proxy does not say it shards: $(cat "$tmp/sproxy.log")"
+scall() { "$ctower" call "unix://$tmp/sproxy.sock" --codec resp --timeout 10 "$@"; }
+seq 200 | sed 's/.*/SET key& value&/' | scall >"$tmp/sets" || fail "SET x 200 through --shard: exit $?"
+[ "$(sort -u "$tmp/sets")" = OK ] && [ "$(wc -l <"$tmp/sets")" -eq 200 ] ||
+  fail "SET x 200 through --shard: $(sort "$tmp/sets" | uniq -c | head -3)"
+n1=$("$ctower" call "unix://$tmp/shard1.sock" --codec resp DBSIZE | tr -dc 0-9)
+n2=$("$ctower" call "unix://$tmp/shard2.sock" --codec resp DBSIZE | tr -dc 0-9)
+((n1 + n2 == 200 && n1 > 50 && n2 > 50)) || fail "200 keys sharded as $n1 + $n2"
+seq 200 | sed 's/.*/GET key&/' | scall >"$tmp/gets" || fail "GET x 200 through --shard: exit $?"
+seq 200 | sed 's/^/value/' | cmp -s - "$tmp/gets" || fail "GET x 200 through --shard: $(head -3 "$tmp/gets")"
+out=$(scall "MGET key1 key2 key3 key4 key5")
+[ "$out" = "(error) ERR ctower proxy: keys in different shards (give keys used together one {hash tag})" ] ||
+  fail "a command over keys of both shards: '$out'"
+out=$(scall "MSET {user7}.name ann {user7}.mail ann@example.org" "MGET {user7}.name {user7}.mail" | paste -sd '|')
+[ "$out" = "OK|[ann, ann@example.org]" ] || fail "keys with one hash tag: '$out'"
+kill -TERM "$sproxy_pid"
+wait "$sproxy_pid" || fail "the sharding proxy exited $? after SIGTERM"
+sproxy_pid=
+kill "$shard1_pid" "$shard2_pid"
+wait "$shard1_pid" "$shard2_pid" 2>/dev/null
+shard1_pid= shard2_pid=
 
 # TLS: Redis serves TLS on a loopback TCP port only (a random one: tried
 # again if taken). ctower's client speaks to Redis's TLS (OpenSSL's code on

@@ -339,6 +339,9 @@ grep -q "usage" "$tmp/err" || fail "backends given twice over is not refused"
 expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/missing"
 grep -q "missing" "$tmp/err" || fail "a missing backends file is not explained: $(cat "$tmp/err")"
 printf '# the first one\n  %s  \n\n' "$addr" >"$tmp/backends"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 "$addr" --shard
+grep -q -- "--shard needs --codec resp" "$tmp/err" || fail "--shard without RESP is not explained"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/backends" --codec resp --shard
 expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 "$addr" --load fastest
 grep -q "in-flight or peak-ewma" "$tmp/err" || fail "a bad --load is not explained"
 "$ctower" proxy tcp://127.0.0.1:0 --backends-file "$tmp/backends" --load peak-ewma 2>"$tmp/proxy.log" &
