@@ -9,9 +9,9 @@
  * key (SMOVE's member, LMOVE's directions): hashing it too can only refuse
  * such a command across shards, never send it to the wrong one. */
 static const char *const all_keys[] = {
-    "MGET",        "DEL",         "UNLINK",     "EXISTS",   "TOUCH",   "SDIFF",   "SINTER",
-    "SUNION",      "SDIFFSTORE",  "SINTERSTORE", "SUNIONSTORE", "PFCOUNT", "PFMERGE", "RENAME",
-    "RENAMENX",    "RPOPLPUSH",   "SMOVE",      "COPY",     NULL,
+    "MGET",     "DEL",        "UNLINK",      "EXISTS",      "TOUCH",   "SDIFF",   "SINTER",
+    "SUNION",   "SDIFFSTORE", "SINTERSTORE", "SUNIONSTORE", "PFCOUNT", "PFMERGE", "RENAME",
+    "RENAMENX", "RPOPLPUSH",  "SMOVE",       "COPY",        NULL,
 };
 static const char *const pairs[] = {"MSET", "MSETNX", NULL};
 
@@ -44,14 +44,15 @@ int redis_key_hash(void *ctx, const void *request, uint64_t *hash) {
     (void)ctx;
     *hash = 0;
     if (ct_resp_read(p, b->len, &at, &head) != 0 || head.type != '*' || head.n < 1 ||
-        ct_resp_read(p, b->len, &at, &name) != 0)
-        return CT_EMALFORMED; /* (the codec lets only commands through) */
+        ct_resp_read(p, b->len, &at, &name) != 0 || name.type != '$' || name.null)
+        return CT_EMALFORMED; /* (the proxy's codec lets only commands through) */
     if (head.n == 1) return 0;
     every = listed(&name, all_keys);
     step = listed(&name, pairs) ? 2 : 1;
     for (i = 1; i < head.n; i++) {
         uint64_t h;
-        if (ct_resp_read(p, b->len, &at, &arg) != 0) return CT_EMALFORMED;
+        if (ct_resp_read(p, b->len, &at, &arg) != 0 || arg.type != '$' || arg.null)
+            return CT_EMALFORMED;          /* a command's arguments are bulk strings */
         if ((i - 1) % step != 0) continue; /* a value */
         h = key_hash(arg.str, arg.len);
         if (i == 1)

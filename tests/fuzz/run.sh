@@ -8,6 +8,8 @@
 #   fuzz_layers: scripted polls, calls, cancels, releases, answers, failures,
 #                full and dead endpoints and shutdowns against a limit layer
 #                over a balancer (exactly-once completion, reservations).
+#   fuzz_redis_keys: any bytes as the Redis command `ctower proxy --shard`
+#                    routes by its key (tools/redis_keys.c).
 #   fuzz_tls: a TLS client and server session over in-memory wires, cut
 #             and lent in chunks of any size, readers that stop, flipped
 #             bytes (exact plaintext or CT_ETLS, never wrong bytes).
@@ -29,11 +31,14 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -n
   $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_client"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -name '*.c') \
   $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_layers"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_redis_keys.c" "$src_dir/tools/redis_keys.c" \
+  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) -lm \
+  -o "$out_dir/fuzz_redis_keys"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
   "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_tls"
 
 status=0
-for target in fuzz_codec fuzz_client fuzz_address fuzz_layers fuzz_tls; do
+for target in fuzz_codec fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
   seeds=()
