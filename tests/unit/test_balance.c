@@ -784,19 +784,26 @@ static void remove_endpoint(size_t id) {
     cr_assert_eq(ct_balance_remove(&layer, id, on_removed, &layer.cfg), 0);
 }
 
+/* With no endpoint: poll_ready waits (w registered), and a call without a
+ * READY is refused at once (its request still the caller's). */
+static void no_endpoint_to_call(ct_waker_t *w) {
+    rec_op_t r;
+    tmsg_t *orphan = tmsg_new(7);
+    woken = 0;
+    ct_waker_init(w, &H.ct, on_woken);
+    cr_assert_eq(ct_service_poll_ready(&layer.service, w), CT_PENDING);
+    rec_op_init(&r);
+    cr_assert_eq(h_call(&layer.service, orphan, &r.op), CT_ENOENDPOINT);
+    tmsg_free(orphan, NULL);
+}
+
 Test(balance, an_empty_balancer_waits_for_its_first_endpoint) {
     ct_balance_config_t c = config(0);
     ct_waker_t w;
     rec_op_t r;
-    tmsg_t *orphan = tmsg_new(7);
     eps_init(1, 0);
     cr_assert_eq(ct_balance_init(&layer, &H.ct, &c), 0);
-    woken = 0;
-    ct_waker_init(&w, &H.ct, on_woken);
-    cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_PENDING);
-    rec_op_init(&r);
-    cr_assert_eq(h_call(&layer.service, orphan, &r.op), CT_ENOENDPOINT);
-    tmsg_free(orphan, NULL); /* refused at once: still the caller's */
+    no_endpoint_to_call(&w);
     cr_assert_eq(ct_balance_add(&layer, &eps[0].service), 0, "the first id is 0");
     H_RUN_UNTIL(woken);
     cr_assert_eq(ct_service_poll_ready(&layer.service, NULL), CT_READY);
@@ -907,23 +914,26 @@ Test(balance, removing_the_chosen_endpoint_gives_back_its_reservation) {
 
 Test(balance, with_every_endpoint_removed_calls_find_none) {
     ct_waker_t w;
-    rec_op_t r;
-    tmsg_t *orphan = tmsg_new(1);
     wrap(2, 0);
     nhanded_back = 0;
     remove_endpoint(0);
     remove_endpoint(1);
     H_RUN_UNTIL(nhanded_back == 2);
-    woken = 0;
-    ct_waker_init(&w, &H.ct, on_woken);
-    cr_assert_eq(ct_service_poll_ready(&layer.service, &w), CT_PENDING);
-    rec_op_init(&r);
-    cr_assert_eq(h_call(&layer.service, orphan, &r.op), CT_ENOENDPOINT);
-    tmsg_free(orphan, NULL);
+    no_endpoint_to_call(&w);
     ct_waker_cancel(&w);
     h_close_service(&eps[0].service);
     h_close_service(&eps[1].service);
     h_close_service(&layer.service);
+}
+
+/* Two endpoints holding four calls, endpoint 1 being removed. */
+static void four_held_one_removed(rec_op_t r[4]) {
+    int i;
+    wrap(2, 1);
+    for (i = 0; i < 4; i++)
+        call(&r[i], (uint64_t)i);
+    nhanded_back = 0;
+    remove_endpoint(1);
 }
 
 /* Shutdown waits for an endpoint being removed to be handed back, and
@@ -931,11 +941,7 @@ Test(balance, with_every_endpoint_removed_calls_find_none) {
 Test(balance, shutdown_waits_for_endpoints_being_removed) {
     rec_op_t r[4];
     int i;
-    wrap(2, 1);
-    for (i = 0; i < 4; i++)
-        call(&r[i], (uint64_t)i);
-    nhanded_back = 0;
-    remove_endpoint(1);
+    four_held_one_removed(r);
     drained = 0;
     cr_assert_eq(ct_service_shutdown(&layer.service, on_drained), 0);
     ep_init(2, 0);
@@ -958,11 +964,7 @@ Test(balance, shutdown_waits_for_endpoints_being_removed) {
 Test(balance, close_closes_endpoints_being_removed) {
     rec_op_t r[4];
     int i;
-    wrap(2, 1);
-    for (i = 0; i < 4; i++)
-        call(&r[i], (uint64_t)i);
-    nhanded_back = 0;
-    remove_endpoint(1);
+    four_held_one_removed(r);
     h_close_service(&layer.service);
     for (i = 0; i < 4; i++) {
         cr_assert_eq(r[i].calls, 1);
