@@ -6,6 +6,7 @@
 #include "ctower/stream.h"
 #include "ctower/error.h"
 #include "../codec/prefix_be32.h"
+#include "../core/buf_take.h"
 #include "tls_session.h"
 
 #include <stdint.h>
@@ -190,7 +191,7 @@ static void take_read(ct_stream_t *s, ssize_t nread) {
  * the transport when it got the message. */
 static inline int deliver_frame(ct_stream_t *s, size_t payload_offset, size_t payload_len,
                                 size_t frame_len) {
-    ct_buf_t *msg = ct_buf_pool_get(s->cfg.pool, payload_len);
+    ct_buf_t *msg = ct_buf_pool_take(s->cfg.pool, payload_len);
     if (!msg) {
         end_stream(s, UV_ENOMEM);
         return -1;
