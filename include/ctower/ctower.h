@@ -34,6 +34,7 @@
 #include "ctower/layer/buffer.h"
 #include "ctower/layer/hedge.h"
 #include "ctower/layer/shard.h"
+#include "ctower/layer/breaker.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

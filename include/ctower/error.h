@@ -39,7 +39,8 @@ extern "C" {
     XX(ETLS, -30016, "TLS failed: handshake or record refused, or the peer does not speak TLS")    \
     XX(ETLSVERIFY, -30017,                                                                         \
        "TLS peer's certificate not accepted (untrusted, expired or wrong name)")                   \
-    XX(ENOENDPOINT, -30018, "no endpoint to send the call to")
+    XX(ENOENDPOINT, -30018, "no endpoint to send the call to")                                     \
+    XX(EOPEN, -30019, "circuit open: the service failed too often, calls fail fast for a while")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

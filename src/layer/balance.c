@@ -6,6 +6,7 @@
 #include "ctower/layer/balance.h"
 #include "ctower/error.h"
 #include "../core/backoff.h"
+#include "failure.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -52,25 +53,12 @@ static uint64_t now_ms(const ct_balance_t *b) {
 
 /* ---- endpoints ------------------------------------------------------------ */
 
-static int default_is_failure(int status) {
-    switch (status) {
-    case CT_ECONNECT:
-    case CT_ESENDBROKEN:
-    case CT_ERECVBROKEN:
-    case CT_EDESYNC:
-    case CT_ETIMEDOUT:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* Counts an error of a call to ep: a failure leaves it out for a while,
  * anything else ends a run of failures (as an answer does, in the caller). */
 static __attribute__((noinline)) void note_error(ct_balance_t *b, endpoint_t *ep, int status,
                                                  int cause) {
     int failed = b->cfg.is_failure ? b->cfg.is_failure(b->cfg.is_failure_ctx, status, cause)
-                                   : default_is_failure(status);
+                                   : ct_failure_default(status);
     uint64_t pause;
     if (!failed) {
         ep->failures_in_a_row = 0;

@@ -313,8 +313,8 @@ Test(balance, every_endpoint_of_five_takes_calls) {
 /* An endpoint that fails fast would look the least loaded forever: after
  * its first failure it is left out, and the other one answers. */
 Test(balance, a_failing_endpoint_is_left_out) {
-    static const int kinds[] = {CT_ECONNECT, CT_ESENDBROKEN, CT_ERECVBROKEN, CT_EDESYNC,
-                                CT_ETIMEDOUT};
+    static const int kinds[] = {CT_ECONNECT, CT_ESENDBROKEN, CT_ERECVBROKEN,
+                                CT_EDESYNC,  CT_ETIMEDOUT,   CT_EOPEN};
     size_t k;
     for (k = 0; k < sizeof kinds / sizeof *kinds; k++) {
         rec_op_t r;

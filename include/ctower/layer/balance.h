@@ -12,9 +12,9 @@
  * An endpoint that fails a call as a broken endpoint does is left out for a
  * pause: it could not connect (CT_ECONNECT), its connection broke
  * (CT_ESENDBROKEN, CT_ERECVBROKEN), it sent an answer to nothing
- * (CT_EDESYNC), or the call timed out (CT_ETIMEDOUT, from a timeout layer
- * over the endpoint). cfg.is_failure decides instead when given. The pause
- * doubles with each failure in a row, from pause_min_ms up to pause_max_ms,
+ * (CT_EDESYNC), the call timed out (CT_ETIMEDOUT, from a timeout layer
+ * over the endpoint), or its circuit breaker is open (CT_EOPEN). cfg.is_failure decides instead
+ * when given. The pause doubles with each failure in a row, from pause_min_ms up to pause_max_ms,
  * drawn between half and all of that; then the endpoint takes calls again,
  * and its first answer that is not a failure ends the run. Without this, an
  * endpoint that fails fast would always look the least loaded and draw most
