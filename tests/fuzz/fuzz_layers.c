@@ -1,7 +1,7 @@
-/* Model-based fuzz target for the balancing, sharding and limit layers.
+/* Model-based fuzz target for the balancing, sharding, breaker and limit layers.
  * The input is a script played against a stack of a limit layer (or not)
- * over a balancer (or a sharding layer) over 1-4 endpoints that the script
- * steers: polls, calls
+ * over a circuit breaker (or not) over a balancer (or a sharding layer)
+ * over 1-4 endpoints that the script steers: polls, calls
  * (with or without a READY), cancels, releases, endpoints that answer,
  * fail, fill up, free up or die, endpoints added and removed, shutdowns
  * and loop turns. Whatever the script, every op that started completes
@@ -65,6 +65,7 @@ static struct {
     ct_balance_t balance;
     ct_shard_t shard; /* instead of the balancer, in some runs */
     int sharded;
+    ct_breaker_t breaker; /* over either, in some runs */
     ct_limit_t limit;
     ct_service_t *top;
     struct rec {
@@ -277,7 +278,7 @@ static void shard_over(ct_service_t **list, size_t bound) {
 /* shape: endpoints (bits 0-1), the bound (2-5), a limit layer (6) with a
  * rate (7); mode: a balancer (that weighs round-trip times, or counts
  * calls) or a sharding layer over the endpoints. */
-static void setup(uint8_t shape, int mode) {
+static void setup(uint8_t shape, int mode, int breaker) {
     ct_service_t *list[EPS];
     ct_balance_config_t bc;
     int i;
@@ -303,6 +304,17 @@ static void setup(uint8_t shape, int mode) {
     } else {
         must(ct_balance_init(&S.balance, &S.ct, &bc) == 0);
         S.top = &S.balance.service;
+    }
+    if (breaker) { /* opens after 2 failures, probes after 1-2 ms */
+        ct_breaker_config_t kc;
+        memset(&kc, 0, sizeof kc);
+        kc.failures_to_open = 2;
+        kc.pause_min_ms = 1;
+        kc.pause_max_ms = 2;
+        kc.max_in_flight = 8;
+        kc.free_msg = free_msg;
+        must(ct_breaker_init(&S.breaker, &S.ct, S.top, &kc) == 0);
+        S.top = &S.breaker.service;
     }
     if (shape & 0x40) {
         ct_limit_config_t lc = {1 + (size_t)(shape >> 7) * 4, (shape & 0x80) ? 100000 : 0, 0,
@@ -364,7 +376,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t i;
     int k, j;
     if (size < 1) return 0;
-    setup(data[0], (int)(size % 3)); /* (the script's length picks the layer) */
+    /* (the script's length picks the layers) */
+    setup(data[0], (int)(size % 3), (int)((size / 3) % 2));
     for (i = 1; i + 1 < size && i < 1 + 2 * 400; i += 2)
         step(data[i], data[i + 1]);
     for (j = 0; j < S.neps; j++) /* the endpoints answer what they hold */
