@@ -11,7 +11,30 @@ static void on_client_closed(ct_service_t *svc) {
     free(svc->data); /* the backend_t it is in */
 }
 
-/* A backend's client under its timeout layer, or NULL after saying why. */
+/* With --breaker N, a circuit breaker over the timeout layer: a backend
+ * that times out N times in a row fails its requests at once for a while.
+ * Returns 0, or the error (the timeout layer and client are then closing,
+ * and b goes with them). */
+static int add_breaker(backend_set_t *s, backend_t *b) {
+    ct_breaker_config_t cfg = {0};
+    int r;
+    b->top = &b->timeout.service;
+    if (!s->o->breaker) return 0;
+    cfg.failures_to_open = (unsigned)s->o->breaker;
+    cfg.max_in_flight = BACKEND_IN_FLIGHT;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &s->wire->pool;
+    if ((r = ct_breaker_init(&b->breaker, s->ct, &b->timeout.service, &cfg)) != 0) {
+        b->timeout.service.data = b;
+        ct_service_close(&b->timeout.service, on_client_closed);
+        return r;
+    }
+    b->top = &b->breaker.service;
+    return 0;
+}
+
+/* A backend's client under its timeout layer (and a breaker), or NULL
+ * after saying why. */
 static backend_t *backend_new(backend_set_t *s, const char *address) {
     const options_t *o = s->o;
     ct_reconnect_config_t rc = {0};
@@ -33,6 +56,8 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
             b->client.service.data = b;
             ct_service_close(&b->client.service, on_client_closed);
             b = NULL;
+        } else if ((r = add_breaker(s, b)) != 0) {
+            b = NULL;
         }
     } else {
         free(b);
@@ -44,7 +69,7 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
     }
     snprintf(b->address, sizeof b->address, "%s", address);
     b->set = s;
-    b->timeout.service.data = b;
+    b->top->data = b;
     return b;
 }
 
@@ -110,9 +135,9 @@ static int add(backend_set_t *s, const char *address) {
         return -1;
     }
     if (!(b = backend_new(s, address))) return -1;
-    if ((b->id = ct_balance_add(&s->balance, &b->timeout.service)) < 0) {
+    if ((b->id = ct_balance_add(&s->balance, b->top)) < 0) {
         fprintf(stderr, "ctower proxy: backend %s: %s\n", address, ct_strerror(b->id));
-        ct_service_close(&b->timeout.service, on_backend_closed); /* and its client */
+        ct_service_close(b->top, on_backend_closed); /* and the layers under it */
         return -1;
     }
     s->list[s->n++] = b;
@@ -180,7 +205,7 @@ static int shard_init(backend_set_t *s) {
     ct_shard_config_t cfg = {0};
     int i, r;
     for (i = 0; i < s->n; i++)
-        list[i] = &s->list[i]->timeout.service;
+        list[i] = s->list[i]->top;
     cfg.shards = list;
     cfg.n_shards = (size_t)s->n;
     cfg.key = redis_key_hash;
@@ -209,13 +234,12 @@ int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t
         if (!(s->list[s->n++] = backend_new(s, o->backends[i]))) return -1;
     if (o->shard) return shard_init(s);
     if (s->n == 1) {
-        s->service = &s->list[0]->timeout.service;
+        s->service = s->list[0]->top;
         return 0;
     }
     if (balance_init(s) != 0) return -1;
     for (i = 0; i < s->n; i++)
-        if ((s->list[i]->id = ct_balance_add(&s->balance, &s->list[i]->timeout.service)) < 0)
-            return -1;
+        if ((s->list[i]->id = ct_balance_add(&s->balance, s->list[i]->top)) < 0) return -1;
     return 0;
 }
 
@@ -227,6 +251,13 @@ void backend_set_report(const backend_set_t *s) {
         ct_balance_endpoint_stats_t st;
         fprintf(stderr, "ctower proxy: backend %s: %llu connects, %llu failed", b->address,
                 (unsigned long long)c.connects, (unsigned long long)c.connect_failures);
+        if (s->o->breaker) {
+            static const char *const states[] = {"closed", "open", "half-open"};
+            ct_breaker_stats_t k;
+            ct_breaker_stats(&b->breaker, &k);
+            fprintf(stderr, "; breaker %s, opened %llu times, %llu refused", states[k.state],
+                    (unsigned long long)k.opens, (unsigned long long)k.rejected);
+        }
         ct_shard_stats_t sh;
         if (s->sharded && ct_shard_stats(&s->shard, (size_t)i, &sh) == 0)
             fprintf(stderr, "; shard %d: %llu requests, %zu waiting, %zu in flight", i,

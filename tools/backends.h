@@ -12,7 +12,9 @@
 
 typedef struct backend {
     ct_reconnect_t client;
-    ct_timeout_t timeout; /* over the client: the backend as a service */
+    ct_timeout_t timeout; /* over the client */
+    ct_breaker_t breaker; /* --breaker: over the timeout layer */
+    ct_service_t *top;    /* the backend as a service: the breaker, or the timeout layer */
     char address[256];
     int id;       /* in the balancer */
     int removing; /* taken out of the balancer, draining */

@@ -41,10 +41,12 @@ static int takes(command_t cmd, const char *name) {
         return common || connects || listens || strcmp(name, "--retry") == 0 ||
                strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
                strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0 ||
-               strcmp(name, "--load") == 0 || strcmp(name, "--shard") == 0;
+               strcmp(name, "--load") == 0 || strcmp(name, "--shard") == 0 ||
+               strcmp(name, "--breaker") == 0;
     return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
            strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0 &&
-           strcmp(name, "--load") != 0 && strcmp(name, "--shard") != 0;
+           strcmp(name, "--load") != 0 && strcmp(name, "--shard") != 0 &&
+           strcmp(name, "--breaker") != 0;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
@@ -135,6 +137,9 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->address = v;
         } else if (strcmp(a, "--backends-file") == 0) {
             o->backends_file = v;
+        } else if (strcmp(a, "--breaker") == 0) {
+            if (whole_number(a, v, 1, 1000000, &d)) return -1;
+            o->breaker = (int)d;
         } else if (strcmp(a, "--load") == 0) {
             if (strcmp(v, "in-flight") && strcmp(v, "peak-ewma")) {
                 fprintf(stderr, "ctower: --load is in-flight or peak-ewma, not '%s'\n", v);

@@ -15,6 +15,7 @@ typedef struct options {
     const char *backends_file; /* proxy: the backends, one address per line, read again on SIGHUP */
     int peak_ewma;             /* proxy --load peak-ewma: the balancer weighs round-trip times */
     int shard;                 /* proxy --shard: the backends hold different keys */
+    int breaker; /* proxy --breaker N: failures in a row that open a backend's breaker */
     int multiplex;
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */

@@ -378,6 +378,30 @@ grep -q '"requests": 2000, "errors": 0,' "$tmp/out" || fail "after a bad backend
 stop proxy_pid "$tmp/proxy.log"
 stop server2_pid
 
+# proxy --breaker 3: a backend that stops answering times out three
+# requests in a row; then its breaker opens and the next ones are refused
+# at once, without waiting for their time-out (the proxy's report counts
+# them). Bad values are refused.
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:0 tcp://127.0.0.1:1 --breaker 0
+grep -q -- "--breaker wants a whole number" "$tmp/err" || fail "a bad --breaker is not explained"
+"$ctower" serve "unix://$tmp/slow.sock" 2>"$tmp/serve.log" &
+server_pid=$!
+address_in "$tmp/serve.log" '.*echo on (unix:[^ ]*) .*' >/dev/null || fail "serve did not listen"
+"$ctower" proxy "unix://$tmp/breaker.sock" "unix://$tmp/slow.sock" --timeout 0.2 --breaker 3 \
+  2>"$tmp/proxy.log" &
+proxy_pid=$!
+address_in "$tmp/proxy.log" '.* on (unix:[^ ]*) to .*' >/dev/null || fail "proxy --breaker did not listen"
+expect_exit 0 "$ctower" call "unix://$tmp/breaker.sock" hi
+kill -STOP "$server_pid"
+for i in 1 2 3 4 5 6; do
+  expect_exit 1 "$ctower" call "unix://$tmp/breaker.sock" --timeout 5 "x$i"
+done
+kill -USR1 "$proxy_pid"
+wait_log "breaker open, opened 1 times, 3 refused"
+kill -CONT "$server_pid"
+stop proxy_pid "$tmp/proxy.log"
+stop server_pid
+
 # proxy bounds: with --rate 2000 (a burst of 200), 2,000 requests take 0.9 s
 # at least, whatever the clients ask for; with --max-in-flight too, nothing
 # fails, the clients wait. Bad values are refused.
