@@ -36,12 +36,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Waits until the log file $1 says $2 (a server says so once it listens: its
+# socket file exists a moment before it accepts), or fails with $3.
+wait_said() {
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  fail "$3: $(cat "$1" 2>/dev/null)"
+}
+
 # No TCP port, no persistence: the server lives in $tmp and dies with the test.
 redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no --dir "$tmp" \
   --logfile "$tmp/redis.log" &
 server_pid=$!
-for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || fail "redis-server did not start: $(cat "$tmp/redis.log" 2>/dev/null)"
+wait_said "$tmp/redis.log" "ready to accept connections" "redis-server did not start"
 
 call() { "$ctower" call "unix://$sock" --codec crlf --timeout 10 "$@"; }
 resp() { "$ctower" call "unix://$sock" --codec resp --timeout 10 "$@"; }
@@ -105,8 +111,7 @@ grep -q "LRANGE example:list 0 -1 *-> \[a, b\]" "$tmp/example.out" ||
 psock="$tmp/proxy.sock"
 "$ctower" proxy "unix://$psock" "unix://$sock" --codec resp --retry 2>"$tmp/proxy.log" &
 proxy_pid=$!
-for _ in $(seq 50); do [ -S "$psock" ] && break; sleep 0.1; done
-[ -S "$psock" ] || fail "proxy did not listen: $(cat "$tmp/proxy.log")"
+wait_said "$tmp/proxy.log" " on unix:" "proxy did not listen"
 out=$("$ctower" call "unix://$psock" --codec resp "SET proxied yes" "GET proxied" "HGET proxied x" |
   paste -sd '|')
 [ "$out" = "OK|yes|(error) WRONGTYPE Operation against a key holding the wrong kind of value" ] ||
@@ -172,8 +177,7 @@ sock2="$tmp/redis2.sock"
 redis-server --port 0 --unixsocket "$sock2" --save '' --appendonly no --dir "$tmp" \
   --logfile "$tmp/redis2.log" &
 server2_pid=$!
-for _ in $(seq 50); do [ -S "$sock2" ] && break; sleep 0.1; done
-[ -S "$sock2" ] || fail "a second redis-server did not start: $(cat "$tmp/redis2.log" 2>/dev/null)"
+wait_said "$tmp/redis2.log" "ready to accept connections" "a second redis-server did not start"
 for s in "$sock" "$sock2"; do
   out=$("$ctower" call "unix://$s" --codec resp "SET shared replicated") || fail "SET on $s: exit $?"
   [ "$out" = OK ] || fail "SET on $s answered '$out'"
@@ -189,8 +193,7 @@ bsock="$tmp/balanced.sock"
 "$ctower" proxy "unix://$bsock" "unix://$sock" "unix://$sock2" --codec resp --retry \
   2>"$tmp/bproxy.log" &
 bproxy_pid=$!
-for _ in $(seq 50); do [ -S "$bsock" ] && break; sleep 0.1; done
-[ -S "$bsock" ] || fail "the balanced proxy did not listen: $(cat "$tmp/bproxy.log")"
+wait_said "$tmp/bproxy.log" " on unix:" "the balanced proxy did not listen"
 for _ in 1 2; do # two clients, one after the other
   seq 1000 | sed "s/.*/GET shared/" | "$ctower" call "unix://$bsock" --codec resp >"$tmp/gets" ||
     fail "GET x 1000 through the balanced proxy: exit $?"
@@ -221,14 +224,12 @@ for i in 1 2; do
   eval "shard${i}_pid=\$!"
 done
 for i in 1 2; do
-  for _ in $(seq 50); do [ -S "$tmp/shard$i.sock" ] && break; sleep 0.1; done
+  wait_said "$tmp/shard$i.log" "ready to accept connections" "redis-server shard $i did not start"
 done
 "$ctower" proxy "unix://$tmp/sproxy.sock" "unix://$tmp/shard1.sock" "unix://$tmp/shard2.sock" \
   --codec resp --shard 2>"$tmp/sproxy.log" &
 sproxy_pid=$!
-# (the socket exists a moment before the proxy says what it does)
-for _ in $(seq 50); do grep -q "sharded" "$tmp/sproxy.log" && break; sleep 0.1; done
-grep -q "sharded" "$tmp/sproxy.log" || fail "the proxy does not say it shards: $(cat "$tmp/sproxy.log")"
+wait_said "$tmp/sproxy.log" "sharded" "the sharding proxy did not listen, or does not shard"
 scall() { "$ctower" call "unix://$tmp/sproxy.sock" --codec resp --timeout 10 "$@"; }
 seq 200 | sed 's/.*/SET key& value&/' | scall >"$tmp/sets" || fail "SET x 200 through --shard: exit $?"
 [ "$(sort -u "$tmp/sets")" = OK ] && [ "$(wc -l <"$tmp/sets")" -eq 200 ] ||
@@ -291,7 +292,7 @@ grep -q "certificate not accepted" "$tmp/err" || fail "the untrusted certificate
 # The proxy: plain clients on a Unix socket, TLS to Redis.
 "$ctower" proxy "unix://$tmp/tproxy.sock" "$taddr" --codec resp "${trust[@]}" 2>"$tmp/tproxy.log" &
 tproxy_pid=$!
-for _ in $(seq 50); do [ -S "$tmp/tproxy.sock" ] && break; sleep 0.1; done
+wait_said "$tmp/tproxy.log" " on unix:" "the TLS proxy did not listen"
 out=$("$ctower" call "unix://$tmp/tproxy.sock" --codec resp "GET tk" "INCR tlscount" | paste -sd '|')
 [ "$out" = "secret|(integer) 20001" ] || fail "through the proxy over TLS, Redis answered '$out'"
 kill -TERM "$tproxy_pid"
