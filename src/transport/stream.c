@@ -7,6 +7,7 @@
 #include "ctower/error.h"
 #include "../codec/prefix_be32.h"
 #include "../core/buf_take.h"
+#include "../core/grow.h"
 #include "tls_session.h"
 
 #include <stdint.h>
@@ -50,19 +51,6 @@ static void write_failed(ct_stream_t *s, int status) {
     shutdown_if_flushed(s);
 }
 
-static int grow(uint8_t **buf, size_t *cap, size_t need) {
-    size_t n = *cap ? *cap : 4096;
-    uint8_t *p;
-    while (n < need)
-        n = n > SIZE_MAX / 2 ? need : n * 2; /* doubling must not wrap */
-    if (n == *cap) return 0;
-    p = realloc(*buf, n);
-    if (!p) return UV_ENOMEM;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
 /* ---- receive ------------------------------------------------------------ */
 
 /* With nothing of an earlier read left, the read goes into the loop's shared
@@ -93,7 +81,7 @@ static int return_shared(ct_stream_t *s) {
     s->rshared = 0;
     if (s->rlen > 0) {
         size_t need = s->rlen > s->cfg.read_buffer ? s->rlen : s->cfg.read_buffer;
-        if (s->rcap < s->rlen && (r = grow(&s->rbuf, &s->rcap, need)) != 0)
+        if (s->rcap < s->rlen && (r = ct_grow(&s->rbuf, &s->rcap, need)) != 0)
             s->rlen = 0;
         else
             memcpy(s->rbuf, left, s->rlen);
@@ -112,13 +100,13 @@ static uv_buf_t read_room(ct_stream_t *s) {
     /* TLS decrypts a record (16 KiB at most) at a time: more is not needed
      * until a frame is larger. */
     size_t first = s->tls && s->cfg.read_buffer > (16u << 10) ? 16u << 10 : s->cfg.read_buffer;
-    if (s->rcap == 0 && grow(&s->rbuf, &s->rcap, first) != 0) return uv_buf_init(NULL, 0);
+    if (s->rcap == 0 && ct_grow(&s->rbuf, &s->rcap, first) != 0) return uv_buf_init(NULL, 0);
     if (s->rstart > 0 && s->rstart + s->rlen == s->rcap) {
         memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
         s->rstart = 0;
     }
     if (s->rstart + s->rlen == s->rcap && s->rcap < want)
-        grow(&s->rbuf, &s->rcap, s->rcap + 1 < want ? s->rcap + 1 : want);
+        ct_grow(&s->rbuf, &s->rcap, s->rcap + 1 < want ? s->rcap + 1 : want);
     return uv_buf_init((char *)s->rbuf + s->rstart + s->rlen,
                        (unsigned)(s->rcap - s->rstart - s->rlen));
 }
@@ -347,7 +335,7 @@ static int unshare_out(ct_stream_t *s, size_t from, size_t need) {
     uint8_t *own = s->wown;
     size_t cap = s->wown_cap, keep = s->wlen - from;
     if (need < keep) need = keep;
-    if (need > cap && grow(&own, &cap, need) != 0) return UV_ENOMEM;
+    if (need > cap && ct_grow(&own, &cap, need) != 0) return UV_ENOMEM;
     memcpy(own, s->wbuf + from, keep);
     s->wown = own;
     s->wown_cap = cap;
@@ -370,7 +358,7 @@ static void give_back_out(ct_stream_t *s) {
 
 static __attribute__((noinline)) int grow_out(ct_stream_t *s, size_t need) {
     if (s->wshared) return unshare_out(s, 0, need);
-    return grow(&s->wbuf, &s->wcap, need);
+    return ct_grow(&s->wbuf, &s->wcap, need);
 }
 
 static int st_send(ct_transport_t *t, void *msg) {

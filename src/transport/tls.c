@@ -8,6 +8,7 @@
  * first (ERR_clear_error() alone cost 37 instructions per request at
  * 50 x 64). */
 #include "tls_session.h"
+#include "../core/grow.h"
 #include "ctower/error.h"
 
 #include <arpa/inet.h>
@@ -143,18 +144,6 @@ done:
  * cost more than the rest of the stream together (callgrind: 280
  * instructions per request of memset alone at 50 x 64). */
 
-static int grow_to(uint8_t **buf, size_t *cap, size_t need) {
-    size_t n = *cap ? *cap : 4096;
-    uint8_t *p;
-    if (need <= *cap) return 0;
-    while (n < need)
-        n *= 2;
-    if (!(p = realloc(*buf, n))) return UV_ENOMEM;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
 static int bio_read(BIO *b, char *out, int len) {
     ct_tls_session_t *t = BIO_get_data(b);
     size_t n = t->in_len < (size_t)len ? t->in_len : (size_t)len;
@@ -172,7 +161,7 @@ static int bio_read(BIO *b, char *out, int len) {
 static int bio_write(BIO *b, const char *in, int len) {
     ct_tls_session_t *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    if (grow_to(&t->out, &t->out_cap, t->out_len + (size_t)len) != 0) return -1;
+    if (ct_grow(&t->out, &t->out_cap, t->out_len + (size_t)len) != 0) return -1;
     memcpy(t->out + t->out_len, in, (size_t)len);
     t->out_len += (size_t)len;
     return len;
@@ -287,7 +276,7 @@ int ct_tls_session_lend(ct_tls_session_t *t, const uint8_t *cipher, size_t n) {
     }
     /* bytes kept from before come first (they are in kept, compacted) */
     at = (size_t)(t->in - t->kept);
-    if (grow_to(&t->kept, &t->kept_cap, at + t->in_len + n) != 0) return UV_ENOMEM;
+    if (ct_grow(&t->kept, &t->kept_cap, at + t->in_len + n) != 0) return UV_ENOMEM;
     memcpy(t->kept + at + t->in_len, cipher, n);
     t->in = t->kept + at;
     t->in_len += n;
@@ -297,7 +286,7 @@ int ct_tls_session_lend(ct_tls_session_t *t, const uint8_t *cipher, size_t n) {
 int ct_tls_session_keep(ct_tls_session_t *t) {
     int lent = !t->kept || t->in < t->kept || t->in >= t->kept + t->kept_cap;
     if (t->in_len == 0) return 0;
-    if (lent && grow_to(&t->kept, &t->kept_cap, t->in_len) != 0) {
+    if (lent && ct_grow(&t->kept, &t->kept_cap, t->in_len) != 0) {
         t->in_len = 0;
         return UV_ENOMEM;
     }
