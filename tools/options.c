@@ -29,24 +29,51 @@ static int whole_number(const char *name, const char *text, double min, double m
 
 static const char *const command_names[] = {"bench", "serve", "call", "proxy"};
 
-/* Whether cmd takes the option name (bench takes them all but --timeout and
- * proxy's bounds). */
+/* Which commands take each option (bits 1 << command_t). A name not listed
+ * is for bench to refuse as unknown, and for the others to refuse as not
+ * theirs. */
+enum {
+    BENCH = 1 << CMD_BENCH,
+    SERVE = 1 << CMD_SERVE,
+    CALL = 1 << CMD_CALL,
+    PROXY = 1 << CMD_PROXY
+};
+static const struct {
+    const char *name;
+    int commands;
+} option_commands[] = {
+    {"--mode", BENCH | SERVE | CALL | PROXY},
+    {"--codec", BENCH | SERVE | CALL | PROXY},
+    {"--tls", BENCH | CALL | PROXY},
+    {"--tls-ca", BENCH | CALL | PROXY},
+    {"--tls-cert", SERVE | PROXY},
+    {"--tls-key", SERVE | PROXY},
+    {"--threads", BENCH | SERVE},
+    {"--timeout", CALL | PROXY},
+    {"--retry", BENCH | PROXY},
+    {"--max-in-flight", PROXY},
+    {"--rate", PROXY},
+    {"--backends-file", PROXY},
+    {"--load", PROXY},
+    {"--shard", PROXY},
+    {"--breaker", PROXY},
+    {"--server", BENCH},
+    {"--connections", BENCH},
+    {"--depth", BENCH},
+    {"--size", BENCH},
+    {"--duration", BENCH},
+    {"--requests", BENCH},
+    {"--json", BENCH},
+    {"--reconnect", BENCH},
+    {"--command", BENCH},
+};
+
 static int takes(command_t cmd, const char *name) {
-    int common = strcmp(name, "--mode") == 0 || strcmp(name, "--codec") == 0;
-    int connects = strcmp(name, "--tls") == 0 || strcmp(name, "--tls-ca") == 0;
-    int listens = strcmp(name, "--tls-cert") == 0 || strcmp(name, "--tls-key") == 0;
-    if (cmd == CMD_SERVE) return common || listens || strcmp(name, "--threads") == 0;
-    if (cmd == CMD_CALL) return common || connects || strcmp(name, "--timeout") == 0;
-    if (cmd == CMD_PROXY)
-        return common || connects || listens || strcmp(name, "--retry") == 0 ||
-               strcmp(name, "--timeout") == 0 || strcmp(name, "--max-in-flight") == 0 ||
-               strcmp(name, "--rate") == 0 || strcmp(name, "--backends-file") == 0 ||
-               strcmp(name, "--load") == 0 || strcmp(name, "--shard") == 0 ||
-               strcmp(name, "--breaker") == 0;
-    return !listens && strcmp(name, "--timeout") != 0 && strcmp(name, "--max-in-flight") != 0 &&
-           strcmp(name, "--rate") != 0 && strcmp(name, "--backends-file") != 0 &&
-           strcmp(name, "--load") != 0 && strcmp(name, "--shard") != 0 &&
-           strcmp(name, "--breaker") != 0;
+    size_t i;
+    for (i = 0; i < sizeof option_commands / sizeof option_commands[0]; i++)
+        if (strcmp(name, option_commands[i].name) == 0)
+            return (option_commands[i].commands & (1 << cmd)) != 0;
+    return cmd == CMD_BENCH;
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,
