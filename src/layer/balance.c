@@ -5,6 +5,7 @@
  * every call go out and come back. */
 #include "ctower/layer/balance.h"
 #include "ctower/error.h"
+#include "entry.h"
 #include "../core/backoff.h"
 #include "failure.h"
 
@@ -245,7 +246,6 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_balance_t *b = e->layer;
     endpoint_t *ep = e->endpoint;
-    ct_op_t *outer = e->outer;
     ep->in_flight--;
     if (b->cfg.load == CT_BALANCE_PEAK_EWMA && status != CT_ECANCELED)
         observe_rtt(b, ep, e->sent_ns); /* (a failure's time says something too) */
@@ -256,12 +256,7 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
     if (ep->removed_cb && ep->in_flight == 0 && !b->closed) /* (closing: the layer closes it) */
         ct_task_post(b->service.loop, &ep->removed_task);
     give_back(b, e);
-    if (!outer) {
-        free_msg(b, response); /* canceled: nobody waits for it */
-        return;
-    }
-    e->outer = NULL;
-    ct_op_complete_now(outer, status, op->cause, response);
+    ct_entry_answer(&e->outer, op, status, response, b->cfg.free_msg, b->cfg.free_ctx);
 }
 
 static int balance_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
@@ -316,9 +311,7 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
 static void balance_cancel(ct_service_t *svc, ct_op_t *op) {
     ct_balance_t *b = (ct_balance_t *)svc;
     entry_t *e = &b->entries[op->slot];
-    e->outer = NULL;
-    ct_op_complete(op, CT_ECANCELED, 0, NULL);
-    ct_op_cancel(&e->inner); /* its callback gives the entry back */
+    ct_entry_cancel(&e->outer, &e->inner);
 }
 
 static void balance_release(ct_service_t *svc) {

@@ -4,6 +4,7 @@
  * while open take nothing. */
 #include "ctower/layer/breaker.h"
 #include "ctower/error.h"
+#include "entry.h"
 #include "../core/backoff.h"
 #include "failure.h"
 
@@ -75,17 +76,11 @@ static void count(ct_breaker_t *b, entry_t *e, int status, int cause) {
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_breaker_t *b = e->layer;
-    ct_op_t *outer = e->outer;
     count(b, e, status, op->cause);
     e->probe = 0;
     b->free_entries[b->nfree++] = e;
     if (!ct_waitq_empty(&b->waiters)) ct_waitq_wake_all(&b->waiters);
-    if (!outer) {
-        free_msg(b, response); /* canceled: nobody waits for it */
-        return;
-    }
-    e->outer = NULL;
-    ct_op_complete_now(outer, status, op->cause, response);
+    ct_entry_answer(&e->outer, op, status, response, b->cfg.free_msg, b->cfg.free_ctx);
 }
 
 static int breaker_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
@@ -135,9 +130,7 @@ static int breaker_call(ct_service_t *svc, void *request, ct_op_t *op) {
 static void breaker_cancel(ct_service_t *svc, ct_op_t *op) {
     ct_breaker_t *b = (ct_breaker_t *)svc;
     entry_t *e = &b->entries[op->slot];
-    e->outer = NULL;
-    ct_op_complete(op, CT_ECANCELED, 0, NULL);
-    ct_op_cancel(&e->inner); /* its callback gives the entry back */
+    ct_entry_cancel(&e->outer, &e->inner);
 }
 
 static void breaker_release(ct_service_t *svc) {

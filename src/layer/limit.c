@@ -5,6 +5,7 @@
  * to the inner service: nothing needs to be counted on the way back. */
 #include "ctower/layer/limit.h"
 #include "ctower/error.h"
+#include "entry.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -64,15 +65,9 @@ static void wait_for_token(ct_limit_t *l) {
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_limit_t *l = e->layer;
-    ct_op_t *outer = e->outer;
     l->free_entries[l->nfree++] = e;
     if (!ct_waitq_empty(&l->waiters)) ct_waitq_wake_all(&l->waiters);
-    if (!outer) { /* canceled: nobody waits for it */
-        if (response && l->cfg.free_msg) l->cfg.free_msg(response, l->cfg.free_ctx);
-        return;
-    }
-    e->outer = NULL;
-    ct_op_complete_now(outer, status, op->cause, response); /* a fresh stack: see timeout.c */
+    ct_entry_answer(&e->outer, op, status, response, l->cfg.free_msg, l->cfg.free_ctx);
 }
 
 /* Whether a call may start now; PENDING if not, with waker registered. */
@@ -160,9 +155,7 @@ static void limit_cancel(ct_service_t *svc, ct_op_t *op) {
         return;
     }
     e = &l->entries[op->slot];
-    e->outer = NULL;
-    ct_op_complete(op, CT_ECANCELED, 0, NULL);
-    ct_op_cancel(&e->inner); /* its callback gives the entry back */
+    ct_entry_cancel(&e->outer, &e->inner);
 }
 
 static void limit_release(ct_service_t *svc) {

@@ -5,6 +5,7 @@
  * waker, so that the others go on. */
 #include "ctower/layer/shard.h"
 #include "ctower/error.h"
+#include "entry.h"
 #include "../core/list.h"
 
 #include <stdlib.h>
@@ -128,15 +129,9 @@ static void on_part_ready(ct_waker_t *waker) {
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_shard_t *s = e->layer;
-    ct_op_t *outer = e->outer;
     e->part->in_flight--;
     give_back(s, e);
-    if (!outer) {
-        free_msg(s, response); /* canceled: nobody waits for it */
-        return;
-    }
-    e->outer = NULL;
-    ct_op_complete_now(outer, status, op->cause, response);
+    ct_entry_answer(&e->outer, op, status, response, s->cfg.free_msg, s->cfg.free_ctx);
 }
 
 static int shard_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
@@ -200,9 +195,7 @@ static void shard_cancel(ct_service_t *svc, ct_op_t *op) {
         maybe_shut_shards(s);
         return;
     }
-    e->outer = NULL;
-    ct_op_complete(op, CT_ECANCELED, 0, NULL);
-    ct_op_cancel(&e->inner); /* its callback gives the entry back */
+    ct_entry_cancel(&e->outer, &e->inner);
 }
 
 static void shard_release(ct_service_t *svc) {
