@@ -8,9 +8,11 @@ set -euo pipefail
 # redis-tools's redis-benchmark the client bench/compare-redis measures
 # against, and nutcracker (twemproxy) the proxy bench/compare-proxy measures
 # `ctower proxy` against; valgrind counts instructions for bench/proxy-cost.
+# libhttp-parser-dev is the HTTP codec's parser; curl is the HTTP client of
+# the tool's test (tests/cli.sh).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
 # certificates of the tool's TLS test (tests/cli.sh).
-packages=(libuv1-dev libssl-dev openssl libcriterion-dev cmake pkg-config make gcc g++ clang
+packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
   redis-server redis-tools nutcracker valgrind)
 missing=()

@@ -16,6 +16,7 @@
 #include "ctower/codec/length.h"
 #include "ctower/codec/line.h"
 #include "ctower/codec/resp.h"
+#include "ctower/codec/http.h"
 #include "ctower/tls.h"
 #include "ctower/stream.h"
 #include "ctower/address.h"

@@ -35,6 +35,7 @@
 
 #include "ctower/buf.h"
 #include "ctower/codec.h"
+#include "ctower/codec/http.h"
 #include "ctower/codec/length.h"
 #include "ctower/codec/line.h"
 #include "ctower/tls.h"
@@ -68,6 +69,7 @@ typedef union ct_codec_storage {
     ct_codec_t base;
     ct_length_codec_t length;
     ct_line_codec_t line;
+    ct_http_codec_t http;
     char custom[128];
 } ct_codec_storage_t;
 

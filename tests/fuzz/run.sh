@@ -28,14 +28,14 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
-  $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_client"
+  $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_client"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -name '*.c') \
-  $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_layers"
+  $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_layers"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_redis_keys.c" "$src_dir/tools/redis_keys.c" \
-  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) -lm \
+  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm \
   -o "$out_dir/fuzz_redis_keys"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
-  "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -lm -o "$out_dir/fuzz_tls"
+  "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
 status=0
 for target in fuzz_codec fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do

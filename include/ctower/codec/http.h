@@ -1,0 +1,140 @@
+/* The HTTP/1.1 codec: one whole HTTP message per frame, for pipelined
+ * clients and servers (HTTP/1.1 has no tags: use it with ct_pipeline_*, not
+ * with the multiplex protocol).
+ *
+ * A frame's payload is the message's bytes as they are on the wire: start
+ * line, header fields, the empty line, and the body in its transfer coding
+ * (a chunked body keeps its chunks). ct_http_parse_request() and
+ * ct_http_parse_response() read a payload into a message view;
+ * ct_http_format_request() and ct_http_format_response() write one.
+ *
+ * A codec is for one side of a connection:
+ * - ct_http_codec_init_server(): decodes requests, encodes responses;
+ * - ct_http_codec_init_client(): encodes requests, decodes responses.
+ *
+ * The parsing is http_parser's (Node.js's parser, as Debian packages it),
+ * with its strictness: a request with both Content-Length and
+ * Transfer-Encoding, two Content-Lengths, a Transfer-Encoding other than
+ * chunked last, bad characters in the start line or a field: all these
+ * are CT_EMALFORMED, and end the connection, since what follows could not
+ * be framed with certainty (request smuggling). A message over max_payload
+ * bytes is CT_EFRAMETOOLARGE.
+ *
+ * What framing needs beyond one message is kept here:
+ * - The response to a HEAD request has no body, whatever its headers say.
+ *   Each side remembers which of the requests awaiting their responses are
+ *   HEADs (requests are answered in order): at most CT_HTTP_MAX_PENDING of
+ *   them, which a client's or server's limit on calls in flight should stay
+ *   under. One more is CT_EOVERLOADED (refused to send, on a client; ending
+ *   the connection, on a server).
+ * - Interim responses (1xx: 100 Continue, 103 Early Hints) precede the
+ *   final response to the same request: a client's frame holds them, before
+ *   its payload, and the payload is the final response.
+ * - A response whose end is the connection's end (no Content-Length, not
+ *   chunked, with a body) cannot be framed on a connection that carries
+ *   more: it is CT_EMALFORMED.
+ *
+ * Encoding checks that the payload is exactly one message of the right
+ * kind (CT_EINVAL otherwise: a request given to a server's codec, a
+ * truncated body, bytes after the message), and writes it as it is: a
+ * message that does not frame would hand later responses to the wrong
+ * requests.
+ *
+ * Not handled: switching protocols (a 101 response, or CONNECT, ends
+ * HTTP/1.1 on the connection: the bytes after it must still be HTTP/1.1
+ * messages, or the connection ends with CT_EMALFORMED); a server does not
+ * send "100 Continue" by itself (clients that wait for it send the body
+ * after their own delay); "Connection: close" does not close the
+ * connection (the peer that asks for it closes it).
+ */
+#ifndef CTOWER_CODEC_HTTP_H
+#define CTOWER_CODEC_HTTP_H
+
+#include "ctower/codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    CT_HTTP_MAX_PENDING = 512, /* requests awaiting their responses, per connection */
+    CT_HTTP_MAX_HEADERS = 64   /* header (and trailer) fields a message view holds */
+};
+
+typedef struct ct_http_codec {
+    ct_codec_t codec; /* first: a ct_http_codec_t * is a ct_codec_t * */
+    /* private */
+    uint64_t parser[4]; /* an http_parser, whose header this one does not include */
+    int client;         /* 1: decodes responses; 0: decodes requests */
+    int head;           /* the message being decoded answers a HEAD request */
+    size_t interim;     /* bytes of 1xx responses before the pending one */
+    uint32_t requests;  /* requests seen (sent by a client, received by a server) */
+    uint32_t responses; /* responses seen likewise: their difference is pending */
+    uint64_t heads[CT_HTTP_MAX_PENDING / 64]; /* bit i % MAX: request i is a HEAD */
+} ct_http_codec_t;
+
+/* Initializes codec for a server (or a proxy's listening side): it decodes
+ * requests and encodes responses, of at most max_payload bytes each (0: 1
+ * MiB). */
+void ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
+
+/* Likewise, for a client: encodes requests, decodes responses. */
+void ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
+
+/* A view of bytes inside a message (or of a static string). */
+typedef struct ct_http_str {
+    const char *p;
+    size_t len;
+} ct_http_str_t;
+
+typedef struct ct_http_field {
+    ct_http_str_t name, value;
+} ct_http_field_t;
+
+/* A message read by ct_http_parse_*(): views into its payload, valid while
+ * the payload is. */
+typedef struct ct_http_message {
+    ct_http_str_t method; /* requests: "GET", ... (a static string) */
+    ct_http_str_t target; /* requests: "/path?query" as sent */
+    int status;           /* responses: 200, ... */
+    ct_http_str_t reason; /* responses: "OK", as sent */
+    int version_minor;    /* HTTP/1.x: 0 or 1 */
+    int keep_alive;       /* 0: the peer will close, or asks to (Connection: close, 1.0) */
+    size_t nfields;       /* header fields, then trailer fields */
+    ct_http_field_t fields[CT_HTTP_MAX_HEADERS];
+    ct_http_str_t body; /* the content; a chunked body is joined in place */
+} ct_http_message_t;
+
+/* Reads the request data[0..len) (one whole message, as a server's codec
+ * frames it) into *msg. A chunked body's chunks are moved together inside
+ * data, so that msg->body is one run of bytes: data is changed. Returns 0,
+ * CT_EMALFORMED (not one whole request) or CT_EFRAMETOOLARGE (more than
+ * CT_HTTP_MAX_HEADERS fields). */
+int ct_http_parse_request(uint8_t *data, size_t len, ct_http_message_t *msg);
+
+/* Likewise for a response; head: it answers a HEAD request (no body). */
+int ct_http_parse_response(uint8_t *data, size_t len, int head, ct_http_message_t *msg);
+
+/* The value of msg's first field called name (case-insensitive), or NULL. */
+const ct_http_str_t *ct_http_field(const ct_http_message_t *msg, const char *name);
+
+/* Writes a request into out[0..cap): the start line, the fields in fields
+ * (NULL, or whole lines each ending in "\r\n", such as "Host: a\r\n"), a
+ * Content-Length when there is a body or the method usually has one (POST,
+ * PUT, PATCH), the empty line and body[0..body_len). *size gets the
+ * message's size, whether it fitted or not (out may be NULL to ask).
+ * Returns 0, CT_EINVAL (a method or target with spaces or line ends, fields
+ * that are not lines) or CT_EFRAMETOOLARGE (cap too small). */
+int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const char *target,
+                           const char *fields, const void *body, size_t body_len, size_t *size);
+
+/* Likewise for a response with status (100-999; the reason phrase is the
+ * standard one) and always a Content-Length, except for 1xx, 204 and 304,
+ * which have no body (CT_EINVAL if body_len > 0). */
+int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
+                            const void *body, size_t body_len, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,211 @@
+/* The HTTP/1.1 codec: http_parser finds where each message ends, and this
+ * file keeps what framing needs across messages (which requests were HEADs,
+ * interim responses).
+ *
+ * http_parser is incremental: the bytes of a message that arrive over many
+ * reads are each given to it once (codec.scan counts them), and it stops at
+ * the message's end because on_message_complete pauses it. A new parser
+ * state starts each message, so that nothing a message said (Connection:
+ * close, an upgrade) stops the next one from being read. */
+#include "ctower/codec/http.h"
+#include "ctower/error.h"
+#include "http_rules.h"
+
+#include <http_parser.h>
+#include <string.h>
+
+_Static_assert(sizeof(http_parser) <= sizeof(((ct_http_codec_t *)0)->parser),
+               "ct_http_codec_t has no room for an http_parser");
+
+static http_parser *parser_of(ct_http_codec_t *c) {
+    return (http_parser *)(void *)c->parser;
+}
+
+static int pending_is_head(const ct_http_codec_t *c) {
+    uint32_t i = c->responses % CT_HTTP_MAX_PENDING;
+    if (c->requests == c->responses) return 0; /* nothing pending: a response that is a desync */
+    return (int)((c->heads[i / 64] >> (i % 64)) & 1);
+}
+
+/* Counts one more request, a HEAD or not; CT_EOVERLOADED if too many wait. */
+static int push_request(ct_http_codec_t *c, int head) {
+    uint32_t i = c->requests % CT_HTTP_MAX_PENDING;
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    if (c->requests - c->responses >= CT_HTTP_MAX_PENDING) return CT_EOVERLOADED;
+    c->heads[i / 64] = head ? c->heads[i / 64] | bit : c->heads[i / 64] & ~bit;
+    c->requests++;
+    return 0;
+}
+
+static int is_interim(int status) {
+    return status >= 100 && status < 200 && status != 101;
+}
+
+/* on_headers_complete for a response: 1 tells http_parser there is no body,
+ * and an error refuses a body whose end is the connection's end: the bytes
+ * after it could never be framed. */
+static int response_headers(http_parser *p, int head) {
+    if (ct_http_has_no_body(p->status_code, head)) return 1;
+    if (p->flags & F_CHUNKED) return 0;
+    return p->uses_transfer_encoding || !(p->flags & F_CONTENTLENGTH) ? -1 : 0;
+}
+
+static int on_field_name(http_parser *p, const char *at, size_t len) {
+    (void)p;
+    return ct_http_name_ok(at, len) ? 0 : -1;
+}
+
+static int on_complete(http_parser *p) {
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_decoded_response_headers(http_parser *p) {
+    return response_headers(p, ((ct_http_codec_t *)p->data)->head);
+}
+
+static const http_parser_settings decode_settings = {
+    .on_header_field = on_field_name,
+    .on_headers_complete = on_decoded_response_headers, /* responses only: see start_message */
+    .on_message_complete = on_complete,
+};
+
+static const http_parser_settings request_settings = {
+    .on_header_field = on_field_name,
+    .on_message_complete = on_complete,
+};
+
+static void start_message(ct_http_codec_t *c) {
+    http_parser_init(parser_of(c), c->client ? HTTP_RESPONSE : HTTP_REQUEST);
+    c->head = c->client && pending_is_head(c);
+}
+
+static int parse_error(const http_parser *p) {
+    return HTTP_PARSER_ERRNO(p) == HPE_HEADER_OVERFLOW ? CT_EFRAMETOOLARGE : CT_EMALFORMED;
+}
+
+/* The message that ends at codec.scan is whole: an interim response is kept
+ * in the frame and the next one read (returns 0), anything else is the
+ * frame (CT_CODEC_FRAME) or an error. */
+static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
+    http_parser *p = parser_of(c);
+    if (c->client && is_interim(p->status_code)) {
+        c->interim = c->codec.scan;
+        start_message(c);
+        return 0;
+    }
+    if (c->client)
+        c->responses++;
+    else if (push_request(c, p->method == HTTP_HEAD) != 0)
+        return CT_EOVERLOADED;
+    frame->payload_offset = c->interim;
+    frame->payload_len = c->codec.scan - c->interim;
+    frame->frame_len = c->codec.scan;
+    return CT_CODEC_FRAME;
+}
+
+static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
+    ct_http_codec_t *c = (ct_http_codec_t *)codec;
+    http_parser *p = parser_of(c);
+    size_t end = len < codec->max_payload ? len : codec->max_payload;
+    if (codec->scan == 0 || codec->scan > len) { /* a new frame, or not the bytes we saw */
+        codec->scan = 0;
+        c->interim = 0;
+        start_message(c);
+    }
+    while (codec->scan < end) { /* never 0 bytes: to http_parser, that is the peer closing */
+        size_t n;
+        int r;
+        p->data = c; /* the codec may have been copied since */
+        n = http_parser_execute(p, c->client ? &decode_settings : &request_settings,
+                                (const char *)data + codec->scan, end - codec->scan);
+        codec->scan += n;
+        if (HTTP_PARSER_ERRNO(p) != HPE_PAUSED) {
+            if (HTTP_PARSER_ERRNO(p) != HPE_OK) return parse_error(p);
+            break; /* took every byte: the message goes on */
+        }
+        if ((r = message_done(c, frame)) != 0) return r;
+    }
+    return len >= codec->max_payload ? CT_EFRAMETOOLARGE : CT_CODEC_NEED_MORE;
+}
+
+/* What checking a payload to send needs to know. */
+typedef struct encode_check {
+    int head; /* a response: it answers a HEAD */
+    int interim;
+} encode_check_t;
+
+static int on_encoded_response_headers(http_parser *p) {
+    encode_check_t *check = p->data;
+    check->interim = is_interim(p->status_code);
+    return response_headers(p, check->head);
+}
+
+static const http_parser_settings encode_settings = {
+    .on_header_field = on_field_name,
+    .on_headers_complete = on_encoded_response_headers,
+    .on_message_complete = on_complete,
+};
+
+/* Parses one message from payload[at..len); returns where it ends, or 0 if
+ * it is not one whole message. */
+static size_t whole_message(http_parser *p, const http_parser_settings *settings,
+                            const uint8_t *payload, size_t at, size_t len) {
+    size_t n = http_parser_execute(p, settings, (const char *)payload + at, len - at);
+    return HTTP_PARSER_ERRNO(p) == HPE_PAUSED ? at + n : 0;
+}
+
+/* A client's payload: exactly one request. */
+static int check_request(ct_http_codec_t *c, const uint8_t *payload, size_t len) {
+    http_parser p;
+    http_parser_init(&p, HTTP_REQUEST);
+    if (len == 0 || whole_message(&p, &request_settings, payload, 0, len) != len) return CT_EINVAL;
+    return push_request(c, p.method == HTTP_HEAD);
+}
+
+/* A server's payload: interim responses, then exactly one final response. */
+static int check_response(ct_http_codec_t *c, const uint8_t *payload, size_t len) {
+    encode_check_t check = {pending_is_head(c), 1};
+    size_t at = 0;
+    while (check.interim) {
+        http_parser p;
+        http_parser_init(&p, HTTP_RESPONSE);
+        p.data = &check;
+        if (at == len || (at = whole_message(&p, &encode_settings, payload, at, len)) == 0)
+            return CT_EINVAL;
+    }
+    if (at != len) return CT_EINVAL;
+    if (c->responses != c->requests) c->responses++;
+    return 0;
+}
+
+static int http_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
+                       size_t *written) {
+    ct_http_codec_t *c = (ct_http_codec_t *)codec;
+    int r;
+    if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
+    r = c->client ? check_request(c, payload, len) : check_response(c, payload, len);
+    if (r != 0) return r;
+    memcpy(out, payload, len);
+    *written = len;
+    return 0;
+}
+
+static const ct_codec_vtable_t http_vtable = {http_decode, http_encode};
+
+static void init(ct_http_codec_t *c, size_t max_payload, int client) {
+    memset(c, 0, sizeof *c);
+    c->codec.vtable = &http_vtable;
+    c->codec.max_payload = max_payload ? max_payload : 1u << 20;
+    c->codec.overhead = 0;
+    c->codec.size = sizeof *c;
+    c->client = client;
+}
+
+void ct_http_codec_init_server(ct_http_codec_t *c, size_t max_payload) {
+    init(c, max_payload, 0);
+}
+
+void ct_http_codec_init_client(ct_http_codec_t *c, size_t max_payload) {
+    init(c, max_payload, 1);
+}

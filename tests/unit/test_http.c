@@ -1,0 +1,373 @@
+/* The HTTP/1.1 codec (framing, HEAD, interim responses, errors) and the
+ * message views and writers. */
+#include "testutil.h"
+
+static ct_http_codec_t server, client;
+
+static void init(void) {
+    ct_http_codec_init_server(&server, 0);
+    ct_http_codec_init_client(&client, 0);
+}
+
+TestSuite(http, .init = init);
+
+#define BYTES(s) ((const uint8_t *)(s)), strlen(s)
+
+/* Decodes every frame in text as a stream would, given it whole: the
+ * frames' lengths go into lens, and the result that ended the loop is
+ * returned (CT_CODEC_NEED_MORE when all of it was framed). */
+static int frames_whole(ct_codec_t *c, const char *text, size_t *lens, size_t *offsets, int *n) {
+    const uint8_t *p = (const uint8_t *)text;
+    size_t len = strlen(text);
+    *n = 0;
+    for (;;) {
+        ct_frame_t f;
+        int r = len ? ct_codec_decode(c, p, len, &f) : CT_CODEC_NEED_MORE;
+        if (r != CT_CODEC_FRAME) return r;
+        lens[*n] = f.frame_len;
+        offsets[(*n)++] = f.payload_offset;
+        cr_assert_eq(f.payload_offset + f.payload_len, f.frame_len);
+        p += f.frame_len;
+        len -= f.frame_len;
+    }
+}
+
+/* Likewise, with the bytes arriving one at a time (each call sees what is
+ * buffered: the frame's start and one byte more). */
+static int frames_bytewise(ct_codec_t *c, const char *text, size_t *lens, size_t *offsets, int *n) {
+    const uint8_t *p = (const uint8_t *)text;
+    size_t total = strlen(text), start = 0, have;
+    *n = 0;
+    for (have = 1; start + have <= total; have++) {
+        ct_frame_t f;
+        int r = ct_codec_decode(c, p + start, have, &f);
+        if (r == CT_CODEC_NEED_MORE) continue;
+        if (r != CT_CODEC_FRAME) return r;
+        cr_assert_eq(f.frame_len, have, "a frame ends where its last byte arrives");
+        lens[*n] = f.frame_len;
+        offsets[(*n)++] = f.payload_offset;
+        start += have;
+        have = 0;
+    }
+    return CT_CODEC_NEED_MORE;
+}
+
+static const char *pipelined_requests = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                                        "POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+                                        "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                        "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer: t\r\n\r\n"
+                                        "HEAD /d HTTP/1.1\r\n\r\n";
+
+Test(http, server_frames_pipelined_requests_however_they_arrive) {
+    size_t lens[8], offs[8], lens2[8], offs2[8];
+    int n, n2, i;
+    cr_assert_eq(frames_whole(&server.codec, pipelined_requests, lens, offs, &n),
+                 CT_CODEC_NEED_MORE);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(lens[0], strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    cr_assert_eq(lens[1], strlen("POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+    cr_assert_eq(lens[3], strlen("HEAD /d HTTP/1.1\r\n\r\n"));
+    ct_http_codec_init_server(&server, 0);
+    cr_assert_eq(frames_bytewise(&server.codec, pipelined_requests, lens2, offs2, &n2),
+                 CT_CODEC_NEED_MORE);
+    cr_assert_eq(n2, n);
+    for (i = 0; i < n; i++) {
+        cr_assert_eq(lens2[i], lens[i]);
+        cr_assert_eq(offs[i], 0);
+    }
+}
+
+/* The client's side of a pipelined exchange: each request, then the
+ * responses in order. */
+static void send_request(ct_http_codec_t *c, const char *request) {
+    uint8_t out[512];
+    size_t written = 0;
+    cr_assert_eq(ct_codec_encode(&c->codec, BYTES(request), out, &written), 0, "%s", request);
+    cr_assert_eq(written, strlen(request));
+    cr_assert_eq(memcmp(out, request, written), 0);
+}
+
+Test(http, a_response_to_head_has_no_body_whatever_its_headers_say) {
+    const char *responses = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    size_t lens[4], offs[4];
+    int n;
+    send_request(&client, "HEAD / HTTP/1.1\r\n\r\n");
+    send_request(&client, "GET / HTTP/1.1\r\n\r\n");
+    send_request(&client, "HEAD / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(frames_whole(&client.codec, responses, lens, offs, &n), CT_CODEC_NEED_MORE);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(lens[0], strlen("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"));
+    cr_assert_eq(lens[1], strlen("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"));
+
+    ct_http_codec_init_client(&client, 0);
+    send_request(&client, "HEAD / HTTP/1.1\r\n\r\n");
+    send_request(&client, "GET / HTTP/1.1\r\n\r\n");
+    send_request(&client, "HEAD / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(frames_bytewise(&client.codec, responses, lens, offs, &n), CT_CODEC_NEED_MORE);
+    cr_assert_eq(n, 3);
+}
+
+Test(http, interim_responses_belong_to_the_final_ones_frame) {
+    const char *interim =
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n";
+    char text[512];
+    size_t lens[4], offs[4];
+    int n;
+    snprintf(
+        text, sizeof text, "%sHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok%s", interim,
+        "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n");
+    send_request(&client, "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+    send_request(&client, "DELETE / HTTP/1.1\r\n\r\n");
+    send_request(&client, "GET / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(frames_whole(&client.codec, text, lens, offs, &n), CT_CODEC_NEED_MORE);
+    cr_assert_eq(n, 3, "1xx responses are not frames of their own; 204 and 304 have no body");
+    cr_assert_eq(offs[0], strlen(interim));
+    cr_assert_eq(lens[0],
+                 strlen(interim) + strlen("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"));
+    cr_assert_eq(offs[1], 0);
+}
+
+Test(http, a_response_whose_end_is_the_connections_end_cannot_be_framed) {
+    ct_frame_t f;
+    send_request(&client, "GET / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(ct_codec_decode(&client.codec, BYTES("HTTP/1.1 200 OK\r\n\r\nbody"), &f),
+                 CT_EMALFORMED);
+    cr_assert_eq(ct_codec_decode(&client.codec, BYTES("HTTP/1.1 200 OK\r\n\r\n"), &f),
+                 CT_EMALFORMED, "the error is sticky");
+    ct_http_codec_init_client(&client, 0);
+    send_request(&client, "GET / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(ct_codec_decode(&client.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"), &f),
+                 CT_EMALFORMED);
+}
+
+Test(http, requests_that_could_be_smuggled_are_malformed) {
+    static const char *bad[] = {
+        "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\n\r\n",
+        "NOT HTTP\r\n\r\n",
+    };
+    size_t i;
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ct_frame_t f;
+        ct_http_codec_init_server(&server, 0);
+        cr_assert_eq(ct_codec_decode(&server.codec, BYTES(bad[i]), &f), CT_EMALFORMED, "%s",
+                     bad[i]);
+    }
+}
+
+Test(http, a_message_over_the_maximum_is_too_large) {
+    static char big[2048];
+    ct_frame_t f;
+    ct_http_codec_init_server(&server, 100);
+    memset(big, 'a', sizeof big - 1);
+    memcpy(big, "GET /", 5); /* a target that never ends */
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(big), &f), CT_EFRAMETOOLARGE);
+    ct_http_codec_init_server(&server, 100);
+    cr_assert_eq(ct_codec_decode(&server.codec, (const uint8_t *)big, 99, &f), CT_CODEC_NEED_MORE);
+    ct_http_codec_init_server(&server, 100);
+    cr_assert_eq(ct_codec_decode(&server.codec,
+                                 BYTES("POST / HTTP/1.1\r\nContent-Length: 200\r\n\r\nabc"), &f),
+                 CT_CODEC_NEED_MORE, "the body has not all arrived");
+    snprintf(big, sizeof big, "POST / HTTP/1.1\r\nContent-Length: 200\r\n\r\n%0200d", 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(big), &f), CT_EFRAMETOOLARGE);
+    ct_http_codec_init_server(&server, 100);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_FRAME);
+}
+
+Test(http, each_side_sends_only_whole_messages_of_its_kind) {
+    uint8_t out[256];
+    size_t w;
+    cr_assert_eq(ct_codec_encode(&client.codec, BYTES("HTTP/1.1 200 OK\r\n\r\n"), out, &w),
+                 CT_EINVAL);
+    cr_assert_eq(ct_codec_encode(&client.codec,
+                                 BYTES("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\na"), out, &w),
+                 CT_EINVAL, "a body cut short");
+    cr_assert_eq(ct_codec_encode(&client.codec,
+                                 BYTES("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"), out, &w),
+                 CT_EINVAL, "two requests");
+    cr_assert_eq(ct_codec_encode(&client.codec, (const uint8_t *)"", 0, out, &w), CT_EINVAL);
+    cr_assert_eq(ct_codec_encode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), out, &w),
+                 CT_EINVAL);
+    cr_assert_eq(ct_codec_encode(&server.codec, BYTES("HTTP/1.1 100 Continue\r\n\r\n"), out, &w),
+                 CT_EINVAL, "an interim response alone");
+    cr_assert_eq(ct_codec_encode(&server.codec, BYTES("HTTP/1.1 200 OK\r\n\r\nrest"), out, &w),
+                 CT_EINVAL, "a body the length does not say");
+    cr_assert_eq(ct_codec_encode(&server.codec,
+                                 BYTES("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                                       "Content-Length: 2\r\n\r\nok"),
+                                 out, &w),
+                 0);
+}
+
+Test(http, a_server_answers_head_without_a_body) {
+    ct_frame_t f;
+    uint8_t out[256];
+    size_t w;
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("HEAD / HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_encode(&server.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), out,
+                                 &w),
+                 CT_EINVAL, "the answer to HEAD has no body");
+    cr_assert_eq(ct_codec_encode(&server.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), out, &w),
+                 0);
+    cr_assert_eq(ct_codec_encode(&server.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), out, &w),
+                 CT_EINVAL, "the answer to GET has its body");
+    cr_assert_eq(ct_codec_encode(&server.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), out,
+                                 &w),
+                 0);
+}
+
+Test(http, requests_waiting_for_their_responses_are_bounded) {
+    uint8_t out[64];
+    size_t w;
+    ct_frame_t f;
+    int i;
+    for (i = 0; i < CT_HTTP_MAX_PENDING; i++)
+        cr_assert_eq(ct_codec_encode(&client.codec, BYTES("HEAD / HTTP/1.1\r\n\r\n"), out, &w), 0);
+    cr_assert_eq(ct_codec_encode(&client.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), out, &w),
+                 CT_EOVERLOADED);
+    cr_assert_eq(
+        ct_codec_decode(&client.codec, BYTES("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"), &f),
+        CT_CODEC_FRAME);
+    cr_assert_eq(f.frame_len, strlen("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"));
+    cr_assert_eq(ct_codec_encode(&client.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), out, &w), 0,
+                 "one answered makes room for one");
+    for (i = 0; i < CT_HTTP_MAX_PENDING; i++) {
+        cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), &f),
+                     CT_CODEC_FRAME);
+    }
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), &f),
+                 CT_EOVERLOADED);
+}
+
+Test(http, a_request_read_as_a_view) {
+    char text[] = "POST /up?x=1 HTTP/1.1\r\nHost: example\r\nX-Empty:\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n"
+                  "5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nDigest: abc\r\n\r\n";
+    ct_http_message_t m;
+    const ct_http_str_t *v;
+    cr_assert_eq(ct_http_parse_request((uint8_t *)text, strlen(text), &m), 0);
+    cr_assert_eq(m.method.len, 4);
+    cr_assert_eq(memcmp(m.method.p, "POST", 4), 0);
+    cr_assert_eq(m.target.len, 7);
+    cr_assert_eq(memcmp(m.target.p, "/up?x=1", 7), 0);
+    cr_assert_eq(m.version_minor, 1);
+    cr_assert_eq(m.keep_alive, 1);
+    cr_assert_eq(m.nfields, 4, "three header fields and one trailer field");
+    cr_assert_eq(m.body.len, 11);
+    cr_assert_eq(memcmp(m.body.p, "hello world", 11), 0, "the chunks joined");
+    v = ct_http_field(&m, "HOST");
+    cr_assert_not_null(v);
+    cr_assert_eq(v->len, 7);
+    cr_assert_eq(memcmp(v->p, "example", 7), 0);
+    v = ct_http_field(&m, "x-empty");
+    cr_assert_not_null(v);
+    cr_assert_eq(v->len, 0);
+    v = ct_http_field(&m, "digest");
+    cr_assert_not_null(v);
+    cr_assert_eq(memcmp(v->p, "abc", 3), 0, "a trailer field after the body was moved");
+    cr_assert_null(ct_http_field(&m, "Hos"));
+}
+
+Test(http, a_response_read_as_a_view) {
+    char text[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 4\r\n\r\nnope";
+    char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n";
+    char until_close[] = "HTTP/1.1 200 OK\r\n\r\nall of it";
+    ct_http_message_t m;
+    cr_assert_eq(ct_http_parse_response((uint8_t *)text, strlen(text), 0, &m), 0);
+    cr_assert_eq(m.status, 404);
+    cr_assert_eq(m.reason.len, 9);
+    cr_assert_eq(m.version_minor, 0);
+    cr_assert_eq(m.keep_alive, 0, "HTTP/1.0 without keep-alive");
+    cr_assert_eq(m.body.len, 4);
+    cr_assert_eq(memcmp(m.body.p, "nope", 4), 0);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)head, strlen(head), 1, &m), 0);
+    cr_assert_eq(m.body.len, 0);
+    cr_assert_eq(m.keep_alive, 0);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)head, strlen(head), 0, &m), CT_EMALFORMED,
+                 "without HEAD, the body is missing");
+    cr_assert_eq(ct_http_parse_response((uint8_t *)until_close, strlen(until_close), 0, &m), 0);
+    cr_assert_eq(m.body.len, 9, "read on its own, a body may end where the bytes end");
+    cr_assert_eq(ct_http_parse_request((uint8_t *)text, strlen(text), &m), CT_EMALFORMED);
+}
+
+Test(http, a_view_has_room_for_so_many_fields) {
+    char text[4096];
+    size_t at = (size_t)snprintf(text, sizeof text, "GET / HTTP/1.1\r\n");
+    ct_http_message_t m;
+    int i;
+    for (i = 0; i < CT_HTTP_MAX_HEADERS; i++)
+        at += (size_t)snprintf(text + at, sizeof text - at, "F%d: v\r\n", i);
+    snprintf(text + at, sizeof text - at, "\r\n");
+    cr_assert_eq(ct_http_parse_request((uint8_t *)text, strlen(text), &m), 0);
+    cr_assert_eq(m.nfields, CT_HTTP_MAX_HEADERS);
+    snprintf(text + at, sizeof text - at, "One: more\r\n\r\n");
+    cr_assert_eq(ct_http_parse_request((uint8_t *)text, strlen(text), &m), CT_EFRAMETOOLARGE);
+}
+
+Test(http, messages_written_frame_and_read_back) {
+    uint8_t out[256], copy[256];
+    size_t size = 0, w;
+    ct_http_message_t m;
+    ct_frame_t f;
+    cr_assert_eq(ct_http_format_request(NULL, 0, "PUT", "/k", "Host: h\r\n", "v1", 2, &size), 0);
+    cr_assert_eq(ct_http_format_request(out, size - 1, "PUT", "/k", "Host: h\r\n", "v1", 2, &size),
+                 CT_EFRAMETOOLARGE);
+    cr_assert_eq(
+        ct_http_format_request(out, sizeof out, "PUT", "/k", "Host: h\r\n", "v1", 2, &size), 0);
+    cr_assert_eq(size, strlen("PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nv1"));
+    cr_assert_eq(memcmp(out, "PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nv1", size), 0);
+    cr_assert_eq(ct_codec_encode(&client.codec, out, size, copy, &w), 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, copy, w, &f), CT_CODEC_FRAME);
+    cr_assert_eq(f.frame_len, size);
+    cr_assert_eq(ct_http_parse_request(copy, w, &m), 0);
+    cr_assert_eq(m.body.len, 2);
+
+    cr_assert_eq(ct_http_format_response(out, sizeof out, 429, NULL, "slow", 4, &size), 0);
+    cr_assert_eq(
+        memcmp(out, "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 4\r\n\r\nslow", size), 0);
+    cr_assert_eq(ct_codec_encode(&server.codec, out, size, copy, &w), 0);
+    cr_assert_eq(ct_codec_decode(&client.codec, copy, w, &f), CT_CODEC_FRAME);
+    cr_assert_eq(ct_http_parse_response(copy, w, 0, &m), 0);
+    cr_assert_eq(m.status, 429);
+    cr_assert_eq(ct_http_format_response(out, sizeof out, 599, NULL, NULL, 0, &size), 0);
+    cr_assert_eq(memcmp(out, "HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n", size), 0);
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "GET", "/", NULL, NULL, 0, &size), 0);
+    cr_assert_eq(memcmp(out, "GET / HTTP/1.1\r\n\r\n", size), 0, "no length where none is usual");
+}
+
+Test(http, writers_refuse_what_would_not_frame) {
+    uint8_t out[256];
+    size_t size;
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "GET", "/a b", NULL, NULL, 0, &size),
+                 CT_EINVAL);
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "", "/", NULL, NULL, 0, &size), CT_EINVAL);
+    cr_assert_eq(ct_http_format_request(out, sizeof out, NULL, "/", NULL, NULL, 0, &size),
+                 CT_EINVAL);
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "GET", "/", "Host: a", NULL, 0, &size),
+                 CT_EINVAL, "a field line without its end");
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "GET", "/", "Host a\r\n", NULL, 0, &size),
+                 CT_EINVAL);
+    cr_assert_eq(
+        ct_http_format_request(out, sizeof out, "GET", "/", "A: b\nC: d\r\n", NULL, 0, &size),
+        CT_EINVAL);
+    cr_assert_eq(
+        ct_http_format_response(out, sizeof out, 200, "content-length: 9\r\n", "x", 1, &size),
+        CT_EINVAL, "the writer says the length");
+    cr_assert_eq(ct_http_format_response(out, sizeof out, 204, NULL, "x", 1, &size), CT_EINVAL);
+    cr_assert_eq(ct_http_format_response(out, sizeof out, 42, NULL, NULL, 0, &size), CT_EINVAL);
+}
