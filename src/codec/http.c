@@ -94,9 +94,9 @@ static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
         start_message(c);
         return 0;
     }
-    if (c->client)
-        c->responses++;
-    else if (push_request(c, p->method == HTTP_HEAD) != 0)
+    if (c->client) {
+        if (c->responses != c->requests) c->responses++; /* else a desync, the client's to report */
+    } else if (push_request(c, p->method == HTTP_HEAD) != 0)
         return CT_EOVERLOADED;
     frame->payload_offset = c->interim;
     frame->payload_len = c->codec.scan - c->interim;
