@@ -8,6 +8,7 @@
  * free loopback port, and client thread i talks to server thread i. */
 #include "bench.h"
 #include "histogram.h"
+#include "http_echo.h"
 #include "resp_text.h"
 
 #include <stdio.h>
@@ -181,21 +182,37 @@ static void issue_new(bench_req_t *r) {
     issue(r, b);
 }
 
+static void error_reply(client_thread_t *th, const char *text, size_t len) {
+    size_t n = len < ERROR_TEXT_MAX - 1 ? len : ERROR_TEXT_MAX - 1;
+    count_error(th, ERROR_REPLY);
+    if (th->first_error[0]) return;
+    memcpy(th->first_error, text, n);
+    th->first_error[n] = 0;
+}
+
+/* An HTTP response (one whole message, which the codec framed): any status
+ * but 2xx is counted, and the first status line kept to say why. */
+static void check_http_reply(client_thread_t *th, const ct_buf_t *reply) {
+    const char *line_end = memchr(reply->base, '\r', reply->len);
+    if (reply->len > 9 && reply->base[9] == '2') return; /* "HTTP/1.1 2xx" */
+    error_reply(th, reply->base, line_end ? (size_t)(line_end - reply->base) : reply->len);
+}
+
 /* A Redis reply (one whole value, which the codec checked): an error reply
  * ('-', or RESP3's blob error '!') is counted, and the first one kept to
  * say why. */
 static void check_reply(client_thread_t *th, const ct_buf_t *reply) {
     ct_resp_item_t item;
-    size_t at = 0, n;
+    size_t at = 0;
     th->reply_bytes += reply->len;
+    if (th->o->http) {
+        check_http_reply(th, reply);
+        return;
+    }
     if (ct_resp_read((const uint8_t *)reply->base, reply->len, &at, &item) != 0 ||
         (item.type != '-' && item.type != '!'))
         return;
-    count_error(th, ERROR_REPLY);
-    if (th->first_error[0]) return;
-    n = item.len < ERROR_TEXT_MAX - 1 ? item.len : ERROR_TEXT_MAX - 1;
-    memcpy(th->first_error, item.str, n);
-    th->first_error[n] = 0;
+    error_reply(th, (const char *)item.str, item.len);
 }
 
 /* A reply that is not simply sent again: an error, a wrong echo (counted,
@@ -523,11 +540,14 @@ static void server_thread_run(void *arg) {
     uv_loop_init(&st->uv);
     ct_loop_init(&st->ct, &st->uv);
     wire_init(&st->wire, st->o, st->pool_cap);
-    ct_echo_service_init(&st->echo, &st->ct);
+    if (st->o->http)
+        http_echo_init(&st->echo, &st->ct, &st->wire.pool);
+    else
+        ct_echo_service_init(&st->echo, &st->ct);
     st->echo.service.data = st;
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = st->o->multiplex;
-    cfg.stream = st->wire.stream;
+    cfg.stream = st->wire.listen_stream;
     cfg.stream.tls = st->o->server_tls;
     cfg.server.max_in_flight = (size_t)st->o->depth;
     cfg.server.free_msg = ct_buf_pool_free_msg;
@@ -687,6 +707,8 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
            o->connections, o->depth);
     if (o->resp)
         printf("command '%s'", o->command);
+    else if (o->http)
+        printf("%s with a %d-byte body", o->size ? "POST" : "GET", o->size);
     else
         printf("%d-byte payload", o->size);
     printf(", %s codec%s, %d thread(s), %s server\n", codec_name(o), o->tls ? ", TLS" : "",
@@ -694,7 +716,9 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
     printf("  %-14s %llu in %.2f s\n", "requests", (unsigned long long)t->done, t->seconds);
     printf("  %-14s %.0f req/s\n", "throughput", t->rps);
     printf("  %-14s %.2f MB/s (%s, both directions)\n", "bandwidth", t->mbps,
-           o->resp ? "commands and replies" : "payload");
+           o->resp   ? "commands and replies"
+           : o->http ? "requests and responses, whole"
+                     : "payload");
     printf("  %-14s p50 %.1f us   p90 %.1f us   p99 %.1f us   p99.9 %.1f us   max %.1f us\n",
            "latency", hist_quantile(&t->hist, 0.5) * us, hist_quantile(&t->hist, 0.9) * us,
            hist_quantile(&t->hist, 0.99) * us, hist_quantile(&t->hist, 0.999) * us,
@@ -725,13 +749,14 @@ static int all_flag(client_thread_t *ths, int n, int which) {
     return 1;
 }
 
-/* The threads' share of a run: with --codec resp the command's bytes (the
- * threads read them, bench_main frees them after joining). */
-static int resp_command(const options_t *o, uint8_t **command, size_t *len) {
+/* The threads' share of a run: with --codec resp the command's bytes, with
+ * --codec http the request's (the threads read them, bench_main frees them
+ * after joining). */
+static int request_bytes(const options_t *o, uint8_t **command, size_t *len) {
     *command = NULL;
     *len = 0;
-    if (!o->resp) return 0;
-    *command = resp_text_command(o->command, len);
+    if (!o->resp && !o->http) return 0;
+    *command = o->http ? http_bench_request(o->size, len) : resp_text_command(o->command, len);
     return *command ? 0 : UV_ENOMEM;
 }
 
@@ -747,10 +772,6 @@ int bench_main(const options_t *given) {
     uint64_t last = 0, started = uv_hrtime(), last_ns = started;
     uint8_t *command;
     size_t command_len, pool_cap;
-    if (o->multiplex && (o->line_codec || o->resp)) {
-        fprintf(stderr, "ctower bench: multiplex needs the length codec (tags are binary)\n");
-        return 2;
-    }
     if (o->command && !o->resp) {
         fprintf(stderr, "ctower bench: --command is for --codec resp (a Redis command)\n");
         return 2;
@@ -765,7 +786,7 @@ int bench_main(const options_t *given) {
     }
     if (raise_file_limit(o) != 0) return 2;
     if (too_much_memory(o)) return 2;
-    if (resp_command(o, &command, &command_len) != 0) {
+    if (request_bytes(o, &command, &command_len) != 0) {
         fprintf(stderr, "ctower bench: %s\n", ct_strerror(UV_ENOMEM));
         return 1;
     }

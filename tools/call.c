@@ -73,18 +73,54 @@ static void on_answer(ct_op_t *op, int status, void *response) {
     close_when_done(c);
 }
 
+/* The Host field for the address called: its host and port, or localhost
+ * for a Unix socket. */
+static void host_field(const char *address, char *field, size_t cap) {
+    const char *host = strncmp(address, "tcp://", 6) == 0 ? address + 6 : "localhost";
+    snprintf(field, cap, "Host: %s\r\n", host);
+}
+
+/* With --codec http, msg is "METHOD TARGET [BODY]" or a TARGET alone (a
+ * GET): the request it says, in a buffer to free(). NULL if msg says no
+ * request (*len is then 0), or without memory. */
+static uint8_t *http_request(const call_t *c, const char *msg, size_t *len) {
+    char method[32] = "GET", target[2048], field[300];
+    const char *body = "";
+    uint8_t *out;
+    int n = 0;
+    *len = 0;
+    if (msg[0] != '/' && msg[0] != '*' && sscanf(msg, "%31s %2047s %n", method, target, &n) >= 2)
+        body = msg + n;
+    else if (sscanf(msg, "%2047s", target) != 1)
+        return NULL;
+    host_field(c->o->address, field, sizeof field);
+    if (ct_http_format_request(NULL, 0, method, target, field, body, strlen(body), len) != 0) {
+        *len = 0;
+        return NULL;
+    }
+    if ((out = malloc(*len)) != NULL)
+        ct_http_format_request(out, *len, method, target, field, body, strlen(body), len);
+    return out;
+}
+
 /* The request for msg: the message (after the tag's room), or with --codec
- * resp its words as a command. NULL without memory. */
-static ct_buf_t *request_for(call_t *c, const char *msg) {
+ * resp its words as a command, with --codec http the request it says. NULL
+ * without memory, or if msg says no request. */
+static ct_buf_t *request_for(call_t *c, const char *msg, size_t *request_len) {
     size_t len = strlen(msg);
-    uint8_t *command = c->o->resp ? resp_text_command(msg, &len) : NULL;
-    ct_buf_t *b = c->o->resp && !command ? NULL : ct_buf_pool_get(&c->wire.pool, c->prefix + len);
+    uint8_t *command = c->o->resp   ? resp_text_command(msg, &len)
+                       : c->o->http ? http_request(c, msg, &len)
+                                    : NULL;
+    ct_buf_t *b = (c->o->resp || c->o->http) && !command
+                      ? NULL
+                      : ct_buf_pool_get(&c->wire.pool, c->prefix + len);
     if (b) {
         memset(b->base, 0, c->prefix); /* the tag's room: the client writes it */
         memcpy(b->base + c->prefix, command ? (const void *)command : msg, len);
         b->len = c->prefix + len;
     }
     free(command);
+    *request_len = len;
     return b;
 }
 
@@ -92,8 +128,9 @@ static ct_buf_t *request_for(call_t *c, const char *msg) {
  * gone: the client refuses at once) fails, and the next is tried. */
 static void issue(call_t *c, call_req_t *r) {
     while (c->next < c->n) {
-        ct_buf_t *b = request_for(c, c->msgs[c->next]);
-        int rc = UV_ENOMEM;
+        size_t len = 0;
+        ct_buf_t *b = request_for(c, c->msgs[c->next], &len);
+        int rc = c->o->http && len == 0 ? CT_EINVAL : UV_ENOMEM;
         r->index = c->next++;
         if (b) {
             rc = ct_service_call(&c->timeout.service, b, &r->op);
@@ -236,14 +273,9 @@ int call_main(const options_t *o) {
     size_t i;
     int r;
     if (!o->address) {
-        fprintf(
-            stderr,
-            "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp]"
-            " [--timeout S] [--] [MESSAGE ...]\n");
-        return 2;
-    }
-    if (o->multiplex && (o->line_codec || o->resp)) {
-        fprintf(stderr, "ctower call: multiplex needs the length codec (tags are binary)\n");
+        fprintf(stderr, "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec "
+                        "length|line|crlf|resp|http]"
+                        " [--timeout S] [--] [MESSAGE ...]\n");
         return 2;
     }
     c.o = o;

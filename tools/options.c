@@ -153,11 +153,13 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->multiplex = strcmp(v, "multiplex") == 0;
         } else if (strcmp(a, "--codec") == 0) {
             if (strcmp(v, "length") && strcmp(v, "line") && strcmp(v, "crlf") &&
-                strcmp(v, "resp")) {
-                fprintf(stderr, "ctower: --codec is length, line, crlf or resp, not '%s'\n", v);
+                strcmp(v, "resp") && strcmp(v, "http")) {
+                fprintf(stderr, "ctower: --codec is length, line, crlf, resp or http, not '%s'\n",
+                        v);
                 return -1;
             }
             o->resp = strcmp(v, "resp") == 0;
+            o->http = strcmp(v, "http") == 0;
             o->crlf = strcmp(v, "crlf") == 0;
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
@@ -217,6 +219,11 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             return -1;
         }
     }
+    if (o->multiplex && (o->line_codec || o->resp || o->http)) {
+        fprintf(stderr, "ctower %s: multiplex needs the length codec (tags are binary)\n",
+                command_names[cmd]);
+        return -1;
+    }
     return 0;
 }
 
@@ -274,10 +281,21 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
         ct_line_codec_init(&w->line, max_payload);
     memset(&w->stream, 0, sizeof w->stream);
     ct_resp_codec_init(&w->resp, max_payload);
-    w->stream.codec = o->resp ? &w->resp.codec : o->line_codec ? &w->line.codec : &w->length.codec;
+    ct_http_codec_init_client(&w->http_client, max_payload);
+    ct_http_codec_init_server(&w->http_server, max_payload);
+    w->stream.codec = o->resp         ? &w->resp.codec
+                      : o->http       ? &w->http_client.codec
+                      : o->line_codec ? &w->line.codec
+                                      : &w->length.codec;
     w->stream.pool = &w->pool;
+    w->listen_stream = w->stream;
+    if (o->http) w->listen_stream.codec = &w->http_server.codec;
 }
 
 const char *codec_name(const options_t *o) {
-    return o->resp ? "resp" : o->crlf ? "crlf" : o->line_codec ? "line" : "length";
+    return o->resp         ? "resp"
+           : o->http       ? "http"
+           : o->crlf       ? "crlf"
+           : o->line_codec ? "line"
+                           : "length";
 }

@@ -20,6 +20,7 @@ typedef struct options {
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */
     int resp;       /* --codec resp: Redis's protocol */
+    int http;       /* --codec http: HTTP/1.1 (requests one way, responses the other) */
     int connections;
     int depth;
     int size;
@@ -62,12 +63,14 @@ typedef struct wire {
     ct_length_codec_t length;
     ct_line_codec_t line;
     ct_resp_codec_t resp;
-    ct_stream_config_t stream;
+    ct_http_codec_t http_client, http_server;
+    ct_stream_config_t stream;        /* for connections made (clients) */
+    ct_stream_config_t listen_stream; /* for connections accepted (servers) */
 } wire_t;
 
 void wire_init(wire_t *w, const options_t *o, size_t pool_cap);
 
-/* "length", "line", "crlf" or "resp". */
+/* "length", "line", "crlf", "resp" or "http". */
 const char *codec_name(const options_t *o);
 
 #endif

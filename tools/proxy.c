@@ -49,6 +49,7 @@
  * failures, requests in flight, and whether it is left out. */
 #include "proxy.h"
 #include "backends.h"
+#include "http_echo.h"
 #include "redis_filter.h"
 
 #include <signal.h>
@@ -172,7 +173,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     ct_listener_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
-    cfg.stream = p->wire.stream;
+    cfg.stream = p->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
     if (o->resp) {
         ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
@@ -182,6 +183,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &p->wire.pool;
     if (o->resp) cfg.server.on_error = resp_error_reply;
+    if (o->http) cfg.server.on_error = http_error_reply;
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;
@@ -191,18 +193,15 @@ static int listener_init(proxy_t *p, const options_t *o) {
 
 static int check_options(const options_t *o) {
     if (!o->address || (o->nbackends == 0) == !o->backends_file) {
-        fprintf(stderr, "usage: ctower proxy LISTEN (BACKEND [BACKEND...] | --backends-file FILE)"
-                        " [--mode pipeline|multiplex] [--codec length|line|crlf|resp] [--timeout S]"
-                        " [--retry] [--max-in-flight N] [--rate N]\n");
+        fprintf(stderr,
+                "usage: ctower proxy LISTEN (BACKEND [BACKEND...] | --backends-file FILE)"
+                " [--mode pipeline|multiplex] [--codec length|line|crlf|resp|http] [--timeout S]"
+                " [--retry] [--max-in-flight N] [--rate N]\n");
         return 2;
     }
     if (o->shard && (!o->resp || o->backends_file || o->peak_ewma)) {
         fprintf(stderr, "ctower proxy: --shard needs --codec resp and the backends as arguments "
                         "(their order is the partitioning)\n");
-        return 2;
-    }
-    if (o->multiplex && (o->line_codec || o->resp)) {
-        fprintf(stderr, "ctower proxy: multiplex needs the length codec (tags are binary)\n");
         return 2;
     }
     return 0;

@@ -3,6 +3,7 @@
  * each run a listener on the same address (SO_REUSEPORT), and the kernel
  * spreads the connections over them. */
 #include "serve.h"
+#include "http_echo.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -63,11 +64,14 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     uv_loop_init(&s->uv);
     ct_loop_init(&s->ct, &s->uv);
     wire_init(&s->wire, o, (size_t)o->size);
-    ct_echo_service_init(&s->echo, &s->ct);
+    if (o->http)
+        http_echo_init(&s->echo, &s->ct, &s->wire.pool);
+    else
+        ct_echo_service_init(&s->echo, &s->ct);
     s->echo.service.data = s;
     memset(&cfg, 0, sizeof cfg);
     cfg.multiplex = o->multiplex;
-    cfg.stream = s->wire.stream;
+    cfg.stream = s->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
     cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
     cfg.server.free_msg = ct_buf_pool_free_msg;
@@ -99,14 +103,9 @@ static void server_thread(void *arg) {
 static int check_options(const options_t *o) {
     ct_address_t a;
     if (!o->address) {
-        fprintf(
-            stderr,
-            "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp]"
-            " [--threads N]\n");
-        return 2;
-    }
-    if (o->multiplex && (o->line_codec || o->resp)) {
-        fprintf(stderr, "ctower serve: multiplex needs the length codec (tags are binary)\n");
+        fprintf(stderr, "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec "
+                        "length|line|crlf|resp|http]"
+                        " [--threads N]\n");
         return 2;
     }
     if (o->threads > 1 && ct_address_parse(o->address, &a) == 0 && a.kind == CT_ADDRESS_UNIX) {

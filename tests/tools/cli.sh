@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the ctower tool: usage errors, bench in both modes, serve with
 # bench --server and call over a Unix socket, graceful shutdown, a refused
-# connection, serve --threads, TLS.
+# connection, serve --threads, TLS, HTTP.
 set -uo pipefail
 ctower=$1
 tmp=$(mktemp -d)
@@ -468,6 +468,40 @@ stop proxy_pid "$tmp/proxy.log"
 stop server_pid
 expect_exit 0 "$ctower" bench --tls --connections 4 --depth 8 --requests 4000 --json
 grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --tls in-process: $(cat "$tmp/out")"
+
+# --codec http: serve answers each request with its body; curl (a client of
+# its own) and call (pipelined, a HEAD among GETs, whose answer has no body)
+# get the right answers; bench's requests all succeed, in-process and through
+# a proxy; with the backend gone the proxy answers 502.
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --mode multiplex --codec http
+grep -q "length codec" "$tmp/err" || fail "multiplex + http is not explained"
+expect_exit 0 "$ctower" bench --codec http --connections 2 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" && grep -q '"codec": "http"' "$tmp/out" ||
+  fail "bench --codec http: $(cat "$tmp/out")"
+"$ctower" serve tcp://127.0.0.1:0 --codec http 2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --codec http did not listen"
+hostport=${addr#tcp://}
+out=$(curl -s --max-time 5 -d 'curl body' "http://$hostport/x") || fail "curl to serve --codec http failed"
+[ "$out" = "curl body" ] || fail "curl's POST through serve --codec http: '$out'"
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -I "http://$hostport/") || fail "curl -I failed"
+[ "$code" = 200 ] || fail "curl's HEAD: status '$code'"
+"$ctower" call "$addr" --codec http /a "HEAD /b" "POST /c third" >"$tmp/out" 2>"$tmp/err" ||
+  fail "call --codec http: $(cat "$tmp/err")"
+[ "$(grep -c '^HTTP/1.1 200 OK' "$tmp/out")" = 3 ] && [ "$(tail -n 1 "$tmp/out")" = third ] ||
+  fail "call --codec http, three pipelined requests: $(cat "$tmp/out")"
+expect_exit 1 "$ctower" call "$addr" --codec http "GET /a b c" "NOT-A-METHOD /"
+grep -q "request 2: CT_EINVAL" "$tmp/err" || fail "a bad request is not explained: $(cat "$tmp/err")"
+"$ctower" proxy tcp://127.0.0.1:0 "$addr" --codec http 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "proxy --codec http did not listen"
+expect_exit 0 "$ctower" bench --server "$paddr" --codec http --connections 4 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench through an HTTP proxy: $(cat "$tmp/out")"
+stop server_pid
+out=$(curl -s --max-time 5 -i "http://${paddr#tcp://}/") || fail "curl to the proxy failed"
+grep -q "^HTTP/1.1 502 Bad Gateway" <<<"$out" && grep -q "^X-Ctower-Error: CT_ECONNECT" <<<"$out" ||
+  fail "the proxy without its backend: '$out'"
+stop proxy_pid "$tmp/proxy.log"
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
