@@ -205,7 +205,7 @@ static int finish(writer_t *w, const char *fields, int length, const void *body,
         put_str(w, "\r\n");
     }
     put_str(w, "\r\n");
-    put(w, body, body_len);
+    if (body) put(w, body, body_len);
     *size = w->len;
     return !w->out || w->len <= w->cap ? 0 : CT_EFRAMETOOLARGE;
 }
@@ -214,7 +214,8 @@ int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const c
                            const char *fields, const void *body, size_t body_len, size_t *size) {
     writer_t w = {out, out ? cap : 0, 0};
     int usual;
-    if (!is_word(method) || !is_word(target) || !are_fields(fields)) return CT_EINVAL;
+    if (!is_word(method) || !is_word(target) || !are_fields(fields) || (!body && body_len))
+        return CT_EINVAL;
     usual =
         strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
     put_str(&w, method);

@@ -348,6 +348,9 @@ Test(http, messages_written_frame_and_read_back) {
     cr_assert_eq(memcmp(out, "HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n", size), 0);
     cr_assert_eq(ct_http_format_request(out, sizeof out, "GET", "/", NULL, NULL, 0, &size), 0);
     cr_assert_eq(memcmp(out, "GET / HTTP/1.1\r\n\r\n", size), 0, "no length where none is usual");
+    cr_assert_eq(ct_http_format_response(out, sizeof out, 200, NULL, NULL, 5, &size), 0);
+    cr_assert_eq(memcmp(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", size), 0,
+                 "the answer to a HEAD: the length of a body not sent");
 }
 
 Test(http, writers_refuse_what_would_not_frame) {
@@ -369,5 +372,227 @@ Test(http, writers_refuse_what_would_not_frame) {
         ct_http_format_response(out, sizeof out, 200, "content-length: 9\r\n", "x", 1, &size),
         CT_EINVAL, "the writer says the length");
     cr_assert_eq(ct_http_format_response(out, sizeof out, 204, NULL, "x", 1, &size), CT_EINVAL);
+    cr_assert_eq(ct_http_format_request(out, sizeof out, "POST", "/", NULL, NULL, 3, &size),
+                 CT_EINVAL, "a request's body is sent");
     cr_assert_eq(ct_http_format_response(out, sizeof out, 42, NULL, NULL, 0, &size), CT_EINVAL);
+}
+
+/* ---- over TCP: ctower's client and server, and peers that break HTTP ---- */
+
+TestSuite(http_net, .init = h_setup, .fini = h_teardown);
+
+static ct_buf_pool_t net_pool;
+
+/* The server: GET /x answers 200 with "/x" as its body, HEAD /x says that
+ * body's length and sends none. */
+static int target_echo(void *ctx, void *request, void **response) {
+    ct_buf_t *req = request, *res;
+    ct_http_message_t m;
+    size_t size = 0;
+    const char *body;
+    (void)ctx;
+    cr_assert_eq(ct_http_parse_request((uint8_t *)req->base, req->len, &m), 0);
+    body = m.method.len == 4 ? NULL : m.target.p; /* HEAD: no body */
+    cr_assert_eq(ct_http_format_response(NULL, 0, 200, NULL, body, m.target.len, &size), 0);
+    res = ct_buf_pool_get(&net_pool, size);
+    cr_assert_not_null(res);
+    cr_assert_eq(ct_http_format_response((uint8_t *)res->base, size, 200, NULL, body, m.target.len,
+                                         &res->len),
+                 0);
+    ct_buf_pool_put(&net_pool, req);
+    *response = res;
+    return 0;
+}
+
+/* A server that does not speak HTTP, over the line codec: it reads a
+ * request as its lines ("GET /n HTTP/1.1\r", then "\r") and answers each
+ * with a line ("HTTP/1.1 200 OK\r", then "\r"), which makes a response
+ * with no length: its end would be the connection's end. */
+static int no_length(void *ctx, void *request, void **response) {
+    ct_buf_t *req = request;
+    const char *line = req->len > 1 ? "HTTP/1.1 200 OK\r" : "\r";
+    ct_buf_t *res = ct_buf_pool_get(&net_pool, strlen(line));
+    (void)ctx;
+    cr_assert_not_null(res);
+    memcpy(res->base, line, strlen(line));
+    res->len = strlen(line);
+    ct_buf_pool_put(&net_pool, req);
+    *response = res;
+    return 0;
+}
+
+typedef struct http_conn {
+    ct_stream_t stream;
+    ct_client_t client;
+    struct http_req {
+        ct_op_t op;
+        struct http_conn *conn;
+        int n; /* the request's number: HEAD when n % 3 == 1 */
+    } reqs[16];
+    int connected, next, total, done, wrong;
+    int failed, first_status, first_cause;
+    int line; /* sends "NOT HTTP" lines instead */
+} http_conn_t;
+
+static void http_issue(http_conn_t *c, struct http_req *r);
+
+static void on_http_reply(ct_op_t *op, int status, void *response) {
+    struct http_req *r = CT_CONTAINER_OF(op, struct http_req, op);
+    http_conn_t *c = r->conn;
+    ct_buf_t *b = response;
+    ct_http_message_t m;
+    char want[32];
+    c->done++;
+    if (status != 0) {
+        if (!c->failed++) {
+            c->first_status = status;
+            c->first_cause = op->cause;
+        }
+        return;
+    }
+    snprintf(want, sizeof want, "/%d", r->n);
+    if (ct_http_parse_response((uint8_t *)b->base, b->len, r->n % 3 == 1, &m) != 0 ||
+        m.status != 200 ||
+        (r->n % 3 == 1 ? m.body.len != 0
+                       : m.body.len != strlen(want) || memcmp(m.body.p, want, m.body.len) != 0))
+        c->wrong++;
+    ct_buf_pool_put(&net_pool, b);
+    if (c->next < c->total) http_issue(c, r);
+}
+
+static void http_issue(http_conn_t *c, struct http_req *r) {
+    char target[32];
+    size_t size = 0;
+    ct_buf_t *b;
+    r->n = c->next++;
+    snprintf(target, sizeof target, "/%d", r->n);
+    if (c->line) {
+        b = ct_buf_from("NOT HTTP", 8);
+    } else {
+        const char *method = r->n % 3 == 1 ? "HEAD" : "GET";
+        ct_http_format_request(NULL, 0, method, target, NULL, NULL, 0, &size);
+        b = ct_buf_pool_get(&net_pool, size);
+        cr_assert_not_null(b);
+        cr_assert_eq(ct_http_format_request((uint8_t *)b->base, size, method, target, NULL, NULL, 0,
+                                            &b->len),
+                     0);
+    }
+    cr_assert_not_null(b);
+    cr_assert_eq(ct_service_call(&c->client.service, b, &r->op), 0);
+}
+
+static void on_http_connected(ct_stream_t *stream, int status) {
+    http_conn_t *c = CT_CONTAINER_OF(stream, http_conn_t, stream);
+    ct_client_config_t cfg = {0};
+    int i;
+    cr_assert_eq(status, 0);
+    cfg.max_in_flight = 16;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &net_pool;
+    cr_assert_eq(ct_pipeline_client_init(&c->client, &H.ct, &c->stream.transport, &cfg), 0);
+    c->connected = 1;
+    for (i = 0; i < 16 && c->next < c->total; i++) {
+        c->reqs[i].conn = c;
+        ct_op_init(&c->reqs[i].op, on_http_reply);
+        http_issue(c, &c->reqs[i]);
+    }
+}
+
+static void http_connect(http_conn_t *c, const char *address, const ct_codec_t *codec, int total) {
+    static ct_connector_t connector;
+    ct_stream_config_t cfg = {0};
+    cfg.codec = codec;
+    cfg.pool = &net_pool;
+    c->total = total;
+    cr_assert_eq(ct_connector_init(&connector, &H.ct, address, &cfg), 0);
+    cr_assert_eq(ct_connector_connect(&connector, &c->stream, on_http_connected), 0);
+}
+
+static int listener_done;
+static void on_http_listener_closed(ct_listener_t *l) {
+    (void)l;
+    listener_done++;
+}
+
+static void http_listen(ct_listener_t *l, const ct_codec_t *codec, ct_service_t *svc, char *bound) {
+    ct_listener_config_t cfg;
+    ct_address_t a;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream.codec = codec;
+    cfg.stream.pool = &net_pool;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &net_pool;
+    cr_assert_eq(ct_listener_init(l, &H.ct, "tcp://127.0.0.1:0", svc, &cfg), 0);
+    cr_assert_eq(ct_listener_address(l, &a), 0);
+    cr_assert_eq(ct_address_format(&a, bound, 128), 0);
+}
+
+static int conns_done(http_conn_t *c, int n) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (!c[i].connected || c[i].done < c[i].total) return 0;
+    return 1;
+}
+
+Test(http_net, pipelined_clients_and_a_peer_that_is_not_http) {
+    enum { CONNS = 4, PER_CONN = 10000 };
+    static http_conn_t conns[CONNS + 1];
+    ct_http_codec_t server_codec, client_codec;
+    ct_line_codec_t line;
+    ct_service_fn_t svc;
+    ct_listener_t l;
+    char bound[128];
+    int i;
+    ct_buf_pool_init(&net_pool, 256, 1024);
+    ct_http_codec_init_server(&server_codec, 0);
+    ct_http_codec_init_client(&client_codec, 0);
+    ct_line_codec_init(&line, 0);
+    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
+    http_listen(&l, &server_codec.codec, &svc.service, bound);
+    conns[CONNS].line = 1; /* first, so that its end comes while the others run */
+    http_connect(&conns[CONNS], bound, &line.codec, 4);
+    for (i = 0; i < CONNS; i++)
+        http_connect(&conns[i], bound, &client_codec.codec, PER_CONN);
+    H_RUN_UNTIL(conns_done(conns, CONNS + 1));
+    for (i = 0; i < CONNS; i++) {
+        cr_assert_eq(conns[i].failed, 0, "%s", ct_strerror(conns[i].first_status));
+        cr_assert_eq(conns[i].wrong, 0);
+        cr_assert_eq(conns[i].done, PER_CONN);
+    }
+    cr_assert_eq(conns[CONNS].failed, 4, "each request on the broken connection fails once");
+    cr_assert_eq(conns[CONNS].first_status, CT_ERECVBROKEN);
+    for (i = 0; i <= CONNS; i++)
+        h_close_service(&conns[i].client.service);
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
+    H_RUN_UNTIL(listener_done == 1);
+    h_close_service(&svc.service);
+    h_run();
+    ct_buf_pool_destroy(&net_pool);
+}
+
+Test(http_net, a_response_without_a_length_fails_every_request_in_flight) {
+    static http_conn_t conn;
+    ct_http_codec_t client_codec;
+    ct_line_codec_t line;
+    ct_service_fn_t svc;
+    ct_listener_t l;
+    char bound[128];
+    ct_buf_pool_init(&net_pool, 256, 1024);
+    ct_http_codec_init_client(&client_codec, 0);
+    ct_line_codec_init(&line, 0);
+    ct_service_fn_init(&svc, &H.ct, no_length, NULL);
+    http_listen(&l, &line.codec, &svc.service, bound);
+    http_connect(&conn, bound, &client_codec.codec, 3);
+    H_RUN_UNTIL(conns_done(&conn, 1));
+    cr_assert_eq(conn.done, 3);
+    cr_assert_eq(conn.failed, 3, "each request fails once");
+    cr_assert_eq(conn.first_status, CT_ERECVBROKEN);
+    cr_assert_eq(conn.first_cause, CT_EMALFORMED, "%s", ct_err_name(conn.first_cause));
+    h_close_service(&conn.client.service);
+    listener_done = 0;
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
+    H_RUN_UNTIL(listener_done == 1);
+    h_close_service(&svc.service);
+    h_run();
+    ct_buf_pool_destroy(&net_pool);
 }

@@ -130,7 +130,9 @@ int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const c
 
 /* Likewise for a response with status (100-999; the reason phrase is the
  * standard one) and always a Content-Length, except for 1xx, 204 and 304,
- * which have no body (CT_EINVAL if body_len > 0). */
+ * which have no body (CT_EINVAL if body_len > 0). The answer to a HEAD says
+ * the length of the body a GET would get, and has none: body NULL and
+ * body_len that length. */
 int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
                             const void *body, size_t body_len, size_t *size);
 
