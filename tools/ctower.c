@@ -37,6 +37,8 @@ static void usage(FILE *f) {
             "makes each connection a reconnecting client (ct_reconnect_t), and --retry puts\n"
             "each one under a retry layer (ct_retry_t). With --codec resp each request is a\n"
             "Redis command, --command's words or PING; error replies count as errors.\n"
+            "With --codec http, serve answers each request with 200 and its body, bench\n"
+            "sends POSTs of --size bytes, and call's messages are METHOD TARGET [BODY].\n"
             "serve --threads N runs N loops, each accepting on ADDR (TCP only).\n"
             "call sends each MESSAGE (or each line of its input) and prints the answers.\n"
             "proxy sends the requests of every connection it accepts on LISTEN to BACKEND\n"
