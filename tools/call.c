@@ -245,6 +245,8 @@ static int run(call_t *c) {
     uv_loop_init(&uv);
     ct_loop_init(&c->ct, &uv);
     wire_init(&c->wire, c->o, (size_t)c->o->size);
+    /* typed requests: the codec checks each one before it leaves */
+    ct_http_codec_init_client(&c->wire.http_client, c->wire.http_client.codec.max_payload);
     c->wire.stream.tls = c->o->client_tls;
     r = ct_connector_init(&c->connector, &c->ct, c->o->address, &c->wire.stream);
     if (r == 0) {

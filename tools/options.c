@@ -283,6 +283,10 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
     ct_resp_codec_init(&w->resp, max_payload);
     ct_http_codec_init_client(&w->http_client, max_payload);
     ct_http_codec_init_server(&w->http_server, max_payload);
+    /* what the tool sends is written by ct_http_format_*() or was framed by
+     * an HTTP codec (the proxy's); call, whose requests a user types, checks */
+    ct_http_codec_trust_sent(&w->http_client);
+    ct_http_codec_trust_sent(&w->http_server);
     w->stream.codec = o->resp         ? &w->resp.codec
                       : o->http       ? &w->http_client.codec
                       : o->line_codec ? &w->line.codec

@@ -5,7 +5,6 @@
 #include "http_rules.h"
 
 #include <http_parser.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -160,9 +159,15 @@ static void put_str(writer_t *w, const char *s) {
     put(w, s, strlen(s));
 }
 
+/* Without snprintf, which cost a fifth of writing a small response. */
 static void put_number(writer_t *w, size_t n) {
     char digits[24];
-    put(w, digits, (size_t)snprintf(digits, sizeof digits, "%zu", n));
+    size_t at = sizeof digits;
+    do {
+        digits[--at] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    put(w, digits + at, sizeof digits - at);
 }
 
 /* A token (a method) or a target: printable, no spaces. */

@@ -231,6 +231,29 @@ Test(http, a_server_answers_head_without_a_body) {
                  0);
 }
 
+Test(http, a_trusting_codec_reads_only_the_method_of_what_it_sends) {
+    uint8_t out[256];
+    size_t w;
+    ct_frame_t f;
+    ct_http_codec_trust_sent(&client);
+    ct_http_codec_trust_sent(&server);
+    cr_assert_eq(ct_codec_encode(&client.codec, BYTES("not a request"), out, &w), 0,
+                 "the check is the caller's");
+    cr_assert_eq(w, strlen("not a request"));
+    send_request(&client, "HEAD / HTTP/1.1\r\n\r\n");
+    cr_assert_eq(ct_codec_decode(&client.codec,
+                                 BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), &f),
+                 CT_CODEC_FRAME, "the answer to the first request");
+    cr_assert_eq(
+        ct_codec_decode(&client.codec, BYTES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), &f),
+        CT_CODEC_FRAME, "the answer to the HEAD, without a body");
+    cr_assert_eq(f.frame_len, strlen("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"));
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("HEAD / HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_encode(&server.codec, BYTES("HTTP/1.1 200 OK\r\n\r\n"), out, &w), 0);
+    cr_assert_eq(server.requests - server.responses, 0, "the answer leaves, the HEAD is answered");
+}
+
 Test(http, requests_waiting_for_their_responses_are_bounded) {
     uint8_t out[64];
     size_t w;

@@ -67,6 +67,7 @@ typedef struct ct_http_codec {
     uint64_t parser[4]; /* an http_parser, whose header this one does not include */
     int client;         /* 1: decodes responses; 0: decodes requests */
     int head;           /* the message being decoded answers a HEAD request */
+    int trusted;        /* ct_http_codec_trust_sent() */
     size_t interim;     /* bytes of 1xx responses before the pending one */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
@@ -80,6 +81,14 @@ void ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
 
 /* Likewise, for a client: encodes requests, decodes responses. */
 void ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
+
+/* Encoding parses each message to check it, which is about as costly as
+ * decoding it. A side whose messages are whole by construction can skip
+ * that: messages written by ct_http_format_*(), or framed by an HTTP codec
+ * (a proxy forwarding what it read). Then only a request's method is read
+ * (for HEAD), and a message that is not one whole message desynchronizes
+ * the connection: responses go to the wrong requests. */
+void ct_http_codec_trust_sent(ct_http_codec_t *codec);
 
 /* A view of bytes inside a message (or of a static string). */
 typedef struct ct_http_str {
