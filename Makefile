@@ -7,14 +7,15 @@
 # `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy),
 # `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks),
 # `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads),
-# `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side).
+# `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side),
+# `make compare-http` bench/compare-http (ctower serve --codec http and nginx).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy proxy-cost buffer-bench tls-cost example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http proxy-cost buffer-bench tls-cost example test test-plain test-asan install format clean
 
 all: build
 
@@ -44,6 +45,9 @@ compare-redis: build
 
 compare-proxy: build
 	bench/compare-proxy $(BUILD)
+
+compare-http: build
+	bench/compare-http $(BUILD)
 
 proxy-cost: build
 	bench/proxy-cost $(BUILD)

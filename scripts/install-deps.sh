@@ -9,12 +9,15 @@ set -euo pipefail
 # against, and nutcracker (twemproxy) the proxy bench/compare-proxy measures
 # `ctower proxy` against; valgrind counts instructions for bench/proxy-cost.
 # libhttp-parser-dev is the HTTP codec's parser; curl is the HTTP client of
-# the tool's test (tests/cli.sh).
+# the tool's test (tests/tools/cli.sh); nginx-light the HTTP server
+# bench/compare-http measures `ctower serve --codec http` against (it runs
+# there with a configuration of its own; the package's service is stopped
+# if installing started it).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
 # certificates of the tool's TLS test (tests/cli.sh).
 packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
-  redis-server redis-tools nutcracker valgrind)
+  redis-server redis-tools nutcracker valgrind nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,3 +33,7 @@ echo "installing: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# a service listening on every interface is not what a build should leave
+if printf '%s\n' "${missing[@]}" | grep -qx nginx-light && pgrep -x nginx >/dev/null; then
+  nginx -s quit 2>/dev/null || true
+fi

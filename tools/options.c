@@ -194,7 +194,7 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             if (whole_number(a, v, 1, 65536, &d)) return -1;
             o->depth = (int)d;
         } else if (strcmp(a, "--size") == 0) {
-            if (whole_number(a, v, 4, 16 << 20, &d)) return -1;
+            if (whole_number(a, v, 0, 16 << 20, &d)) return -1;
             o->size = (int)d;
         } else if (strcmp(a, "--duration") == 0) {
             if (number(a, v, 0.1, 86400, &d)) return -1;
@@ -218,6 +218,11 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             fprintf(stderr, "ctower: unknown option '%s'\n", a);
             return -1;
         }
+    }
+    if (o->size < 4 && !o->http) { /* HTTP's 0: GETs, without a body */
+        fprintf(stderr, "ctower: --size wants a whole number from 4 (0 with --codec http), not %d\n",
+                o->size);
+        return -1;
     }
     if (o->multiplex && (o->line_codec || o->resp || o->http)) {
         fprintf(stderr, "ctower %s: multiplex needs the length codec (tags are binary)\n",
