@@ -220,7 +220,8 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         }
     }
     if (o->size < 4 && !o->http) { /* HTTP's 0: GETs, without a body */
-        fprintf(stderr, "ctower: --size wants a whole number from 4 (0 with --codec http), not %d\n",
+        fprintf(stderr,
+                "ctower: --size wants a whole number from 4 (0 with --codec http), not %d\n",
                 o->size);
         return -1;
     }

@@ -619,3 +619,46 @@ Test(http_net, a_response_without_a_length_fails_every_request_in_flight) {
     h_run();
     ct_buf_pool_destroy(&net_pool);
 }
+
+#ifdef CT_COUNT_ALLOCS
+/* ---- no allocation per request in steady state --------------------------- */
+
+extern volatile long ct_test_allocs;
+extern volatile int ct_test_counting;
+
+TestSuite(alloc_http, .init = h_setup, .fini = h_teardown);
+
+/* The codec on both sides, the views and the writers: after warm-up, a
+ * pipelined HTTP exchange allocates nothing (messages come from the pool). */
+Test(alloc_http, pipelined_http_allocates_nothing_per_request) {
+    enum { WARMUP = 10000, MEASURED = 10000 };
+    static http_conn_t conn;
+    ct_http_codec_t server_codec, client_codec;
+    ct_service_fn_t svc;
+    ct_listener_t l;
+    char bound[128];
+    long allocs;
+    ct_buf_pool_init(&net_pool, 256, 1024);
+    ct_http_codec_init_server(&server_codec, 0);
+    ct_http_codec_init_client(&client_codec, 0);
+    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
+    http_listen(&l, &server_codec.codec, &svc.service, bound);
+    http_connect(&conn, bound, &client_codec.codec, WARMUP + MEASURED);
+    H_RUN_UNTIL(conn.done >= WARMUP);
+    ct_test_allocs = 0;
+    ct_test_counting = 1;
+    H_RUN_UNTIL(conn.done >= WARMUP + MEASURED);
+    ct_test_counting = 0;
+    allocs = ct_test_allocs;
+    cr_assert_eq(conn.failed, 0);
+    cr_assert_eq(conn.wrong, 0);
+    cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
+    h_close_service(&conn.client.service);
+    listener_done = 0;
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
+    H_RUN_UNTIL(listener_done == 1);
+    h_close_service(&svc.service);
+    h_run();
+    ct_buf_pool_destroy(&net_pool);
+}
+#endif
