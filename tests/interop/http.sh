@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Interop: ctower's HTTP/1.1 codec against a real HTTP server (Debian's
+# nginx, with its echo module for chunked responses), over a Unix socket:
+# `ctower call` pipelines GETs, HEADs (whose answers say a length and carry
+# no body), a chunked response and a POST whose body nginx sends back;
+# `ctower bench` drives nginx with pipelined requests; `ctower proxy --codec
+# http` stands in front of nginx for curl and for bench.
+#   http.sh CTOWER
+set -uo pipefail
+ctower=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || fail "nginx is missing (scripts/install-deps.sh installs it)"
+modules=/usr/lib/nginx/modules
+[ -f "$modules/ngx_http_echo_module.so" ] || fail "nginx's echo module is missing (libnginx-mod-http-echo)"
+tmp=$(mktemp -d)
+nginx_pid=
+proxy_pid=
+cleanup() {
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+cat >"$tmp/nginx.conf" <<EOF
+load_module $modules/ngx_http_echo_module.so;
+daemon off;
+master_process off;
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/body;
+  proxy_temp_path $tmp/proxy;
+  fastcgi_temp_path $tmp/fastcgi;
+  uwsgi_temp_path $tmp/uwsgi;
+  scgi_temp_path $tmp/scgi;
+  keepalive_requests 100000;
+  default_type text/plain;
+  server {
+    listen unix:$tmp/nginx.sock;
+    location = /hello { return 200 "hello from nginx"; }
+    location = /chunked { echo "first line"; echo_flush; echo "second line"; }
+    location = /echo { echo_read_request_body; echo_request_body; }
+    location = /missing { return 404; }
+    location = / { return 200 "ok"; }
+  }
+}
+EOF
+"$nginx" -p "$tmp" -c "$tmp/nginx.conf" 2>"$tmp/nginx.out" &
+nginx_pid=$!
+addr="unix://$tmp/nginx.sock"
+for _ in $(seq 100); do
+  "$ctower" call "$addr" --codec http --timeout 1 /hello >/dev/null 2>&1 && break
+  kill -0 "$nginx_pid" 2>/dev/null || fail "nginx exited: $(cat "$tmp/nginx.out" "$tmp/error.log" 2>/dev/null)"
+  sleep 0.05
+done
+
+# Pipelined on one connection, each answer printed whole, in order.
+"$ctower" call "$addr" --codec http "HEAD /hello" /hello /chunked "HEAD /hello" "POST /echo posted body" \
+  /missing /hello >"$tmp/out" 2>"$tmp/err" || fail "call against nginx: $(cat "$tmp/err")"
+answers=$(grep -c '^HTTP/1.1 ' "$tmp/out")
+[ "$answers" = 7 ] || fail "7 answers expected, got $answers: $(cat "$tmp/out")"
+grep -q '^Content-Length: 16' "$tmp/out" || fail "HEAD's answer does not say the length: $(cat "$tmp/out")"
+[ "$(grep -c '^hello from nginx' "$tmp/out")" = 2 ] || fail "the GETs' bodies: $(cat "$tmp/out")"
+grep -q '^Transfer-Encoding: chunked' "$tmp/out" || fail "nginx did not chunk /chunked: $(cat "$tmp/out")"
+grep -q 'second line' "$tmp/out" || fail "the chunked body: $(cat "$tmp/out")"
+grep -q '^posted body' "$tmp/out" || fail "the POST's body: $(cat "$tmp/out")"
+grep -q '^HTTP/1.1 404' "$tmp/out" || fail "the 404: $(cat "$tmp/out")"
+# The last answer is the last request's: nothing went to the wrong request.
+[ "$(tail -n 1 "$tmp/out")" = "hello from nginx" ] || fail "the answers are out of step: $(cat "$tmp/out")"
+
+"$ctower" bench --server "$addr" --codec http --size 0 --connections 4 --depth 16 --requests 20000 \
+  --json >"$tmp/bench" 2>&1 || fail "bench against nginx: $(cat "$tmp/bench")"
+grep -q '"requests": 20000, "errors": 0,' "$tmp/bench" || fail "bench against nginx: $(cat "$tmp/bench")"
+
+"$ctower" proxy "unix://$tmp/proxy.sock" "$addr" --codec http 2>"$tmp/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 100); do grep -q " on unix:" "$tmp/proxy.log" && break; sleep 0.05; done
+out=$(curl -s --max-time 5 --unix-socket "$tmp/proxy.sock" http://localhost/chunked) ||
+  fail "curl through the proxy failed: $(cat "$tmp/proxy.log")"
+[ "$out" = $'first line\nsecond line' ] || fail "curl through the proxy, a chunked response: '$out'"
+out=$(curl -s --max-time 5 --unix-socket "$tmp/proxy.sock" -d 'via the proxy' http://localhost/echo) ||
+  fail "curl POST through the proxy failed"
+[ "$out" = "via the proxy" ] || fail "curl POST through the proxy: '$out'"
+"$ctower" bench --server "unix://$tmp/proxy.sock" --codec http --size 100 --connections 8 --depth 8 \
+  --requests 20000 --json >"$tmp/bench" 2>&1 || fail "bench through the proxy: $(cat "$tmp/bench")"
+grep -q '"requests": 20000, "errors": 0,' "$tmp/bench" || fail "bench through the proxy: $(cat "$tmp/bench")"
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" || fail "the proxy did not end cleanly: $(cat "$tmp/proxy.log")"
+proxy_pid=
+echo "HTTP interop with nginx: all checks passed"
