@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-enum { CT_CODEC_NEED_MORE = 0, CT_CODEC_FRAME = 1 };
+enum { CT_CODEC_NEED_MORE = 0, CT_CODEC_FRAME = 1, CT_CODEC_LAST = 2 };
 
 /* Where a decoded frame lies in the bytes given to ct_codec_decode(). */
 typedef struct ct_frame {
@@ -56,7 +56,10 @@ int ct_codec_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame
 
 /* Frames len bytes of payload into out, which has room for len +
  * codec->overhead bytes; *written gets the frame's size. Returns 0,
- * CT_EFRAMETOOLARGE or CT_EINVAL (a payload the format cannot carry). */
+ * CT_CODEC_LAST (framed, and the connection's last message: the protocol
+ * says the sender closes after it, as an HTTP server after answering
+ * "Connection: close"; a stream shuts its sending side down once it is
+ * out), CT_EFRAMETOOLARGE or CT_EINVAL (a payload the format cannot carry). */
 int ct_codec_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
                     size_t *written);
 

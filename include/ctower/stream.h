@@ -105,6 +105,9 @@ typedef struct ct_stream {
     ct_waitq_t send_waiters;
     uint64_t last_read_ms;
     int writing, reading, uv_reading, ended, send_error, shut_pending;
+    /* The codec's last message began the shutdown (CT_CODEC_LAST): nobody
+     * waits for it until the owner asks for one too. */
+    int shut_by_codec, shut_asked, shut_finished, shut_status;
     int handle_open;
     void *connecting;           /* the connector's attempt, while one is under way */
     struct ct_tls_session *tls; /* with cfg.tls, once ct_stream_tls_start() made it */

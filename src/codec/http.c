@@ -21,18 +21,29 @@ static http_parser *parser_of(ct_http_codec_t *c) {
     return (http_parser *)(void *)c->parser;
 }
 
-static int pending_is_head(const ct_http_codec_t *c) {
+/* The pending request's bit in one of the rings (heads, closes). */
+static int pending_bit(const ct_http_codec_t *c, const uint64_t *ring) {
     uint32_t i = c->responses % CT_HTTP_MAX_PENDING;
     if (c->requests == c->responses) return 0; /* nothing pending: a response that is a desync */
-    return (int)((c->heads[i / 64] >> (i % 64)) & 1);
+    return (int)((ring[i / 64] >> (i % 64)) & 1);
 }
 
-/* Counts one more request, a HEAD or not; CT_EOVERLOADED if too many wait. */
-static int push_request(ct_http_codec_t *c, int head) {
-    uint32_t i = c->requests % CT_HTTP_MAX_PENDING;
+static int pending_is_head(const ct_http_codec_t *c) {
+    return pending_bit(c, c->heads);
+}
+
+static void set_bit(uint64_t *ring, uint32_t i, int on) {
     uint64_t bit = (uint64_t)1 << (i % 64);
+    ring[i / 64] = on ? ring[i / 64] | bit : ring[i / 64] & ~bit;
+}
+
+/* Counts one more request, a HEAD or not, its connection's last or not;
+ * CT_EOVERLOADED if too many wait. */
+static int push_request(ct_http_codec_t *c, int head, int last) {
+    uint32_t i = c->requests % CT_HTTP_MAX_PENDING;
     if (c->requests - c->responses >= CT_HTTP_MAX_PENDING) return CT_EOVERLOADED;
-    c->heads[i / 64] = head ? c->heads[i / 64] | bit : c->heads[i / 64] & ~bit;
+    set_bit(c->heads, i, head);
+    set_bit(c->closes, i, last);
     c->requests++;
     return 0;
 }
@@ -96,8 +107,9 @@ static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
     }
     if (c->client) {
         if (c->responses != c->requests) c->responses++; /* else a desync, the client's to report */
-    } else if (push_request(c, p->method == HTTP_HEAD) != 0)
+    } else if (push_request(c, p->method == HTTP_HEAD, !http_should_keep_alive(p)) != 0) {
         return CT_EOVERLOADED;
+    }
     frame->payload_offset = c->interim;
     frame->payload_len = c->codec.scan - c->interim;
     frame->frame_len = c->codec.scan;
@@ -155,10 +167,12 @@ static size_t whole_message(http_parser *p, const http_parser_settings *settings
     return HTTP_PARSER_ERRNO(p) == HPE_PAUSED ? at + n : 0;
 }
 
-/* A server's response leaves: its request is no longer pending. */
+/* A server's response leaves: its request is no longer pending, and if that
+ * request was its connection's last, so is the response. */
 static int pop_response(ct_http_codec_t *c) {
+    int last = pending_bit(c, c->closes);
     if (c->responses != c->requests) c->responses++;
-    return 0;
+    return last ? CT_CODEC_LAST : 0;
 }
 
 /* A client's payload: exactly one request. */
@@ -166,7 +180,7 @@ static int check_request(ct_http_codec_t *c, const uint8_t *payload, size_t len)
     http_parser p;
     http_parser_init(&p, HTTP_REQUEST);
     if (len == 0 || whole_message(&p, &request_settings, payload, 0, len) != len) return CT_EINVAL;
-    return push_request(c, p.method == HTTP_HEAD);
+    return push_request(c, p.method == HTTP_HEAD, 0); /* the server is the one to close */
 }
 
 /* A server's payload: interim responses, then exactly one final response. */
@@ -189,14 +203,14 @@ static int http_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, ui
     int r;
     if (len > codec->max_payload) return CT_EFRAMETOOLARGE;
     if (c->trusted)
-        r = c->client ? push_request(c, len > 5 && memcmp(payload, "HEAD ", 5) == 0)
+        r = c->client ? push_request(c, len > 5 && memcmp(payload, "HEAD ", 5) == 0, 0)
                       : pop_response(c);
     else
         r = c->client ? check_request(c, payload, len) : check_response(c, payload, len);
-    if (r != 0) return r;
+    if (r < 0) return r;
     memcpy(out, payload, len);
     *written = len;
-    return 0;
+    return r;
 }
 
 static const ct_codec_vtable_t http_vtable = {http_decode, http_encode};

@@ -23,6 +23,7 @@ static void stop_polling(ct_stream_t *s);
 static void tls_landing(ct_stream_t *s, uv_buf_t *out);
 static void tls_failed(ct_stream_t *s, int status);
 static void shutdown_if_flushed(ct_stream_t *s);
+static void shut_after_last(ct_stream_t *s);
 
 static ct_codec_t *codec(ct_stream_t *s) {
     return &s->codec.base;
@@ -376,19 +377,30 @@ static int st_send(ct_transport_t *t, void *msg) {
     s->wlen += written;
     ct_buf_pool_put(s->cfg.pool, buf);
     ct_loop_post_flush(t->loop, &s->flush_task);
+    if (r == CT_CODEC_LAST) shut_after_last(s);
     return 0;
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    ct_stream_t *s = req->data;
+/* The sending side is closed: the owner's shutdown is done, if it asked for
+ * one; otherwise (the codec's last message) the result waits for it. */
+static void shutdown_finished(ct_stream_t *s, int status) {
+    if (s->shut_by_codec && !s->shut_asked) {
+        s->shut_finished = 1;
+        s->shut_status = status;
+        return;
+    }
     ct_transport_shutdown_done(&s->transport, status);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    shutdown_finished(req->data, status);
 }
 
 static void shutdown_if_flushed(ct_stream_t *s) {
     int r;
     if (s->shut_pending == 1 && s->send_error) { /* what was to go first cannot */
         s->shut_pending = 2;
-        ct_transport_shutdown_done(&s->transport, s->send_error);
+        shutdown_finished(s, s->send_error);
         return;
     }
     if (s->shut_pending != 1 || s->writing || s->wlen > 0) return;
@@ -401,7 +413,16 @@ static void shutdown_if_flushed(ct_stream_t *s) {
     s->shut_pending = 2;
     s->shutdown_req.data = s;
     r = uv_shutdown(&s->shutdown_req, &s->h.stream, on_shutdown);
-    if (r < 0) ct_transport_shutdown_done(&s->transport, r);
+    if (r < 0) shutdown_finished(s, r);
+}
+
+/* The codec framed the connection's last message: nothing more is sent, and
+ * the sending side closes once it is out, as a shutdown the owner did not
+ * ask for (reading goes on, until the peer closes). */
+static void shut_after_last(ct_stream_t *s) {
+    if (s->shut_pending) return;
+    s->shut_by_codec = 1;
+    s->shut_pending = 1;
 }
 
 static void after_write(ct_stream_t *s) {
@@ -489,6 +510,11 @@ static void flush_now(ct_stream_t *s) {
 
 static int st_shutdown(ct_transport_t *t) {
     ct_stream_t *s = (ct_stream_t *)t;
+    s->shut_asked = 1;
+    if (s->shut_by_codec) { /* already under way, or done */
+        if (s->shut_finished) ct_transport_shutdown_done(t, s->shut_status);
+        return 0;
+    }
     s->shut_pending = 1;
     flush(&s->flush_task);
     shutdown_if_flushed(s);

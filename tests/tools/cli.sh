@@ -490,6 +490,15 @@ code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -I "http://$hostport/
   fail "call --codec http: $(cat "$tmp/err")"
 [ "$(grep -c '^HTTP/1.1 200 OK' "$tmp/out")" = 3 ] && [ "$(tail -n 1 "$tmp/out")" = third ] ||
   fail "call --codec http, three pipelined requests: $(cat "$tmp/out")"
+# A connection's last request (Connection: close, or HTTP/1.0): answered,
+# then the server closes its side, so a reader sees the end.
+for request in 'GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' 'GET /old HTTP/1.0\r\n\r\n'; do
+  exec 3<>"/dev/tcp/127.0.0.1/${hostport##*:}"
+  printf "$request" >&3
+  out=$(timeout 5 cat <&3) || fail "serve --codec http did not end the connection after: $request"
+  exec 3<&-
+  grep -q "^HTTP/1.1 200 OK" <<<"$out" || fail "the last request's answer: '$out'"
+done
 expect_exit 1 "$ctower" call "$addr" --codec http "GET /a b c" "NOT-A-METHOD /"
 grep -q "request 2: CT_EINVAL" "$tmp/err" || fail "a bad request is not explained: $(cat "$tmp/err")"
 "$ctower" proxy tcp://127.0.0.1:0 "$addr" --codec http 2>"$tmp/proxy.log" &

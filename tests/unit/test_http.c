@@ -254,6 +254,31 @@ Test(http, a_trusting_codec_reads_only_the_method_of_what_it_sends) {
     cr_assert_eq(server.requests - server.responses, 0, "the answer leaves, the HEAD is answered");
 }
 
+Test(http, the_answer_to_a_connections_last_request_is_its_last_message) {
+    static const struct {
+        const char *request;
+        int last;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 1},
+        {"GET / HTTP/1.0\r\n\r\n", 1},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\n\r\n", 0},
+    };
+    uint8_t out[64];
+    size_t i, w;
+    ct_frame_t f;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++)
+        cr_assert_eq(ct_codec_decode(&server.codec, BYTES(cases[i].request), &f), CT_CODEC_FRAME);
+    for (i = 0; i < sizeof cases / sizeof *cases; i++)
+        cr_assert_eq(
+            ct_codec_encode(&server.codec, BYTES("HTTP/1.1 204 No Content\r\n\r\n"), out, &w),
+            cases[i].last ? CT_CODEC_LAST : 0, "%s", cases[i].request);
+    ct_http_codec_trust_sent(&client);
+    cr_assert_eq(ct_codec_encode(&client.codec,
+                                 BYTES("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), out, &w),
+                 0, "a client leaves the closing to the server");
+}
+
 Test(http, requests_waiting_for_their_responses_are_bounded) {
     uint8_t out[64];
     size_t w;
@@ -586,6 +611,58 @@ Test(http_net, pipelined_clients_and_a_peer_that_is_not_http) {
     cr_assert_eq(conns[CONNS].first_status, CT_ERECVBROKEN);
     for (i = 0; i <= CONNS; i++)
         h_close_service(&conns[i].client.service);
+    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
+    H_RUN_UNTIL(listener_done == 1);
+    h_close_service(&svc.service);
+    h_run();
+    ct_buf_pool_destroy(&net_pool);
+}
+
+/* A request that says "Connection: close" is answered, then the server
+ * closes its sending side: the client reads the end of the stream. */
+static int last_answered, after_last_status;
+static void on_last_answer(ct_op_t *op, int status, void *response) {
+    (void)op;
+    cr_assert_eq(status, 0);
+    ct_buf_pool_put(&net_pool, response);
+    last_answered = 1;
+}
+static void on_after_last(ct_op_t *op, int status, void *response) {
+    (void)response;
+    cr_assert_eq(status, CT_ERECVBROKEN);
+    after_last_status = op->cause;
+}
+
+Test(http_net, the_server_closes_after_answering_connection_close) {
+    static http_conn_t conn; /* connected, then driven by hand */
+    static const char close_request[] = "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n";
+    ct_http_codec_t server_codec, client_codec;
+    ct_service_fn_t svc;
+    ct_listener_t l;
+    ct_op_t last, after;
+    char bound[128];
+    ct_buf_pool_init(&net_pool, 256, 1024);
+    ct_http_codec_init_server(&server_codec, 0);
+    ct_http_codec_init_client(&client_codec, 0);
+    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
+    http_listen(&l, &server_codec.codec, &svc.service, bound);
+    http_connect(&conn, bound, &client_codec.codec, 0);
+    H_RUN_UNTIL(conn.connected);
+    ct_op_init(&last, on_last_answer);
+    cr_assert_eq(ct_service_call(&conn.client.service,
+                                 ct_buf_from(close_request, strlen(close_request)), &last),
+                 0);
+    H_RUN_UNTIL(last_answered);
+    ct_op_init(&after, on_after_last);
+    after_last_status = 1;
+    cr_assert_eq(
+        ct_service_call(&conn.client.service, ct_buf_from("GET / HTTP/1.1\r\n\r\n", 18), &after),
+        0);
+    H_RUN_UNTIL(after_last_status != 1);
+    cr_assert_eq(after_last_status, UV_EOF, "the server's end: %s", ct_err_name(after_last_status));
+    h_close_service(&conn.client.service);
+    H_RUN_UNTIL(ct_listener_connections(&l) == 0);
+    listener_done = 0;
     cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
     H_RUN_UNTIL(listener_done == 1);
     h_close_service(&svc.service);

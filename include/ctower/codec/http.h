@@ -40,12 +40,18 @@
  * message that does not frame would hand later responses to the wrong
  * requests.
  *
+ * A request that is its connection's last ("Connection: close", or
+ * HTTP/1.0 without keep-alive) makes the server's codec answer
+ * CT_CODEC_LAST when its response is encoded: the stream then shuts its
+ * sending side down after the response, and the client, reading the end,
+ * closes. (The response should say "Connection: close" too; the codec sends
+ * what it is given.)
+ *
  * Not handled: switching protocols (a 101 response, or CONNECT, ends
  * HTTP/1.1 on the connection: the bytes after it must still be HTTP/1.1
  * messages, or the connection ends with CT_EMALFORMED); a server does not
  * send "100 Continue" by itself (clients that wait for it send the body
- * after their own delay); "Connection: close" does not close the
- * connection (the peer that asks for it closes it).
+ * after their own delay).
  */
 #ifndef CTOWER_CODEC_HTTP_H
 #define CTOWER_CODEC_HTTP_H
@@ -71,7 +77,8 @@ typedef struct ct_http_codec {
     size_t interim;     /* bytes of 1xx responses before the pending one */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
-    uint64_t heads[CT_HTTP_MAX_PENDING / 64]; /* bit i % MAX: request i is a HEAD */
+    uint64_t heads[CT_HTTP_MAX_PENDING / 64];  /* bit i % MAX: request i is a HEAD */
+    uint64_t closes[CT_HTTP_MAX_PENDING / 64]; /* ... request i is its connection's last */
 } ct_http_codec_t;
 
 /* Initializes codec for a server (or a proxy's listening side): it decodes
