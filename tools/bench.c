@@ -777,6 +777,13 @@ int bench_main(const options_t *given) {
         return 2;
     }
     if (o->resp && !o->command) with_defaults.command = "PING";
+    if (o->http && o->depth > CT_HTTP_MAX_PENDING) {
+        fprintf(stderr,
+                "ctower bench: --codec http keeps at most %d requests in flight per "
+                "connection (the answers to HEADs are told apart by their order)\n",
+                CT_HTTP_MAX_PENDING);
+        return 2;
+    }
     if (o->address && ct_address_parse(o->address, &addr) != 0) {
         fprintf(stderr,
                 "ctower bench: --server %s: bad address (expected tcp://HOST:PORT, "
