@@ -556,23 +556,54 @@ static void http_connect(http_conn_t *c, const char *address, const ct_codec_t *
     cr_assert_eq(ct_connector_connect(&connector, &c->stream, on_http_connected), 0);
 }
 
-static int listener_done;
+/* What every test over TCP has: a pool, both sides' codecs (and the line
+ * codec, for peers that are not HTTP), a service and a listener. */
+static struct http_net {
+    ct_http_codec_t server, client;
+    ct_line_codec_t line;
+    ct_service_fn_t svc;
+    ct_listener_t listener;
+    int listener_closed;
+    char bound[128];
+} N;
+
 static void on_http_listener_closed(ct_listener_t *l) {
     (void)l;
-    listener_done++;
+    N.listener_closed = 1;
 }
 
-static void http_listen(ct_listener_t *l, const ct_codec_t *codec, ct_service_t *svc, char *bound) {
+/* Listens on a free loopback port with fn as the service, framed by the
+ * server's HTTP codec, or the line codec (line set). */
+static void net_start(ct_service_fn_cb fn, int line) {
     ct_listener_config_t cfg;
     ct_address_t a;
+    memset(&N, 0, sizeof N);
+    ct_buf_pool_init(&net_pool, 256, 1024);
+    ct_http_codec_init_server(&N.server, 0);
+    ct_http_codec_init_client(&N.client, 0);
+    ct_line_codec_init(&N.line, 0);
+    ct_service_fn_init(&N.svc, &H.ct, fn, NULL);
     memset(&cfg, 0, sizeof cfg);
-    cfg.stream.codec = codec;
+    cfg.stream.codec = line ? &N.line.codec : &N.server.codec;
     cfg.stream.pool = &net_pool;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &net_pool;
-    cr_assert_eq(ct_listener_init(l, &H.ct, "tcp://127.0.0.1:0", svc, &cfg), 0);
-    cr_assert_eq(ct_listener_address(l, &a), 0);
-    cr_assert_eq(ct_address_format(&a, bound, 128), 0);
+    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, "tcp://127.0.0.1:0", &N.svc.service, &cfg),
+                 0);
+    cr_assert_eq(ct_listener_address(&N.listener, &a), 0);
+    cr_assert_eq(ct_address_format(&a, N.bound, sizeof N.bound), 0);
+}
+
+/* Closes the conns' clients, then the listener and the service. */
+static void net_stop(http_conn_t *conns, int n) {
+    int i;
+    for (i = 0; i < n; i++)
+        h_close_service(&conns[i].client.service);
+    cr_assert_eq(ct_listener_shutdown(&N.listener, 1000, on_http_listener_closed), 0);
+    H_RUN_UNTIL(N.listener_closed);
+    h_close_service(&N.svc.service);
+    h_run();
+    ct_buf_pool_destroy(&net_pool);
 }
 
 static int conns_done(http_conn_t *c, int n) {
@@ -585,22 +616,12 @@ static int conns_done(http_conn_t *c, int n) {
 Test(http_net, pipelined_clients_and_a_peer_that_is_not_http) {
     enum { CONNS = 4, PER_CONN = 10000 };
     static http_conn_t conns[CONNS + 1];
-    ct_http_codec_t server_codec, client_codec;
-    ct_line_codec_t line;
-    ct_service_fn_t svc;
-    ct_listener_t l;
-    char bound[128];
     int i;
-    ct_buf_pool_init(&net_pool, 256, 1024);
-    ct_http_codec_init_server(&server_codec, 0);
-    ct_http_codec_init_client(&client_codec, 0);
-    ct_line_codec_init(&line, 0);
-    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
-    http_listen(&l, &server_codec.codec, &svc.service, bound);
+    net_start(target_echo, 0);
     conns[CONNS].line = 1; /* first, so that its end comes while the others run */
-    http_connect(&conns[CONNS], bound, &line.codec, 4);
+    http_connect(&conns[CONNS], N.bound, &N.line.codec, 4);
     for (i = 0; i < CONNS; i++)
-        http_connect(&conns[i], bound, &client_codec.codec, PER_CONN);
+        http_connect(&conns[i], N.bound, &N.client.codec, PER_CONN);
     H_RUN_UNTIL(conns_done(conns, CONNS + 1));
     for (i = 0; i < CONNS; i++) {
         cr_assert_eq(conns[i].failed, 0, "%s", ct_strerror(conns[i].first_status));
@@ -609,13 +630,7 @@ Test(http_net, pipelined_clients_and_a_peer_that_is_not_http) {
     }
     cr_assert_eq(conns[CONNS].failed, 4, "each request on the broken connection fails once");
     cr_assert_eq(conns[CONNS].first_status, CT_ERECVBROKEN);
-    for (i = 0; i <= CONNS; i++)
-        h_close_service(&conns[i].client.service);
-    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
-    H_RUN_UNTIL(listener_done == 1);
-    h_close_service(&svc.service);
-    h_run();
-    ct_buf_pool_destroy(&net_pool);
+    net_stop(conns, CONNS + 1);
 }
 
 /* A request that says "Connection: close" is answered, then the server
@@ -636,17 +651,9 @@ static void on_after_last(ct_op_t *op, int status, void *response) {
 Test(http_net, the_server_closes_after_answering_connection_close) {
     static http_conn_t conn; /* connected, then driven by hand */
     static const char close_request[] = "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n";
-    ct_http_codec_t server_codec, client_codec;
-    ct_service_fn_t svc;
-    ct_listener_t l;
     ct_op_t last, after;
-    char bound[128];
-    ct_buf_pool_init(&net_pool, 256, 1024);
-    ct_http_codec_init_server(&server_codec, 0);
-    ct_http_codec_init_client(&client_codec, 0);
-    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
-    http_listen(&l, &server_codec.codec, &svc.service, bound);
-    http_connect(&conn, bound, &client_codec.codec, 0);
+    net_start(target_echo, 0);
+    http_connect(&conn, N.bound, &N.client.codec, 0);
     H_RUN_UNTIL(conn.connected);
     ct_op_init(&last, on_last_answer);
     cr_assert_eq(ct_service_call(&conn.client.service,
@@ -661,40 +668,20 @@ Test(http_net, the_server_closes_after_answering_connection_close) {
     H_RUN_UNTIL(after_last_status != 1);
     cr_assert_eq(after_last_status, UV_EOF, "the server's end: %s", ct_err_name(after_last_status));
     h_close_service(&conn.client.service);
-    H_RUN_UNTIL(ct_listener_connections(&l) == 0);
-    listener_done = 0;
-    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
-    H_RUN_UNTIL(listener_done == 1);
-    h_close_service(&svc.service);
-    h_run();
-    ct_buf_pool_destroy(&net_pool);
+    H_RUN_UNTIL(ct_listener_connections(&N.listener) == 0);
+    net_stop(NULL, 0);
 }
 
 Test(http_net, a_response_without_a_length_fails_every_request_in_flight) {
     static http_conn_t conn;
-    ct_http_codec_t client_codec;
-    ct_line_codec_t line;
-    ct_service_fn_t svc;
-    ct_listener_t l;
-    char bound[128];
-    ct_buf_pool_init(&net_pool, 256, 1024);
-    ct_http_codec_init_client(&client_codec, 0);
-    ct_line_codec_init(&line, 0);
-    ct_service_fn_init(&svc, &H.ct, no_length, NULL);
-    http_listen(&l, &line.codec, &svc.service, bound);
-    http_connect(&conn, bound, &client_codec.codec, 3);
+    net_start(no_length, 1);
+    http_connect(&conn, N.bound, &N.client.codec, 3);
     H_RUN_UNTIL(conns_done(&conn, 1));
     cr_assert_eq(conn.done, 3);
     cr_assert_eq(conn.failed, 3, "each request fails once");
     cr_assert_eq(conn.first_status, CT_ERECVBROKEN);
     cr_assert_eq(conn.first_cause, CT_EMALFORMED, "%s", ct_err_name(conn.first_cause));
-    h_close_service(&conn.client.service);
-    listener_done = 0;
-    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
-    H_RUN_UNTIL(listener_done == 1);
-    h_close_service(&svc.service);
-    h_run();
-    ct_buf_pool_destroy(&net_pool);
+    net_stop(&conn, 1);
 }
 
 #ifdef CT_COUNT_ALLOCS
@@ -710,17 +697,9 @@ TestSuite(alloc_http, .init = h_setup, .fini = h_teardown);
 Test(alloc_http, pipelined_http_allocates_nothing_per_request) {
     enum { WARMUP = 10000, MEASURED = 10000 };
     static http_conn_t conn;
-    ct_http_codec_t server_codec, client_codec;
-    ct_service_fn_t svc;
-    ct_listener_t l;
-    char bound[128];
     long allocs;
-    ct_buf_pool_init(&net_pool, 256, 1024);
-    ct_http_codec_init_server(&server_codec, 0);
-    ct_http_codec_init_client(&client_codec, 0);
-    ct_service_fn_init(&svc, &H.ct, target_echo, NULL);
-    http_listen(&l, &server_codec.codec, &svc.service, bound);
-    http_connect(&conn, bound, &client_codec.codec, WARMUP + MEASURED);
+    net_start(target_echo, 0);
+    http_connect(&conn, N.bound, &N.client.codec, WARMUP + MEASURED);
     H_RUN_UNTIL(conn.done >= WARMUP);
     ct_test_allocs = 0;
     ct_test_counting = 1;
@@ -730,12 +709,6 @@ Test(alloc_http, pipelined_http_allocates_nothing_per_request) {
     cr_assert_eq(conn.failed, 0);
     cr_assert_eq(conn.wrong, 0);
     cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
-    h_close_service(&conn.client.service);
-    listener_done = 0;
-    cr_assert_eq(ct_listener_shutdown(&l, 1000, on_http_listener_closed), 0);
-    H_RUN_UNTIL(listener_done == 1);
-    h_close_service(&svc.service);
-    h_run();
-    ct_buf_pool_destroy(&net_pool);
+    net_stop(&conn, 1);
 }
 #endif
