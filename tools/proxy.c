@@ -50,6 +50,7 @@
 #include "proxy.h"
 #include "backends.h"
 #include "http_echo.h"
+#include "http_filter.h"
 #include "redis_filter.h"
 
 #include <signal.h>
@@ -66,7 +67,7 @@ typedef struct proxy {
     backend_set_t backends;
     ct_retry_t retry;
     ct_limit_t limit;      /* --max-in-flight, --rate */
-    redis_filter_t filter; /* --codec resp */
+    filter_t filter;       /* --codec resp or http */
     ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm, sigusr1, sighup;
@@ -159,12 +160,14 @@ static int limit_init(proxy_t *p, const options_t *o) {
     return r;
 }
 
-/* The whole stack under the listener: for Redis, the filter on top. */
+/* The whole stack under the listener: for Redis and HTTP, the filter on
+ * top. */
 static int stack_init(proxy_t *p, const options_t *o) {
     int r = backends_init(p, o);
     if (r == 0) r = limit_init(p, o);
-    if (r != 0 || !o->resp) return r;
-    redis_filter_init(&p->filter, &p->ct, p->service, &p->wire.pool);
+    if (r != 0 || (!o->resp && !o->http)) return r;
+    filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
+                o->resp ? redis_filter_rule : http_filter_rule);
     p->service = &p->filter.service;
     return 0;
 }

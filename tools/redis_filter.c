@@ -62,85 +62,42 @@ static const char *refused_name(const ct_buf_t *request) {
                                            : NULL;
 }
 
-/* ---- the service: the caller's op goes to the inner service as it is ------- */
-
-static int filter_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
-    return ct_service_poll_ready(((redis_filter_t *)svc)->inner, waker);
-}
-
-/* Ends op with an error reply of text, request given back. */
-static int answer_error(redis_filter_t *f, ct_buf_t *request, ct_op_t *op, const char *text) {
-    ct_buf_t *reply = ct_buf_from(text, strlen(text));
-    ct_buf_pool_put(f->pool, request);
-    ct_op_complete(op, reply ? 0 : UV_ENOMEM, 0, reply);
-    return 0;
+/* An error reply of text, or NULL without memory. */
+static ct_buf_t *error_reply(const char *text) {
+    return ct_buf_from(text, strlen(text));
 }
 
 /* An inline command (the codec's frame: a line, not '*') as a command in a
  * buffer of its own; *request replaced. 0, or the conversion's error. */
-static int from_inline(redis_filter_t *f, ct_buf_t **request) {
+static int from_inline(ct_buf_pool_t *pool, ct_buf_t **request) {
     ct_buf_t *line = *request, *command;
     size_t size = 0;
     int r = ct_resp_inline_to_command((const uint8_t *)line->base, line->len, NULL, 0, &size);
     if (r < 0) return r;
-    if (!(command = ct_buf_pool_get(f->pool, size))) return UV_ENOMEM;
+    if (!(command = ct_buf_pool_get(pool, size))) return UV_ENOMEM;
     ct_resp_inline_to_command((const uint8_t *)line->base, line->len, (uint8_t *)command->base,
                               size, &command->len);
-    ct_buf_pool_put(f->pool, line);
+    ct_buf_pool_put(pool, line);
     *request = command;
     return 0;
 }
 
-static int filter_call(ct_service_t *svc, void *msg, ct_op_t *op) {
-    redis_filter_t *f = (redis_filter_t *)svc;
-    ct_buf_t *request = msg;
+filter_verdict_t redis_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_buf_t **answer) {
     const char *name;
     char text[160];
-    int r = request->len > 0 && request->base[0] != '*' ? from_inline(f, &request) : 0;
-    if (r == CT_EMALFORMED) /* Redis's own words for it */
-        return answer_error(f, request, op,
-                            "-ERR Protocol error: unbalanced quotes in request\r\n");
-    if (r < 0) return answer_error(f, request, op, "-ERR ctower proxy: out of memory\r\n");
-    if (!(name = refused_name(request))) return f->inner->vtable->call(f->inner, request, op);
+    int r = (*request)->len > 0 && (*request)->base[0] != '*' ? from_inline(pool, request) : 0;
+    if (r == CT_EMALFORMED) { /* Redis's own words for it */
+        *answer = error_reply("-ERR Protocol error: unbalanced quotes in request\r\n");
+        return FILTER_ANSWER;
+    }
+    if (r < 0) {
+        *answer = error_reply("-ERR ctower proxy: out of memory\r\n");
+        return FILTER_ANSWER;
+    }
+    if (!(name = refused_name(*request))) return FILTER_PASS;
     snprintf(text, sizeof text,
              "-ERR ctower proxy: %s is not served through a connection that clients share\r\n",
              name);
-    return answer_error(f, request, op, text);
-}
-
-/* Only ops the inner service holds can still be canceled: a refused
- * command's op completed at once. */
-static void filter_cancel(ct_service_t *svc, ct_op_t *op) {
-    redis_filter_t *f = (redis_filter_t *)svc;
-    f->inner->vtable->cancel(f->inner, op);
-}
-
-static void filter_release(ct_service_t *svc) {
-    ct_service_release(((redis_filter_t *)svc)->inner);
-}
-
-static int filter_shutdown(ct_service_t *svc) {
-    return ct_service_shutdown(((redis_filter_t *)svc)->inner, ct_service_shutdown_done_owner);
-}
-
-static void on_inner_closed(ct_service_t *inner) {
-    ct_service_closed((ct_service_t *)inner->owner);
-}
-
-static void filter_close(ct_service_t *svc) {
-    redis_filter_t *f = (redis_filter_t *)svc;
-    if (ct_service_close(f->inner, on_inner_closed) < 0) ct_service_closed(svc);
-}
-
-static const ct_service_vtable_t filter_vtable = {
-    filter_poll_ready, filter_call,  filter_cancel, filter_release,
-    filter_shutdown,   filter_close, NULL,
-};
-
-void redis_filter_init(redis_filter_t *f, ct_loop_t *loop, ct_service_t *inner,
-                       ct_buf_pool_t *pool) {
-    ct_service_init(&f->service, loop, &filter_vtable);
-    f->inner = inner;
-    f->pool = pool;
-    inner->owner = f;
+    *answer = error_reply(text);
+    return FILTER_ANSWER;
 }

@@ -12,6 +12,10 @@
 #                    routes by its key (tools/redis_keys.c).
 #   fuzz_http: the HTTP/1.1 codec on either side, whole and cut (same
 #              frames), every frame read as a view and accepted to send.
+#   fuzz_http_filter: any bytes framed as requests, through `ctower proxy
+#                     --codec http`'s filter (tools/http_filter.c): one
+#                     request still, same method, target and body, no
+#                     hop-by-hop field left, framing fields kept.
 #   fuzz_tls: a TLS client and server session over in-memory wires, cut
 #             and lent in chunks of any size, readers that stop, flipped
 #             bytes (exact plaintext or CT_ETLS, never wrong bytes).
@@ -30,6 +34,9 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http.c" "$src_dir/src/codec/codec.c" \
   "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_message.c" -lhttp_parser \
   -o "$out_dir/fuzz_http"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http_filter.c" "$src_dir/tools/http_filter.c" \
+  "$src_dir/tools/filter.c" $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) \
+  -lhttp_parser -lm -o "$out_dir/fuzz_http_filter"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
@@ -43,7 +50,7 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls
   "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
 status=0
-for target in fuzz_codec fuzz_http fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
+for target in fuzz_codec fuzz_http fuzz_http_filter fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
   seeds=()

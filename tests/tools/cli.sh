@@ -507,6 +507,19 @@ paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "proxy --
 # 800 requests in flight: more than one backend connection keeps pending
 expect_exit 0 "$ctower" bench --server "$paddr" --codec http --connections 50 --depth 16 --requests 20000 --json
 grep -q '"requests": 20000, "errors": 0,' "$tmp/out" || fail "bench through an HTTP proxy: $(cat "$tmp/out")"
+# Clients that ask to close (Connection: close, HTTP/1.0) while bench runs:
+# the proxy keeps their fields from the backend, whose connection (shared by
+# all) stays up: no request fails, one connect.
+(for _ in $(seq 20); do
+  curl -s -o /dev/null --max-time 5 -H "Connection: close" "http://${paddr#tcp://}/c"
+  curl -s -o /dev/null --max-time 5 --http1.0 "http://${paddr#tcp://}/o"
+done) &
+closers=$!
+expect_exit 0 "$ctower" bench --server "$paddr" --codec http --connections 8 --depth 16 --duration 2 --json
+wait "$closers"
+grep -q '"errors": 0,' "$tmp/out" || fail "bench through the proxy beside closing clients: $(cat "$tmp/out")"
+kill -USR1 "$proxy_pid"
+wait_log "backend $addr: 1 connects"
 stop server_pid
 out=$(curl -s --max-time 5 -i "http://${paddr#tcp://}/") || fail "curl to the proxy failed"
 grep -q "^HTTP/1.1 502 Bad Gateway" <<<"$out" && grep -q "^X-Ctower-Error: CT_ECONNECT" <<<"$out" ||

@@ -1,0 +1,29 @@
+/* A service in front of `ctower proxy`'s shared backend connections that
+ * looks at each request first: a rule passes it on (as it is, or
+ * rewritten), or answers it itself. Each request passed on keeps its
+ * caller's own op. The rules are the protocols': redis_filter.h,
+ * http_filter.h. */
+#ifndef CTOWER_TOOLS_FILTER_H
+#define CTOWER_TOOLS_FILTER_H
+
+#include <ctower/ctower.h>
+
+typedef enum filter_verdict { FILTER_PASS, FILTER_ANSWER } filter_verdict_t;
+
+/* Looks at *request: FILTER_PASS sends *request on (a rule that rewrites it
+ * replaces it, and gives the old one back to pool); FILTER_ANSWER answers
+ * with *answer (NULL: out of memory) and the filter gives the request back. */
+typedef filter_verdict_t (*filter_rule_fn)(ct_buf_pool_t *pool, ct_buf_t **request,
+                                           ct_buf_t **answer);
+
+typedef struct filter {
+    ct_service_t service; /* first */
+    ct_service_t *inner;  /* owned: closing the filter closes it */
+    ct_buf_pool_t *pool;  /* where requests go back to */
+    filter_rule_fn rule;
+} filter_t;
+
+void filter_init(filter_t *f, ct_loop_t *loop, ct_service_t *inner, ct_buf_pool_t *pool,
+                 filter_rule_fn rule);
+
+#endif
