@@ -66,7 +66,8 @@ static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
         count_fields(&after, "keep-alive", head_end) ||
         count_fields(&after, "proxy-connection", head_end))
         abort();
-    if (count_fields(&after, "content-length", NULL) != count_fields(&before, "content-length", NULL) ||
+    if (count_fields(&after, "content-length", NULL) !=
+            count_fields(&before, "content-length", NULL) ||
         count_fields(&after, "transfer-encoding", NULL) !=
             count_fields(&before, "transfer-encoding", NULL) ||
         count_fields(&after, "host", NULL) != count_fields(&before, "host", NULL))
