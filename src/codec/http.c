@@ -107,8 +107,10 @@ static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
     }
     if (c->client) {
         if (c->responses != c->requests) c->responses++; /* else a desync, the client's to report */
-    } else if (push_request(c, p->method == HTTP_HEAD, !http_should_keep_alive(p)) != 0) {
-        return CT_EOVERLOADED;
+    } else {
+        int last = !http_should_keep_alive(p);
+        if (push_request(c, p->method == HTTP_HEAD, last) != 0) return CT_EOVERLOADED;
+        c->ended = last;
     }
     frame->payload_offset = c->interim;
     frame->payload_len = c->codec.scan - c->interim;
@@ -120,6 +122,8 @@ static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
     ct_http_codec_t *c = (ct_http_codec_t *)codec;
     http_parser *p = parser_of(c);
     size_t end = len < codec->max_payload ? len : codec->max_payload;
+    if (c->ended) /* what follows a connection's last request is not read */
+        return len >= codec->max_payload ? CT_EFRAMETOOLARGE : CT_CODEC_NEED_MORE;
     if (codec->scan == 0 || codec->scan > len) { /* a new frame, or not the bytes we saw */
         codec->scan = 0;
         c->interim = 0;

@@ -492,12 +492,15 @@ code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -I "http://$hostport/
   fail "call --codec http, three pipelined requests: $(cat "$tmp/out")"
 # A connection's last request (Connection: close, or HTTP/1.0): answered,
 # then the server closes its side, so a reader sees the end.
-for request in 'GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' 'GET /old HTTP/1.0\r\n\r\n'; do
+# Requests pipelined after the last one are neither served nor answered,
+# and the last one's answer is not lost to them.
+for request in 'GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' 'GET /old HTTP/1.0\r\n\r\n' \
+  'GET /bye HTTP/1.1\r\nConnection: close\r\n\r\nGET /more HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nx'; do
   exec 3<>"/dev/tcp/127.0.0.1/${hostport##*:}"
   printf "$request" >&3
   out=$(timeout 5 cat <&3) || fail "serve --codec http did not end the connection after: $request"
   exec 3<&-
-  grep -q "^HTTP/1.1 200 OK" <<<"$out" || fail "the last request's answer: '$out'"
+  [ "$(grep -c "^HTTP/1.1 200 OK" <<<"$out")" = 1 ] || fail "the last request's answer, alone: '$out'"
 done
 expect_exit 1 "$ctower" call "$addr" --codec http "GET /a b c" "NOT-A-METHOD /"
 grep -q "request 2: CT_EINVAL" "$tmp/err" || fail "a bad request is not explained: $(cat "$tmp/err")"

@@ -267,12 +267,21 @@ Test(http, the_answer_to_a_connections_last_request_is_its_last_message) {
     uint8_t out[64];
     size_t i, w;
     ct_frame_t f;
-    for (i = 0; i < sizeof cases / sizeof *cases; i++)
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ct_http_codec_init_server(&server, 0);
         cr_assert_eq(ct_codec_decode(&server.codec, BYTES(cases[i].request), &f), CT_CODEC_FRAME);
-    for (i = 0; i < sizeof cases / sizeof *cases; i++)
         cr_assert_eq(
             ct_codec_encode(&server.codec, BYTES("HTTP/1.1 204 No Content\r\n\r\n"), out, &w),
             cases[i].last ? CT_CODEC_LAST : 0, "%s", cases[i].request);
+    }
+    /* RFC 9112 9.6: what follows the last request is not processed */
+    ct_http_codec_init_server(&server, 64);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(cases[0].request), &f), CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET /next HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_NEED_MORE, "a request after the last one is not read");
+    memset(out, 'x', sizeof out);
+    cr_assert_eq(ct_codec_decode(&server.codec, out, sizeof out, &f), CT_EFRAMETOOLARGE,
+                 "but its bytes are bounded");
     ct_http_codec_trust_sent(&client);
     cr_assert_eq(ct_codec_encode(&client.codec,
                                  BYTES("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), out, &w),

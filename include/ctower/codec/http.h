@@ -45,7 +45,10 @@
  * CT_CODEC_LAST when its response is encoded: the stream then shuts its
  * sending side down after the response, and the client, reading the end,
  * closes. (The response should say "Connection: close" too; the codec sends
- * what it is given.)
+ * what it is given.) Requests that follow the last one are not read (RFC
+ * 9112 9.6: the server must not process them): their bytes wait unread
+ * until the connection ends, or end it with CT_EFRAMETOOLARGE once they
+ * reach max_payload.
  *
  * Not handled: switching protocols (a 101 response, or CONNECT, ends
  * HTTP/1.1 on the connection: the bytes after it must still be HTTP/1.1
@@ -74,6 +77,7 @@ typedef struct ct_http_codec {
     int client;         /* 1: decodes responses; 0: decodes requests */
     int head;           /* the message being decoded answers a HEAD request */
     int trusted;        /* ct_http_codec_trust_sent() */
+    int ended;          /* a server's codec read its connection's last request */
     size_t interim;     /* bytes of 1xx responses before the pending one */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
