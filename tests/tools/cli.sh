@@ -529,6 +529,19 @@ grep -q "^HTTP/1.1 502 Bad Gateway" <<<"$out" && grep -q "^X-Ctower-Error: CT_EC
   fail "the proxy without its backend: '$out'"
 stop proxy_pid "$tmp/proxy.log"
 
+# HTTPS: serve --codec http with TLS, for curl and for bench.
+"$ctower" serve tcp://127.0.0.1:0 --codec http --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" \
+  2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --codec http with TLS did not listen"
+out=$(curl -s --max-time 5 --cacert "$tmp/cert.pem" -d 'over TLS' "https://${addr#tcp://}/") ||
+  fail "curl over TLS to serve --codec http failed"
+[ "$out" = "over TLS" ] || fail "curl's POST over TLS: '$out'"
+expect_exit 0 "$ctower" bench --server "$addr" --codec http --tls --tls-ca "$tmp/cert.pem" \
+  --connections 4 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http over TLS: $(cat "$tmp/out")"
+stop server_pid
+
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
 grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
