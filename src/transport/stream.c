@@ -362,14 +362,11 @@ static __attribute__((noinline)) int grow_out(ct_stream_t *s, size_t need) {
     return ct_grow(&s->wbuf, &s->wcap, need);
 }
 
-/* st_send's rare outcomes, out of its path: the codec refused buf (r < 0),
- * or framed the connection's last message (CT_CODEC_LAST). */
-static __attribute__((noinline, cold)) int encoded_not_plainly(ct_stream_t *s, ct_buf_t *buf,
-                                                               size_t written, int r) {
+/* The codec's rare results, out of st_send's path: a refusal (r < 0,
+ * returned), or the connection's last message (CT_CODEC_LAST: sent like any
+ * other, then the sending side closes; returns 0). */
+static __attribute__((noinline, cold)) int encoded_rarely(ct_stream_t *s, int r) {
     if (r < 0) return r;
-    s->wlen += written;
-    ct_buf_pool_put(s->cfg.pool, buf);
-    ct_loop_post_flush(s->transport.loop, &s->flush_task);
     shut_after_last(s);
     return 0;
 }
@@ -385,7 +382,7 @@ static int st_send(ct_transport_t *t, void *msg) {
     if (need > s->wcap && (r = grow_out(s, need)) != 0) return r;
     r = ct_codec_encode(codec(s), (const uint8_t *)buf->base, buf->len, s->wbuf + s->wlen,
                         &written);
-    if (r != 0) return encoded_not_plainly(s, buf, written, r);
+    if (r != 0 && (r = encoded_rarely(s, r)) < 0) return r;
     s->wlen += written;
     ct_buf_pool_put(s->cfg.pool, buf);
     ct_loop_post_flush(t->loop, &s->flush_task);
