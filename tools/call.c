@@ -10,6 +10,7 @@
  * and each reply is printed on one line (resp_text.h). Every answer must come within --timeout
  * seconds of its request (the connect too), so a silent server ends the call. */
 #include "call.h"
+#include "http_echo.h"
 #include "resp_text.h"
 
 #include <stdio.h>
@@ -86,7 +87,6 @@ static void host_field(const char *address, char *field, size_t cap) {
 static uint8_t *http_request(const call_t *c, const char *msg, size_t *len) {
     char method[32] = "GET", target[2048], field[300];
     const char *body = "";
-    uint8_t *out;
     int n = 0;
     *len = 0;
     if (msg[0] != '/' && msg[0] != '*' && sscanf(msg, "%31s %2047s %n", method, target, &n) >= 2)
@@ -94,13 +94,7 @@ static uint8_t *http_request(const call_t *c, const char *msg, size_t *len) {
     else if (sscanf(msg, "%2047s", target) != 1)
         return NULL;
     host_field(c->o->address, field, sizeof field);
-    if (ct_http_format_request(NULL, 0, method, target, field, body, strlen(body), len) != 0) {
-        *len = 0;
-        return NULL;
-    }
-    if ((out = malloc(*len)) != NULL)
-        ct_http_format_request(out, *len, method, target, field, body, strlen(body), len);
-    return out;
+    return http_request_bytes(method, target, field, body, strlen(body), len);
 }
 
 /* The request for msg: the message (after the tag's room), or with --codec

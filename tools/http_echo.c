@@ -38,16 +38,25 @@ void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool) 
     ct_service_fn_init(svc, loop, echo, pool);
 }
 
+uint8_t *http_request_bytes(const char *method, const char *target, const char *fields,
+                            const void *body, size_t body_len, size_t *len) {
+    uint8_t *out;
+    if (ct_http_format_request(NULL, 0, method, target, fields, body, body_len, len) != 0) {
+        *len = 0;
+        return NULL;
+    }
+    if ((out = malloc(*len)) != NULL)
+        ct_http_format_request(out, *len, method, target, fields, body, body_len, len);
+    return out;
+}
+
 uint8_t *http_bench_request(int size, size_t *len) {
-    const char *method = size > 0 ? "POST" : "GET";
     char *body = malloc((size_t)size + 1);
-    uint8_t *out = NULL;
+    uint8_t *out;
     if (!body) return NULL;
     memset(body, 'x', (size_t)size);
-    ct_http_format_request(NULL, 0, method, "/", "Host: ctower-bench\r\n", body, (size_t)size, len);
-    if ((out = malloc(*len)) != NULL)
-        ct_http_format_request(out, *len, method, "/", "Host: ctower-bench\r\n", body, (size_t)size,
-                               len);
+    out = http_request_bytes(size > 0 ? "POST" : "GET", "/", "Host: ctower-bench\r\n", body,
+                             (size_t)size, len);
     free(body);
     return out;
 }

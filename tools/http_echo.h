@@ -11,6 +11,12 @@
  * fields) gets 431. */
 void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool);
 
+/* A request written by ct_http_format_request() into a buffer to free(),
+ * *len its size; NULL if the arguments say no request (*len is then 0), or
+ * without memory. */
+uint8_t *http_request_bytes(const char *method, const char *target, const char *fields,
+                            const void *body, size_t body_len, size_t *len);
+
 /* The request bench sends: a POST of size bytes of 'x' (a GET when size is
  * 0), in a buffer to free(); NULL without memory. */
 uint8_t *http_bench_request(int size, size_t *len);
