@@ -42,8 +42,8 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
     backend_t *b = calloc(1, sizeof *b);
     int r = b ? 0 : UV_ENOMEM;
     rc.multiplex = o->multiplex;
-    /* HTTP/1.1 tells the answers to HEADs apart by their order, for so many */
-    rc.max_in_flight = o->http ? CT_HTTP_MAX_PENDING : BACKEND_IN_FLIGHT;
+    /* the layer keeps HTTP/1.1's to CT_HTTP_MAX_PENDING by itself */
+    rc.max_in_flight = BACKEND_IN_FLIGHT;
     rc.free_msg = ct_buf_pool_free_msg;
     rc.free_ctx = &s->wire->pool;
     rc.connect_timeout_ms = 5000;

@@ -40,7 +40,9 @@ extern "C" {
 
 typedef struct ct_client_config {
     /* Requests in flight at most, tombstones included; 0 means the default
-     * (or, for a multiplex client, the tag store's capacity if smaller). */
+     * (or, for a multiplex client, the tag store's capacity if smaller).
+     * Never more than the transport's max_in_flight: an HTTP/1.1 stream
+     * keeps a client to CT_HTTP_MAX_PENDING. */
     size_t max_in_flight;
     /* Frees a request that will never be sent and a response that nobody
      * waits for any more. May be NULL if messages need no freeing. */
@@ -87,7 +89,8 @@ size_t ct_client_in_flight(const ct_client_t *client);
 
 /* For protocol implementers: initializes client over transport (which it owns
  * from now on) with tags deciding how responses find their requests (NULL:
- * in send order), at most cap requests in flight, and starts reading.
+ * in send order), at most cap requests in flight (or the transport's
+ * max_in_flight, if smaller), and starts reading.
  * Returns 0, CT_EINVAL or UV_ENOMEM (then the transport is still the
  * caller's). */
 int ct_client_init(ct_client_t *client, ct_loop_t *loop, ct_transport_t *transport,

@@ -44,6 +44,10 @@ struct ct_codec {
      * payload, with max_payload < 2^32: the common framing, which a transport
      * may then frame inline, with the same results, without the vtable. */
     int prefix_be32;
+    /* Requests in flight at most whose answers the codec can frame (0: no
+     * bound): an HTTP/1.1 codec must remember which requests were HEADs.
+     * A stream passes it on as its transport's max_in_flight. */
+    size_t max_pending;
     /* private */
     int error;   /* sticky */
     size_t scan; /* bytes of the pending frame already examined */

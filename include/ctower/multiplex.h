@@ -29,7 +29,8 @@ extern "C" {
 /* Initializes a multiplex client over transport (which it owns from now on)
  * with tags (which it does not own: free it after the client closed), and
  * starts reading. In flight at most: cfg->max_in_flight or, if 0 or larger,
- * the store's capacity. Returns 0, CT_EINVAL or UV_ENOMEM (then the transport
+ * the store's capacity, and never more than the transport's max_in_flight.
+ * Returns 0, CT_EINVAL or UV_ENOMEM (then the transport
  * is still the caller's). */
 int ct_multiplex_client_init(ct_client_t *client, ct_loop_t *loop, ct_transport_t *transport,
                              ct_tag_store_t *tags, const ct_client_config_t *cfg);

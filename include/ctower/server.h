@@ -41,7 +41,8 @@ typedef int (*ct_server_error_fn)(ct_server_t *srv, int status, void **response)
 typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
 
 typedef struct ct_server_config {
-    /* Requests read and not yet answered, at most; 0 means the default. */
+    /* Requests read and not yet answered, at most; 0 means the default.
+     * Never more than the transport's max_in_flight (transport.h). */
     size_t max_in_flight;
     /* Frees requests never handed to the service and responses never sent.
      * May be NULL. */

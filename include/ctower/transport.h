@@ -56,6 +56,10 @@ struct ct_transport {
     const ct_transport_vtable_t *vtable;
     ct_loop_t *loop;
     void *data; /* for the user */
+    /* Requests in flight at most that the protocol on this transport can
+     * keep track of (0: no bound; a stream takes its codec's max_pending).
+     * Clients and servers keep their in-flight bound within it. */
+    size_t max_in_flight;
     /* private */
     void *owner; /* the client or server that drives this transport */
     ct_recv_cb recv_cb;

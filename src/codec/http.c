@@ -225,6 +225,7 @@ static void init(ct_http_codec_t *c, size_t max_payload, int client) {
     c->codec.max_payload = max_payload ? max_payload : 1u << 20;
     c->codec.overhead = 0;
     c->codec.size = sizeof *c;
+    c->codec.max_pending = CT_HTTP_MAX_PENDING;
     c->client = client;
 }
 

@@ -114,6 +114,7 @@ int ct_length_codec_init(ct_length_codec_t *c, const ct_length_codec_config_t *c
     c->codec.size = sizeof(ct_length_codec_t);
     c->codec.prefix_be32 =
         d.field_size == 4 && !d.little_endian && d.adjust == 0 && d.max_payload <= UINT32_MAX;
+    c->codec.max_pending = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
     return 0;

@@ -46,6 +46,7 @@ void ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
     c->crlf = 0;
     c->codec.size = sizeof(ct_line_codec_t);
     c->codec.prefix_be32 = 0;
+    c->codec.max_pending = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
 }

@@ -279,6 +279,7 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->codec.overhead = 0; /* the payload is the frame */
     c->codec.size = sizeof(ct_resp_codec_t);
     c->codec.prefix_be32 = 0;
+    c->codec.max_pending = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
     c->resume_depth = 0;

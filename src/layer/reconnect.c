@@ -378,6 +378,10 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
         memset(&rc->cfg, 0, sizeof rc->cfg);
     if ((r = check_config(&rc->cfg)) != 0) return r;
     if ((r = ct_connector_init(&rc->connector, loop, address, stream_cfg)) != 0) return r;
+    /* each connection's client keeps to its codec's bound (ct_client_init),
+     * so calls waiting for a connection must too, or they would overflow it */
+    if (stream_cfg->codec->max_pending && rc->cfg.max_in_flight > stream_cfg->codec->max_pending)
+        rc->cfg.max_in_flight = stream_cfg->codec->max_pending;
     rc->connector.timeout_ms = rc->cfg.connect_timeout_ms;
     /* the entries, then the stack of free ones */
     rc->entries = calloc(rc->cfg.max_in_flight, sizeof *rc->entries + sizeof(entry_t *));

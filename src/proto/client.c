@@ -584,6 +584,7 @@ int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, c
     int r;
     if (!c || !loop || !transport || transport->owner || cap == 0) return CT_EINVAL;
     if (tags && (tags->capacity < cap || !tags->vtable)) return CT_EINVAL;
+    if (transport->max_in_flight && cap > transport->max_in_flight) cap = transport->max_in_flight;
     c->tags = tags;
     if ((r = alloc_arrays(c, cap)) != 0) return r;
     ct_service_init(&c->service, loop, tags ? &client_vtable : &ring_vtable);

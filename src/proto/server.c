@@ -394,6 +394,7 @@ int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
     int r;
     if (!srv || !loop || !transport || !service || transport->owner) return CT_EINVAL;
     if (ct_server_config_check(cfg, 1) != 0) return CT_EINVAL;
+    if (transport->max_in_flight && cap > transport->max_in_flight) cap = transport->max_in_flight;
     if ((r = alloc_arrays(srv, cap)) != 0) return r;
     srv->loop = loop;
     srv->transport = transport;

@@ -759,6 +759,7 @@ int ct_stream_init(ct_stream_t *s, ct_loop_t *loop, int is_pipe, const ct_stream
     ct_transport_init(&s->transport, loop, &stream_vtable);
     memcpy(&s->codec, cfg->codec, cfg->codec->size);
     ct_codec_reset(codec(s));
+    s->transport.max_in_flight = cfg->codec->max_pending;
     s->cfg = *cfg;
     if (!s->cfg.read_buffer) s->cfg.read_buffer = 64u << 10;
     if (!s->cfg.high_water) s->cfg.high_water = 1u << 20;

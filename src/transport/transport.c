@@ -18,6 +18,7 @@ void ct_transport_init(ct_transport_t *t, ct_loop_t *loop, const ct_transport_vt
     t->vtable = vtable;
     t->loop = loop;
     t->data = NULL;
+    t->max_in_flight = 0;
     t->owner = NULL;
     t->recv_cb = NULL;
     t->shutdown_cb = NULL;

@@ -571,6 +571,7 @@ static struct http_net {
     ct_http_codec_t server, client;
     ct_line_codec_t line;
     ct_service_fn_t svc;
+    ct_service_t *service; /* the listener's: svc, or the test's own */
     ct_listener_t listener;
     int listener_closed;
     char bound[128];
@@ -581,26 +582,37 @@ static void on_http_listener_closed(ct_listener_t *l) {
     N.listener_closed = 1;
 }
 
-/* Listens on a free loopback port with fn as the service, framed by the
- * server's HTTP codec, or the line codec (line set). */
-static void net_start(ct_service_fn_cb fn, int line) {
-    ct_listener_config_t cfg;
-    ct_address_t a;
+static void net_init(void) {
     memset(&N, 0, sizeof N);
     ct_buf_pool_init(&net_pool, 256, 1024);
     ct_http_codec_init_server(&N.server, 0);
     ct_http_codec_init_client(&N.client, 0);
     ct_line_codec_init(&N.line, 0);
-    ct_service_fn_init(&N.svc, &H.ct, fn, NULL);
+}
+
+/* Listens on a free loopback port with service, framed by the server's HTTP
+ * codec or the line codec (line set), each connection's server asked to keep
+ * max_in_flight requests (0: the default). */
+static void net_listen(ct_service_t *service, int line, size_t max_in_flight) {
+    ct_listener_config_t cfg;
+    ct_address_t a;
     memset(&cfg, 0, sizeof cfg);
     cfg.stream.codec = line ? &N.line.codec : &N.server.codec;
     cfg.stream.pool = &net_pool;
+    cfg.server.max_in_flight = max_in_flight;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &net_pool;
-    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, "tcp://127.0.0.1:0", &N.svc.service, &cfg),
-                 0);
+    N.service = service;
+    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, "tcp://127.0.0.1:0", service, &cfg), 0);
     cr_assert_eq(ct_listener_address(&N.listener, &a), 0);
     cr_assert_eq(ct_address_format(&a, N.bound, sizeof N.bound), 0);
+}
+
+/* net_listen() with fn as the service. */
+static void net_start(ct_service_fn_cb fn, int line) {
+    net_init();
+    ct_service_fn_init(&N.svc, &H.ct, fn, NULL);
+    net_listen(&N.svc.service, line, 0);
 }
 
 /* Closes the conns' clients, then the listener and the service. */
@@ -610,7 +622,7 @@ static void net_stop(http_conn_t *conns, int n) {
         h_close_service(&conns[i].client.service);
     cr_assert_eq(ct_listener_shutdown(&N.listener, 1000, on_http_listener_closed), 0);
     H_RUN_UNTIL(N.listener_closed);
-    h_close_service(&N.svc.service);
+    h_close_service(N.service);
     h_run();
     ct_buf_pool_destroy(&net_pool);
 }
@@ -691,6 +703,170 @@ Test(http_net, a_response_without_a_length_fails_every_request_in_flight) {
     cr_assert_eq(conn.first_status, CT_ERECVBROKEN);
     cr_assert_eq(conn.first_cause, CT_EMALFORMED, "%s", ct_err_name(conn.first_cause));
     net_stop(&conn, 1);
+}
+
+/* ---- the codec's bound on requests in flight ------------------------------ */
+
+static const char ok_response[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+#define OK_LEN (sizeof ok_response - 1)
+
+/* held_svc's responder: an empty 200 for every request. */
+static void *respond_ok(void *req, void *pool) {
+    ct_buf_t *res = ct_buf_pool_get(pool, OK_LEN);
+    cr_assert_not_null(res);
+    memcpy(res->base, ok_response, OK_LEN);
+    res->len = OK_LEN;
+    ct_buf_pool_put(pool, req);
+    return res;
+}
+
+/* A service that holds requests until the codec's bound of them waits, then
+ * answers them all: whoever sends more than that without an answer breaks
+ * its codec. */
+static void held_http_init(held_svc_t *h) {
+    held_init(h, 0);
+    h->batch = CT_HTTP_MAX_PENDING;
+    h->respond = respond_ok;
+    h->free_req = ct_buf_pool_free_msg;
+    h->free_ctx = &net_pool;
+}
+
+/* A client of plain libuv, which pipelines as much as it likes. */
+static struct raw_http {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    char in[64 << 10];
+    size_t in_len;
+    int connected, end, closed;
+} R;
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    (void)h;
+    (void)n;
+    *b = uv_buf_init(R.in + R.in_len, (unsigned)(sizeof R.in - R.in_len));
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    (void)s;
+    (void)b;
+    if (n > 0) R.in_len += (size_t)n;
+    if (n < 0) R.end = (int)n;
+}
+
+static void raw_connected(uv_connect_t *req, int status) {
+    (void)req;
+    cr_assert_eq(status, 0);
+    R.connected = 1;
+    cr_assert_eq(uv_read_start((uv_stream_t *)&R.tcp, raw_alloc, raw_read), 0);
+}
+
+static void raw_closed(uv_handle_t *h) {
+    (void)h;
+    R.closed = 1;
+}
+
+Test(http_net, a_server_reads_no_more_requests_than_its_codec_can_answer) {
+    enum { TOTAL = 2 * CT_HTTP_MAX_PENDING, REQ_LEN = 18 };
+    static held_svc_t held;
+    static char requests[TOTAL * REQ_LEN];
+    ct_address_t a;
+    uv_buf_t b;
+    size_t i;
+    net_init();
+    held_http_init(&held);
+    net_listen(&held.service, 0, 4 * CT_HTTP_MAX_PENDING); /* more than the codec can answer */
+    for (i = 0; i < TOTAL; i++)
+        memcpy(requests + i * REQ_LEN, "GET / HTTP/1.1\r\n\r\n", REQ_LEN);
+    memset(&R, 0, sizeof R);
+    cr_assert_eq(ct_address_parse(N.bound, &a), 0);
+    cr_assert_eq(uv_tcp_init(&H.uv, &R.tcp), 0);
+    cr_assert_eq(uv_tcp_connect(&R.connect, &R.tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
+    H_RUN_UNTIL(R.connected);
+    b = uv_buf_init(requests, sizeof requests);
+    cr_assert_eq(uv_write(&R.write, (uv_stream_t *)&R.tcp, &b, 1, NULL), 0);
+    H_RUN_UNTIL(R.in_len >= TOTAL * OK_LEN || R.end);
+    cr_assert_eq(R.end, 0, "the connection ended: %s", ct_err_name(R.end));
+    cr_assert_eq(R.in_len, TOTAL * OK_LEN);
+    for (i = 0; i < TOTAL; i++)
+        cr_assert_eq(memcmp(R.in + i * OK_LEN, ok_response, OK_LEN), 0, "answer %zu", i);
+    cr_assert_eq(held.max_n, CT_HTTP_MAX_PENDING, "the server read as far as its codec's bound");
+    uv_close((uv_handle_t *)&R.tcp, raw_closed);
+    H_RUN_UNTIL(R.closed && ct_listener_connections(&N.listener) == 0);
+    net_stop(NULL, 0);
+    held_free(&held);
+}
+
+/* A client asked for more requests in flight than its codec can frame, and
+ * driven by its readiness. */
+enum { BC_TOTAL = 4 * CT_HTTP_MAX_PENDING };
+static struct bound_client {
+    ct_connector_t connector;
+    ct_stream_t stream;
+    ct_client_t client;
+    ct_waker_t waker;
+    ct_op_t ops[BC_TOTAL];
+    int issued, answered, failed, first_status;
+    size_t max_in_flight; /* the most the client had in flight */
+} BC;
+
+static void on_bc_reply(ct_op_t *op, int status, void *response) {
+    (void)op;
+    BC.answered++;
+    if (status != 0) {
+        if (!BC.failed++) BC.first_status = status;
+        return;
+    }
+    ct_buf_pool_put(&net_pool, response);
+}
+
+static void bc_issue(ct_waker_t *waker) {
+    (void)waker;
+    while (BC.issued < BC_TOTAL) {
+        ct_buf_t *req;
+        size_t in;
+        int r = ct_service_poll_ready(&BC.client.service, &BC.waker);
+        if (r == CT_PENDING) return; /* the waker calls again */
+        cr_assert_eq(r, CT_READY);
+        req = ct_buf_from("GET / HTTP/1.1\r\n\r\n", 18);
+        cr_assert_not_null(req);
+        ct_op_init(&BC.ops[BC.issued], on_bc_reply);
+        cr_assert_eq(ct_service_call(&BC.client.service, req, &BC.ops[BC.issued]), 0);
+        BC.issued++;
+        in = ct_client_in_flight(&BC.client);
+        if (in > BC.max_in_flight) BC.max_in_flight = in;
+    }
+}
+
+static void on_bc_connected(ct_stream_t *stream, int status) {
+    ct_client_config_t cfg = {0};
+    cr_assert_eq(status, 0);
+    cfg.max_in_flight = BC_TOTAL; /* more than the codec can frame */
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &net_pool;
+    cr_assert_eq(ct_pipeline_client_init(&BC.client, &H.ct, &stream->transport, &cfg), 0);
+    bc_issue(NULL);
+}
+
+Test(http_net, a_client_keeps_no_more_requests_in_flight_than_its_codec_can_frame) {
+    static held_svc_t held;
+    ct_stream_config_t cfg = {0};
+    net_init();
+    held_http_init(&held);
+    net_listen(&held.service, 0, BC_TOTAL);
+    memset(&BC, 0, sizeof BC);
+    ct_waker_init(&BC.waker, &H.ct, bc_issue);
+    cfg.codec = &N.client.codec;
+    cfg.pool = &net_pool;
+    cr_assert_eq(ct_connector_init(&BC.connector, &H.ct, N.bound, &cfg), 0);
+    cr_assert_eq(ct_connector_connect(&BC.connector, &BC.stream, on_bc_connected), 0);
+    H_RUN_UNTIL(BC.answered == BC_TOTAL);
+    cr_assert_eq(BC.failed, 0, "first failure: %s", ct_err_name(BC.first_status));
+    cr_assert_eq(BC.max_in_flight, CT_HTTP_MAX_PENDING);
+    h_close_service(&BC.client.service);
+    H_RUN_UNTIL(ct_listener_connections(&N.listener) == 0);
+    net_stop(NULL, 0);
+    held_free(&held);
 }
 
 #ifdef CT_COUNT_ALLOCS

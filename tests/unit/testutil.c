@@ -194,7 +194,7 @@ void held_complete(held_svc_t *h, size_t i, int status) {
     void *req = h->reqs[i];
     held_remove(h, i);
     if (status == 0) {
-        ct_op_complete(op, 0, 0, req);
+        ct_op_complete(op, 0, 0, h->respond ? h->respond(req, h->free_ctx) : req);
     } else {
         h->free_req(req, h->free_ctx);
         ct_op_complete(op, status, 0, NULL);

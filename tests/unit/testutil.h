@@ -99,6 +99,8 @@ typedef struct held_svc {
     int fail_status;
     ct_msg_free_fn free_req; /* frees a dropped request (default tmsg_free) */
     void *free_ctx;
+    /* Turns a request into its response (NULL: the request is the response) */
+    void *(*respond)(void *req, void *ctx);
 } held_svc_t;
 
 void held_init(held_svc_t *h, size_t capacity);

@@ -24,9 +24,10 @@
  * - The response to a HEAD request has no body, whatever its headers say.
  *   Each side remembers which of the requests awaiting their responses are
  *   HEADs (requests are answered in order): at most CT_HTTP_MAX_PENDING of
- *   them, which a client's or server's limit on calls in flight should stay
- *   under. One more is CT_EOVERLOADED (refused to send, on a client; ending
- *   the connection, on a server).
+ *   them. The codec says so (its max_pending), and the clients, servers and
+ *   reconnect layer on a stream keep their in-flight limit within it. Only
+ *   a codec driven by hand can get one more: CT_EOVERLOADED (refused to
+ *   send, on a client side; a decode error, on a server side).
  * - Interim responses (1xx: 100 Continue, 103 Early Hints) precede the
  *   final response to the same request: a client's frame holds them, before
  *   its payload, and the payload is the final response.

@@ -51,7 +51,9 @@ typedef struct ct_reconnect_config {
     ct_tag_get_fn get_tag;
     ct_tag_set_fn set_tag;
     /* Calls under way at most, waiting for a connection or in flight on it
-     * (0: CT_CLIENT_DEFAULT_IN_FLIGHT). It is also each client's bound. */
+     * (0: CT_CLIENT_DEFAULT_IN_FLIGHT), and never more than the codec's
+     * max_pending (HTTP/1.1: CT_HTTP_MAX_PENDING). It is also each client's
+     * bound. */
     size_t max_in_flight;
     /* Frees a request that fails before it was sent, and a response that
      * nobody waits for any more. May be NULL if messages need no freeing. */
