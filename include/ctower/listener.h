@@ -17,6 +17,8 @@
 #define CTOWER_LISTENER_H
 
 #include "ctower/address.h"
+#include "ctower/codec/raw.h"
+#include "ctower/http2.h"
 #include "ctower/server.h"
 #include "ctower/stream.h"
 
@@ -56,6 +58,14 @@ typedef struct ct_listener_config {
     /* Both or neither; with them, ct_listener_init() takes no service. */
     ct_listener_new_service_fn new_service;
     ct_listener_done_service_fn done_service;
+    /* Non-NULL: every connection speaks HTTP/2 (http2.h, prior knowledge),
+     * under a multiplex server whatever multiplex says. stream.codec must
+     * then be NULL (the listener hands the bytes on as they come); http2's
+     * pool may be NULL (stream.pool's) and its server flag is implied; the
+     * server copies each request's tag into its response (get_tag and
+     * set_tag default to ct_buf_get_tag and ct_buf_set_tag), so a service
+     * writes its responses after 4 bytes of room. */
+    const ct_http2_config_t *http2;
 } ct_listener_config_t;
 
 struct ct_listener {
@@ -64,6 +74,8 @@ struct ct_listener {
     ct_service_t *service;
     /* private */
     ct_listener_config_t cfg;
+    ct_http2_config_t http2;
+    ct_raw_codec_t bytes_codec; /* with HTTP/2 */
     ct_address_t address;
     ct_uv_stream_t h;
     uv_timer_t timer;

@@ -21,6 +21,7 @@ typedef struct conn {
     ct_listener_t *listener;
     ct_service_t *service; /* the listener's, or this connection's own */
     ct_stream_t stream;
+    ct_http2_t h2; /* with HTTP/2: between the stream and the server */
     ct_server_t server;
 } conn_t;
 
@@ -65,20 +66,41 @@ static void on_conn_closed(ct_server_t *srv, int status) {
     finish_if_done(l);
 }
 
-static void on_refused_closed(ct_transport_t *t) {
-    conn_t *c = CT_CONTAINER_OF(t, conn_t, stream);
+static void refused_closed(conn_t *c) {
     done_with_service(c);
     free(c);
 }
 
+static void on_refused_closed(ct_transport_t *t) {
+    refused_closed(CT_CONTAINER_OF(t, conn_t, stream));
+}
+
+static void on_refused_h2_closed(ct_transport_t *t) {
+    refused_closed(CT_CONTAINER_OF(t, conn_t, h2));
+}
+
+/* The transport a refused connection closes: the outermost one made. */
+static void close_refused(conn_t *c) {
+    if (c->h2.bytes)
+        ct_transport_close(&c->h2.transport, on_refused_h2_closed);
+    else
+        ct_transport_close(&c->stream.transport, on_refused_closed);
+}
+
 /* The service for connection c: the listener's, or one made for it. */
 static int serve_with(ct_listener_t *l, conn_t *c) {
+    ct_transport_t *t = &c->stream.transport;
+    int r;
     c->service = l->cfg.new_service ? l->cfg.new_service(l, &c->stream) : l->service;
     if (!c->service) return CT_EINVAL; /* the user refused the connection */
-    return l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, &c->stream.transport,
-                                                       c->service, &l->cfg.server, on_conn_closed)
-                            : ct_pipeline_server_init(&c->server, l->loop, &c->stream.transport,
-                                                      c->service, &l->cfg.server, on_conn_closed);
+    if (l->cfg.http2) {
+        if ((r = ct_http2_init(&c->h2, l->loop, t, l->cfg.http2)) != 0) return r;
+        t = &c->h2.transport;
+    }
+    return l->cfg.multiplex ? ct_multiplex_server_init(&c->server, l->loop, t, c->service,
+                                                       &l->cfg.server, on_conn_closed)
+                            : ct_pipeline_server_init(&c->server, l->loop, t, c->service,
+                                                      &l->cfg.server, on_conn_closed);
 }
 
 /* Out of memory for the next connection: it stays in the kernel's backlog
@@ -108,7 +130,7 @@ static void accept_one(ct_listener_t *l) {
     if (r == 0) r = serve_with(l, c);
     if (r != 0) {
         l->accept_errors++;
-        ct_transport_close(&c->stream.transport, on_refused_closed);
+        close_refused(c);
         return;
     }
     ct_list_push_back(&l->conns, &c->link);
@@ -255,19 +277,41 @@ static int parse_bindable(const char *text, ct_address_t *addr) {
     return r;
 }
 
+/* The configuration, with what HTTP/2 implies: the stream hands the bytes on
+ * as they come (in chunks of the pool's buffers), and a multiplex server
+ * copies each request's tag (its stream) into its response. */
+static int take_config(ct_listener_t *l, const ct_listener_config_t *cfg) {
+    l->cfg = *cfg;
+    if (cfg->http2) {
+        if (cfg->stream.codec || !cfg->stream.pool) return CT_EINVAL;
+        l->http2 = *cfg->http2;
+        l->http2.server = 1;
+        if (!l->http2.pool) l->http2.pool = cfg->stream.pool;
+        ct_raw_codec_init(&l->bytes_codec, cfg->stream.pool->buf_cap);
+        l->cfg.stream.codec = &l->bytes_codec.codec;
+        l->cfg.multiplex = 1;
+        if (!l->cfg.server.get_tag && !l->cfg.server.set_tag) {
+            l->cfg.server.get_tag = ct_buf_get_tag;
+            l->cfg.server.set_tag = ct_buf_set_tag;
+        }
+        l->cfg.http2 = &l->http2;
+    }
+    if (ct_stream_config_check(&l->cfg.stream) != 0) return CT_EINVAL;
+    if (ct_server_config_check(&l->cfg.server, l->cfg.multiplex) != 0) return CT_EINVAL;
+    return 0;
+}
+
 int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_service_t *service,
                      const ct_listener_config_t *cfg) {
     int r, fd;
     if (!l || !loop || !cfg || !cfg->new_service != !cfg->done_service) return CT_EINVAL;
     if (!service == !cfg->new_service) return CT_EINVAL; /* one service, or a maker */
-    if (ct_stream_config_check(&cfg->stream) != 0) return CT_EINVAL;
-    if (ct_server_config_check(&cfg->server, cfg->multiplex) != 0) return CT_EINVAL;
     memset(l, 0, sizeof *l);
+    if ((r = take_config(l, cfg)) != 0) return r;
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
     if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;
     l->loop = loop;
     l->service = service;
-    l->cfg = *cfg;
     ct_list_init(&l->conns);
     if ((r = listening_socket(l, &fd)) != 0) return r;
     if ((r = uv_timer_init(loop->uv, &l->timer)) != 0) {

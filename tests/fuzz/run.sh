@@ -35,19 +35,19 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http.c" "$src_dir/src/codec/codec.
   "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_message.c" -lhttp_parser \
   -o "$out_dir/fuzz_http"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http_filter.c" "$src_dir/tools/http_filter.c" \
-  "$src_dir/tools/filter.c" $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) \
+  "$src_dir/tools/filter.c" $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) \
   -lhttp_parser -lm -o "$out_dir/fuzz_http_filter"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_address.c" "$src_dir/src/transport/address.c" \
   $(pkg-config --cflags --libs libuv) -o "$out_dir/fuzz_address"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_client.c" $(find "$src_dir/src" -name '*.c') \
-  $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_client"
+  $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_client"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -name '*.c') \
-  $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_layers"
+  $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_layers"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_redis_keys.c" "$src_dir/tools/redis_keys.c" \
-  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm \
+  $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm \
   -o "$out_dir/fuzz_redis_keys"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
-  "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
+  "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
 status=0
 for target in fuzz_codec fuzz_http fuzz_http_filter fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do

@@ -14,6 +14,6 @@ for program in tests/tsan/buffer_stress.c examples/buffer_threads.c; do
   name=$(basename "$program" .c)
   # shellcheck disable=SC2046 # pkg-config's flags are several words
   clang -g -O1 -fsanitize=thread -I"$src_dir/include" "$src_dir/$program" \
-    $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl) -lhttp_parser -lm -o "$out_dir/$name"
+    $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/$name"
   TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$out_dir/$name"
 done

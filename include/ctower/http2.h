@@ -1,0 +1,100 @@
+/* ct_http2_t: HTTP/2 over a byte transport, as a transport of whole HTTP
+ * messages for the multiplex client and server (multiplex.h).
+ *
+ * Below it: any transport that carries bytes in order, such as a stream
+ * with the raw codec (codec/raw.h) over TCP or a Unix socket. The peer must
+ * know it speaks HTTP/2 from the first byte ("prior knowledge", h2c): there
+ * is no upgrade from HTTP/1.1 and no TLS ALPN yet.
+ *
+ * Above it: each message is one HTTP request or response, as HTTP/1.1
+ * writes it (start line, fields, then the body with its Content-Length),
+ * after a 4-byte big-endian tag (ct_buf_get_tag(), ct_buf_set_tag()). So a
+ * service written for the HTTP/1.1 codec, reading with
+ * ct_http_parse_request() and answering with ct_http_format_response() past
+ * the tag, serves HTTP/2 as it is.
+ *
+ * - The client side sends requests tagged by the multiplex client (a slab
+ *   tag store over ct_buf_get_tag and ct_buf_set_tag). Each request opens
+ *   a stream; its response comes back with the request's tag.
+ * - The server side delivers each request tagged with its stream, and sends
+ *   a response on the stream its tag names (a multiplex server with get_tag
+ *   and set_tag copies the tag from request to response).
+ *
+ * What the translation does:
+ * - Host becomes :authority and back; the method, target and status become
+ *   their pseudo-header fields; field names are lowercased.
+ * - Fields that belong to one HTTP/1.1 connection (Connection, Keep-Alive,
+ *   Proxy-Connection, Transfer-Encoding, Upgrade) are not sent.
+ * - A message received gets a Content-Length with its body's length (the
+ *   answer to a HEAD keeps the one it came with); trailers received make it
+ *   chunked, with the trailers after the last chunk. Interim (1xx)
+ *   responses received are dropped.
+ * - A message sent must be one whole message of its side, or the send is
+ *   refused with CT_EINVAL (the transport goes on). Its trailers, if it is
+ *   chunked, are sent as header fields.
+ *
+ * Errors:
+ * - A stream that ends without its response (the server resets it, refuses
+ *   it, or goes away before it) is answered by the transport itself: status
+ *   502 with the field "x-ctower-error", naming the HTTP/2 error code
+ *   ("REFUSED_STREAM": not processed, safe to send again). The same for a
+ *   response over max_message (the stream is reset: "CANCEL").
+ * - On the server side, a request over max_message resets its stream; a
+ *   response whose stream the client has reset is dropped.
+ * - A connection that breaks the protocol ends the receive side with
+ *   CT_EMALFORMED (a GOAWAY goes to the peer first); the end of the bytes
+ *   below ends it with UV_EOF, as any transport.
+ */
+#ifndef CTOWER_HTTP2_H
+#define CTOWER_HTTP2_H
+
+#include "ctower/buf.h"
+#include "ctower/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_http2_config {
+    int server;           /* 0: the client side */
+    ct_buf_pool_t *pool;  /* messages and byte chunks come from it (required) */
+    size_t max_message;   /* bytes of one message, at most (0: 1 MiB) */
+    uint32_t max_streams; /* server: streams a client may open at once (0: 100) */
+    const char *scheme;   /* client: the requests' :scheme (NULL: "http") */
+} ct_http2_config_t;
+
+struct ct_http2_stream;
+struct nghttp2_session;
+
+typedef struct ct_http2 {
+    ct_transport_t transport; /* first: a ct_http2_t * is a ct_transport_t * */
+    /* private */
+    ct_transport_t *bytes; /* the transport below, owned */
+    struct nghttp2_session *session;
+    ct_http2_config_t cfg;
+    ct_link_t streams;                    /* every stream with state of ours */
+    struct ct_http2_stream *free_streams; /* for reuse */
+    ct_buf_t **ready;                     /* messages waiting for the reader */
+    size_t ready_head, ready_count, ready_cap;
+    ct_waker_t bytes_ready; /* room below: the output goes on */
+    ct_task_t pump_task;    /* sends what nghttp2 has to send */
+    ct_task_t deliver_task; /* delivers what waits, from a fresh stack */
+    int reading;
+    int end_status; /* the receive side's end, once known (0: not yet) */
+    int end_delivered;
+    int send_error;
+    int broken;       /* the peer broke the protocol: CT_EMALFORMED (or UV_ENOMEM) */
+    int shut_pending; /* 1: waiting for the output to drain; 2: below */
+} ct_http2_t;
+
+/* Initializes h2 over bytes (which it owns from now on: closing h2 closes
+ * it) and starts the session: the client's preface, or the server's
+ * settings, go out at once. Returns 0, CT_EINVAL (no pool, or bytes already
+ * driven by someone) or UV_ENOMEM; on error bytes is still the caller's. */
+int ct_http2_init(ct_http2_t *h2, ct_loop_t *loop, ct_transport_t *bytes,
+                  const ct_http2_config_t *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,414 @@
+/* HTTP/2 (ct_http2_t) over TCP: a multiplex client and a listener's
+ * multiplex servers, messages written as HTTP/1.1 after their tag. */
+#include "testutil.h"
+
+#include <endian.h>
+
+TestSuite(http2, .init = h_setup, .fini = h_teardown);
+
+static ct_buf_pool_t pool;
+
+/* ---- the server side ------------------------------------------------------- */
+
+/* The answer to a request: its body echoed, or its target if it has none;
+ * a HEAD gets the length alone. Written after 4 bytes of room for the tag. */
+static ct_buf_t *answer(ct_buf_t *req) {
+    ct_http_message_t m;
+    ct_buf_t *res;
+    const char *body;
+    size_t len, size = 0;
+    int head;
+    cr_assert_eq(ct_http_parse_request((uint8_t *)req->base + 4, req->len - 4, &m), 0);
+    head = m.method.len == 4 && memcmp(m.method.p, "HEAD", 4) == 0;
+    body = m.body.len ? m.body.p : m.target.p;
+    len = m.body.len ? m.body.len : m.target.len;
+    cr_assert_eq(ct_http_format_response(NULL, 0, 200, NULL, head ? NULL : body, len, &size), 0);
+    res = ct_buf_pool_get(&pool, 4 + size);
+    cr_assert_not_null(res);
+    cr_assert_eq(ct_http_format_response((uint8_t *)res->base + 4, size, 200, NULL,
+                                         head ? NULL : body, len, &size),
+                 0);
+    res->len = 4 + size;
+    ct_buf_pool_put(&pool, req);
+    return res;
+}
+
+static int answer_fn(void *ctx, void *request, void **response) {
+    (void)ctx;
+    *response = answer(request);
+    return 0;
+}
+
+static void *answer_held(void *request, void *ctx) {
+    (void)ctx;
+    return answer(request);
+}
+
+static struct net {
+    ct_service_fn_t svc;
+    ct_listener_t listener;
+    ct_http2_config_t h2;
+    char bound[128];
+    int listener_closed;
+} N;
+
+static void on_listener_closed(ct_listener_t *l) {
+    (void)l;
+    N.listener_closed = 1;
+}
+
+/* Listens on a free loopback port with service, each connection HTTP/2
+ * with messages of at most max_message bytes (0: the default). */
+static void listen_h2(ct_service_t *service, size_t max_message) {
+    ct_listener_config_t cfg;
+    ct_address_t a;
+    memset(&cfg, 0, sizeof cfg);
+    N.h2.max_message = max_message;
+    cfg.http2 = &N.h2;
+    cfg.stream.pool = &pool;
+    cfg.server.max_in_flight = 64;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, "tcp://127.0.0.1:0", service, &cfg), 0);
+    cr_assert_eq(ct_listener_address(&N.listener, &a), 0);
+    cr_assert_eq(ct_address_format(&a, N.bound, sizeof N.bound), 0);
+}
+
+static void net_start(void) {
+    memset(&N, 0, sizeof N);
+    ct_buf_pool_init(&pool, 512, 1024);
+}
+
+static void net_stop(ct_service_t *service) {
+    cr_assert_eq(ct_listener_shutdown(&N.listener, 1000, on_listener_closed), 0);
+    H_RUN_UNTIL(N.listener_closed);
+    if (service) h_close_service(service);
+    h_run();
+    ct_buf_pool_destroy(&pool);
+}
+
+/* ---- the client side ------------------------------------------------------- */
+
+enum { DEPTH = 16 };
+
+typedef struct h2_conn {
+    ct_connector_t connector;
+    ct_raw_codec_t raw;
+    ct_stream_t stream;
+    ct_http2_t h2;
+    size_t max_message; /* the client's, 0: the default */
+    ct_slab_tags_t tags;
+    ct_client_t client;
+    struct h2_req {
+        ct_op_t op;
+        struct h2_conn *conn;
+        int n;
+    } reqs[DEPTH];
+    int connected, next, total, done, wrong, failed, first_status, first_cause;
+    int (*body_size)(int n); /* the request's body size; 0: a GET, -1: a HEAD */
+    char last_error[64];     /* the last stand-in's x-ctower-error */
+} h2_conn_t;
+
+/* GET, HEAD, small POSTs, and every 50th a POST larger than a stream's
+ * window (65,535 bytes), so that flow control holds its body back. */
+static int mixed_sizes(int n) {
+    if (n % 4 == 0) return 0;
+    if (n % 4 == 1) return -1;
+    return n % 200 == 3 ? 100000 : (n * 37) % 3000 + 1;
+}
+
+static char body_byte(int n, int i) {
+    return (char)('a' + (n + i) % 26);
+}
+
+static void issue(h2_conn_t *c, struct h2_req *r);
+
+static void check_answer(h2_conn_t *c, struct h2_req *r, ct_buf_t *b) {
+    ct_http_message_t m;
+    char target[32];
+    int size = c->body_size(r->n), i;
+    const ct_http_str_t *len;
+    snprintf(target, sizeof target, "/%d", r->n);
+    cr_assert_geq(b->len, 4);
+    if (ct_http_parse_response((uint8_t *)b->base + 4, b->len - 4, size < 0, &m) != 0 ||
+        m.status != 200) {
+        const ct_http_str_t *why =
+            ct_http_parse_response((uint8_t *)b->base + 4, b->len - 4, 0, &m) == 0
+                ? ct_http_field(&m, "x-ctower-error")
+                : NULL;
+        if (why) snprintf(c->last_error, sizeof c->last_error, "%.*s", (int)why->len, why->p);
+        c->wrong++;
+        return;
+    }
+    if (size < 0) { /* HEAD: the length a GET would get, no body */
+        len = ct_http_field(&m, "content-length");
+        if (m.body.len != 0 || !len || (size_t)atoi(len->p) != strlen(target)) c->wrong++;
+    } else if (size == 0) {
+        if (m.body.len != strlen(target) || memcmp(m.body.p, target, m.body.len) != 0) c->wrong++;
+    } else {
+        if (m.body.len != (size_t)size) {
+            c->wrong++;
+            return;
+        }
+        for (i = 0; i < size; i++)
+            if (m.body.p[i] != body_byte(r->n, i)) {
+                c->wrong++;
+                return;
+            }
+    }
+}
+
+static void on_reply(ct_op_t *op, int status, void *response) {
+    struct h2_req *r = CT_CONTAINER_OF(op, struct h2_req, op);
+    h2_conn_t *c = r->conn;
+    c->done++;
+    if (status != 0) {
+        if (!c->failed++) {
+            c->first_status = status;
+            c->first_cause = op->cause;
+        }
+        return;
+    }
+    check_answer(c, r, response);
+    ct_buf_pool_put(&pool, response);
+    if (c->next < c->total) issue(c, r);
+}
+
+static void issue(h2_conn_t *c, struct h2_req *r) {
+    static char body[100000];
+    char target[32];
+    int size, i;
+    size_t len = 0;
+    ct_buf_t *b;
+    const char *method;
+    r->n = c->next++;
+    size = c->body_size(r->n);
+    method = size < 0 ? "HEAD" : size == 0 ? "GET" : "POST";
+    for (i = 0; i < size; i++)
+        body[i] = body_byte(r->n, i);
+    snprintf(target, sizeof target, "/%d", r->n);
+    cr_assert_eq(ct_http_format_request(NULL, 0, method, target, "Host: test\r\n",
+                                        size > 0 ? body : NULL, size > 0 ? (size_t)size : 0, &len),
+                 0);
+    b = ct_buf_pool_get(&pool, 4 + len);
+    cr_assert_not_null(b);
+    cr_assert_eq(ct_http_format_request((uint8_t *)b->base + 4, len, method, target,
+                                        "Host: test\r\n", size > 0 ? body : NULL,
+                                        size > 0 ? (size_t)size : 0, &len),
+                 0);
+    b->len = 4 + len;
+    cr_assert_eq(ct_service_call(&c->client.service, b, &r->op), 0);
+}
+
+static void on_connected(ct_stream_t *stream, int status) {
+    h2_conn_t *c = CT_CONTAINER_OF(stream, h2_conn_t, stream);
+    ct_http2_config_t h2cfg = {0};
+    ct_client_config_t cfg = {0};
+    int i;
+    cr_assert_eq(status, 0);
+    h2cfg.pool = &pool;
+    h2cfg.max_message = c->max_message;
+    cr_assert_eq(ct_http2_init(&c->h2, &H.ct, &stream->transport, &h2cfg), 0);
+    cr_assert_eq(ct_slab_tags_init(&c->tags, DEPTH, ct_buf_get_tag, ct_buf_set_tag), 0);
+    cfg.max_in_flight = DEPTH;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cr_assert_eq(
+        ct_multiplex_client_init(&c->client, &H.ct, &c->h2.transport, &c->tags.store, &cfg), 0);
+    c->connected = 1;
+    for (i = 0; i < DEPTH && c->next < c->total; i++) {
+        c->reqs[i].conn = c;
+        ct_op_init(&c->reqs[i].op, on_reply);
+        issue(c, &c->reqs[i]);
+    }
+}
+
+static void h2_connect(h2_conn_t *c, const char *address, int total, int (*body_size)(int)) {
+    ct_stream_config_t cfg = {0};
+    ct_raw_codec_init(&c->raw, 512);
+    cfg.codec = &c->raw.codec;
+    cfg.pool = &pool;
+    c->total = total;
+    c->body_size = body_size ? body_size : mixed_sizes;
+    cr_assert_eq(ct_connector_init(&c->connector, &H.ct, address, &cfg), 0);
+    cr_assert_eq(ct_connector_connect(&c->connector, &c->stream, on_connected), 0);
+}
+
+static void h2_close(h2_conn_t *c) {
+    h_close_service(&c->client.service);
+    ct_slab_tags_free(&c->tags);
+}
+
+static int all_done(h2_conn_t *c, int n) {
+    int i;
+    for (i = 0; i < n; i++) /* a failure issues no more: then all that was issued */
+        if (!c[i].connected || c[i].done < (c[i].failed ? c[i].next : c[i].total)) return 0;
+    return 1;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+Test(http2, clients_and_servers_carry_gets_heads_and_posts_larger_than_a_window) {
+    enum { CONNS = 4, PER_CONN = 2000 };
+    static h2_conn_t conns[CONNS];
+    int i;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    for (i = 0; i < CONNS; i++)
+        h2_connect(&conns[i], N.bound, PER_CONN, NULL);
+    H_RUN_UNTIL(all_done(conns, CONNS));
+    for (i = 0; i < CONNS; i++) {
+        cr_assert_eq(conns[i].failed, 0, "%s (%s)", ct_err_name(conns[i].first_status),
+                     ct_err_name(conns[i].first_cause));
+        cr_assert_eq(conns[i].wrong, 0, "%d wrong answers, last error %s", conns[i].wrong,
+                     conns[i].last_error);
+        cr_assert_eq(conns[i].done, PER_CONN);
+        h2_close(&conns[i]);
+    }
+    net_stop(&N.svc.service);
+}
+
+/* The service answers each batch newest first: every response must still
+ * find its request. */
+Test(http2, answers_out_of_order_find_their_requests) {
+    static h2_conn_t conn;
+    static held_svc_t held;
+    net_start();
+    held_init(&held, 0);
+    held.batch = DEPTH;
+    held.respond = answer_held;
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_h2(&held.service, 0);
+    h2_connect(&conn, N.bound, 50 * DEPTH, NULL);
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(conn.failed, 0, "%s", ct_err_name(conn.first_status));
+    cr_assert_eq(conn.wrong, 0);
+    cr_assert_eq(held.max_n, DEPTH);
+    h2_close(&conn);
+    net_stop(&held.service);
+    held_free(&held);
+}
+
+static int big_every_third(int n) {
+    return n % 3 == 1 ? 5000 : 0;
+}
+
+/* A response over the client's max_message: that request gets a 502
+ * stand-in, the others go on on the same connection. */
+Test(http2, a_response_too_large_for_the_client_is_a_stand_in) {
+    static h2_conn_t conn;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    conn.max_message = 1000;
+    h2_connect(&conn, N.bound, 30, big_every_third);
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(conn.failed, 0, "%s", ct_err_name(conn.first_status));
+    cr_assert_eq(conn.wrong, 10, "each large answer is replaced");
+    cr_assert_str_eq(conn.last_error, "CT_EFRAMETOOLARGE");
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
+
+/* A request over the server's max_message resets its stream: the client
+ * hears CANCEL for it, and nothing else is lost. */
+Test(http2, a_request_too_large_for_the_server_resets_its_stream) {
+    static h2_conn_t conn;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 1000);
+    h2_connect(&conn, N.bound, 30, big_every_third);
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(conn.failed, 0, "%s", ct_err_name(conn.first_status));
+    cr_assert_eq(conn.wrong, 10);
+    cr_assert_str_eq(conn.last_error, "CANCEL");
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
+
+/* A peer that does not speak HTTP/2 (here, one that echoes bytes): every
+ * request in flight fails once, with the receive error CT_EMALFORMED. */
+Test(http2, a_peer_that_breaks_the_protocol_fails_the_requests_in_flight) {
+    static h2_conn_t conn;
+    ct_listener_config_t cfg;
+    ct_raw_codec_t raw;
+    ct_address_t a;
+    net_start();
+    ct_echo_service_init(&N.svc, &H.ct);
+    ct_raw_codec_init(&raw, 0);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.stream.codec = &raw.codec;
+    cfg.stream.pool = &pool;
+    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, "tcp://127.0.0.1:0", &N.svc.service, &cfg),
+                 0);
+    cr_assert_eq(ct_listener_address(&N.listener, &a), 0);
+    cr_assert_eq(ct_address_format(&a, N.bound, sizeof N.bound), 0);
+    h2_connect(&conn, N.bound, 3, NULL);
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(conn.failed, 3, "each request fails once");
+    cr_assert_eq(conn.first_status, CT_ERECVBROKEN, "%s", ct_err_name(conn.first_status));
+    cr_assert_eq(conn.first_cause, CT_EMALFORMED, "%s", ct_err_name(conn.first_cause));
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
+
+/* A client that sends HTTP/1.1 to an HTTP/2 server: its connection ends,
+ * and the server goes on serving the others. */
+static struct raw_client {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    char in[4096];
+    size_t in_len;
+    int end, closed;
+} R;
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    (void)h;
+    (void)n;
+    *b = uv_buf_init(R.in + R.in_len, (unsigned)(sizeof R.in - R.in_len));
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    (void)s;
+    (void)b;
+    if (n > 0) R.in_len += (size_t)n;
+    if (n < 0) R.end = (int)n;
+}
+
+static void raw_connected(uv_connect_t *req, int status) {
+    static char text[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    uv_buf_t b = uv_buf_init(text, sizeof text - 1);
+    (void)req;
+    cr_assert_eq(status, 0);
+    cr_assert_eq(uv_read_start((uv_stream_t *)&R.tcp, raw_alloc, raw_read), 0);
+    cr_assert_eq(uv_write(&R.write, (uv_stream_t *)&R.tcp, &b, 1, NULL), 0);
+}
+
+static void raw_closed(uv_handle_t *h) {
+    (void)h;
+    R.closed = 1;
+}
+
+Test(http2, a_client_speaking_http1_is_dropped_and_the_others_go_on) {
+    static h2_conn_t conn;
+    ct_address_t a;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    memset(&R, 0, sizeof R);
+    cr_assert_eq(ct_address_parse(N.bound, &a), 0);
+    cr_assert_eq(uv_tcp_init(&H.uv, &R.tcp), 0);
+    cr_assert_eq(uv_tcp_connect(&R.connect, &R.tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
+    h2_connect(&conn, N.bound, 500, NULL);
+    H_RUN_UNTIL(R.end && all_done(&conn, 1));
+    cr_assert_eq(R.end, UV_EOF, "%s", ct_err_name(R.end));
+    cr_assert_eq(conn.failed, 0);
+    cr_assert_eq(conn.wrong, 0);
+    uv_close((uv_handle_t *)&R.tcp, raw_closed);
+    H_RUN_UNTIL(R.closed);
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
