@@ -42,6 +42,7 @@ typedef struct bench_req {
 typedef struct bench_conn {
     ct_service_t *svc; /* &client.service, or &rc->service with --reconnect */
     ct_stream_t stream;
+    ct_http2_t *h2; /* --codec http2: its own allocation, between the stream and client */
     ct_client_t client;
     ct_slab_tags_t tags;
     ct_reconnect_t *rc; /* --reconnect: its own allocation, so that runs without it stay small */
@@ -193,9 +194,12 @@ static void error_reply(client_thread_t *th, const char *text, size_t len) {
 /* An HTTP response (one whole message, which the codec framed): any status
  * but 2xx is counted, and the first status line kept to say why. */
 static void check_http_reply(client_thread_t *th, const ct_buf_t *reply) {
-    const char *line_end = memchr(reply->base, '\r', reply->len);
-    if (reply->len > 9 && reply->base[9] == '2') return; /* "HTTP/1.1 2xx" */
-    error_reply(th, reply->base, line_end ? (size_t)(line_end - reply->base) : reply->len);
+    size_t room = th->o->http2 ? 4 : 0; /* the tag */
+    const char *text = reply->base + room;
+    size_t len = reply->len > room ? reply->len - room : 0;
+    const char *line_end = memchr(text, '\r', len);
+    if (len > 9 && text[9] == '2') return; /* "HTTP/1.1 2xx" */
+    error_reply(th, text, line_end ? (size_t)(line_end - text) : len);
 }
 
 /* A Redis reply (one whole value, which the codec checked): an error reply
@@ -285,6 +289,7 @@ static void on_client_closed(ct_service_t *svc) {
         free(c->rc);
     else if (th->o->multiplex)
         ct_slab_tags_free(&c->tags);
+    free(c->h2);
     if (++th->closed == th->nconns - th->failed) {
         uv_close((uv_handle_t *)&th->timer, NULL);
         uv_close((uv_handle_t *)&th->clock, NULL);
@@ -392,20 +397,21 @@ static void on_connected(ct_stream_t *stream, int status) {
     bench_conn_t *c = CT_CONTAINER_OF(stream, bench_conn_t, stream);
     client_thread_t *th = c->th;
     ct_client_config_t cfg = {0};
+    ct_transport_t *t = &stream->transport;
     int r = status;
     cfg.max_in_flight = (size_t)th->o->depth;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &th->wire.pool;
+    if (r == 0 && th->o->http2 && !(c->h2 = malloc(sizeof *c->h2))) r = UV_ENOMEM;
+    if (r == 0) r = wire_client_transport(&th->wire, &th->ct, stream, c->h2, &t);
     if (r == 0 && th->o->multiplex) {
         r = ct_slab_tags_init(&c->tags, (size_t)th->o->depth, ct_buf_get_tag, ct_buf_set_tag);
-        if (r == 0)
-            r = ct_multiplex_client_init(&c->client, &th->ct, &stream->transport, &c->tags.store,
-                                         &cfg);
+        if (r == 0) r = ct_multiplex_client_init(&c->client, &th->ct, t, &c->tags.store, &cfg);
     } else if (r == 0) {
-        r = ct_pipeline_client_init(&c->client, &th->ct, &stream->transport, &cfg);
+        r = ct_pipeline_client_init(&c->client, &th->ct, t, &cfg);
     }
     if (r < 0) {
-        if (status == 0) ct_transport_close(&stream->transport, NULL);
+        if (status == 0) ct_transport_close(t, NULL);
         th->failed++;
         count_error(th, r);
     } else {
@@ -507,7 +513,7 @@ static void client_thread_run(void *arg) {
     for (i = 0; i < th->nconns; i++)
         free(th->conns[i].reqs);
     free(th->conns);
-    ct_buf_pool_destroy(&th->wire.pool);
+    wire_destroy(&th->wire);
     __atomic_store_n(&th->finished, 1, __ATOMIC_RELEASE);
 }
 
@@ -541,7 +547,7 @@ static void server_thread_run(void *arg) {
     ct_loop_init(&st->ct, &st->uv);
     wire_init(&st->wire, st->o, st->pool_cap);
     if (st->o->http)
-        http_echo_init(&st->echo, &st->ct, &st->wire.pool);
+        http_echo_init(&st->echo, &st->ct, &st->wire.pool, st->o->http2);
     else
         ct_echo_service_init(&st->echo, &st->ct);
     st->echo.service.data = st;
@@ -549,6 +555,7 @@ static void server_thread_run(void *arg) {
     cfg.multiplex = st->o->multiplex;
     cfg.stream = st->wire.listen_stream;
     cfg.stream.tls = st->o->server_tls;
+    cfg.http2 = st->o->http2 ? &st->wire.h2_server : NULL;
     cfg.server.max_in_flight = (size_t)st->o->depth;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &st->wire.pool;
@@ -565,7 +572,7 @@ static void server_thread_run(void *arg) {
     if (st->error) return;
     uv_run(&st->uv, UV_RUN_DEFAULT);
     uv_loop_close(&st->uv);
-    ct_buf_pool_destroy(&st->wire.pool);
+    wire_destroy(&st->wire);
 }
 
 /* ---- the report ------------------------------------------------------------ */
@@ -756,7 +763,8 @@ static int request_bytes(const options_t *o, uint8_t **command, size_t *len) {
     *command = NULL;
     *len = 0;
     if (!o->resp && !o->http) return 0;
-    *command = o->http ? http_bench_request(o->size, len) : resp_text_command(o->command, len);
+    *command = o->http ? http_bench_request(o->size, o->http2 ? 4 : 0, len)
+                       : resp_text_command(o->command, len);
     return *command ? 0 : UV_ENOMEM;
 }
 
@@ -777,7 +785,7 @@ int bench_main(const options_t *given) {
         return 2;
     }
     if (o->resp && !o->command) with_defaults.command = "PING";
-    if (o->http && o->depth > CT_HTTP_MAX_PENDING) {
+    if (o->http && !o->http2 && o->depth > CT_HTTP_MAX_PENDING) {
         fprintf(stderr,
                 "ctower bench: --codec http keeps at most %d requests in flight per "
                 "connection (the answers to HEADs are told apart by their order)\n",

@@ -30,6 +30,7 @@ typedef struct call {
     wire_t wire;
     ct_connector_t connector;
     ct_stream_t stream;
+    ct_http2_t h2; /* --codec http2: between the stream and the client */
     ct_client_t client;
     ct_slab_tags_t tags;
     ct_timeout_t timeout; /* over the client, which it owns */
@@ -145,18 +146,18 @@ static void close_when_done(call_t *c) {
 static int start_client(call_t *c) {
     ct_client_config_t ccfg = {0};
     ct_timeout_config_t tcfg = {0};
+    ct_transport_t *t;
     int r;
     ccfg.max_in_flight = IN_FLIGHT;
     ccfg.free_msg = tcfg.free_msg = ct_buf_pool_free_msg;
     ccfg.free_ctx = tcfg.free_ctx = &c->wire.pool;
+    if ((r = wire_client_transport(&c->wire, &c->ct, &c->stream, &c->h2, &t)) != 0) return r;
     if (c->o->multiplex) {
         r = ct_slab_tags_init(&c->tags, IN_FLIGHT, ct_buf_get_tag, ct_buf_set_tag);
-        if (r == 0)
-            r = ct_multiplex_client_init(&c->client, &c->ct, &c->stream.transport, &c->tags.store,
-                                         &ccfg);
+        if (r == 0) r = ct_multiplex_client_init(&c->client, &c->ct, t, &c->tags.store, &ccfg);
         if (r < 0) ct_slab_tags_free(&c->tags);
     } else {
-        r = ct_pipeline_client_init(&c->client, &c->ct, &c->stream.transport, &ccfg);
+        r = ct_pipeline_client_init(&c->client, &c->ct, t, &ccfg);
     }
     if (r < 0) return r;
     tcfg.timeout_ms = (uint64_t)(c->o->timeout_s * 1000 + 0.5);
@@ -169,7 +170,9 @@ static void on_connected(ct_stream_t *stream, int status) {
     size_t i;
     int r = status == 0 ? start_client(c) : status;
     if (r < 0) {
-        if (status == 0) ct_transport_close(&stream->transport, NULL);
+        /* the outermost transport, which closes the stream */
+        if (status == 0)
+            ct_transport_close(c->h2.bytes ? &c->h2.transport : &stream->transport, NULL);
         c->connect_error = r;
         ct_loop_close(&c->ct, on_loop_closed);
         return;
@@ -252,12 +255,12 @@ static int run(call_t *c) {
         ct_loop_close(&c->ct, on_loop_closed);
         uv_run(&uv, UV_RUN_DEFAULT);
         uv_loop_close(&uv);
-        ct_buf_pool_destroy(&c->wire.pool);
+        wire_destroy(&c->wire);
         return r == CT_EBADADDR ? 2 : 1;
     }
     uv_run(&uv, UV_RUN_DEFAULT);
     r = report(c);
-    ct_buf_pool_destroy(&c->wire.pool);
+    wire_destroy(&c->wire);
     if (uv_loop_close(&uv) != 0)
         fprintf(stderr, "ctower call: the loop closed with handles open\n");
     return r;
@@ -270,7 +273,7 @@ int call_main(const options_t *o) {
     int r;
     if (!o->address) {
         fprintf(stderr, "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec "
-                        "length|line|crlf|resp|http]"
+                        "length|line|crlf|resp|http|http2]"
                         " [--timeout S] [--] [MESSAGE ...]\n");
         return 2;
     }

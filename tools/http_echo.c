@@ -5,37 +5,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The response to one request, in a buffer of pool; NULL without memory. */
-static ct_buf_t *respond(ct_buf_pool_t *pool, int status, const ct_http_str_t *body) {
+/* The response to one request, after room bytes, in a buffer of pool;
+ * NULL without memory. */
+static ct_buf_t *respond(ct_buf_pool_t *pool, size_t room, int status, const ct_http_str_t *body) {
     size_t size = 0;
     ct_buf_t *b;
     ct_http_format_response(NULL, 0, status, NULL, body->p, body->len, &size);
-    if (!(b = ct_buf_pool_get(pool, size))) return NULL;
-    if (ct_http_format_response((uint8_t *)b->base, size, status, NULL, body->p, body->len,
-                                &b->len) != 0) {
+    if (!(b = ct_buf_pool_get(pool, room + size))) return NULL;
+    if (ct_http_format_response((uint8_t *)b->base + room, size, status, NULL, body->p, body->len,
+                                &size) != 0) {
         ct_buf_pool_put(pool, b);
         return NULL;
     }
+    b->len = room + size;
     return b;
 }
 
-static int echo(void *ctx, void *request, void **response) {
-    ct_buf_pool_t *pool = ctx;
-    ct_buf_t *req = request;
+static int echo_after(ct_buf_pool_t *pool, size_t room, ct_buf_t *req, void **response) {
     ct_http_message_t m;
     ct_http_str_t none = {"", 0};
-    int r = ct_http_parse_request((uint8_t *)req->base, req->len, &m);
+    int r = req->len >= room
+                ? ct_http_parse_request((uint8_t *)req->base + room, req->len - room, &m)
+                : CT_EMALFORMED;
     int head = r == 0 && m.method.len == 4 && memcmp(m.method.p, "HEAD", 4) == 0;
     /* the codec framed it, so only a view too small for it fails here */
-    ct_buf_t *res = respond(pool, r == 0 ? 200 : 431, r == 0 && !head ? &m.body : &none);
+    ct_buf_t *res = respond(pool, room, r == 0 ? 200 : 431, r == 0 && !head ? &m.body : &none);
     ct_buf_pool_put(pool, req);
     if (!res) return UV_ENOMEM;
     *response = res;
     return 0;
 }
 
-void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool) {
-    ct_service_fn_init(svc, loop, echo, pool);
+static int echo(void *ctx, void *request, void **response) {
+    return echo_after(ctx, 0, request, response);
+}
+
+static int echo_tagged(void *ctx, void *request, void **response) {
+    return echo_after(ctx, 4, request, response);
+}
+
+void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool, int tagged) {
+    ct_service_fn_init(svc, loop, tagged ? echo_tagged : echo, pool);
 }
 
 uint8_t *http_request_bytes(const char *method, const char *target, const char *fields,
@@ -50,15 +60,21 @@ uint8_t *http_request_bytes(const char *method, const char *target, const char *
     return out;
 }
 
-uint8_t *http_bench_request(int size, size_t *len) {
+uint8_t *http_bench_request(int size, size_t room, size_t *len) {
     char *body = malloc((size_t)size + 1);
-    uint8_t *out;
+    uint8_t *out, *with_room = NULL;
     if (!body) return NULL;
     memset(body, 'x', (size_t)size);
     out = http_request_bytes(size > 0 ? "POST" : "GET", "/", "Host: ctower-bench\r\n", body,
                              (size_t)size, len);
     free(body);
-    return out;
+    if (out && (with_room = malloc(room + *len)) != NULL) {
+        memset(with_room, 0, room);
+        memcpy(with_room + room, out, *len);
+        *len += room;
+    }
+    free(out);
+    return with_room;
 }
 
 int http_error_reply(ct_server_t *srv, int status, void **response) {

@@ -8,8 +8,10 @@
 
 /* A service answering each request with 200 and the request's body (none
  * for HEAD), in buffers of pool. A request the view cannot hold (too many
- * fields) gets 431. */
-void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool);
+ * fields) gets 431. With tagged (HTTP/2), each message has 4 bytes of tag
+ * before it: the request's are skipped, the response's left for the
+ * server to fill. */
+void http_echo_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_buf_pool_t *pool, int tagged);
 
 /* A request written by ct_http_format_request() into a buffer to free(),
  * *len its size; NULL if the arguments say no request (*len is then 0), or
@@ -18,8 +20,9 @@ uint8_t *http_request_bytes(const char *method, const char *target, const char *
                             const void *body, size_t body_len, size_t *len);
 
 /* The request bench sends: a POST of size bytes of 'x' (a GET when size is
- * 0), in a buffer to free(); NULL without memory. */
-uint8_t *http_bench_request(int size, size_t *len);
+ * 0), after room bytes of zeros (a tag's room), in a buffer to free();
+ * NULL without memory. */
+uint8_t *http_bench_request(int size, size_t room, size_t *len);
 
 /* A ct_server_error_fn: 502 (504 for a timeout), no body (so that it also
  * answers a HEAD), the error's name in an X-Ctower-Error field. */

@@ -102,8 +102,10 @@ static int positional(options_t *o, command_t cmd, char **argv, int i) {
     return -1;
 }
 
+static int check_mode(options_t *o, command_t cmd, int mode_given);
+
 int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd) {
-    int i, only_positional = 0;
+    int i, only_positional = 0, mode_given = 0;
     for (i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
@@ -151,15 +153,18 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
                 return -1;
             }
             o->multiplex = strcmp(v, "multiplex") == 0;
+            mode_given = 1;
         } else if (strcmp(a, "--codec") == 0) {
             if (strcmp(v, "length") && strcmp(v, "line") && strcmp(v, "crlf") &&
-                strcmp(v, "resp") && strcmp(v, "http")) {
-                fprintf(stderr, "ctower: --codec is length, line, crlf, resp or http, not '%s'\n",
+                strcmp(v, "resp") && strcmp(v, "http") && strcmp(v, "http2")) {
+                fprintf(stderr,
+                        "ctower: --codec is length, line, crlf, resp, http or http2, not '%s'\n",
                         v);
                 return -1;
             }
             o->resp = strcmp(v, "resp") == 0;
-            o->http = strcmp(v, "http") == 0;
+            o->http2 = strcmp(v, "http2") == 0;
+            o->http = o->http2 || strcmp(v, "http") == 0;
             o->crlf = strcmp(v, "crlf") == 0;
             o->line_codec = o->crlf || strcmp(v, "line") == 0;
         } else if (strcmp(a, "--server") == 0) {
@@ -225,9 +230,31 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
                 o->size);
         return -1;
     }
-    if (o->multiplex && (o->line_codec || o->resp || o->http)) {
-        fprintf(stderr, "ctower %s: multiplex needs the length codec (tags are binary)\n",
+    return check_mode(o, cmd, mode_given);
+}
+
+/* Multiplexing needs binary tags, which HTTP/2 carries by itself; HTTP/2 is
+ * multiplexed by nature, and not everywhere yet. */
+static int check_mode(options_t *o, command_t cmd, int mode_given) {
+    if (!o->http2) {
+        if (o->multiplex && (o->line_codec || o->resp || o->http)) {
+            fprintf(stderr, "ctower %s: multiplex needs the length codec (tags are binary)\n",
+                    command_names[cmd]);
+            return -1;
+        }
+        return 0;
+    }
+    if (mode_given && !o->multiplex) {
+        fprintf(stderr, "ctower %s: --codec http2 is multiplexed (no --mode pipeline)\n",
                 command_names[cmd]);
+        return -1;
+    }
+    o->multiplex = 1;
+    if (cmd == CMD_PROXY || o->reconnect || o->tls || o->tls_cert) {
+        fprintf(stderr, "ctower %s: --codec http2 does not go with %s yet\n", command_names[cmd],
+                cmd == CMD_PROXY ? "the proxy"
+                : o->reconnect   ? "--reconnect"
+                                 : "TLS (no ALPN)");
         return -1;
     }
     return 0;
@@ -280,6 +307,7 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
     size_t max_payload = (size_t)o->size > (64u << 10) ? (size_t)o->size : (64u << 10);
     ct_length_codec_config_t cfg = {4, 0, 0, max_payload};
     ct_buf_pool_init(&w->pool, pool_cap, 1 << 16);
+    ct_buf_pool_init(&w->bytes_pool, 16u << 10, 256);
     ct_length_codec_init(&w->length, &cfg);
     if (o->crlf)
         ct_line_codec_init_crlf(&w->line, max_payload);
@@ -300,10 +328,39 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
     w->stream.pool = &w->pool;
     w->listen_stream = w->stream;
     if (o->http) w->listen_stream.codec = &w->http_server.codec;
+    if (o->http2) {
+        ct_raw_codec_init(&w->raw, w->bytes_pool.buf_cap);
+        w->stream.codec = &w->raw.codec;
+        w->stream.pool = w->listen_stream.pool = &w->bytes_pool;
+        w->listen_stream.codec = NULL; /* a listener with http2 frames the bytes itself */
+        memset(&w->h2_client, 0, sizeof w->h2_client);
+        w->h2_client.pool = &w->pool;
+        w->h2_client.bytes_pool = &w->bytes_pool;
+        w->h2_client.max_message = max_payload;
+        w->h2_server = w->h2_client;
+        w->h2_server.server = 1;
+        w->h2_server.max_streams = o->depth > 128 ? (uint32_t)o->depth : 128;
+    }
+}
+
+void wire_destroy(wire_t *w) {
+    ct_buf_pool_destroy(&w->pool);
+    ct_buf_pool_destroy(&w->bytes_pool);
+}
+
+int wire_client_transport(wire_t *w, ct_loop_t *loop, ct_stream_t *stream, ct_http2_t *h2,
+                          ct_transport_t **out) {
+    int r;
+    *out = &stream->transport;
+    if (w->stream.codec != &w->raw.codec) return 0;
+    if ((r = ct_http2_init(h2, loop, &stream->transport, &w->h2_client)) != 0) return r;
+    *out = &h2->transport;
+    return 0;
 }
 
 const char *codec_name(const options_t *o) {
     return o->resp         ? "resp"
+           : o->http2      ? "http2"
            : o->http       ? "http"
            : o->crlf       ? "crlf"
            : o->line_codec ? "line"

@@ -20,7 +20,8 @@ typedef struct options {
     int line_codec; /* --codec line or crlf */
     int crlf;       /* --codec crlf: lines end in "\r\n" */
     int resp;       /* --codec resp: Redis's protocol */
-    int http;       /* --codec http: HTTP/1.1 (requests one way, responses the other) */
+    int http;  /* --codec http or http2: HTTP messages (requests one way, responses the other) */
+    int http2; /* --codec http2: over HTTP/2 (multiplexed; each message after its tag) */
     int connections;
     int depth;
     int size;
@@ -60,17 +61,27 @@ void options_tls_free(options_t *o);
  * pool_cap bytes (a larger message gets a buffer of its own). */
 typedef struct wire {
     ct_buf_pool_t pool;
+    ct_buf_pool_t bytes_pool; /* with HTTP/2: the streams' chunks of bytes */
     ct_length_codec_t length;
     ct_line_codec_t line;
     ct_resp_codec_t resp;
     ct_http_codec_t http_client, http_server;
+    ct_raw_codec_t raw; /* with HTTP/2: the bytes, as they come */
+    ct_http2_config_t h2_client, h2_server;
     ct_stream_config_t stream;        /* for connections made (clients) */
     ct_stream_config_t listen_stream; /* for connections accepted (servers) */
 } wire_t;
 
 void wire_init(wire_t *w, const options_t *o, size_t pool_cap);
+void wire_destroy(wire_t *w);
 
-/* "length", "line", "crlf", "resp" or "http". */
+/* The transport a client uses over stream, just connected: the stream, or
+ * HTTP/2 over it (in h2). 0 or an error (stream is then still the
+ * caller's). */
+int wire_client_transport(wire_t *w, ct_loop_t *loop, ct_stream_t *stream, ct_http2_t *h2,
+                          ct_transport_t **out);
+
+/* "length", "line", "crlf", "resp", "http" or "http2". */
 const char *codec_name(const options_t *o);
 
 #endif

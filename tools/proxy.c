@@ -227,7 +227,7 @@ int proxy_main(const options_t *o) {
         ct_service_close(p.service, on_service_closed);
         uv_run(&p.uv, UV_RUN_DEFAULT);
         backend_set_free(&p.backends);
-        ct_buf_pool_destroy(&p.wire.pool);
+        wire_destroy(&p.wire);
         return 1;
     }
     p.listener.data = &p;
@@ -259,6 +259,6 @@ int proxy_main(const options_t *o) {
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     backend_set_free(&p.backends);
-    ct_buf_pool_destroy(&p.wire.pool);
+    wire_destroy(&p.wire);
     return uv_loop_close(&p.uv) == 0 ? 0 : 1;
 }

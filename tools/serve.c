@@ -65,7 +65,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     ct_loop_init(&s->ct, &s->uv);
     wire_init(&s->wire, o, (size_t)o->size);
     if (o->http)
-        http_echo_init(&s->echo, &s->ct, &s->wire.pool);
+        http_echo_init(&s->echo, &s->ct, &s->wire.pool, o->http2);
     else
         ct_echo_service_init(&s->echo, &s->ct);
     s->echo.service.data = s;
@@ -73,6 +73,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     cfg.multiplex = o->multiplex;
     cfg.stream = s->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
+    cfg.http2 = o->http2 ? &s->wire.h2_server : NULL;
     cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &s->wire.pool;
@@ -91,7 +92,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
 /* Runs s's loop to its end; 0 if it closed cleanly. */
 static int server_run(server_t *s) {
     uv_run(&s->uv, UV_RUN_DEFAULT);
-    ct_buf_pool_destroy(&s->wire.pool);
+    wire_destroy(&s->wire);
     return uv_loop_close(&s->uv) == 0 ? 0 : 1;
 }
 
@@ -104,7 +105,7 @@ static int check_options(const options_t *o) {
     ct_address_t a;
     if (!o->address) {
         fprintf(stderr, "usage: ctower serve ADDR [--mode pipeline|multiplex] [--codec "
-                        "length|line|crlf|resp|http]"
+                        "length|line|crlf|resp|http|http2]"
                         " [--threads N]\n");
         return 2;
     }

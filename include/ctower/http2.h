@@ -56,11 +56,13 @@ extern "C" {
 #endif
 
 typedef struct ct_http2_config {
-    int server;           /* 0: the client side */
-    ct_buf_pool_t *pool;  /* messages and byte chunks come from it (required) */
-    size_t max_message;   /* bytes of one message, at most (0: 1 MiB) */
-    uint32_t max_streams; /* server: streams a client may open at once (0: 100) */
-    const char *scheme;   /* client: the requests' :scheme (NULL: "http") */
+    int server;                /* 0: the client side */
+    ct_buf_pool_t *pool;       /* messages come from it (required) */
+    ct_buf_pool_t *bytes_pool; /* the transport below's: the chunks it delivers go back
+                                * to it, the chunks sent to it come from it (NULL: pool) */
+    size_t max_message;        /* bytes of one message, at most (0: 1 MiB) */
+    uint32_t max_streams;      /* server: streams a client may open at once (0: 100) */
+    const char *scheme;        /* client: the requests' :scheme (NULL: "http") */
 } ct_http2_config_t;
 
 struct ct_http2_stream;

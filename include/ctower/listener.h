@@ -60,8 +60,9 @@ typedef struct ct_listener_config {
     ct_listener_done_service_fn done_service;
     /* Non-NULL: every connection speaks HTTP/2 (http2.h, prior knowledge),
      * under a multiplex server whatever multiplex says. stream.codec must
-     * then be NULL (the listener hands the bytes on as they come); http2's
-     * pool may be NULL (stream.pool's) and its server flag is implied; the
+     * then be NULL (the listener hands the bytes on as they come, in chunks
+     * of stream.pool's buffers); http2's pool may be NULL (stream.pool) and
+     * its bytes_pool and server flag are the listener's to set; the
      * server copies each request's tag into its response (get_tag and
      * set_tag default to ct_buf_get_tag and ct_buf_set_tag), so a service
      * writes its responses after 4 bytes of room. */

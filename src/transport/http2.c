@@ -560,6 +560,25 @@ static int send_response(ct_http2_t *h2, ct_buf_t *msg) {
 
 /* ---- the pump: what nghttp2 has to send goes below -------------------------- */
 
+/* Appends to a chunk for the transport below, from its pool: the chunk
+ * gets a buffer of the pool's size, or of n bytes if more. */
+static int append_chunk(ct_http2_t *h2, ct_buf_t **out, const void *p, size_t n) {
+    ct_buf_pool_t *pool = h2->cfg.bytes_pool;
+    if (!*out || (*out)->cap - (*out)->len < n) {
+        ct_buf_t *next = ct_buf_pool_get(pool, (*out ? (*out)->len : 0) + n);
+        if (!next) return UV_ENOMEM;
+        if (*out) {
+            memcpy(next->base, (*out)->base, (*out)->len);
+            next->len = (*out)->len;
+            ct_buf_pool_put(pool, *out);
+        }
+        *out = next;
+    }
+    memcpy((*out)->base + (*out)->len, p, n);
+    (*out)->len += n;
+    return 0;
+}
+
 static void send_failed(ct_http2_t *h2, int status) {
     if (!h2->send_error) h2->send_error = status;
 }
@@ -582,19 +601,19 @@ static void pump(ct_http2_t *h2) {
         }
         while (!out || out->len < (64u << 10)) {
             if ((n = nghttp2_session_mem_send(h2->session, &data)) <= 0) break;
-            if (append(h2, &out, data, (size_t)n) != 0) {
+            if (append_chunk(h2, &out, data, (size_t)n) != 0) {
                 n = NGHTTP2_ERR_NOMEM;
                 break;
             }
         }
         if (n < 0) { /* nghttp2's output is lost with it: the send side is broken */
-            put(h2, &out);
+            if (out) ct_buf_pool_put(h2->cfg.bytes_pool, out);
             send_failed(h2, n == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : CT_EMALFORMED);
             break;
         }
         if (!out) break;
         if ((r = ct_transport_send(h2->bytes, out)) != 0) {
-            put(h2, &out);
+            ct_buf_pool_put(h2->cfg.bytes_pool, out);
             send_failed(h2, r);
             break;
         }
@@ -621,18 +640,16 @@ static void on_bytes_ready(ct_waker_t *waker) {
 static void on_bytes(ct_transport_t *t, int status, void *msg) {
     ct_http2_t *h2 = t->owner;
     ct_buf_t *chunk = msg;
-    ssize_t r;
+    ssize_t r = 0;
     if (status != 0) {
         ended(h2, status);
         deliver_ready(h2);
         return;
     }
-    if (h2->end_status) { /* after a protocol error nothing more is read */
-        put(h2, &chunk);
-        return;
-    }
-    r = nghttp2_session_mem_recv(h2->session, (const uint8_t *)chunk->base, chunk->len);
-    put(h2, &chunk);
+    if (!h2->end_status) /* after a protocol error nothing more is read */
+        r = nghttp2_session_mem_recv(h2->session, (const uint8_t *)chunk->base, chunk->len);
+    ct_buf_pool_put(h2->cfg.bytes_pool, chunk);
+    if (h2->end_status) return;
     if (r < 0) {
         /* a GOAWAY tells the peer why, if the send side still works */
         nghttp2_session_terminate_session(h2->session, NGHTTP2_PROTOCOL_ERROR);
@@ -793,6 +810,7 @@ int ct_http2_init(ct_http2_t *h2, ct_loop_t *loop, ct_transport_t *bytes,
     ct_transport_init(&h2->transport, loop, &http2_vtable);
     h2->cfg = *cfg;
     if (!h2->cfg.max_message) h2->cfg.max_message = 1u << 20;
+    if (!h2->cfg.bytes_pool) h2->cfg.bytes_pool = h2->cfg.pool;
     if (!h2->cfg.max_streams) h2->cfg.max_streams = 100;
     if ((r = new_session(h2)) != 0) return r;
     /* a server holds no more requests than a client may open */

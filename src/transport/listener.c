@@ -287,6 +287,7 @@ static int take_config(ct_listener_t *l, const ct_listener_config_t *cfg) {
         l->http2 = *cfg->http2;
         l->http2.server = 1;
         if (!l->http2.pool) l->http2.pool = cfg->stream.pool;
+        l->http2.bytes_pool = cfg->stream.pool;
         ct_raw_codec_init(&l->bytes_codec, cfg->stream.pool->buf_cap);
         l->cfg.stream.codec = &l->bytes_codec.codec;
         l->cfg.multiplex = 1;
