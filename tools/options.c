@@ -336,7 +336,7 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
         memset(&w->h2_client, 0, sizeof w->h2_client);
         w->h2_client.pool = &w->pool;
         w->h2_client.bytes_pool = &w->bytes_pool;
-        w->h2_client.max_message = max_payload;
+        w->h2_client.max_message = max_payload + (16u << 10); /* a body of --size, and a head */
         w->h2_server = w->h2_client;
         w->h2_server.server = 1;
         w->h2_server.max_streams = o->depth > 128 ? (uint32_t)o->depth : 128;

@@ -543,6 +543,25 @@ expect_exit 0 "$ctower" bench --server "$addr" --codec http --tls --tls-ca "$tmp
 grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http over TLS: $(cat "$tmp/out")"
 stop server_pid
 
+# --codec http2: multiplexed by nature; what it does not go with yet is refused.
+expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --codec http2 --mode pipeline
+grep -q "multiplexed" "$tmp/err" || fail "http2 with --mode pipeline: $(cat "$tmp/err")"
+expect_exit 2 "$ctower" proxy tcp://127.0.0.1:1 tcp://127.0.0.1:2 --codec http2
+expect_exit 2 "$ctower" bench --codec http2 --reconnect
+expect_exit 0 "$ctower" bench --codec http2 --connections 2 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http2: $(cat "$tmp/out")"
+expect_exit 0 "$ctower" bench --codec http2 --size 100000 --connections 2 --depth 4 --requests 200 --json
+grep -q '"requests": 200, "errors": 0,' "$tmp/out" ||
+  fail "bench --codec http2, bodies larger than a window: $(cat "$tmp/out")"
+"$ctower" serve tcp://127.0.0.1:0 --codec http2 2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --codec http2 did not listen"
+"$ctower" call "$addr" --codec http2 /a "HEAD /b" "POST /c third" >"$tmp/out" 2>"$tmp/err" ||
+  fail "call --codec http2: $(cat "$tmp/err")"
+[ "$(grep -c '^HTTP/1.1 200' "$tmp/out")" = 3 ] && [ "$(tail -n 1 "$tmp/out")" = third ] ||
+  fail "call --codec http2, three requests: $(cat "$tmp/out")"
+stop server_pid
+
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
 grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
