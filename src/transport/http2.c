@@ -204,6 +204,38 @@ static int status_of(const ct_http2_stream_t *st) {
     return (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
 }
 
+/* Whether HTTP/1.1's parser (and so a service's view) knows the method:
+ * HTTP/2 allows any token. */
+static int known_method(const char *p, size_t len) {
+    static const char *const methods[] = {
+#define XX(num, name, string) #string,
+        HTTP_METHOD_MAP(XX)
+#undef XX
+    };
+    size_t i;
+    for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strlen(methods[i]) == len && memcmp(methods[i], p, len) == 0) return 1;
+    return 0;
+}
+
+/* A request a service could not read is answered here: 501. */
+static int not_implemented(ct_http2_t *h2, ct_http2_stream_t *st) {
+    static const nghttp2_nv status = {(uint8_t *)":status", (uint8_t *)"501", 7, 3, 0};
+    st->dropped = 1;
+    st->answered = 1;
+    put(h2, &st->head);
+    return nghttp2_submit_response(h2->session, st->id, &status, 1, NULL) == 0 ? 0 : UV_ENOMEM;
+}
+
+/* A response HTTP/1.1 cannot write: its stream is reset, and the caller
+ * gets a stand-in. */
+static int refuse_response(ct_http2_t *h2, ct_http2_stream_t *st) {
+    st->dropped = 1;
+    put(h2, &st->head);
+    nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+    return stand_in(h2, st, "PROTOCOL_ERROR");
+}
+
 /* The pseudo-fields are over: the start line takes their place. They wait
  * in head from byte 4 on; the line is written after them, then moved down
  * over them (it holds them all, so it is longer). */
@@ -213,6 +245,7 @@ static int write_start_line(ct_http2_t *h2, ct_http2_stream_t *st) {
     int r;
     if (h2->cfg.server) {
         slice_t target = st->path.len ? st->path : st->authority; /* CONNECT: authority */
+        if (!known_method(at(st, st->method), st->method.len)) return not_implemented(h2, st);
         st->head_request = st->method.len == 4 && memcmp(at(st, st->method), "HEAD", 4) == 0;
         n = st->method.len + 1 + target.len + 11 + (st->authority.len ? 8 + st->authority.len : 0);
         if ((r = reserve(h2, &st->head, n)) != 0) return r;
@@ -230,7 +263,8 @@ static int write_start_line(ct_http2_t *h2, ct_http2_stream_t *st) {
     } else {
         int status = st->code = status_of(st);
         const char *reason = http_status_str((enum http_status)status);
-        if (reason[0] == '<') reason = ""; /* "<unknown>" */
+        if (status < 100) return refuse_response(h2, st); /* HTTP/1.1 has none below 100 */
+        if (reason[0] == '<') reason = "";                /* "<unknown>" */
         n = 9 + 3 + 1 + strlen(reason) + 2;
         if ((r = reserve(h2, &st->head, n + 1)) != 0) return r;
         line = st->head->base + st->head->len;
@@ -291,6 +325,15 @@ static int interim(const ct_http2_t *h2, const ct_http2_stream_t *st) {
     return !h2->cfg.server && !st->started && status_of(st) / 100 == 1;
 }
 
+/* A header field: after the start line, which the first one writes. */
+static int header_field(ct_http2_t *h2, ct_http2_stream_t *st, const uint8_t *name, size_t nlen,
+                        const uint8_t *value, size_t vlen) {
+    int r;
+    if (!st->started && (r = write_start_line(h2, st)) != 0) return r;
+    if (st->dropped || !keep_field(h2, st, name, nlen)) return 0;
+    return append_field(h2, &st->head, name, nlen, value, vlen);
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
     ct_http2_t *h2 = of(session, user);
     ct_http2_stream_t *st;
@@ -325,10 +368,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         r = append_field(h2, &st->trailers, name, nlen, value, vlen);
     else if (nlen > 0 && name[0] == ':')
         r = keep_pseudo(h2, st, name, nlen, value, vlen);
-    else if (interim(h2, st))
-        r = 0;
-    else if ((st->started || (r = write_start_line(h2, st)) == 0) && keep_field(h2, st, name, nlen))
-        r = append_field(h2, &st->head, name, nlen, value, vlen);
+    else if (!interim(h2, st))
+        r = header_field(h2, st, name, nlen, value, vlen);
     return r == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
@@ -342,10 +383,16 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id, const ui
     return append(h2, &st->body, data, len) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+/* A response that HTTP/1.1 gives no body (nor trailers, then): the answer
+ * to a HEAD, 204 and 304. */
+static int bodiless(const ct_http2_t *h2, const ct_http2_stream_t *st) {
+    return !h2->cfg.server && (st->head_request || st->code == 204 || st->code == 304);
+}
+
 /* Whether the message gets a Content-Length written from its body. */
 static int needs_length(const ct_http2_t *h2, const ct_http2_stream_t *st) {
     if (h2->cfg.server) return st->body != NULL && st->body->len > 0;
-    return !st->head_request && st->code != 204 && st->code != 304;
+    return !bodiless(h2, st);
 }
 
 /* The stream's message is whole: the framing it lacks, the body, and off it
@@ -354,7 +401,7 @@ static int finish(ct_http2_t *h2, ct_http2_stream_t *st) {
     size_t blen = st->body ? st->body->len : 0;
     char line[64];
     int n, r;
-    if (st->trailers) {
+    if (st->trailers && !bodiless(h2, st)) {
         n = snprintf(line, sizeof line, "transfer-encoding: chunked\r\n\r\n%zx\r\n", blen);
         if (blen == 0) n -= 3; /* no empty chunk: the last one follows */
         r = append(h2, &st->head, line, (size_t)n);
@@ -391,6 +438,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             return 0;
         }
         if (write_start_line(h2, st) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (st->dropped) return 0; /* answered here */
     }
     if (end && finish(h2, st) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;

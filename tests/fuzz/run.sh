@@ -16,6 +16,9 @@
 #                     --codec http`'s filter (tools/http_filter.c): one
 #                     request still, same method, target and body, no
 #                     hop-by-hop field left, framing fields kept.
+#   fuzz_http2: bytes from a peer, in chunks of any size, to ct_http2_t's
+#               server or client side (every message delivered reads as one
+#               whole HTTP/1.1 message; every request completes once).
 #   fuzz_tls: a TLS client and server session over in-memory wires, cut
 #             and lent in chunks of any size, readers that stop, flipped
 #             bytes (exact plaintext or CT_ETLS, never wrong bytes).
@@ -46,11 +49,13 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_layers.c" $(find "$src_dir/src" -n
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_redis_keys.c" "$src_dir/tools/redis_keys.c" \
   $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm \
   -o "$out_dir/fuzz_redis_keys"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http2.c" $(find "$src_dir/src" -name '*.c') \
+  $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_http2"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
   "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
 status=0
-for target in fuzz_codec fuzz_http fuzz_http_filter fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
+for target in fuzz_codec fuzz_http fuzz_http_filter fuzz_http2 fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
   seeds=()
