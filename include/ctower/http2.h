@@ -68,16 +68,27 @@ typedef struct ct_http2_config {
 struct ct_http2_stream;
 struct nghttp2_session;
 
+/* nghttp2's memory for one session: freed blocks kept by size for reuse
+ * (private; see src/transport/http2_mem.c). */
+enum { CT_HTTP2_MEM_CLASSES = 10 };
+typedef struct ct_http2_mem {
+    void *free[CT_HTTP2_MEM_CLASSES];
+    size_t cached; /* bytes kept */
+} ct_http2_mem_t;
+
 typedef struct ct_http2 {
     ct_transport_t transport; /* first: a ct_http2_t * is a ct_transport_t * */
     /* private */
     ct_transport_t *bytes; /* the transport below, owned */
     struct nghttp2_session *session;
     ct_http2_config_t cfg;
+    ct_http2_mem_t mem;
     ct_link_t streams;                    /* every stream with state of ours */
     struct ct_http2_stream *free_streams; /* for reuse */
     ct_buf_t **ready;                     /* messages waiting for the reader */
     size_t ready_head, ready_count, ready_cap;
+    ct_buf_t *partial;      /* output being gathered for the transport below */
+    ct_buf_t *stalled;      /* output the transport below had no room for */
     ct_waker_t bytes_ready; /* room below: the output goes on */
     ct_task_t pump_task;    /* sends what nghttp2 has to send */
     ct_task_t deliver_task; /* delivers what waits, from a fresh stack */

@@ -13,6 +13,7 @@
 #include "ctower/error.h"
 #include "ctower/tag_store.h"
 #include "../core/list.h"
+#include "http2_mem.h"
 
 #include <endian.h>
 #include <http_parser.h>
@@ -608,63 +609,77 @@ static int send_response(ct_http2_t *h2, ct_buf_t *msg) {
 
 /* ---- the pump: what nghttp2 has to send goes below -------------------------- */
 
-/* Appends to a chunk for the transport below, from its pool: the chunk
- * gets a buffer of the pool's size, or of n bytes if more. */
-static int append_chunk(ct_http2_t *h2, ct_buf_t **out, const void *p, size_t n) {
-    ct_buf_pool_t *pool = h2->cfg.bytes_pool;
-    if (!*out || (*out)->cap - (*out)->len < n) {
-        ct_buf_t *next = ct_buf_pool_get(pool, (*out ? (*out)->len : 0) + n);
-        if (!next) return UV_ENOMEM;
-        if (*out) {
-            memcpy(next->base, (*out)->base, (*out)->len);
-            next->len = (*out)->len;
-            ct_buf_pool_put(pool, *out);
-        }
-        *out = next;
-    }
-    memcpy((*out)->base + (*out)->len, p, n);
-    (*out)->len += n;
-    return 0;
-}
-
 static void send_failed(ct_http2_t *h2, int status) {
     if (!h2->send_error) h2->send_error = status;
 }
 
 static void check_shutdown(ct_http2_t *h2);
+static void send_failed(ct_http2_t *h2, int status);
 
-/* Takes nghttp2's output in runs of up to 64 KiB, one message each, while
+/* Sends a chunk below. One the transport has no room for waits in
+ * h2->stalled until bytes_ready pumps again. Returns 0, or -1 to stop. */
+static int send_chunk(ct_http2_t *h2, ct_buf_t *chunk) {
+    int r = ct_transport_send(h2->bytes, chunk);
+    if (r == 0) return 0;
+    if (r == UV_EAGAIN) {
+        int ready = ct_transport_send_ready(h2->bytes, &h2->bytes_ready);
+        if (ready == CT_PENDING) {
+            h2->stalled = chunk;
+            return -1;
+        }
+        r = ready < 0 ? ready : UV_EPIPE; /* no room, yet not waiting for any */
+    }
+    ct_buf_pool_put(h2->cfg.bytes_pool, chunk);
+    send_failed(h2, r);
+    return -1;
+}
+
+/* Copies a piece of nghttp2's output into h2->partial, a buffer of the
+ * pool's size (or of the piece's, if larger). A full one goes below first.
+ * Returns 0, or -1 to stop (the piece is kept all the same). */
+static int take_piece(ct_http2_t *h2, const uint8_t *data, size_t n) {
+    ct_buf_pool_t *pool = h2->cfg.bytes_pool;
+    ct_buf_t *full = NULL;
+    if (h2->partial && h2->partial->cap - h2->partial->len < n) {
+        full = h2->partial;
+        h2->partial = NULL;
+    }
+    if (!h2->partial) {
+        h2->partial = ct_buf_pool_get(pool, n > pool->buf_cap ? n : pool->buf_cap);
+        if (!h2->partial) {
+            if (full) ct_buf_pool_put(pool, full);
+            send_failed(h2, UV_ENOMEM); /* nghttp2's output is lost: so is the send side */
+            return -1;
+        }
+    }
+    memcpy(h2->partial->base + h2->partial->len, data, n);
+    h2->partial->len += n;
+    return full ? send_chunk(h2, full) : 0;
+}
+
+/* Sends what nghttp2 has to send, in chunks of the pool's buffers, while
  * the transport below has room. */
 static void pump(ct_http2_t *h2) {
     ct_task_cancel(&h2->pump_task);
+    if (h2->stalled) {
+        ct_buf_t *chunk = h2->stalled;
+        h2->stalled = NULL;
+        if (send_chunk(h2, chunk) != 0) return;
+    }
     while (!h2->send_error) {
-        ct_buf_t *out = NULL;
         const uint8_t *data;
-        ssize_t n = 0;
-        int r = ct_transport_send_ready(h2->bytes, &h2->bytes_ready);
-        if (r == CT_PENDING) return; /* bytes_ready pumps again */
-        if (r < 0) {
-            send_failed(h2, r);
-            break;
-        }
-        while (!out || out->len < (64u << 10)) {
-            if ((n = nghttp2_session_mem_send(h2->session, &data)) <= 0) break;
-            if (append_chunk(h2, &out, data, (size_t)n) != 0) {
-                n = NGHTTP2_ERR_NOMEM;
-                break;
-            }
-        }
-        if (n < 0) { /* nghttp2's output is lost with it: the send side is broken */
-            if (out) ct_buf_pool_put(h2->cfg.bytes_pool, out);
+        ssize_t n = nghttp2_session_mem_send(h2->session, &data);
+        if (n < 0) {
             send_failed(h2, n == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : CT_EMALFORMED);
             break;
         }
-        if (!out) break;
-        if ((r = ct_transport_send(h2->bytes, out)) != 0) {
-            ct_buf_pool_put(h2->cfg.bytes_pool, out);
-            send_failed(h2, r);
+        if (n == 0) {
+            ct_buf_t *last = h2->partial;
+            h2->partial = NULL;
+            if (last && send_chunk(h2, last) != 0) return;
             break;
         }
+        if (take_piece(h2, data, (size_t)n) != 0) return;
     }
     check_shutdown(h2);
 }
@@ -767,7 +782,8 @@ static void on_bytes_shut(ct_transport_t *t, int status) {
 static void check_shutdown(ct_http2_t *h2) {
     int r;
     if (h2->shut_pending != 1) return;
-    if (!h2->send_error && nghttp2_session_want_write(h2->session)) return;
+    if (!h2->send_error && (h2->stalled || h2->partial || nghttp2_session_want_write(h2->session)))
+        return;
     h2->shut_pending = 2;
     if (h2->send_error)
         ct_transport_shutdown_done(&h2->transport, h2->send_error);
@@ -796,8 +812,12 @@ static void h2_close(ct_transport_t *t) {
     ct_task_cancel(&h2->pump_task);
     ct_task_cancel(&h2->deliver_task);
     ct_waker_cancel(&h2->bytes_ready);
+    if (h2->stalled) ct_buf_pool_put(h2->cfg.bytes_pool, h2->stalled);
+    if (h2->partial) ct_buf_pool_put(h2->cfg.bytes_pool, h2->partial);
+    h2->stalled = h2->partial = NULL;
     nghttp2_session_del(h2->session); /* its callbacks see the closing flag */
     h2->session = NULL;
+    ct_http2_mem_destroy(&h2->mem);
     while (!ct_list_empty(&h2->streams))
         stream_release(h2, CT_CONTAINER_OF(h2->streams.next, ct_http2_stream_t, link));
     while ((st = h2->free_streams) != NULL) {
@@ -823,6 +843,7 @@ static const ct_transport_vtable_t http2_vtable = {
 static int new_session(ct_http2_t *h2) {
     nghttp2_session_callbacks *cbs;
     nghttp2_settings_entry settings[2];
+    nghttp2_mem mem;
     int r;
     if (nghttp2_session_callbacks_new(&cbs) != 0) return UV_ENOMEM;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
@@ -832,8 +853,9 @@ static int new_session(ct_http2_t *h2) {
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_sent);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_sent);
-    r = h2->cfg.server ? nghttp2_session_server_new(&h2->session, cbs, h2)
-                       : nghttp2_session_client_new(&h2->session, cbs, h2);
+    mem = ct_http2_mem_allocator(&h2->mem);
+    r = h2->cfg.server ? nghttp2_session_server_new3(&h2->session, cbs, h2, NULL, &mem)
+                       : nghttp2_session_client_new3(&h2->session, cbs, h2, NULL, &mem);
     nghttp2_session_callbacks_del(cbs);
     if (r != 0) return UV_ENOMEM;
     if (h2->cfg.server) {
@@ -845,6 +867,7 @@ static int new_session(ct_http2_t *h2) {
     }
     if (nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, settings, 1) != 0) {
         nghttp2_session_del(h2->session);
+        ct_http2_mem_destroy(&h2->mem);
         return UV_ENOMEM;
     }
     return 0;

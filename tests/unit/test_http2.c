@@ -412,3 +412,92 @@ Test(http2, a_client_speaking_http1_is_dropped_and_the_others_go_on) {
     h2_close(&conn);
     net_stop(&N.svc.service);
 }
+
+/* Over an in-memory channel that holds one chunk of bytes at a time, each
+ * side's output keeps stalling: everything still arrives, in one piece. */
+Test(http2, everything_arrives_over_a_channel_that_holds_one_chunk) {
+    static h2_conn_t conn; /* its stream is not used: the client is over the channel */
+    static ct_channel_t client_bytes, server_bytes;
+    static ct_http2_t server_h2;
+    static ct_server_t server;
+    ct_http2_config_t ccfg = {0}, scfg = {0};
+    ct_server_config_t srv = {0};
+    ct_client_config_t cl = {0};
+    int i;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    cr_assert_eq(
+        ct_channel_pair_init(&H.ct, &client_bytes, &server_bytes, 1, ct_buf_pool_free_msg, &pool),
+        0);
+    ccfg.pool = scfg.pool = &pool;
+    scfg.server = 1;
+    cr_assert_eq(ct_http2_init(&conn.h2, &H.ct, &client_bytes.transport, &ccfg), 0);
+    cr_assert_eq(ct_http2_init(&server_h2, &H.ct, &server_bytes.transport, &scfg), 0);
+    srv.get_tag = ct_buf_get_tag;
+    srv.set_tag = ct_buf_set_tag;
+    srv.free_msg = cl.free_msg = ct_buf_pool_free_msg;
+    srv.free_ctx = cl.free_ctx = &pool;
+    cr_assert_eq(
+        ct_multiplex_server_init(&server, &H.ct, &server_h2.transport, &N.svc.service, &srv, NULL),
+        0);
+    cr_assert_eq(ct_slab_tags_init(&conn.tags, DEPTH, ct_buf_get_tag, ct_buf_set_tag), 0);
+    cl.max_in_flight = DEPTH;
+    cr_assert_eq(
+        ct_multiplex_client_init(&conn.client, &H.ct, &conn.h2.transport, &conn.tags.store, &cl),
+        0);
+    conn.connected = 1;
+    conn.total = 400;
+    conn.body_size = mixed_sizes;
+    for (i = 0; i < DEPTH; i++) {
+        conn.reqs[i].conn = &conn;
+        ct_op_init(&conn.reqs[i].op, on_reply);
+        issue(&conn, &conn.reqs[i]);
+    }
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(conn.failed, 0, "%s (%s)", ct_err_name(conn.first_status),
+                 ct_err_name(conn.first_cause));
+    cr_assert_eq(conn.wrong, 0);
+    h2_close(&conn);
+    ct_server_close(&server);
+    h_run();
+    h_close_service(&N.svc.service);
+    h_run();
+    ct_buf_pool_destroy(&pool);
+}
+
+#ifdef CT_COUNT_ALLOCS
+/* ---- no allocation per request in steady state --------------------------- */
+
+extern volatile long ct_test_allocs;
+extern volatile int ct_test_counting;
+
+TestSuite(alloc_http2, .init = h_setup, .fini = h_teardown);
+
+static int small_posts(int n) {
+    return n % 2 ? 100 : 0;
+}
+
+/* Both sides of HTTP/2, nghttp2's sessions included: after warm-up, a
+ * connection's requests allocate nothing (messages, chunks and streams are
+ * reused). */
+Test(alloc_http2, http2_allocates_nothing_per_request) {
+    enum { WARMUP = 10000, MEASURED = 10000 };
+    static h2_conn_t conn;
+    long allocs;
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    h2_connect(&conn, N.bound, WARMUP + MEASURED, small_posts);
+    H_RUN_UNTIL(conn.done >= WARMUP);
+    ct_test_allocs = 0;
+    ct_test_counting = 1;
+    H_RUN_UNTIL(conn.done >= WARMUP + MEASURED);
+    ct_test_counting = 0;
+    allocs = ct_test_allocs;
+    cr_assert_eq(conn.failed, 0);
+    cr_assert_eq(conn.wrong, 0);
+    cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
+#endif
