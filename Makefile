@@ -15,7 +15,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http proxy-cost buffer-bench tls-cost example test test-plain test-asan install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost buffer-bench tls-cost example test test-plain test-asan install format clean
 
 all: build
 
@@ -49,6 +49,9 @@ compare-proxy: build
 compare-http: build
 	bench/compare-http $(BUILD)
 
+compare-http2: build
+	bench/compare-http2 $(BUILD)
+
 proxy-cost: build
 	bench/proxy-cost $(BUILD)
 
@@ -65,6 +68,8 @@ example: build
 	./$(BUILD)/examples/echo_tcp
 	./$(BUILD)/examples/echo_tls
 	./$(BUILD)/examples/echo_threads
+	./$(BUILD)/examples/http
+	./$(BUILD)/examples/http2
 	./$(BUILD)/examples/reconnect
 	./$(BUILD)/examples/balance
 	./$(BUILD)/examples/buffer_threads

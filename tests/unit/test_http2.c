@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <endian.h>
+#include <nghttp2/nghttp2.h>
 
 TestSuite(http2, .init = h_setup, .fini = h_teardown);
 
@@ -463,6 +464,221 @@ Test(http2, everything_arrives_over_a_channel_that_holds_one_chunk) {
     h_close_service(&N.svc.service);
     h_run();
     ct_buf_pool_destroy(&pool);
+}
+
+/* ---- against a peer of nghttp2's own, over an in-memory channel ------------ */
+
+/* The far side of a ct_http2_t, an nghttp2 session the test drives: it
+ * sends what it has after each loop turn and reads what arrives. */
+static struct peer {
+    nghttp2_session *session;
+    ct_channel_t near, far; /* near: ct_http2_t's bytes; far: the peer's */
+    ct_http2_t h2;
+    ct_server_t server;
+    int server_closed;
+    int32_t last_stream;     /* the last request it received (server side) */
+    char status[4];          /* the last :status it received (client side) */
+    int ended;               /* it received a whole response */
+    int (*respond)(int32_t); /* server side: what to answer a request with */
+} P;
+
+static void peer_pump(void) {
+    const uint8_t *data;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(P.session, &data)) > 0) {
+        ct_buf_t *b = ct_buf_pool_get(&pool, (size_t)n);
+        cr_assert_not_null(b);
+        memcpy(b->base, data, (size_t)n);
+        b->len = (size_t)n;
+        cr_assert_eq(ct_transport_send(&P.far.transport, b), 0);
+    }
+}
+
+static void on_peer_bytes(ct_transport_t *t, int status, void *msg) {
+    ct_buf_t *b = msg;
+    (void)t;
+    if (status != 0) return;
+    cr_assert_geq(nghttp2_session_mem_recv(P.session, (uint8_t *)b->base, b->len), 0);
+    ct_buf_pool_put(&pool, b);
+    peer_pump();
+}
+
+static int peer_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                          size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags,
+                          void *user) {
+    (void)s, (void)f, (void)flags, (void)user;
+    if (nlen == 7 && memcmp(name, ":status", 7) == 0 && vlen == 3) memcpy(P.status, value, 3);
+    return 0;
+}
+
+static int peer_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
+    (void)user;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (nghttp2_session_check_server_session(s)) {
+        P.last_stream = f->hd.stream_id;
+        if (P.respond) return P.respond(f->hd.stream_id);
+    } else {
+        P.ended = 1;
+    }
+    return 0;
+}
+
+/* Starts a peer (server: an nghttp2 server, facing a ct_http2_t client; or
+ * the other way round) over a channel pair. */
+static void peer_start(int peer_is_server) {
+    nghttp2_session_callbacks *cbs;
+    ct_http2_config_t cfg = {0};
+    memset(&P, 0, sizeof P);
+    ct_buf_pool_init(&pool, 512, 1024);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &P.near, &P.far, 64, ct_buf_pool_free_msg, &pool), 0);
+    cr_assert_eq(nghttp2_session_callbacks_new(&cbs), 0);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, peer_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, peer_on_frame);
+    cr_assert_eq(peer_is_server ? nghttp2_session_server_new(&P.session, cbs, NULL)
+                                : nghttp2_session_client_new(&P.session, cbs, NULL),
+                 0);
+    nghttp2_session_callbacks_del(cbs);
+    cr_assert_eq(nghttp2_submit_settings(P.session, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+    cr_assert_eq(ct_transport_recv_start(&P.far.transport, on_peer_bytes), 0);
+    cfg.server = !peer_is_server;
+    cfg.pool = &pool;
+    cr_assert_eq(ct_http2_init(&P.h2, &H.ct, &P.near.transport, &cfg), 0);
+    peer_pump();
+}
+
+static void peer_stop(void) {
+    ct_transport_close(&P.far.transport, NULL);
+    h_run();
+    nghttp2_session_del(P.session);
+    ct_buf_pool_destroy(&pool);
+}
+
+static void on_peer_server_closed(ct_server_t *srv, int status) {
+    (void)srv, (void)status;
+    P.server_closed = 1;
+}
+
+/* HTTP/2 allows any token as a method; HTTP/1.1's parser, and so a
+ * service's view, knows a fixed set: the transport answers 501 itself. */
+Test(http2, a_method_http1_cannot_say_is_answered_501) {
+    static ct_service_fn_t svc;
+    ct_server_config_t scfg = {0};
+    static const nghttp2_nv brew[] = {
+        {(uint8_t *)":method", (uint8_t *)"BREW", 7, 4, 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":path", (uint8_t *)"/pot", 5, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"tea", 10, 3, 0},
+    };
+    peer_start(0);
+    ct_service_fn_init(&svc, &H.ct, answer_fn, NULL);
+    scfg.get_tag = ct_buf_get_tag;
+    scfg.set_tag = ct_buf_set_tag;
+    scfg.free_msg = ct_buf_pool_free_msg;
+    scfg.free_ctx = &pool;
+    cr_assert_eq(ct_multiplex_server_init(&P.server, &H.ct, &P.h2.transport, &svc.service, &scfg,
+                                          on_peer_server_closed),
+                 0);
+    cr_assert_gt(nghttp2_submit_request(P.session, NULL, brew, 4, NULL, NULL), 0);
+    peer_pump();
+    H_RUN_UNTIL(P.ended);
+    cr_assert_str_eq(P.status, "501");
+    cr_assert_eq(ct_server_in_flight(&P.server), 0, "the service never saw it");
+    ct_server_close(&P.server);
+    H_RUN_UNTIL(P.server_closed);
+    h_close_service(&svc.service);
+    peer_stop();
+}
+
+/* A body of "abc", then trailers. */
+static ssize_t peer_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *source, void *user) {
+    static const nghttp2_nv trailer = {(uint8_t *)"x-sum", (uint8_t *)"42", 5, 2, 0};
+    (void)len, (void)source, (void)user;
+    memcpy(buf, "abc", 3);
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    cr_assert_eq(nghttp2_submit_trailer(s, id, &trailer, 1), 0);
+    return 3;
+}
+
+/* The peer's answers, by stream: 1 interim, then a body with trailers;
+ * 3 a status HTTP/1.1 has no place for; 5 reset as refused. */
+static int peer_answer(int32_t id) {
+    static const nghttp2_nv early = {(uint8_t *)":status", (uint8_t *)"103", 7, 3, 0};
+    static const nghttp2_nv ok = {(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0};
+    static const nghttp2_nv odd = {(uint8_t *)":status", (uint8_t *)"050", 7, 3, 0};
+    nghttp2_data_provider body;
+    body.read_callback = peer_body;
+    if (id == 1) {
+        cr_assert_eq(
+            nghttp2_submit_headers(P.session, NGHTTP2_FLAG_NONE, id, NULL, &early, 1, NULL), 0);
+        cr_assert_eq(nghttp2_submit_response(P.session, id, &ok, 1, &body), 0);
+    } else if (id == 3) {
+        cr_assert_eq(nghttp2_submit_response(P.session, id, &odd, 1, NULL), 0);
+    } else {
+        cr_assert_eq(
+            nghttp2_submit_rst_stream(P.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM), 0);
+    }
+    return 0;
+}
+static struct answers {
+    ct_op_t ops[3];
+    char text[3][512];
+    int n;
+} A;
+
+static void on_kept_answer(ct_op_t *op, int status, void *response) {
+    ct_buf_t *b = response;
+    size_t i = (size_t)(op - A.ops);
+    cr_assert_eq(status, 0, "%s", ct_err_name(status));
+    cr_assert_lt(b->len - 4, sizeof A.text[i]);
+    memcpy(A.text[i], b->base + 4, b->len - 4);
+    ct_buf_pool_put(&pool, b);
+    A.n++;
+}
+
+/* What HTTP/1.1 cannot say is turned into what it can: the interim answer
+ * is dropped, trailers make the body chunked, an odd status and a refused
+ * stream are stand-ins naming the error. */
+Test(http2, a_client_reads_interims_trailers_odd_statuses_and_refusals) {
+    static ct_slab_tags_t tags;
+    static ct_client_t client;
+    ct_client_config_t cfg = {0};
+    ct_http_message_t m;
+    const ct_http_str_t *f;
+    int i;
+    peer_start(1);
+    P.respond = peer_answer;
+    memset(&A, 0, sizeof A);
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cr_assert_eq(ct_slab_tags_init(&tags, 4, ct_buf_get_tag, ct_buf_set_tag), 0);
+    cr_assert_eq(ct_multiplex_client_init(&client, &H.ct, &P.h2.transport, &tags.store, &cfg), 0);
+    for (i = 0; i < 3; i++) {
+        static const char get[] = "....GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        ct_op_init(&A.ops[i], on_kept_answer);
+        cr_assert_eq(ct_service_call(&client.service, ct_buf_from(get, sizeof get - 1), &A.ops[i]),
+                     0);
+        h_turns(4); /* in order: streams 1, 3, 5 */
+    }
+    H_RUN_UNTIL(A.n == 3);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)A.text[0], strlen(A.text[0]), 0, &m), 0, "%s",
+                 A.text[0]);
+    cr_assert_eq(m.status, 200, "the 103 is not the answer");
+    cr_assert(m.body.len == 3 && memcmp(m.body.p, "abc", 3) == 0, "%s", A.text[0]);
+    cr_assert((f = ct_http_field(&m, "x-sum")) && f->len == 2, "the trailer: %s", A.text[0]);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)A.text[1], strlen(A.text[1]), 0, &m), 0);
+    cr_assert_eq(m.status, 502);
+    cr_assert((f = ct_http_field(&m, "x-ctower-error")) && f->len == 14 &&
+                  !memcmp(f->p, "PROTOCOL_ERROR", 14),
+              "%s", A.text[1]);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)A.text[2], strlen(A.text[2]), 0, &m), 0);
+    cr_assert((f = ct_http_field(&m, "x-ctower-error")) && f->len == 14 &&
+                  !memcmp(f->p, "REFUSED_STREAM", 14),
+              "%s", A.text[2]);
+    h_close_service(&client.service);
+    ct_slab_tags_free(&tags);
+    peer_stop();
 }
 
 #ifdef CT_COUNT_ALLOCS
