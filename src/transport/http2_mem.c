@@ -23,11 +23,12 @@ static size_t class_size(size_t cls) {
     return (size_t)1 << (cls + MIN_SHIFT);
 }
 
+/* The smallest class that holds size bytes, or LARGE. */
 static size_t class_of(size_t size) {
-    size_t cls = 0;
-    while (cls < LARGE && class_size(cls) < size)
-        cls++;
-    return cls;
+    size_t bits;
+    if (size <= class_size(0)) return 0;
+    bits = (size_t)(64 - __builtin_clzll((unsigned long long)(size - 1))); /* 2^bits >= size */
+    return bits - MIN_SHIFT < LARGE ? bits - MIN_SHIFT : LARGE;
 }
 
 static void *mem_malloc(size_t size, void *user) {
