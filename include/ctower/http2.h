@@ -92,8 +92,11 @@ typedef struct ct_http2 {
     ct_waker_t bytes_ready; /* room below: the output goes on */
     ct_task_t pump_task;    /* sends what nghttp2 has to send */
     ct_task_t deliver_task; /* delivers what waits, from a fresh stack */
-    int reading;
-    int end_status; /* the receive side's end, once known (0: not yet) */
+    int reading;            /* the reader takes messages */
+    int bytes_reading;      /* the transport below delivers (from the first start on) */
+    int32_t last_delivered; /* server: the last request's stream the reader took */
+    size_t sending;         /* messages submitted whose stream is still open */
+    int end_status;         /* the receive side's end, once known (0: not yet) */
     int end_delivered;
     int send_error;
     int broken;       /* the peer broke the protocol: CT_EMALFORMED (or UV_ENOMEM) */

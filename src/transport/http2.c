@@ -110,6 +110,7 @@ static void stream_release(ct_http2_t *h2, ct_http2_stream_t *st) {
     put(h2, &st->head);
     put(h2, &st->body);
     put(h2, &st->trailers);
+    if (st->sent) h2->sending--;
     put(h2, &st->sent);
     ct_list_remove(&st->link);
     st->next_free = h2->free_streams;
@@ -141,6 +142,8 @@ static void deliver_ready(ct_http2_t *h2) {
         ct_buf_t *msg = h2->ready[h2->ready_head];
         h2->ready_head = (h2->ready_head + 1) % h2->ready_cap;
         h2->ready_count--;
+        if (h2->cfg.server && (int32_t)ct_buf_get_tag(msg) > h2->last_delivered)
+            h2->last_delivered = (int32_t)ct_buf_get_tag(msg);
         ct_transport_deliver(&h2->transport, 0, msg);
         if (ct_transport_is_closing(&h2->transport)) return;
     }
@@ -153,7 +156,7 @@ static void deliver_ready(ct_http2_t *h2) {
 static void ended(ct_http2_t *h2, int status) {
     if (h2->end_status) return;
     h2->end_status = status;
-    ct_transport_recv_stop(h2->bytes);
+    if (h2->bytes_reading) ct_transport_recv_stop(h2->bytes);
 }
 
 /* A client's stream that ends without its response gets one of ours: 502
@@ -588,6 +591,7 @@ static int send_request(ct_http2_t *h2, ct_buf_t *msg) {
     }
     st->id = id;
     st->sent = msg;
+    h2->sending++;
     return 0;
 }
 
@@ -623,6 +627,7 @@ static int send_response(ct_http2_t *h2, ct_buf_t *msg) {
     if (r != 0) return CT_EINVAL;
     st->answered = 1;
     st->sent = msg;
+    h2->sending++;
     return 0;
 }
 
@@ -775,11 +780,19 @@ static void on_deliver_task(ct_task_t *task) {
     deliver_ready(CT_CONTAINER_OF(task, ct_http2_t, deliver_task));
 }
 
+/* The bytes below are read from the first start on, whether the reader
+ * takes messages or not: a session that stopped reading would hear no more
+ * window updates, and a response waiting for one would never finish. What
+ * the reader does not take waits in the ring; the peer cannot open more
+ * streams than max_streams (nghttp2 refuses the others), which bounds it. */
 static int h2_recv_start(ct_transport_t *t) {
     ct_http2_t *h2 = (ct_http2_t *)t;
     int r;
     h2->reading = 1;
-    if (!h2->end_status && (r = ct_transport_recv_start(h2->bytes, on_bytes)) != 0) return r;
+    if (!h2->bytes_reading && !h2->end_status) {
+        if ((r = ct_transport_recv_start(h2->bytes, on_bytes)) != 0) return r;
+        h2->bytes_reading = 1;
+    }
     if (h2->ready_count > 0 || (h2->end_status && !h2->end_delivered))
         ct_task_post(t->loop, &h2->deliver_task);
     return 0;
@@ -789,7 +802,7 @@ static int h2_recv_stop(ct_transport_t *t) {
     ct_http2_t *h2 = (ct_http2_t *)t;
     h2->reading = 0;
     ct_task_cancel(&h2->deliver_task);
-    return h2->end_status ? 0 : ct_transport_recv_stop(h2->bytes);
+    return 0;
 }
 
 static void on_bytes_shut(ct_transport_t *t, int status) {
@@ -801,7 +814,10 @@ static void on_bytes_shut(ct_transport_t *t, int status) {
 static void check_shutdown(ct_http2_t *h2) {
     int r;
     if (h2->shut_pending != 1) return;
-    if (!h2->send_error && (h2->stalled || h2->partial || nghttp2_session_want_write(h2->session)))
+    /* what was submitted goes out whole first, a body waiting for the
+     * peer's window too (which want_write does not count) */
+    if (!h2->send_error &&
+        (h2->sending > 0 || h2->stalled || h2->partial || nghttp2_session_want_write(h2->session)))
         return;
     h2->shut_pending = 2;
     if (h2->send_error)
@@ -810,11 +826,13 @@ static void check_shutdown(ct_http2_t *h2) {
         ct_transport_shutdown_done(&h2->transport, r);
 }
 
+/* GOAWAY names the last stream that will be answered: on a server, the
+ * last request the reader took (the client hears the later ones as
+ * refused, safe to send again); a client takes no streams. */
 static int h2_shutdown(ct_transport_t *t) {
     ct_http2_t *h2 = (ct_http2_t *)t;
     h2->shut_pending = 1;
-    nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(h2->session), NGHTTP2_NO_ERROR,
+    nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE, h2->last_delivered, NGHTTP2_NO_ERROR,
                           NULL, 0);
     schedule_pump(h2);
     return 0;

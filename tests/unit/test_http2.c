@@ -466,6 +466,36 @@ Test(http2, everything_arrives_over_a_channel_that_holds_one_chunk) {
     ct_buf_pool_destroy(&pool);
 }
 
+/* Graceful shutdown with requests in flight: the listener stops accepting,
+ * each server finishes what it holds (GOAWAY tells the client), every
+ * request is answered, then the connections close. */
+Test(http2, a_graceful_shutdown_answers_every_request_in_flight) {
+    static h2_conn_t conn;
+    static held_svc_t held;
+    net_start();
+    held_init(&held, 0);
+    held.respond = answer_held;
+    held.free_req = ct_buf_pool_free_msg;
+    held.free_ctx = &pool;
+    listen_h2(&held.service, 0);
+    h2_connect(&conn, N.bound, DEPTH, NULL); /* all of them in flight at once */
+    H_RUN_UNTIL(held.n == DEPTH);
+    cr_assert_eq(ct_listener_shutdown(&N.listener, 5000, on_listener_closed), 0);
+    h_turns(10);
+    cr_assert_eq(conn.done, 0, "nothing answered, nothing failed yet");
+    held_complete_all(&held);
+    H_RUN_UNTIL(N.listener_closed);
+    cr_assert_eq(conn.done, DEPTH);
+    cr_assert_eq(conn.failed, 0, "%s (%s)", ct_err_name(conn.first_status),
+                 ct_err_name(conn.first_cause));
+    cr_assert_eq(conn.wrong, 0);
+    h2_close(&conn);
+    h_close_service(&held.service);
+    h_run();
+    held_free(&held);
+    ct_buf_pool_destroy(&pool);
+}
+
 /* ---- against a peer of nghttp2's own, over an in-memory channel ------------ */
 
 /* The far side of a ct_http2_t, an nghttp2 session the test drives: it
