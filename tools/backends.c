@@ -42,6 +42,7 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
     backend_t *b = calloc(1, sizeof *b);
     int r = b ? 0 : UV_ENOMEM;
     rc.multiplex = o->multiplex;
+    rc.http2 = o->http2 ? &s->wire->h2_client : NULL;
     /* the layer keeps HTTP/1.1's to CT_HTTP_MAX_PENDING by itself */
     rc.max_in_flight = BACKEND_IN_FLIGHT;
     rc.free_msg = ct_buf_pool_free_msg;

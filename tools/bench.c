@@ -444,6 +444,7 @@ static void start_reconnecting(client_thread_t *th) {
     ct_reconnect_config_t cfg = {0};
     int i, r;
     cfg.multiplex = th->o->multiplex;
+    cfg.http2 = th->o->http2 ? &th->wire.h2_client : NULL;
     cfg.max_in_flight = (size_t)th->o->depth;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &th->wire.pool;

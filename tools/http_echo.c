@@ -77,14 +77,25 @@ uint8_t *http_bench_request(int size, size_t room, size_t *len) {
     return with_room;
 }
 
-int http_error_reply(ct_server_t *srv, int status, void **response) {
+static int error_reply(size_t room, int status, void **response) {
     char fields[128];
     uint8_t out[256];
     size_t size = 0;
     int code = status == CT_ETIMEDOUT ? 504 : 502;
-    (void)srv;
     snprintf(fields, sizeof fields, "X-Ctower-Error: %s\r\n", ct_err_name(status));
-    if (ct_http_format_response(out, sizeof out, code, fields, NULL, 0, &size) != 0) return status;
-    *response = ct_buf_from(out, size);
+    memset(out, 0, room);
+    if (ct_http_format_response(out + room, sizeof out - room, code, fields, NULL, 0, &size) != 0)
+        return status;
+    *response = ct_buf_from(out, room + size);
     return *response ? 0 : status;
+}
+
+int http_error_reply(ct_server_t *srv, int status, void **response) {
+    (void)srv;
+    return error_reply(0, status, response);
+}
+
+int http2_error_reply(ct_server_t *srv, int status, void **response) {
+    (void)srv;
+    return error_reply(4, status, response);
 }

@@ -28,4 +28,8 @@ uint8_t *http_bench_request(int size, size_t room, size_t *len);
  * answers a HEAD), the error's name in an X-Ctower-Error field. */
 int http_error_reply(ct_server_t *srv, int status, void **response);
 
+/* The same after 4 bytes of room, for the server to write the request's
+ * tag in (HTTP/2). */
+int http2_error_reply(ct_server_t *srv, int status, void **response);
+
 #endif

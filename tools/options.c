@@ -250,11 +250,9 @@ static int check_mode(options_t *o, command_t cmd, int mode_given) {
         return -1;
     }
     o->multiplex = 1;
-    if (cmd == CMD_PROXY || o->reconnect || o->tls || o->tls_cert) {
-        fprintf(stderr, "ctower %s: --codec http2 does not go with %s yet\n", command_names[cmd],
-                cmd == CMD_PROXY ? "the proxy"
-                : o->reconnect   ? "--reconnect"
-                                 : "TLS (no ALPN)");
+    if (o->tls || o->tls_cert) {
+        fprintf(stderr, "ctower %s: --codec http2 does not go with TLS yet (no ALPN)\n",
+                command_names[cmd]);
         return -1;
     }
     return 0;

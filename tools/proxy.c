@@ -165,7 +165,8 @@ static int limit_init(proxy_t *p, const options_t *o) {
 static int stack_init(proxy_t *p, const options_t *o) {
     int r = backends_init(p, o);
     if (r == 0) r = limit_init(p, o);
-    if (r != 0 || (!o->resp && !o->http)) return r;
+    /* HTTP/2 has no fields of one connection to drop: nghttp2 refuses them */
+    if (r != 0 || (!o->resp && !o->http) || o->http2) return r;
     filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
                 o->resp ? redis_filter_rule : http_filter_rule);
     p->service = &p->filter.service;
@@ -178,6 +179,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.multiplex = o->multiplex;
     cfg.stream = p->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
+    cfg.http2 = o->http2 ? &p->wire.h2_server : NULL;
     if (o->resp) {
         ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
         cfg.stream.codec = &p->commands.codec;
@@ -186,7 +188,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &p->wire.pool;
     if (o->resp) cfg.server.on_error = resp_error_reply;
-    if (o->http) cfg.server.on_error = http_error_reply;
+    if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;
@@ -196,10 +198,11 @@ static int listener_init(proxy_t *p, const options_t *o) {
 
 static int check_options(const options_t *o) {
     if (!o->address || (o->nbackends == 0) == !o->backends_file) {
-        fprintf(stderr,
-                "usage: ctower proxy LISTEN (BACKEND [BACKEND...] | --backends-file FILE)"
-                " [--mode pipeline|multiplex] [--codec length|line|crlf|resp|http] [--timeout S]"
-                " [--retry] [--max-in-flight N] [--rate N]\n");
+        fprintf(
+            stderr,
+            "usage: ctower proxy LISTEN (BACKEND [BACKEND...] | --backends-file FILE)"
+            " [--mode pipeline|multiplex] [--codec length|line|crlf|resp|http|http2] [--timeout S]"
+            " [--retry] [--max-in-flight N] [--rate N]\n");
         return 2;
     }
     if (o->shard && (!o->resp || o->backends_file || o->peak_ewma)) {

@@ -33,6 +33,7 @@ typedef struct ct_reconnect_entry {
 
 typedef struct ct_reconnect_conn {
     ct_stream_t stream; /* the client's transport once it is up */
+    ct_http2_t h2;      /* with HTTP/2: between the stream and the client */
     ct_client_t client;
     ct_slab_tags_t tags; /* multiplex */
     ct_reconnect_t *rc;
@@ -157,30 +158,44 @@ static void dispatch_waiting(ct_reconnect_t *rc) {
 
 static int make_client(ct_reconnect_t *rc, conn_t *conn) {
     ct_client_config_t ccfg = {rc->cfg.max_in_flight, rc->cfg.free_msg, rc->cfg.free_ctx};
+    ct_transport_t *t = &conn->stream.transport;
     int r;
+    if (rc->cfg.http2) {
+        if ((r = ct_http2_init(&conn->h2, rc->service.loop, t, rc->cfg.http2)) != 0) return r;
+        t = &conn->h2.transport;
+    }
     if (!rc->cfg.multiplex)
-        return ct_pipeline_client_init(&conn->client, rc->service.loop, &conn->stream.transport,
-                                       &ccfg);
+        return ct_pipeline_client_init(&conn->client, rc->service.loop, t, &ccfg);
     r = ct_slab_tags_init(&conn->tags, rc->cfg.max_in_flight, rc->cfg.get_tag, rc->cfg.set_tag);
     if (r < 0) return r;
-    r = ct_multiplex_client_init(&conn->client, rc->service.loop, &conn->stream.transport,
-                                 &conn->tags.store, &ccfg);
+    r = ct_multiplex_client_init(&conn->client, rc->service.loop, t, &conn->tags.store, &ccfg);
     if (r < 0) ct_slab_tags_free(&conn->tags);
     return r;
 }
 
-static void on_stream_closed(ct_transport_t *t) {
-    conn_t *conn = CT_CONTAINER_OF(t, conn_t, stream.transport);
+static void dropped(conn_t *conn) {
     ct_reconnect_t *rc = conn->rc;
     free(conn);
     rc->conns_closing--;
     maybe_closed(rc);
 }
 
-/* A connected stream that will have no client. */
+static void on_stream_closed(ct_transport_t *t) {
+    dropped(CT_CONTAINER_OF(t, conn_t, stream.transport));
+}
+
+static void on_h2_closed(ct_transport_t *t) {
+    dropped(CT_CONTAINER_OF(t, conn_t, h2.transport));
+}
+
+/* A connected stream that will have no client: its outermost transport
+ * closes (HTTP/2 closes the stream below it). */
 static void drop_stream(ct_reconnect_t *rc, conn_t *conn) {
     rc->conns_closing++;
-    ct_transport_close(&conn->stream.transport, on_stream_closed);
+    if (conn->h2.bytes)
+        ct_transport_close(&conn->h2.transport, on_h2_closed);
+    else
+        ct_transport_close(&conn->stream.transport, on_stream_closed);
 }
 
 static void on_connected(ct_stream_t *stream, int status) {
@@ -354,6 +369,10 @@ static const ct_service_vtable_t reconnect_vtable = {
 
 static int check_config(ct_reconnect_config_t *c) {
     if (!c->get_tag != !c->set_tag) return CT_EINVAL;
+    if (c->http2) {
+        if (!c->http2->pool) return CT_EINVAL;
+        c->multiplex = 1;
+    }
     if (!c->get_tag) {
         c->get_tag = ct_buf_get_tag;
         c->set_tag = ct_buf_set_tag;
@@ -377,6 +396,11 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
     else
         memset(&rc->cfg, 0, sizeof rc->cfg);
     if ((r = check_config(&rc->cfg)) != 0) return r;
+    if (rc->cfg.http2) { /* a copy of ours: the caller's may go */
+        rc->http2 = *rc->cfg.http2;
+        rc->http2.server = 0;
+        rc->cfg.http2 = &rc->http2;
+    }
     if ((r = ct_connector_init(&rc->connector, loop, address, stream_cfg)) != 0) return r;
     /* each connection's client keeps to its codec's bound (ct_client_init),
      * so calls waiting for a connection must too, or they would overflow it */

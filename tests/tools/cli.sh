@@ -546,8 +546,10 @@ stop server_pid
 # --codec http2: multiplexed by nature; what it does not go with yet is refused.
 expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --codec http2 --mode pipeline
 grep -q "multiplexed" "$tmp/err" || fail "http2 with --mode pipeline: $(cat "$tmp/err")"
-expect_exit 2 "$ctower" proxy tcp://127.0.0.1:1 tcp://127.0.0.1:2 --codec http2
-expect_exit 2 "$ctower" bench --codec http2 --reconnect
+expect_exit 2 "$ctower" bench --codec http2 --tls
+grep -q "TLS" "$tmp/err" || fail "http2 with --tls: $(cat "$tmp/err")"
+expect_exit 0 "$ctower" bench --codec http2 --reconnect --connections 2 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http2 --reconnect: $(cat "$tmp/out")"
 expect_exit 0 "$ctower" bench --codec http2 --connections 2 --depth 8 --requests 4000 --json
 grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http2: $(cat "$tmp/out")"
 expect_exit 0 "$ctower" bench --codec http2 --size 100000 --connections 2 --depth 4 --requests 200 --json
@@ -560,7 +562,20 @@ addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --
   fail "call --codec http2: $(cat "$tmp/err")"
 [ "$(grep -c '^HTTP/1.1 200' "$tmp/out")" = 3 ] && [ "$(tail -n 1 "$tmp/out")" = third ] ||
   fail "call --codec http2, three requests: $(cat "$tmp/out")"
+# the proxy over HTTP/2 on both sides, for curl and bench; then without its backend
+"$ctower" proxy tcp://127.0.0.1:0 "$addr" --codec http2 2>"$tmp/proxy.log" &
+proxy_pid=$!
+paddr=$(address_in "$tmp/proxy.log" '.* on (tcp:[^ ]*) to .*') || fail "proxy --codec http2 did not listen"
+out=$(curl -s --max-time 5 --http2-prior-knowledge -d 'via h2' "http://${paddr#tcp://}/x") ||
+  fail "curl through proxy --codec http2"
+[ "$out" = "via h2" ] || fail "curl's POST through proxy --codec http2: '$out'"
+expect_exit 0 "$ctower" bench --server "$paddr" --codec http2 --connections 8 --depth 16 --requests 20000 --json
+grep -q '"requests": 20000, "errors": 0,' "$tmp/out" || fail "bench through proxy --codec http2: $(cat "$tmp/out")"
 stop server_pid
+out=$(curl -s -i --max-time 5 --http2-prior-knowledge "http://${paddr#tcp://}/gone") || fail "curl, no backend"
+echo "$out" | grep -q '^HTTP/2 502' && echo "$out" | grep -qi '^x-ctower-error: CT_ECONNECT' ||
+  fail "proxy --codec http2 without its backend: '$out'"
+stop proxy_pid "$tmp/proxy.log"
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10

@@ -75,6 +75,18 @@ static void listen_h2(ct_service_t *service, size_t max_message) {
     cr_assert_eq(ct_address_format(&a, N.bound, sizeof N.bound), 0);
 }
 
+/* A listener like listen_h2()'s again, on a given address. */
+static void listen_on_again(const char *address) {
+    ct_listener_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.http2 = &N.h2;
+    cfg.stream.pool = &pool;
+    cfg.server.max_in_flight = 64;
+    cfg.server.free_msg = ct_buf_pool_free_msg;
+    cfg.server.free_ctx = &pool;
+    cr_assert_eq(ct_listener_init(&N.listener, &H.ct, address, &N.svc.service, &cfg), 0);
+}
+
 static void net_start(void) {
     memset(&N, 0, sizeof N);
     ct_buf_pool_init(&pool, 512, 1024);
@@ -494,6 +506,72 @@ Test(http2, a_graceful_shutdown_answers_every_request_in_flight) {
     h_run();
     held_free(&held);
     ct_buf_pool_destroy(&pool);
+}
+
+/* A reconnecting client over HTTP/2 (cfg.http2): its requests go on after
+ * its server restarts, over a new connection. */
+static struct rc_calls {
+    ct_op_t ops[32];
+    int done, ok;
+} RC;
+
+static void on_rc_answer(ct_op_t *op, int status, void *response) {
+    ct_buf_t *b = response;
+    ct_http_message_t m;
+    (void)op;
+    RC.done++;
+    if (status != 0) return;
+    if (ct_http_parse_response((uint8_t *)b->base + 4, b->len - 4, 0, &m) == 0 && m.status == 200)
+        RC.ok++;
+    ct_buf_pool_put(&pool, b);
+}
+
+static void rc_call(ct_service_t *svc, int i) {
+    static const char get[] = "....GET /again HTTP/1.1\r\nHost: a\r\n\r\n";
+    ct_op_init(&RC.ops[i], on_rc_answer);
+    cr_assert_eq(ct_service_call(svc, ct_buf_from(get, sizeof get - 1), &RC.ops[i]), 0);
+}
+
+Test(http2, a_reconnecting_client_speaks_http2_across_a_server_restart) {
+    static ct_reconnect_t rc;
+    ct_reconnect_config_t cfg = {0};
+    ct_http2_config_t h2 = {0};
+    ct_stream_config_t wire = {0};
+    ct_raw_codec_t raw;
+    char address[128];
+    int i;
+    net_start();
+    memset(&RC, 0, sizeof RC);
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    snprintf(address, sizeof address, "%s", N.bound);
+    ct_raw_codec_init(&raw, 512);
+    wire.codec = &raw.codec;
+    wire.pool = &pool;
+    h2.pool = &pool;
+    cfg.http2 = &h2;
+    cfg.max_in_flight = 16;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    cfg.backoff_min_ms = 10;
+    cr_assert_eq(ct_reconnect_init(&rc, &H.ct, address, &wire, &cfg), 0);
+    for (i = 0; i < 16; i++)
+        rc_call(&rc.service, i);
+    H_RUN_UNTIL(RC.done == 16);
+    cr_assert_eq(RC.ok, 16);
+    /* the server goes, and comes back on the same address */
+    cr_assert_eq(ct_listener_shutdown(&N.listener, 1000, on_listener_closed), 0);
+    H_RUN_UNTIL(N.listener_closed);
+    h_turns(10);
+    N.listener_closed = 0;
+    listen_on_again(address);
+    for (i = 16; i < 32; i++)
+        rc_call(&rc.service, i);
+    H_RUN_UNTIL(RC.done == 32);
+    cr_assert_eq(RC.ok, 32, "%d of the 16 after the restart answered", RC.ok - 16);
+    cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
+    h_close_service(&rc.service);
+    net_stop(&N.svc.service);
 }
 
 /* ---- against a peer of nghttp2's own, over an in-memory channel ------------ */

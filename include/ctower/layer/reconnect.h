@@ -36,6 +36,7 @@
 
 #include "ctower/client.h"
 #include "ctower/connector.h"
+#include "ctower/http2.h"
 #include "ctower/service.h"
 #include "ctower/tag_store.h"
 
@@ -64,6 +65,11 @@ typedef struct ct_reconnect_config {
     /* The pause after a failed connect (0: 100 ms and 10 s). */
     uint64_t backoff_min_ms;
     uint64_t backoff_max_ms;
+    /* Non-NULL: each connection speaks HTTP/2 (http2.h) over its stream,
+     * whose codec must then be the raw codec; the client is then a
+     * multiplex one, whatever multiplex says. The configuration is copied,
+     * its server flag ignored. */
+    const ct_http2_config_t *http2;
 } ct_reconnect_config_t;
 
 typedef struct ct_reconnect_counts {
@@ -79,6 +85,7 @@ typedef struct ct_reconnect {
     /* private */
     ct_connector_t connector;
     ct_reconnect_config_t cfg;
+    ct_http2_config_t http2;        /* cfg.http2's copy */
     struct ct_reconnect_conn *conn; /* connecting or up; NULL when neither */
     struct ct_reconnect_entry *entries;
     struct ct_reconnect_entry **free_entries; /* a stack, max_in_flight - busy deep */
