@@ -250,11 +250,6 @@ static int check_mode(options_t *o, command_t cmd, int mode_given) {
         return -1;
     }
     o->multiplex = 1;
-    if (o->tls || o->tls_cert) {
-        fprintf(stderr, "ctower %s: --codec http2 does not go with TLS yet (no ALPN)\n",
-                command_names[cmd]);
-        return -1;
-    }
     return 0;
 }
 
@@ -288,6 +283,9 @@ int options_tls(options_t *o, command_t cmd) {
                               o->tls_ca ? o->tls_ca : "the system's store", r);
         }
     }
+    /* HTTP/2 over TLS is negotiated in the handshake (ALPN "h2") */
+    if (o->http2 && server) ct_tls_context_alpn(server, 1, CT_TLS_ALPN_H2);
+    if (o->http2 && client) ct_tls_context_alpn(client, 0, CT_TLS_ALPN_H2);
     o->server_tls_cfg.ctx = server;
     o->client_tls_cfg.ctx = client;
     o->server_tls = server ? &o->server_tls_cfg : NULL;
@@ -334,6 +332,7 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
         memset(&w->h2_client, 0, sizeof w->h2_client);
         w->h2_client.pool = &w->pool;
         w->h2_client.bytes_pool = &w->bytes_pool;
+        w->h2_client.scheme = o->tls ? "https" : "http";
         w->h2_client.max_message = max_payload + (16u << 10); /* a body of --size, and a head */
         w->h2_server = w->h2_client;
         w->h2_server.server = 1;

@@ -2,9 +2,11 @@
  * messages for the multiplex client and server (multiplex.h).
  *
  * Below it: any transport that carries bytes in order, such as a stream
- * with the raw codec (codec/raw.h) over TCP or a Unix socket. The peer must
- * know it speaks HTTP/2 from the first byte ("prior knowledge", h2c): there
- * is no upgrade from HTTP/1.1 and no TLS ALPN yet.
+ * with the raw codec (codec/raw.h) over TCP or a Unix socket, in the clear
+ * or with TLS. In the clear the peer must know it speaks HTTP/2 from the
+ * first byte ("prior knowledge", h2c: there is no upgrade from HTTP/1.1);
+ * over TLS, clients such as curl speak HTTP/2 once the handshake agreed on
+ * "h2" (ct_tls_context_alpn() with CT_TLS_ALPN_H2, tls.h).
  *
  * Above it: each message is one HTTP request or response, as HTTP/1.1
  * writes it (start line, fields, then the body with its Content-Length),

@@ -138,6 +138,11 @@ int ct_stream_connected(ct_stream_t *stream);
 int ct_stream_tls_start(ct_stream_t *stream, int is_server, const char *peer_name,
                         void (*cb)(ct_stream_t *stream, int status));
 
+/* The application protocol the TLS handshake agreed on (ALPN, see
+ * ct_tls_context_alpn()): its name, *len bytes long and not 0-terminated,
+ * or NULL (no TLS, a handshake not done yet, or none agreed). */
+const char *ct_stream_tls_protocol(const ct_stream_t *stream, size_t *len);
+
 /* The libuv stream underneath (for uv_accept, uv_tcp_connect, options). */
 uv_stream_t *ct_stream_uv(ct_stream_t *stream);
 

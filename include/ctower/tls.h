@@ -57,6 +57,18 @@ int ct_tls_client_context(struct ssl_ctx_st **ctx, const char *ca_file);
  * exactly that certificate. Returns 0, CT_ETLS or UV_ENOMEM. */
 int ct_tls_self_signed(struct ssl_ctx_st **server, struct ssl_ctx_st **client, const char *name);
 
+/* Application protocols for the handshake (ALPN), as a string in ALPN's
+ * wire form: each name after its length byte, such as CT_TLS_ALPN_H2. A
+ * client offers them; a server takes the first of its own that the client
+ * offers, and goes on without one if there is none (the protocol is then
+ * the one the server speaks anyway). protocols must outlive ctx (a string
+ * literal does). Returns 0, CT_EINVAL (an empty or malformed list) or
+ * UV_ENOMEM. */
+int ct_tls_context_alpn(struct ssl_ctx_st *ctx, int server, const char *protocols);
+
+/* HTTP/2 over TLS (RFC 9113 3.2), for ct_tls_context_alpn(). */
+#define CT_TLS_ALPN_H2 "\x02h2"
+
 /* SSL_CTX_free(): gives back a reference taken by the functions above. */
 void ct_tls_context_free(struct ssl_ctx_st *ctx);
 

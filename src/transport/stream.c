@@ -698,6 +698,11 @@ static void tls_on_read(ct_stream_t *s, ssize_t nread, const uint8_t *cipher) {
     }
 }
 
+const char *ct_stream_tls_protocol(const ct_stream_t *s, size_t *len) {
+    *len = 0;
+    return s->tls ? ct_tls_session_protocol(s->tls, len) : NULL;
+}
+
 int ct_stream_tls_start(ct_stream_t *s, int is_server, const char *peer_name,
                         void (*cb)(ct_stream_t *stream, int status)) {
     const ct_tls_config_t *cfg = s ? s->cfg.tls : NULL;

@@ -66,6 +66,54 @@ void ct_tls_context_free(SSL_CTX *ctx) {
     SSL_CTX_free(ctx);
 }
 
+/* ALPN's wire form: length bytes, each followed by as many. */
+static int alpn_list_ok(const unsigned char *p, size_t len) {
+    size_t at = 0;
+    if (len == 0 || len > 65535) return 0;
+    while (at < len) {
+        if (p[at] > len - at - 1) return 0;
+        at += 1u + p[at];
+    }
+    return 1;
+}
+
+/* A server's choice: its first protocol the client offers, or none (the
+ * handshake goes on without ALPN). */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *offered, unsigned offered_len, void *arg) {
+    const char *ours = arg;
+    unsigned char *chosen = NULL;
+    (void)ssl;
+    if (SSL_select_next_proto(&chosen, outlen, (const unsigned char *)ours, (unsigned)strlen(ours),
+                              offered, offered_len) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int ct_tls_context_alpn(SSL_CTX *ctx, int server, const char *protocols) {
+    size_t len = protocols ? strlen(protocols) : 0;
+    if (!ctx || !alpn_list_ok((const unsigned char *)protocols, len)) return CT_EINVAL;
+    if (server) {
+        SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)protocols);
+        return 0;
+    }
+    return SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)protocols, (unsigned)len) == 0
+               ? 0
+               : UV_ENOMEM;
+}
+
+const char *ct_tls_session_protocol(const ct_tls_session_t *s, size_t *len) {
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+    *len = 0;
+    if (!s->secure) return NULL;
+    SSL_get0_alpn_selected(s->ssl, &p, &n);
+    if (!p || n == 0) return NULL;
+    *len = n;
+    return (const char *)p;
+}
+
 static int is_ip(const char *name) {
     unsigned char addr[16];
     return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;

@@ -78,4 +78,7 @@ size_t ct_tls_session_pending(const ct_tls_session_t *t);
  * the next take) and returns its length. */
 size_t ct_tls_session_take(ct_tls_session_t *t);
 
+/* The protocol the handshake agreed on (ALPN), *len bytes, or NULL. */
+const char *ct_tls_session_protocol(const ct_tls_session_t *s, size_t *len);
+
 #endif

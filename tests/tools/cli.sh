@@ -546,8 +546,6 @@ stop server_pid
 # --codec http2: multiplexed by nature; what it does not go with yet is refused.
 expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --codec http2 --mode pipeline
 grep -q "multiplexed" "$tmp/err" || fail "http2 with --mode pipeline: $(cat "$tmp/err")"
-expect_exit 2 "$ctower" bench --codec http2 --tls
-grep -q "TLS" "$tmp/err" || fail "http2 with --tls: $(cat "$tmp/err")"
 expect_exit 0 "$ctower" bench --codec http2 --reconnect --connections 2 --depth 8 --requests 4000 --json
 grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http2 --reconnect: $(cat "$tmp/out")"
 expect_exit 0 "$ctower" bench --codec http2 --connections 2 --depth 8 --requests 4000 --json
@@ -576,6 +574,20 @@ out=$(curl -s -i --max-time 5 --http2-prior-knowledge "http://${paddr#tcp://}/go
 echo "$out" | grep -q '^HTTP/2 502' && echo "$out" | grep -qi '^x-ctower-error: CT_ECONNECT' ||
   fail "proxy --codec http2 without its backend: '$out'"
 stop proxy_pid "$tmp/proxy.log"
+
+# HTTP/2 over TLS: ALPN says h2, so curl speaks HTTP/2 (it would not otherwise)
+"$ctower" serve tcp://127.0.0.1:0 --codec http2 --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" \
+  2>"$tmp/serve.log" &
+server_pid=$!
+addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --codec http2 with TLS did not listen"
+out=$(curl -s -i --max-time 5 --cacert "$tmp/cert.pem" --http2 -d 'h2 over TLS' "https://${addr#tcp://}/") ||
+  fail "curl over TLS to serve --codec http2 failed"
+echo "$out" | grep -q '^HTTP/2 200' && echo "$out" | grep -q '^h2 over TLS' ||
+  fail "curl's POST over TLS and HTTP/2: '$out'"
+expect_exit 0 "$ctower" bench --server "$addr" --codec http2 --tls --tls-ca "$tmp/cert.pem" \
+  --connections 4 --depth 8 --requests 4000 --json
+grep -q '"requests": 4000, "errors": 0,' "$tmp/out" || fail "bench --codec http2 over TLS: $(cat "$tmp/out")"
+stop server_pid
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10

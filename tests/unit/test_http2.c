@@ -4,8 +4,18 @@
 
 #include <endian.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h> /* (only a client without ALPN: a user's own setup) */
+#include <signal.h>
 
-TestSuite(http2, .init = h_setup, .fini = h_teardown);
+/* A peer that drops its connection while the other side writes (a GOAWAY,
+ * say) makes the write fail with EPIPE, which raises SIGPIPE: ignored, as
+ * the README asks of applications. */
+static void suite_setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    h_setup();
+}
+
+TestSuite(http2, .init = suite_setup, .fini = h_teardown);
 
 static ct_buf_pool_t pool;
 
@@ -45,6 +55,8 @@ static void *answer_held(void *request, void *ctx) {
     return answer(request);
 }
 
+static ct_tls_config_t server_tls; /* .ctx NULL: a plain listener */
+
 static struct net {
     ct_service_fn_t svc;
     ct_listener_t listener;
@@ -67,6 +79,7 @@ static void listen_h2(ct_service_t *service, size_t max_message) {
     N.h2.max_message = max_message;
     cfg.http2 = &N.h2;
     cfg.stream.pool = &pool;
+    cfg.stream.tls = server_tls.ctx ? &server_tls : NULL;
     cfg.server.max_in_flight = 64;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &pool;
@@ -118,8 +131,10 @@ typedef struct h2_conn {
         int n;
     } reqs[DEPTH];
     int connected, next, total, done, wrong, failed, first_status, first_cause;
-    int (*body_size)(int n); /* the request's body size; 0: a GET, -1: a HEAD */
-    char last_error[64];     /* the last stand-in's x-ctower-error */
+    int (*body_size)(int n);    /* the request's body size; 0: a GET, -1: a HEAD */
+    char last_error[64];        /* the last stand-in's x-ctower-error */
+    const ct_tls_config_t *tls; /* NULL: plain */
+    char protocol[16];          /* what ALPN agreed on, if TLS */
 } h2_conn_t;
 
 /* GET, HEAD, small POSTs, and every 50th a POST larger than a stream's
@@ -218,7 +233,11 @@ static void on_connected(ct_stream_t *stream, int status) {
     ct_http2_config_t h2cfg = {0};
     ct_client_config_t cfg = {0};
     int i;
+    const char *agreed;
+    size_t len = 0;
     cr_assert_eq(status, 0);
+    if ((agreed = ct_stream_tls_protocol(stream, &len)) != NULL)
+        snprintf(c->protocol, sizeof c->protocol, "%.*s", (int)len, agreed);
     h2cfg.pool = &pool;
     h2cfg.max_message = c->max_message;
     cr_assert_eq(ct_http2_init(&c->h2, &H.ct, &stream->transport, &h2cfg), 0);
@@ -241,6 +260,7 @@ static void h2_connect(h2_conn_t *c, const char *address, int total, int (*body_
     ct_raw_codec_init(&c->raw, 512);
     cfg.codec = &c->raw.codec;
     cfg.pool = &pool;
+    cfg.tls = c->tls;
     c->total = total;
     c->body_size = body_size ? body_size : mixed_sizes;
     cr_assert_eq(ct_connector_init(&c->connector, &H.ct, address, &cfg), 0);
@@ -572,6 +592,45 @@ Test(http2, a_reconnecting_client_speaks_http2_across_a_server_restart) {
     cr_assert_eq(ct_reconnect_counts(&rc).connects, 2);
     h_close_service(&rc.service);
     net_stop(&N.svc.service);
+}
+
+/* HTTP/2 over TLS: ALPN agrees on "h2" (what curl and browsers need to
+ * speak HTTP/2 over TLS), and a client that offers nothing still gets on
+ * with the server, which speaks HTTP/2 anyway. */
+Test(http2, over_tls_alpn_agrees_on_h2) {
+    static h2_conn_t offering, silent;
+    static ct_tls_config_t offer_tls, plain_tls;
+    struct ssl_ctx_st *client_ctx = NULL, *silent_ctx;
+    net_start();
+    cr_assert_eq(ct_tls_self_signed(&server_tls.ctx, &client_ctx, "127.0.0.1"), 0);
+    cr_assert_eq(ct_tls_context_alpn(server_tls.ctx, 1, CT_TLS_ALPN_H2), 0);
+    cr_assert_eq(ct_tls_context_alpn(client_ctx, 0, CT_TLS_ALPN_H2), 0);
+    cr_assert_eq(ct_tls_context_alpn(client_ctx, 0, ""), CT_EINVAL);
+    cr_assert_eq(ct_tls_context_alpn(client_ctx, 0, "\x05h2"), CT_EINVAL, "a length past the end");
+    offer_tls.ctx = client_ctx;
+    offering.tls = &offer_tls;
+    /* a second client, without ALPN */
+    silent_ctx = SSL_CTX_new(TLS_client_method());
+    cr_assert_not_null(silent_ctx);
+    SSL_CTX_set_verify(silent_ctx, SSL_VERIFY_NONE, NULL); /* the test's own certificate */
+    plain_tls.ctx = silent_ctx;
+    silent.tls = &plain_tls;
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    h2_connect(&offering, N.bound, 300, NULL);
+    h2_connect(&silent, N.bound, 300, NULL);
+    H_RUN_UNTIL(all_done(&offering, 1) && all_done(&silent, 1));
+    cr_assert_str_eq(offering.protocol, "h2");
+    cr_assert_str_eq(silent.protocol, "", "nothing offered, nothing agreed");
+    cr_assert_eq(offering.failed + silent.failed, 0, "%s", ct_err_name(offering.first_status));
+    cr_assert_eq(offering.wrong + silent.wrong, 0);
+    h2_close(&offering);
+    h2_close(&silent);
+    net_stop(&N.svc.service);
+    ct_tls_context_free(server_tls.ctx);
+    ct_tls_context_free(client_ctx);
+    ct_tls_context_free(silent_ctx);
+    server_tls.ctx = NULL;
 }
 
 /* ---- against a peer of nghttp2's own, over an in-memory channel ------------ */
