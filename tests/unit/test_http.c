@@ -731,68 +731,27 @@ static void held_http_init(held_svc_t *h) {
     h->free_ctx = &net_pool;
 }
 
-/* A client of plain libuv, which pipelines as much as it likes. */
-static struct raw_http {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    char in[64 << 10];
-    size_t in_len;
-    int connected, end, closed;
-} R;
-
-static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
-    (void)h;
-    (void)n;
-    *b = uv_buf_init(R.in + R.in_len, (unsigned)(sizeof R.in - R.in_len));
-}
-
-static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    (void)s;
-    (void)b;
-    if (n > 0) R.in_len += (size_t)n;
-    if (n < 0) R.end = (int)n;
-}
-
-static void raw_connected(uv_connect_t *req, int status) {
-    (void)req;
-    cr_assert_eq(status, 0);
-    R.connected = 1;
-    cr_assert_eq(uv_read_start((uv_stream_t *)&R.tcp, raw_alloc, raw_read), 0);
-}
-
-static void raw_closed(uv_handle_t *h) {
-    (void)h;
-    R.closed = 1;
-}
-
 Test(http_net, a_server_reads_no_more_requests_than_its_codec_can_answer) {
     enum { TOTAL = 2 * CT_HTTP_MAX_PENDING, REQ_LEN = 18 };
     static held_svc_t held;
     static char requests[TOTAL * REQ_LEN];
-    ct_address_t a;
-    uv_buf_t b;
+    static h_raw_t raw; /* a client of plain libuv pipelines as much as it likes */
     size_t i;
     net_init();
     held_http_init(&held);
     net_listen(&held.service, 0, 4 * CT_HTTP_MAX_PENDING); /* more than the codec can answer */
     for (i = 0; i < TOTAL; i++)
         memcpy(requests + i * REQ_LEN, "GET / HTTP/1.1\r\n\r\n", REQ_LEN);
-    memset(&R, 0, sizeof R);
-    cr_assert_eq(ct_address_parse(N.bound, &a), 0);
-    cr_assert_eq(uv_tcp_init(&H.uv, &R.tcp), 0);
-    cr_assert_eq(uv_tcp_connect(&R.connect, &R.tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
-    H_RUN_UNTIL(R.connected);
-    b = uv_buf_init(requests, sizeof requests);
-    cr_assert_eq(uv_write(&R.write, (uv_stream_t *)&R.tcp, &b, 1, NULL), 0);
-    H_RUN_UNTIL(R.in_len >= TOTAL * OK_LEN || R.end);
-    cr_assert_eq(R.end, 0, "the connection ended: %s", ct_err_name(R.end));
-    cr_assert_eq(R.in_len, TOTAL * OK_LEN);
+    h_raw_connect(&raw, N.bound);
+    h_raw_write(&raw, requests, sizeof requests);
+    H_RUN_UNTIL(raw.in_len >= TOTAL * OK_LEN || raw.end);
+    cr_assert_eq(raw.end, 0, "the connection ended: %s", ct_err_name(raw.end));
+    cr_assert_eq(raw.in_len, TOTAL * OK_LEN);
     for (i = 0; i < TOTAL; i++)
-        cr_assert_eq(memcmp(R.in + i * OK_LEN, ok_response, OK_LEN), 0, "answer %zu", i);
+        cr_assert_eq(memcmp(raw.in + i * OK_LEN, ok_response, OK_LEN), 0, "answer %zu", i);
     cr_assert_eq(held.max_n, CT_HTTP_MAX_PENDING, "the server read as far as its codec's bound");
-    uv_close((uv_handle_t *)&R.tcp, raw_closed);
-    H_RUN_UNTIL(R.closed && ct_listener_connections(&N.listener) == 0);
+    h_raw_close(&raw);
+    H_RUN_UNTIL(ct_listener_connections(&N.listener) == 0);
     net_stop(NULL, 0);
     held_free(&held);
 }

@@ -55,6 +55,16 @@ static void *answer_held(void *request, void *ctx) {
     return answer(request);
 }
 
+/* A service that holds requests and answers them as answer() does: all at
+ * once, newest first, when batch of them wait (0: when the test says). */
+static void held_answering(held_svc_t *h, size_t batch) {
+    held_init(h, 0);
+    h->batch = batch;
+    h->respond = answer_held;
+    h->free_req = ct_buf_pool_free_msg;
+    h->free_ctx = &pool;
+}
+
 static ct_tls_config_t server_tls; /* .ctx NULL: a plain listener */
 
 static struct net {
@@ -308,11 +318,7 @@ Test(http2, answers_out_of_order_find_their_requests) {
     static h2_conn_t conn;
     static held_svc_t held;
     net_start();
-    held_init(&held, 0);
-    held.batch = DEPTH;
-    held.respond = answer_held;
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
+    held_answering(&held, DEPTH);
     listen_h2(&held.service, 0);
     h2_connect(&conn, N.bound, 50 * DEPTH, NULL);
     H_RUN_UNTIL(all_done(&conn, 1));
@@ -389,59 +395,21 @@ Test(http2, a_peer_that_breaks_the_protocol_fails_the_requests_in_flight) {
 
 /* A client that sends HTTP/1.1 to an HTTP/2 server: its connection ends,
  * and the server goes on serving the others. */
-static struct raw_client {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    char in[4096];
-    size_t in_len;
-    int end, closed;
-} R;
-
-static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
-    (void)h;
-    (void)n;
-    *b = uv_buf_init(R.in + R.in_len, (unsigned)(sizeof R.in - R.in_len));
-}
-
-static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    (void)s;
-    (void)b;
-    if (n > 0) R.in_len += (size_t)n;
-    if (n < 0) R.end = (int)n;
-}
-
-static void raw_connected(uv_connect_t *req, int status) {
-    static char text[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    uv_buf_t b = uv_buf_init(text, sizeof text - 1);
-    (void)req;
-    cr_assert_eq(status, 0);
-    cr_assert_eq(uv_read_start((uv_stream_t *)&R.tcp, raw_alloc, raw_read), 0);
-    cr_assert_eq(uv_write(&R.write, (uv_stream_t *)&R.tcp, &b, 1, NULL), 0);
-}
-
-static void raw_closed(uv_handle_t *h) {
-    (void)h;
-    R.closed = 1;
-}
-
 Test(http2, a_client_speaking_http1_is_dropped_and_the_others_go_on) {
+    static const char text[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     static h2_conn_t conn;
-    ct_address_t a;
+    static h_raw_t raw;
     net_start();
     ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
     listen_h2(&N.svc.service, 0);
-    memset(&R, 0, sizeof R);
-    cr_assert_eq(ct_address_parse(N.bound, &a), 0);
-    cr_assert_eq(uv_tcp_init(&H.uv, &R.tcp), 0);
-    cr_assert_eq(uv_tcp_connect(&R.connect, &R.tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
+    h_raw_connect(&raw, N.bound);
+    h_raw_write(&raw, text, sizeof text - 1);
     h2_connect(&conn, N.bound, 500, NULL);
-    H_RUN_UNTIL(R.end && all_done(&conn, 1));
-    cr_assert_eq(R.end, UV_EOF, "%s", ct_err_name(R.end));
+    H_RUN_UNTIL(raw.end && all_done(&conn, 1));
+    cr_assert_eq(raw.end, UV_EOF, "%s", ct_err_name(raw.end));
     cr_assert_eq(conn.failed, 0);
     cr_assert_eq(conn.wrong, 0);
-    uv_close((uv_handle_t *)&R.tcp, raw_closed);
-    H_RUN_UNTIL(R.closed);
+    h_raw_close(&raw);
     h2_close(&conn);
     net_stop(&N.svc.service);
 }
@@ -505,10 +473,7 @@ Test(http2, a_graceful_shutdown_answers_every_request_in_flight) {
     static h2_conn_t conn;
     static held_svc_t held;
     net_start();
-    held_init(&held, 0);
-    held.respond = answer_held;
-    held.free_req = ct_buf_pool_free_msg;
-    held.free_ctx = &pool;
+    held_answering(&held, 0);
     listen_h2(&held.service, 0);
     h2_connect(&conn, N.bound, DEPTH, NULL); /* all of them in flight at once */
     H_RUN_UNTIL(held.n == DEPTH);

@@ -515,3 +515,50 @@ int h_full_backlog_port(int *listen_fd, int *fill_fd) {
     cr_assert_eq(connect(*fill_fd, (struct sockaddr *)&sa, sizeof sa), 0);
     return ntohs(sa.sin_port);
 }
+
+/* ---- a raw TCP client -------------------------------------------------- */
+
+static void raw_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    h_raw_t *r = h->data;
+    (void)n;
+    *b = uv_buf_init(r->in + r->in_len, (unsigned)(sizeof r->in - r->in_len));
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    h_raw_t *r = s->data;
+    (void)b;
+    if (n > 0) r->in_len += (size_t)n;
+    if (n < 0) r->end = (int)n;
+}
+
+static void raw_connected(uv_connect_t *req, int status) {
+    h_raw_t *r = req->data;
+    cr_assert_eq(status, 0);
+    r->connected = 1;
+    cr_assert_eq(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
+}
+
+void h_raw_connect(h_raw_t *r, const char *address) {
+    ct_address_t a;
+    memset(r, 0, sizeof *r);
+    cr_assert_eq(ct_address_parse(address, &a), 0);
+    cr_assert_eq(uv_tcp_init(&H.uv, &r->tcp), 0);
+    r->tcp.data = r;
+    r->connect.data = r;
+    cr_assert_eq(uv_tcp_connect(&r->connect, &r->tcp, (struct sockaddr *)&a.sa, raw_connected), 0);
+    H_RUN_UNTIL(r->connected);
+}
+
+void h_raw_write(h_raw_t *r, const void *data, size_t len) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    cr_assert_eq(uv_write(&r->write, (uv_stream_t *)&r->tcp, &b, 1, NULL), 0);
+}
+
+static void raw_closed(uv_handle_t *h) {
+    ((h_raw_t *)h->data)->closed = 1;
+}
+
+void h_raw_close(h_raw_t *r) {
+    uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    H_RUN_UNTIL(r->closed);
+}

@@ -158,4 +158,23 @@ int h_full_backlog_port(int *listen_fd, int *fill_fd);
 /* Closes svc and runs the loop until its close callback has run. */
 void h_close_service(ct_service_t *svc);
 
+/* A TCP client of plain libuv for tests that speak to a server byte by
+ * byte: it writes what it is given and keeps what it reads (up to 64 KiB). */
+typedef struct h_raw {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    char in[64 << 10];
+    size_t in_len;
+    int connected, end, closed; /* end: UV_EOF or the read error */
+} h_raw_t;
+
+/* Connects r to address (tcp://127.0.0.1:PORT) and reads from then on;
+ * returns once connected. */
+void h_raw_connect(h_raw_t *r, const char *address);
+/* Writes len bytes at data (which must stay until written). */
+void h_raw_write(h_raw_t *r, const void *data, size_t len);
+/* Closes r and returns once closed. */
+void h_raw_close(h_raw_t *r);
+
 #endif
