@@ -9,12 +9,9 @@
 set -uo pipefail
 ctower=$1
 fail() { echo "FAIL: $*" >&2; exit 1; }
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || fail "nginx is missing (scripts/install-deps.sh installs it)"
-modules=/usr/lib/nginx/modules
-[ -f "$modules/ngx_http_echo_module.so" ] || fail "nginx's echo module is missing (libnginx-mod-http-echo)"
+# shellcheck source=tests/interop/nginx.sh
+. "$(dirname "$0")/nginx.sh"
 tmp=$(mktemp -d)
-nginx_pid=
 proxy_pid=
 cleanup() {
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null
@@ -22,51 +19,16 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-cat >"$tmp/nginx.conf" <<EOF
-load_module $modules/ngx_http_echo_module.so;
-daemon off;
-master_process off;
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/body;
-  proxy_temp_path $tmp/proxy;
-  fastcgi_temp_path $tmp/fastcgi;
-  uwsgi_temp_path $tmp/uwsgi;
-  scgi_temp_path $tmp/scgi;
-  keepalive_requests 100000;
-  default_type text/plain;
-  server {
-    listen unix:$tmp/nginx.sock;
-    location = /hello { return 200 "hello from nginx"; }
-    location = /chunked { echo "first line"; echo_flush; echo "second line"; }
-    location = /echo { echo_read_request_body; echo_request_body; }
-    location = /missing { return 404; }
-    location = / { return 200 "ok"; }
-  }
-}
-EOF
-"$nginx" -p "$tmp" -c "$tmp/nginx.conf" 2>"$tmp/nginx.out" &
-nginx_pid=$!
-addr="unix://$tmp/nginx.sock"
-for _ in $(seq 100); do
-  "$ctower" call "$addr" --codec http --timeout 1 /hello >/dev/null 2>&1 && break
-  kill -0 "$nginx_pid" 2>/dev/null || fail "nginx exited: $(cat "$tmp/nginx.out" "$tmp/error.log" 2>/dev/null)"
-  sleep 0.05
-done
+nginx_start http ""
 
 # Pipelined on one connection, each answer printed whole, in order.
-"$ctower" call "$addr" --codec http "HEAD /hello" /hello /chunked "HEAD /hello" "POST /echo posted body" \
+"$ctower" call "$addr" --codec http "HEAD /hello" /hello /flushed "HEAD /hello" "POST /echo posted body" \
   /missing /hello >"$tmp/out" 2>"$tmp/err" || fail "call against nginx: $(cat "$tmp/err")"
 answers=$(grep -c '^HTTP/1.1 ' "$tmp/out")
 [ "$answers" = 7 ] || fail "7 answers expected, got $answers: $(cat "$tmp/out")"
 grep -q '^Content-Length: 16' "$tmp/out" || fail "HEAD's answer does not say the length: $(cat "$tmp/out")"
 [ "$(grep -c '^hello from nginx' "$tmp/out")" = 2 ] || fail "the GETs' bodies: $(cat "$tmp/out")"
-grep -q '^Transfer-Encoding: chunked' "$tmp/out" || fail "nginx did not chunk /chunked: $(cat "$tmp/out")"
+grep -q '^Transfer-Encoding: chunked' "$tmp/out" || fail "nginx did not chunk /flushed: $(cat "$tmp/out")"
 grep -q 'second line' "$tmp/out" || fail "the chunked body: $(cat "$tmp/out")"
 grep -q '^posted body' "$tmp/out" || fail "the POST's body: $(cat "$tmp/out")"
 grep -q '^HTTP/1.1 404' "$tmp/out" || fail "the 404: $(cat "$tmp/out")"
@@ -80,7 +42,7 @@ grep -q '"requests": 20000, "errors": 0,' "$tmp/bench" || fail "bench against ng
 "$ctower" proxy "unix://$tmp/proxy.sock" "$addr" --codec http 2>"$tmp/proxy.log" &
 proxy_pid=$!
 for _ in $(seq 100); do grep -q " on unix:" "$tmp/proxy.log" && break; sleep 0.05; done
-out=$(curl -s --max-time 5 --unix-socket "$tmp/proxy.sock" http://localhost/chunked) ||
+out=$(curl -s --max-time 5 --unix-socket "$tmp/proxy.sock" http://localhost/flushed) ||
   fail "curl through the proxy failed: $(cat "$tmp/proxy.log")"
 [ "$out" = $'first line\nsecond line' ] || fail "curl through the proxy, a chunked response: '$out'"
 out=$(curl -s --max-time 5 --unix-socket "$tmp/proxy.sock" -d 'via the proxy' http://localhost/echo) ||

@@ -10,13 +10,10 @@
 set -uo pipefail
 ctower=$1
 fail() { echo "FAIL: $*" >&2; exit 1; }
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || fail "nginx is missing (scripts/install-deps.sh installs it)"
+# shellcheck source=tests/interop/nginx.sh
+. "$(dirname "$0")/nginx.sh"
 command -v h2load >/dev/null || fail "h2load is missing (nghttp2-client)"
-modules=/usr/lib/nginx/modules
-[ -f "$modules/ngx_http_echo_module.so" ] || fail "nginx's echo module is missing (libnginx-mod-http-echo)"
 tmp=$(mktemp -d)
-nginx_pid=
 serve_pid=
 cleanup() {
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null
@@ -24,46 +21,10 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-cat >"$tmp/nginx.conf" <<EOF
-load_module $modules/ngx_http_echo_module.so;
-daemon off;
-master_process off;
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/body;
-  proxy_temp_path $tmp/proxy;
-  fastcgi_temp_path $tmp/fastcgi;
-  uwsgi_temp_path $tmp/uwsgi;
-  scgi_temp_path $tmp/scgi;
-  keepalive_requests 100000;
-  http2_max_requests 100000;
-  default_type text/plain;
-  server {
-    listen unix:$tmp/nginx.sock http2;
-    location = /hello { return 200 "hello from nginx"; }
-    location = /streamed { echo "first line"; echo_flush; echo "second line"; }
-    location = /echo { echo_read_request_body; echo_request_body; }
-    location = /missing { return 404; }
-    location = / { return 200 "ok"; }
-  }
-}
-EOF
-"$nginx" -p "$tmp" -c "$tmp/nginx.conf" 2>"$tmp/nginx.out" &
-nginx_pid=$!
-addr="unix://$tmp/nginx.sock"
-for _ in $(seq 100); do
-  "$ctower" call "$addr" --codec http2 --timeout 1 /hello >/dev/null 2>&1 && break
-  kill -0 "$nginx_pid" 2>/dev/null || fail "nginx exited: $(cat "$tmp/nginx.out" "$tmp/error.log" 2>/dev/null)"
-  sleep 0.05
-done
+nginx_start http2 "http2" "http2_max_requests 100000;"
 
 # Multiplexed on one connection; call prints the answers in request order.
-"$ctower" call "$addr" --codec http2 "HEAD /hello" /hello /streamed "HEAD /hello" \
+"$ctower" call "$addr" --codec http2 "HEAD /hello" /hello /flushed "HEAD /hello" \
   "POST /echo posted body" /missing /hello >"$tmp/out" 2>"$tmp/err" ||
   fail "call against nginx: $(cat "$tmp/err")"
 answers=$(grep -c '^HTTP/1.1 ' "$tmp/out")
