@@ -32,8 +32,9 @@
  *   chunked, with the trailers after the last chunk. Interim (1xx)
  *   responses received are dropped.
  * - A message sent must be one whole message of its side, or the send is
- *   refused with CT_EINVAL (the transport goes on). Its trailers, if it is
- *   chunked, are sent as header fields.
+ *   refused with CT_EINVAL (the transport goes on). A chunked message's
+ *   trailers (ct_http_message_t.nheaders tells them apart) follow its body
+ *   as HTTP/2 trailers, as gRPC's status does.
  *
  * Errors:
  * - A stream that ends without its response (the server resets it, refuses

@@ -69,6 +69,7 @@ static int on_headers(http_parser *p) {
     }
     st->msg->version_minor = p->http_minor;
     st->msg->keep_alive = http_should_keep_alive(p);
+    st->msg->nheaders = st->msg->nfields;
     return p->type == HTTP_RESPONSE && ct_http_has_no_body(p->status_code, st->head) ? 1 : 0;
 }
 

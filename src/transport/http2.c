@@ -44,6 +44,8 @@ typedef struct ct_http2_stream {
     int dropped;     /* reset by us: the rest of it is not read */
     /* the message being sent: nghttp2 reads its body through read_body() */
     ct_buf_t *sent;
+    ct_buf_t *trailers_out; /* its trailers, as nghttp2_nv entries into sent */
+    size_t ntrailers_out;
     const uint8_t *body_out;
     size_t body_left;
     int head_request; /* the request is a HEAD: its response has no body */
@@ -112,6 +114,7 @@ static void stream_release(ct_http2_t *h2, ct_http2_stream_t *st) {
     put(h2, &st->trailers);
     if (st->sent) h2->sending--;
     put(h2, &st->sent);
+    put(h2, &st->trailers_out);
     ct_list_remove(&st->link);
     st->next_free = h2->free_streams;
     h2->free_streams = st;
@@ -508,13 +511,18 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
                          uint32_t *flags, nghttp2_data_source *source, void *user) {
     ct_http2_stream_t *st = source->ptr;
     size_t n = st->body_left < length ? st->body_left : length;
-    (void)session;
-    (void)id;
     (void)user;
     memcpy(buf, st->body_out, n);
     st->body_out += n;
     st->body_left -= n;
-    if (st->body_left == 0) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->body_left > 0) return (ssize_t)n;
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->trailers_out) { /* they end the stream, after the body */
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(session, id, (const nghttp2_nv *)st->trailers_out->base,
+                                   st->ntrailers_out) != 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     return (ssize_t)n;
 }
 
@@ -541,10 +549,11 @@ static int connection_field(const ct_http_field_t *f) {
            (field_is(f, "te") && !(f->value.len == 8 && !strncasecmp(f->value.p, "trailers", 8)));
 }
 
-/* Appends msg's fields to nva, their names lowercased in place. */
-static size_t add_fields(const ct_http_message_t *m, nghttp2_nv *nva, size_t n) {
+/* Appends msg's fields from..to to nva, their names lowercased in place. */
+static size_t add_fields(const ct_http_message_t *m, size_t from, size_t to, nghttp2_nv *nva,
+                         size_t n) {
     size_t i, j;
-    for (i = 0; i < m->nfields; i++) {
+    for (i = from; i < to; i++) {
         const ct_http_field_t *f = &m->fields[i];
         char *name = (char *)f->name.p;
         if (connection_field(f)) continue;
@@ -553,6 +562,19 @@ static size_t add_fields(const ct_http_message_t *m, nghttp2_nv *nva, size_t n) 
         nva[n++] = nv(name, f->name.len, f->value.p, f->value.len);
     }
     return n;
+}
+
+/* A chunked message's trailers, kept for read_body() to send after the
+ * body (rare: a buffer of their own). Returns 0 or UV_ENOMEM. */
+static int keep_trailers(ct_http2_t *h2, ct_http2_stream_t *st, const ct_http_message_t *m) {
+    size_t count = m->nfields - m->nheaders;
+    if (count == 0) return 0;
+    st->trailers_out = ct_buf_pool_get(h2->cfg.pool, count * sizeof(nghttp2_nv));
+    if (!st->trailers_out) return UV_ENOMEM;
+    st->ntrailers_out =
+        add_fields(m, m->nheaders, m->nfields, (nghttp2_nv *)st->trailers_out->base, 0);
+    if (st->ntrailers_out == 0) put(h2, &st->trailers_out);
+    return 0;
 }
 
 static void schedule_pump(ct_http2_t *h2) {
@@ -576,14 +598,19 @@ static int send_request(ct_http2_t *h2, ct_buf_t *msg) {
     if ((host = ct_http_field(&m, "host")) != NULL)
         nva[n++] = nv(":authority", 10, host->p, host->len);
     nva[n++] = nv(":path", 5, m.target.p, m.target.len);
-    n = add_fields(&m, nva, n);
+    n = add_fields(&m, 0, m.nheaders, nva, n);
     st->tag = ct_buf_get_tag(msg);
     st->head_request = m.method.len == 4 && memcmp(m.method.p, "HEAD", 4) == 0;
     st->body_out = (const uint8_t *)m.body.p;
     st->body_left = m.body.len;
     body.source.ptr = st;
     body.read_callback = read_body;
-    id = nghttp2_submit_request(h2->session, NULL, nva, n, m.body.len ? &body : NULL, st);
+    if (keep_trailers(h2, st, &m) != 0) {
+        stream_release(h2, st);
+        return UV_ENOMEM;
+    }
+    id = nghttp2_submit_request(h2->session, NULL, nva, n,
+                                m.body.len || st->trailers_out ? &body : NULL, st);
     if (id < 0) {
         stream_release(h2, st);
         /* out of stream ids: this connection can take no more requests */
@@ -618,13 +645,18 @@ static int send_response(ct_http2_t *h2, ct_buf_t *msg) {
     st->status_text[1] = (char)('0' + m.status / 10 % 10);
     st->status_text[2] = (char)('0' + m.status % 10);
     nva[0] = nv(":status", 7, st->status_text, 3);
-    n = add_fields(&m, nva, 1);
+    n = add_fields(&m, 0, m.nheaders, nva, 1);
     st->body_out = (const uint8_t *)m.body.p;
     st->body_left = m.body.len;
     body.source.ptr = st;
     body.read_callback = read_body;
-    r = nghttp2_submit_response(h2->session, id, nva, n, m.body.len ? &body : NULL);
-    if (r != 0) return CT_EINVAL;
+    if (!st->head_request && keep_trailers(h2, st, &m) != 0) return UV_ENOMEM;
+    r = nghttp2_submit_response(h2->session, id, nva, n,
+                                m.body.len || st->trailers_out ? &body : NULL);
+    if (r != 0) {
+        put(h2, &st->trailers_out);
+        return CT_EINVAL;
+    }
     st->answered = 1;
     st->sent = msg;
     h2->sending++;

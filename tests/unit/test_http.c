@@ -325,6 +325,7 @@ Test(http, a_request_read_as_a_view) {
     cr_assert_eq(m.version_minor, 1);
     cr_assert_eq(m.keep_alive, 1);
     cr_assert_eq(m.nfields, 4, "three header fields and one trailer field");
+    cr_assert_eq(m.nheaders, 3, "the trailer is told apart");
     cr_assert_eq(m.body.len, 11);
     cr_assert_eq(memcmp(m.body.p, "hello world", 11), 0, "the chunks joined");
     v = ct_http_field(&m, "HOST");

@@ -23,6 +23,23 @@ static ct_buf_pool_t pool;
 
 /* The answer to a request: its body echoed, or its target if it has none;
  * a HEAD gets the length alone. Written after 4 bytes of room for the tag. */
+/* A request with trailers is answered in kind: its body, then a trailer
+ * that says how many trailers came. */
+static ct_buf_t *answer_trailers(ct_buf_t *req, const ct_http_message_t *m) {
+    char text[256];
+    ct_buf_t *res;
+    int n = snprintf(text, sizeof text,
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%.*s\r\n"
+                     "0\r\nx-trailers-seen: %zu\r\n\r\n",
+                     m->body.len, (int)m->body.len, m->body.p, m->nfields - m->nheaders);
+    res = ct_buf_pool_get(&pool, 4 + (size_t)n);
+    cr_assert_not_null(res);
+    memcpy(res->base + 4, text, (size_t)n);
+    res->len = 4 + (size_t)n;
+    ct_buf_pool_put(&pool, req);
+    return res;
+}
+
 static ct_buf_t *answer(ct_buf_t *req) {
     ct_http_message_t m;
     ct_buf_t *res;
@@ -30,6 +47,7 @@ static ct_buf_t *answer(ct_buf_t *req) {
     size_t len, size = 0;
     int head;
     cr_assert_eq(ct_http_parse_request((uint8_t *)req->base + 4, req->len - 4, &m), 0);
+    if (m.nfields > m.nheaders) return answer_trailers(req, &m);
     head = m.method.len == 4 && memcmp(m.method.p, "HEAD", 4) == 0;
     body = m.body.len ? m.body.p : m.target.p;
     len = m.body.len ? m.body.len : m.target.len;
@@ -811,6 +829,37 @@ Test(http2, a_client_reads_interims_trailers_odd_statuses_and_refusals) {
     h_close_service(&client.service);
     ct_slab_tags_free(&tags);
     peer_stop();
+}
+
+/* Trailers both ways: a chunked request's trailers go as HTTP/2 trailers
+ * (after the body, ending the stream), and a chunked response's come back
+ * as a chunked message's. */
+Test(http2, trailers_cross_both_ways) {
+    static const char request[] = "....POST /sum HTTP/1.1\r\nHost: a\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n"
+                                  "5\r\nhello\r\n0\r\nx-one: 1\r\nX-Two: 2\r\n\r\n";
+    static h2_conn_t conn; /* for its connect: the client is made here */
+    ct_http_message_t m;
+    const ct_http_str_t *seen;
+    net_start();
+    memset(&A, 0, sizeof A);
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    h2_connect(&conn, N.bound, 0, NULL);
+    H_RUN_UNTIL(conn.connected);
+    ct_op_init(&A.ops[0], on_kept_answer);
+    cr_assert_eq(
+        ct_service_call(&conn.client.service, ct_buf_from(request, sizeof request - 1), &A.ops[0]),
+        0);
+    H_RUN_UNTIL(A.n == 1);
+    cr_assert_eq(ct_http_parse_response((uint8_t *)A.text[0], strlen(A.text[0]), 0, &m), 0, "%s",
+                 A.text[0]);
+    cr_assert(m.body.len == 5 && memcmp(m.body.p, "hello", 5) == 0, "%s", A.text[0]);
+    cr_assert_eq(m.nfields - m.nheaders, 1, "one trailer back: %s", A.text[0]);
+    seen = ct_http_field(&m, "x-trailers-seen");
+    cr_assert(seen && seen->len == 1 && seen->p[0] == '2', "both trailers arrived: %s", A.text[0]);
+    h2_close(&conn);
+    net_stop(&N.svc.service);
 }
 
 #ifdef CT_COUNT_ALLOCS

@@ -122,6 +122,7 @@ typedef struct ct_http_message {
     int version_minor;    /* HTTP/1.x: 0 or 1 */
     int keep_alive;       /* 0: the peer will close, or asks to (Connection: close, 1.0) */
     size_t nfields;       /* header fields, then trailer fields */
+    size_t nheaders;      /* of them, the header fields (the rest are trailers) */
     ct_http_field_t fields[CT_HTTP_MAX_HEADERS];
     ct_http_str_t body; /* the content; a chunked body is joined in place */
 } ct_http_message_t;
