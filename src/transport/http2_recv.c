@@ -304,7 +304,8 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
     if (!st || ct_transport_is_closing(&h2->transport)) return 0;
     /* on a broken connection the end of the receive side fails them all */
     if (!h2->cfg.server && !st->answered && !h2->broken)
-        r = ct_http2_stand_in(h2, st, nghttp2_http2_strerror(code != 0 ? code : NGHTTP2_INTERNAL_ERROR));
+        r = ct_http2_stand_in(h2, st,
+                              nghttp2_http2_strerror(code != 0 ? code : NGHTTP2_INTERNAL_ERROR));
     nghttp2_session_set_stream_user_data(session, id, NULL);
     ct_http2_stream_release(h2, st);
     return r == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
