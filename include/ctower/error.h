@@ -40,7 +40,10 @@ extern "C" {
     XX(ETLSVERIFY, -30017,                                                                         \
        "TLS peer's certificate not accepted (untrusted, expired or wrong name)")                   \
     XX(ENOENDPOINT, -30018, "no endpoint to send the call to")                                     \
-    XX(EOPEN, -30019, "circuit open: the service failed too often, calls fail fast for a while")
+    XX(EOPEN, -30019, "circuit open: the service failed too often, calls fail fast for a while")   \
+    XX(EFLOOD, -30020, "peer flooded the connection with frames that do no work")                  \
+    XX(EREQTIMEOUT, -30021, "a request did not arrive in time (headers or body too slow)")         \
+    XX(EHEADERTOOLARGE, -30022, "header block too large, or too many fields")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

@@ -47,6 +47,22 @@
  * - A connection that breaks the protocol ends the receive side with
  *   CT_EMALFORMED (a GOAWAY goes to the peer first); the end of the bytes
  *   below ends it with UV_EOF, as any transport.
+ *
+ * What one connection may cost (hostile peers):
+ * - Input waits while the output does: once the transport below has no
+ *   room (the peer does not read) and nghttp2 holds more than
+ *   CT_HTTP2_MAX_QUEUED_FRAMES frames to send (refusals, resets, answers
+ *   to PING and SETTINGS), nothing more is read until the peer reads. So a
+ *   peer that opens streams, or asks, and never reads costs at most the
+ *   transport's high watermark and that queue.
+ * - Frames that do no work (empty DATA without END_STREAM, PRIORITY,
+ *   RST_STREAM, SETTINGS, PING, WINDOW_UPDATE, empty CONTINUATION, streams
+ *   refused over max_streams, invalid frames) spend a budget of
+ *   CT_HTTP2_FLOOD_BURST, which refills by CT_HTTP2_FLOOD_RATE a second and
+ *   by each request opened and DATA frame sent. A peer that spends it all
+ *   gets GOAWAY ENHANCE_YOUR_CALM and the receive side ends with CT_EFLOOD.
+ *   (nghttp2 itself ends a flood of unanswered PING and SETTINGS, rapid
+ *   resets and endless CONTINUATION frames, as CT_EMALFORMED.)
  */
 #ifndef CTOWER_HTTP2_H
 #define CTOWER_HTTP2_H
@@ -57,6 +73,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+enum {
+    CT_HTTP2_MAX_QUEUED_FRAMES = 256, /* frames nghttp2 may hold while the peer reads nothing */
+    CT_HTTP2_FLOOD_BURST = 1000,      /* frames that do no work, at once */
+    CT_HTTP2_FLOOD_RATE = 100         /* ... and a second, after that */
+};
 
 typedef struct ct_http2_config {
     int server;                /* 0: the client side */
@@ -104,6 +126,14 @@ typedef struct ct_http2 {
     int send_error;
     int broken;       /* the peer broke the protocol: CT_EMALFORMED (or UV_ENOMEM) */
     int shut_pending; /* 1: waiting for the output to drain; 2: below */
+    ct_buf_t *input;  /* bytes read below that nghttp2 has not had yet */
+    size_t input_off;
+    int held;              /* input waits for the peer to read (the output is full) */
+    int flooded;           /* the flood budget is spent */
+    int goodbye;           /* a broken connection's GOAWAY: 1 being written, 2 done */
+    double flood_budget;   /* frames that do no work the peer may still send */
+    uint64_t flood_at_ms;  /* when the budget was last refilled */
+    uint32_t peer_streams; /* streams the peer has open with state of ours */
 } ct_http2_t;
 
 /* Initializes h2 over bytes (which it owns from now on: closing h2 closes

@@ -227,43 +227,132 @@ static void on_pump_task(ct_task_t *task) {
     deliver_ready(h2); /* stand-ins for requests nghttp2 could not send */
 }
 
+/* ---- the transport below ---------------------------------------------------- */
+
+/* The peer reads nothing (the transport below has no room) while nghttp2
+ * holds a queue of frames for it: reading more would only grow that queue. */
+static int output_blocked(ct_http2_t *h2) {
+    return h2->stalled &&
+           nghttp2_session_get_outbound_queue_size(h2->session) > CT_HTTP2_MAX_QUEUED_FRAMES;
+}
+
+static void hold_input(ct_http2_t *h2) {
+    h2->held = 1;
+    if (h2->bytes_reading) ct_transport_recv_stop(h2->bytes);
+    h2->bytes_reading = 0;
+}
+
+static void drop_input(ct_http2_t *h2) {
+    if (h2->input) ct_buf_pool_put(h2->cfg.bytes_pool, h2->input);
+    h2->input = NULL;
+}
+
+/* The flood budget is spent: GOAWAY ENHANCE_YOUR_CALM, and the end. */
+static void flood_ends(ct_http2_t *h2) {
+    nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
+    h2->broken = CT_EFLOOD;
+    drop_input(h2);
+}
+
+static void protocol_broken(ct_http2_t *h2, ssize_t r) {
+    /* a GOAWAY tells the peer why, if the send side still works */
+    nghttp2_session_terminate_session(h2->session, NGHTTP2_PROTOCOL_ERROR);
+    h2->broken =
+        r == NGHTTP2_ERR_CALLBACK_FAILURE || r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : CT_EMALFORMED;
+    drop_input(h2);
+}
+
+/* Gives nghttp2 the input in slices, answering after each, until it is all
+ * taken or the output is blocked: then the transport below stops, and what
+ * is left waits, until the peer reads (on_bytes_ready). */
+enum { FEED_SLICE = 16u << 10 };
+
+static void on_bytes(ct_transport_t *t, int status, void *msg);
+
+static void feed(ct_http2_t *h2) {
+    while (h2->input && !h2->end_status && !h2->broken) {
+        ct_buf_t *in = h2->input;
+        size_t n = in->len - h2->input_off < FEED_SLICE ? in->len - h2->input_off : FEED_SLICE;
+        ssize_t r =
+            nghttp2_session_mem_recv(h2->session, (const uint8_t *)in->base + h2->input_off, n);
+        if (r < 0) {
+            protocol_broken(h2, r);
+        } else if (h2->flooded) {
+            flood_ends(h2);
+        } else if ((h2->input_off += n) == in->len) {
+            drop_input(h2);
+        }
+        pump(h2); /* answers go out with this read's write, not a turn later */
+        if (output_blocked(h2)) {
+            hold_input(h2);
+            return;
+        }
+    }
+}
+
+/* Room below: the output goes on, and held input with it. */
 static void on_bytes_ready(ct_waker_t *waker) {
     ct_http2_t *h2 = CT_CONTAINER_OF(waker, ct_http2_t, bytes_ready);
     pump(h2);
+    if (!h2->held || output_blocked(h2)) return;
+    h2->held = 0;
+    feed(h2);
+    if (!h2->held && !h2->end_status && !h2->goodbye &&
+        ct_transport_recv_start(h2->bytes, on_bytes) == 0)
+        h2->bytes_reading = 1;
+    check_end(h2);
+    deliver_ready(h2);
 }
-
-/* ---- the transport below ---------------------------------------------------- */
 
 static void on_bytes(ct_transport_t *t, int status, void *msg) {
     ct_http2_t *h2 = t->owner;
-    ct_buf_t *chunk = msg;
-    ssize_t r = 0;
     if (status != 0) {
         ended(h2, status);
         deliver_ready(h2);
         return;
     }
-    if (!h2->end_status) /* after a protocol error nothing more is read */
-        r = nghttp2_session_mem_recv(h2->session, (const uint8_t *)chunk->base, chunk->len);
-    ct_buf_pool_put(h2->cfg.bytes_pool, chunk);
-    if (h2->end_status) return;
-    if (r < 0) {
-        /* a GOAWAY tells the peer why, if the send side still works */
-        nghttp2_session_terminate_session(h2->session, NGHTTP2_PROTOCOL_ERROR);
-        h2->broken =
-            r == NGHTTP2_ERR_CALLBACK_FAILURE || r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : CT_EMALFORMED;
+    if (h2->end_status || h2->broken) { /* after a protocol error nothing more is read */
+        ct_buf_pool_put(h2->cfg.bytes_pool, msg);
+        return;
     }
-    pump(h2); /* answers go out with this read's write, not a turn later */
+    h2->input = msg;
+    h2->input_off = 0;
+    feed(h2);
     check_end(h2);
     deliver_ready(h2);
+}
+
+/* The GOAWAY that says why the peer is dropped is out: now the end. */
+static void on_goodbye_sent(ct_transport_t *t, int status) {
+    ct_http2_t *h2 = t->owner;
+    (void)status;
+    if (ct_transport_is_closing(&h2->transport)) return;
+    h2->goodbye = 2;
+    ended(h2, h2->broken);
+    deliver_ready(h2);
+}
+
+/* A connection the peer broke (the protocol, or a flood) ends once the
+ * GOAWAY saying so is written: the transport below shuts down first,
+ * reading nothing more. A peer that reads nothing (the output is stalled)
+ * gets no GOAWAY: it ends at once. Returns 1 while the GOAWAY is under way. */
+static int saying_goodbye(ct_http2_t *h2) {
+    if (h2->goodbye == 0 && !h2->send_error && !h2->stalled && !h2->shut_pending) {
+        h2->goodbye = 1;
+        if (h2->bytes_reading) ct_transport_recv_stop(h2->bytes);
+        h2->bytes_reading = 0;
+        if (ct_transport_shutdown(h2->bytes, on_goodbye_sent) == 0) return 1;
+        h2->goodbye = 2;
+    }
+    return h2->goodbye == 1;
 }
 
 /* The receive side ends when the connection is broken, or when both sides
  * said goodbye (GOAWAY) and nothing is left to do. */
 static void check_end(ct_http2_t *h2) {
-    if (h2->broken)
-        ended(h2, h2->broken);
-    else if (!nghttp2_session_want_read(h2->session) && !nghttp2_session_want_write(h2->session))
+    if (h2->broken) {
+        if (!saying_goodbye(h2)) ended(h2, h2->broken);
+    } else if (!nghttp2_session_want_read(h2->session) && !nghttp2_session_want_write(h2->session))
         ended(h2, UV_EOF);
 }
 
@@ -299,7 +388,7 @@ static int h2_recv_start(ct_transport_t *t) {
     ct_http2_t *h2 = (ct_http2_t *)t;
     int r;
     h2->reading = 1;
-    if (!h2->bytes_reading && !h2->end_status) {
+    if (!h2->bytes_reading && !h2->end_status && !h2->held && !h2->goodbye) {
         if ((r = ct_transport_recv_start(h2->bytes, on_bytes)) != 0) return r;
         h2->bytes_reading = 1;
     }
@@ -362,6 +451,7 @@ static void h2_close(ct_transport_t *t) {
     if (h2->stalled) ct_buf_pool_put(h2->cfg.bytes_pool, h2->stalled);
     if (h2->partial) ct_buf_pool_put(h2->cfg.bytes_pool, h2->partial);
     h2->stalled = h2->partial = NULL;
+    drop_input(h2);
     nghttp2_session_del(h2->session); /* its callbacks see the closing flag */
     h2->session = NULL;
     ct_http2_mem_destroy(&h2->mem);
@@ -433,6 +523,8 @@ int ct_http2_init(ct_http2_t *h2, ct_loop_t *loop, ct_transport_t *bytes,
     ct_waker_init(&h2->bytes_ready, loop, on_bytes_ready);
     ct_task_init(&h2->pump_task, on_pump_task);
     ct_task_init(&h2->deliver_task, on_deliver_task);
+    h2->flood_budget = CT_HTTP2_FLOOD_BURST;
+    h2->flood_at_ms = uv_now(loop->uv);
     ct_http2_schedule_pump(h2); /* the preface and settings */
     return 0;
 }

@@ -7,6 +7,12 @@
 #include <http_parser.h>
 #include <string.h>
 
+/* Credit to the flood budget for work the peer asked for: a message may
+ * bring a few frames of its own (PRIORITY, WINDOW_UPDATE, RST_STREAM), and
+ * a peer receiving DATA sends WINDOW_UPDATEs. */
+#define CREDIT_PER_MESSAGE   8.0
+#define CREDIT_PER_DATA_SENT 1.0
+
 /* ---- receiving: one stream's message, written as HTTP/1.1 ------------------ */
 
 static size_t message_size(const ct_http2_stream_t *st) {
@@ -182,6 +188,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         if (!(st = ct_http2_stream_new(h2))) return NGHTTP2_ERR_CALLBACK_FAILURE;
         st->id = frame->hd.stream_id;
         st->tag = (uint32_t)st->id;
+        st->peers = 1;
+        h2->peer_streams++;
         nghttp2_session_set_stream_user_data(session, st->id, st);
     }
     if (!st || st->dropped) return 0;
@@ -274,6 +282,7 @@ static int finish(ct_http2_t *h2, ct_http2_stream_t *st) {
     ct_http2_put(h2, &st->body);
     ct_http2_put(h2, &st->trailers);
     if (!h2->cfg.server) st->answered = 1;
+    ct_http2_credit(h2, CREDIT_PER_MESSAGE);
     return 0;
 }
 
@@ -307,6 +316,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
         r = ct_http2_stand_in(h2, st,
                               nghttp2_http2_strerror(code != 0 ? code : NGHTTP2_INTERNAL_ERROR));
     nghttp2_session_set_stream_user_data(session, id, NULL);
+    if (st->peers) h2->peer_streams--;
     ct_http2_stream_release(h2, st);
     return r == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
@@ -328,12 +338,77 @@ static int on_frame_not_sent(nghttp2_session *session, const nghttp2_frame *fram
  * connection ends with CT_EMALFORMED once it is out. */
 static int on_frame_sent(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
     ct_http2_t *h2 = ct_http2_of(session, user);
-    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+    if (frame->hd.type == NGHTTP2_DATA) ct_http2_credit(h2, CREDIT_PER_DATA_SENT);
+    if (frame->hd.type == NGHTTP2_RST_STREAM) ct_http2_no_work(h2); /* a stream for nothing */
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !h2->broken)
         h2->broken = CT_EMALFORMED;
     return 0;
 }
 
+/* ---- frames that do no work (the flood budget) ------------------------------- */
+
+void ct_http2_credit(ct_http2_t *h2, double frames) {
+    uint64_t now = uv_now(h2->transport.loop->uv);
+    h2->flood_budget += frames + (double)(now - h2->flood_at_ms) * CT_HTTP2_FLOOD_RATE / 1000;
+    h2->flood_at_ms = now;
+    if (h2->flood_budget > CT_HTTP2_FLOOD_BURST) h2->flood_budget = CT_HTTP2_FLOOD_BURST;
+}
+
+void ct_http2_no_work(ct_http2_t *h2) {
+    ct_http2_credit(h2, -1);
+    if (h2->flood_budget < 0) h2->flooded = 1;
+}
+
+/* A server's HEADERS that opens a stream over max_streams: nghttp2 refuses
+ * it, and nothing is done for it. */
+static int refused_stream(nghttp2_session *session, const ct_http2_t *h2, int32_t id) {
+    return h2->cfg.server && id > nghttp2_session_get_last_proc_stream_id(session) &&
+           h2->peer_streams >= h2->cfg.max_streams;
+}
+
+/* Every frame's header, before its payload: the ones that can do no work
+ * are counted here, before nghttp2 spends anything on them. */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
+    ct_http2_t *h2 = ct_http2_of(session, user);
+    int idle = 0;
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        idle = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
+        break;
+    case NGHTTP2_HEADERS:
+        idle = refused_stream(session, h2, hd->stream_id);
+        break;
+    case NGHTTP2_PRIORITY:
+    case NGHTTP2_RST_STREAM:
+    case NGHTTP2_WINDOW_UPDATE:
+        idle = 1;
+        break;
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PING:
+        idle = !(hd->flags & NGHTTP2_FLAG_ACK);
+        break;
+    case NGHTTP2_CONTINUATION:
+        idle = hd->length == 0;
+        break;
+    default:
+        break;
+    }
+    if (idle) ct_http2_no_work(h2);
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int error,
+                            void *user) {
+    (void)frame;
+    (void)error;
+    ct_http2_no_work(ct_http2_of(session, user));
+    return 0;
+}
+
 void ct_http2_recv_callbacks(nghttp2_session_callbacks *cbs) {
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);

@@ -27,6 +27,7 @@ typedef struct ct_http2_stream {
     int started;     /* the start line is written (pseudo-fields are over) */
     int in_trailers; /* the header block being read is the trailers */
     int dropped;     /* reset by us: the rest of it is not read */
+    int peers;       /* server: a stream the peer opened (counted in peer_streams) */
     /* the message being sent: nghttp2 reads its body through read_body() */
     ct_buf_t *sent;
     ct_buf_t *trailers_out; /* its trailers, as nghttp2_nv entries into sent */
@@ -67,6 +68,11 @@ int ct_http2_stand_in(ct_http2_t *h2, ct_http2_stream_t *st, const char *why);
 
 /* The pump runs at the end of this loop turn. */
 void ct_http2_schedule_pump(ct_http2_t *h2);
+
+/* The flood budget (see http2.h): a frame that did no work spends one, and
+ * work done earns credit. */
+void ct_http2_no_work(ct_http2_t *h2);
+void ct_http2_credit(ct_http2_t *h2, double frames);
 
 /* nghttp2's callbacks for what arrives (http2_recv.c). */
 void ct_http2_recv_callbacks(nghttp2_session_callbacks *cbs);

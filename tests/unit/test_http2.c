@@ -432,6 +432,61 @@ Test(http2, a_client_speaking_http1_is_dropped_and_the_others_go_on) {
     net_stop(&N.svc.service);
 }
 
+/* Whether the raw client got a GOAWAY with error code `code`. */
+static int got_goaway(const h_raw_t *raw, uint32_t code) {
+    size_t at = 0;
+    while (at + 9 <= raw->in_len) {
+        const uint8_t *f = (const uint8_t *)raw->in + at;
+        size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+        if (at + 9 + len > raw->in_len) break;
+        if (f[3] == 7 && len >= 8 &&
+            ((uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 | (uint32_t)f[15] << 8 | f[16]) == code)
+            return 1;
+        at += 9 + len;
+    }
+    return 0;
+}
+
+/* A peer that sends frames that do no work (PRIORITY, here) spends its
+ * budget: GOAWAY ENHANCE_YOUR_CALM (0xb) and the end, while the others go
+ * on. Below the budget, nothing happens. */
+Test(http2, a_flood_of_frames_that_do_no_work_is_closed) {
+    enum { FLOOD = CT_HTTP2_FLOOD_BURST + 200, FRAME = 14, HALF = CT_HTTP2_FLOOD_BURST / 2 };
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+    static uint8_t bytes[sizeof preface - 1 + FLOOD * FRAME];
+    uint8_t *flood = bytes + sizeof preface - 1;
+    static h2_conn_t conn;
+    static h_raw_t raw;
+    size_t i;
+    memcpy(bytes, preface, sizeof preface - 1);
+    for (i = 0; i < FLOOD; i++) { /* PRIORITY on stream 2i+1: depends on 0, weight 16 */
+        uint8_t *f = flood + i * FRAME;
+        uint32_t id = (uint32_t)(2 * i + 1);
+        memset(f, 0, FRAME);
+        f[2] = 5;
+        f[3] = 2;
+        f[5] = (uint8_t)(id >> 24), f[6] = (uint8_t)(id >> 16), f[7] = (uint8_t)(id >> 8);
+        f[8] = (uint8_t)id;
+        f[13] = 15;
+    }
+    net_start();
+    ct_service_fn_init(&N.svc, &H.ct, answer_fn, NULL);
+    listen_h2(&N.svc.service, 0);
+    h_raw_connect(&raw, N.bound);
+    h_raw_write(&raw, bytes, (size_t)(flood - bytes) + HALF * FRAME); /* within the budget */
+    h2_connect(&conn, N.bound, 200, NULL);
+    H_RUN_UNTIL(all_done(&conn, 1));
+    cr_assert_eq(raw.end, 0, "half the budget closes nothing");
+    h_raw_write(&raw, flood + HALF * FRAME, (FLOOD - HALF) * FRAME);
+    H_RUN_UNTIL(raw.end);
+    cr_assert(got_goaway(&raw, 0xb), "GOAWAY ENHANCE_YOUR_CALM before the end");
+    cr_assert_eq(conn.failed, 0);
+    cr_assert_eq(conn.wrong, 0);
+    h_raw_close(&raw);
+    h2_close(&conn);
+    net_stop(&N.svc.service);
+}
+
 /* Over an in-memory channel that holds one chunk of bytes at a time, each
  * side's output keeps stalling: everything still arrives, in one piece. */
 Test(http2, everything_arrives_over_a_channel_that_holds_one_chunk) {
