@@ -82,6 +82,13 @@ static int error_reply(size_t room, int status, void **response) {
     uint8_t out[256];
     size_t size = 0;
     int code = status == CT_ETIMEDOUT ? 504 : 502;
+    if (ct_http_refusal_status(status)) { /* the request itself: 400, 408, 413, 431 */
+        memset(out, 0, room);
+        if (ct_http_format_refusal(out + room, sizeof out - room, status, &size) != 0)
+            return status;
+        *response = ct_buf_from(out, room + size);
+        return *response ? 0 : status;
+    }
     snprintf(fields, sizeof fields, "X-Ctower-Error: %s\r\n", ct_err_name(status));
     memset(out, 0, room);
     if (ct_http_format_response(out + room, sizeof out - room, code, fields, NULL, 0, &size) != 0)

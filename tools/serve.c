@@ -77,6 +77,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     cfg.server.max_in_flight = 128; /* per connection; beyond it the server stops reading */
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &s->wire.pool;
+    if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
     cfg.reuse_port = reuse_port;
     r = ct_listener_init(&s->listener, &s->ct, address, &s->echo.service, &cfg);
     if (r != 0) {

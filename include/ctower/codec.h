@@ -48,6 +48,10 @@ struct ct_codec {
      * bound): an HTTP/1.1 codec must remember which requests were HEADs.
      * A stream passes it on as its transport's max_in_flight. */
     size_t max_pending;
+    /* 1 while the pending frame's head is still arriving (HTTP/1.1: its start
+     * line and fields), set by codecs that have one: a listener's header
+     * timeout applies then, its body timeout otherwise (listener.h). */
+    int in_header;
     /* private */
     int error;   /* sticky */
     size_t scan; /* bytes of the pending frame already examined */

@@ -10,6 +10,12 @@
  * the server stops reading, so memory stays bounded with a slow service. A
  * service error goes to the on_error hook, which may turn it into a response;
  * without it, the connection closes after the responses before it are sent.
+ * A receive error that refuses what the peer sent (CT_EMALFORMED,
+ * CT_EFRAMETOOLARGE, CT_EHEADERTOOLARGE, CT_EREQTIMEOUT) goes to on_error
+ * too, when there is one: the requests read before it are answered, then
+ * on_error's answer, then the connection closes (an HTTP server answers 400,
+ * 413, 431 or 408 that way; ct_http_refusal() writes them). Without on_error,
+ * and for any other receive error, the connection ends at once.
  * When the peer closes its write side, or on ct_server_shutdown(), the server
  * stops reading, answers what it has read, shuts its write side and closes.
  */
@@ -82,6 +88,7 @@ struct ct_server {
     int ending;
     int transport_closed;
     int status;
+    uint64_t last_request_ms;
     ct_server_config_t cfg;
     ct_server_close_cb close_cb;
     ct_waker_t ready_waker;
@@ -99,6 +106,18 @@ int ct_server_close(ct_server_t *srv);
 
 /* Requests read and not yet answered. */
 size_t ct_server_in_flight(const ct_server_t *srv);
+
+/* Refuses the rest of what the peer sends, as for a malformed request:
+ * stops reading, answers every request already read, then sends on_error's
+ * answer to status (an HTTP server's 408 for CT_EREQTIMEOUT, say), shuts
+ * the write side and closes; without on_error, it ends after the answers
+ * with status. The listener's header and body timeouts call it. CT_ECLOSING
+ * if the server is already ending or draining. */
+int ct_server_refuse(ct_server_t *srv, int status);
+
+/* uv_now() when the last request was read (or the server started): idle
+ * timeouts count from it, not from the last byte. */
+uint64_t ct_server_last_request(const ct_server_t *srv);
 
 /* 0, or CT_EINVAL for a configuration the server would refuse: get_tag
  * without set_tag or the other way round, or tag accessors without

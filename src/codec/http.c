@@ -12,6 +12,7 @@
 #include "http_rules.h"
 
 #include <http_parser.h>
+#include <limits.h>
 #include <string.h>
 
 _Static_assert(sizeof(http_parser) <= sizeof(((ct_http_codec_t *)0)->parser),
@@ -61,9 +62,47 @@ static int response_headers(http_parser *p, int head) {
     return p->uses_transfer_encoding || !(p->flags & F_CONTENTLENGTH) ? -1 : 0;
 }
 
+/* A field name, or a piece of one (a name that spans reads comes in
+ * pieces): a new field when a value came before it. More fields than the
+ * view holds (or than the limit) are CT_EHEADERTOOLARGE. */
 static int on_field_name(http_parser *p, const char *at, size_t len) {
+    ct_http_codec_t *c = p->data;
+    if (!ct_http_name_ok(at, len)) return -1;
+    if (!c->in_name) {
+        c->in_name = 1;
+        if (++c->nfields > c->max_fields) return c->why = CT_EHEADERTOOLARGE, -1;
+    }
+    return 0;
+}
+
+/* A value, or a piece of one: the head reaches at least its end. */
+static int on_field_value(http_parser *p, const char *at, size_t len) {
+    ct_http_codec_t *c = p->data;
+    c->in_name = 0;
+    c->head_bytes = (size_t)(at + len - c->frame);
+    return 0;
+}
+
+/* What is sent is checked without a codec behind p->data. */
+static int on_name_checked(http_parser *p, const char *at, size_t len) {
     (void)p;
     return ct_http_name_ok(at, len) ? 0 : -1;
+}
+
+/* The head is whole: from now on the body timeout applies, and a body over
+ * the maximum is refused from its Content-Length, before any of it is read. */
+static int head_done(http_parser *p) {
+    ct_http_codec_t *c = p->data;
+    c->codec.in_header = 0;
+    if (c->head_bytes > c->max_header) return c->why = CT_EHEADERTOOLARGE, -1;
+    if (p->content_length != ULLONG_MAX && (p->flags & F_CONTENTLENGTH) &&
+        p->content_length > c->codec.max_payload)
+        return c->why = CT_EFRAMETOOLARGE, -1;
+    return 0;
+}
+
+static int on_request_headers(http_parser *p) {
+    return head_done(p) != 0 ? -1 : 0;
 }
 
 static int on_complete(http_parser *p) {
@@ -72,27 +111,45 @@ static int on_complete(http_parser *p) {
 }
 
 static int on_decoded_response_headers(http_parser *p) {
+    if (head_done(p) != 0) return -1;
     return response_headers(p, ((ct_http_codec_t *)p->data)->head);
 }
 
 static const http_parser_settings decode_settings = {
     .on_header_field = on_field_name,
+    .on_header_value = on_field_value,
     .on_headers_complete = on_decoded_response_headers, /* responses only: see start_message */
     .on_message_complete = on_complete,
 };
 
-static const http_parser_settings request_settings = {
+static const http_parser_settings request_decode_settings = {
     .on_header_field = on_field_name,
+    .on_header_value = on_field_value,
+    .on_headers_complete = on_request_headers,
+    .on_message_complete = on_complete,
+};
+
+/* For checking what is sent. */
+static const http_parser_settings request_settings = {
+    .on_header_field = on_name_checked,
     .on_message_complete = on_complete,
 };
 
 static void start_message(ct_http_codec_t *c) {
     http_parser_init(parser_of(c), c->client ? HTTP_RESPONSE : HTTP_REQUEST);
     c->head = c->client && pending_is_head(c);
+    c->codec.in_header = 1;
+    c->nfields = 0;
+    c->in_name = 0;
+    c->why = 0;
 }
 
-static int parse_error(const http_parser *p) {
-    return HTTP_PARSER_ERRNO(p) == HPE_HEADER_OVERFLOW ? CT_EFRAMETOOLARGE : CT_EMALFORMED;
+/* An interim response's fields do not count against the final one's. */
+static int parse_error(const ct_http_codec_t *c) {
+    if (c->why) return c->why;
+    return HTTP_PARSER_ERRNO(parser_of((ct_http_codec_t *)c)) == HPE_HEADER_OVERFLOW
+               ? CT_EHEADERTOOLARGE
+               : CT_EMALFORMED;
 }
 
 /* The message that ends at codec.scan is whole: an interim response is kept
@@ -133,16 +190,19 @@ static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
         size_t n;
         int r;
         p->data = c; /* the codec may have been copied since */
-        n = http_parser_execute(p, c->client ? &decode_settings : &request_settings,
+        c->frame = (const char *)data + c->interim;
+        n = http_parser_execute(p, c->client ? &decode_settings : &request_decode_settings,
                                 (const char *)data + codec->scan, end - codec->scan);
         codec->scan += n;
         if (HTTP_PARSER_ERRNO(p) != HPE_PAUSED) {
-            if (HTTP_PARSER_ERRNO(p) != HPE_OK) return parse_error(p);
+            if (HTTP_PARSER_ERRNO(p) != HPE_OK) return parse_error(c);
             break; /* took every byte: the message goes on */
         }
         if ((r = message_done(c, frame)) != 0) return r;
     }
-    return len >= codec->max_payload ? CT_EFRAMETOOLARGE : CT_CODEC_NEED_MORE;
+    if (codec->in_header && codec->scan - c->interim > c->max_header) return CT_EHEADERTOOLARGE;
+    if (len >= codec->max_payload) return codec->in_header ? CT_EHEADERTOOLARGE : CT_EFRAMETOOLARGE;
+    return CT_CODEC_NEED_MORE;
 }
 
 /* What checking a payload to send needs to know. */
@@ -158,7 +218,7 @@ static int on_encoded_response_headers(http_parser *p) {
 }
 
 static const http_parser_settings encode_settings = {
-    .on_header_field = on_field_name,
+    .on_header_field = on_name_checked,
     .on_headers_complete = on_encoded_response_headers,
     .on_message_complete = on_complete,
 };
@@ -227,6 +287,15 @@ static void init(ct_http_codec_t *c, size_t max_payload, int client) {
     c->codec.size = sizeof *c;
     c->codec.max_pending = CT_HTTP_MAX_PENDING;
     c->client = client;
+    c->max_header = CT_HTTP_DEFAULT_MAX_HEADER;
+    c->max_fields = CT_HTTP_MAX_HEADERS;
+}
+
+int ct_http_codec_limits(ct_http_codec_t *c, size_t max_header, size_t max_fields) {
+    if (max_fields > CT_HTTP_MAX_HEADERS) return CT_EINVAL;
+    c->max_header = max_header ? max_header : CT_HTTP_DEFAULT_MAX_HEADER;
+    c->max_fields = max_fields ? (uint32_t)max_fields : CT_HTTP_MAX_HEADERS;
+    return 0;
 }
 
 void ct_http_codec_init_server(ct_http_codec_t *c, size_t max_payload) {

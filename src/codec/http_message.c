@@ -5,6 +5,7 @@
 #include "http_rules.h"
 
 #include <http_parser.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -245,4 +246,29 @@ int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fi
     put_str(&w, reason);
     put_str(&w, "\r\n");
     return finish(&w, fields, !no_body, body, body_len, size);
+}
+
+int ct_http_refusal_status(int error) {
+    switch (error) {
+    case CT_EMALFORMED:
+        return 400;
+    case CT_EREQTIMEOUT:
+        return 408;
+    case CT_EFRAMETOOLARGE:
+        return 413;
+    case CT_EHEADERTOOLARGE:
+        return 431;
+    default:
+        return 0;
+    }
+}
+
+int ct_http_format_refusal(uint8_t *out, size_t cap, int error, size_t *size) {
+    int status = ct_http_refusal_status(error);
+    char body[64];
+    size_t n;
+    if (!status) return CT_EINVAL;
+    n = (size_t)snprintf(body, sizeof body, "%d %s\n", status,
+                         http_status_str((enum http_status)status));
+    return ct_http_format_response(out, cap, status, "Connection: close\r\n", body, n, size);
 }

@@ -329,6 +329,28 @@ static int answer_at_once(ct_server_t *srv, void *msg, uint32_t tag) {
     return 1;
 }
 
+/* Errors that refuse what the peer sent, rather than break the connection:
+ * the requests before it are answered, then on_error's answer to the error
+ * itself (an HTTP server's 400, 413, 431 or 408), then the end. */
+static int is_refusal(int status) {
+    return status == CT_EMALFORMED || status == CT_EFRAMETOOLARGE || status == CT_EHEADERTOOLARGE ||
+           status == CT_EREQTIMEOUT;
+}
+
+/* The last answer of a refused connection, after the ones before it: a slot
+ * of its own, settled with the error (which on_error may answer). */
+static void refuse(ct_server_t *srv, int status) {
+    srv->reading = 0;
+    srv->draining = 1;
+    ct_transport_recv_stop(srv->transport);
+    if (srv->nfree > 0) {
+        settle(srv, new_slot(srv, NULL, 0), status, NULL);
+        send_responses(srv);
+    } else {
+        finish_if_drained(srv); /* no slot (not seen: reading stops at the bound) */
+    }
+}
+
 static void on_recv(ct_transport_t *t, int status, void *msg) {
     ct_server_t *srv = t->owner;
     uint32_t tag;
@@ -338,10 +360,13 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
         srv->draining = 1;
         if (status == UV_EOF)
             finish_if_drained(srv); /* the peer is done asking; answer the rest */
+        else if (is_refusal(status) && srv->cfg.on_error)
+            refuse(srv, status);
         else
             finish(srv, status, 0);
         return;
     }
+    srv->last_request_ms = uv_now(srv->loop->uv);
     tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     if (srv->call_count == 0) { /* nothing waits for the service: no queue */
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
@@ -408,6 +433,7 @@ int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
     srv->status = 0;
     srv->cfg = cfg ? *cfg : defaults;
     srv->close_cb = close_cb;
+    srv->last_request_ms = uv_now(loop->uv);
     ct_waker_init(&srv->ready_waker, loop, on_service_ready);
     ct_waker_init(&srv->send_waker, loop, on_send_ready);
     transport->owner = srv;
@@ -428,6 +454,19 @@ int ct_server_shutdown(ct_server_t *srv) {
     ct_transport_recv_stop(srv->transport);
     finish_if_drained(srv);
     return 0;
+}
+
+int ct_server_refuse(ct_server_t *srv, int status) {
+    if (srv->ending || srv->draining) return CT_ECLOSING;
+    if (srv->cfg.on_error)
+        refuse(srv, status);
+    else
+        finish(srv, status, 1);
+    return 0;
+}
+
+uint64_t ct_server_last_request(const ct_server_t *srv) {
+    return srv->last_request_ms;
 }
 
 int ct_server_close(ct_server_t *srv) {

@@ -167,14 +167,15 @@ Test(http, a_message_over_the_maximum_is_too_large) {
     ct_frame_t f;
     ct_http_codec_init_server(&server, 100);
     memset(big, 'a', sizeof big - 1);
-    memcpy(big, "GET /", 5); /* a target that never ends */
-    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(big), &f), CT_EFRAMETOOLARGE);
+    memcpy(big, "GET /", 5); /* a target that never ends: a head too large (431) */
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(big), &f), CT_EHEADERTOOLARGE);
     ct_http_codec_init_server(&server, 100);
     cr_assert_eq(ct_codec_decode(&server.codec, (const uint8_t *)big, 99, &f), CT_CODEC_NEED_MORE);
     ct_http_codec_init_server(&server, 100);
     cr_assert_eq(ct_codec_decode(&server.codec,
                                  BYTES("POST / HTTP/1.1\r\nContent-Length: 200\r\n\r\nabc"), &f),
-                 CT_CODEC_NEED_MORE, "the body has not all arrived");
+                 CT_EFRAMETOOLARGE, "decided from the Content-Length, before the body");
+    ct_http_codec_init_server(&server, 100);
     snprintf(big, sizeof big, "POST / HTTP/1.1\r\nContent-Length: 200\r\n\r\n%0200d", 0);
     cr_assert_eq(ct_codec_decode(&server.codec, BYTES(big), &f), CT_EFRAMETOOLARGE);
     ct_http_codec_init_server(&server, 100);
@@ -857,3 +858,40 @@ Test(alloc_http, pipelined_http_allocates_nothing_per_request) {
     net_stop(&conn, 1);
 }
 #endif
+
+/* The head's limits: fields beyond max_fields, bytes beyond max_header. */
+Test(http, a_head_over_its_limits_is_431) {
+    static const char two[] = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
+    static const char three[] = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    static const char partial[] = "GET / HTTP/1.1\r\nA: 1";
+    ct_frame_t f;
+    ct_http_codec_init_server(&server, 0);
+    cr_assert_eq(ct_http_codec_limits(&server, 0, CT_HTTP_MAX_HEADERS + 1), CT_EINVAL);
+    cr_assert_eq(ct_http_codec_limits(&server, 30, 2), 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(partial), &f), CT_CODEC_NEED_MORE);
+    cr_assert(server.codec.in_header, "the head is still arriving");
+    ct_codec_reset(&server.codec);
+    cr_assert_eq(ct_http_codec_limits(&server, 0, 2), 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(two), &f), CT_CODEC_FRAME);
+    ct_http_codec_init_server(&server, 0);
+    cr_assert_eq(ct_http_codec_limits(&server, 0, 2), 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(three), &f), CT_EHEADERTOOLARGE);
+    ct_http_codec_init_server(&server, 0);
+    cr_assert_eq(ct_http_codec_limits(&server, 20, 0), 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(two), &f), CT_EHEADERTOOLARGE);
+}
+
+Test(http, refusals_have_their_status_and_close) {
+    uint8_t out[256];
+    size_t size = 0;
+    cr_assert_eq(ct_http_refusal_status(CT_EMALFORMED), 400);
+    cr_assert_eq(ct_http_refusal_status(CT_EREQTIMEOUT), 408);
+    cr_assert_eq(ct_http_refusal_status(CT_EFRAMETOOLARGE), 413);
+    cr_assert_eq(ct_http_refusal_status(CT_EHEADERTOOLARGE), 431);
+    cr_assert_eq(ct_http_refusal_status(UV_ECONNRESET), 0);
+    cr_assert_eq(ct_http_format_refusal(out, sizeof out, UV_EOF, &size), CT_EINVAL);
+    cr_assert_eq(ct_http_format_refusal(out, sizeof out, CT_EHEADERTOOLARGE, &size), 0);
+    out[size < sizeof out ? size : sizeof out - 1] = 0;
+    cr_assert(strncmp((char *)out, "HTTP/1.1 431 ", 13) == 0, "%s", out);
+    cr_assert(strstr((char *)out, "Connection: close\r\n") != NULL, "%s", out);
+}

@@ -18,7 +18,10 @@
  * chunked last, bad characters in the start line or a field: all these
  * are CT_EMALFORMED, and end the connection, since what follows could not
  * be framed with certainty (request smuggling). A message over max_payload
- * bytes is CT_EFRAMETOOLARGE.
+ * bytes is CT_EFRAMETOOLARGE (decided from a Content-Length as soon as the
+ * head is read); a head over its limits (ct_http_codec_limits()) is
+ * CT_EHEADERTOOLARGE. A server with an on_error hook answers these with
+ * ct_http_format_refusal() before it closes (server.h).
  *
  * What framing needs beyond one message is kept here:
  * - The response to a HEAD request has no body, whatever its headers say.
@@ -67,8 +70,9 @@ extern "C" {
 #endif
 
 enum {
-    CT_HTTP_MAX_PENDING = 512, /* requests awaiting their responses, per connection */
-    CT_HTTP_MAX_HEADERS = 64   /* header (and trailer) fields a message view holds */
+    CT_HTTP_MAX_PENDING = 512,            /* requests awaiting their responses, per connection */
+    CT_HTTP_MAX_HEADERS = 64,             /* header (and trailer) fields a message view holds */
+    CT_HTTP_DEFAULT_MAX_HEADER = 64 << 10 /* bytes of a start line and fields, by default */
 };
 
 typedef struct ct_http_codec {
@@ -80,6 +84,13 @@ typedef struct ct_http_codec {
     int trusted;        /* ct_http_codec_trust_sent() */
     int ended;          /* a server's codec read its connection's last request */
     size_t interim;     /* bytes of 1xx responses before the pending one */
+    size_t max_header;  /* bytes of the head at most (ct_http_codec_limits) */
+    uint32_t max_fields;
+    uint32_t nfields;   /* of the message being decoded */
+    int in_name;        /* its last piece was a field's name */
+    int why;            /* the error a callback refused the message with */
+    size_t head_bytes;  /* of its head read so far (to the end of its last field) */
+    const char *frame;  /* where it starts, during a decode */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
     uint64_t heads[CT_HTTP_MAX_PENDING / 64];  /* bit i % MAX: request i is a HEAD */
@@ -93,6 +104,16 @@ void ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
 
 /* Likewise, for a client: encodes requests, decodes responses. */
 void ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
+
+/* Limits on what a peer may send before the body: max_header bytes of
+ * start line and fields (0: CT_HTTP_DEFAULT_MAX_HEADER), max_fields header
+ * (and trailer) fields (0: CT_HTTP_MAX_HEADERS, which is also the most a
+ * message view holds). Past either, decoding fails with CT_EHEADERTOOLARGE
+ * (a server answers 431, see ct_http_refusal_status()); a body whose
+ * Content-Length is over max_payload fails with CT_EFRAMETOOLARGE as soon
+ * as the head is read. Returns 0, or CT_EINVAL for max_fields over
+ * CT_HTTP_MAX_HEADERS. */
+int ct_http_codec_limits(ct_http_codec_t *codec, size_t max_header, size_t max_fields);
 
 /* Encoding parses each message to check it, which is about as costly as
  * decoding it. A side whose messages are whole by construction can skip
@@ -157,6 +178,19 @@ int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const c
  * body_len that length. */
 int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
                             const void *body, size_t body_len, size_t *size);
+
+/* The status a server answers a refused request with, by the error that
+ * refused it (the codec's, or the listener's timeouts): CT_EMALFORMED 400,
+ * CT_EREQTIMEOUT 408, CT_EFRAMETOOLARGE 413 (a body over the maximum,
+ * decided from its Content-Length before any of it arrives),
+ * CT_EHEADERTOOLARGE 431 (too many header bytes or fields); 0 for any
+ * other error. */
+int ct_http_refusal_status(int error);
+
+/* Writes that answer, "Connection: close" and a one-line body, as
+ * ct_http_format_response() does; CT_EINVAL for an error that has none.
+ * A server's on_error hook (server.h) sends it for the refusal. */
+int ct_http_format_refusal(uint8_t *out, size_t cap, int error, size_t *size);
 
 #ifdef __cplusplus
 }
