@@ -16,12 +16,14 @@ set -euo pipefail
 # libnghttp2-dev is the HTTP/2 session under ct_http2_t; nghttp2-client's
 # h2load and nghttp, and nghttp2-server's nghttpd, the HTTP/2 peers of its
 # tests and of bench/compare-http2.
+# python3 runs the hostile-client suite (tests/hostile: attack clients of
+# the standard library only).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
 # certificates of the tool's TLS test (tests/cli.sh).
 packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
   redis-server redis-tools nutcracker valgrind nginx-light
-  libnghttp2-dev nghttp2-client nghttp2-server)
+  libnghttp2-dev nghttp2-client nghttp2-server python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

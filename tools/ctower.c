@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "usage:\n"
             "  ctower serve ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp|http] "
             "[--threads N]\n"
-            "               [--tls-cert FILE --tls-key FILE]\n"
+            "               [--tls-cert FILE --tls-key FILE] [LIMITS]\n"
             "  ctower bench [--server ADDR] [--mode pipeline|multiplex] [--codec "
             "length|line|crlf|resp|http]\n"
             "               [--connections N] [--depth N] [--size BYTES] [--duration S | "
@@ -26,11 +26,20 @@ static void usage(FILE *f) {
             "               [--codec length|line|crlf|resp|http] [--timeout S] [--retry]\n"
             "               [--max-in-flight N] [--rate N] [--load in-flight|peak-ewma] [--shard]\n"
             "               [--breaker N]\n"
-            "               [--tls-cert FILE --tls-key FILE]\n"
+            "               [--tls-cert FILE --tls-key FILE] [LIMITS]\n"
             "               [--tls [--tls-ca FILE]]\n"
             "  ctower call ADDR [--mode pipeline|multiplex] [--codec length|line|crlf|resp|http] "
             "[--timeout S]\n"
             "               [--tls [--tls-ca FILE]] [--] [MESSAGE ...]\n"
+            "\n"
+            "LIMITS of serve and proxy, for clients that are slow or hostile:\n"
+            "  --header-timeout S  a request's head must arrive within S seconds of its\n"
+            "                      first byte (default 10; 0: no limit); else 408, close\n"
+            "  --body-timeout S    the whole request within S seconds (default 60; 0: none)\n"
+            "  --idle-timeout S    close a connection with no request for S seconds\n"
+            "                      (default 60; 0: never)\n"
+            "  --max-connections N open at most (default: the fd limit less a reserve);\n"
+            "                      beyond it new clients wait in the kernel's backlog\n"
             "\n"
             "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
             "bench starts an echo server of its own on a free loopback port; --reconnect\n"
@@ -82,6 +91,9 @@ int main(int argc, char **argv) {
     o.duration_s = 5;
     o.threads = 1;
     o.timeout_s = 5;
+    o.header_timeout_s = 10;
+    o.body_timeout_s = 60;
+    o.idle_timeout_s = 60;
     /* A peer that resets a connection while a write is pending would
      * otherwise kill the process: libuv writes with write(), which raises
      * SIGPIPE; ignored, the write fails with EPIPE and the connection ends. */

@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <sys/resource.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,10 @@ static const struct {
     {"--tls-cert", SERVE | PROXY},
     {"--tls-key", SERVE | PROXY},
     {"--threads", BENCH | SERVE},
+    {"--header-timeout", SERVE | PROXY},
+    {"--body-timeout", SERVE | PROXY},
+    {"--idle-timeout", SERVE | PROXY},
+    {"--max-connections", SERVE | PROXY},
     {"--timeout", CALL | PROXY},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
@@ -216,6 +222,18 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         } else if (strcmp(a, "--rate") == 0) {
             if (whole_number(a, v, 1, 1e9, &d)) return -1;
             o->rate_per_s = (long)d;
+        } else if (strcmp(a, "--header-timeout") == 0) {
+            if (number(a, v, 0, 86400, &d)) return -1;
+            o->header_timeout_s = d;
+        } else if (strcmp(a, "--body-timeout") == 0) {
+            if (number(a, v, 0, 86400, &d)) return -1;
+            o->body_timeout_s = d;
+        } else if (strcmp(a, "--idle-timeout") == 0) {
+            if (number(a, v, 0, 86400, &d)) return -1;
+            o->idle_timeout_s = d;
+        } else if (strcmp(a, "--max-connections") == 0) {
+            if (whole_number(a, v, 1, 1e7, &d)) return -1;
+            o->max_connections = (long)d;
         } else if (strcmp(a, "--threads") == 0) {
             if (whole_number(a, v, 1, 64, &d)) return -1;
             o->threads = (int)d;
@@ -362,4 +380,23 @@ const char *codec_name(const options_t *o) {
            : o->crlf       ? "crlf"
            : o->line_codec ? "line"
                            : "length";
+}
+
+/* The fd limit less a reserve for the process's own files (backends, logs,
+ * the listening sockets), shared by the loops: past it new clients wait in
+ * the backlog rather than make accept() fail with EMFILE. */
+size_t options_max_connections(const options_t *o) {
+    struct rlimit rl;
+    size_t n;
+    if (o->max_connections) return (size_t)o->max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 10000;
+    n = rl.rlim_cur > 128 ? (size_t)rl.rlim_cur - 64 - (size_t)rl.rlim_cur / 20 : 16;
+    return n / (size_t)(o->threads > 0 ? o->threads : 1);
+}
+
+void options_listener(const options_t *o, ct_listener_config_t *cfg) {
+    cfg->header_timeout_ms = (uint64_t)(o->header_timeout_s * 1000);
+    cfg->body_timeout_ms = (uint64_t)(o->body_timeout_s * 1000);
+    cfg->idle_timeout_ms = (uint64_t)(o->idle_timeout_s * 1000);
+    cfg->max_connections = options_max_connections(o);
 }

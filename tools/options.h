@@ -28,6 +28,10 @@ typedef struct options {
     double duration_s;
     long long requests; /* 0: run for duration_s */
     int threads;
+    double header_timeout_s; /* serve, proxy: a request's head must arrive within it (0: never) */
+    double body_timeout_s;   /* ... and the whole request within it */
+    double idle_timeout_s;   /* ... a connection with no request for it is closed */
+    long max_connections;    /* ... open at most (0: the fd limit less a reserve) */
     int json;
     int reconnect;       /* bench: each connection is a ct_reconnect_t */
     int retry;           /* bench: each connection under a ct_retry_t */
@@ -73,6 +77,11 @@ typedef struct wire {
 } wire_t;
 
 void wire_init(wire_t *w, const options_t *o, size_t pool_cap);
+
+/* The listener settings of serve and proxy: the timeouts and the
+ * connection bound (by default the fd limit less a reserve, per loop). */
+size_t options_max_connections(const options_t *o);
+void options_listener(const options_t *o, ct_listener_config_t *cfg);
 void wire_destroy(wire_t *w);
 
 /* The transport a client uses over stream, just connected: the stream, or

@@ -180,6 +180,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.stream = p->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
     cfg.http2 = o->http2 ? &p->wire.h2_server : NULL;
+    options_listener(o, &cfg);
     if (o->resp) {
         ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
         cfg.stream.codec = &p->commands.codec;

@@ -4,10 +4,11 @@
  *
  * At max_connections it stops accepting (the kernel's backlog holds the
  * next ones) and resumes as connections close. With idle_timeout_ms, a
- * connection with nothing in flight and nothing read for that long is shut
- * down gracefully. ct_listener_shutdown() stops accepting, lets every server
- * finish what it has read, aborts those still running at the deadline, and
- * calls back once everything is closed.
+ * connection with nothing in flight and no request read for that long is
+ * shut down gracefully; with header_timeout_ms and body_timeout_ms, a
+ * request that arrives too slowly (slowloris) is refused. ct_listener_shutdown() stops accepting,
+ * lets every server finish what it has read, aborts those still running at the deadline, and calls
+ * back once everything is closed.
  *
  * One listener runs on one loop. To use more cores, run a loop per thread,
  * each with its own listener on the same address (reuse_port) and its own
@@ -48,8 +49,19 @@ typedef struct ct_listener_config {
     ct_server_config_t server; /* each connection's server */
     ct_stream_config_t stream; /* each connection's transport */
     size_t max_connections;    /* 0: no limit */
-    uint64_t idle_timeout_ms;  /* 0: never close idle connections */
-    int backlog;               /* 0: 511 */
+    /* Idle: nothing in flight and no request read for this long (counted
+     * from the last request, not the last byte); shut down gracefully.
+     * 0: never. */
+    uint64_t idle_timeout_ms;
+    /* A request's head (HTTP/1.1: start line and fields; codecs that tell
+     * no head from body: none) must arrive within header_timeout_ms of its
+     * first byte, the whole request within body_timeout_ms; past either,
+     * the connection is refused with CT_EREQTIMEOUT (ct_server_refuse():
+     * an HTTP server's on_error answers 408). 0: no limit. Not for HTTP/2,
+     * whose own streams are bounded by the flood budget (http2.h). */
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    int backlog; /* 0: 511 */
     /* 1: other listeners may bind the same TCP address (SO_REUSEPORT), each
      * on its own loop and thread, and the kernel spreads new connections
      * over them: the way to serve one address from several cores. Every

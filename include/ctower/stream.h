@@ -104,6 +104,7 @@ typedef struct ct_stream {
     ct_task_t decode_task;
     ct_waitq_t send_waiters;
     uint64_t last_read_ms;
+    uint64_t partial_since_ms; /* a frame still arriving since then (0: none) */
     int writing, reading, uv_reading, ended, send_error, shut_pending;
     /* The codec's last message began the shutdown (CT_CODEC_LAST): nobody
      * waits for it until the owner asks for one too. */
@@ -146,8 +147,14 @@ const char *ct_stream_tls_protocol(const ct_stream_t *stream, size_t *len);
 /* The libuv stream underneath (for uv_accept, uv_tcp_connect, options). */
 uv_stream_t *ct_stream_uv(ct_stream_t *stream);
 
-/* uv_now() at the last byte received (for idle timeouts). */
+/* uv_now() at the last byte received. */
 uint64_t ct_stream_last_read(const ct_stream_t *stream);
+
+/* uv_now() at the read that brought the first byte of a frame still
+ * arriving while the reader waits for it, or 0 if there is none; *in_header
+ * (may be NULL) gets whether its head is still arriving (ct_codec_t's
+ * in_header). For the listener's header and body timeouts. */
+uint64_t ct_stream_partial_since(const ct_stream_t *stream, int *in_header);
 
 #ifdef __cplusplus
 }

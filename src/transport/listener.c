@@ -152,16 +152,42 @@ static void on_connection(uv_stream_t *server, int status) {
     accept_one(l);
 }
 
-static void sweep_idle(uv_timer_t *timer) {
+/* A request too slow to arrive (its head past header_timeout_ms, the rest
+ * past body_timeout_ms, from its first byte) is refused: 408 from an HTTP
+ * server's on_error. Returns 1 if c was. */
+static int too_slow(const ct_listener_t *l, conn_t *c, uint64_t now) {
+    int in_header = 0;
+    uint64_t since = c->h2.bytes ? 0 : ct_stream_partial_since(&c->stream, &in_header);
+    uint64_t limit = in_header ? l->cfg.header_timeout_ms : l->cfg.body_timeout_ms;
+    if (!since || !limit || now - since < limit) return 0;
+    ct_server_refuse(&c->server, CT_EREQTIMEOUT);
+    return 1;
+}
+
+/* Idle: nothing in flight, nothing arriving, no request for idle_timeout_ms
+ * (a drip of bytes that never makes a request does not keep it open). */
+static void sweep(uv_timer_t *timer) {
     ct_listener_t *l = timer->data;
     uint64_t now = uv_now(timer->loop);
-    ct_link_t *node;
-    for (node = l->conns.next; node != &l->conns; node = node->next) {
+    ct_link_t *node = l->conns.next;
+    while (node != &l->conns) {
         conn_t *c = CT_CONTAINER_OF(node, conn_t, link);
-        if (ct_server_in_flight(&c->server) == 0 &&
-            now - ct_stream_last_read(&c->stream) >= l->cfg.idle_timeout_ms)
+        node = node->next; /* refusing may end it */
+        if (too_slow(l, c, now)) continue;
+        if (l->cfg.idle_timeout_ms && ct_server_in_flight(&c->server) == 0 &&
+            now - ct_server_last_request(&c->server) >= l->cfg.idle_timeout_ms)
             ct_server_shutdown(&c->server);
     }
+}
+
+/* Every quarter of the shortest timeout: a connection is ended at most a
+ * quarter late. */
+static uint64_t sweep_every(const ct_listener_config_t *cfg) {
+    uint64_t t[3] = {cfg->idle_timeout_ms, cfg->header_timeout_ms, cfg->body_timeout_ms}, m = 0;
+    int i;
+    for (i = 0; i < 3; i++)
+        if (t[i] && (!m || t[i] < m)) m = t[i];
+    return m ? (m / 4 ? m / 4 : 1) : 0;
 }
 
 static void on_deadline(uv_timer_t *timer) {
@@ -331,10 +357,7 @@ int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_
         uv_close((uv_handle_t *)&l->timer, NULL);
         return r;
     }
-    if (cfg->idle_timeout_ms) {
-        uint64_t every = cfg->idle_timeout_ms / 2 ? cfg->idle_timeout_ms / 2 : 1;
-        uv_timer_start(&l->timer, sweep_idle, every, every);
-    }
+    if (sweep_every(cfg)) uv_timer_start(&l->timer, sweep, sweep_every(cfg), sweep_every(cfg));
     return 0;
 }
 

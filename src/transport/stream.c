@@ -236,9 +236,19 @@ static int decode_generic(ct_stream_t *s) {
     return 0;
 }
 
+/* A frame still arriving, while the reader wants it, has been since the
+ * read that brought its first byte (the listener's header and body
+ * timeouts); frames taken end it. */
+static void note_partial(ct_stream_t *s, size_t before) {
+    if (s->rlen < before || s->rlen == 0 || !s->reading) s->partial_since_ms = 0;
+    if (s->rlen > 0 && s->reading && !s->partial_since_ms)
+        s->partial_since_ms = uv_now(s->h.stream.loop);
+}
+
 /* Delivers every whole frame buffered, while the reader wants them. */
 static void decode_buffered(ct_stream_t *s) {
     ct_codec_t *c = codec(s);
+    size_t before = s->rlen;
     int r;
     if (c->error) { /* sticky: a stream that went wrong stays wrong */
         end_stream(s, c->error);
@@ -246,6 +256,7 @@ static void decode_buffered(ct_stream_t *s) {
     }
     r = c->prefix_be32 ? decode_be32(s) : decode_generic(s);
     if (r == 0 && s->rlen == 0) s->rstart = 0;
+    note_partial(s, before);
 }
 
 static void tls_pump(ct_stream_t *s);
@@ -795,4 +806,9 @@ uv_stream_t *ct_stream_uv(ct_stream_t *s) {
 
 uint64_t ct_stream_last_read(const ct_stream_t *s) {
     return s->last_read_ms;
+}
+
+uint64_t ct_stream_partial_since(const ct_stream_t *s, int *in_header) {
+    if (in_header) *in_header = s->codec.base.in_header;
+    return s->ended ? 0 : s->partial_since_ms;
 }

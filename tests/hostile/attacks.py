@@ -180,11 +180,11 @@ def slowloris(port, stop_at, conns=200, every=0.5):
             s.close()
 
 
-def body_never_sent(port, stop_at):
-    """Headers that promise 100 MB, then nothing."""
+def body_never_sent(port, stop_at, length=100000000):
+    """Headers that promise a body of `length` bytes, then three of them."""
     s = connect(port)
     try:
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc")
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nabc" % length)
         s.settimeout(max(0.01, stop_at - time.time()))
         try:
             while s.recv(1 << 16):

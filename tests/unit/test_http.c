@@ -595,10 +595,20 @@ static void net_init(void) {
 /* Listens on a free loopback port with service, framed by the server's HTTP
  * codec or the line codec (line set), each connection's server asked to keep
  * max_in_flight requests (0: the default). */
+/* What a test sets before net_start() to have a server refuse and time out. */
+static struct net_refusals {
+    ct_server_error_fn on_error;
+    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
+} NR;
+
 static void net_listen(ct_service_t *service, int line, size_t max_in_flight) {
     ct_listener_config_t cfg;
     ct_address_t a;
     memset(&cfg, 0, sizeof cfg);
+    cfg.server.on_error = NR.on_error;
+    cfg.header_timeout_ms = NR.header_timeout_ms;
+    cfg.body_timeout_ms = NR.body_timeout_ms;
+    cfg.idle_timeout_ms = NR.idle_timeout_ms;
     cfg.stream.codec = line ? &N.line.codec : &N.server.codec;
     cfg.stream.pool = &net_pool;
     cfg.server.max_in_flight = max_in_flight;
@@ -894,4 +904,82 @@ Test(http, refusals_have_their_status_and_close) {
     out[size < sizeof out ? size : sizeof out - 1] = 0;
     cr_assert(strncmp((char *)out, "HTTP/1.1 431 ", 13) == 0, "%s", out);
     cr_assert(strstr((char *)out, "Connection: close\r\n") != NULL, "%s", out);
+}
+
+/* on_error: the refusal of a refused request, or nothing. */
+static int refusal(ct_server_t *srv, int status, void **response) {
+    ct_buf_t *b = ct_buf_pool_get(&net_pool, 256);
+    (void)srv;
+    cr_assert_not_null(b);
+    if (ct_http_format_refusal((uint8_t *)b->base, b->cap, status, &b->len) != 0) {
+        ct_buf_pool_put(&net_pool, b);
+        return status;
+    }
+    *response = b;
+    return 0;
+}
+
+/* Sends text on a raw connection and returns what the server sent before
+ * it closed. */
+static const char *raw_exchange(h_raw_t *raw, const char *text) {
+    memset(raw, 0, sizeof *raw);
+    h_raw_connect(raw, N.bound);
+    h_raw_write(raw, text, strlen(text));
+    H_RUN_UNTIL(raw->end);
+    cr_assert_eq(raw->end, UV_EOF, "%s", ct_err_name(raw->end));
+    raw->in[raw->in_len < sizeof raw->in ? raw->in_len : sizeof raw->in - 1] = 0;
+    h_raw_close(raw);
+    return raw->in;
+}
+
+/* The requests before a malformed one are answered, then 400, then the end. */
+Test(http_net, a_malformed_request_is_answered_400_after_the_ones_before) {
+    static h_raw_t raw;
+    const char *in;
+    NR = (struct net_refusals){refusal, 0, 0, 0};
+    net_start(target_echo, 0);
+    in = raw_exchange(&raw, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nBad Name: x\r\n\r\n");
+    cr_assert(strncmp(in, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", in);
+    cr_assert(strstr(in, "/aHTTP/1.1 400 Bad Request\r\nConnection: close\r\n") != NULL, "%s", in);
+    NR = (struct net_refusals){0};
+    net_stop(NULL, 0);
+}
+
+/* Slow requests: a head that does not arrive within the header timeout,
+ * a body within the body timeout: 408, then the end. A connection that
+ * sends a whole request in time is answered. */
+Test(http_net, requests_too_slow_to_arrive_get_408) {
+    static h_raw_t raw;
+    const char *in;
+    NR = (struct net_refusals){refusal, 50, 150, 0};
+    net_start(target_echo, 0);
+    in = raw_exchange(&raw, "GET /slow HTTP/1.1\r\nHost: x\r\nX-Never: end");
+    cr_assert(strncmp(in, "HTTP/1.1 408 Request Timeout\r\n", 30) == 0, "%s", in);
+    in = raw_exchange(&raw,
+                      "GET /a HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc");
+    cr_assert(strstr(in, "/aHTTP/1.1 408 Request Timeout\r\n") != NULL, "%s", in);
+    NR = (struct net_refusals){0};
+    net_stop(NULL, 0);
+}
+
+/* Idleness counts from the last request: a connection that only drips
+ * bytes of a head is closed by the idle timeout too, never kept open. */
+Test(http_net, a_drip_of_bytes_does_not_keep_a_connection_open) {
+    static h_raw_t raw;
+    int i;
+    NR = (struct net_refusals){NULL, 0, 0, 80};
+    net_start(target_echo, 0);
+    h_raw_connect(&raw, N.bound);
+    for (i = 0; i < 40 && !raw.end; i++) { /* one byte every 10 ms, for up to 400 ms */
+        static const char head[] =
+            "GET / HTTP/1.1\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        uint64_t until = uv_now(H.ct.uv) + 10;
+        h_raw_write(&raw, head + i, 1);
+        H_RUN_UNTIL(raw.end || uv_now(H.ct.uv) >= until);
+    }
+    H_RUN_UNTIL(raw.end);
+    cr_assert_lt(i, 40, "closed while it dripped (%d bytes)", i);
+    h_raw_close(&raw);
+    NR = (struct net_refusals){0};
+    net_stop(NULL, 0);
 }
