@@ -381,7 +381,7 @@ static int check_config(ct_reconnect_config_t *c) {
     if (c->multiplex && c->max_in_flight > (size_t)1 << 24) return CT_EINVAL; /* the slab's */
     if (c->backoff_min_ms == 0) c->backoff_min_ms = 100;
     if (c->backoff_max_ms == 0)
-        c->backoff_max_ms = c->backoff_min_ms > 10000 ? c->backoff_min_ms : 10000;
+        c->backoff_max_ms = c->backoff_min_ms > 1000 ? c->backoff_min_ms : 1000;
     if (c->backoff_max_ms < c->backoff_min_ms) return CT_EINVAL;
     return 0;
 }

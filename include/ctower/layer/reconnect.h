@@ -62,7 +62,9 @@ typedef struct ct_reconnect_config {
     void *free_ctx;
     /* Bounds each connect, name lookup included (0: the kernel's bound). */
     uint64_t connect_timeout_ms;
-    /* The pause after a failed connect (0: 100 ms and 10 s). */
+    /* The pause after a failed connect (0: 100 ms and 1 s: a backend that
+     * comes back is used again within about a second, and one that stays
+     * down gets about one connect a second). */
     uint64_t backoff_min_ms;
     uint64_t backoff_max_ms;
     /* Non-NULL: each connection speaks HTTP/2 (http2.h) over its stream,
