@@ -64,22 +64,25 @@ static int response_headers(http_parser *p, int head) {
 
 /* A field name, or a piece of one (a name that spans reads comes in
  * pieces): a new field when a value came before it. More fields than the
- * view holds (or than the limit) are CT_EHEADERTOOLARGE. */
+ * view holds (or than the limit) are refused, but only once the head (or
+ * the trailers) are whole: http_parser hands over a name that a read cuts
+ * before it knows the name is valid, and a name that turns out malformed
+ * must be CT_EMALFORMED however the bytes were cut. */
 static int on_field_name(http_parser *p, const char *at, size_t len) {
     ct_http_codec_t *c = p->data;
     if (!ct_http_name_ok(at, len)) return -1;
     if (!c->in_name) {
         c->in_name = 1;
-        if (++c->nfields > c->max_fields) return c->why = CT_EHEADERTOOLARGE, -1;
+        c->nfields++;
     }
     return 0;
 }
 
-/* A value, or a piece of one: the head reaches at least its end. */
 static int on_field_value(http_parser *p, const char *at, size_t len) {
     ct_http_codec_t *c = p->data;
+    (void)at;
+    (void)len;
     c->in_name = 0;
-    c->head_bytes = (size_t)(at + len - c->frame);
     return 0;
 }
 
@@ -94,7 +97,7 @@ static int on_name_checked(http_parser *p, const char *at, size_t len) {
 static int head_done(http_parser *p) {
     ct_http_codec_t *c = p->data;
     c->codec.in_header = 0;
-    if (c->head_bytes > c->max_header) return c->why = CT_EHEADERTOOLARGE, -1;
+    if (c->nfields > c->max_fields) return c->why = CT_EHEADERTOOLARGE, -1;
     if (p->content_length != ULLONG_MAX && (p->flags & F_CONTENTLENGTH) &&
         p->content_length > c->codec.max_payload)
         return c->why = CT_EFRAMETOOLARGE, -1;
@@ -110,6 +113,13 @@ static int on_complete(http_parser *p) {
     return 0;
 }
 
+/* A received message is whole: its trailers count against the limit too. */
+static int on_decoded_complete(http_parser *p) {
+    ct_http_codec_t *c = p->data;
+    if (c->nfields > c->max_fields) return c->why = CT_EHEADERTOOLARGE, -1;
+    return on_complete(p);
+}
+
 static int on_decoded_response_headers(http_parser *p) {
     if (head_done(p) != 0) return -1;
     return response_headers(p, ((ct_http_codec_t *)p->data)->head);
@@ -119,14 +129,14 @@ static const http_parser_settings decode_settings = {
     .on_header_field = on_field_name,
     .on_header_value = on_field_value,
     .on_headers_complete = on_decoded_response_headers, /* responses only: see start_message */
-    .on_message_complete = on_complete,
+    .on_message_complete = on_decoded_complete,
 };
 
 static const http_parser_settings request_decode_settings = {
     .on_header_field = on_field_name,
     .on_header_value = on_field_value,
     .on_headers_complete = on_request_headers,
-    .on_message_complete = on_complete,
+    .on_message_complete = on_decoded_complete,
 };
 
 /* For checking what is sent. */
@@ -175,6 +185,15 @@ static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
     return CT_CODEC_FRAME;
 }
 
+/* Where the bytes given to http_parser stop: at end, or while the head is
+ * read, at the most it may take. A head is never read past its limit, so
+ * a head that is too long is CT_EHEADERTOOLARGE, and a malformed one
+ * CT_EMALFORMED, whether its bytes come at once or cut in reads. */
+static size_t head_stop(const ct_http_codec_t *c, size_t end) {
+    size_t limit = c->interim + c->max_header;
+    return c->codec.in_header && end > limit ? limit : end;
+}
+
 static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame) {
     ct_http_codec_t *c = (ct_http_codec_t *)codec;
     http_parser *p = parser_of(c);
@@ -187,20 +206,20 @@ static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
         start_message(c);
     }
     while (codec->scan < end) { /* never 0 bytes: to http_parser, that is the peer closing */
-        size_t n;
+        size_t stop = head_stop(c, end), n;
         int r;
+        if (codec->scan == stop) return CT_EHEADERTOOLARGE;
         p->data = c; /* the codec may have been copied since */
-        c->frame = (const char *)data + c->interim;
         n = http_parser_execute(p, c->client ? &decode_settings : &request_decode_settings,
-                                (const char *)data + codec->scan, end - codec->scan);
+                                (const char *)data + codec->scan, stop - codec->scan);
         codec->scan += n;
         if (HTTP_PARSER_ERRNO(p) != HPE_PAUSED) {
             if (HTTP_PARSER_ERRNO(p) != HPE_OK) return parse_error(c);
-            break; /* took every byte: the message goes on */
+            continue; /* took every byte: the message goes on */
         }
         if ((r = message_done(c, frame)) != 0) return r;
     }
-    if (codec->in_header && codec->scan - c->interim > c->max_header) return CT_EHEADERTOOLARGE;
+    if (codec->in_header && codec->scan == head_stop(c, SIZE_MAX)) return CT_EHEADERTOOLARGE;
     if (len >= codec->max_payload) return codec->in_header ? CT_EHEADERTOOLARGE : CT_EFRAMETOOLARGE;
     return CT_CODEC_NEED_MORE;
 }

@@ -891,6 +891,31 @@ Test(http, a_head_over_its_limits_is_431) {
     cr_assert_eq(ct_codec_decode(&server.codec, BYTES(two), &f), CT_EHEADERTOOLARGE);
 }
 
+/* The answer (400 or 431) must not depend on how TCP cut the bytes: a third
+ * field whose name turns out malformed is malformed, cut or whole, and a
+ * head past its byte limit is too large, malformed later or not. */
+Test(http, a_head_over_its_limits_fails_the_same_however_it_is_cut) {
+    static const char bad_third[] = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC\r\n\r\n";
+    static const char long_then_bad[] = "GET / HTTP/1.1\r\nA: 123456789012345\r\nB\r\n\r\n";
+    struct {
+        const char *head;
+        size_t max_header, max_fields;
+        int want;
+    } cases[] = {{bad_third, 0, 2, CT_EMALFORMED}, {long_then_bad, 30, 0, CT_EHEADERTOOLARGE}};
+    size_t lens[8], offs[8], i;
+    int n;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_http_codec_init_server(&server, 0);
+        ct_http_codec_limits(&server, cases[i].max_header, cases[i].max_fields);
+        cr_assert_eq(frames_whole(&server.codec, cases[i].head, lens, offs, &n), cases[i].want,
+                     "case %zu whole", i);
+        ct_http_codec_init_server(&server, 0);
+        ct_http_codec_limits(&server, cases[i].max_header, cases[i].max_fields);
+        cr_assert_eq(frames_bytewise(&server.codec, cases[i].head, lens, offs, &n), cases[i].want,
+                     "case %zu byte by byte", i);
+    }
+}
+
 Test(http, refusals_have_their_status_and_close) {
     uint8_t out[256];
     size_t size = 0;

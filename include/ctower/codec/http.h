@@ -89,8 +89,6 @@ typedef struct ct_http_codec {
     uint32_t nfields;   /* of the message being decoded */
     int in_name;        /* its last piece was a field's name */
     int why;            /* the error a callback refused the message with */
-    size_t head_bytes;  /* of its head read so far (to the end of its last field) */
-    const char *frame;  /* where it starts, during a decode */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
     uint64_t heads[CT_HTTP_MAX_PENDING / 64];  /* bit i % MAX: request i is a HEAD */
@@ -106,10 +104,11 @@ void ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
 void ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
 
 /* Limits on what a peer may send before the body: max_header bytes of
- * start line and fields (0: CT_HTTP_DEFAULT_MAX_HEADER), max_fields header
- * (and trailer) fields (0: CT_HTTP_MAX_HEADERS, which is also the most a
- * message view holds). Past either, decoding fails with CT_EHEADERTOOLARGE
- * (a server answers 431, see ct_http_refusal_status()); a body whose
+ * head, from the start line to the blank line after the fields (0:
+ * CT_HTTP_DEFAULT_MAX_HEADER), and max_fields header (and trailer) fields
+ * (0: CT_HTTP_MAX_HEADERS, which is also the most a message view holds).
+ * Past either, decoding fails with CT_EHEADERTOOLARGE (a server answers
+ * 431, see ct_http_refusal_status()); a body whose
  * Content-Length is over max_payload fails with CT_EFRAMETOOLARGE as soon
  * as the head is read. Returns 0, or CT_EINVAL for max_fields over
  * CT_HTTP_MAX_HEADERS. */
