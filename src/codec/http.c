@@ -9,6 +9,7 @@
  * close, an upgrade) stops the next one from being read. */
 #include "ctower/codec/http.h"
 #include "ctower/error.h"
+#include "http_chunked.h"
 #include "http_rules.h"
 
 #include <http_parser.h>
@@ -104,8 +105,13 @@ static int head_done(http_parser *p) {
     return 0;
 }
 
+/* http_parser's flags at the message's end no longer say it was chunked
+ * (after trailers, F_CHUNKED is gone): the head says it. */
 static int on_request_headers(http_parser *p) {
-    return head_done(p) != 0 ? -1 : 0;
+    ct_http_codec_t *c = p->data;
+    if (head_done(p) != 0) return -1;
+    c->chunked = (p->flags & F_CHUNKED) != 0;
+    return 0;
 }
 
 static int on_complete(http_parser *p) {
@@ -121,8 +127,12 @@ static int on_decoded_complete(http_parser *p) {
 }
 
 static int on_decoded_response_headers(http_parser *p) {
+    ct_http_codec_t *c = p->data;
+    int r;
     if (head_done(p) != 0) return -1;
-    return response_headers(p, ((ct_http_codec_t *)p->data)->head);
+    r = response_headers(p, c->head);
+    c->chunked = r == 0 && (p->flags & F_CHUNKED);
+    return r;
 }
 
 static const http_parser_settings decode_settings = {
@@ -152,6 +162,7 @@ static void start_message(ct_http_codec_t *c) {
     c->nfields = 0;
     c->in_name = 0;
     c->why = 0;
+    c->chunked = 0;
 }
 
 /* An interim response's fields do not count against the final one's. */
@@ -164,9 +175,13 @@ static int parse_error(const ct_http_codec_t *c) {
 
 /* The message that ends at codec.scan is whole: an interim response is kept
  * in the frame and the next one read (returns 0), anything else is the
- * frame (CT_CODEC_FRAME) or an error. */
-static int message_done(ct_http_codec_t *c, ct_frame_t *frame) {
+ * frame (CT_CODEC_FRAME) or an error. A chunked one is whole only if a
+ * strict reading agrees (http_chunked.h). */
+static int message_done(ct_http_codec_t *c, const uint8_t *data, ct_frame_t *frame) {
     http_parser *p = parser_of(c);
+    if (c->chunked &&
+        !ct_http_chunked_ok((const char *)data + c->interim, c->codec.scan - c->interim))
+        return CT_EMALFORMED;
     if (c->client && is_interim(p->status_code)) {
         c->interim = c->codec.scan;
         start_message(c);
@@ -217,7 +232,7 @@ static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
             if (HTTP_PARSER_ERRNO(p) != HPE_OK) return parse_error(c);
             continue; /* took every byte: the message goes on */
         }
-        if ((r = message_done(c, frame)) != 0) return r;
+        if ((r = message_done(c, data, frame)) != 0) return r;
     }
     if (codec->in_header && codec->scan == head_stop(c, SIZE_MAX)) return CT_EHEADERTOOLARGE;
     if (len >= codec->max_payload) return codec->in_header ? CT_EHEADERTOOLARGE : CT_EFRAMETOOLARGE;

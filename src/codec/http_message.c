@@ -2,6 +2,7 @@
  * (ct_http_format_*), for the payloads of the HTTP codec. */
 #include "ctower/codec/http.h"
 #include "ctower/error.h"
+#include "http_chunked.h"
 #include "http_rules.h"
 
 #include <http_parser.h>
@@ -12,6 +13,7 @@
 typedef struct parse_state {
     ct_http_message_t *msg;
     uint8_t *data;
+    size_t len;
     size_t body_start; /* offsets in data */
     size_t body_end;   /* where the next piece of the body goes */
     int has_body;
@@ -71,7 +73,10 @@ static int on_headers(http_parser *p) {
     st->msg->version_minor = p->http_minor;
     st->msg->keep_alive = http_should_keep_alive(p);
     st->msg->nheaders = st->msg->nfields;
-    return p->type == HTTP_RESPONSE && ct_http_has_no_body(p->status_code, st->head) ? 1 : 0;
+    if (p->type == HTTP_RESPONSE && ct_http_has_no_body(p->status_code, st->head)) return 1;
+    /* chunks read as the codec frames them, before on_body moves them */
+    if ((p->flags & F_CHUNKED) && !ct_http_chunked_ok((const char *)st->data, st->len)) return -1;
+    return 0;
 }
 
 /* Each piece of the body is moved to follow the one before: the chunks'
@@ -109,7 +114,7 @@ static const http_parser_settings parse_settings = {
 
 static int parse(enum http_parser_type type, uint8_t *data, size_t len, int head,
                  ct_http_message_t *msg) {
-    parse_state_t st = {msg, data, 0, 0, 0, head, 0, 0};
+    parse_state_t st = {msg, data, len, 0, 0, 0, head, 0, 0};
     http_parser p;
     size_t n;
     memset(msg, 0, sizeof *msg);

@@ -35,7 +35,7 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec
   "$src_dir/src/codec/resp_inline.c" \
   -o "$out_dir/fuzz_codec"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http.c" "$src_dir/src/codec/codec.c" \
-  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_message.c" -lhttp_parser \
+  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_chunked.c" "$src_dir/src/codec/http_message.c" -lhttp_parser \
   -o "$out_dir/fuzz_http"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http_filter.c" "$src_dir/tools/http_filter.c" \
   "$src_dir/tools/filter.c" $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) \

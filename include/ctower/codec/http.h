@@ -89,6 +89,7 @@ typedef struct ct_http_codec {
     uint32_t nfields;   /* of the message being decoded */
     int in_name;        /* its last piece was a field's name */
     int why;            /* the error a callback refused the message with */
+    int chunked;        /* its body is chunked (known once its head is read) */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
     uint64_t heads[CT_HTTP_MAX_PENDING / 64];  /* bit i % MAX: request i is a HEAD */
