@@ -70,6 +70,7 @@ typedef struct ct_client {
     size_t send_count;  /* requests waiting for the transport */
     size_t nsent;       /* in send order: slots from send_head already sent */
     size_t ndropped;    /* in send order: dropped slots still in the ring */
+    size_t ntombs;      /* slots canceled after sending, their answers due */
     size_t ring_mask;   /* in send order: the ring's size (a power of two) - 1 */
     int reserved;       /* a READY reserved one slot */
     int error;          /* the kind that killed the client (0 while alive) */

@@ -56,8 +56,16 @@ static size_t send_queue_pop(ct_client_t *c) {
     return index;
 }
 
+/* Only slots nobody waits for are left: tombstones (canceled after
+ * sending: a timeout layer's late calls) and, in the ring, dropped slots
+ * behind them. Their answers are still due, but no caller is, so a shutdown
+ * need not wait for a server that may never send them. */
+static int nobody_waits(const ct_client_t *c) {
+    return in_flight(c) == c->ntombs + (c->tags ? 0 : c->ndropped);
+}
+
 static void check_drained(ct_client_t *c) {
-    if (c->write_shut && in_flight(c) == 0 && !c->error) ct_service_shutdown_done(&c->service, 0);
+    if (c->write_shut && nobody_waits(c) && !c->error) ct_service_shutdown_done(&c->service, 0);
 }
 
 /* Ends the live op in slot s, if any, with kind; a request never sent is
@@ -84,6 +92,7 @@ static void complete_all(ct_client_t *c, int kind, int cause) {
         }
     }
     c->send_head = c->send_count = 0;
+    c->ntombs = 0;
     c->reserved = 0;
 }
 
@@ -263,6 +272,7 @@ static void on_response(ct_client_t *c, void *msg) {
         return;
     }
     op = s->state == SLOT_SENT ? s->op : NULL;
+    if (!op) c->ntombs--;
     release_slot(c, (size_t)index);
     check_drained(c);
     /* Last, with the client consistent: the receive callback is a fresh
@@ -281,7 +291,7 @@ static void on_response(ct_client_t *c, void *msg) {
 static void recv_ended(ct_client_t *c, int status) {
     int kind = CT_ERECVBROKEN;
     if (status == UV_EOF) {
-        if (c->write_shut && in_flight(c) == 0) return;
+        if (c->write_shut && nobody_waits(c)) return;
     } else if (ct_transport_send_ready(c->transport, &c->send_waker) == status) {
         kind = CT_ESENDBROKEN; /* fail() cancels the waker, had it been kept */
     }
@@ -347,6 +357,7 @@ static void client_cancel(ct_service_t *svc, ct_op_t *op) {
     slot_t *s = &c->slots[op->slot];
     if (s->state == SLOT_SENT) {
         s->state = SLOT_TOMB;
+        c->ntombs++;
     } else {
         free_msg(c, s->request);
         s->request = NULL;
@@ -537,6 +548,7 @@ static void ring_on_recv(ct_transport_t *t, int status, void *msg) {
     }
     s = &c->slots[c->send_head];
     op = s->state == SLOT_SENT ? s->op : NULL; /* else a tombstone */
+    if (!op) c->ntombs--;
     c->nsent--;
     ring_pop_oldest(c);
     ring_trim(c);
@@ -591,7 +603,7 @@ int ct_client_init(ct_client_t *c, ct_loop_t *loop, ct_transport_t *transport, c
     c->transport = transport;
     c->cap = cap;
     c->nfree = cap;
-    c->send_head = c->send_count = c->nsent = c->ndropped = 0;
+    c->send_head = c->send_count = c->nsent = c->ndropped = c->ntombs = 0;
     c->reserved = 0;
     c->error = c->cause = 0;
     c->write_shut = 0;

@@ -230,6 +230,37 @@ Test(multiplex, late_answer_to_a_canceled_request_is_discarded) {
     teardown_client();
 }
 
+static int drained = 1;
+static void on_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    drained = status;
+}
+
+/* A shutdown waits for the callers, not for the answers to canceled calls. */
+Test(multiplex, a_shutdown_does_not_wait_for_answers_nobody_waits_for) {
+    rec_op_t r[3];
+    setup_client(8, 8);
+    drained = 1;
+    call(&r[0], 1);
+    call(&r[1], 2);
+    call(&r[2], 3);
+    h_turns(2);
+    cr_assert_eq(inbox_n, 3);
+    ct_op_cancel(&r[0].op);
+    ct_op_cancel(&r[2].op);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    h_turns(3);
+    cr_assert_eq(drained, 1, "request 2's caller still waits");
+    answer(2); /* a canceled call's late answer */
+    h_turns(3);
+    cr_assert_eq(drained, 1);
+    answer(1);
+    h_turns(3);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(drained, 0, "only a canceled call's answer is left: drained");
+    teardown_client();
+}
+
 /* ---- client and server back to back ----------------------------------- */
 
 static ct_channel_t server_end;

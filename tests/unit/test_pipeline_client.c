@@ -474,6 +474,78 @@ Test(pipeline_client, close_during_shutdown_cancels_the_drain) {
     cr_assert_eq(r.status, CT_ECLOSED);
 }
 
+/* A shutdown waits for the callers still waiting, not for the answers to
+ * calls they gave up (a timeout layer's): a server that never answers those
+ * must not keep a shutdown from ending. */
+Test(pipeline_client, a_shutdown_does_not_wait_for_answers_nobody_waits_for) {
+    rec_op_t r[3];
+    setup_client(8, 8);
+    drained = 1;
+    call(&r[0], 1);
+    call(&r[1], 2);
+    call(&r[2], 3);
+    h_turns(2);
+    cr_assert_eq(peer_n, 3);
+    ct_op_cancel(&r[0].op);
+    ct_op_cancel(&r[2].op);
+    cr_assert_eq(ct_service_shutdown(&client.service, on_drained), 0);
+    h_turns(3);
+    cr_assert_eq(drained, 1, "request 2's caller still waits");
+    peer_answer(0); /* the tombstone's late answer */
+    h_turns(3);
+    cr_assert_eq(drained, 1);
+    peer_answer(1);
+    h_turns(3);
+    cr_assert_eq(r[1].response_id, 2);
+    cr_assert_eq(drained, 0, "only a canceled call's answer is left: drained");
+    cr_assert_eq(r[0].calls, 1);
+    cr_assert_eq(r[0].status, CT_ECANCELED);
+    cr_assert_eq(r[2].calls, 1);
+    teardown_client();
+}
+
+static int stack_drained = 1;
+static void on_stack_drained(ct_service_t *svc, int status) {
+    (void)svc;
+    stack_drained = status;
+}
+
+static void on_stack_closed(ct_service_t *svc) {
+    *(int *)svc->data = 1;
+}
+
+/* The stack of the issue: timeout over a client whose server never answers
+ * and never closes. The shutdown ends once the timeout has answered. */
+Test(pipeline_client, a_timeout_stack_over_a_silent_server_shuts_down) {
+    ct_timeout_t timeout;
+    ct_timeout_config_t tcfg = {0};
+    rec_op_t r[4];
+    int i, closed = 0;
+    setup_client(8, 8);
+    tcfg.timeout_ms = 20;
+    tcfg.free_msg = tmsg_free;
+    cr_assert_eq(ct_timeout_init(&timeout, &H.ct, &client.service, &tcfg), 0);
+    for (i = 0; i < 4; i++) {
+        rec_op_init(&r[i]);
+        cr_assert_eq(h_call(&timeout.service, tmsg_new((uint64_t)i), &r[i].op), 0);
+    }
+    cr_assert_eq(ct_service_shutdown(&timeout.service, on_stack_drained), 0);
+    H_RUN_UNTIL(stack_drained != 1);
+    cr_assert_eq(stack_drained, 0);
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(r[i].calls, 1);
+        cr_assert_eq(r[i].status, CT_ETIMEDOUT);
+    }
+    cr_assert_eq(peer_n, 4, "sent, never answered");
+    timeout.service.data = &closed;
+    cr_assert_eq(ct_service_close(&timeout.service, on_stack_closed), 0);
+    H_RUN_UNTIL(closed);
+    for (i = 0; i < peer_n; i++)
+        tmsg_free(peer_inbox[i], NULL);
+    peer_n = 0;
+    ct_transport_close(&peer.transport, NULL);
+}
+
 /* Responses are delivered from the transport's receive callback, which is a
  * fresh stack: an op's callback may close the client while later responses
  * of the same batch are still being delivered. */
