@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets with clang's libFuzzer (and ASan + UBSan) and runs
 # each for a bounded time. Used by ctest; `SECONDS_PER_TARGET` overrides.
+# `RUNS=N` runs each target for N executions instead (`make fuzz-long`),
+# `TARGETS="a b"` only those targets, `JOBS=N` that many at once.
 #   fuzz_codec: the codecs, fed in read-sized chunks.
 #   fuzz_client: scripted calls, cancels, replies and faults against the
 #                pipeline and multiplex clients (exactly-once completion).
@@ -54,19 +56,37 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http2.c" $(find "$src_dir/src" -na
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
   "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
-status=0
-for target in fuzz_codec fuzz_http fuzz_http_filter fuzz_http2 fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls; do
+targets=${TARGETS:-fuzz_codec fuzz_http fuzz_http_filter fuzz_http2 fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls}
+if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); else limit=(-max_total_time="$seconds"); fi
+
+run_target() {
+  local target=$1 status=0
   mkdir -p "$out_dir/corpus-$target"
   # the repository's seeds (if any) start the search where the formats are
-  seeds=()
+  local seeds=()
   [ -d "$src_dir/tests/fuzz/seeds/$target" ] && seeds=("$src_dir/tests/fuzz/seeds/$target")
-  "$out_dir/$target" -max_total_time="$seconds" -print_final_stats=1 \
+  "$out_dir/$target" "${limit[@]}" -print_final_stats=1 \
     -artifact_prefix="$out_dir/$target-" "$out_dir/corpus-$target" "${seeds[@]}" \
     >"$out_dir/$target.log" 2>&1 || status=$?
-  echo "$target: $(grep -E '^stat::number_of_executed_units' "$out_dir/$target.log")"
+  echo "$target: $(grep -E '^stat::number_of_executed_units' "$out_dir/$target.log") $(grep -E '^stat::average_exec_per_sec' "$out_dir/$target.log")"
   if [ "$status" -ne 0 ]; then
     tail -n 40 "$out_dir/$target.log" >&2
     echo "$target failed (exit $status)" >&2
-    exit "$status"
+    return "$status"
+  fi
+}
+
+# Up to JOBS targets at once; the first failure is the script's.
+status=0
+pids=()
+for target in $targets; do
+  run_target "$target" &
+  pids+=($!)
+  if [ "${#pids[@]}" -ge "${JOBS:-1}" ]; then
+    wait "${pids[0]}" || status=$?
+    pids=("${pids[@]:1}")
+    [ "$status" -ne 0 ] && break
   fi
 done
+for pid in "${pids[@]}"; do wait "$pid" || { [ "$status" -eq 0 ] && status=$?; }; done
+exit "$status"
