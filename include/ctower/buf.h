@@ -36,6 +36,10 @@ void ct_buf_free_msg(void *msg, void *ctx);
  * (the retry layer's); ctx is ignored. NULL if out of memory. */
 void *ct_buf_copy_msg(const void *msg, void *ctx);
 
+/* The memory a ct_buf_t message holds (its capacity): a server's byte
+ * bound (ct_server_config_t.msg_size). */
+size_t ct_buf_msg_size(const void *msg);
+
 /* A free list of buffers of one size, so that steady-state traffic does not
  * call malloc per message. Single-threaded, like everything on a loop. */
 typedef struct ct_buf_pool {

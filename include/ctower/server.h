@@ -31,6 +31,7 @@ extern "C" {
 #endif
 
 #define CT_SERVER_DEFAULT_IN_FLIGHT 64
+#define CT_SERVER_DEFAULT_MAX_BYTES ((size_t)1 << 20)
 
 typedef struct ct_server ct_server_t;
 
@@ -61,6 +62,15 @@ typedef struct ct_server_config {
      * the service tags its responses itself. */
     ct_tag_get_fn get_tag;
     ct_tag_set_fn set_tag;
+    /* The bytes a connection may hold (requests read and not answered, and
+     * answers not yet taken by the transport), as msg_size counts them:
+     * past max_bytes (0: CT_SERVER_DEFAULT_MAX_BYTES) the server stops
+     * reading until answers leave, as it does at max_in_flight. A peer that
+     * pipelines large requests and never reads costs this much, not
+     * max_in_flight times its largest message. msg_size NULL: no byte
+     * bound (a listener sets ct_buf_msg_size). */
+    size_t max_bytes;
+    size_t (*msg_size)(const void *msg);
 } ct_server_config_t;
 
 struct ct_server_slot;
@@ -82,6 +92,7 @@ struct ct_server {
     size_t call_head, call_count;
     size_t send_head, send_count;
     size_t outstanding; /* ops in the service */
+    size_t held_bytes;  /* counted by cfg.msg_size (see max_bytes) */
     int in_order;       /* pipeline: responses leave in request order */
     int reading;
     int draining; /* no more requests will be read */

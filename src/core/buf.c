@@ -33,6 +33,10 @@ void ct_buf_free_msg(void *msg, void *ctx) {
     free(msg);
 }
 
+size_t ct_buf_msg_size(const void *msg) {
+    return ((const ct_buf_t *)msg)->cap;
+}
+
 void *ct_buf_copy_msg(const void *msg, void *ctx) {
     const ct_buf_t *b = msg;
     (void)ctx;

@@ -25,6 +25,7 @@ struct ct_server_slot {
     int state;
     int status;
     int replaced; /* the response is on_error's: it is not replaced twice */
+    size_t bytes; /* of its request and response, for max_bytes */
 };
 
 typedef struct ct_server_slot slot_t;
@@ -53,7 +54,30 @@ static size_t ring_pop(size_t *ring, size_t cap, size_t *head, size_t *count) {
     return index;
 }
 
+/* Counts what slot s holds from now on (msg, of which s's), against
+ * max_bytes. */
+static inline void hold(ct_server_t *srv, slot_t *s, const void *msg) {
+    size_t n;
+    if (!srv->cfg.msg_size || !msg) return;
+    n = srv->cfg.msg_size(msg);
+    s->bytes += n;
+    srv->held_bytes += n;
+}
+
+static inline int over_bytes(const ct_server_t *srv) {
+    return srv->held_bytes >= srv->cfg.max_bytes;
+}
+
+/* Reading stops at either bound: slots, or bytes held. */
+static inline void stop_reading_if_full(ct_server_t *srv) {
+    if (srv->reading && (srv->nfree == 0 || over_bytes(srv))) {
+        srv->reading = 0;
+        ct_transport_recv_stop(srv->transport);
+    }
+}
+
 static void release_slot(ct_server_t *srv, size_t index) {
+    srv->held_bytes -= srv->slots[index].bytes;
     srv->slots[index].state = SLOT_FREE;
     srv->free_slots[srv->nfree_stack++] = index;
     srv->nfree++;
@@ -134,6 +158,8 @@ static inline void settle(ct_server_t *srv, slot_t *s, int status, void *respons
         s->response = response;
         s->state = SLOT_DONE;
         if (srv->cfg.set_tag) srv->cfg.set_tag(response, s->tag);
+        hold(srv, s, response);
+        stop_reading_if_full(srv);
     } else {
         s->state = SLOT_FAILED;
         s->status = status;
@@ -207,7 +233,7 @@ static void on_service_ready(ct_waker_t *waker) {
 }
 
 static void resume_reading(ct_server_t *srv) {
-    if (srv->reading || srv->draining || srv->ending || srv->nfree == 0) return;
+    if (srv->reading || srv->draining || srv->ending || srv->nfree == 0 || over_bytes(srv)) return;
     srv->reading = 1;
     if (ct_transport_recv_start(srv->transport, on_recv) < 0) finish(srv, CT_ERECVBROKEN, 0);
 }
@@ -302,12 +328,11 @@ static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag) {
     s->state = SLOT_WAITING;
     s->replaced = 0;
     s->tag = tag;
+    s->bytes = 0;
+    hold(srv, s, msg);
     if (srv->in_order)
         ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
-    if (srv->nfree == 0) {
-        srv->reading = 0;
-        ct_transport_recv_stop(srv->transport);
-    }
+    stop_reading_if_full(srv);
     return s;
 }
 
@@ -428,10 +453,12 @@ int ct_server_init(ct_server_t *srv, ct_loop_t *loop, ct_transport_t *transport,
     srv->nfree = cap;
     srv->call_head = srv->call_count = srv->send_head = srv->send_count = 0;
     srv->outstanding = 0;
+    srv->held_bytes = 0;
     srv->in_order = in_order;
     srv->draining = srv->ending = srv->transport_closed = 0;
     srv->status = 0;
     srv->cfg = cfg ? *cfg : defaults;
+    if (!srv->cfg.max_bytes) srv->cfg.max_bytes = CT_SERVER_DEFAULT_MAX_BYTES;
     srv->close_cb = close_cb;
     srv->last_request_ms = uv_now(loop->uv);
     ct_waker_init(&srv->ready_waker, loop, on_service_ready);

@@ -325,6 +325,7 @@ static int take_config(ct_listener_t *l, const ct_listener_config_t *cfg) {
     }
     if (ct_stream_config_check(&l->cfg.stream) != 0) return CT_EINVAL;
     if (ct_server_config_check(&l->cfg.server, l->cfg.multiplex) != 0) return CT_EINVAL;
+    if (!l->cfg.server.msg_size) l->cfg.server.msg_size = ct_buf_msg_size; /* streams carry bufs */
     return 0;
 }
 

@@ -139,6 +139,46 @@ Test(pipeline_server, stops_reading_at_its_bound_with_a_slow_service) {
     finish();
 }
 
+static size_t hundred_bytes(const void *msg) {
+    (void)msg;
+    return 100;
+}
+
+/* The byte bound stops reading before the count bound does: requests of
+ * "100 bytes", at most 350 held, so the fourth one read stops the reading. */
+Test(pipeline_server, stops_reading_at_its_byte_bound) {
+    enum { N = 40 };
+    ct_server_config_t cfg = {0};
+    int i;
+    held_init(&held, 0);
+    held_start_timer(&held, 1);
+    cfg.max_in_flight = 64;
+    cfg.free_msg = tmsg_free;
+    cfg.max_bytes = 350;
+    cfg.msg_size = hundred_bytes;
+    got_n = 0;
+    peer_end = 1;
+    closed_calls = 0;
+    closed_status = 1;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 64, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg,
+                                         on_server_closed),
+                 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+    ask(0, N);
+    while (got_n < N) {
+        uv_run(&H.uv, UV_RUN_ONCE);
+        cr_assert_leq(ct_server_in_flight(&srv), 4, "350 bytes hold 4 requests of 100");
+        cr_assert_leq(srv.held_bytes, 4 * 200, "a request and its echo at most");
+    }
+    cr_assert_eq(held.max_n, 4);
+    for (i = 0; i < N; i++)
+        cr_assert_eq(got[i], (uint64_t)i);
+    cr_assert_eq(srv.held_bytes, 0, "nothing held once all is answered");
+    ct_server_close(&srv);
+    finish();
+}
+
 /* Asks 0..5, of which 3 fails with CT_SERVICE_ERROR(5) and the hook answers
  * 1005 in its place; then closes the server. */
 static void expect_request_3_replaced(void) {
