@@ -40,6 +40,10 @@ static void usage(FILE *f) {
             "                      (default 60; 0: never)\n"
             "  --max-connections N open at most (default: the fd limit less a reserve);\n"
             "                      beyond it new clients wait in the kernel's backlog\n"
+            "  --memory-budget B   bytes all connections may hold in requests and answers\n"
+            "                      (K, M, G: powers of 1024; default 64M); past it those\n"
+            "                      holding the most are not read until their answers leave.\n"
+            "                      Each connection holds 1 MiB at most in any case\n"
             "\n"
             "ADDR is tcp://HOST:PORT, tcp://[V6]:PORT or unix:///PATH. Without --server,\n"
             "bench starts an echo server of its own on a free loopback port; --reconnect\n"
@@ -94,6 +98,7 @@ int main(int argc, char **argv) {
     o.header_timeout_s = 10;
     o.body_timeout_s = 60;
     o.idle_timeout_s = 60;
+    o.memory_budget = 64 << 20;
     /* A peer that resets a connection while a write is pending would
      * otherwise kill the process: libuv writes with write(), which raises
      * SIGPIPE; ignored, the write fails with EPIPE and the connection ends. */

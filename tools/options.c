@@ -29,6 +29,24 @@ static int whole_number(const char *name, const char *text, double min, double m
     return parse_number(name, text, min, max, 1, out);
 }
 
+/* A count of bytes, with an optional K, M or G (powers of 1024). */
+static int byte_count(const char *name, const char *text, double *out) {
+    char digits[32];
+    size_t len = strlen(text);
+    double unit = 1;
+    if (len > 0 && len < sizeof digits && strchr("KkMmGg", text[len - 1])) {
+        unit = strchr("Kk", text[len - 1])   ? 1024.0
+               : strchr("Mm", text[len - 1]) ? 1048576.0
+                                             : 1073741824.0;
+        memcpy(digits, text, len - 1);
+        digits[len - 1] = 0;
+        text = digits;
+    }
+    if (parse_number(name, text, 1, 1e15, 1, out)) return -1;
+    *out *= unit;
+    return 0;
+}
+
 static const char *const command_names[] = {"bench", "serve", "call", "proxy"};
 
 /* Which commands take each option (bits 1 << command_t). A name not listed
@@ -55,6 +73,7 @@ static const struct {
     {"--body-timeout", SERVE | PROXY},
     {"--idle-timeout", SERVE | PROXY},
     {"--max-connections", SERVE | PROXY},
+    {"--memory-budget", SERVE | PROXY},
     {"--timeout", CALL | PROXY},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
@@ -234,6 +253,9 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         } else if (strcmp(a, "--max-connections") == 0) {
             if (whole_number(a, v, 1, 1e7, &d)) return -1;
             o->max_connections = (long)d;
+        } else if (strcmp(a, "--memory-budget") == 0) {
+            if (byte_count(a, v, &d)) return -1;
+            o->memory_budget = d;
         } else if (strcmp(a, "--threads") == 0) {
             if (whole_number(a, v, 1, 64, &d)) return -1;
             o->threads = (int)d;
@@ -341,6 +363,10 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap) {
                                       : &w->length.codec;
     w->stream.pool = &w->pool;
     w->listen_stream = w->stream;
+    /* A client that never reads holds this much of our output (with the
+     * bytes of --memory-budget): 256 KiB, not the library's 1 MiB, so that
+     * a thousand of them fit a small machine. */
+    w->listen_stream.high_water = 256u << 10;
     if (o->http) w->listen_stream.codec = &w->http_server.codec;
     if (o->http2) {
         ct_raw_codec_init(&w->raw, w->bytes_pool.buf_cap);
@@ -394,7 +420,14 @@ size_t options_max_connections(const options_t *o) {
     return n / (size_t)(o->threads > 0 ? o->threads : 1);
 }
 
-void options_listener(const options_t *o, ct_listener_config_t *cfg) {
+/* The connections of one loop share budget, their loop's part of
+ * --memory-budget: requests and answers their servers hold, output their
+ * streams hold. */
+void options_listener(const options_t *o, ct_listener_config_t *cfg, ct_budget_t *budget) {
+    budget->limit = (size_t)(o->memory_budget / (o->threads > 0 ? o->threads : 1));
+    budget->used = 0;
+    cfg->server.budget = budget;
+    cfg->stream.budget = budget;
     cfg->header_timeout_ms = (uint64_t)(o->header_timeout_s * 1000);
     cfg->body_timeout_ms = (uint64_t)(o->body_timeout_s * 1000);
     cfg->idle_timeout_ms = (uint64_t)(o->idle_timeout_s * 1000);

@@ -32,6 +32,7 @@ typedef struct options {
     double body_timeout_s;   /* ... and the whole request within it */
     double idle_timeout_s;   /* ... a connection with no request for it is closed */
     long max_connections;    /* ... open at most (0: the fd limit less a reserve) */
+    double memory_budget;    /* ... bytes the connections may hold, all loops together */
     int json;
     int reconnect;       /* bench: each connection is a ct_reconnect_t */
     int retry;           /* bench: each connection under a ct_retry_t */
@@ -81,7 +82,7 @@ void wire_init(wire_t *w, const options_t *o, size_t pool_cap);
 /* The listener settings of serve and proxy: the timeouts and the
  * connection bound (by default the fd limit less a reserve, per loop). */
 size_t options_max_connections(const options_t *o);
-void options_listener(const options_t *o, ct_listener_config_t *cfg);
+void options_listener(const options_t *o, ct_listener_config_t *cfg, ct_budget_t *budget);
 void wire_destroy(wire_t *w);
 
 /* The transport a client uses over stream, just connected: the stream, or

@@ -72,6 +72,7 @@ typedef struct proxy {
     ct_listener_t listener;
     uv_signal_t sigint, sigterm, sigusr1, sighup;
     const options_t *options;
+    ct_budget_t budget; /* --memory-budget */
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -180,7 +181,7 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.stream = p->wire.listen_stream;
     cfg.stream.tls = o->server_tls;
     cfg.http2 = o->http2 ? &p->wire.h2_server : NULL;
-    options_listener(o, &cfg);
+    options_listener(o, &cfg, &p->budget);
     if (o->resp) {
         ct_resp_codec_init_commands(&p->commands, p->wire.resp.codec.max_payload, 1);
         cfg.stream.codec = &p->commands.codec;

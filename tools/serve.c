@@ -18,6 +18,7 @@ typedef struct server {
     ct_listener_t listener;
     uv_async_t stop; /* the one handle another thread may touch */
     uv_thread_t thread;
+    ct_budget_t budget; /* this loop's part of --memory-budget */
 } server_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -79,7 +80,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     cfg.server.free_ctx = &s->wire.pool;
     if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
     cfg.reuse_port = reuse_port;
-    options_listener(o, &cfg);
+    options_listener(o, &cfg, &s->budget);
     r = ct_listener_init(&s->listener, &s->ct, address, &s->echo.service, &cfg);
     if (r != 0) {
         ct_service_close(&s->echo.service, on_echo_closed);

@@ -9,6 +9,7 @@
 #include "ctower/op.h"
 #include "ctower/service.h"
 #include "ctower/service_fn.h"
+#include "ctower/budget.h"
 #include "ctower/buf.h"
 #include "ctower/transport.h"
 #include "ctower/channel.h"

@@ -22,6 +22,7 @@
 #ifndef CTOWER_SERVER_H
 #define CTOWER_SERVER_H
 
+#include "ctower/budget.h"
 #include "ctower/service.h"
 #include "ctower/tag_store.h"
 #include "ctower/transport.h"
@@ -71,6 +72,9 @@ typedef struct ct_server_config {
      * bound (a listener sets ct_buf_msg_size). */
     size_t max_bytes;
     size_t (*msg_size)(const void *msg);
+    /* Shared with the loop's other connections (budget.h; NULL: none),
+     * counted with msg_size too. */
+    ct_budget_t *budget;
 } ct_server_config_t;
 
 struct ct_server_slot;

@@ -33,6 +33,7 @@
 #ifndef CTOWER_STREAM_H
 #define CTOWER_STREAM_H
 
+#include "ctower/budget.h"
 #include "ctower/buf.h"
 #include "ctower/codec.h"
 #include "ctower/codec/http.h"
@@ -62,6 +63,9 @@ typedef struct ct_stream_config {
     /* TLS (tls.h), or NULL for plain bytes. Copied by pointer: it must
      * outlive the connectors and listeners that use this configuration. */
     const ct_tls_config_t *tls;
+    /* Output not yet written counts against it (budget.h; NULL: none):
+     * once it is spent, send_ready is PENDING while any is left. */
+    ct_budget_t *budget;
 } ct_stream_config_t;
 
 /* Room for any built-in codec, or a user codec of up to 128 bytes. */
@@ -105,6 +109,7 @@ typedef struct ct_stream {
     ct_waitq_t send_waiters;
     uint64_t last_read_ms;
     uint64_t partial_since_ms; /* a frame still arriving since then (0: none) */
+    size_t budgeted;           /* of the output, counted in cfg.budget */
     int writing, reading, uv_reading, ended, send_error, shut_pending;
     /* The codec's last message began the shutdown (CT_CODEC_LAST): nobody
      * waits for it until the owner asks for one too. */

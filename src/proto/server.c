@@ -62,10 +62,18 @@ static inline void hold(ct_server_t *srv, slot_t *s, const void *msg) {
     n = srv->cfg.msg_size(msg);
     s->bytes += n;
     srv->held_bytes += n;
+    if (srv->cfg.budget) srv->cfg.budget->used += n;
+}
+
+static inline void unhold(ct_server_t *srv, slot_t *s) {
+    srv->held_bytes -= s->bytes;
+    if (srv->cfg.budget) srv->cfg.budget->used -= s->bytes;
+    s->bytes = 0;
 }
 
 static inline int over_bytes(const ct_server_t *srv) {
-    return srv->held_bytes >= srv->cfg.max_bytes;
+    if (srv->held_bytes >= srv->cfg.max_bytes) return 1;
+    return srv->held_bytes > 0 && ct_budget_spent(srv->cfg.budget);
 }
 
 /* Reading stops at either bound: slots, or bytes held. */
@@ -77,7 +85,7 @@ static inline void stop_reading_if_full(ct_server_t *srv) {
 }
 
 static void release_slot(ct_server_t *srv, size_t index) {
-    srv->held_bytes -= srv->slots[index].bytes;
+    unhold(srv, &srv->slots[index]);
     srv->slots[index].state = SLOT_FREE;
     srv->free_slots[srv->nfree_stack++] = index;
     srv->nfree++;
@@ -132,6 +140,7 @@ static void finish(ct_server_t *srv, int status, int graceful) {
         if (s->state == SLOT_CALLING) ct_op_cancel(&s->op); /* its callback frees */
         if (s->state == SLOT_WAITING) free_msg(srv, s->request);
         if (s->state == SLOT_DONE) free_msg(srv, s->response);
+        if (s->state != SLOT_FREE) unhold(srv, s);
     }
     srv->call_count = srv->send_count = 0;
     if (!graceful || ct_transport_shutdown(srv->transport, on_write_shut) < 0)

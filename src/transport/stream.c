@@ -33,6 +33,22 @@ static size_t buffered_out(const ct_stream_t *s) {
     return s->wlen + s->wbusy_len;
 }
 
+/* The output held now is what cfg.budget counts of this stream. */
+static inline void count_output(ct_stream_t *s) {
+    size_t now;
+    if (!s->cfg.budget) return;
+    now = buffered_out(s);
+    s->cfg.budget->used = s->cfg.budget->used - s->budgeted + now;
+    s->budgeted = now;
+}
+
+/* No room for more output: past the high watermark, or holding some while
+ * the loop's budget is spent. send_ready and send agree on it. */
+static inline int no_room(const ct_stream_t *s) {
+    size_t out = buffered_out(s);
+    return out >= s->cfg.high_water || (out > 0 && ct_budget_spent(s->cfg.budget));
+}
+
 static void end_stream(ct_stream_t *s, int status) {
     if (s->ended) return;
     s->ended = 1;
@@ -303,7 +319,7 @@ static int st_send_ready(ct_transport_t *t, ct_waker_t *waker) {
     ct_stream_t *s = (ct_stream_t *)t;
     if (s->send_error) return s->send_error;
     if (s->shut_pending) return UV_EPIPE;
-    if (buffered_out(s) < s->cfg.high_water) return CT_READY;
+    if (!no_room(s)) return CT_READY;
     if (waker) ct_waitq_add(&s->send_waiters, waker);
     return CT_PENDING;
 }
@@ -388,13 +404,13 @@ static int st_send(ct_transport_t *t, void *msg) {
     size_t need = s->wlen + buf->len + codec(s)->overhead;
     size_t written = 0;
     int r;
-    if ((s->send_error | s->shut_pending) != 0 || buffered_out(s) >= s->cfg.high_water)
-        return send_refusal(s);
+    if ((s->send_error | s->shut_pending) != 0 || no_room(s)) return send_refusal(s);
     if (need > s->wcap && (r = grow_out(s, need)) != 0) return r;
     r = ct_codec_encode(codec(s), (const uint8_t *)buf->base, buf->len, s->wbuf + s->wlen,
                         &written);
     if (r != 0 && (r = encoded_rarely(s, r)) < 0) return r;
     s->wlen += written;
+    count_output(s);
     ct_buf_pool_put(s->cfg.pool, buf);
     ct_loop_post_flush(t->loop, &s->flush_task);
     return 0;
@@ -445,6 +461,7 @@ static void shut_after_last(ct_stream_t *s) {
 }
 
 static void after_write(ct_stream_t *s) {
+    count_output(s);
     if (buffered_out(s) <= s->cfg.low_water) ct_waitq_wake_all(&s->send_waiters);
     shutdown_if_flushed(s);
 }
@@ -513,6 +530,7 @@ static void flush(ct_task_t *task) {
         return;
     }
     s->writing = 1;
+    count_output(s);
 }
 
 /* What the reader sent while taking a batch of frames (a server's answers,
@@ -586,6 +604,7 @@ static void tls_send(ct_stream_t *s) {
     if (!s->handle_open || s->send_error) return;
     if (s->writing) {
         s->wbusy_len = t->sending_len + ct_tls_session_pending(t);
+        count_output(s);
         return;
     }
     if ((len = (ssize_t)ct_tls_session_take(t)) == 0) return;
@@ -609,6 +628,7 @@ static void tls_send(ct_stream_t *s) {
     }
     s->writing = 1;
     s->wbusy_len = t->sending_len;
+    count_output(s);
 }
 
 /* Encrypts what was sent (once the handshake allows) and writes it. */
@@ -738,6 +758,8 @@ int ct_stream_tls_start(ct_stream_t *s, int is_server, const char *peer_name,
 
 static void on_handle_closed(uv_handle_t *handle) {
     ct_stream_t *s = handle->data;
+    if (s->cfg.budget) s->cfg.budget->used -= s->budgeted; /* all of it goes */
+    s->budgeted = 0;
     free(s->rbuf);
     free(s->wbuf);
     free(s->wbusy);

@@ -84,6 +84,9 @@ def main():
         # output's high watermark (1 MiB) stop it; 8 connections, 4 MiB each
         (Attack("h1-pipeline-unread x8", "h1", attacks.pipeline_unread, conns=8), "http",
          (), 32 * MiB, None, 0.05, 10),
+        # the loop's budget (requests, answers and output together) binds first
+        (Attack("h1-pipeline-unread x8 budget 4M", "h1", attacks.pipeline_unread, conns=8), "http",
+         ("--memory-budget", "4M"), 8 * MiB, None, 0.05, 10),
     ]
     # Measured, not yet a goal met: printed with "measured", never "ok".
     measured_only = []

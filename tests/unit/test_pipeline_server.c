@@ -416,3 +416,74 @@ Test(pipeline_server, an_error_answered_at_once_without_a_hook_closes_after_earl
     cr_assert_eq(peer_end, UV_EOF);
     cr_assert_eq(closed_status, CT_SERVICE_ERROR(5));
 }
+
+/* Two connections of one loop share a budget of 300 "bytes": the first,
+ * whose service holds what it reads, stops at three requests; the second,
+ * whose echo answers at once and so holds nothing, is still read and
+ * answered while the budget is spent. Once the first one's answers leave,
+ * it reads again. */
+static ct_channel_t other_end, other_peer;
+static ct_server_t other_srv;
+static int other_got, other_closed;
+
+static void on_other_peer_recv(ct_transport_t *t, int status, void *msg) {
+    (void)t;
+    if (status < 0) return;
+    other_got++;
+    tmsg_free(msg, NULL);
+}
+
+static void on_other_closed(ct_server_t *s, int status) {
+    (void)s;
+    (void)status;
+    other_closed = 1;
+}
+
+Test(pipeline_server, a_shared_budget_stops_who_holds_and_reads_who_does_not) {
+    ct_budget_t budget = {300, 0};
+    ct_server_config_t cfg = {0};
+    int i;
+    held_init(&held, 0);
+    ct_echo_service_init(&fn_svc, &H.ct);
+    cfg.max_in_flight = 64;
+    cfg.free_msg = tmsg_free;
+    cfg.msg_size = hundred_bytes;
+    cfg.budget = &budget;
+    got_n = 0;
+    peer_end = 1;
+    closed_calls = other_got = other_closed = 0;
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &server_end, &peer, 64, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_channel_pair_init(&H.ct, &other_end, &other_peer, 64, tmsg_free, NULL), 0);
+    cr_assert_eq(ct_pipeline_server_init(&srv, &H.ct, &server_end.transport, &held.service, &cfg,
+                                         on_server_closed),
+                 0);
+    cr_assert_eq(ct_pipeline_server_init(&other_srv, &H.ct, &other_end.transport, &fn_svc.service,
+                                         &cfg, on_other_closed),
+                 0);
+    cr_assert_eq(ct_transport_recv_start(&peer.transport, on_peer_recv), 0);
+    cr_assert_eq(ct_transport_recv_start(&other_peer.transport, on_other_peer_recv), 0);
+    ask(0, 10);
+    h_turns(5);
+    cr_assert_eq(held.n, 3, "the holder stops once the budget is spent");
+    cr_assert_eq(budget.used, 300);
+    for (i = 0; i < 5; i++)
+        cr_assert_eq(ct_transport_send(&other_peer.transport, tmsg_new((uint64_t)i)), 0);
+    h_turns(5);
+    cr_assert_eq(other_got, 5, "a connection that holds nothing is still answered");
+    cr_assert_eq(held.n, 3);
+    for (i = 0; i < 10 && got_n < 10; i++) { /* three at a time */
+        held_complete_all(&held);
+        h_turns(5);
+        cr_assert_leq(held.max_n, 3);
+    }
+    cr_assert_eq(got_n, 10, "the holder reads again as its answers leave");
+    cr_assert_eq(budget.used, 0, "nothing held once all is answered");
+    ct_server_close(&srv);
+    ct_server_close(&other_srv);
+    H_RUN_UNTIL(closed_calls && other_closed);
+    ct_transport_close(&peer.transport, NULL);
+    ct_transport_close(&other_peer.transport, NULL);
+    h_close_service(&held.service);
+    held_free(&held);
+    h_close_service(&fn_svc.service);
+}
