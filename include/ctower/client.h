@@ -23,7 +23,11 @@
  * sent yet is dropped: the request is freed and never goes out.
  *
  * ct_service_shutdown() sends what is queued, closes the write side and
- * completes when every response due has arrived; ct_service_close() aborts.
+ * completes when every caller still waiting has its response: the answers
+ * still due to tombstones (calls a timeout layer gave up) are not waited
+ * for, so a server that never answers those cannot hold a shutdown open.
+ * A stack with a timeout layer therefore shuts down within its timeout;
+ * without one, ct_service_close() is the way to bound it. Close aborts.
  */
 #ifndef CTOWER_CLIENT_H
 #define CTOWER_CLIENT_H
