@@ -52,6 +52,7 @@
 #include "http_echo.h"
 #include "http_filter.h"
 #include "redis_filter.h"
+#include "trim.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ typedef struct proxy {
     uv_signal_t sigint, sigterm, sigusr1, sighup;
     const options_t *options;
     ct_budget_t budget; /* --memory-budget */
+    trimmer_t trim;
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -105,6 +107,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigusr1, NULL);
     uv_close((uv_handle_t *)&p->sighup, NULL);
+    trimmer_stop(&p->trim);
     ct_listener_shutdown(&p->listener, 5000, on_listener_closed);
 }
 
@@ -246,6 +249,7 @@ int proxy_main(const options_t *o) {
     uv_signal_start(&p.sigterm, on_signal, SIGTERM);
     uv_signal_start(&p.sigusr1, on_signal, SIGUSR1);
     uv_signal_start(&p.sighup, on_signal, SIGHUP); /* --backends-file: read it again */
+    trimmer_start(&p.trim, &p.uv, &p.wire.pool, &p.wire.bytes_pool);
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);

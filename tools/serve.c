@@ -4,6 +4,7 @@
  * spreads the connections over them. */
 #include "serve.h"
 #include "http_echo.h"
+#include "trim.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ typedef struct server {
     uv_async_t stop; /* the one handle another thread may touch */
     uv_thread_t thread;
     ct_budget_t budget; /* this loop's part of --memory-budget */
+    trimmer_t trim;
 } server_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -38,6 +40,7 @@ static void on_listener_closed(ct_listener_t *l) {
 static void on_stop(uv_async_t *stop) {
     server_t *s = stop->data;
     uv_close((uv_handle_t *)stop, NULL);
+    trimmer_stop(&s->trim);
     ct_listener_shutdown(&s->listener, 5000, on_listener_closed);
 }
 
@@ -89,6 +92,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     s->listener.data = s;
     uv_async_init(&s->uv, &s->stop, on_stop);
     s->stop.data = s;
+    trimmer_start(&s->trim, &s->uv, &s->wire.pool, &s->wire.bytes_pool);
     return 0;
 }
 

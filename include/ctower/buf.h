@@ -68,6 +68,10 @@ void ct_buf_pool_free_msg(void *msg, void *ctx);
  * a copy hook (the retry layer's). NULL if out of memory. */
 void *ct_buf_pool_copy_msg(const void *msg, void *ctx);
 
+/* Frees the buffers the pool keeps beyond keep: after a burst, what a
+ * quieter load will not use again (the pool never shrinks by itself). */
+void ct_buf_pool_trim(ct_buf_pool_t *pool, size_t keep);
+
 /* Frees every buffer the pool keeps. */
 void ct_buf_pool_destroy(ct_buf_pool_t *pool);
 

@@ -86,11 +86,15 @@ void *ct_buf_pool_copy_msg(const void *msg, void *ctx) {
     return copy;
 }
 
-void ct_buf_pool_destroy(ct_buf_pool_t *pool) {
-    while (pool->free_list) {
+void ct_buf_pool_trim(ct_buf_pool_t *pool, size_t keep) {
+    while (pool->nfree > keep) {
         ct_buf_t *buf = pool->free_list;
         pool->free_list = buf->next_free;
+        pool->nfree--;
         free(buf);
     }
-    pool->nfree = 0;
+}
+
+void ct_buf_pool_destroy(ct_buf_pool_t *pool) {
+    ct_buf_pool_trim(pool, 0);
 }

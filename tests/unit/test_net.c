@@ -1955,3 +1955,26 @@ Test(alloc, a_connection_the_listener_had_no_memory_for_is_served_later) {
     ct_buf_pool_destroy(&pool);
 }
 #endif
+
+/* A pool keeps what it is given back, up to max_free; trim gives back what
+ * is beyond a number, and the pool still works. */
+Test(net, a_buffer_pool_trims_to_what_it_is_told) {
+    ct_buf_pool_t small;
+    ct_buf_t *bufs[10];
+    int i;
+    ct_buf_pool_init(&small, 128, 16);
+    for (i = 0; i < 10; i++)
+        cr_assert_not_null(bufs[i] = ct_buf_pool_get(&small, 100));
+    for (i = 0; i < 10; i++)
+        ct_buf_pool_put(&small, bufs[i]);
+    cr_assert_eq(small.nfree, 10);
+    ct_buf_pool_trim(&small, 4);
+    cr_assert_eq(small.nfree, 4);
+    ct_buf_pool_trim(&small, 8);
+    cr_assert_eq(small.nfree, 4, "trim never adds");
+    cr_assert_not_null(bufs[0] = ct_buf_pool_get(&small, 128));
+    cr_assert_eq(small.nfree, 3);
+    ct_buf_pool_put(&small, bufs[0]);
+    ct_buf_pool_destroy(&small);
+    cr_assert_eq(small.nfree, 0);
+}
