@@ -115,8 +115,9 @@ struct ct_server {
 int ct_server_shutdown(ct_server_t *srv);
 
 /* Abrupt end: cancel the requests in the service, drop unsent responses,
- * close the transport, then close_cb(srv, CT_ECANCELED). CT_ECLOSING if
- * already ending. */
+ * close the transport, then close_cb(srv, CT_ECANCELED). A graceful end
+ * still waiting for its write side to shut down is cut short the same way.
+ * CT_ECLOSING if the transport is already closing. */
 int ct_server_close(ct_server_t *srv);
 
 /* Requests read and not yet answered. */

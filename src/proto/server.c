@@ -505,9 +505,17 @@ uint64_t ct_server_last_request(const ct_server_t *srv) {
     return srv->last_request_ms;
 }
 
+/* A graceful end under way is cut short too: its write side may never
+ * finish shutting down (an HTTP/2 peer that never opens its window again
+ * keeps nghttp2 wanting to write), and a listener's deadline must end it. */
 int ct_server_close(ct_server_t *srv) {
-    if (srv->ending) return CT_ECLOSING;
-    finish(srv, CT_ECANCELED, 0);
+    if (!srv->ending) {
+        finish(srv, CT_ECANCELED, 0);
+        return 0;
+    }
+    if (srv->transport_closed || ct_transport_is_closing(srv->transport)) return CT_ECLOSING;
+    srv->status = CT_ECANCELED;
+    ct_transport_close(srv->transport, on_transport_closed);
     return 0;
 }
 

@@ -112,6 +112,7 @@ def main():
             failed.append(f"serve exited {code}")
         if any("Sanitizer" in l or "runtime error" in l for l in server.stderr_lines):
             failed.append("sanitizer report")
+            sys.stderr.write("".join(server.stderr_lines[-60:]))
         failures += bool(failed)
         print(line(fig, failed), flush=True)
     # Many connections at once, then gone: the loop's budget bounds the peak

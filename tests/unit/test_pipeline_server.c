@@ -487,3 +487,20 @@ Test(pipeline_server, a_shared_budget_stops_who_holds_and_reads_who_does_not) {
     held_free(&held);
     h_close_service(&fn_svc.service);
 }
+
+/* A graceful end waiting for its write side (which a peer may never let
+ * finish) is cut short by ct_server_close, as a listener's deadline does. */
+Test(pipeline_server, close_cuts_a_graceful_end_short) {
+    held_init(&held, 0);
+    start(8, 8, NULL, 1);
+    ask(0, 1);
+    H_RUN_UNTIL(held.n == 1);
+    held_complete_all(&held);
+    h_turns(2);
+    cr_assert_eq(got_n, 1);
+    cr_assert_eq(ct_server_shutdown(&srv), 0);
+    cr_assert_eq(ct_server_close(&srv), 0, "the write side's shutdown is still under way");
+    cr_assert_eq(ct_server_close(&srv), CT_ECLOSING);
+    finish();
+    cr_assert_eq(closed_status, CT_ECANCELED);
+}
