@@ -8,14 +8,15 @@
 # `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks),
 # `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads),
 # `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side),
-# `make compare-http` bench/compare-http (ctower serve --codec http and nginx).
+# `make compare-http` bench/compare-http (ctower serve --codec http and nginx),
+# `make hostile` bench/hostile (the hostile suite's attacks on ctower serve, nginx and h2o).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost buffer-bench tls-cost example test test-plain test-asan fuzz-long install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost buffer-bench tls-cost hostile example test test-plain test-asan fuzz-long install format clean
 
 all: build
 
@@ -54,6 +55,9 @@ compare-http2: build
 
 proxy-cost: build
 	bench/proxy-cost $(BUILD)
+
+hostile: build
+	bench/hostile $(BUILD)
 
 tls-cost: build
 	bench/tls-cost $(BUILD)
