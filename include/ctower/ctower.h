@@ -7,6 +7,7 @@
 #include "ctower/loop.h"
 #include "ctower/waker.h"
 #include "ctower/op.h"
+#include "ctower/context.h"
 #include "ctower/service.h"
 #include "ctower/service_fn.h"
 #include "ctower/budget.h"

@@ -43,7 +43,8 @@ extern "C" {
     XX(EOPEN, -30019, "circuit open: the service failed too often, calls fail fast for a while")   \
     XX(EFLOOD, -30020, "peer flooded the connection with frames that do no work")                  \
     XX(EREQTIMEOUT, -30021, "a request did not arrive in time (headers or body too slow)")         \
-    XX(EHEADERTOOLARGE, -30022, "header block too large, or too many fields")
+    XX(EHEADERTOOLARGE, -30022, "header block too large, or too many fields")                      \
+    XX(EDEADLINE, -30023, "the caller's deadline passed (its context's, not a local timeout)")
 
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),

@@ -73,6 +73,7 @@ struct ct_loop {
     /* shared buffers: allocated at their first lend, freed by close */
     uint8_t *shared[2];
     int shared_lent[2];
+    uint64_t rng; /* ct_loop_random's state */
 };
 
 #define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -116,6 +117,11 @@ uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len);
 
 /* Gives the buffer lent by ct_loop_lend_buffer() back. */
 void ct_loop_return_buffer(ct_loop_t *loop, int which);
+
+/* 64 random bits, for ids (a trace's span ids, context.h), not for keys:
+ * a generator of the loop's own (splitmix64), seeded from the system's
+ * random source when the loop was initialized. */
+uint64_t ct_loop_random(ct_loop_t *loop);
 
 #ifdef __cplusplus
 }

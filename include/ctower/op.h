@@ -18,6 +18,7 @@ extern "C" {
 
 typedef struct ct_op ct_op_t;
 struct ct_service;
+struct ct_context;
 
 /* status is 0 with a response (whose ownership moves to the callback), or a
  * negative error code with response NULL. op->cause tells the underlying
@@ -27,6 +28,10 @@ typedef void (*ct_op_cb)(ct_op_t *op, int status, void *response);
 struct ct_op {
     void *data; /* for the user */
     ct_op_cb cb;
+    /* The call's context (context.h): its deadline, trace and attempt; NULL
+     * (ct_op_init's) for none. Set by the caller before ct_service_call();
+     * it must stay unchanged until the op completes. */
+    const struct ct_context *ctx;
     /* read-only, valid in and after the callback */
     int status;
     int cause;

@@ -23,6 +23,7 @@
 #define CTOWER_SERVER_H
 
 #include "ctower/budget.h"
+#include "ctower/context.h"
 #include "ctower/service.h"
 #include "ctower/tag_store.h"
 #include "ctower/transport.h"
@@ -47,6 +48,13 @@ typedef int (*ct_server_error_fn)(ct_server_t *srv, int status, void **response)
  * graceful end, the error that ended the connection, or CT_ECANCELED after
  * ct_server_close(). */
 typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
+
+/* Reads the context a request carries (its deadline as the time left, its
+ * trace; ct_http_read_context for HTTP) into *out, which comes initialized
+ * (ct_context_init): the deadline is made absolute from now, when the
+ * request was read. Returns 1 if the request carries one, 0 if not. */
+typedef int (*ct_server_context_fn)(void *ctx, const void *request, uint64_t now,
+                                    ct_context_t *out);
 
 typedef struct ct_server_config {
     /* Requests read and not yet answered, at most; 0 means the default.
@@ -75,6 +83,14 @@ typedef struct ct_server_config {
     /* Shared with the loop's other connections (budget.h; NULL: none),
      * counted with msg_size too. */
     ct_budget_t *budget;
+    /* May be NULL. A request that carries a context reaches the service
+     * with it as op->ctx (context.h), so every layer under the server
+     * honours its deadline. One whose deadline passes before the service
+     * takes it is not started; an answer that comes after it is replaced
+     * by on_error's answer to CT_ETIMEDOUT, when there is an on_error (a
+     * protocol without error answers still gets its answer, late). */
+    ct_server_context_fn read_context;
+    void *context_ctx;
 } ct_server_config_t;
 
 struct ct_server_slot;

@@ -77,8 +77,9 @@ struct ct_service {
 int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker);
 
 /* Starts request on svc, completing op later. Returns 0, or a negative error
- * if nothing started: CT_EBUSY (op still pending), CT_ECLOSING, or the
- * service's own reason (a dead client returns the error that killed it). */
+ * if nothing started: CT_EBUSY (op still pending), CT_ECLOSING, CT_ETIMEDOUT
+ * (op->ctx's deadline has passed, context.h), or the service's own reason (a
+ * dead client returns the error that killed it). */
 int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op);
 
 /* Like ct_service_call(), for a caller that can take a result at once (a

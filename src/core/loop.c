@@ -81,6 +81,10 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     ct_list_init(&loop->drain_mark);
     memset(loop->shared, 0, sizeof loop->shared);
     memset(loop->shared_lent, 0, sizeof loop->shared_lent);
+    /* the system's source may be unavailable (an old kernel, a sandbox):
+     * the clock and the address still tell two loops apart */
+    if (uv_random(NULL, NULL, &loop->rng, sizeof loop->rng, 0, NULL) != 0)
+        loop->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)loop;
     if ((r = uv_check_init(uv, &loop->check)) != 0) return r;
     if ((r = uv_idle_init(uv, &loop->idle)) != 0) goto fail_idle;
     if ((r = uv_prepare_init(uv, &loop->prepare)) != 0) goto fail_prepare;
@@ -177,4 +181,11 @@ uint8_t *ct_loop_lend_buffer(ct_loop_t *loop, int which, size_t *len) {
 void ct_loop_return_buffer(ct_loop_t *loop, int which) {
     loop->shared_lent[which] = 0;
     if (loop->closing) free_shared(loop, which);
+}
+
+uint64_t ct_loop_random(ct_loop_t *loop) {
+    uint64_t z = (loop->rng += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
 }

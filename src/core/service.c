@@ -1,5 +1,6 @@
 /* The generic half of the service contract: op states, closing, shutdown. */
 #include "ctower/service.h"
+#include "ctower/context.h"
 #include "ctower/error.h"
 
 #include <assert.h>
@@ -22,6 +23,7 @@ void ct_op_init(ct_op_t *op, ct_op_cb cb) {
     op->status = 0;
     op->cause = 0;
     op->response = NULL;
+    op->ctx = NULL;
     op->svc = NULL;
     op->state = OP_IDLE;
     op->slot = 0;
@@ -104,6 +106,8 @@ static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r;
     if (op->state != OP_IDLE) return CT_EBUSY;
     if (svc->flags) return refusal(svc);
+    /* no layer, client or attempt starts a call its caller gave up on */
+    if (op->ctx && ct_context_expired(op->ctx, uv_now(svc->loop->uv))) return CT_ETIMEDOUT;
     op->svc = svc; /* the result fields are set when it completes */
     op->state = OP_CALLING;
     r = svc->vtable->call(svc, request, op);

@@ -293,6 +293,7 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
     b->chosen = NULL;
     if (!ep && !(ep = pick_fast(b, 0)) && !(ep = pick_any(b, 0))) return no_endpoint(b);
     e = b->free_entries[--b->nfree];
+    e->inner.ctx = op->ctx;
     r = ct_service_call(ep->svc, request, &e->inner);
     if (r < 0) { /* nothing started: the request is still the caller's */
         note_error(b, ep, r, 0);

@@ -114,6 +114,7 @@ static int breaker_call(ct_service_t *svc, void *request, ct_op_t *op) {
     if (b->nfree == 0) return refuse(b, request, op, CT_EOVERLOADED);
     b->reserved = 0;
     e = b->free_entries[--b->nfree];
+    e->inner.ctx = op->ctx;
     if ((r = ct_service_call(b->inner, request, &e->inner)) < 0) {
         b->free_entries[b->nfree++] = e; /* nothing started: the request is the caller's */
         return r;

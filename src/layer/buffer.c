@@ -255,6 +255,9 @@ static int handle_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e = CT_CONTAINER_OF(node, entry_t, link);
     e->outer = op;
     e->request = request;
+    /* read on the buffer's loop, after the lock below: the caller keeps it
+     * unchanged until its op completes (context.h) */
+    e->inner.ctx = op->ctx;
     op->slot = (size_t)(e - h->entries);
     h->in_flight++;
     uv_mutex_lock(&b->lock);

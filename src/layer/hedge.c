@@ -5,6 +5,7 @@
  * order). An entry goes back when every attempt it started has called
  * back, even if its caller was answered earlier. */
 #include "ctower/layer/hedge.h"
+#include "ctower/context.h"
 #include "ctower/error.h"
 #include "../core/list.h"
 
@@ -22,6 +23,7 @@ typedef struct ct_hedge_entry {
     ct_link_t link; /* in by_deadline while the backup is not due yet */
     size_t index;
     ct_hedge_t *layer;
+    ct_context_t backup_ctx; /* the caller's, one attempt further, if it gave one */
 } entry_t;
 
 static void free_msg(ct_hedge_t *h, void *msg) {
@@ -135,7 +137,17 @@ static int hedge_call(ct_service_t *svc, void *request, ct_op_t *op) {
         return 0;
     }
     e = h->free_entries[--h->nfree];
-    e->original = h->cfg.copy(request, h->cfg.copy_ctx); /* NULL: no backup */
+    /* no backup for a caller whose deadline comes before the delay ends */
+    e->original = ct_context_remaining(op->ctx, uv_now(svc->loop->uv)) > h->cfg.delay_ms
+                      ? h->cfg.copy(request, h->cfg.copy_ctx)
+                      : NULL; /* NULL: no backup */
+    e->attempt[0].ctx = op->ctx;
+    e->attempt[1].ctx = NULL;
+    if (op->ctx) {
+        e->backup_ctx = *op->ctx;
+        if (e->backup_ctx.attempt < 255) e->backup_ctx.attempt++;
+        e->attempt[1].ctx = &e->backup_ctx;
+    }
     r = ct_service_call(h->inner, request, &e->attempt[0]);
     if (r < 0) { /* nothing started: the request is still the caller's */
         free_msg(h, e->original);

@@ -115,6 +115,7 @@ static int limit_call(ct_service_t *svc, void *request, ct_op_t *op) {
         r = l->inner->vtable->call(l->inner, request, op);
     } else {
         e = l->free_entries[--l->nfree];
+        e->inner.ctx = op->ctx;
         r = ct_service_call(l->inner, request, &e->inner);
         if (r >= 0) {
             e->outer = op;

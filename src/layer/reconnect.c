@@ -11,6 +11,7 @@
  * completes them at once), so no op of a retired client is still pending
  * when a cancel could come. */
 #include "ctower/layer/reconnect.h"
+#include "ctower/context.h"
 #include "ctower/error.h"
 #include "ctower/multiplex.h"
 #include "ctower/pipeline.h"
@@ -143,10 +144,20 @@ static int send_on_client(ct_reconnect_t *rc, void *request, ct_op_t *op) {
 
 static void start_connect(ct_reconnect_t *rc);
 
-/* The connection is up: the waiting calls go out, in call order. */
+/* The connection is up: the waiting calls go out, in call order, but for
+ * those whose caller's deadline passed while they waited. */
 static void dispatch_waiting(ct_reconnect_t *rc) {
+    uint64_t now = uv_now(rc->service.loop->uv);
     while (!ct_list_empty(&rc->waiting)) {
         entry_t *e = CT_CONTAINER_OF(rc->waiting.next, entry_t, link);
+        if (ct_context_expired(e->op->ctx, now)) {
+            ct_op_t *op = e->op;
+            ct_list_remove(&e->link);
+            free_msg(rc, e->request);
+            release_entry(rc, e);
+            ct_op_complete(op, CT_ETIMEDOUT, CT_EDEADLINE, NULL);
+            continue;
+        }
         if (send_on_client(rc, e->request, e->op) < 0) { /* died at once: the next one */
             start_connect(rc);
             return;

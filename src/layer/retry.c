@@ -5,6 +5,7 @@
  * back only once its attempt in flight has called back, as in the timeout
  * layer. */
 #include "ctower/layer/retry.h"
+#include "ctower/context.h"
 #include "ctower/error.h"
 #include "../core/backoff.h"
 #include "../core/list.h"
@@ -25,6 +26,7 @@ typedef struct ct_retry_entry {
     uint64_t seq;   /* call order */
     ct_link_t link; /* in waiting, or alone */
     ct_retry_t *layer;
+    ct_context_t ctx; /* the caller's, with this attempt's number, if it gave one */
 } entry_t;
 
 static void on_timer(uv_timer_t *timer);
@@ -134,12 +136,6 @@ static void wait_until(ct_retry_t *t, entry_t *e, uint64_t due) {
     if (t->waiting.next == &e->link) arm(t);
 }
 
-static void wait_for_next_attempt(ct_retry_t *t, entry_t *e) {
-    uint64_t pause =
-        ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
-    wait_until(t, e, uv_now(t->service.loop->uv) + pause);
-}
-
 /* ---- attempts --------------------------------------------------------------- */
 
 static int retryable(ct_retry_t *t, const entry_t *e, int status, int cause, const void *response) {
@@ -158,12 +154,26 @@ static int retryable(ct_retry_t *t, const entry_t *e, int status, int cause, con
     }
 }
 
+/* Whether another attempt, after a pause of ms, would start past the
+ * caller's deadline: then the caller hears of its deadline now. */
+static int no_time_for(const entry_t *e, uint64_t ms) {
+    const ct_context_t *ctx = e->outer->ctx;
+    return ctx && ct_context_remaining(ctx, uv_now(e->layer->service.loop->uv)) <= ms;
+}
+
 /* An attempt ended: the caller gets its outcome, or e waits for another. */
 static void attempt_ended(entry_t *e, int status, int cause, void *response) {
     ct_retry_t *t = e->layer;
+    uint64_t pause;
     int again;
     if (status == 0 && !t->cfg.policy) { /* the common case, first */
         finish(e, 0, 0, response);
+        return;
+    }
+    if (status != 0 && no_time_for(e, 0)) { /* whatever failed, the caller's time is up */
+        free_msg(t, response);
+        t->counts.deadline_refusals++;
+        finish(e, CT_ETIMEDOUT, CT_EDEADLINE, NULL);
         return;
     }
     again = !t->closing && e->original && retryable(t, e, status, cause, response);
@@ -178,10 +188,16 @@ static void attempt_ended(entry_t *e, int status, int cause, void *response) {
         finish(e, status, cause, response);
         return;
     }
+    pause = ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
     free_msg(t, response);
+    if (no_time_for(e, pause)) { /* it would wake past the deadline */
+        t->counts.deadline_refusals++;
+        finish(e, CT_ETIMEDOUT, CT_EDEADLINE, NULL);
+        return;
+    }
     e->last_status = status;
     e->last_cause = cause;
-    wait_for_next_attempt(t, e);
+    wait_until(t, e, uv_now(t->service.loop->uv) + pause);
 }
 
 static void on_inner_done(ct_op_t *op, int status, void *response) {
@@ -203,6 +219,7 @@ static void attempt(ct_retry_t *t, entry_t *e) {
         return;
     }
     if (e->attempts++ > 0) t->counts.retries++; /* (0: a call queued by keep_order) */
+    e->ctx.attempt = (uint8_t)(e->attempts - 1 > 255 ? 255 : e->attempts - 1);
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) { /* nothing started, and the copy is still ours */
         free_msg(t, request);
@@ -236,6 +253,17 @@ static int retry_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return ct_service_poll_ready(t->inner, waker);
 }
 
+/* The attempts carry a copy of the caller's context, which counts them. */
+static void take_context(entry_t *e, const ct_op_t *op) {
+    if (!op->ctx) {
+        e->inner.ctx = NULL;
+        return;
+    }
+    e->ctx = *op->ctx;
+    e->ctx.attempt = 0;
+    e->inner.ctx = &e->ctx;
+}
+
 /* keep_order, with calls waiting: a new call waits behind them, its request
  * kept as the one its attempts are copied from. */
 static int queue_behind(ct_retry_t *t, entry_t *e, void *request, ct_op_t *op) {
@@ -248,6 +276,7 @@ static int queue_behind(ct_retry_t *t, entry_t *e, void *request, ct_op_t *op) {
     e->seq = t->next_seq++;
     op->slot = e->index;
     t->busy++;
+    take_context(e, op);
     wait_until(t, e, uv_now(t->service.loop->uv));
     return 0;
 }
@@ -264,6 +293,7 @@ static int retry_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e = t->free_entries[--t->nfree];
     if (t->cfg.keep_order && !ct_list_empty(&t->waiting)) return queue_behind(t, e, request, op);
     e->original = t->cfg.max_attempts > 1 ? t->cfg.copy(request, t->cfg.copy_ctx) : NULL;
+    take_context(e, op);
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
         free_msg(t, e->original);

@@ -159,6 +159,7 @@ static int shard_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e->outer = op;
     e->request = request;
+    e->inner.ctx = op->ctx;
     op->slot = e->index;
     if ((r = s->cfg.key(s->cfg.key_ctx, request, &hash)) < 0) {
         fail_call(s, e, r);

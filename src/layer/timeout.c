@@ -1,7 +1,13 @@
 /* The timeout layer. Each call borrows an entry that holds the inner op; the
  * entry returns to the pool only when the inner op has called back, even if
- * the caller was answered earlier (timed out or canceled). */
+ * the caller was answered earlier (timed out or canceled).
+ *
+ * The callers waiting are kept in order of their deadlines, which one timer
+ * serves. With the layer's own timeout alone they come in that order, and a
+ * call goes last; a context's deadline earlier than that is put in its
+ * place from the back, a walk as long as the calls it overtakes. */
 #include "ctower/layer/timeout.h"
+#include "ctower/context.h"
 #include "ctower/error.h"
 #include "../core/list.h"
 
@@ -11,7 +17,8 @@ typedef struct ct_timeout_entry {
     ct_op_t inner;
     ct_op_t *outer; /* NULL once the caller has been answered */
     uint64_t deadline;
-    ct_link_t link; /* in free_entries, in by_deadline, or alone */
+    int caller_deadline; /* 1: the context's deadline, not the layer's timeout */
+    ct_link_t link;      /* in free_entries, in by_deadline, or alone */
     ct_timeout_t *layer;
 } entry_t;
 
@@ -44,7 +51,7 @@ static void on_timer(uv_timer_t *timer) {
     while (!ct_list_empty(&t->by_deadline)) {
         entry_t *e = CT_CONTAINER_OF(t->by_deadline.next, entry_t, link);
         if (e->deadline > now) break;
-        answer(e, CT_ETIMEDOUT, 0, NULL);
+        answer(e, CT_ETIMEDOUT, e->caller_deadline ? CT_EDEADLINE : 0, NULL);
         ct_op_cancel(&e->inner);
     }
     arm(t);
@@ -82,6 +89,14 @@ static int timeout_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return ct_service_poll_ready(t->inner, waker);
 }
 
+/* Puts e among the callers waiting, in deadline order. */
+static void wait_in_order(ct_timeout_t *t, entry_t *e) {
+    ct_link_t *at = t->by_deadline.prev;
+    while (at != &t->by_deadline && CT_CONTAINER_OF(at, entry_t, link)->deadline > e->deadline)
+        at = at->prev;
+    ct_list_push_back(at->next, &e->link); /* after at */
+}
+
 static int timeout_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_timeout_t *t = (ct_timeout_t *)svc;
     ct_link_t *node = ct_list_pop_front(&t->free_entries);
@@ -94,6 +109,7 @@ static int timeout_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e = CT_CONTAINER_OF(node, entry_t, link);
     ct_op_init(&e->inner, on_inner_done);
+    e->inner.ctx = op->ctx;
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
         ct_list_push_back(&t->free_entries, &e->link);
@@ -101,9 +117,16 @@ static int timeout_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e->outer = op;
     e->deadline = uv_now(svc->loop->uv) + t->timeout_ms;
+    e->caller_deadline = op->ctx && op->ctx->deadline_ms && op->ctx->deadline_ms < e->deadline;
     op->slot = (size_t)(e - t->entries);
-    ct_list_push_back(&t->by_deadline, &e->link);
     t->busy++;
+    if (e->caller_deadline) {
+        e->deadline = op->ctx->deadline_ms;
+        wait_in_order(t, e);
+        if (t->by_deadline.next == &e->link) arm(t); /* now the first due */
+        return 0;
+    }
+    ct_list_push_back(&t->by_deadline, &e->link);
     if (!uv_is_active((uv_handle_t *)&t->timer)) arm(t);
     return 0;
 }

@@ -24,8 +24,9 @@ struct ct_server_slot {
     uint32_t tag;
     int state;
     int status;
-    int replaced; /* the response is on_error's: it is not replaced twice */
-    size_t bytes; /* of its request and response, for max_bytes */
+    int replaced;     /* the response is on_error's: it is not replaced twice */
+    size_t bytes;     /* of its request and response, for max_bytes */
+    ct_context_t ctx; /* the request's, when op.ctx points to it */
 };
 
 typedef struct ct_server_slot slot_t;
@@ -160,8 +161,19 @@ static int replacement_for(ct_server_t *srv, slot_t *s, int status, void **respo
     return 1;
 }
 
+/* An answer that comes after its request's deadline: nobody waits for it
+ * any more, and on_error says so instead (an HTTP server's 504). */
+static void drop_if_late(ct_server_t *srv, slot_t *s, int *status, void **response) {
+    if (*status < 0 || !srv->cfg.on_error) return;
+    if (!ct_context_expired(s->op.ctx, uv_now(srv->loop->uv))) return;
+    free_msg(srv, *response);
+    *response = NULL;
+    *status = CT_ETIMEDOUT;
+}
+
 /* The slot has its outcome; in completion order it may now leave. */
 static inline void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
+    if (s->op.ctx) drop_if_late(srv, s, &status, &response);
     if (status < 0 && replacement_for(srv, s, status, &response)) status = 0;
     if (status == 0) {
         s->response = response;
@@ -201,7 +213,8 @@ static inline int start_request(ct_server_t *srv, slot_t *s, int ready) {
     if (r >= 0) {
         int status;
         void *response;
-        if (ct_service_call_sync(srv->service, s->request, &status, &response)) {
+        /* a context goes with an op: no call_sync */
+        if (!s->op.ctx && ct_service_call_sync(srv->service, s->request, &status, &response)) {
             settle(srv, s, status, response);
             return 1;
         }
@@ -332,6 +345,12 @@ static void on_send_ready(ct_waker_t *waker) {
 static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag) {
     size_t index = take_slot(srv);
     slot_t *s = &srv->slots[index];
+    s->op.ctx = NULL;
+    if (msg && srv->cfg.read_context) {
+        ct_context_init(&s->ctx);
+        if (srv->cfg.read_context(srv->cfg.context_ctx, msg, uv_now(srv->loop->uv), &s->ctx))
+            s->op.ctx = &s->ctx;
+    }
     s->request = msg;
     s->response = NULL;
     s->state = SLOT_WAITING;
@@ -406,7 +425,9 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         if (r != CT_PENDING) {
             size_t index;
-            if (r >= 0 && srv->send_count == 0 && answer_at_once(srv, msg, tag)) return;
+            if (r >= 0 && srv->send_count == 0 && !srv->cfg.read_context &&
+                answer_at_once(srv, msg, tag))
+                return;
             s = new_slot(srv, msg, tag);
             index = (size_t)(s - srv->slots);
             if (start_request(srv, s, r) && !send_alone(srv, index)) send_responses(srv);

@@ -37,8 +37,10 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec
   "$src_dir/src/codec/resp_inline.c" \
   -o "$out_dir/fuzz_codec"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http.c" "$src_dir/src/codec/codec.c" \
-  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_chunked.c" "$src_dir/src/codec/http_message.c" -lhttp_parser \
+  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_chunked.c" "$src_dir/src/codec/http_message.c" "$src_dir/src/codec/http_context.c" "$src_dir/src/core/context.c" -lhttp_parser \
   -o "$out_dir/fuzz_http"
+clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_context.c" "$src_dir/src/codec/http_context.c" \
+  "$src_dir/src/core/context.c" -o "$out_dir/fuzz_context"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http_filter.c" "$src_dir/tools/http_filter.c" \
   "$src_dir/tools/filter.c" $(find "$src_dir/src" -name '*.c') $(pkg-config --cflags --libs libuv openssl libnghttp2) \
   -lhttp_parser -lm -o "$out_dir/fuzz_http_filter"
@@ -56,7 +58,7 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http2.c" $(find "$src_dir/src" -na
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_tls.c" "$src_dir/src/transport/tls.c" \
   "$src_dir/src/core/error.c" $(pkg-config --cflags --libs libuv openssl libnghttp2) -lhttp_parser -lm -o "$out_dir/fuzz_tls"
 
-targets=${TARGETS:-fuzz_codec fuzz_http fuzz_http_filter fuzz_http2 fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls}
+targets=${TARGETS:-fuzz_codec fuzz_http fuzz_context fuzz_http_filter fuzz_http2 fuzz_client fuzz_address fuzz_layers fuzz_redis_keys fuzz_tls}
 if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); else limit=(-max_total_time="$seconds"); fi
 
 run_target() {

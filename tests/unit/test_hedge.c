@@ -418,3 +418,47 @@ Test(hedge, random_runs_complete_every_call_once) {
     cr_assert_gt(ct_hedge_counts(&layer).backups, 0, "no backup went: the run tested little");
     h_close_service(&layer.service);
 }
+
+/* ---- the caller's context ------------------------------------------------------------ */
+
+Test(hedge, both_attempts_carry_the_context_the_backup_one_attempt_further) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap(10, 1);
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10000);
+    ctx.trace_id[0] = 7;
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(3), &r.op), 0);
+    until_held(2);
+    cr_assert_eq(inner.ops[0]->ctx, &ctx, "the first attempt carries the caller's own");
+    cr_assert_not_null(inner.ops[1]->ctx);
+    cr_assert_eq(inner.ops[1]->ctx->attempt, 1);
+    cr_assert_eq(inner.ops[1]->ctx->deadline_ms, ctx.deadline_ms);
+    cr_assert_eq(inner.ops[1]->ctx->trace_id[0], 7);
+    slow_answer(&inner, 0, 0);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, 0);
+    H_RUN_UNTIL(inner.n == 0);
+    h_close_service(&layer.service);
+}
+
+Test(hedge, no_backup_for_a_caller_whose_deadline_comes_before_the_delay) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap(40, 1);
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 20);
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(3), &r.op), 0);
+    until_held(1);
+    uv_sleep(60);
+    h_turns(3);
+    cr_assert_eq(inner.calls, 1, "a backup went out although its caller had given up");
+    cr_assert_eq(ct_hedge_counts(&layer).backups, 0);
+    slow_answer(&inner, 0, 0);
+    H_RUN_UNTIL(r.calls);
+    h_close_service(&layer.service);
+}

@@ -25,6 +25,7 @@ typedef struct flaky {
     uint64_t ids[64];     /* which request each call carried */
     uint64_t last_id;
     int shutdowns;
+    int ctx_attempt[16]; /* each call's context's attempt, -1 without one */
 } flaky_t;
 
 static flaky_t inner;
@@ -43,6 +44,7 @@ static int flaky_call(ct_service_t *svc, void *req, ct_op_t *op) {
     }
     if (f->calls < 16) f->call_ns[f->calls] = uv_hrtime();
     if (f->calls < 64) f->ids[f->calls] = tmsg_id(req);
+    if (f->calls < 16) f->ctx_attempt[f->calls] = op->ctx ? op->ctx->attempt : -1;
     f->calls++;
     f->last_id = tmsg_id(req);
     if (f->failures > 0) {
@@ -705,4 +707,111 @@ Test(retry, keep_order_a_queued_call_can_be_canceled_and_closed) {
     cr_assert_eq(a.status, CT_ECLOSED);
     cr_assert_eq(d.status, CT_ECLOSED);
     cr_assert_eq(inner.calls, 1);
+}
+
+/* ---- the caller's deadline ---------------------------------------------------- */
+
+Test(retry, each_attempt_carries_the_context_with_its_number) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap();
+    inner.failures = 2;
+    inner.fail_status = CT_ECONNECT;
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10000);
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(inner.calls, 3);
+    cr_assert_eq(inner.ctx_attempt[0], 0);
+    cr_assert_eq(inner.ctx_attempt[1], 1);
+    cr_assert_eq(inner.ctx_attempt[2], 2);
+    cr_assert_eq(ctx.attempt, 0, "the caller's own context is left as it was");
+    unwrap();
+}
+
+Test(retry, a_call_without_context_gives_none_to_its_attempts) {
+    rec_op_t r;
+    wrap();
+    inner.failures = 1;
+    inner.fail_status = CT_ECONNECT;
+    call(&r, 9);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(inner.ctx_attempt[0], -1);
+    cr_assert_eq(inner.ctx_attempt[1], -1);
+    unwrap();
+}
+
+/* The pause (at least 100 ms) would end past the deadline (30 ms): the
+ * caller hears of its deadline at once, not after the pause. */
+Test(retry, no_pause_past_the_deadline) {
+    rec_op_t r;
+    ct_context_t ctx;
+    ct_retry_config_t c = config();
+    uint64_t t0;
+    c.backoff_min_ms = 200;
+    c.backoff_max_ms = 200;
+    wrap_with(&c);
+    inner.failures = 5;
+    inner.fail_status = CT_ECONNECT;
+    t0 = uv_now(&H.uv);
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, t0, 30);
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    H_RUN_UNTIL(r.calls);
+    uv_update_time(&H.uv);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, CT_EDEADLINE);
+    cr_assert_eq(inner.calls, 1, "no attempt after the first");
+    cr_assert_lt(uv_now(&H.uv) - t0, 100, "it waited for the pause");
+    cr_assert_eq(ct_retry_counts(&layer).deadline_refusals, 1);
+    unwrap();
+}
+
+/* Attempts that fail after the deadline has come are not tried again,
+ * although attempts remain. */
+Test(retry, no_attempt_after_the_deadline) {
+    rec_op_t r;
+    ct_context_t ctx;
+    ct_retry_config_t c = config();
+    c.max_attempts = 100;
+    c.backoff_min_ms = 5;
+    c.backoff_max_ms = 5;
+    c.budget_min_per_s = 1000;
+    wrap_with(&c);
+    inner.failures = 1000;
+    inner.fail_status = CT_ECONNECT;
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 40);
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, CT_EDEADLINE);
+    cr_assert_gt(inner.calls, 1, "it was tried again before the deadline");
+    cr_assert_lt(inner.calls, 100);
+    h_turns(5);
+    cr_assert_eq(r.calls, 1);
+    unwrap();
+}
+
+Test(retry, a_call_past_its_deadline_does_not_start) {
+    rec_op_t r;
+    ct_context_t ctx;
+    tmsg_t *m = tmsg_new(1);
+    wrap();
+    ct_context_init(&ctx);
+    ctx.deadline_ms = uv_now(&H.uv); /* now: passed */
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(ct_service_call(&layer.service, m, &r.op), CT_ETIMEDOUT);
+    tmsg_free(m, NULL); /* refused: still the caller's */
+    cr_assert_eq(inner.calls, 0);
+    unwrap();
 }

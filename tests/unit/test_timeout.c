@@ -173,3 +173,59 @@ Test(timeout, a_synchronous_answer_passes_through_call_sync) {
     tmsg_free(m, NULL);
     unwrap();
 }
+
+/* ---- the caller's deadline ---------------------------------------------------- */
+
+static void call_with(rec_op_t *r, ct_context_t *ctx, uint64_t deadline_in_ms, uint64_t id) {
+    ct_context_init(ctx);
+    ct_context_set_timeout(ctx, uv_now(&H.uv), deadline_in_ms);
+    rec_op_init(r);
+    r->op.ctx = ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(id), &r->op), 0);
+}
+
+Test(timeout, a_deadline_before_the_timeout_ends_the_call_with_its_cause) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap(10000, 4);
+    call_with(&r, &ctx, 20, 1);
+    cr_assert_eq(held.ops[0]->ctx, &ctx, "the context goes on with the call");
+    run_until_called(&r);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, CT_EDEADLINE);
+    cr_assert_eq(held.cancels, 1);
+    unwrap();
+}
+
+Test(timeout, the_layers_own_timeout_has_no_cause) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap(20, 4);
+    call_with(&r, &ctx, 10000, 1);
+    run_until_called(&r);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, 0, "a local timeout told as the caller's deadline");
+    unwrap();
+}
+
+/* A short deadline overtakes calls made before it, and the timer serves it
+ * first; the calls it overtook still end at their own time. */
+Test(timeout, a_short_deadline_overtakes_earlier_calls) {
+    rec_op_t slow, fast, plain;
+    ct_context_t c1, c2;
+    wrap(300, 4);
+    call_with(&slow, &c1, 10000, 1); /* ends at the layer's 300 ms */
+    rec_op_init(&plain);
+    cr_assert_eq(h_call(&layer.service, tmsg_new(2), &plain.op), 0);
+    call_with(&fast, &c2, 20, 3);
+    run_until_called(&fast);
+    cr_assert_eq(fast.status, CT_ETIMEDOUT);
+    cr_assert_eq(fast.cause, CT_EDEADLINE);
+    cr_assert_eq(slow.calls + plain.calls, 0, "the earlier calls ended with it");
+    H_RUN_UNTIL(slow.calls && plain.calls);
+    cr_assert_eq(slow.status, CT_ETIMEDOUT);
+    cr_assert_eq(slow.cause, 0);
+    cr_assert_eq(plain.status, CT_ETIMEDOUT);
+    cr_assert_lt(slow.order, plain.order, "the calls of one timeout end in call order");
+    unwrap();
+}

@@ -397,9 +397,17 @@ static void on_pair_server_closed(ct_server_t *srv, int status) {
 
 void h_pair_connect(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
                     size_t channel_cap) {
+    h_pair_connect_with(p, service, multiplexed, depth, channel_cap, NULL, NULL);
+}
+
+void h_pair_connect_with(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
+                         size_t channel_cap, ct_server_context_fn read_context,
+                         ct_server_error_fn on_error) {
     ct_client_config_t ccfg = {0};
     ct_server_config_t scfg = {0};
     memset(p, 0, sizeof *p);
+    scfg.read_context = read_context;
+    scfg.on_error = on_error;
     p->multiplexed = multiplexed;
     ccfg.max_in_flight = depth;
     ccfg.free_msg = tmsg_free;

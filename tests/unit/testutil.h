@@ -140,6 +140,11 @@ typedef struct h_pair {
 void h_pair_connect(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
                     size_t channel_cap);
 
+/* Likewise, with the server's read_context and on_error hooks (may be NULL). */
+void h_pair_connect_with(h_pair_t *p, ct_service_t *service, int multiplexed, size_t depth,
+                         size_t channel_cap, ct_server_context_fn read_context,
+                         ct_server_error_fn on_error);
+
 /* Closes the client; the server sees EOF, drains and closes itself; then
  * service is closed. */
 void h_pair_disconnect(h_pair_t *p, ct_service_t *service);

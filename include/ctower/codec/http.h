@@ -64,6 +64,7 @@
 #define CTOWER_CODEC_HTTP_H
 
 #include "ctower/codec.h"
+#include "ctower/context.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -191,6 +192,32 @@ int ct_http_refusal_status(int error);
  * ct_http_format_response() does; CT_EINVAL for an error that has none.
  * A server's on_error hook (server.h) sends it for the refusal. */
 int ct_http_format_refusal(uint8_t *out, size_t cap, int error, size_t *size);
+
+/* ---- the request context on HTTP (context.h) ------------------------------ *
+ *
+ * Two fields carry it: "ctower-timeout", the time the caller has left, in
+ * grpc-timeout's form ("250m": ct_context_format_timeout()), and W3C's
+ * "traceparent". The time left rather than a date: two hosts never compare
+ * clocks, and the time spent on the wire is the only error. The same
+ * fields serve HTTP/2, whose messages are written as HTTP/1.1 here. */
+
+/* Room for ct_http_format_context()'s fields at most. */
+#define CT_HTTP_CONTEXT_FIELDS_MAX 100
+
+/* Reads the context of the message data[0..len) (a request's head is
+ * enough) into *ctx: a deadline now + the time "ctower-timeout" gives (the
+ * earlier, if ctx had one) and the trace "traceparent" gives. Values that
+ * do not parse are ignored, as W3C asks of traceparent, so a bad field
+ * costs a request its context, not its answer. Returns 1 if it found
+ * either, 0 if neither. */
+int ct_http_read_context(const uint8_t *data, size_t len, uint64_t now, ct_context_t *ctx);
+
+/* Writes the fields that carry ctx at now ("ctower-timeout: 250m\r\n" if it
+ * has a deadline, "traceparent: ...\r\n" if it has a trace) into
+ * out[0..cap), NUL-terminated, as ct_http_format_request()'s fields take
+ * them. Returns their length (0: nothing to carry), or CT_EINVAL if cap is
+ * under CT_HTTP_CONTEXT_FIELDS_MAX. */
+int ct_http_format_context(const ct_context_t *ctx, uint64_t now, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,11 @@
  * attempt takes the original; a call whose copy cannot be made goes
  * without a backup.
  *
+ * The caller's context (op->ctx, context.h) goes with both attempts, the
+ * backup's one attempt further. A call whose deadline comes before its
+ * delay would end sends no backup, and none starts once the deadline has
+ * passed.
+ *
  * Cancel: both attempts are canceled; the caller's op completes with
  * CT_ECANCELED at once. Shutdown: no new calls; those under way go on
  * (backups included), then the inner service shuts down. Close: the inner

@@ -30,6 +30,12 @@
  * completes once, with the last attempt's outcome; op->cause is that
  * attempt's cause.
  *
+ * The caller's deadline (op->ctx, context.h) bounds it all: an attempt that
+ * fails once the deadline has come, or whose pause would end at or past it,
+ * is not tried again, and the op completes with CT_ETIMEDOUT, cause
+ * CT_EDEADLINE. Each attempt carries a copy of the caller's context whose
+ * attempt field counts it (0, 1, ...), so a server can tell a retry.
+ *
  * Retried calls do not keep their order by default: each waits its own
  * pause. With keep_order they do, for requests that depend on the ones
  * before them (over a pipeline, a GET after its SET): the calls waiting for
@@ -90,9 +96,10 @@ typedef struct ct_retry_config {
 } ct_retry_config_t;
 
 typedef struct ct_retry_counts {
-    uint64_t retries;         /* attempts after the first */
-    uint64_t budget_refusals; /* retries the budget did not allow */
-    uint64_t exhausted;       /* calls that failed after max_attempts */
+    uint64_t retries;           /* attempts after the first */
+    uint64_t budget_refusals;   /* retries the budget did not allow */
+    uint64_t exhausted;         /* calls that failed after max_attempts */
+    uint64_t deadline_refusals; /* calls ended because the caller's deadline came first */
 } ct_retry_counts_t;
 
 enum { CT_RETRY_WINDOW_S = 10 };

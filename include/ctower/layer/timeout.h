@@ -6,6 +6,11 @@
  * client keeps a tombstone and discards the late answer). Every call has the
  * same timeout, so deadlines expire in call order: one timer serves them all,
  * and the per-call state comes from a pool allocated at init.
+ *
+ * A call whose context (op->ctx, context.h) has a deadline earlier than the
+ * layer's timeout ends at that deadline instead, with CT_ETIMEDOUT and cause
+ * CT_EDEADLINE (a call ended by the layer's own timeout has cause 0); the
+ * context goes on to the inner service with the call.
  */
 #ifndef CTOWER_LAYER_TIMEOUT_H
 #define CTOWER_LAYER_TIMEOUT_H
