@@ -9,7 +9,12 @@ static int filter_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 static int filter_call(ct_service_t *svc, void *msg, ct_op_t *op) {
     filter_t *f = (filter_t *)svc;
     ct_buf_t *request = msg, *answer = NULL;
-    if (f->rule(f->pool, &request, &answer) == FILTER_PASS)
+    filter_hop_t hop = {op->ctx, 0, 0};
+    if (op->ctx) {
+        hop.now = uv_now(svc->loop->uv);
+        if (ct_context_traced(op->ctx)) hop.span = ct_loop_random(svc->loop);
+    }
+    if (f->rule(f->pool, &hop, &request, &answer) == FILTER_PASS)
         return f->inner->vtable->call(f->inner, request, op);
     ct_buf_pool_put(f->pool, request);
     ct_op_complete(op, answer ? 0 : UV_ENOMEM, 0, answer);

@@ -10,11 +10,20 @@
 
 typedef enum filter_verdict { FILTER_PASS, FILTER_ANSWER } filter_verdict_t;
 
+/* What a rule knows of the hop besides the request: the caller's context
+ * (NULL: none; the listener's read_context found it), the loop's time, and
+ * with a traced context a random span id for this hop. */
+typedef struct filter_hop {
+    const ct_context_t *ctx;
+    uint64_t now;
+    uint64_t span;
+} filter_hop_t;
+
 /* Looks at *request: FILTER_PASS sends *request on (a rule that rewrites it
  * replaces it, and gives the old one back to pool); FILTER_ANSWER answers
  * with *answer (NULL: out of memory) and the filter gives the request back. */
-typedef filter_verdict_t (*filter_rule_fn)(ct_buf_pool_t *pool, ct_buf_t **request,
-                                           ct_buf_t **answer);
+typedef filter_verdict_t (*filter_rule_fn)(ct_buf_pool_t *pool, const filter_hop_t *hop,
+                                           ct_buf_t **request, ct_buf_t **answer);
 
 typedef struct filter {
     ct_service_t service; /* first */

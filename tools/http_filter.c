@@ -105,16 +105,19 @@ static void add_named(head_t *h, span_t v) {
     }
 }
 
-/* Marks the fields that go: hop-by-hop by name, or named by Connection;
- * never those that frame and route the request. Returns how many go. */
-static int mark_drops(head_t *h) {
+/* Marks the fields that go: hop-by-hop by name, or named by Connection,
+ * and with a context the fields that carry it (written anew); never those
+ * that frame and route the request. Returns how many go. */
+static int mark_drops(head_t *h, int context) {
     int i, k, n = 0;
     for (i = 0; i < h->nfields; i++)
         if (name_is(h->fields[i].name, "connection")) add_named(h, h->fields[i].value);
     for (i = 0; i < h->nfields; i++) {
         struct field *f = &h->fields[i];
-        f->drop = name_is(f->name, "connection") || name_is(f->name, "keep-alive") ||
-                  name_is(f->name, "proxy-connection");
+        f->drop =
+            name_is(f->name, "connection") || name_is(f->name, "keep-alive") ||
+            name_is(f->name, "proxy-connection") ||
+            (context && (name_is(f->name, "ctower-timeout") || name_is(f->name, "traceparent")));
         if (name_is(f->name, "content-length") || name_is(f->name, "transfer-encoding") ||
             name_is(f->name, "host"))
             continue;
@@ -178,10 +181,11 @@ static char *put_value(char *w, span_t v) {
     return w;
 }
 
-/* The request written anew: its start line, the fields kept, keep-alive
- * for HTTP/1.0, then the body as it came. out has room enough. */
-static size_t rewrite(const head_t *h, const http_parser *p, const char *body, size_t body_len,
-                      char *out) {
+/* The request written anew: its start line, the fields kept, the context's
+ * (extra), keep-alive for HTTP/1.0, then the body as it came. out has room
+ * enough. */
+static size_t rewrite(const head_t *h, const http_parser *p, const char *extra, const char *body,
+                      size_t body_len, char *out) {
     char version[16];
     const char *method = http_method_str((enum http_method)p->method);
     char *w = out;
@@ -198,6 +202,7 @@ static size_t rewrite(const head_t *h, const http_parser *p, const char *body, s
         w = put_value(w, f->value);
         w = put(w, "\r\n", 2);
     }
+    w = put(w, extra, strlen(extra));
     if (p->http_major == 1 && p->http_minor == 0) w = put(w, "Connection: keep-alive\r\n", 24);
     w = put(w, "\r\n", 2);
     w = put(w, body, body_len);
@@ -213,7 +218,17 @@ static ct_buf_t *refusal(int status) {
     return ct_buf_from(out, size);
 }
 
-filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_buf_t **answer) {
+/* The context's fields for the next hop, into out: the time left as of
+ * now, the trace with a span of this hop's own. */
+static void next_hop_fields(const filter_hop_t *hop, char *out, size_t cap) {
+    ct_context_t next = *hop->ctx;
+    if (ct_context_traced(&next)) memcpy(next.span_id, &hop->span, sizeof next.span_id);
+    if (ct_http_format_context(&next, hop->now, out, cap) < 0) out[0] = '\0';
+}
+
+filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, ct_buf_t **request,
+                                  ct_buf_t **answer) {
+    char extra[CT_HTTP_CONTEXT_FIELDS_MAX] = "";
     head_t h;
     ct_buf_t *old = *request, *fresh;
     http_parser p;
@@ -232,15 +247,23 @@ filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_bu
             *answer = refusal(400);
             return FILTER_ANSWER;
         }
-    drops = mark_drops(&h);
-    if (!drops && !(p.http_major == 1 && p.http_minor == 0) && is_plain(old->base, head_len))
+    drops = mark_drops(&h, hop->ctx != NULL);
+    if (!drops && !hop->ctx && !(p.http_major == 1 && p.http_minor == 0) &&
+        is_plain(old->base, head_len))
         return FILTER_PASS; /* the common case: as it is */
-    if (!(fresh = ct_buf_pool_get(pool, old->len + 3 * (size_t)h.nfields + 64))) {
+    if (hop->ctx) next_hop_fields(hop, extra, sizeof extra);
+    if (!(fresh = ct_buf_pool_get(pool, old->len + 3 * (size_t)h.nfields + 64 + sizeof extra))) {
         *answer = NULL; /* out of memory: the caller's error */
         return FILTER_ANSWER;
     }
-    fresh->len = rewrite(&h, &p, old->base + head_len, old->len - head_len, fresh->base);
+    fresh->len = rewrite(&h, &p, extra, old->base + head_len, old->len - head_len, fresh->base);
     ct_buf_pool_put(pool, old);
     *request = fresh;
     return FILTER_PASS;
+}
+
+int http_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out) {
+    const ct_buf_t *b = request;
+    (void)ctx;
+    return ct_http_read_context((const uint8_t *)b->base, b->len, now, out);
 }

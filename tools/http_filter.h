@@ -7,12 +7,22 @@
  * Connection names (but never Content-Length, Transfer-Encoding or Host,
  * which frame and route it), and an HTTP/1.0 request says "Connection:
  * keep-alive". The client's own connection still ends after the answer to
- * its last request: its codec saw the request as it came. */
+ * its last request: its codec saw the request as it came.
+ *
+ * The request context (context.h) goes on with the request: a request
+ * that came with ctower-timeout or traceparent leaves with them written
+ * anew, the time left as of now (what the proxy spent is gone from it) and
+ * the trace with a span id of the proxy's own. */
 #ifndef CTOWER_TOOLS_HTTP_FILTER_H
 #define CTOWER_TOOLS_HTTP_FILTER_H
 
 #include "filter.h"
 
-filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_buf_t **answer);
+filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, ct_buf_t **request,
+                                  ct_buf_t **answer);
+
+/* The listener's read_context for HTTP requests (ct_http_read_context over a
+ * ct_buf_t); ctx is NULL. */
+int http_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out);
 
 #endif

@@ -194,6 +194,8 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.server.free_ctx = &p->wire.pool;
     if (o->resp) cfg.server.on_error = resp_error_reply;
     if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
+    /* the filter writes the context on for the next hop (HTTP/1.1 only) */
+    if (o->http && !o->http2) cfg.server.read_context = http_read_context;
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;

@@ -82,9 +82,11 @@ static int from_inline(ct_buf_pool_t *pool, ct_buf_t **request) {
     return 0;
 }
 
-filter_verdict_t redis_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_buf_t **answer) {
+filter_verdict_t redis_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, ct_buf_t **request,
+                                   ct_buf_t **answer) {
     const char *name;
     char text[160];
+    (void)hop; /* RESP has nowhere to carry a context */
     int r = (*request)->len > 0 && (*request)->base[0] != '*' ? from_inline(pool, request) : 0;
     if (r == CT_EMALFORMED) { /* Redis's own words for it */
         *answer = error_reply("-ERR Protocol error: unbalanced quotes in request\r\n");

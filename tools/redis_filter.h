@@ -7,6 +7,7 @@
 
 #include "filter.h"
 
-filter_verdict_t redis_filter_rule(ct_buf_pool_t *pool, ct_buf_t **request, ct_buf_t **answer);
+filter_verdict_t redis_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, ct_buf_t **request,
+                                   ct_buf_t **answer);
 
 #endif

@@ -342,14 +342,13 @@ static void on_send_ready(ct_waker_t *waker) {
 
 /* A slot for a request just read (msg, or NULL if it was answered already),
  * in its place in the send order of a pipeline. */
-static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag) {
+static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag, const ct_context_t *ctx) {
     size_t index = take_slot(srv);
     slot_t *s = &srv->slots[index];
     s->op.ctx = NULL;
-    if (msg && srv->cfg.read_context) {
-        ct_context_init(&s->ctx);
-        if (srv->cfg.read_context(srv->cfg.context_ctx, msg, uv_now(srv->loop->uv), &s->ctx))
-            s->op.ctx = &s->ctx;
+    if (ctx) {
+        s->ctx = *ctx;
+        s->op.ctx = &s->ctx;
     }
     s->request = msg;
     s->response = NULL;
@@ -377,7 +376,7 @@ static int answer_at_once(ct_server_t *srv, void *msg, uint32_t tag) {
         if (srv->cfg.set_tag) srv->cfg.set_tag(response, tag);
         if (ct_transport_send(srv->transport, response) == 0) return 1;
     }
-    settle(srv, new_slot(srv, NULL, tag), status, response);
+    settle(srv, new_slot(srv, NULL, tag, NULL), status, response);
     send_responses(srv);
     return 1;
 }
@@ -397,7 +396,7 @@ static void refuse(ct_server_t *srv, int status) {
     srv->draining = 1;
     ct_transport_recv_stop(srv->transport);
     if (srv->nfree > 0) {
-        settle(srv, new_slot(srv, NULL, 0), status, NULL);
+        settle(srv, new_slot(srv, NULL, 0, NULL), status, NULL);
         send_responses(srv);
     } else {
         finish_if_drained(srv); /* no slot (not seen: reading stops at the bound) */
@@ -406,6 +405,7 @@ static void refuse(ct_server_t *srv, int status) {
 
 static void on_recv(ct_transport_t *t, int status, void *msg) {
     ct_server_t *srv = t->owner;
+    ct_context_t ctx, *has_ctx = NULL;
     uint32_t tag;
     slot_t *s;
     if (status < 0) {
@@ -421,14 +421,18 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     }
     srv->last_request_ms = uv_now(srv->loop->uv);
     tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
+    if (srv->cfg.read_context) {
+        ct_context_init(&ctx);
+        if (srv->cfg.read_context(srv->cfg.context_ctx, msg, srv->last_request_ms, &ctx))
+            has_ctx = &ctx;
+    }
     if (srv->call_count == 0) { /* nothing waits for the service: no queue */
         int r = ct_service_poll_ready(srv->service, &srv->ready_waker);
         if (r != CT_PENDING) {
             size_t index;
-            if (r >= 0 && srv->send_count == 0 && !srv->cfg.read_context &&
-                answer_at_once(srv, msg, tag))
-                return;
-            s = new_slot(srv, msg, tag);
+            /* (a context goes with an op: not call_sync's) */
+            if (r >= 0 && srv->send_count == 0 && !has_ctx && answer_at_once(srv, msg, tag)) return;
+            s = new_slot(srv, msg, tag, has_ctx);
             index = (size_t)(s - srv->slots);
             if (start_request(srv, s, r) && !send_alone(srv, index)) send_responses(srv);
             return;
@@ -436,7 +440,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     }
     /* Behind the others: the service's ready waker is registered and will
      * call them in order. */
-    s = new_slot(srv, msg, tag);
+    s = new_slot(srv, msg, tag, has_ctx);
     ring_push(srv->call_queue, srv->cap, srv->call_head, &srv->call_count,
               (size_t)(s - srv->slots));
 }

@@ -4,7 +4,9 @@
  * exactly one request, with the same method, target and body, with no
  * Connection, Keep-Alive or Proxy-Connection field left, and with its
  * framing fields (Content-Length, Transfer-Encoding) kept; or be answered
- * by the proxy itself with 400 (a field name that is not a token). */
+ * by the proxy itself with 400 (a field name that is not a token). A
+ * request's context (ctower-timeout, traceparent), read as the proxy reads
+ * it, goes on once, with the same deadline and trace and the hop's span. */
 #define _GNU_SOURCE /* memmem */
 #include "../../tools/http_filter.h"
 
@@ -27,8 +29,26 @@ static size_t count_fields(const ct_http_message_t *m, const char *name, const c
     return n;
 }
 
+/* The context must go on as it came, with the hop's span. */
+static void same_context(const ct_context_t *in, const ct_buf_t *request, const char *head_end,
+                         const filter_hop_t *hop) {
+    ct_context_t out;
+    uint8_t span[8];
+    ct_context_init(&out);
+    if (!ct_http_read_context((const uint8_t *)request->base,
+                              (size_t)(head_end + 4 - request->base), hop->now, &out))
+        abort();
+    memcpy(span, &hop->span, sizeof span);
+    if (out.deadline_ms != in->deadline_ms || memcmp(out.trace_id, in->trace_id, 16) ||
+        out.trace_flags != in->trace_flags ||
+        (ct_context_traced(in) && memcmp(out.span_id, span, 8)))
+        abort();
+}
+
 static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
     ct_buf_t *request = ct_buf_pool_get(pool, len), *answer = NULL;
+    ct_context_t ctx;
+    filter_hop_t hop = {NULL, 1000000, 0x0102030405060708u};
     ct_http_codec_t server;
     ct_http_message_t before, after;
     ct_frame_t f;
@@ -38,10 +58,13 @@ static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
     memcpy(request->base, frame, len);
     request->len = len;
     memcpy(copy, frame, len);
-    /* more fields than a view holds, or than one with keep-alive added */
-    if (ct_http_parse_request(copy, len, &before) != 0 || before.nfields + 1 >= CT_HTTP_MAX_HEADERS)
+    /* more fields than a view holds, or than one with keep-alive and the
+     * context's two added */
+    if (ct_http_parse_request(copy, len, &before) != 0 || before.nfields + 3 >= CT_HTTP_MAX_HEADERS)
         goto out;
-    if (http_filter_rule(pool, &request, &answer) == FILTER_ANSWER) {
+    ct_context_init(&ctx);
+    if (ct_http_read_context(frame, len, hop.now, &ctx)) hop.ctx = &ctx;
+    if (http_filter_rule(pool, &hop, &request, &answer) == FILTER_ANSWER) {
         /* a field name that is not a token: the proxy's own 400 */
         ct_http_message_t res;
         if (!answer || ct_http_parse_response((uint8_t *)answer->base, answer->len, 0, &res) != 0 ||
@@ -72,6 +95,12 @@ static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
             count_fields(&before, "transfer-encoding", NULL) ||
         count_fields(&after, "host", NULL) != count_fields(&before, "host", NULL))
         abort();
+    if (hop.ctx) {
+        if (count_fields(&after, "ctower-timeout", head_end) != (ctx.deadline_ms != 0) ||
+            count_fields(&after, "traceparent", head_end) != (size_t)ct_context_traced(&ctx))
+            abort();
+        same_context(&ctx, request, head_end, &hop);
+    }
 out:
     ct_buf_pool_put(pool, request);
     free(copy);

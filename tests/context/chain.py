@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""The request context across hops: a client -> `ctower proxy` ->
+`ctower proxy` -> an HTTP backend of this script's own (standard library),
+on loopback. Asserts that
+
+- the caller's time left (ctower-timeout) reaches the backend, less what
+  the hops spent, and its trace (traceparent) with the same trace id and a
+  span id of the last hop's own;
+- a request without a context reaches the backend without one;
+- a backend slower than the caller's deadline: the caller gets 504 at its
+  deadline, not at the proxies' own 5 s timeout, and the backend's answer,
+  when it comes, goes nowhere;
+- a deadline already gone (0m): 504 from the first proxy, the backend
+  never asked.
+
+    tests/context/chain.py CTOWER"""
+
+import http.client
+import http.server
+import re
+import subprocess
+import sys
+import threading
+import time
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = "b7ad6b7169203331"
+SLOW_S = 1.5
+
+
+class Backend(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    hits = 0
+
+    def do_GET(self):
+        Backend.hits += 1
+        if self.path == "/slow":
+            time.sleep(SLOW_S)
+        body = ("timeout=%s\ntraceparent=%s\n" % (self.headers.get("ctower-timeout"),
+                                                  self.headers.get("traceparent"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+LOGS = []  # every proxy's stderr: a sanitizer's report fails the test
+
+
+def proxy(ctower, backend_port, procs):
+    p = subprocess.Popen([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
+                          "--codec", "http"], stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        m = re.search(r"on tcp://127\.0\.0\.1:(\d+)", line)
+        if m:
+            log = []
+            LOGS.append(log)
+            threading.Thread(target=lambda: log.extend(p.stderr), daemon=True).start()
+            return int(m.group(1))
+        if not line and p.poll() is not None:
+            break
+    raise SystemExit("FAIL: ctower proxy did not start")
+
+
+def get(port, path, headers):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t0 = time.monotonic()
+    c.request("GET", path, headers=headers)
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return r.status, body, time.monotonic() - t0
+
+
+def fail(msg):
+    print("FAIL:", msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    ctower = sys.argv[1]
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    procs = []
+    try:
+        second = proxy(ctower, backend.server_address[1], procs)
+        first = proxy(ctower, second, procs)
+
+        status, body, _ = get(first, "/echo", {"ctower-timeout": "2000m",
+                                               "traceparent": f"00-{TRACE}-{PARENT}-01"})
+        if status != 200:
+            fail(f"/echo through two proxies: {status} {body!r}")
+        m = re.search(r"timeout=(\d+)m", body)
+        if not m or not 1000 < int(m.group(1)) <= 2000:
+            fail(f"the backend was told {body!r}, not what is left of 2000 ms")
+        m = re.search(r"traceparent=00-([0-9a-f]{32})-([0-9a-f]{16})-01", body)
+        if not m or m.group(1) != TRACE or m.group(2) == PARENT:
+            fail(f"the trace did not go on with a span of the proxy's own: {body!r}")
+        print(f"ok: the backend got {body.strip()!r}")
+
+        status, body, _ = get(first, "/echo", {})
+        if status != 200 or body != "timeout=None\ntraceparent=None\n":
+            fail(f"a request without a context: {status} {body!r}")
+        print("ok: no context, none made up")
+
+        status, body, took = get(first, "/slow", {"ctower-timeout": "200m"})
+        if status != 504:
+            fail(f"a backend slower than the deadline: {status} {body!r}")
+        if took >= SLOW_S:
+            fail(f"the 504 came after {took:.2f} s: at the backend's answer, not at the deadline")
+        print(f"ok: 504 after {took:.2f} s for a 0.2 s deadline (the backend takes {SLOW_S} s)")
+
+        time.sleep(SLOW_S)  # the late answer arrives and is dropped; the proxies go on
+        hits = Backend.hits
+        status, body, _ = get(first, "/echo", {"ctower-timeout": "0m"})
+        if status != 504:
+            fail(f"a deadline already gone: {status} {body!r}")
+        if Backend.hits != hits:
+            fail("a request whose deadline had passed reached the backend")
+        status, _, _ = get(first, "/echo", {})
+        if status != 200:
+            fail(f"the proxies after the late answer: {status}")
+        print("ok: a deadline already gone never leaves the first proxy")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        backend.shutdown()
+    time.sleep(0.2)  # the last of their stderr
+    for log in LOGS:
+        if any("Sanitizer" in line or "runtime error" in line for line in log):
+            sys.stderr.write("".join(log))
+            fail("a proxy's sanitizer report")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
