@@ -314,3 +314,70 @@ Test(context, a_request_that_waits_past_its_deadline_never_starts) {
     h_pair_disconnect(&p, &held.service);
     held_free(&held);
 }
+
+/* ---- layers that hold no calls hand the context on -------------------------------- */
+
+Test(context, limit_breaker_and_balance_hand_the_context_on) {
+    held_svc_t held;
+    ct_service_t *endpoints[1];
+    ct_balance_t balance;
+    ct_breaker_t breaker;
+    ct_limit_t limit;
+    ct_balance_config_t bc = {0};
+    ct_breaker_config_t kc = {0};
+    ct_limit_config_t lc = {0};
+    ct_context_t c;
+    rec_op_t r;
+    held_init(&held, 0);
+    endpoints[0] = &held.service;
+    bc.endpoints = endpoints;
+    bc.n_endpoints = 1;
+    bc.free_msg = kc.free_msg = lc.free_msg = tmsg_free;
+    lc.max_in_flight = 4;
+    cr_assert_eq(ct_balance_init(&balance, &H.ct, &bc), 0);
+    cr_assert_eq(ct_breaker_init(&breaker, &H.ct, &balance.service, &kc), 0);
+    cr_assert_eq(ct_limit_init(&limit, &H.ct, &breaker.service, &lc), 0);
+    ct_context_init(&c);
+    ct_context_set_timeout(&c, uv_now(&H.uv), 5000);
+    c.trace_id[3] = 3;
+    rec_op_init(&r);
+    r.op.ctx = &c;
+    cr_assert_eq(h_call(&limit.service, tmsg_new(4), &r.op), 0);
+    H_RUN_UNTIL(held.n == 1);
+    cr_assert_eq(held.ops[0]->ctx, &c, "the caller's context did not reach the service");
+    held_complete_all(&held);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.response_id, 4);
+    h_close_service(&limit.service);
+    held_free(&held);
+}
+
+/* ---- clients ------------------------------------------------------------------------ */
+
+Test(context, a_client_does_not_send_a_call_past_its_deadline) {
+    held_svc_t held;
+    h_pair_t p;
+    rec_op_t gone, in_time;
+    ct_context_t c1, c2;
+    tmsg_t *m = tmsg_new(1);
+    held_init(&held, 0);
+    h_pair_connect(&p, &held.service, 1, 8, 8);
+    ct_context_init(&c1);
+    c1.deadline_ms = uv_now(&H.uv);
+    rec_op_init(&gone);
+    gone.op.ctx = &c1;
+    cr_assert_eq(ct_service_call(&p.client.service, m, &gone.op), CT_ETIMEDOUT);
+    tmsg_free(m, NULL);
+    ct_context_init(&c2);
+    ct_context_set_timeout(&c2, uv_now(&H.uv), 5000);
+    rec_op_init(&in_time);
+    in_time.op.ctx = &c2;
+    cr_assert_eq(h_call(&p.client.service, tmsg_new(2), &in_time.op), 0);
+    H_RUN_UNTIL(held.n == 1);
+    held_complete_all(&held);
+    H_RUN_UNTIL(in_time.calls);
+    cr_assert_eq(in_time.response_id, 2);
+    cr_assert_eq(held.calls, 1, "the call past its deadline was sent");
+    h_pair_disconnect(&p, &held.service);
+    held_free(&held);
+}

@@ -815,3 +815,28 @@ Test(retry, a_call_past_its_deadline_does_not_start) {
     cr_assert_eq(inner.calls, 0);
     unwrap();
 }
+
+/* An attempt fails in the turn the deadline comes: one completion, with the
+ * deadline, and no further attempt. */
+Test(retry, a_failure_at_the_deadline_completes_once) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap();
+    inner.hold = 1;
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10);
+    rec_op_init(&r);
+    r.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    h_turns(1);
+    uv_sleep(20);
+    uv_update_time(&H.uv);
+    flaky_complete(&inner, 0, CT_ECONNECT, 0);
+    H_RUN_UNTIL(r.calls);
+    h_turns(3);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, CT_EDEADLINE);
+    cr_assert_eq(inner.calls, 1);
+    unwrap();
+}

@@ -229,3 +229,22 @@ Test(timeout, a_short_deadline_overtakes_earlier_calls) {
     cr_assert_lt(slow.order, plain.order, "the calls of one timeout end in call order");
     unwrap();
 }
+
+/* The answer and the deadline in the same loop turn: the timer runs first
+ * (libuv's timers come before the queue of completions), the caller hears
+ * of its deadline once, and the answer that had arrived is freed. */
+Test(timeout, a_deadline_and_an_answer_in_one_turn_complete_once) {
+    rec_op_t r;
+    ct_context_t ctx;
+    wrap(10000, 4);
+    call_with(&r, &ctx, 10, 1);
+    h_turns(1);
+    uv_sleep(20);
+    held_complete(&held, 0, 0); /* queued: its callback runs in the next turn */
+    H_RUN_UNTIL(r.calls);
+    h_turns(3);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, CT_ETIMEDOUT);
+    cr_assert_eq(r.cause, CT_EDEADLINE);
+    unwrap(); /* the teardown checks that the late answer was freed */
+}
