@@ -35,6 +35,7 @@ enum { ERROR_TEXT_MAX = 160 };
 typedef struct bench_req {
     _Alignas(64) uint64_t start_ns;
     ct_op_t op;
+    ct_context_t ctx; /* --deadline: op.ctx, set anew at each call */
 } bench_req_t;
 
 #define REQ_CONN(r) ((struct bench_conn *)(r)->op.data)
@@ -161,6 +162,7 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     th->budget--;
     th->outstanding++;
     r->start_ns = now_ns(th);
+    if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
     rc = ct_service_call(REQ_CONN(r)->svc, b, &r->op);
     if (rc < 0) call_refused(r, b, rc);
 }
@@ -268,6 +270,7 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     /* An echo is the next request as it is, and r stays outstanding. */
     th->budget--;
     r->start_ns = now;
+    if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
     rc = ct_service_call(conn->svc, echoed, &r->op);
     if (rc < 0) call_refused(r, echoed, rc);
 }
@@ -390,6 +393,10 @@ static void conn_up(bench_conn_t *c, ct_service_t *svc) {
     for (d = 0; d < c->th->o->depth; d++) {
         ct_op_init(&c->reqs[d].op, on_reply);
         c->reqs[d].op.data = c;
+        if (c->th->o->deadline_ms) {
+            ct_context_init(&c->reqs[d].ctx);
+            c->reqs[d].op.ctx = &c->reqs[d].ctx;
+        }
     }
 }
 
@@ -764,7 +771,7 @@ static int request_bytes(const options_t *o, uint8_t **command, size_t *len) {
     *command = NULL;
     *len = 0;
     if (!o->resp && !o->http) return 0;
-    *command = o->http ? http_bench_request(o->size, o->http2 ? 4 : 0, len)
+    *command = o->http ? http_bench_request(o->size, o->http2 ? 4 : 0, o->deadline_ms, len)
                        : resp_text_command(o->command, len);
     return *command ? 0 : UV_ENOMEM;
 }

@@ -21,7 +21,8 @@ enum { IN_FLIGHT = 64, TAG_BYTES = 4 };
 
 typedef struct call_req {
     ct_op_t op;
-    size_t index; /* of the message */
+    size_t index;     /* of the message */
+    ct_context_t ctx; /* with --deadline */
 } call_req_t;
 
 typedef struct call {
@@ -85,8 +86,9 @@ static void host_field(const char *address, char *field, size_t cap) {
 /* With --codec http, msg is "METHOD TARGET [BODY]" or a TARGET alone (a
  * GET): the request it says, in a buffer to free(). NULL if msg says no
  * request (*len is then 0), or without memory. */
-static uint8_t *http_request(const call_t *c, const char *msg, size_t *len) {
-    char method[32] = "GET", target[2048], field[300];
+static uint8_t *http_request(const call_t *c, const ct_context_t *ctx, const char *msg,
+                             size_t *len) {
+    char method[32] = "GET", target[2048], field[300 + CT_HTTP_CONTEXT_FIELDS_MAX];
     const char *body = "";
     int n = 0;
     *len = 0;
@@ -94,17 +96,21 @@ static uint8_t *http_request(const call_t *c, const char *msg, size_t *len) {
         body = msg + n;
     else if (sscanf(msg, "%2047s", target) != 1)
         return NULL;
-    host_field(c->o->address, field, sizeof field);
+    host_field(c->o->address, field, sizeof field - CT_HTTP_CONTEXT_FIELDS_MAX);
+    if (ctx) /* the time left as it leaves, and the trace */
+        ct_http_format_context(ctx, uv_now(c->ct.uv), field + strlen(field),
+                               CT_HTTP_CONTEXT_FIELDS_MAX);
     return http_request_bytes(method, target, field, body, strlen(body), len);
 }
 
 /* The request for msg: the message (after the tag's room), or with --codec
  * resp its words as a command, with --codec http the request it says. NULL
  * without memory, or if msg says no request. */
-static ct_buf_t *request_for(call_t *c, const char *msg, size_t *request_len) {
+static ct_buf_t *request_for(call_t *c, const ct_context_t *ctx, const char *msg,
+                             size_t *request_len) {
     size_t len = strlen(msg);
     uint8_t *command = c->o->resp   ? resp_text_command(msg, &len)
-                       : c->o->http ? http_request(c, msg, &len)
+                       : c->o->http ? http_request(c, ctx, msg, &len)
                                     : NULL;
     ct_buf_t *b = (c->o->resp || c->o->http) && !command
                       ? NULL
@@ -124,7 +130,13 @@ static ct_buf_t *request_for(call_t *c, const char *msg, size_t *request_len) {
 static void issue(call_t *c, call_req_t *r) {
     while (c->next < c->n) {
         size_t len = 0;
-        ct_buf_t *b = request_for(c, c->msgs[c->next], &len);
+        ct_buf_t *b;
+        if (c->o->deadline_ms) { /* each message's own, from when it leaves */
+            ct_context_init(&r->ctx);
+            ct_context_set_timeout(&r->ctx, uv_now(c->ct.uv), (uint64_t)c->o->deadline_ms);
+            r->op.ctx = &r->ctx;
+        }
+        b = request_for(c, r->op.ctx, c->msgs[c->next], &len);
         int rc = c->o->http && len == 0 ? CT_EINVAL : UV_ENOMEM;
         r->index = c->next++;
         if (b) {
@@ -274,7 +286,7 @@ int call_main(const options_t *o) {
     if (!o->address) {
         fprintf(stderr, "usage: ctower call ADDR [--mode pipeline|multiplex] [--codec "
                         "length|line|crlf|resp|http|http2]"
-                        " [--timeout S] [--] [MESSAGE ...]\n");
+                        " [--timeout S] [--deadline MS] [--] [MESSAGE ...]\n");
         return 2;
     }
     c.o = o;

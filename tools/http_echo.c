@@ -60,13 +60,17 @@ uint8_t *http_request_bytes(const char *method, const char *target, const char *
     return out;
 }
 
-uint8_t *http_bench_request(int size, size_t room, size_t *len) {
-    char *body = malloc((size_t)size + 1);
+uint8_t *http_bench_request(int size, size_t room, long deadline_ms, size_t *len) {
+    char *body = malloc((size_t)size + 1), fields[64] = "Host: ctower-bench\r\n";
     uint8_t *out, *with_room = NULL;
     if (!body) return NULL;
     memset(body, 'x', (size_t)size);
-    out = http_request_bytes(size > 0 ? "POST" : "GET", "/", "Host: ctower-bench\r\n", body,
-                             (size_t)size, len);
+    /* the time left as the request leaves: the whole deadline, since each
+     * request leaves as its call starts */
+    if (deadline_ms)
+        snprintf(fields + strlen(fields), sizeof fields - strlen(fields),
+                 "ctower-timeout: %ldm\r\n", deadline_ms);
+    out = http_request_bytes(size > 0 ? "POST" : "GET", "/", fields, body, (size_t)size, len);
     free(body);
     if (out && (with_room = malloc(room + *len)) != NULL) {
         memset(with_room, 0, room);

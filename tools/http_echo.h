@@ -22,7 +22,7 @@ uint8_t *http_request_bytes(const char *method, const char *target, const char *
 /* The request bench sends: a POST of size bytes of 'x' (a GET when size is
  * 0), after room bytes of zeros (a tag's room), in a buffer to free();
  * NULL without memory. */
-uint8_t *http_bench_request(int size, size_t room, size_t *len);
+uint8_t *http_bench_request(int size, size_t room, long deadline_ms, size_t *len);
 
 /* A ct_server_error_fn: 502 (504 for a timeout), no body (so that it also
  * answers a HEAD), the error's name in an X-Ctower-Error field. */

@@ -75,6 +75,7 @@ static const struct {
     {"--max-connections", SERVE | PROXY},
     {"--memory-budget", SERVE | PROXY},
     {"--timeout", CALL | PROXY},
+    {"--deadline", BENCH | CALL},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
     {"--rate", PROXY},
@@ -235,6 +236,9 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         } else if (strcmp(a, "--timeout") == 0) {
             if (number(a, v, 0.001, 86400, &d)) return -1;
             o->timeout_s = d;
+        } else if (strcmp(a, "--deadline") == 0) {
+            if (whole_number(a, v, 0, 99999999, &d)) return -1;
+            o->deadline_ms = (long)d;
         } else if (strcmp(a, "--max-in-flight") == 0) {
             if (whole_number(a, v, 1, 1 << 24, &d)) return -1;
             o->max_in_flight = (long)d;

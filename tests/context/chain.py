@@ -11,7 +11,10 @@ on loopback. Asserts that
   deadline, not at the proxies' own 5 s timeout, and the backend's answer,
   when it comes, goes nowhere;
 - a deadline already gone (0m): 504 from the first proxy, the backend
-  never asked.
+  never asked;
+- `ctower call --deadline MS` sends its deadline, and a call that outlives
+  it fails with ETIMEDOUT, cause CT_EDEADLINE (or the proxy's 504), at the
+  deadline.
 
     tests/context/chain.py CTOWER"""
 
@@ -127,6 +130,23 @@ def main():
         if status != 200:
             fail(f"the proxies after the late answer: {status}")
         print("ok: a deadline already gone never leaves the first proxy")
+
+        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", "http",
+                              "--deadline", "3000", "/echo"], capture_output=True, text=True,
+                             timeout=20)
+        m = re.search(r"timeout=(\d+)m", out.stdout)
+        if out.returncode != 0 or not m or not 2000 < int(m.group(1)) <= 3000:
+            fail(f"call --deadline 3000: {out.returncode} {out.stdout!r} {out.stderr!r}")
+        t0 = time.monotonic()
+        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", "http",
+                              "--deadline", "200", "/slow"], capture_output=True, text=True,
+                             timeout=20)
+        took = time.monotonic() - t0
+        if out.returncode == 0 or ("CT_EDEADLINE" not in out.stderr and "504" not in out.stdout):
+            fail(f"call --deadline 200 of a slow backend: {out.returncode} {out.stdout!r} {out.stderr!r}")
+        if took >= SLOW_S:
+            fail(f"call --deadline 200 ended after {took:.2f} s")
+        print(f"ok: call --deadline sends it, and gives up at it ({took:.2f} s): {out.stderr.strip()!r}")
     finally:
         for p in procs:
             p.terminate()
