@@ -9,7 +9,7 @@ static int filter_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 static int filter_call(ct_service_t *svc, void *msg, ct_op_t *op) {
     filter_t *f = (filter_t *)svc;
     ct_buf_t *request = msg, *answer = NULL;
-    filter_hop_t hop = {op->ctx, 0, 0};
+    filter_hop_t hop = {op->ctx, 0, 0, f->room};
     if (op->ctx) {
         hop.now = uv_now(svc->loop->uv);
         if (ct_context_traced(op->ctx)) hop.span = ct_loop_random(svc->loop);
@@ -51,8 +51,9 @@ static const ct_service_vtable_t filter_vtable = {
 };
 
 void filter_init(filter_t *f, ct_loop_t *loop, ct_service_t *inner, ct_buf_pool_t *pool,
-                 filter_rule_fn rule) {
+                 filter_rule_fn rule, size_t room) {
     ct_service_init(&f->service, loop, &filter_vtable);
+    f->room = room;
     f->inner = inner;
     f->pool = pool;
     f->rule = rule;

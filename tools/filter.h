@@ -17,6 +17,7 @@ typedef struct filter_hop {
     const ct_context_t *ctx;
     uint64_t now;
     uint64_t span;
+    size_t room; /* bytes before the message, kept as they are (HTTP/2's tag) */
 } filter_hop_t;
 
 /* Looks at *request: FILTER_PASS sends *request on (a rule that rewrites it
@@ -30,9 +31,12 @@ typedef struct filter {
     ct_service_t *inner;  /* owned: closing the filter closes it */
     ct_buf_pool_t *pool;  /* where requests go back to */
     filter_rule_fn rule;
+    size_t room;
 } filter_t;
 
+/* room: the bytes each request (and the rule's answers) has before its
+ * message, which the rule keeps as they are (HTTP/2's tag: 4). */
 void filter_init(filter_t *f, ct_loop_t *loop, ct_service_t *inner, ct_buf_pool_t *pool,
-                 filter_rule_fn rule);
+                 filter_rule_fn rule, size_t room);
 
 #endif

@@ -210,12 +210,13 @@ static size_t rewrite(const head_t *h, const http_parser *p, const char *extra, 
 }
 
 /* An answer of the proxy's own, with no body (so that it also answers a
- * HEAD); NULL without memory. */
-static ct_buf_t *refusal(int status) {
-    uint8_t out[128];
+ * HEAD), after room bytes of zeros; NULL without memory. */
+static ct_buf_t *refusal(int status, size_t room) {
+    uint8_t out[128] = {0};
     size_t size = 0;
-    if (ct_http_format_response(out, sizeof out, status, NULL, NULL, 0, &size)) return NULL;
-    return ct_buf_from(out, size);
+    if (ct_http_format_response(out + room, sizeof out - room, status, NULL, NULL, 0, &size))
+        return NULL;
+    return ct_buf_from(out, room + size);
 }
 
 /* The context's fields for the next hop, into out: the time left as of
@@ -232,31 +233,41 @@ filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, 
     head_t h;
     ct_buf_t *old = *request, *fresh;
     http_parser p;
-    size_t head_len;
+    size_t head_len, room = hop->room, len;
+    const char *msg;
     int i, drops;
+    /* HTTP/2 (room for its tag) has no fields of one connection: nghttp2
+     * refuses them. Only a context is written anew. */
+    if (room && !hop->ctx) return FILTER_PASS;
+    if (old->len < room) {
+        *answer = refusal(400, room);
+        return FILTER_ANSWER;
+    }
+    msg = old->base + room;
+    len = old->len - room;
     memset(&h, 0, sizeof h);
     http_parser_init(&p, HTTP_REQUEST);
     p.data = &h;
-    head_len = http_parser_execute(&p, &head_settings, old->base, old->len) + 1; /* and its '\n' */
-    if (h.too_many || !h.done || head_len > old->len) {
-        *answer = refusal(h.too_many ? 431 : 400);
+    head_len = http_parser_execute(&p, &head_settings, msg, len) + 1; /* and its '\n' */
+    if (h.too_many || !h.done || head_len > len) {
+        *answer = refusal(h.too_many ? 431 : 400, room);
         return FILTER_ANSWER;
     }
     for (i = 0; i < h.nfields; i++)
         if (!is_token(h.fields[i].name)) {
-            *answer = refusal(400);
+            *answer = refusal(400, room);
             return FILTER_ANSWER;
         }
     drops = mark_drops(&h, hop->ctx != NULL);
-    if (!drops && !hop->ctx && !(p.http_major == 1 && p.http_minor == 0) &&
-        is_plain(old->base, head_len))
+    if (!drops && !hop->ctx && !(p.http_major == 1 && p.http_minor == 0) && is_plain(msg, head_len))
         return FILTER_PASS; /* the common case: as it is */
     if (hop->ctx) next_hop_fields(hop, extra, sizeof extra);
     if (!(fresh = ct_buf_pool_get(pool, old->len + 3 * (size_t)h.nfields + 64 + sizeof extra))) {
         *answer = NULL; /* out of memory: the caller's error */
         return FILTER_ANSWER;
     }
-    fresh->len = rewrite(&h, &p, extra, old->base + head_len, old->len - head_len, fresh->base);
+    memcpy(fresh->base, old->base, room);
+    fresh->len = room + rewrite(&h, &p, extra, msg + head_len, len - head_len, fresh->base + room);
     ct_buf_pool_put(pool, old);
     *request = fresh;
     return FILTER_PASS;
@@ -266,4 +277,11 @@ int http_read_context(void *ctx, const void *request, uint64_t now, ct_context_t
     const ct_buf_t *b = request;
     (void)ctx;
     return ct_http_read_context((const uint8_t *)b->base, b->len, now, out);
+}
+
+int http2_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out) {
+    const ct_buf_t *b = request;
+    (void)ctx;
+    if (b->len < 4) return 0;
+    return ct_http_read_context((const uint8_t *)b->base + 4, b->len - 4, now, out);
 }

@@ -169,10 +169,11 @@ static int limit_init(proxy_t *p, const options_t *o) {
 static int stack_init(proxy_t *p, const options_t *o) {
     int r = backends_init(p, o);
     if (r == 0) r = limit_init(p, o);
-    /* HTTP/2 has no fields of one connection to drop: nghttp2 refuses them */
-    if (r != 0 || (!o->resp && !o->http) || o->http2) return r;
+    /* (HTTP/2 has no fields of one connection to drop, nghttp2 refuses
+     * them; the filter carries its requests' contexts on) */
+    if (r != 0 || (!o->resp && !o->http)) return r;
     filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
-                o->resp ? redis_filter_rule : http_filter_rule);
+                o->resp ? redis_filter_rule : http_filter_rule, o->http2 ? 4 : 0);
     p->service = &p->filter.service;
     return 0;
 }
@@ -194,8 +195,8 @@ static int listener_init(proxy_t *p, const options_t *o) {
     cfg.server.free_ctx = &p->wire.pool;
     if (o->resp) cfg.server.on_error = resp_error_reply;
     if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
-    /* the filter writes the context on for the next hop (HTTP/1.1 only) */
-    if (o->http && !o->http2) cfg.server.read_context = http_read_context;
+    /* the filter writes the context on for the next hop */
+    if (o->http) cfg.server.read_context = o->http2 ? http2_read_context : http_read_context;
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The request context across hops: a client -> `ctower proxy` ->
-`ctower proxy` -> an HTTP backend of this script's own (standard library),
-on loopback. Asserts that
+`ctower proxy` -> a backend that writes back the context fields it got, on
+loopback. Over HTTP/1.1 the backend is this script's own (standard
+library) and the client http.client; over HTTP/2 (h2c) the backend is h2o
+(an mruby handler) and the client curl. Asserts that
 
 - the caller's time left (ctower-timeout) reaches the backend, less what
   the hops spent, and its trace (traceparent) with the same trace id and a
@@ -16,12 +18,15 @@ on loopback. Asserts that
   it fails with ETIMEDOUT, cause CT_EDEADLINE (or the proxy's 504), at the
   deadline.
 
-    tests/context/chain.py CTOWER"""
+    tests/context/chain.py CTOWER [http|http2]"""
 
 import http.client
 import http.server
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -53,9 +58,69 @@ class Backend(http.server.BaseHTTPRequestHandler):
 LOGS = []  # every proxy's stderr: a sanitizer's report fails the test
 
 
-def proxy(ctower, backend_port, procs):
+H2O_CONF = """listen:
+  host: 127.0.0.1
+  port: {port}
+num-threads: 1
+{user}error-log: {tmp}/error.log
+access-log: {tmp}/access.log
+pid-file: {tmp}/h2o.pid
+hosts:
+  default:
+    paths:
+      /:
+        mruby.handler: |
+          Proc.new do |env|
+            if env["PATH_INFO"] == "/slow"
+              t = Time.now
+              while Time.now - t < {slow} do end
+            end
+            [200, {{"content-type" => "text/plain"}},
+             ["timeout=#{{env["HTTP_CTOWER_TIMEOUT"] || "None"}}\\ntraceparent=#{{env["HTTP_TRACEPARENT"] || "None"}}\\n"]]
+          end
+"""
+
+
+class H2oBackend:
+    """h2o on a free port; hits() counts the requests it logged."""
+
+    def __init__(self, procs):
+        h2o = shutil.which("h2o") or "/usr/sbin/h2o"
+        if not os.access(h2o, os.X_OK):
+            raise SystemExit("FAIL: h2o is missing; run scripts/install-deps.sh")
+        self.tmp = tempfile.mkdtemp(prefix="ctower-chain-")
+        os.chmod(self.tmp, 0o777)  # h2o drops to nobody
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        user = "user: nobody\n" if os.geteuid() == 0 else ""
+        conf = os.path.join(self.tmp, "h2o.conf")
+        with open(conf, "w") as f:
+            f.write(H2O_CONF.format(port=self.port, user=user, tmp=self.tmp, slow=SLOW_S))
+        p = subprocess.Popen([h2o, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("FAIL: h2o did not start")
+
+    def hits(self):
+        try:
+            with open(os.path.join(self.tmp, "access.log")) as f:
+                return sum(1 for _ in f)
+        except OSError:
+            return 0
+
+
+def proxy(ctower, backend_port, procs, codec):
     p = subprocess.Popen([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
-                          "--codec", "http"], stderr=subprocess.PIPE, text=True)
+                          "--codec", codec], stderr=subprocess.PIPE, text=True)
     procs.append(p)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -71,7 +136,21 @@ def proxy(ctower, backend_port, procs):
     raise SystemExit("FAIL: ctower proxy did not start")
 
 
+def get2(port, path, headers):
+    """A GET over h2c with curl: status, body, seconds."""
+    argv = ["curl", "-s", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_code}"]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    t0 = time.monotonic()
+    out = subprocess.run(argv + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    took = time.monotonic() - t0
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code or 0), body, took
+
+
 def get(port, path, headers):
+    if PROTO == "http2":
+        return get2(port, path, headers)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     t0 = time.monotonic()
     c.request("GET", path, headers=headers)
@@ -86,14 +165,25 @@ def fail(msg):
     sys.exit(1)
 
 
+PROTO = "http"
+
+
 def main():
+    global PROTO
     ctower = sys.argv[1]
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    PROTO = sys.argv[2] if len(sys.argv) > 2 else "http"
     procs = []
+    backend = None
+    if PROTO == "http2":
+        h2o = H2oBackend(procs)
+        backend_port, hits = h2o.port, h2o.hits
+    else:
+        backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+        threading.Thread(target=backend.serve_forever, daemon=True).start()
+        backend_port, hits = backend.server_address[1], lambda: Backend.hits
     try:
-        second = proxy(ctower, backend.server_address[1], procs)
-        first = proxy(ctower, second, procs)
+        second = proxy(ctower, backend_port, procs, PROTO)
+        first = proxy(ctower, second, procs, PROTO)
 
         status, body, _ = get(first, "/echo", {"ctower-timeout": "2000m",
                                                "traceparent": f"00-{TRACE}-{PARENT}-01"})
@@ -120,29 +210,32 @@ def main():
         print(f"ok: 504 after {took:.2f} s for a 0.2 s deadline (the backend takes {SLOW_S} s)")
 
         time.sleep(SLOW_S)  # the late answer arrives and is dropped; the proxies go on
-        hits = Backend.hits
+        before = hits()
         status, body, _ = get(first, "/echo", {"ctower-timeout": "0m"})
         if status != 504:
             fail(f"a deadline already gone: {status} {body!r}")
-        if Backend.hits != hits:
+        time.sleep(0.2)  # (h2o logs after it answers)
+        if hits() != before:
             fail("a request whose deadline had passed reached the backend")
         status, _, _ = get(first, "/echo", {})
         if status != 200:
             fail(f"the proxies after the late answer: {status}")
         print("ok: a deadline already gone never leaves the first proxy")
 
-        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", "http",
+        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", PROTO,
                               "--deadline", "3000", "/echo"], capture_output=True, text=True,
                              timeout=20)
         m = re.search(r"timeout=(\d+)m", out.stdout)
         if out.returncode != 0 or not m or not 2000 < int(m.group(1)) <= 3000:
             fail(f"call --deadline 3000: {out.returncode} {out.stdout!r} {out.stderr!r}")
         t0 = time.monotonic()
-        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", "http",
+        out = subprocess.run([ctower, "call", f"tcp://127.0.0.1:{first}", "--codec", PROTO,
                               "--deadline", "200", "/slow"], capture_output=True, text=True,
                              timeout=20)
         took = time.monotonic() - t0
-        if out.returncode == 0 or ("CT_EDEADLINE" not in out.stderr and "504" not in out.stdout):
+        # the caller's own deadline and the first proxy's 504 come in the same
+        # millisecond: either ends the call
+        if not ((out.returncode != 0 and "CT_EDEADLINE" in out.stderr) or "504" in out.stdout):
             fail(f"call --deadline 200 of a slow backend: {out.returncode} {out.stdout!r} {out.stderr!r}")
         if took >= SLOW_S:
             fail(f"call --deadline 200 ended after {took:.2f} s")
@@ -155,7 +248,8 @@ def main():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        backend.shutdown()
+        if backend:
+            backend.shutdown()
     time.sleep(0.2)  # the last of their stderr
     for log in LOGS:
         if any("Sanitizer" in line or "runtime error" in line for line in log):

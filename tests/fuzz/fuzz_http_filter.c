@@ -48,7 +48,7 @@ static void same_context(const ct_context_t *in, const ct_buf_t *request, const 
 static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
     ct_buf_t *request = ct_buf_pool_get(pool, len), *answer = NULL;
     ct_context_t ctx;
-    filter_hop_t hop = {NULL, 1000000, 0x0102030405060708u};
+    filter_hop_t hop = {NULL, 1000000, 0x0102030405060708u, 0};
     ct_http_codec_t server;
     ct_http_message_t before, after;
     ct_frame_t f;
