@@ -7,6 +7,7 @@
  * without --server, as many server threads each run an echo listener on a
  * free loopback port, and client thread i talks to server thread i. */
 #include "bench.h"
+#include "context_block.h"
 #include "histogram.h"
 #include "http_echo.h"
 #include "resp_text.h"
@@ -119,6 +120,7 @@ typedef struct server_thread {
     size_t pool_cap;
     char address[160];
     int error;
+    context_reader_t contexts; /* --context */
 } server_thread_t;
 
 /* ---- the client side ------------------------------------------------------ */
@@ -163,6 +165,7 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     th->outstanding++;
     r->start_ns = now_ns(th);
     if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
+    if (th->o->context) block_write(b, th->o->multiplex ? 4 : 0, r->op.ctx, uv_now(th->ct.uv));
     rc = ct_service_call(REQ_CONN(r)->svc, b, &r->op);
     if (rc < 0) call_refused(r, b, rc);
 }
@@ -271,6 +274,7 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     th->budget--;
     r->start_ns = now;
     if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
+    if (th->o->context) block_write(echoed, th->o->multiplex ? 4 : 0, r->op.ctx, uv_now(th->ct.uv));
     rc = ct_service_call(conn->svc, echoed, &r->op);
     if (rc < 0) call_refused(r, echoed, rc);
 }
@@ -567,6 +571,11 @@ static void server_thread_run(void *arg) {
     cfg.server.max_in_flight = (size_t)st->o->depth;
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &st->wire.pool;
+    if (st->o->context) {
+        st->contexts.room = st->o->multiplex ? 4 : 0;
+        cfg.server.read_context = block_read_context;
+        cfg.server.context_ctx = &st->contexts;
+    }
     st->error =
         ct_listener_init(&st->listener, &st->ct, "tcp://127.0.0.1:0", &st->echo.service, &cfg);
     if (st->error == 0) {

@@ -9,6 +9,7 @@
  * written anew from what http_parser read, which also turns folded values
  * into one line (RFC 9112 5.2). */
 #include "http_filter.h"
+#include "context_block.h"
 
 #include <http_parser.h>
 #include <stdio.h>
@@ -274,14 +275,11 @@ filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, 
 }
 
 int http_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out) {
+    context_reader_t *reader = ctx;
     const ct_buf_t *b = request;
-    (void)ctx;
-    return ct_http_read_context((const uint8_t *)b->base, b->len, now, out);
-}
-
-int http2_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out) {
-    const ct_buf_t *b = request;
-    (void)ctx;
-    if (b->len < 4) return 0;
-    return ct_http_read_context((const uint8_t *)b->base + 4, b->len - 4, now, out);
+    int r = b->len < reader->room ? 0
+                                  : ct_http_read_context((const uint8_t *)b->base + reader->room,
+                                                         b->len - reader->room, now, out);
+    if (r < 0) reader->refused++;
+    return r;
 }

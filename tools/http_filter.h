@@ -22,8 +22,8 @@ filter_verdict_t http_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop, 
                                   ct_buf_t **answer);
 
 /* The listener's read_context for HTTP requests (ct_http_read_context over a
- * ct_buf_t; for HTTP/2, past its tag); ctx is NULL. */
+ * ct_buf_t, past its tag for HTTP/2); ctx is a context_reader_t
+ * (context_block.h), which counts the requests whose fields did not read. */
 int http_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out);
-int http2_read_context(void *ctx, const void *request, uint64_t now, ct_context_t *out);
 
 #endif

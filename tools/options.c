@@ -76,6 +76,7 @@ static const struct {
     {"--memory-budget", SERVE | PROXY},
     {"--timeout", CALL | PROXY},
     {"--deadline", BENCH | CALL},
+    {"--context", BENCH | SERVE | PROXY},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
     {"--rate", PROXY},
@@ -166,6 +167,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         }
         if (strcmp(a, "--shard") == 0) {
             o->shard = 1;
+            continue;
+        }
+        if (strcmp(a, "--context") == 0) {
+            o->context = 1;
             continue;
         }
         if (!v) {
@@ -272,6 +277,19 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         fprintf(stderr,
                 "ctower: --size wants a whole number from 4 (0 with --codec http), not %d\n",
                 o->size);
+        return -1;
+    }
+    if (o->context && (o->line_codec || o->resp || o->http)) {
+        fprintf(stderr,
+                "ctower %s: --context is for the length codec (HTTP carries a context "
+                "in its fields, always)\n",
+                command_names[cmd]);
+        return -1;
+    }
+    if (o->context && o->size < (o->multiplex ? 4 : 0) + CT_CONTEXT_BLOCK_SIZE) {
+        fprintf(stderr,
+                "ctower %s: --context needs --size %d at least (the block, after the tag)\n",
+                command_names[cmd], (o->multiplex ? 4 : 0) + CT_CONTEXT_BLOCK_SIZE);
         return -1;
     }
     return check_mode(o, cmd, mode_given);

@@ -39,6 +39,7 @@ typedef struct options {
     const char *command; /* bench --codec resp: the words of the command each request sends */
     double timeout_s;    /* call: for the connect, and for each answer */
     long deadline_ms;    /* bench, call: each call's context gives its caller this long (0: none) */
+    int context;         /* serve, bench, proxy: --context, a block before each request's payload */
     long max_in_flight;  /* proxy: requests in flight at most, over all clients (0: none) */
     long rate_per_s;     /* proxy: requests started per second at most (0: none) */
     char **messages;     /* call: the requests given as arguments */

@@ -48,6 +48,7 @@
  * per backend: its connects, and with several backends its requests,
  * failures, requests in flight, and whether it is left out. */
 #include "proxy.h"
+#include "context_block.h"
 #include "backends.h"
 #include "http_echo.h"
 #include "http_filter.h"
@@ -75,6 +76,7 @@ typedef struct proxy {
     const options_t *options;
     ct_budget_t budget; /* --memory-budget */
     trimmer_t trim;
+    context_reader_t contexts; /* HTTP's fields, or --context's block */
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -89,6 +91,10 @@ static void on_service_closed(ct_service_t *svc) {
 static void on_listener_closed(ct_listener_t *l) {
     proxy_t *p = l->data;
     backend_set_report(&p->backends);
+    if (p->contexts.refused)
+        fprintf(stderr,
+                "ctower proxy: %llu requests carried a context that did not read (ignored)\n",
+                (unsigned long long)p->contexts.refused);
     ct_service_close(p->service, on_service_closed);
 }
 
@@ -171,9 +177,12 @@ static int stack_init(proxy_t *p, const options_t *o) {
     if (r == 0) r = limit_init(p, o);
     /* (HTTP/2 has no fields of one connection to drop, nghttp2 refuses
      * them; the filter carries its requests' contexts on) */
-    if (r != 0 || (!o->resp && !o->http)) return r;
+    if (r != 0 || (!o->resp && !o->http && !o->context)) return r;
     filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
-                o->resp ? redis_filter_rule : http_filter_rule, o->http2 ? 4 : 0);
+                o->resp   ? redis_filter_rule
+                : o->http ? http_filter_rule
+                          : block_filter_rule,
+                o->multiplex ? 4 : 0);
     p->service = &p->filter.service;
     return 0;
 }
@@ -196,7 +205,11 @@ static int listener_init(proxy_t *p, const options_t *o) {
     if (o->resp) cfg.server.on_error = resp_error_reply;
     if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
     /* the filter writes the context on for the next hop */
-    if (o->http) cfg.server.read_context = o->http2 ? http2_read_context : http_read_context;
+    p->contexts.room = o->multiplex ? 4 : 0;
+    if (o->http || o->context) {
+        cfg.server.read_context = o->http ? http_read_context : block_read_context;
+        cfg.server.context_ctx = &p->contexts;
+    }
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;
@@ -268,6 +281,7 @@ int proxy_main(const options_t *o) {
     if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
     if (o->server_tls) fprintf(stderr, ", TLS to clients");
     if (o->client_tls) fprintf(stderr, ", TLS to backends");
+    if (o->context) fprintf(stderr, ", a context block before each request");
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     backend_set_free(&p.backends);

@@ -3,6 +3,7 @@
  * each run a listener on the same address (SO_REUSEPORT), and the kernel
  * spreads the connections over them. */
 #include "serve.h"
+#include "context_block.h"
 #include "http_echo.h"
 #include "trim.h"
 
@@ -21,6 +22,7 @@ typedef struct server {
     uv_thread_t thread;
     ct_budget_t budget; /* this loop's part of --memory-budget */
     trimmer_t trim;
+    context_reader_t contexts; /* --context */
 } server_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -82,6 +84,12 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
     cfg.server.free_msg = ct_buf_pool_free_msg;
     cfg.server.free_ctx = &s->wire.pool;
     if (o->http) cfg.server.on_error = o->http2 ? http2_error_reply : http_error_reply;
+    if (o->context) { /* the echo has no use for it, but the server reads it */
+        s->contexts.room = o->multiplex ? 4 : 0;
+        s->contexts.refused = 0;
+        cfg.server.read_context = block_read_context;
+        cfg.server.context_ctx = &s->contexts;
+    }
     cfg.reuse_port = reuse_port;
     options_listener(o, &cfg, &s->budget);
     r = ct_listener_init(&s->listener, &s->ct, address, &s->echo.service, &cfg);

@@ -93,6 +93,27 @@ size_t ct_context_format_traceparent(const ct_context_t *ctx, char *out);
  * unchanged then. */
 int ct_context_parse_traceparent(ct_context_t *ctx, const char *s, size_t len);
 
+/* ---- a binary block, for framings without fields -------------------------- *
+ *
+ * Where a protocol has no fields (the length-delimited framing of `ctower
+ * serve`, `bench`, `call` and `proxy` with --context), a request's payload
+ * starts with this block, CT_CONTEXT_BLOCK_SIZE bytes: a version (1), a
+ * byte of which bit 0 says a deadline follows and bit 1 a trace, the trace
+ * flags, the attempt, the time left in milliseconds (32 bits, big-endian,
+ * at most ~49 days), the trace id and the span id. Both ends must be told
+ * (configured, not negotiated): a peer that is not sees the block as part
+ * of the payload. Its size is fixed so that a hop rewrites it in place. */
+#define CT_CONTEXT_BLOCK_SIZE 32
+
+/* Writes ctx's block as of now into out[0..CT_CONTEXT_BLOCK_SIZE). */
+void ct_context_write_block(const ct_context_t *ctx, uint64_t now, uint8_t *out);
+
+/* Reads the block at the start of data[0..len) into *ctx (a deadline of now +
+ * the time left, the earlier if ctx had one; the trace). Returns 1 if it
+ * carries a deadline or a trace, 0 if neither, CT_EMALFORMED if data is
+ * shorter than a block or of another version (ctx unchanged). */
+int ct_context_read_block(const uint8_t *data, size_t len, uint64_t now, ct_context_t *ctx);
+
 /* A new span for a hop: ctx's span id becomes span (8 random bytes the
  * caller supplies, ct_loop_random()), the trace id stays; a context
  * without a trace id starts one from trace (16 bytes). */

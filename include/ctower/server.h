@@ -52,7 +52,8 @@ typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
 /* Reads the context a request carries (its deadline as the time left, its
  * trace; ct_http_read_context for HTTP) into *out, which comes initialized
  * (ct_context_init): the deadline is made absolute from now, when the
- * request was read. Returns 1 if the request carries one, 0 if not. */
+ * request was read. Returns 1 if the request carries one, 0 (or a negative
+ * error: one that did not parse, which the hook may count) if not. */
 typedef int (*ct_server_context_fn)(void *ctx, const void *request, uint64_t now,
                                     ct_context_t *out);
 

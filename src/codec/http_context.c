@@ -33,7 +33,7 @@ int ct_http_read_context(const uint8_t *data, size_t len, uint64_t now, ct_conte
     const char *p = (const char *)data, *end = p + len, *nl, *v;
     size_t vlen;
     uint64_t ms;
-    int found = 0, timed = 0, traced = 0;
+    int found = 0, timed = 0, traced = 0, bad = 0;
     if (!(nl = memchr(p, '\n', len))) return 0; /* the start line */
     for (p = nl + 1; p < end; p = nl + 1) {
         size_t n;
@@ -42,17 +42,22 @@ int ct_http_read_context(const uint8_t *data, size_t len, uint64_t now, ct_conte
         if (n > 0 && p[n - 1] == '\r') n--;
         if (n == 0) break; /* the end of the head */
         if ((*p | 0x20) == 'c' && !timed &&
-            field_value(p, n, timeout_name, sizeof timeout_name - 1, &v, &vlen) &&
-            ct_context_parse_timeout(v, vlen, &ms) == 0) {
-            ct_context_set_timeout(ctx, now, ms);
-            timed = found = 1;
+            field_value(p, n, timeout_name, sizeof timeout_name - 1, &v, &vlen)) {
+            if (ct_context_parse_timeout(v, vlen, &ms) == 0) {
+                ct_context_set_timeout(ctx, now, ms);
+                timed = found = 1;
+            } else {
+                bad = 1;
+            }
         } else if ((*p | 0x20) == 't' && !traced &&
-                   field_value(p, n, trace_name, sizeof trace_name - 1, &v, &vlen) &&
-                   ct_context_parse_traceparent(ctx, v, vlen) == 0) {
-            traced = found = 1;
+                   field_value(p, n, trace_name, sizeof trace_name - 1, &v, &vlen)) {
+            if (ct_context_parse_traceparent(ctx, v, vlen) == 0)
+                traced = found = 1;
+            else
+                bad = 1;
         }
     }
-    return found;
+    return found ? 1 : bad ? CT_EMALFORMED : 0;
 }
 
 int ct_http_format_context(const ct_context_t *ctx, uint64_t now, char *out, size_t cap) {

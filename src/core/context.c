@@ -165,3 +165,46 @@ void ct_context_new_span(ct_context_t *ctx, const uint8_t span[8], const uint8_t
     if (!ct_context_traced(ctx)) memcpy(ctx->trace_id, trace, sizeof ctx->trace_id);
     memcpy(ctx->span_id, span, sizeof ctx->span_id);
 }
+
+/* ---- the binary block ------------------------------------------------------------- */
+
+enum { BLOCK_VERSION = 1, HAS_DEADLINE = 1, HAS_TRACE = 2 };
+
+void ct_context_write_block(const ct_context_t *ctx, uint64_t now, uint8_t *out) {
+    uint64_t left = ct_context_remaining(ctx, now);
+    uint32_t ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+    memset(out, 0, CT_CONTEXT_BLOCK_SIZE);
+    out[0] = BLOCK_VERSION;
+    out[1] =
+        (uint8_t)((ctx->deadline_ms ? HAS_DEADLINE : 0) | (ct_context_traced(ctx) ? HAS_TRACE : 0));
+    out[2] = ctx->trace_flags;
+    out[3] = ctx->attempt;
+    if (ctx->deadline_ms) {
+        out[4] = (uint8_t)(ms >> 24);
+        out[5] = (uint8_t)(ms >> 16);
+        out[6] = (uint8_t)(ms >> 8);
+        out[7] = (uint8_t)ms;
+    }
+    if (out[1] & HAS_TRACE) {
+        memcpy(out + 8, ctx->trace_id, 16);
+        memcpy(out + 24, ctx->span_id, 8);
+    }
+}
+
+int ct_context_read_block(const uint8_t *data, size_t len, uint64_t now, ct_context_t *ctx) {
+    uint32_t ms;
+    if (len < CT_CONTEXT_BLOCK_SIZE || data[0] != BLOCK_VERSION) return CT_EMALFORMED;
+    if ((data[1] & HAS_TRACE) && (all_zero(data + 8, 16) || all_zero(data + 24, 8)))
+        return CT_EMALFORMED;
+    ctx->attempt = data[3];
+    if (data[1] & HAS_DEADLINE) {
+        ms = (uint32_t)data[4] << 24 | (uint32_t)data[5] << 16 | (uint32_t)data[6] << 8 | data[7];
+        ct_context_set_timeout(ctx, now, ms);
+    }
+    if (data[1] & HAS_TRACE) {
+        memcpy(ctx->trace_id, data + 8, 16);
+        memcpy(ctx->span_id, data + 24, 8);
+        ctx->trace_flags = data[2];
+    }
+    return (data[1] & (HAS_DEADLINE | HAS_TRACE)) != 0;
+}

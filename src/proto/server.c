@@ -423,7 +423,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
     tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     if (srv->cfg.read_context) {
         ct_context_init(&ctx);
-        if (srv->cfg.read_context(srv->cfg.context_ctx, msg, srv->last_request_ms, &ctx))
+        if (srv->cfg.read_context(srv->cfg.context_ctx, msg, srv->last_request_ms, &ctx) > 0)
             has_ctx = &ctx;
     }
     if (srv->call_count == 0) { /* nothing waits for the service: no queue */

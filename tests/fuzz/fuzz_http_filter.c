@@ -35,8 +35,8 @@ static void same_context(const ct_context_t *in, const ct_buf_t *request, const 
     ct_context_t out;
     uint8_t span[8];
     ct_context_init(&out);
-    if (!ct_http_read_context((const uint8_t *)request->base,
-                              (size_t)(head_end + 4 - request->base), hop->now, &out))
+    if (ct_http_read_context((const uint8_t *)request->base, (size_t)(head_end + 4 - request->base),
+                             hop->now, &out) != 1)
         abort();
     memcpy(span, &hop->span, sizeof span);
     if (out.deadline_ms != in->deadline_ms || memcmp(out.trace_id, in->trace_id, 16) ||
@@ -63,7 +63,7 @@ static void check(ct_buf_pool_t *pool, const uint8_t *frame, size_t len) {
     if (ct_http_parse_request(copy, len, &before) != 0 || before.nfields + 3 >= CT_HTTP_MAX_HEADERS)
         goto out;
     ct_context_init(&ctx);
-    if (ct_http_read_context(frame, len, hop.now, &ctx)) hop.ctx = &ctx;
+    if (ct_http_read_context(frame, len, hop.now, &ctx) == 1) hop.ctx = &ctx;
     if (http_filter_rule(pool, &hop, &request, &answer) == FILTER_ANSWER) {
         /* a field name that is not a token: the proxy's own 400 */
         ct_http_message_t res;

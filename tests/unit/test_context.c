@@ -172,7 +172,7 @@ Test(context, what_is_not_a_context_field_is_not_read) {
     cr_assert_eq(read_head("GET / HTTP/1.1\r\nctower-timeout: soon\r\n"
                            "traceparent: nope\r\n\r\n",
                            &c),
-                 0, "bad values are ignored, not half-read");
+                 CT_EMALFORMED, "bad values are ignored, not half-read, and told");
     cr_assert_eq(c.deadline_ms, 0);
     cr_assert_not(ct_context_traced(&c));
     cr_assert_eq(

@@ -209,7 +209,8 @@ int ct_http_format_refusal(uint8_t *out, size_t cap, int error, size_t *size);
  * earlier, if ctx had one) and the trace "traceparent" gives. Values that
  * do not parse are ignored, as W3C asks of traceparent, so a bad field
  * costs a request its context, not its answer. Returns 1 if it found
- * either, 0 if neither. */
+ * either, CT_EMALFORMED if it found neither but a field that did not
+ * parse (for a count of them), 0 if neither field is there. */
 int ct_http_read_context(const uint8_t *data, size_t len, uint64_t now, ct_context_t *ctx);
 
 /* Writes the fields that carry ctx at now ("ctower-timeout: 250m\r\n" if it
