@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The request context across hops over the length-delimited multiplex
+framing with --context: a client of this script's own -> `ctower proxy
+--context --mode multiplex` -> another -> a backend of this script's own
+that answers each request with the bytes it got (so the client reads the
+block as the last hop wrote it), after 1.5 s for a body of "slow". Loopback
+only. Asserts that
+
+- the time left and the trace reach the backend, less what the hops spent,
+  with the trace id kept and a span id of the last proxy's own;
+- a request whose deadline passes at a slow backend ends at the deadline
+  (the framing has no error answer: the proxy ends the connection, as it
+  does for any failed request), not at the proxies' 5 s timeout;
+- a block that does not read goes on as it came, and the proxy counts it.
+
+    tests/context/chain_block.py CTOWER"""
+
+import asyncio
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+SLOW_S = 1.5
+TRACE = bytes(range(1, 17))
+SPAN = bytes(range(101, 109))
+
+
+def block(timeout_ms=None, traced=True, version=1):
+    flags = (1 if timeout_ms is not None else 0) | (2 if traced else 0)
+    return (bytes([version, flags, 1, 0]) + struct.pack(">I", timeout_ms or 0) +
+            (TRACE + SPAN if traced else bytes(24)))
+
+
+def frame(tag, payload):
+    body = struct.pack(">I", tag) + payload
+    return struct.pack(">I", len(body)) + body
+
+
+async def serve_one(reader, writer):
+    async def answer(payload):
+        if payload.endswith(b"slow"):
+            await asyncio.sleep(SLOW_S)
+        try:
+            writer.write(struct.pack(">I", len(payload)) + payload)
+            await writer.drain()
+        except ConnectionError:
+            pass
+    try:
+        while True:
+            n = struct.unpack(">I", await reader.readexactly(4))[0]
+            asyncio.ensure_future(answer(await reader.readexactly(n)))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+def backend(ready):
+    async def main():
+        server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+        ready.append(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(3600)
+    asyncio.run(main())
+
+
+LOGS = []
+
+
+def proxy(ctower, backend_port, procs):
+    p = subprocess.Popen([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
+                          "--mode", "multiplex", "--context"], stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        m = re.search(r"on tcp://127\.0\.0\.1:(\d+)", line)
+        if m:
+            log = []
+            LOGS.append(log)
+            threading.Thread(target=lambda: log.extend(p.stderr), daemon=True).start()
+            return int(m.group(1))
+        if not line and p.poll() is not None:
+            break
+    raise SystemExit("FAIL: ctower proxy did not start")
+
+
+def ask(port, payload, timeout=10):
+    """One request on a connection of its own: (the answer's payload after
+    its tag, or None if the connection ended, seconds)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    t0 = time.monotonic()
+    s.sendall(frame(7, payload))
+    data = b""
+    try:
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None, time.monotonic() - t0
+            data += chunk
+    finally:
+        s.close()
+    return data[8:4 + struct.unpack(">I", data[:4])[0]], time.monotonic() - t0
+
+
+def fail(msg):
+    print("FAIL:", msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    ctower = sys.argv[1]
+    ready = []
+    threading.Thread(target=backend, args=(ready,), daemon=True).start()
+    while not ready:
+        time.sleep(0.01)
+    procs = []
+    try:
+        second = proxy(ctower, ready[0], procs)
+        first = proxy(ctower, second, procs)
+
+        got, _ = ask(first, block(2000) + b"echo")
+        if got is None or len(got) != 36 or got[0] != 1 or got[1] != 3:
+            fail(f"the echo through two proxies: {got!r}")
+        left = struct.unpack(">I", got[4:8])[0]
+        if not 1000 < left <= 2000:
+            fail(f"the backend was told {left} ms, not what is left of 2000")
+        if got[8:24] != TRACE or got[24:32] == SPAN:
+            fail(f"the trace did not go on with a span of the proxy's own: {got[8:32].hex()}")
+        print(f"ok: the backend got {left} ms left, trace {got[8:24].hex()}, span {got[24:32].hex()}")
+
+        got, _ = ask(first, block(None, traced=False) + b"echo")
+        if got != block(None, traced=False) + b"echo":
+            fail(f"an empty block: {got!r}")
+        print("ok: an empty block goes on as it came")
+
+        got, took = ask(first, block(200) + b"slow")
+        if got is not None:
+            fail(f"a backend slower than the deadline answered: {got!r}")
+        if took >= SLOW_S:
+            fail(f"the connection ended after {took:.2f} s: at the backend's answer, not the deadline")
+        print(f"ok: the deadline ended the request after {took:.2f} s (the backend takes {SLOW_S} s)")
+
+        bad = block(500, version=9) + b"echo"
+        got, _ = ask(first, bad)
+        if got != bad:
+            fail(f"a block that does not read: {got!r}")
+        print("ok: a block that does not read goes on as it came")
+        time.sleep(SLOW_S)  # the slow answer arrives and is dropped
+        got, _ = ask(first, block(2000) + b"echo")
+        if got is None:
+            fail("the proxies after the late answer")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    time.sleep(0.2)
+    for log in LOGS:
+        if any("Sanitizer" in line or "runtime error" in line for line in log):
+            sys.stderr.write("".join(log))
+            fail("a proxy's sanitizer report")
+    if not any("did not read" in line for line in LOGS[1]):
+        fail("the first proxy did not count the block that did not read: " + "".join(LOGS[1]))
+    print("ok: the first proxy counted it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
