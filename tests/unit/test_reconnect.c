@@ -861,6 +861,8 @@ static void on_steady(ct_op_t *op, int status, void *response) {
     steady_done++;
     if (steady_issued < steady_total) {
         steady_issued++;
+        if (op->ctx) /* a fresh deadline, as a caller sets one per call */
+            ((ct_context_t *)op->data)->deadline_ms = uv_now(&H.uv) + 60000;
         cr_assert_eq(h_call(calls_to, response, op), 0);
     } else {
         ct_buf_pool_put(&pool, response);
@@ -868,10 +870,11 @@ static void on_steady(ct_op_t *op, int status, void *response) {
 }
 
 /* Through rc, or through a retry layer over it (which copies every request,
- * from the pool). */
-static void reconnect_steady_state(int multiplex, int with_retry) {
+ * from the pool), with or without a context on every call. */
+static void reconnect_steady_state(int multiplex, int with_retry, int with_context) {
     enum { DEPTH = 16, WARMUP = 10000, MEASURED = 10000 };
     static ct_op_t ops[DEPTH];
+    static ct_context_t contexts[DEPTH];
     static ct_retry_t retry;
     long allocs;
     start(&echo.service, multiplex);
@@ -884,6 +887,13 @@ static void reconnect_steady_state(int multiplex, int with_retry) {
     steady_total = WARMUP + MEASURED;
     for (int i = 0; i < DEPTH; i++) {
         ct_op_init(&ops[i], on_steady);
+        if (with_context) {
+            ct_context_init(&contexts[i]);
+            ct_context_set_timeout(&contexts[i], uv_now(&H.uv), 60000);
+            contexts[i].trace_id[0] = (uint8_t)(i + 1);
+            ops[i].ctx = &contexts[i];
+            ops[i].data = &contexts[i];
+        }
         steady_issued++;
         cr_assert_eq(h_call(calls_to, request((uint64_t)i), &ops[i]), 0);
     }
@@ -906,14 +916,18 @@ static void reconnect_steady_state(int multiplex, int with_retry) {
 }
 
 Test(alloc, pipeline_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(0, 0);
+    reconnect_steady_state(0, 0, 0);
 }
 
 Test(alloc, multiplex_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(1, 0);
+    reconnect_steady_state(1, 0, 0);
 }
 
 Test(alloc, through_a_retry_layer_over_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(0, 1);
+    reconnect_steady_state(0, 1, 0);
+}
+
+Test(alloc, with_a_context_on_every_call_allocates_nothing_per_request) {
+    reconnect_steady_state(1, 1, 1);
 }
 #endif
