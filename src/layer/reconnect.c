@@ -54,16 +54,32 @@ static void release_entry(ct_reconnect_t *rc, entry_t *e) {
     if (!ct_waitq_empty(&rc->waiters)) ct_waitq_wake_all(&rc->waiters);
 }
 
-/* Every call still waiting for a connection fails with status (cause). */
-static void fail_waiting(ct_reconnect_t *rc, int status, int cause) {
-    ct_link_t *node;
-    while ((node = ct_list_pop_front(&rc->waiting)) != NULL) {
+/* Whether op may wait for a connection after one failed, the next attempt
+ * ms from now: its caller gave a deadline that leaves time for it. */
+static int waits_through(const ct_op_t *op, uint64_t now, uint64_t ms) {
+    return op->ctx && op->ctx->deadline_ms && ct_context_remaining(op->ctx, now) > ms;
+}
+
+/* The calls waiting for a connection fail with status (cause): every one,
+ * or (keep_ms > 0) all but those whose deadline lets them wait keep_ms
+ * more. */
+static void fail_waiting_but(ct_reconnect_t *rc, int status, int cause, uint64_t keep_ms) {
+    uint64_t now = uv_now(rc->service.loop->uv);
+    ct_link_t *node = rc->waiting.next;
+    while (node != &rc->waiting) {
         entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
         ct_op_t *op = e->op;
+        node = node->next;
+        if (keep_ms && waits_through(op, now, keep_ms)) continue;
+        ct_list_remove(&e->link);
         free_msg(rc, e->request);
         release_entry(rc, e);
         ct_op_complete(op, status, cause, NULL);
     }
+}
+
+static void fail_waiting(ct_reconnect_t *rc, int status, int cause) {
+    fail_waiting_but(rc, status, cause, 0);
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -94,20 +110,33 @@ static uint64_t pause_ms(ct_reconnect_t *rc) {
                          rc->failures_in_a_row);
 }
 
+static void start_connect(ct_reconnect_t *rc);
+
 static void on_pause_over(uv_timer_t *timer) {
     ct_reconnect_t *rc = CT_CONTAINER_OF(timer, ct_reconnect_t, timer);
     if (rc->state == RC_PAUSED) rc->state = RC_IDLE;
+    /* calls that waited through the pause connect now; else the next poll */
+    if (rc->state == RC_IDLE && !ct_list_empty(&rc->waiting)) start_connect(rc);
     ct_waitq_wake_all(&rc->waiters); /* they poll again, and that connects */
 }
 
+/* A connect failed: the calls waiting fail, but for those whose deadline
+ * leaves time for the next attempt (gRPC's wait-for-ready, bounded by the
+ * caller's own time): they wait through the pause. */
 static void connect_failed(ct_reconnect_t *rc, int error) {
+    uint64_t pause;
     rc->last_error = error;
     rc->counts.connect_failures++;
     rc->failures_in_a_row++;
     rc->state = RC_PAUSED;
-    if (ct_service_is_shutting_down(&rc->service)) rc->drain_status = CT_ECONNECT;
-    fail_waiting(rc, CT_ECONNECT, error);
-    uv_timer_start(&rc->timer, on_pause_over, pause_ms(rc), 0);
+    pause = pause_ms(rc);
+    if (ct_service_is_shutting_down(&rc->service)) {
+        rc->drain_status = CT_ECONNECT;
+        fail_waiting(rc, CT_ECONNECT, error);
+    } else {
+        fail_waiting_but(rc, CT_ECONNECT, error, pause);
+    }
+    uv_timer_start(&rc->timer, on_pause_over, pause, 0);
     ct_waitq_wake_all(&rc->waiters);
     check_drained(rc);
 }
@@ -141,8 +170,6 @@ static int send_on_client(ct_reconnect_t *rc, void *request, ct_op_t *op) {
     }
     return 0;
 }
-
-static void start_connect(ct_reconnect_t *rc);
 
 /* The connection is up: the waiting calls go out, in call order, but for
  * those whose caller's deadline passed while they waited. */
@@ -268,6 +295,11 @@ static int rc_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     return CT_PENDING; /* connecting, or as many calls waiting as allowed */
 }
 
+/* What is left of the pause after a failed connect. */
+static uint64_t pause_left(const ct_reconnect_t *rc) {
+    return uv_timer_get_due_in(&rc->timer);
+}
+
 /* A call that cannot wait (rare, out of line). */
 static __attribute__((noinline)) int refuse(ct_reconnect_t *rc, void *request, ct_op_t *op) {
     free_msg(rc, request);
@@ -282,8 +314,12 @@ static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
     ct_reconnect_t *rc = (ct_reconnect_t *)svc;
     entry_t *e;
     if (rc->state == RC_UP && send_on_client(rc, request, op) == 0) return 0;
-    /* not up, or found dead: it waits for the next connection */
-    if (rc->state == RC_PAUSED || rc->busy == rc->cfg.max_in_flight) return refuse(rc, request, op);
+    /* not up, or found dead: it waits for the next connection; in a pause,
+     * only a call whose deadline lasts past it */
+    if (rc->busy == rc->cfg.max_in_flight) return refuse(rc, request, op);
+    if (rc->state == RC_PAUSED &&
+        !waits_through(op, uv_now(svc->loop->uv), pause_left(rc)))
+        return refuse(rc, request, op);
     e = rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1];
     rc->busy++;
     e->op = op;

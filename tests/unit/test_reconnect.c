@@ -277,6 +277,98 @@ Test(reconnect, through_a_retry_layer_calls_outlive_a_server_that_is_down) {
     finish();
 }
 
+/* A server restarted 300 ms after it went away, under a client stack with
+ * the default settings (retry -> timeout -> reconnect), whose calls carry a
+ * deadline (2 s) and may run twice (CT_RETRY_IDEMPOTENT: the calls in flight
+ * when the server went are tried again). Calls keep coming the whole time,
+ * 16 at once: none fails. Those made while the server is away wait for the
+ * connection through the failed connects and their pauses, as their
+ * deadline allows, instead of failing at the first refused connect. */
+static int restart_failures, restart_stop, restart_live;
+static uint64_t restart_done;
+static ct_service_t *restart_top;
+
+typedef struct restart_call {
+    ct_op_t op;
+    ct_context_t ctx;
+} restart_call_t;
+
+static void restart_issue(restart_call_t *c) {
+    ct_context_init(&c->ctx);
+    ct_context_set_timeout(&c->ctx, uv_now(&H.uv), 2000);
+    c->op.ctx = &c->ctx;
+    restart_live++;
+    cr_assert_eq(h_call(restart_top, request(7), &c->op), 0);
+}
+
+static void on_restart_call(ct_op_t *op, int status, void *response) {
+    restart_live--;
+    if (status != 0) restart_failures++;
+    if (status == 0) restart_done++;
+    if (response) ct_buf_pool_put(&pool, response);
+    if (!restart_stop) restart_issue(CT_CONTAINER_OF(op, restart_call_t, op));
+}
+
+static void run_for_ms(uint64_t ms) {
+    uint64_t until;
+    uv_update_time(&H.uv);
+    until = uv_now(&H.uv) + ms;
+    H_RUN_UNTIL(uv_now(&H.uv) >= until);
+}
+
+Test(reconnect, default_settings_outlive_a_300_ms_restart_with_deadlines) {
+    static restart_call_t cs[16];
+    ct_reconnect_config_t cfg;
+    ct_timeout_config_t tcfg = {0};
+    ct_retry_config_t rcfg;
+    ct_timeout_t timeout;
+    ct_retry_t retry;
+    uint64_t before;
+    int i;
+    setup();
+    dead_address(addr, sizeof addr);
+    listen_on(addr, &echo.service, 0, 0);
+    memset(&cfg, 0, sizeof cfg); /* the defaults */
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &pool;
+    init_rc_with(&cfg);
+    tcfg.timeout_ms = 1000;
+    tcfg.free_msg = ct_buf_pool_free_msg;
+    tcfg.free_ctx = &pool;
+    cr_assert_eq(ct_timeout_init(&timeout, &H.ct, &rc.service, &tcfg), 0);
+    memset(&rcfg, 0, sizeof rcfg); /* the defaults, and requests that may run twice */
+    rcfg.copy = ct_buf_pool_copy_msg;
+    rcfg.copy_ctx = &pool;
+    rcfg.free_msg = ct_buf_pool_free_msg;
+    rcfg.free_ctx = &pool;
+    rcfg.retry_on = CT_RETRY_IDEMPOTENT;
+    cr_assert_eq(ct_retry_init(&retry, &H.ct, &timeout.service, &rcfg), 0);
+    restart_top = &retry.service;
+    restart_failures = restart_stop = restart_live = 0;
+    restart_done = 0;
+    for (i = 0; i < 16; i++) {
+        ct_op_init(&cs[i].op, on_restart_call);
+        restart_issue(&cs[i]);
+    }
+    run_for_ms(100);
+    cr_assert_gt(restart_done, 100, "the calls did not flow before the restart");
+    stop_listening(1); /* the server goes, its connections with it */
+    before = restart_done;
+    run_for_ms(300);
+    cr_assert_lt(restart_done - before, 50, "answered while the server was away");
+    listen_on(addr, &echo.service, 0, 0);
+    run_for_ms(1000);
+    restart_stop = 1;
+    H_RUN_UNTIL(restart_live == 0);
+    cr_assert_eq(restart_failures, 0, "%d calls failed across the restart (%llu answered)",
+                 restart_failures, (unsigned long long)restart_done);
+    cr_assert_gt(restart_done, before + 100, "the calls did not flow after the restart");
+    cr_assert_geq(ct_reconnect_counts(&rc).connect_failures, 1, "the restart was not seen");
+    cr_assert_eq(ct_service_close(&retry.service, on_rc_closed), 0); /* closes the rest */
+    H_RUN_UNTIL(rc_closed);
+    finish();
+}
+
 /* A balancer over two reconnecting clients, one of whose servers is down,
  * under a retry layer: the calls that went to the dead one fail to connect,
  * are tried again on the live one, and that one takes the calls after. (The

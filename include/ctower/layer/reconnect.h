@@ -21,6 +21,17 @@
  * fast instead of holding them. After the pause the next call or poll_ready
  * tries again. ct_reconnect_last_error() tells the last connect's error.
  *
+ * A call whose context has a deadline (op->ctx, context.h) that leaves time
+ * for the next connect waits instead: through the failed connects and their
+ * pauses (the next connect starts when a pause ends), and it fails only
+ * once a pause would end at or past its deadline (CT_ECONNECT, as above),
+ * or goes out as the connection comes up. The caller said how long it
+ * waits: a restart shorter than that loses none of its calls (gRPC's
+ * wait-for-ready, bounded by the caller's time). A timeout layer above ends
+ * such a call at its deadline to the millisecond; a call that is still
+ * waiting when the connection comes up after its deadline fails with
+ * CT_ETIMEDOUT, cause CT_EDEADLINE, and is not sent.
+ *
  * poll_ready: PENDING while connecting (the waker wakes when the connect
  * ends, either way), the client's own answer while connected, READY during a
  * pause; PENDING too while max_in_flight calls are under way.
