@@ -378,6 +378,9 @@ static ct_service_t *with_retry(bench_conn_t *c, ct_service_t *svc) {
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &th->wire.pool;
     cfg.max_in_flight = (size_t)th->o->depth;
+    /* an echo may run twice: the calls a broken connection took are tried
+     * again too */
+    cfg.retry_on = CT_RETRY_IDEMPOTENT;
     c->retry = malloc(sizeof *c->retry);
     r = c->retry ? ct_retry_init(c->retry, &th->ct, svc, &cfg) : UV_ENOMEM;
     if (r < 0) { /* at setup, before any request: the run cannot be what was asked */

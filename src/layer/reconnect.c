@@ -317,8 +317,7 @@ static int rc_call(ct_service_t *svc, void *request, ct_op_t *op) {
     /* not up, or found dead: it waits for the next connection; in a pause,
      * only a call whose deadline lasts past it */
     if (rc->busy == rc->cfg.max_in_flight) return refuse(rc, request, op);
-    if (rc->state == RC_PAUSED &&
-        !waits_through(op, uv_now(svc->loop->uv), pause_left(rc)))
+    if (rc->state == RC_PAUSED && !waits_through(op, uv_now(svc->loop->uv), pause_left(rc)))
         return refuse(rc, request, op);
     e = rc->free_entries[rc->cfg.max_in_flight - rc->busy - 1];
     rc->busy++;
