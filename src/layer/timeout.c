@@ -19,6 +19,7 @@ typedef struct ct_timeout_entry {
     uint64_t deadline;
     int caller_deadline; /* 1: the context's deadline, not the layer's timeout */
     ct_link_t link;      /* in free_entries, in by_deadline, or alone */
+    ct_context_t ctx;    /* the caller's, its deadline the earlier of the two */
     ct_timeout_t *layer;
 } entry_t;
 
@@ -109,15 +110,19 @@ static int timeout_call(ct_service_t *svc, void *request, ct_op_t *op) {
     }
     e = CT_CONTAINER_OF(node, entry_t, link);
     ct_op_init(&e->inner, on_inner_done);
-    e->inner.ctx = op->ctx;
+    e->deadline = uv_now(svc->loop->uv) + t->timeout_ms;
+    e->caller_deadline = op->ctx && op->ctx->deadline_ms && op->ctx->deadline_ms < e->deadline;
+    if (op->ctx) { /* the inner service is told when this layer gives up */
+        e->ctx = *op->ctx;
+        if (!e->caller_deadline) e->ctx.deadline_ms = e->deadline;
+        e->inner.ctx = &e->ctx;
+    }
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) {
         ct_list_push_back(&t->free_entries, &e->link);
         return r;
     }
     e->outer = op;
-    e->deadline = uv_now(svc->loop->uv) + t->timeout_ms;
-    e->caller_deadline = op->ctx && op->ctx->deadline_ms && op->ctx->deadline_ms < e->deadline;
     op->slot = (size_t)(e - t->entries);
     t->busy++;
     if (e->caller_deadline) {

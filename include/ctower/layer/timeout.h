@@ -9,8 +9,10 @@
  *
  * A call whose context (op->ctx, context.h) has a deadline earlier than the
  * layer's timeout ends at that deadline instead, with CT_ETIMEDOUT and cause
- * CT_EDEADLINE (a call ended by the layer's own timeout has cause 0); the
- * context goes on to the inner service with the call.
+ * CT_EDEADLINE (a call ended by the layer's own timeout has cause 0). The
+ * context goes on to the inner service as a copy whose deadline is the
+ * earlier of the two, so that the next hop is told when this one gives up
+ * (a call without a context gets none).
  */
 #ifndef CTOWER_LAYER_TIMEOUT_H
 #define CTOWER_LAYER_TIMEOUT_H
