@@ -88,9 +88,22 @@ static void on_service_closed(ct_service_t *svc) {
     ct_loop_close(&p->ct, on_loop_closed);
 }
 
+/* What the backends and the retry layer did so far (SIGUSR1, and at the end). */
+static void report(const proxy_t *p) {
+    backend_set_report(&p->backends);
+    if (p->options->retry) {
+        ct_retry_counts_t c = ct_retry_counts(&p->retry);
+        fprintf(stderr,
+                "ctower proxy: retry: %llu retries, %llu refused by the budget, %llu out of "
+                "attempts, %llu ended by the caller's deadline\n",
+                (unsigned long long)c.retries, (unsigned long long)c.budget_refusals,
+                (unsigned long long)c.exhausted, (unsigned long long)c.deadline_refusals);
+    }
+}
+
 static void on_listener_closed(ct_listener_t *l) {
     proxy_t *p = l->data;
-    backend_set_report(&p->backends);
+    report(p);
     if (p->contexts.refused)
         fprintf(stderr,
                 "ctower proxy: %llu requests carried a context that did not read (ignored)\n",
@@ -101,7 +114,7 @@ static void on_listener_closed(ct_listener_t *l) {
 static void on_signal(uv_signal_t *sig, int signum) {
     proxy_t *p = sig->data;
     if (signum == SIGUSR1) {
-        backend_set_report(&p->backends);
+        report(p);
         return;
     }
     if (signum == SIGHUP) {
