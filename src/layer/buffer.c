@@ -81,8 +81,8 @@ static void pump(ct_buffer_t *b) {
         ct_list_remove(&e->link);
         e->waiting = 0;
         if (r == CT_READY) r = ct_service_call(b->inner, e->request, &e->inner);
-        if (r < 0) {
-            finish(b, e, r, 0, NULL);
+        if (r < 0) { /* (CT_ETIMEDOUT: its deadline passed while it waited) */
+            finish(b, e, r, r == CT_ETIMEDOUT ? CT_EDEADLINE : 0, NULL);
             continue;
         }
         e->request = NULL; /* the inner service's now */

@@ -77,7 +77,8 @@ static void fail_call(ct_shard_t *s, entry_t *e, int status) {
     e->request = NULL;
     e->outer = NULL;
     give_back(s, e);
-    ct_op_complete(outer, status, 0, NULL);
+    /* refused for its deadline while it waited: the caller's time ran out */
+    ct_op_complete(outer, status, status == CT_ETIMEDOUT ? CT_EDEADLINE : 0, NULL);
 }
 
 static void dequeue(entry_t *e) {

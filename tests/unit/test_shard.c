@@ -333,3 +333,28 @@ Test(shard, random_calls_cancels_and_answers_complete_once) {
     }
     h_close_service(&layer.service);
 }
+
+/* A call that waits for its full shard past its deadline is not sent when
+ * the shard has room: it fails with its deadline as the cause. */
+Test(shard, a_call_waiting_past_its_deadline_is_not_sent) {
+    rec_op_t first, late;
+    ct_context_t ctx;
+    uint64_t a = id_for(0, 2, 0), b = id_for(0, 2, a + 1);
+    wrap(2, 0, 0);
+    shards[0].capacity = 1;
+    call(&first, a);
+    ct_context_init(&ctx);
+    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10);
+    rec_op_init(&late);
+    late.op.ctx = &ctx;
+    cr_assert_eq(h_call(&layer.service, tmsg_new(b), &late.op), 0);
+    cr_assert_eq(stats(0).waiting, 1);
+    uv_sleep(20);
+    uv_update_time(&H.uv);
+    held_complete(&shards[0], 0, 0);
+    H_RUN_UNTIL(first.calls && late.calls);
+    cr_assert_eq(late.status, CT_ETIMEDOUT);
+    cr_assert_eq(late.cause, CT_EDEADLINE);
+    cr_assert_eq(shards[0].calls, 1, "the late call was sent");
+    h_close_service(&layer.service);
+}
