@@ -8,6 +8,7 @@
 #include "ctower/waker.h"
 #include "ctower/op.h"
 #include "ctower/context.h"
+#include "ctower/stats.h"
 #include "ctower/service.h"
 #include "ctower/service_fn.h"
 #include "ctower/budget.h"

@@ -1,0 +1,136 @@
+/* Stats: counters, gauges and latency histograms that a loop records into
+ * and any thread reads, and their Prometheus text exposition.
+ *
+ * Recording is the hot path: a few instructions, no allocation, no lock.
+ * Each metric has one writer, the loop that owns the component it counts,
+ * which adds with a plain load and a relaxed atomic store (no locked
+ * instruction); readers on other threads load it relaxed. So a value read
+ * while it is being written is the old or the new one, never torn, and
+ * ThreadSanitizer sees no race. Loops never share a metric: a component on
+ * each of four loops has four, and a reader sums them (ct_stats_write).
+ *
+ * The histogram is log-linear (HdrHistogram's idea): 32 linear buckets per
+ * power of two, so a value is known within 1/32 of itself (3.1%), reported
+ * at its bucket's middle (within 1.6%), from 1 ns to 2^38 ns (about 275 s;
+ * larger values count in the last bucket). Fixed size (8.7 KiB), no
+ * allocation; two histograms merge by adding their buckets.
+ *
+ * A ct_stats_t is one loop's list of named metrics with fixed labels, made
+ * at setup (registering allocates; recording never does).
+ */
+#ifndef CTOWER_STATS_H
+#define CTOWER_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_counter {
+    uint64_t value;
+} ct_counter_t;
+
+typedef struct ct_gauge {
+    int64_t value;
+} ct_gauge_t;
+
+#define CT_HISTOGRAM_SUB 32 /* linear buckets per power of two */
+/* 0..63 one value each, then 32 per power of two from 2^6 to 2^38 */
+#define CT_HISTOGRAM_BUCKETS (2 * CT_HISTOGRAM_SUB + (38 - 6) * CT_HISTOGRAM_SUB)
+
+typedef struct ct_histogram {
+    uint64_t counts[CT_HISTOGRAM_BUCKETS];
+    uint64_t count;
+    uint64_t sum; /* of the values recorded, for a mean */
+    uint64_t max;
+} ct_histogram_t;
+
+/* The single writer's side: relaxed stores (see above). */
+static inline void ct_counter_add(ct_counter_t *c, uint64_t n) {
+    __atomic_store_n(&c->value, c->value + n, __ATOMIC_RELAXED);
+}
+
+static inline void ct_gauge_add(ct_gauge_t *g, int64_t n) {
+    __atomic_store_n(&g->value, g->value + n, __ATOMIC_RELAXED);
+}
+
+static inline void ct_gauge_set(ct_gauge_t *g, int64_t v) {
+    __atomic_store_n(&g->value, v, __ATOMIC_RELAXED);
+}
+
+/* A reader's side, from any thread. */
+uint64_t ct_counter_read(const ct_counter_t *c);
+int64_t ct_gauge_read(const ct_gauge_t *g);
+
+void ct_histogram_init(ct_histogram_t *h);
+
+/* The bucket of value v, and the values bucket i holds: [low, high]. */
+size_t ct_histogram_bucket(uint64_t v);
+void ct_histogram_bucket_range(size_t i, uint64_t *low, uint64_t *high);
+
+static inline void ct_histogram_record(ct_histogram_t *h, uint64_t v) {
+    size_t i = ct_histogram_bucket(v);
+    __atomic_store_n(&h->counts[i], h->counts[i] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->sum, h->sum + v, __ATOMIC_RELAXED);
+    if (v > h->max) __atomic_store_n(&h->max, v, __ATOMIC_RELAXED);
+}
+
+/* Adds from's buckets into into (a reader's copy: into has no other
+ * writer; from may be recorded into meanwhile). */
+void ct_histogram_merge(ct_histogram_t *into, const ct_histogram_t *from);
+
+/* The value at quantile q (0..1) of what h holds (the middle of its
+ * bucket, at most h's max); 0 if h is empty. Of a reader's copy. */
+uint64_t ct_histogram_quantile(const ct_histogram_t *h, double q);
+
+/* ---- a loop's named metrics ------------------------------------------------- */
+
+typedef enum { CT_STATS_COUNTER, CT_STATS_GAUGE, CT_STATS_HISTOGRAM } ct_stats_kind_t;
+
+typedef struct ct_stats_entry {
+    const char *name; /* Prometheus's: [a-zA-Z_:][a-zA-Z0-9_:]* */
+    const char *help; /* one line */
+    char *labels;     /* 'key="value",...' (the library's copy), or "" */
+    ct_stats_kind_t kind;
+    double scale;       /* histograms: exposed value = recorded * scale (ns to s: 1e-9) */
+    const void *metric; /* the component's ct_counter_t, ct_gauge_t or ct_histogram_t */
+} ct_stats_entry_t;
+
+typedef struct ct_stats {
+    ct_stats_entry_t *entries;
+    size_t n, cap;
+} ct_stats_t;
+
+void ct_stats_init(ct_stats_t *s);
+
+/* Frees the list (not the metrics: their components own them). */
+void ct_stats_free(ct_stats_t *s);
+
+/* Adds a metric of its component to s, under name and labels (copied;
+ * NULL for none). name and help must outlive s (string literals). Returns
+ * 0, CT_EINVAL (a name Prometheus would refuse, labels that are not
+ * key="value" pairs) or UV_ENOMEM. */
+int ct_stats_add_counter(ct_stats_t *s, const char *name, const char *labels, const char *help,
+                         const ct_counter_t *c);
+int ct_stats_add_gauge(ct_stats_t *s, const char *name, const char *labels, const char *help,
+                       const ct_gauge_t *g);
+int ct_stats_add_histogram(ct_stats_t *s, const char *name, const char *labels, const char *help,
+                           double scale, const ct_histogram_t *h);
+
+/* Writes the Prometheus text exposition (version 0.0.4) of the metrics of
+ * loops[0..n) into out[0..cap): one HELP and TYPE per name, one sample per
+ * distinct labels, summed over the loops (a histogram's buckets merged; its
+ * le boundaries are the exposition's own, 1-2.5-5 steps from 1e-6 to 100
+ * times its unit). Returns the length written, or the length it would need
+ * (> cap: nothing useful was written) so that the caller can grow out; 0
+ * without memory for its scratch histogram. Any thread may call it while
+ * the loops record. */
+size_t ct_stats_write(const ct_stats_t *const *loops, size_t n, char *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
