@@ -578,6 +578,7 @@ static void server_thread_run(void *arg) {
         st->contexts.room = st->o->multiplex ? 4 : 0;
         cfg.server.read_context = block_read_context;
         cfg.server.context_ctx = &st->contexts;
+        cfg.server.on_error = st->o->multiplex ? block_error_reply_tagged : block_error_reply;
     }
     st->error =
         ct_listener_init(&st->listener, &st->ct, "tcp://127.0.0.1:0", &st->echo.service, &cfg);

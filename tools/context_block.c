@@ -34,3 +34,20 @@ filter_verdict_t block_filter_rule(ct_buf_pool_t *pool, const filter_hop_t *hop,
     block_write(*request, hop->room, &next, hop->now);
     return FILTER_PASS;
 }
+
+static int empty_reply(size_t room, int status, void **response) {
+    static const uint8_t zeros[4] = {0};
+    (void)status;
+    *response = ct_buf_from(zeros, room);
+    return *response ? 0 : status;
+}
+
+int block_error_reply(ct_server_t *srv, int status, void **response) {
+    (void)srv;
+    return empty_reply(0, status, response);
+}
+
+int block_error_reply_tagged(ct_server_t *srv, int status, void **response) {
+    (void)srv;
+    return empty_reply(4, status, response);
+}

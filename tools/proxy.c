@@ -223,6 +223,8 @@ static int listener_init(proxy_t *p, const options_t *o) {
         cfg.server.read_context = o->http ? http_read_context : block_read_context;
         cfg.server.context_ctx = &p->contexts;
     }
+    if (o->context)
+        cfg.server.on_error = o->multiplex ? block_error_reply_tagged : block_error_reply;
     if (o->multiplex) { /* the backend client writes tags of its own */
         cfg.server.get_tag = ct_buf_get_tag;
         cfg.server.set_tag = ct_buf_set_tag;

@@ -89,6 +89,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
         s->contexts.refused = 0;
         cfg.server.read_context = block_read_context;
         cfg.server.context_ctx = &s->contexts;
+        cfg.server.on_error = o->multiplex ? block_error_reply_tagged : block_error_reply;
     }
     cfg.reuse_port = reuse_port;
     options_listener(o, &cfg, &s->budget);

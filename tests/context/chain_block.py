@@ -8,9 +8,10 @@ only. Asserts that
 
 - the time left and the trace reach the backend, less what the hops spent,
   with the trace id kept and a span id of the last proxy's own;
-- a request whose deadline passes at a slow backend ends at the deadline
-  (the framing has no error answer: the proxy ends the connection, as it
-  does for any failed request), not at the proxies' 5 s timeout;
+- a request whose deadline passes at a slow backend is answered at the
+  deadline with an empty payload (with --context, the framing's error
+  answer), not at the proxies' 5 s timeout, and the connection goes on:
+  the next request on it, and other clients', are answered;
 - a block that does not read goes on as it came, and the proxy counts it.
 
     tests/context/chain_block.py CTOWER"""
@@ -86,10 +87,10 @@ def proxy(ctower, backend_port, procs):
     raise SystemExit("FAIL: ctower proxy did not start")
 
 
-def ask(port, payload, timeout=10):
-    """One request on a connection of its own: (the answer's payload after
-    its tag, or None if the connection ended, seconds)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def ask(port, payload, timeout=10, sock=None):
+    """One request, on sock or a connection of its own: (the answer's
+    payload after its tag, or None if the connection ended, seconds)."""
+    s = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
     t0 = time.monotonic()
     s.sendall(frame(7, payload))
     data = b""
@@ -100,7 +101,8 @@ def ask(port, payload, timeout=10):
                 return None, time.monotonic() - t0
             data += chunk
     finally:
-        s.close()
+        if not sock:
+            s.close()
     return data[8:4 + struct.unpack(">I", data[:4])[0]], time.monotonic() - t0
 
 
@@ -135,12 +137,18 @@ def main():
             fail(f"an empty block: {got!r}")
         print("ok: an empty block goes on as it came")
 
-        got, took = ask(first, block(200) + b"slow")
-        if got is not None:
-            fail(f"a backend slower than the deadline answered: {got!r}")
+        s = socket.create_connection(("127.0.0.1", first), timeout=10)
+        got, took = ask(first, block(200) + b"slow", sock=s)
+        if got != b"":
+            fail(f"a backend slower than the deadline: {got!r}, not the empty error answer")
         if took >= SLOW_S:
-            fail(f"the connection ended after {took:.2f} s: at the backend's answer, not the deadline")
-        print(f"ok: the deadline ended the request after {took:.2f} s (the backend takes {SLOW_S} s)")
+            fail(f"the error answer came after {took:.2f} s: at the backend's answer, not the deadline")
+        got, _ = ask(first, block(2000) + b"echo", sock=s)
+        s.close()
+        if got is None or not got.endswith(b"echo"):
+            fail(f"the connection after the error answer: {got!r}")
+        print(f"ok: the deadline ended the request after {took:.2f} s with an empty answer "
+              f"(the backend takes {SLOW_S} s), and the connection went on")
 
         bad = block(500, version=9) + b"echo"
         got, _ = ask(first, bad)
