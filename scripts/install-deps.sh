@@ -19,12 +19,14 @@ set -euo pipefail
 # python3 runs the hostile-client suite (tests/hostile: attack clients of
 # the standard library only); h2o is the third server bench/hostile attacks,
 # beside ctower and nginx (run with a configuration of its own, as nginx).
+# prometheus brings promtool, which checks the exposition of --admin's
+# /metrics (tests/tools/admin.py).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
 # certificates of the tool's TLS test (tests/cli.sh).
 packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
   redis-server redis-tools nutcracker valgrind nginx-light
-  libnghttp2-dev nghttp2-client nghttp2-server python3 h2o)
+  libnghttp2-dev nghttp2-client nghttp2-server python3 h2o prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,4 +48,7 @@ if printf '%s\n' "${missing[@]}" | grep -qx nginx-light && pgrep -x nginx >/dev/
 fi
 if printf '%s\n' "${missing[@]}" | grep -qx h2o && pgrep -x h2o >/dev/null; then
   pkill -x h2o 2>/dev/null || true
+fi
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && pgrep -x prometheus >/dev/null; then
+  pkill -x prometheus 2>/dev/null || true
 fi

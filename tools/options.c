@@ -77,6 +77,7 @@ static const struct {
     {"--timeout", CALL | PROXY},
     {"--deadline", BENCH | CALL},
     {"--context", BENCH | SERVE | PROXY},
+    {"--admin", SERVE | PROXY},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
     {"--rate", PROXY},
@@ -241,6 +242,8 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
         } else if (strcmp(a, "--timeout") == 0) {
             if (number(a, v, 0.001, 86400, &d)) return -1;
             o->timeout_s = d;
+        } else if (strcmp(a, "--admin") == 0) {
+            o->admin = v;
         } else if (strcmp(a, "--deadline") == 0) {
             if (whole_number(a, v, 0, 99999999, &d)) return -1;
             o->deadline_ms = (long)d;

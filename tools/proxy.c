@@ -48,6 +48,7 @@
  * per backend: its connects, and with several backends its requests,
  * failures, requests in flight, and whether it is left out. */
 #include "proxy.h"
+#include "admin.h"
 #include "context_block.h"
 #include "backends.h"
 #include "http_echo.h"
@@ -77,6 +78,9 @@ typedef struct proxy {
     ct_budget_t budget; /* --memory-budget */
     trimmer_t trim;
     context_reader_t contexts; /* HTTP's fields, or --context's block */
+    ct_stats_t stats;          /* for --admin */
+    admin_t admin;
+    int admin_up;
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -101,6 +105,11 @@ static void report(const proxy_t *p) {
     }
 }
 
+static void on_admin_closed(admin_t *a) {
+    proxy_t *p = a->data;
+    ct_service_close(p->service, on_service_closed);
+}
+
 static void on_listener_closed(ct_listener_t *l) {
     proxy_t *p = l->data;
     report(p);
@@ -108,6 +117,10 @@ static void on_listener_closed(ct_listener_t *l) {
         fprintf(stderr,
                 "ctower proxy: %llu requests carried a context that did not read (ignored)\n",
                 (unsigned long long)p->contexts.refused);
+    if (p->admin_up) { /* the last to go: it says "draining" until then */
+        admin_close(&p->admin, on_admin_closed);
+        return;
+    }
     ct_service_close(p->service, on_service_closed);
 }
 
@@ -122,6 +135,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
         return;
     }
     fprintf(stderr, "ctower proxy: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    if (p->admin_up) admin_draining(&p->admin);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigusr1, NULL);
@@ -253,7 +267,7 @@ int proxy_main(const options_t *o) {
     static proxy_t p;
     ct_address_t bound;
     char text[160];
-    int i, r;
+    int i, r, failed = 0;
     if ((r = check_options(o)) != 0) return r;
     uv_loop_init(&p.uv);
     ct_loop_init(&p.ct, &p.uv);
@@ -281,6 +295,19 @@ int proxy_main(const options_t *o) {
     uv_signal_start(&p.sigusr1, on_signal, SIGUSR1);
     uv_signal_start(&p.sighup, on_signal, SIGHUP); /* --backends-file: read it again */
     trimmer_start(&p.trim, &p.uv, &p.wire.pool, &p.wire.bytes_pool);
+    ct_stats_init(&p.stats);
+    ct_listener_add_stats(&p.listener, &p.stats, "listener=\"main\"");
+    if (o->admin) {
+        const ct_stats_t *loops[1] = {&p.stats};
+        if (admin_start(&p.admin, &p.ct, o, loops, 1) != 0) {
+            raise(SIGTERM); /* what was made closes gracefully; the exit says it failed */
+            failed = 1;
+        } else {
+            p.admin.data = &p;
+            p.admin_up = 1;
+            fprintf(stderr, "ctower proxy: admin (/metrics, /healthz) on %s\n", o->admin);
+        }
+    }
     ct_listener_address(&p.listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     fprintf(stderr, "ctower proxy: %s on %s to ", o->multiplex ? "multiplex" : "pipeline", text);
@@ -299,7 +326,8 @@ int proxy_main(const options_t *o) {
     if (o->context) fprintf(stderr, ", a context block before each request");
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
+    ct_stats_free(&p.stats);
     backend_set_free(&p.backends);
     wire_destroy(&p.wire);
-    return uv_loop_close(&p.uv) == 0 ? 0 : 1;
+    return uv_loop_close(&p.uv) == 0 && !failed ? 0 : 1;
 }

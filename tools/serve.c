@@ -3,6 +3,7 @@
  * each run a listener on the same address (SO_REUSEPORT), and the kernel
  * spreads the connections over them. */
 #include "serve.h"
+#include "admin.h"
 #include "context_block.h"
 #include "http_echo.h"
 #include "trim.h"
@@ -23,6 +24,8 @@ typedef struct server {
     ct_budget_t budget; /* this loop's part of --memory-budget */
     trimmer_t trim;
     context_reader_t contexts; /* --context */
+    ct_stats_t stats;          /* this loop's, for --admin */
+    admin_t *admin;            /* server 0's, with --admin */
 } server_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -34,8 +37,17 @@ static void on_echo_closed(ct_service_t *svc) {
     ct_loop_close(&s->ct, on_loop_closed);
 }
 
+static void on_admin_closed(admin_t *a) {
+    server_t *s = a->data;
+    ct_service_close(&s->echo.service, on_echo_closed);
+}
+
 static void on_listener_closed(ct_listener_t *l) {
     server_t *s = l->data;
+    if (s->admin) { /* the last to go: it says "draining" until then */
+        admin_close(s->admin, on_admin_closed);
+        return;
+    }
     ct_service_close(&s->echo.service, on_echo_closed);
 }
 
@@ -55,6 +67,7 @@ typedef struct signals {
 static void on_signal(uv_signal_t *sig, int signum) {
     signals_t *g = sig->data;
     int i;
+    if (g->servers[0].admin) admin_draining(g->servers[0].admin);
     fprintf(stderr, "ctower serve: %s, shutting down\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_close((uv_handle_t *)&g->sigint, NULL);
     uv_close((uv_handle_t *)&g->sigterm, NULL);
@@ -99,6 +112,9 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
         return r;
     }
     s->listener.data = s;
+    ct_stats_init(&s->stats);
+    /* the same labels on every loop: the exposition sums them */
+    ct_listener_add_stats(&s->listener, &s->stats, "listener=\"main\"");
     uv_async_init(&s->uv, &s->stop, on_stop);
     s->stop.data = s;
     trimmer_start(&s->trim, &s->uv, &s->wire.pool, &s->wire.bytes_pool);
@@ -108,6 +124,7 @@ static int server_init(server_t *s, const options_t *o, const char *address, int
 /* Runs s's loop to its end; 0 if it closed cleanly. */
 static int server_run(server_t *s) {
     uv_run(&s->uv, UV_RUN_DEFAULT);
+    ct_stats_free(&s->stats);
     wire_destroy(&s->wire);
     return uv_loop_close(&s->uv) == 0 ? 0 : 1;
 }
@@ -144,6 +161,20 @@ static void start_others(server_t *servers, int n, const options_t *o, const cha
     }
 }
 
+/* --admin on server 0's loop, for every loop's stats. */
+static int start_admin(server_t *servers, int n, const options_t *o) {
+    admin_t *admin = calloc(1, sizeof *admin); /* freed by serve_main */
+    const ct_stats_t *loops[64];
+    int i;
+    for (i = 0; i < n && i < 64; i++)
+        loops[i] = &servers[i].stats;
+    if (!admin || admin_start(admin, &servers[0].ct, o, loops, (size_t)i) != 0) return 1;
+    admin->data = &servers[0];
+    servers[0].admin = admin;
+    fprintf(stderr, "ctower serve: admin (/metrics, /healthz) on %s\n", o->admin);
+    return 0;
+}
+
 int serve_main(const options_t *o) {
     int n = o->threads, i, r;
     server_t *servers;
@@ -171,12 +202,15 @@ int serve_main(const options_t *o) {
     ct_listener_address(&servers[0].listener, &bound);
     ct_address_format(&bound, text, sizeof text);
     start_others(servers, n, o, text);
+    if (o->admin && start_admin(servers, n, o) != 0)
+        exit(1); /* the servers already started run in other threads */
     fprintf(stderr, "ctower serve: %s echo on %s (%s codec%s, %d thread%s)\n",
             o->multiplex ? "multiplex" : "pipeline", text, codec_name(o),
             o->server_tls ? ", TLS" : "", n, n > 1 ? "s" : "");
     r = server_run(&servers[0]);
     for (i = 1; i < n; i++)
         uv_thread_join(&servers[i].thread);
+    free(servers[0].admin);
     free(servers);
     return r;
 }

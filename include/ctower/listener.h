@@ -81,6 +81,16 @@ typedef struct ct_listener_config {
     const ct_http2_config_t *http2;
 } ct_listener_config_t;
 
+/* What a listener counts, its servers' counts with it (stats.h). */
+typedef struct ct_listener_stats {
+    ct_counter_t accepted;
+    ct_counter_t accept_errors;
+    ct_counter_t closed_idle;  /* shut down by idle_timeout_ms */
+    ct_counter_t refused_slow; /* by header_timeout_ms or body_timeout_ms */
+    ct_gauge_t connections;    /* open */
+    ct_server_stats_t servers;
+} ct_listener_stats_t;
+
 struct ct_listener {
     void *data; /* for the user */
     ct_loop_t *loop;
@@ -94,8 +104,7 @@ struct ct_listener {
     uv_timer_t timer;
     ct_link_t conns;
     size_t nconns;
-    size_t accepted;
-    size_t accept_errors;
+    ct_listener_stats_t stats;
     int accept_paused;
     int closing;
     int handles_open;
@@ -126,6 +135,16 @@ size_t ct_listener_connections(const ct_listener_t *listener);
  * may be NULL. Out of descriptors (EMFILE), libuv closes the connection it
  * cannot take without telling the listener: that one is in neither count. */
 void ct_listener_counts(const ct_listener_t *listener, size_t *accepted, size_t *accept_errors);
+
+/* Adds the listener's metrics to stats (a registry of its loop's), each
+ * with labels (NULL: none; 'listener="admin"', say) and these names:
+ *   ctower_listener_connections_accepted_total, ..._accept_errors_total,
+ *   ..._closed_idle_total, ..._refused_slow_total (counters),
+ *   ctower_listener_connections (gauge: open now),
+ *   ctower_server_requests_total, ctower_server_responses_total,
+ *   ctower_server_errors_total (its servers', counters).
+ * Returns 0, or ct_stats_add_*'s error. */
+int ct_listener_add_stats(ct_listener_t *listener, ct_stats_t *stats, const char *labels);
 
 /* Graceful shutdown (see above); deadline_ms 0 waits as long as it takes.
  * cb runs once every connection and handle is closed. CT_ECLOSING if called

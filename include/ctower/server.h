@@ -25,6 +25,7 @@
 #include "ctower/budget.h"
 #include "ctower/context.h"
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/tag_store.h"
 #include "ctower/transport.h"
 
@@ -56,6 +57,14 @@ typedef void (*ct_server_close_cb)(ct_server_t *srv, int status);
  * error: one that did not parse, which the hook may count) if not. */
 typedef int (*ct_server_context_fn)(void *ctx, const void *request, uint64_t now,
                                     ct_context_t *out);
+
+/* What servers count (stats.h), shared by the servers of one loop (a
+ * listener's): each counter has one writer, the loop. */
+typedef struct ct_server_stats {
+    ct_counter_t requests;  /* read */
+    ct_counter_t responses; /* handed to the transport (on_error's included) */
+    ct_counter_t errors;    /* answered by on_error, or ending the connection */
+} ct_server_stats_t;
 
 typedef struct ct_server_config {
     /* Requests read and not yet answered, at most; 0 means the default.
@@ -92,6 +101,9 @@ typedef struct ct_server_config {
      * protocol without error answers still gets its answer, late). */
     ct_server_context_fn read_context;
     void *context_ctx;
+    /* May be NULL: what this server counts goes there (a listener sets its
+     * own, ct_listener_add_stats()). */
+    ct_server_stats_t *stats;
 } ct_server_config_t;
 
 struct ct_server_slot;

@@ -174,6 +174,7 @@ static void drop_if_late(ct_server_t *srv, slot_t *s, int *status, void **respon
 /* The slot has its outcome; in completion order it may now leave. */
 static inline void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
     if (s->op.ctx) drop_if_late(srv, s, &status, &response);
+    if (status < 0 && srv->cfg.stats) ct_counter_add(&srv->cfg.stats->errors, 1);
     if (status < 0 && replacement_for(srv, s, status, &response)) status = 0;
     if (status == 0) {
         s->response = response;
@@ -274,6 +275,7 @@ static int replace_refused(ct_server_t *srv, slot_t *s, int status) {
 
 /* The response at the head of the send queue is now the transport's. */
 static inline void sent(ct_server_t *srv, size_t index) {
+    if (srv->cfg.stats) ct_counter_add(&srv->cfg.stats->responses, 1);
     srv->slots[index].response = NULL;
     ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
     release_slot(srv, index);
@@ -374,7 +376,10 @@ static int answer_at_once(ct_server_t *srv, void *msg, uint32_t tag) {
     if (!ct_service_call_sync(srv->service, msg, &status, &response)) return 0;
     if (status == 0) {
         if (srv->cfg.set_tag) srv->cfg.set_tag(response, tag);
-        if (ct_transport_send(srv->transport, response) == 0) return 1;
+        if (ct_transport_send(srv->transport, response) == 0) {
+            if (srv->cfg.stats) ct_counter_add(&srv->cfg.stats->responses, 1);
+            return 1;
+        }
     }
     settle(srv, new_slot(srv, NULL, tag, NULL), status, response);
     send_responses(srv);
@@ -420,6 +425,7 @@ static void on_recv(ct_transport_t *t, int status, void *msg) {
         return;
     }
     srv->last_request_ms = uv_now(srv->loop->uv);
+    if (srv->cfg.stats) ct_counter_add(&srv->cfg.stats->requests, 1);
     tag = srv->cfg.get_tag ? srv->cfg.get_tag(msg) : 0;
     if (srv->cfg.read_context) {
         ct_context_init(&ctx);

@@ -58,6 +58,7 @@ static void on_conn_closed(ct_server_t *srv, int status) {
     done_with_service(c);
     ct_list_remove(&c->link);
     l->nconns--;
+    ct_gauge_set(&l->stats.connections, (int64_t)l->nconns);
     free(c);
     if (l->accept_paused && !l->closing) {
         l->accept_paused = 0;
@@ -108,7 +109,7 @@ static int serve_with(ct_listener_t *l, conn_t *c) {
  * closes, freeing memory, tries again. */
 static void accept_later(ct_listener_t *l, conn_t *c) {
     free(c);
-    l->accept_errors++;
+    ct_counter_add(&l->stats.accept_errors, 1);
     l->accept_paused = 1;
 }
 
@@ -129,19 +130,20 @@ static void accept_one(ct_listener_t *l) {
     if (r == 0 && l->cfg.stream.tls) r = ct_stream_tls_start(&c->stream, 1, NULL, NULL);
     if (r == 0) r = serve_with(l, c);
     if (r != 0) {
-        l->accept_errors++;
+        ct_counter_add(&l->stats.accept_errors, 1);
         close_refused(c);
         return;
     }
     ct_list_push_back(&l->conns, &c->link);
     l->nconns++;
-    l->accepted++;
+    ct_counter_add(&l->stats.accepted, 1);
+    ct_gauge_set(&l->stats.connections, (int64_t)l->nconns);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
     ct_listener_t *l = server->data;
     if (status < 0 || l->closing) {
-        l->accept_errors += status < 0;
+        if (status < 0) ct_counter_add(&l->stats.accept_errors, 1);
         return;
     }
     if (l->cfg.max_connections && l->nconns >= l->cfg.max_connections) {
@@ -160,7 +162,8 @@ static int too_slow(const ct_listener_t *l, conn_t *c, uint64_t now) {
     uint64_t since = c->h2.bytes ? 0 : ct_stream_partial_since(&c->stream, &in_header);
     uint64_t limit = in_header ? l->cfg.header_timeout_ms : l->cfg.body_timeout_ms;
     if (!since || !limit || now - since < limit) return 0;
-    ct_server_refuse(&c->server, CT_EREQTIMEOUT);
+    if (ct_server_refuse(&c->server, CT_EREQTIMEOUT) == 0)
+        ct_counter_add(&((ct_listener_t *)l)->stats.refused_slow, 1);
     return 1;
 }
 
@@ -175,8 +178,9 @@ static void sweep(uv_timer_t *timer) {
         node = node->next; /* refusing may end it */
         if (too_slow(l, c, now)) continue;
         if (l->cfg.idle_timeout_ms && ct_server_in_flight(&c->server) == 0 &&
-            now - ct_server_last_request(&c->server) >= l->cfg.idle_timeout_ms)
-            ct_server_shutdown(&c->server);
+            now - ct_server_last_request(&c->server) >= l->cfg.idle_timeout_ms &&
+            ct_server_shutdown(&c->server) == 0)
+            ct_counter_add(&l->stats.closed_idle, 1);
     }
 }
 
@@ -336,6 +340,7 @@ int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_
     if (!service == !cfg->new_service) return CT_EINVAL; /* one service, or a maker */
     memset(l, 0, sizeof *l);
     if ((r = take_config(l, cfg)) != 0) return r;
+    if (!l->cfg.server.stats) l->cfg.server.stats = &l->stats.servers; /* its servers count here */
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
     if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;
     l->loop = loop;
@@ -374,8 +379,8 @@ size_t ct_listener_connections(const ct_listener_t *l) {
 }
 
 void ct_listener_counts(const ct_listener_t *l, size_t *accepted, size_t *accept_errors) {
-    if (accepted) *accepted = l->accepted;
-    if (accept_errors) *accept_errors = l->accept_errors;
+    if (accepted) *accepted = (size_t)ct_counter_read(&l->stats.accepted);
+    if (accept_errors) *accept_errors = (size_t)ct_counter_read(&l->stats.accept_errors);
 }
 
 int ct_listener_shutdown(ct_listener_t *l, uint64_t deadline_ms, ct_listener_close_cb cb) {
@@ -393,5 +398,32 @@ int ct_listener_shutdown(ct_listener_t *l, uint64_t deadline_ms, ct_listener_clo
     }
     if (deadline_ms && l->nconns > 0) uv_timer_start(&l->timer, on_deadline, deadline_ms, 0);
     finish_if_done(l);
+    return 0;
+}
+
+int ct_listener_add_stats(ct_listener_t *l, ct_stats_t *s, const char *labels) {
+    const ct_server_stats_t *sv = l->cfg.server.stats;
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_listener_connections_accepted_total", labels,
+                                  "Connections accepted.", &l->stats.accepted)) ||
+        (r = ct_stats_add_counter(s, "ctower_listener_accept_errors_total", labels,
+                                  "Accepts that failed, or connections that could not be set up.",
+                                  &l->stats.accept_errors)) ||
+        (r = ct_stats_add_counter(s, "ctower_listener_closed_idle_total", labels,
+                                  "Connections shut down for want of a request.",
+                                  &l->stats.closed_idle)) ||
+        (r = ct_stats_add_counter(s, "ctower_listener_refused_slow_total", labels,
+                                  "Connections refused for a request too slow to arrive.",
+                                  &l->stats.refused_slow)) ||
+        (r = ct_stats_add_gauge(s, "ctower_listener_connections", labels, "Connections open.",
+                                &l->stats.connections)) ||
+        (r = ct_stats_add_counter(s, "ctower_server_requests_total", labels, "Requests read.",
+                                  &sv->requests)) ||
+        (r = ct_stats_add_counter(s, "ctower_server_responses_total", labels,
+                                  "Responses handed to the transport.", &sv->responses)) ||
+        (r = ct_stats_add_counter(s, "ctower_server_errors_total", labels,
+                                  "Requests that ended in an error (answered by on_error or not).",
+                                  &sv->errors)))
+        return r;
     return 0;
 }
