@@ -26,10 +26,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
+from harness import Server, free_port, sanitizer_report  # noqa: E402
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -53,9 +56,6 @@ class Backend(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-LOGS = []  # every proxy's stderr: a sanitizer's report fails the test
 
 
 H2O_CONF = """listen:
@@ -84,31 +84,18 @@ hosts:
 class H2oBackend:
     """h2o on a free port; hits() counts the requests it logged."""
 
-    def __init__(self, procs):
+    def __init__(self, servers):
         h2o = shutil.which("h2o") or "/usr/sbin/h2o"
         if not os.access(h2o, os.X_OK):
             raise SystemExit("FAIL: h2o is missing; run scripts/install-deps.sh")
         self.tmp = tempfile.mkdtemp(prefix="ctower-chain-")
         os.chmod(self.tmp, 0o777)  # h2o drops to nobody
-        import socket
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         user = "user: nobody\n" if os.geteuid() == 0 else ""
         conf = os.path.join(self.tmp, "h2o.conf")
         with open(conf, "w") as f:
             f.write(H2O_CONF.format(port=self.port, user=user, tmp=self.tmp, slow=SLOW_S))
-        p = subprocess.Popen([h2o, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("FAIL: h2o did not start")
+        servers.append(Server([h2o, "-c", conf], port=self.port))
 
     def hits(self):
         try:
@@ -118,22 +105,11 @@ class H2oBackend:
             return 0
 
 
-def proxy(ctower, backend_port, procs, codec):
-    p = subprocess.Popen([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
-                          "--codec", codec], stderr=subprocess.PIPE, text=True)
-    procs.append(p)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        line = p.stderr.readline()
-        m = re.search(r"on tcp://127\.0\.0\.1:(\d+)", line)
-        if m:
-            log = []
-            LOGS.append(log)
-            threading.Thread(target=lambda: log.extend(p.stderr), daemon=True).start()
-            return int(m.group(1))
-        if not line and p.poll() is not None:
-            break
-    raise SystemExit("FAIL: ctower proxy did not start")
+def proxy(ctower, backend_port, servers, codec):
+    """A `ctower proxy` to backend_port, in servers; its port."""
+    servers.append(Server([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
+                           "--codec", codec], ready_pattern=r"on tcp://127\.0\.0\.1:(\d+)"))
+    return servers[-1].port
 
 
 def get2(port, path, headers):
@@ -172,18 +148,18 @@ def main():
     global PROTO
     ctower = sys.argv[1]
     PROTO = sys.argv[2] if len(sys.argv) > 2 else "http"
-    procs = []
+    servers = []  # every one's stderr is kept: a sanitizer's report fails the test
     backend = None
     if PROTO == "http2":
-        h2o = H2oBackend(procs)
+        h2o = H2oBackend(servers)
         backend_port, hits = h2o.port, h2o.hits
     else:
         backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
         threading.Thread(target=backend.serve_forever, daemon=True).start()
         backend_port, hits = backend.server_address[1], lambda: Backend.hits
     try:
-        second = proxy(ctower, backend_port, procs, PROTO)
-        first = proxy(ctower, second, procs, PROTO)
+        second = proxy(ctower, backend_port, servers, PROTO)
+        first = proxy(ctower, second, servers, PROTO)
 
         status, body, _ = get(first, "/echo", {"ctower-timeout": "2000m",
                                                "traceparent": f"00-{TRACE}-{PARENT}-01"})
@@ -241,20 +217,13 @@ def main():
             fail(f"call --deadline 200 ended after {took:.2f} s")
         print(f"ok: call --deadline sends it, and gives up at it ({took:.2f} s): {out.stderr.strip()!r}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        for server in servers:
+            server.stop()
         if backend:
             backend.shutdown()
     time.sleep(0.2)  # the last of their stderr
-    for log in LOGS:
-        if any("Sanitizer" in line or "runtime error" in line for line in log):
-            sys.stderr.write("".join(log))
-            fail("a proxy's sanitizer report")
+    if sanitizer_report(servers):
+        fail("a proxy's sanitizer report")
     return 0
 
 

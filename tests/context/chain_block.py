@@ -17,13 +17,15 @@ only. Asserts that
     tests/context/chain_block.py CTOWER"""
 
 import asyncio
-import re
+import os
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
+from harness import Server, sanitizer_report  # noqa: E402
 
 SLOW_S = 1.5
 TRACE = bytes(range(1, 17))
@@ -66,25 +68,12 @@ def backend(ready):
     asyncio.run(main())
 
 
-LOGS = []
-
-
-def proxy(ctower, backend_port, procs):
-    p = subprocess.Popen([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
-                          "--mode", "multiplex", "--context"], stderr=subprocess.PIPE, text=True)
-    procs.append(p)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        line = p.stderr.readline()
-        m = re.search(r"on tcp://127\.0\.0\.1:(\d+)", line)
-        if m:
-            log = []
-            LOGS.append(log)
-            threading.Thread(target=lambda: log.extend(p.stderr), daemon=True).start()
-            return int(m.group(1))
-        if not line and p.poll() is not None:
-            break
-    raise SystemExit("FAIL: ctower proxy did not start")
+def proxy(ctower, backend_port, servers):
+    """A `ctower proxy --context` to backend_port, in servers; its port."""
+    servers.append(Server([ctower, "proxy", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{backend_port}",
+                           "--mode", "multiplex", "--context"],
+                          ready_pattern=r"on tcp://127\.0\.0\.1:(\d+)"))
+    return servers[-1].port
 
 
 def ask(port, payload, timeout=10, sock=None):
@@ -117,10 +106,10 @@ def main():
     threading.Thread(target=backend, args=(ready,), daemon=True).start()
     while not ready:
         time.sleep(0.01)
-    procs = []
+    servers = []  # every one's stderr is kept: a sanitizer's report fails the test
     try:
-        second = proxy(ctower, ready[0], procs)
-        first = proxy(ctower, second, procs)
+        second = proxy(ctower, ready[0], servers)
+        first = proxy(ctower, second, servers)
 
         got, _ = ask(first, block(2000) + b"echo")
         if got is None or len(got) != 36 or got[0] != 1 or got[1] != 3:
@@ -160,20 +149,14 @@ def main():
         if got is None:
             fail("the proxies after the late answer")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        for server in servers:
+            server.stop()
     time.sleep(0.2)
-    for log in LOGS:
-        if any("Sanitizer" in line or "runtime error" in line for line in log):
-            sys.stderr.write("".join(log))
-            fail("a proxy's sanitizer report")
-    if not any("did not read" in line for line in LOGS[1]):
-        fail("the first proxy did not count the block that did not read: " + "".join(LOGS[1]))
+    if sanitizer_report(servers):
+        fail("a proxy's sanitizer report")
+    first_log = servers[1].stderr_lines
+    if not any("did not read" in line for line in first_log):
+        fail("the first proxy did not count the block that did not read: " + "".join(first_log))
     print("ok: the first proxy counted it")
     return 0
 

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -70,6 +71,17 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             return -9
+
+
+def sanitizer_report(servers):
+    """Writes the stderr of the first server whose stderr holds a
+    sanitizer's report (AddressSanitizer, UBSan's runtime error) and
+    returns True; False if none does."""
+    for server in servers:
+        if any("Sanitizer" in line or "runtime error" in line for line in server.stderr_lines):
+            sys.stderr.write("".join(server.stderr_lines[-60:]))
+            return True
+    return False
 
 
 def free_port():

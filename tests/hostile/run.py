@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import attacks  # noqa: E402
-from harness import Attack, Server, measure  # noqa: E402
+from harness import Attack, Server, measure, sanitizer_report  # noqa: E402
 
 MiB = 1024
 
@@ -110,9 +110,8 @@ def main():
         failed = check(fig, growth * scale, within, cpu * scale, p99 * scale)
         if code not in (0, None):
             failed.append(f"serve exited {code}")
-        if any("Sanitizer" in l or "runtime error" in l for l in server.stderr_lines):
+        if sanitizer_report([server]):
             failed.append("sanitizer report")
-            sys.stderr.write("".join(server.stderr_lines[-60:]))
         failures += bool(failed)
         print(line(fig, failed), flush=True)
     # Many connections at once, then gone: the loop's budget bounds the peak

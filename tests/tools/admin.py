@@ -12,41 +12,21 @@ loopback. Asserts that
 
     tests/tools/admin.py CTOWER"""
 
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
+from harness import Server, free_port, sanitizer_report  # noqa: E402
 
 
 def fail(msg):
     print("FAIL:", msg, file=sys.stderr)
     sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(argv, pattern):
-    p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    log = []
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        line = p.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        if re.search(pattern, line):
-            threading.Thread(target=lambda: log.extend(p.stderr), daemon=True).start()
-            return p, log
-    fail(f"{argv[:2]} did not start: {''.join(log)}")
 
 
 def http(port, raw, timeout=5):
@@ -88,14 +68,14 @@ def main():
     promtool = shutil.which("promtool")
     if not promtool:
         fail("promtool is missing; run scripts/install-deps.sh")
-    procs = []
+    servers = []  # every one's stderr is kept: a sanitizer's report fails the test
     try:
         admin = free_port()
-        serve, log = start([ctower, "serve", "tcp://127.0.0.1:0", "--threads", "2",
-                            "--admin", f"tcp://127.0.0.1:{admin}", "--header-timeout", "1"],
-                           r"echo on tcp://127\.0\.0\.1:(\d+)")
-        procs.append(serve)
-        port = int(re.search(r"echo on tcp://127\.0\.0\.1:(\d+)", log[-1]).group(1))
+        serve = Server([ctower, "serve", "tcp://127.0.0.1:0", "--threads", "2", "--admin",
+                        f"tcp://127.0.0.1:{admin}", "--header-timeout", "1"],
+                       ready_pattern=r"echo on tcp://127\.0\.0\.1:(\d+)")
+        servers.append(serve)
+        port = serve.port
         out = subprocess.run([ctower, "bench", "--server", f"tcp://127.0.0.1:{port}", "--requests",
                               "30000", "--connections", "4"], capture_output=True, text=True)
         if out.returncode != 0:
@@ -139,26 +119,26 @@ def main():
         if out.returncode != 0:
             fail(f"bench after the admin's bad input: {out.stdout}{out.stderr}")
         print("ok: 404, 405, 431/413 and a slow client's 408 on the admin port; the data path served on")
-        serve.terminate()
-        if serve.wait(timeout=10) != 0:
-            fail(f"serve's exit: {serve.returncode} {''.join(log)}")
+        code = serve.stop()
+        if code != 0:
+            fail(f"serve's exit: {code} {''.join(serve.stderr_lines)}")
 
         # a proxy draining: its backend holds the one request, never answering
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         admin = free_port()
-        proxy, plog = start([ctower, "proxy", "tcp://127.0.0.1:0",
-                             f"tcp://127.0.0.1:{silent.getsockname()[1]}", "--admin",
-                             f"tcp://127.0.0.1:{admin}"], r"pipeline on tcp://127\.0\.0\.1:(\d+)")
-        procs.append(proxy)
-        pport = int(re.search(r"pipeline on tcp://127\.0\.0\.1:(\d+)", plog[-1]).group(1))
-        client = socket.create_connection(("127.0.0.1", pport), timeout=5)
+        proxy = Server([ctower, "proxy", "tcp://127.0.0.1:0",
+                        f"tcp://127.0.0.1:{silent.getsockname()[1]}", "--admin",
+                        f"tcp://127.0.0.1:{admin}"],
+                       ready_pattern=r"pipeline on tcp://127\.0\.0\.1:(\d+)")
+        servers.append(proxy)
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
         client.sendall(b"\x00\x00\x00\x04held")
         time.sleep(0.3)
         if get(admin, "/healthz")[0] != 200:
             fail("the proxy's /healthz before SIGTERM")
-        proxy.terminate()
+        proxy.proc.terminate()
         time.sleep(0.3)
         status, body = get(admin, "/healthz")
         if status != 503:
@@ -166,15 +146,14 @@ def main():
         print("ok: /healthz 200 while serving, 503 while draining")
         client.close()
         silent.close()
-        proxy.wait(timeout=10)
-        for lines in (log, plog):
-            if any("Sanitizer" in l or "runtime error" in l for l in lines):
-                sys.stderr.write("".join(lines))
-                fail("a sanitizer's report")
+        proxy.proc.wait(timeout=10)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        for server in servers:
+            if server.proc.poll() is None:
+                server.proc.kill()
+    time.sleep(0.2)  # the last of their stderr
+    if sanitizer_report(servers):
+        fail("a sanitizer's report")
     return 0
 
 

@@ -368,11 +368,7 @@ Test(context, a_client_does_not_send_a_call_past_its_deadline) {
     gone.op.ctx = &c1;
     cr_assert_eq(ct_service_call(&p.client.service, m, &gone.op), CT_ETIMEDOUT);
     tmsg_free(m, NULL);
-    ct_context_init(&c2);
-    ct_context_set_timeout(&c2, uv_now(&H.uv), 5000);
-    rec_op_init(&in_time);
-    in_time.op.ctx = &c2;
-    cr_assert_eq(h_call(&p.client.service, tmsg_new(2), &in_time.op), 0);
+    h_call_with_deadline(&p.client.service, &in_time, &c2, 5000, 2);
     H_RUN_UNTIL(held.n == 1);
     held_complete_all(&held);
     H_RUN_UNTIL(in_time.calls);

@@ -448,11 +448,7 @@ Test(hedge, no_backup_for_a_caller_whose_deadline_comes_before_the_delay) {
     rec_op_t r;
     ct_context_t ctx;
     wrap(40, 1);
-    ct_context_init(&ctx);
-    ct_context_set_timeout(&ctx, uv_now(&H.uv), 20);
-    rec_op_init(&r);
-    r.op.ctx = &ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(3), &r.op), 0);
+    h_call_with_deadline(&layer.service, &r, &ctx, 20, 3);
     until_held(1);
     uv_sleep(60);
     h_turns(3);

@@ -717,11 +717,7 @@ Test(retry, each_attempt_carries_the_context_with_its_number) {
     wrap();
     inner.failures = 2;
     inner.fail_status = CT_ECONNECT;
-    ct_context_init(&ctx);
-    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10000);
-    rec_op_init(&r);
-    r.op.ctx = &ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    h_call_with_deadline(&layer.service, &r, &ctx, 10000, 9);
     H_RUN_UNTIL(r.calls);
     cr_assert_eq(r.status, 0);
     cr_assert_eq(inner.calls, 3);
@@ -786,11 +782,7 @@ Test(retry, no_attempt_after_the_deadline) {
     wrap_with(&c);
     inner.failures = 1000;
     inner.fail_status = CT_ECONNECT;
-    ct_context_init(&ctx);
-    ct_context_set_timeout(&ctx, uv_now(&H.uv), 40);
-    rec_op_init(&r);
-    r.op.ctx = &ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    h_call_with_deadline(&layer.service, &r, &ctx, 40, 9);
     H_RUN_UNTIL(r.calls);
     cr_assert_eq(r.status, CT_ETIMEDOUT);
     cr_assert_eq(r.cause, CT_EDEADLINE);
@@ -823,11 +815,7 @@ Test(retry, a_failure_at_the_deadline_completes_once) {
     ct_context_t ctx;
     wrap();
     inner.hold = 1;
-    ct_context_init(&ctx);
-    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10);
-    rec_op_init(&r);
-    r.op.ctx = &ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(9), &r.op), 0);
+    h_call_with_deadline(&layer.service, &r, &ctx, 10, 9);
     h_turns(1);
     uv_sleep(20);
     uv_update_time(&H.uv);

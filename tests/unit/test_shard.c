@@ -343,11 +343,7 @@ Test(shard, a_call_waiting_past_its_deadline_is_not_sent) {
     wrap(2, 0, 0);
     shards[0].capacity = 1;
     call(&first, a);
-    ct_context_init(&ctx);
-    ct_context_set_timeout(&ctx, uv_now(&H.uv), 10);
-    rec_op_init(&late);
-    late.op.ctx = &ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(b), &late.op), 0);
+    h_call_with_deadline(&layer.service, &late, &ctx, 10, b);
     cr_assert_eq(stats(0).waiting, 1);
     uv_sleep(20);
     uv_update_time(&H.uv);

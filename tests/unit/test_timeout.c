@@ -176,19 +176,11 @@ Test(timeout, a_synchronous_answer_passes_through_call_sync) {
 
 /* ---- the caller's deadline ---------------------------------------------------- */
 
-static void call_with(rec_op_t *r, ct_context_t *ctx, uint64_t deadline_in_ms, uint64_t id) {
-    ct_context_init(ctx);
-    ct_context_set_timeout(ctx, uv_now(&H.uv), deadline_in_ms);
-    rec_op_init(r);
-    r->op.ctx = ctx;
-    cr_assert_eq(h_call(&layer.service, tmsg_new(id), &r->op), 0);
-}
-
 Test(timeout, a_deadline_before_the_timeout_ends_the_call_with_its_cause) {
     rec_op_t r;
     ct_context_t ctx;
     wrap(10000, 4);
-    call_with(&r, &ctx, 20, 1);
+    h_call_with_deadline(&layer.service, &r, &ctx, 20, 1);
     cr_assert_not_null(held.ops[0]->ctx, "the context goes on with the call");
     cr_assert_eq(held.ops[0]->ctx->deadline_ms, ctx.deadline_ms);
     run_until_called(&r);
@@ -202,7 +194,7 @@ Test(timeout, the_layers_own_timeout_has_no_cause) {
     rec_op_t r;
     ct_context_t ctx;
     wrap(20, 4);
-    call_with(&r, &ctx, 10000, 1);
+    h_call_with_deadline(&layer.service, &r, &ctx, 10000, 1);
     cr_assert_leq(held.ops[0]->ctx->deadline_ms, uv_now(&H.uv) + 20,
                   "the inner service was not told the layer's earlier deadline");
     cr_assert_eq(ctx.deadline_ms > uv_now(&H.uv) + 9000, 1, "the caller's own changed");
@@ -218,10 +210,10 @@ Test(timeout, a_short_deadline_overtakes_earlier_calls) {
     rec_op_t slow, fast, plain;
     ct_context_t c1, c2;
     wrap(300, 4);
-    call_with(&slow, &c1, 10000, 1); /* ends at the layer's 300 ms */
+    h_call_with_deadline(&layer.service, &slow, &c1, 10000, 1); /* ends at the layer's 300 ms */
     rec_op_init(&plain);
     cr_assert_eq(h_call(&layer.service, tmsg_new(2), &plain.op), 0);
-    call_with(&fast, &c2, 20, 3);
+    h_call_with_deadline(&layer.service, &fast, &c2, 20, 3);
     run_until_called(&fast);
     cr_assert_eq(fast.status, CT_ETIMEDOUT);
     cr_assert_eq(fast.cause, CT_EDEADLINE);
@@ -241,7 +233,7 @@ Test(timeout, a_deadline_and_an_answer_in_one_turn_complete_once) {
     rec_op_t r;
     ct_context_t ctx;
     wrap(10000, 4);
-    call_with(&r, &ctx, 10, 1);
+    h_call_with_deadline(&layer.service, &r, &ctx, 10, 1);
     h_turns(1);
     uv_sleep(20);
     held_complete(&held, 0, 0); /* queued: its callback runs in the next turn */

@@ -180,6 +180,15 @@ void rec_op_init(rec_op_t *r) {
     ct_op_init(&r->op, rec_cb);
 }
 
+void h_call_with_deadline(ct_service_t *svc, rec_op_t *r, ct_context_t *ctx, uint64_t ms,
+                          uint64_t id) {
+    ct_context_init(ctx);
+    ct_context_set_timeout(ctx, uv_now(&H.uv), ms);
+    rec_op_init(r);
+    r->op.ctx = ctx;
+    cr_assert_eq(h_call(svc, tmsg_new(id), &r->op), 0);
+}
+
 /* ---- held service ------------------------------------------------------ */
 
 static void held_remove(held_svc_t *h, size_t i) {

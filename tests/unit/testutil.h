@@ -70,6 +70,11 @@ typedef struct rec_op {
 } rec_op_t;
 
 void rec_op_init(rec_op_t *r);
+
+/* Calls svc with a test message (id) on r, whose op carries ctx with a
+ * deadline ms from now (the loop's time); asserts the call started. */
+void h_call_with_deadline(ct_service_t *svc, rec_op_t *r, ct_context_t *ctx, uint64_t ms,
+                          uint64_t id);
 extern long rec_op_counter;
 
 /* Random calls (request i is tmsg i) and cancels on client, with at most
