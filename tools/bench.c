@@ -164,8 +164,7 @@ static void issue(bench_req_t *r, ct_buf_t *b) {
     th->budget--;
     th->outstanding++;
     r->start_ns = now_ns(th);
-    if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
-    if (th->o->context) block_write(b, th->o->multiplex ? 4 : 0, r->op.ctx, uv_now(th->ct.uv));
+    with_context(th, r, b);
     rc = ct_service_call(REQ_CONN(r)->svc, b, &r->op);
     if (rc < 0) call_refused(r, b, rc);
 }

@@ -68,6 +68,14 @@ static void send_backup(ct_hedge_t *h, entry_t *e) {
     }
     copy = h->cfg.copy(e->original, h->cfg.copy_ctx);
     if (!copy) return;
+    /* the caller's context, one attempt further (its caller still waits:
+     * an entry leaves the delay's list when its call ends) */
+    e->attempt[1].ctx = NULL;
+    if (e->outer->ctx) {
+        e->backup_ctx = *e->outer->ctx;
+        if (e->backup_ctx.attempt < 255) e->backup_ctx.attempt++;
+        e->attempt[1].ctx = &e->backup_ctx;
+    }
     if (ct_service_call(h->inner, copy, &e->attempt[1]) < 0) {
         free_msg(h, copy); /* refused at once: the first attempt goes on alone */
         return;
@@ -142,12 +150,6 @@ static int hedge_call(ct_service_t *svc, void *request, ct_op_t *op) {
                       ? h->cfg.copy(request, h->cfg.copy_ctx)
                       : NULL; /* NULL: no backup */
     e->attempt[0].ctx = op->ctx;
-    e->attempt[1].ctx = NULL;
-    if (op->ctx) {
-        e->backup_ctx = *op->ctx;
-        if (e->backup_ctx.attempt < 255) e->backup_ctx.attempt++;
-        e->attempt[1].ctx = &e->backup_ctx;
-    }
     r = ct_service_call(h->inner, request, &e->attempt[0]);
     if (r < 0) { /* nothing started: the request is still the caller's */
         free_msg(h, e->original);

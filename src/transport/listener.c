@@ -157,13 +157,13 @@ static void on_connection(uv_stream_t *server, int status) {
 /* A request too slow to arrive (its head past header_timeout_ms, the rest
  * past body_timeout_ms, from its first byte) is refused: 408 from an HTTP
  * server's on_error. Returns 1 if c was. */
-static int too_slow(const ct_listener_t *l, conn_t *c, uint64_t now) {
+static int too_slow(ct_listener_t *l, conn_t *c, uint64_t now) {
     int in_header = 0;
     uint64_t since = c->h2.bytes ? 0 : ct_stream_partial_since(&c->stream, &in_header);
     uint64_t limit = in_header ? l->cfg.header_timeout_ms : l->cfg.body_timeout_ms;
     if (!since || !limit || now - since < limit) return 0;
     if (ct_server_refuse(&c->server, CT_EREQTIMEOUT) == 0)
-        ct_counter_add(&((ct_listener_t *)l)->stats.refused_slow, 1);
+        ct_counter_add(&l->stats.refused_slow, 1);
     return 1;
 }
 
