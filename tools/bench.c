@@ -157,6 +157,12 @@ static void call_refused(bench_req_t *r, ct_buf_t *b, int rc) {
     if (--th->outstanding == 0) finish_thread(th);
 }
 
+/* --deadline: r's call gets its time from now; --context: b carries it. */
+static inline void with_context(client_thread_t *th, bench_req_t *r, ct_buf_t *b) {
+    if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
+    if (th->o->context) block_write(b, th->o->multiplex ? 4 : 0, r->op.ctx, uv_now(th->ct.uv));
+}
+
 /* Sends b, a fresh request, on r's connection. */
 static void issue(bench_req_t *r, ct_buf_t *b) {
     client_thread_t *th = REQ_CONN(r)->th;
@@ -272,8 +278,7 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     /* An echo is the next request as it is, and r stays outstanding. */
     th->budget--;
     r->start_ns = now;
-    if (r->op.ctx) r->ctx.deadline_ms = uv_now(th->ct.uv) + (uint64_t)th->o->deadline_ms;
-    if (th->o->context) block_write(echoed, th->o->multiplex ? 4 : 0, r->op.ctx, uv_now(th->ct.uv));
+    with_context(th, r, echoed);
     rc = ct_service_call(conn->svc, echoed, &r->op);
     if (rc < 0) call_refused(r, echoed, rc);
 }
