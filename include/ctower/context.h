@@ -5,7 +5,8 @@
  * until the op completes; it reaches the service as op->ctx (NULL: a call
  * as before, no deadline, no trace). Layers that make calls of their own
  * (timeout, retry, hedge, balance, ...) hand the context on to them; retry
- * hands on a copy whose attempt counts its attempts.
+ * and hedge hand on copies whose attempt counts their attempts, and timeout
+ * a copy whose deadline is the earlier of the caller's and its own.
  *
  * The deadline is absolute, in milliseconds on the loop's clock (uv_now()),
  * so one deadline serves every layer of a process without arithmetic: a
