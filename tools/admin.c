@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ADMIN_MAX_REQUEST = 8 << 10, ADMIN_MAX_CONNECTIONS = 16 };
+/* The codec's one bound is for both directions: responses (the exposition)
+ * may be large, a request's head is bounded apart (a body, which nothing
+ * here takes, is held to the admin's own budget). */
+enum { ADMIN_MAX_HEAD = 8 << 10, ADMIN_MAX_MESSAGE = 4 << 20, ADMIN_MAX_CONNECTIONS = 16 };
 
 /* A response with body[0..len) and content_type, or NULL without memory. */
 static ct_buf_t *response(admin_t *a, int status, const char *content_type, const char *body,
@@ -74,7 +77,8 @@ int admin_start(admin_t *a, ct_loop_t *loop, const options_t *o, const ct_stats_
     a->draining = 0;
     ct_stats_init(&a->stats);
     ct_buf_pool_init(&a->pool, 4096, 16);
-    ct_http_codec_init_server(&a->codec, ADMIN_MAX_REQUEST);
+    ct_http_codec_init_server(&a->codec, ADMIN_MAX_MESSAGE);
+    ct_http_codec_limits(&a->codec, ADMIN_MAX_HEAD, 0);
     ct_service_fn_init(&a->service, loop, answer, a);
     memset(&cfg, 0, sizeof cfg);
     cfg.stream.codec = &a->codec.codec;

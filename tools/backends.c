@@ -33,6 +33,50 @@ static int add_breaker(backend_set_t *s, backend_t *b) {
     return 0;
 }
 
+/* --access-log: the request on the stack goes to this backend. */
+static void *on_backend_call(void *ctx, const ct_op_t *op, const void *request) {
+    backend_t *b = ctx;
+    (void)op;
+    (void)request;
+    access_log_backend(b->set->log, b->address);
+    return NULL;
+}
+
+/* Over the rest, an observing layer: the backend's requests, errors by
+ * kind and latency, as the proxy sees them. */
+static int add_observe(backend_set_t *s, backend_t *b) {
+    ct_observe_config_t cfg = {0};
+    int r;
+    cfg.max_in_flight = BACKEND_IN_FLIGHT;
+    if (s->log) {
+        cfg.on_start = on_backend_call;
+        cfg.hooks_ctx = b;
+    }
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &s->wire->pool;
+    if ((r = ct_observe_init(&b->observe, s->ct, b->top, &cfg)) != 0) {
+        b->top->data = b;
+        ct_service_close(b->top, on_client_closed);
+        return r;
+    }
+    b->top = &b->observe.service;
+    return 0;
+}
+
+/* The backend's metrics, labelled with its address (checked by
+ * ct_address_parse: no quote or backslash to escape). */
+static int register_stats(backend_set_t *s, backend_t *b) {
+    char labels[300];
+    int r;
+    if (!s->stats) return 0;
+    snprintf(labels, sizeof labels, "backend=\"%s\"", b->address);
+    if ((r = ct_observe_add_stats(&b->observe, s->stats, "ctower_backend", labels)) ||
+        (r = ct_reconnect_add_stats(&b->client, s->stats, labels)) ||
+        (r = ct_timeout_add_stats(&b->timeout, s->stats, labels)))
+        return r;
+    return s->o->breaker ? ct_breaker_add_stats(&b->breaker, s->stats, labels) : 0;
+}
+
 /* A backend's client under its timeout layer (and a breaker), or NULL
  * after saying why. */
 static backend_t *backend_new(backend_set_t *s, const char *address) {
@@ -58,7 +102,7 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
             b->client.service.data = b;
             ct_service_close(&b->client.service, on_client_closed);
             b = NULL;
-        } else if ((r = add_breaker(s, b)) != 0) {
+        } else if ((r = add_breaker(s, b)) != 0 || (r = add_observe(s, b)) != 0) {
             b = NULL;
         }
     } else {
@@ -72,6 +116,8 @@ static backend_t *backend_new(backend_set_t *s, const char *address) {
     snprintf(b->address, sizeof b->address, "%s", address);
     b->set = s;
     b->top->data = b;
+    if ((r = register_stats(s, b)) != 0) /* (no memory: it runs, unseen) */
+        fprintf(stderr, "ctower proxy: backend %s: its metrics: %s\n", address, ct_strerror(r));
     return b;
 }
 
@@ -139,6 +185,7 @@ static int add(backend_set_t *s, const char *address) {
     if (!(b = backend_new(s, address))) return -1;
     if ((b->id = ct_balance_add(&s->balance, b->top)) < 0) {
         fprintf(stderr, "ctower proxy: backend %s: %s\n", address, ct_strerror(b->id));
+        if (s->stats) ct_stats_remove(s->stats, b, sizeof *b);
         ct_service_close(b->top, on_backend_closed); /* and the layers under it */
         return -1;
     }
@@ -160,6 +207,7 @@ static void on_removed(ct_balance_t *balance, ct_service_t *svc, void *ctx) {
     backend_t *b = ctx;
     (void)balance;
     fprintf(stderr, "ctower proxy: backend %s removed, its requests answered\n", b->address);
+    if (b->set->stats) ct_stats_remove(b->set->stats, b, sizeof *b);
     ct_service_close(svc, on_backend_closed);
 }
 
@@ -198,6 +246,8 @@ static int balance_init(backend_set_t *s) {
     }
     s->balanced = 1;
     s->service = &s->balance.service;
+    if (s->stats && (r = ct_balance_add_stats(&s->balance, s->stats, NULL)) != 0)
+        fprintf(stderr, "ctower proxy: balancer's metrics: %s\n", ct_strerror(r));
     return 0;
 }
 
@@ -223,9 +273,12 @@ static int shard_init(backend_set_t *s) {
     return 0;
 }
 
-int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire) {
+int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire,
+                     ct_stats_t *stats, access_log_t *log) {
     int i;
     memset(s, 0, sizeof *s);
+    s->stats = stats;
+    s->log = log;
     s->ct = ct;
     s->o = o;
     s->wire = wire;

@@ -8,13 +8,15 @@
 #define CTOWER_TOOLS_BACKENDS_H
 
 #include "options.h"
+#include "access_log.h"
 #include "redis_keys.h"
 
 typedef struct backend {
     ct_reconnect_t client;
     ct_timeout_t timeout; /* over the client */
     ct_breaker_t breaker; /* --breaker: over the timeout layer */
-    ct_service_t *top;    /* the backend as a service: the breaker, or the timeout layer */
+    ct_observe_t observe; /* its requests, errors and latency: over the breaker or timeout */
+    ct_service_t *top;    /* the backend as a service: the observing layer */
     char address[256];
     int id;       /* in the balancer */
     int removing; /* taken out of the balancer, draining */
@@ -32,11 +34,16 @@ typedef struct backend_set {
     int sharded; /* --shard: each request to the backend its key names */
     ct_shard_t shard;
     ct_service_t *service; /* the set as one service: the balancer, or the one backend */
+    ct_stats_t *stats;     /* where each backend's metrics go (may be NULL) */
+    access_log_t *log;     /* told which backend each request goes to (may be NULL) */
 } backend_set_t;
 
-/* The backends the options name (positional, or --backends-file). Returns
+/* The backends the options name (positional, or --backends-file), their
+ * metrics in stats (may be NULL), labelled backend="ADDRESS", and each
+ * request's backend told to log (may be NULL). Returns
  * 0, or -1 after saying what was wrong. */
-int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire);
+int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t *wire,
+                     ct_stats_t *stats, access_log_t *log);
 
 /* --backends-file: reads the file again, removes the backends it no longer
  * names and adds the new ones; says what changed on stderr. A file that

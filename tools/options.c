@@ -78,6 +78,7 @@ static const struct {
     {"--deadline", BENCH | CALL},
     {"--context", BENCH | SERVE | PROXY},
     {"--admin", SERVE | PROXY},
+    {"--access-log", PROXY},
     {"--retry", BENCH | PROXY},
     {"--max-in-flight", PROXY},
     {"--rate", PROXY},
@@ -244,6 +245,8 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             o->timeout_s = d;
         } else if (strcmp(a, "--admin") == 0) {
             o->admin = v;
+        } else if (strcmp(a, "--access-log") == 0) {
+            o->access_log = v;
         } else if (strcmp(a, "--deadline") == 0) {
             if (whole_number(a, v, 0, 99999999, &d)) return -1;
             o->deadline_ms = (long)d;

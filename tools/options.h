@@ -41,9 +41,10 @@ typedef struct options {
     long deadline_ms;    /* bench, call: each call's context gives its caller this long (0: none) */
     int context;         /* serve, bench, proxy: --context, a block before each request's payload */
     const char *admin;   /* serve, proxy: --admin ADDR, /metrics and /healthz */
-    long max_in_flight;  /* proxy: requests in flight at most, over all clients (0: none) */
-    long rate_per_s;     /* proxy: requests started per second at most (0: none) */
-    char **messages;     /* call: the requests given as arguments */
+    const char *access_log; /* proxy: --access-log FILE, a line per request */
+    long max_in_flight;     /* proxy: requests in flight at most, over all clients (0: none) */
+    long rate_per_s;        /* proxy: requests started per second at most (0: none) */
+    char **messages;        /* call: the requests given as arguments */
     int nmessages;
     int tls;              /* bench, call, proxy's backends: --tls, connect with TLS */
     const char *tls_ca;   /* --tls-ca: the CA certificates to trust (default: the system's) */

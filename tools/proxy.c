@@ -48,6 +48,7 @@
  * per backend: its connects, and with several backends its requests,
  * failures, requests in flight, and whether it is left out. */
 #include "proxy.h"
+#include "access_log.h"
 #include "admin.h"
 #include "context_block.h"
 #include "backends.h"
@@ -60,7 +61,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { POOL_BUF = 512, PER_CONNECTION = 128, RETRY_IN_FLIGHT = 4096 };
+enum { POOL_BUF = 512, PER_CONNECTION = 128, RETRY_IN_FLIGHT = 4096, TOP_IN_FLIGHT = 16384 };
 
 typedef struct proxy {
     uv_loop_t uv;
@@ -71,6 +72,7 @@ typedef struct proxy {
     ct_retry_t retry;
     ct_limit_t limit;      /* --max-in-flight, --rate */
     filter_t filter;       /* --codec resp or http */
+    ct_observe_t observe;  /* the top: the proxy's requests, and --access-log's hooks */
     ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm, sigusr1, sighup;
@@ -81,6 +83,7 @@ typedef struct proxy {
     ct_stats_t stats;          /* for --admin */
     admin_t admin;
     int admin_up;
+    access_log_t log; /* --access-log */
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -89,6 +92,7 @@ static void on_loop_closed(ct_loop_t *loop) {
 
 static void on_service_closed(ct_service_t *svc) {
     proxy_t *p = svc->data;
+    if (p->options->access_log) access_log_close(&p->log); /* every request answered, logged */
     ct_loop_close(&p->ct, on_loop_closed);
 }
 
@@ -164,7 +168,9 @@ static int resp_error_reply(ct_server_t *srv, int status, void **response) {
 static int backends_init(proxy_t *p, const options_t *o) {
     ct_retry_config_t retry = {0};
     int r;
-    if (backend_set_init(&p->backends, &p->ct, o, &p->wire) != 0) return -1;
+    if (backend_set_init(&p->backends, &p->ct, o, &p->wire, &p->stats,
+                         o->access_log ? &p->log : NULL) != 0)
+        return -1;
     p->service = p->backends.service;
     if (!o->retry) return 0;
     retry.copy = ct_buf_pool_copy_msg;
@@ -176,8 +182,9 @@ static int backends_init(proxy_t *p, const options_t *o) {
     retry.keep_order = !o->multiplex;
     r = ct_retry_init(&p->retry, &p->ct, p->service, &retry);
     if (r != 0) fprintf(stderr, "ctower proxy: retry layer: %s\n", ct_strerror(r));
-    if (r == 0) p->service = &p->retry.service;
-    return r;
+    if (r != 0) return r;
+    p->service = &p->retry.service;
+    return ct_retry_add_stats(&p->retry, &p->stats, NULL);
 }
 
 /* With --max-in-flight or --rate, a limit layer on top: the clients'
@@ -193,25 +200,51 @@ static int limit_init(proxy_t *p, const options_t *o) {
     cfg.free_ctx = &p->wire.pool;
     r = ct_limit_init(&p->limit, &p->ct, p->service, &cfg);
     if (r != 0) fprintf(stderr, "ctower proxy: limit layer: %s\n", ct_strerror(r));
-    if (r == 0) p->service = &p->limit.service;
-    return r;
+    if (r != 0) return r;
+    p->service = &p->limit.service;
+    return ct_limit_add_stats(&p->limit, &p->stats, NULL);
+}
+
+/* On top of everything, an observing layer: the proxy's requests as its
+ * clients see them (ctower_proxy_*), and --access-log's hooks. */
+static int observe_init(proxy_t *p, const options_t *o) {
+    ct_observe_config_t cfg = {0};
+    int r;
+    cfg.max_in_flight = TOP_IN_FLIGHT;
+    cfg.free_msg = ct_buf_pool_free_msg;
+    cfg.free_ctx = &p->wire.pool;
+    if (o->access_log) {
+        if (access_log_open(&p->log, &p->uv, o->access_log, TOP_IN_FLIGHT, o->http) != 0) return -1;
+        cfg.on_start = access_log_start;
+        cfg.on_called = access_log_called;
+        cfg.on_end = access_log_end;
+        cfg.hooks_ctx = &p->log;
+    }
+    if ((r = ct_observe_init(&p->observe, &p->ct, p->service, &cfg)) != 0) {
+        fprintf(stderr, "ctower proxy: observing layer: %s\n", ct_strerror(r));
+        return r;
+    }
+    p->service = &p->observe.service;
+    return ct_observe_add_stats(&p->observe, &p->stats, "ctower_proxy", NULL);
 }
 
 /* The whole stack under the listener: for Redis and HTTP, the filter on
- * top. */
+ * top, and over it the observing layer. */
 static int stack_init(proxy_t *p, const options_t *o) {
     int r = backends_init(p, o);
     if (r == 0) r = limit_init(p, o);
+    if (r != 0) return r;
     /* (HTTP/2 has no fields of one connection to drop, nghttp2 refuses
      * them; the filter carries its requests' contexts on) */
-    if (r != 0 || (!o->resp && !o->http && !o->context)) return r;
-    filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
-                o->resp   ? redis_filter_rule
-                : o->http ? http_filter_rule
-                          : block_filter_rule,
-                o->multiplex ? 4 : 0);
-    p->service = &p->filter.service;
-    return 0;
+    if (o->resp || o->http || o->context) {
+        filter_init(&p->filter, &p->ct, p->service, &p->wire.pool,
+                    o->resp   ? redis_filter_rule
+                    : o->http ? http_filter_rule
+                              : block_filter_rule,
+                    o->multiplex ? 4 : 0);
+        p->service = &p->filter.service;
+    }
+    return observe_init(p, o);
 }
 
 static int listener_init(proxy_t *p, const options_t *o) {
@@ -273,6 +306,8 @@ int proxy_main(const options_t *o) {
     ct_loop_init(&p.ct, &p.uv);
     wire_init(&p.wire, o, POOL_BUF);
     p.wire.stream.tls = o->client_tls; /* the backends' */
+    p.options = o;
+    ct_stats_init(&p.stats);
     if (stack_init(&p, o) != 0) return 2;
     p.service->data = &p;
     if ((r = listener_init(&p, o)) != 0) {
@@ -295,7 +330,6 @@ int proxy_main(const options_t *o) {
     uv_signal_start(&p.sigusr1, on_signal, SIGUSR1);
     uv_signal_start(&p.sighup, on_signal, SIGHUP); /* --backends-file: read it again */
     trimmer_start(&p.trim, &p.uv, &p.wire.pool, &p.wire.bytes_pool);
-    ct_stats_init(&p.stats);
     ct_listener_add_stats(&p.listener, &p.stats, "listener=\"main\"");
     if (o->admin) {
         const ct_stats_t *loops[1] = {&p.stats};
@@ -324,6 +358,7 @@ int proxy_main(const options_t *o) {
     if (o->server_tls) fprintf(stderr, ", TLS to clients");
     if (o->client_tls) fprintf(stderr, ", TLS to backends");
     if (o->context) fprintf(stderr, ", a context block before each request");
+    if (o->access_log) fprintf(stderr, ", access log in %s", o->access_log);
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_stats_free(&p.stats);

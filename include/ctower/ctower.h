@@ -41,6 +41,7 @@
 #include "ctower/layer/hedge.h"
 #include "ctower/layer/shard.h"
 #include "ctower/layer/breaker.h"
+#include "ctower/layer/observe.h"
 
 #define CTOWER_VERSION_MAJOR 0
 #define CTOWER_VERSION_MINOR 1

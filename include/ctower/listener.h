@@ -146,6 +146,13 @@ void ct_listener_counts(const ct_listener_t *listener, size_t *accepted, size_t 
  * Returns 0, or ct_stats_add_*'s error. */
 int ct_listener_add_stats(ct_listener_t *listener, ct_stats_t *stats, const char *labels);
 
+/* The address of the client of srv, one of a listener's servers (its
+ * connection's peer, read once at accept), into out: CT_ADDRESS_TCP with
+ * the peer's sa, or CT_ADDRESS_UNIX (path empty: a Unix socket's client
+ * has no name). Returns 0, or CT_EINVAL when srv is not a listener's. With
+ * ct_server_of_call(), what an access log writes as "client". */
+int ct_listener_peer(const ct_server_t *srv, ct_address_t *out);
+
 /* Graceful shutdown (see above); deadline_ms 0 waits as long as it takes.
  * cb runs once every connection and handle is closed. CT_ECLOSING if called
  * twice. */

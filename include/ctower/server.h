@@ -164,6 +164,11 @@ int ct_server_refuse(ct_server_t *srv, int status);
  * timeouts count from it, not from the last byte. */
 uint64_t ct_server_last_request(const ct_server_t *srv);
 
+/* The server whose request op is: the op a server gave its service's call
+ * (a layer's hook sees it, layer/observe.h). NULL for any other op. Valid
+ * until the op completes. */
+ct_server_t *ct_server_of_call(const ct_op_t *op);
+
 /* 0, or CT_EINVAL for a configuration the server would refuse: get_tag
  * without set_tag or the other way round, or tag accessors without
  * multiplexing. Listeners check it at init, rather than fail every

@@ -16,7 +16,10 @@
  * allocation; two histograms merge by adding their buckets.
  *
  * A ct_stats_t is one loop's list of named metrics with fixed labels, made
- * at setup (registering allocates; recording never does).
+ * at setup (registering allocates; recording never does). Adding to a list
+ * and removing from it are its loop's to do, while no other thread writes
+ * the exposition of it (so a process whose admin endpoint reads several
+ * loops' lists makes them before it starts).
  */
 #ifndef CTOWER_STATS_H
 #define CTOWER_STATS_H
@@ -91,9 +94,9 @@ uint64_t ct_histogram_quantile(const ct_histogram_t *h, double q);
 typedef enum { CT_STATS_COUNTER, CT_STATS_GAUGE, CT_STATS_HISTOGRAM } ct_stats_kind_t;
 
 typedef struct ct_stats_entry {
-    const char *name; /* Prometheus's: [a-zA-Z_:][a-zA-Z0-9_:]* */
+    char *name;       /* Prometheus's: [a-zA-Z_:][a-zA-Z0-9_:]* (the library's copy) */
     const char *help; /* one line */
-    char *labels;     /* 'key="value",...' (the library's copy), or "" */
+    char *labels;     /* 'key="value",...' (the library's copy, with the name's), or "" */
     ct_stats_kind_t kind;
     double scale;       /* histograms: exposed value = recorded * scale (ns to s: 1e-9) */
     const void *metric; /* the component's ct_counter_t, ct_gauge_t or ct_histogram_t */
@@ -109,8 +112,8 @@ void ct_stats_init(ct_stats_t *s);
 /* Frees the list (not the metrics: their components own them). */
 void ct_stats_free(ct_stats_t *s);
 
-/* Adds a metric of its component to s, under name and labels (copied;
- * NULL for none). name and help must outlive s (string literals). Returns
+/* Adds a metric of its component to s, under name and labels (both
+ * copied; labels NULL for none). help must outlive s (a string literal). Returns
  * 0, CT_EINVAL (a name Prometheus would refuse, labels that are not
  * key="value" pairs) or UV_ENOMEM. */
 int ct_stats_add_counter(ct_stats_t *s, const char *name, const char *labels, const char *help,
@@ -120,11 +123,15 @@ int ct_stats_add_gauge(ct_stats_t *s, const char *name, const char *labels, cons
 int ct_stats_add_histogram(ct_stats_t *s, const char *name, const char *labels, const char *help,
                            double scale, const ct_histogram_t *h);
 
+/* Removes the metrics that lie in [component, component + size) (a
+ * component's struct, before it is freed); returns how many. */
+size_t ct_stats_remove(ct_stats_t *s, const void *component, size_t size);
+
 /* Writes the Prometheus text exposition (version 0.0.4) of the metrics of
- * loops[0..n) into out[0..cap): one HELP and TYPE per name, one sample per
- * distinct labels, summed over the loops (a histogram's buckets merged; its
- * le boundaries are the exposition's own, 1-2.5-5 steps from 1e-6 to 100
- * times its unit). Returns the length written, or the length it would need
+ * loops[0..n) into out[0..cap): one HELP and TYPE per name (the names in
+ * byte order, each sample's labels too), one sample per distinct labels, summed over the loops (a
+ * histogram's buckets merged; its le boundaries are the exposition's own, 1-2.5-5 steps from 1e-6
+ * to 100 times its unit). Returns the length written, or the length it would need
  * (> cap: nothing useful was written) so that the caller can grow out; 0
  * without memory for its scratch histogram. Any thread may call it while
  * the loops record. */

@@ -86,7 +86,7 @@ void ct_stats_init(ct_stats_t *s) {
 void ct_stats_free(ct_stats_t *s) {
     size_t i;
     for (i = 0; i < s->n; i++)
-        free(s->entries[i].labels);
+        free(s->entries[i].name); /* (the labels are in the same block) */
     free(s->entries);
     memset(s, 0, sizeof *s);
 }
@@ -127,7 +127,9 @@ static int labels_ok(const char *l) {
 static int add(ct_stats_t *s, const char *name, const char *labels, const char *help,
                ct_stats_kind_t kind, double scale, const void *metric) {
     ct_stats_entry_t *e;
+    size_t name_len, labels_len;
     if (!s || !metric || !name_ok(name) || (labels && !labels_ok(labels))) return CT_EINVAL;
+    if (!labels) labels = "";
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
         ct_stats_entry_t *grown = realloc(s->entries, cap * sizeof *grown);
@@ -136,8 +138,12 @@ static int add(ct_stats_t *s, const char *name, const char *labels, const char *
         s->cap = cap;
     }
     e = &s->entries[s->n];
-    if (!(e->labels = strdup(labels ? labels : ""))) return UV_ENOMEM;
-    e->name = name;
+    name_len = strlen(name) + 1;
+    labels_len = strlen(labels) + 1;
+    if (!(e->name = malloc(name_len + labels_len))) return UV_ENOMEM;
+    memcpy(e->name, name, name_len);
+    e->labels = e->name + name_len;
+    memcpy(e->labels, labels, labels_len);
     e->help = help ? help : "";
     e->kind = kind;
     e->scale = scale;
@@ -161,6 +167,22 @@ int ct_stats_add_histogram(ct_stats_t *s, const char *name, const char *labels, 
     return add(s, name, labels, help, CT_STATS_HISTOGRAM, scale > 0 ? scale : 1, h);
 }
 
+size_t ct_stats_remove(ct_stats_t *s, const void *component, size_t size) {
+    const char *from = component, *to = from + size;
+    size_t i, kept = 0, removed = 0;
+    for (i = 0; i < s->n; i++) {
+        const char *m = s->entries[i].metric;
+        if (m >= from && m < to) {
+            free(s->entries[i].name);
+            removed++;
+        } else {
+            s->entries[kept++] = s->entries[i];
+        }
+    }
+    s->n = kept;
+    return removed;
+}
+
 /* ---- the exposition --------------------------------------------------------------- */
 
 typedef struct writer {
@@ -181,26 +203,31 @@ static void put(writer_t *w, const char *fmt, ...) {
     if (n > 0) w->len += (size_t)n;
 }
 
-/* Visits every entry of the loops in order: f(entry, loop index, index). */
-#define EACH(loops, n, l, i)                                                                       \
-    for (l = 0; l < n; l++)                                                                        \
-        for (i = 0; i < loops[l]->n; i++)
-
 static const char *const kind_names[] = {"counter", "gauge", "histogram"};
 
-/* Whether entry (l, i) is the first of its name (or of its name and labels,
- * with labels) in the loops' order. */
-static int first_of(const ct_stats_t *const *loops, size_t l, size_t i, int with_labels) {
-    const ct_stats_entry_t *e = &loops[l]->entries[i];
-    size_t a, b;
-    for (a = 0; a <= l; a++)
-        for (b = 0; b < (a == l ? i : loops[a]->n); b++) {
-            const ct_stats_entry_t *o = &loops[a]->entries[b];
-            if (strcmp(o->name, e->name) == 0 &&
-                (!with_labels || strcmp(o->labels, e->labels) == 0))
-                return 0;
-        }
-    return 1;
+/* The exposition sorts every loop's entries by name and labels (and by
+ * registration order within those), so that a family's samples, and the
+ * loops' entries of one sample, are next to each other: n log n, where
+ * comparing each entry with the others would be n^2 at every scrape. */
+typedef struct ref {
+    const ct_stats_entry_t *e;
+    size_t order;
+} ref_t;
+
+static int by_name_labels(const void *a, const void *b) {
+    const ref_t *x = a, *y = b;
+    int c = strcmp(x->e->name, y->e->name);
+    if (c == 0) c = strcmp(x->e->labels, y->e->labels);
+    if (c == 0) c = x->order < y->order ? -1 : x->order > y->order;
+    return c;
+}
+
+static int same_name(const ref_t *a, const ref_t *b) {
+    return strcmp(a->e->name, b->e->name) == 0;
+}
+
+static int same_sample(const ref_t *a, const ref_t *b) {
+    return same_name(a, b) && strcmp(a->e->labels, b->e->labels) == 0;
 }
 
 static void write_histogram(writer_t *w, const ct_stats_entry_t *e, const ct_histogram_t *h) {
@@ -232,17 +259,19 @@ static void write_histogram(writer_t *w, const ct_stats_entry_t *e, const ct_his
         e->labels[0] ? "}" : "", (unsigned long long)h->count);
 }
 
-/* The sample of (name, labels) of entry e, summed over the loops. */
-static void write_sample(writer_t *w, const ct_stats_t *const *loops, size_t n,
-                         const ct_stats_entry_t *e) {
+/* The sample of refs[0..n) (one name and labels, the loops' entries of
+ * it), summed; entries of another kind than the family's are left out (a
+ * name reused for another kind: the first registered wins). */
+static void write_sample(writer_t *w, const ref_t *refs, size_t n, ct_stats_kind_t kind) {
+    const ct_stats_entry_t *e = refs[0].e;
     ct_histogram_t *sum_h = w->scratch;
     int64_t sum = 0;
-    size_t l, i;
-    if (e->kind == CT_STATS_HISTOGRAM) ct_histogram_init(sum_h);
-    EACH(loops, n, l, i) {
-        const ct_stats_entry_t *o = &loops[l]->entries[i];
-        if (strcmp(o->name, e->name) != 0 || strcmp(o->labels, e->labels) != 0) continue;
-        if (o->kind != e->kind) continue; /* a name reused for another kind: the first wins */
+    size_t i;
+    if (kind == CT_STATS_HISTOGRAM) ct_histogram_init(sum_h);
+    for (i = 0; i < n; i++) {
+        const ct_stats_entry_t *o = refs[i].e;
+        if (o->kind != kind) continue;
+        e = o;
         if (o->kind == CT_STATS_COUNTER)
             sum += (int64_t)ct_counter_read(o->metric);
         else if (o->kind == CT_STATS_GAUGE)
@@ -250,7 +279,7 @@ static void write_sample(writer_t *w, const ct_stats_t *const *loops, size_t n,
         else
             ct_histogram_merge(sum_h, o->metric);
     }
-    if (e->kind == CT_STATS_HISTOGRAM) {
+    if (kind == CT_STATS_HISTOGRAM) {
         write_histogram(w, e, sum_h);
         return;
     }
@@ -258,22 +287,46 @@ static void write_sample(writer_t *w, const ct_stats_t *const *loops, size_t n,
         (long long)sum);
 }
 
+/* One family: refs[0..n) of one name. */
+static void write_family(writer_t *w, const ref_t *refs, size_t n) {
+    const ref_t *first = &refs[0];
+    size_t i, j;
+    for (i = 1; i < n; i++)
+        if (refs[i].order < first->order) first = &refs[i];
+    put(w, "# HELP %s %s\n# TYPE %s %s\n", first->e->name, first->e->help, first->e->name,
+        kind_names[first->e->kind]);
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && same_sample(&refs[i], &refs[j]); j++)
+            ;
+        write_sample(w, &refs[i], j - i, first->e->kind);
+    }
+}
+
 size_t ct_stats_write(const ct_stats_t *const *loops, size_t n, char *out, size_t cap) {
     writer_t w = {out, cap, 0, NULL};
-    size_t l, i, l2, i2;
+    size_t l, i, j, total = 0, k = 0;
+    ref_t *refs;
     if (cap) out[0] = '\0';
+    for (l = 0; l < n; l++)
+        total += loops[l]->n;
     /* (8.7 KiB: not on the stack of whatever thread writes) */
-    if (!(w.scratch = malloc(sizeof *w.scratch))) return 0;
-    EACH(loops, n, l, i) {
-        const ct_stats_entry_t *e = &loops[l]->entries[i];
-        if (!first_of(loops, l, i, 0)) continue;
-        put(&w, "# HELP %s %s\n# TYPE %s %s\n", e->name, e->help, e->name, kind_names[e->kind]);
-        EACH(loops, n, l2, i2) {
-            const ct_stats_entry_t *o = &loops[l2]->entries[i2];
-            if (strcmp(o->name, e->name) == 0 && o->kind == e->kind && first_of(loops, l2, i2, 1))
-                write_sample(&w, loops, n, o);
-        }
+    w.scratch = malloc(sizeof *w.scratch);
+    refs = malloc((total ? total : 1) * sizeof *refs);
+    if (!w.scratch || !refs) {
+        free(w.scratch);
+        free(refs);
+        return 0;
     }
+    for (l = 0; l < n; l++)
+        for (i = 0; i < loops[l]->n; i++, k++)
+            refs[k] = (ref_t){&loops[l]->entries[i], k};
+    qsort(refs, total, sizeof *refs, by_name_labels);
+    for (i = 0; i < total; i = j) {
+        for (j = i + 1; j < total && same_name(&refs[i], &refs[j]); j++)
+            ;
+        write_family(&w, &refs[i], j - i);
+    }
+    free(refs);
     free(w.scratch);
     return w.len;
 }

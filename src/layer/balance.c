@@ -67,6 +67,7 @@ static __attribute__((noinline)) void note_error(ct_balance_t *b, endpoint_t *ep
     }
     ep->failures++;
     ep->failures_in_a_row++;
+    ct_counter_add(&b->metrics.ejections, 1);
     pause = ct_backoff_ms(&b->rng, b->cfg.pause_min_ms, b->cfg.pause_max_ms, ep->failures_in_a_row);
     ep->out_until = now_ms(b) + pause;
 }
@@ -363,6 +364,8 @@ static int add_endpoint(ct_balance_t *b, ct_service_t *svc) {
     ep->pos = b->n;
     b->active[b->n++] = ep;
     b->alive++;
+    ct_counter_add(&b->metrics.added, 1);
+    ct_gauge_set(&b->metrics.endpoints, (int64_t)b->n);
     return (int)id;
 }
 
@@ -410,6 +413,8 @@ int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void
     if (b->closed) return CT_ECLOSING;
     if (b->shut_down) return CT_ESHUTDOWN; /* it is shutting down with the rest */
     deactivate(b, ep);
+    ct_counter_add(&b->metrics.removed, 1);
+    ct_gauge_set(&b->metrics.endpoints, (int64_t)b->n);
     ep->removed_cb = cb;
     ep->removed_ctx = ctx;
     b->draining++;
@@ -584,4 +589,18 @@ int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpo
     out->rtt_us =
         b->cfg.load == CT_BALANCE_PEAK_EWMA ? (uint64_t)(rtt_at(b, ep, uv_hrtime()) / 1e3) : 0;
     return 0;
+}
+
+int ct_balance_add_stats(ct_balance_t *b, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_gauge(s, "ctower_balance_endpoints", labels, "Endpoints that take calls.",
+                                &b->metrics.endpoints)) ||
+        (r = ct_stats_add_counter(s, "ctower_balance_added_total", labels, "Endpoints added.",
+                                  &b->metrics.added)) ||
+        (r = ct_stats_add_counter(s, "ctower_balance_removed_total", labels,
+                                  "Endpoints removed (each drains first).", &b->metrics.removed)))
+        return r;
+    return ct_stats_add_counter(s, "ctower_balance_ejections_total", labels,
+                                "Failures that left an endpoint out for a while.",
+                                &b->metrics.ejections);
 }

@@ -40,7 +40,8 @@ static void open_circuit(ct_breaker_t *b) {
     uint64_t pause;
     b->open = 1;
     b->probing = 0;
-    b->opens++;
+    ct_counter_add(&b->metrics.opens, 1);
+    ct_gauge_set(&b->metrics.open, 1);
     b->opens_in_a_row++;
     pause = ct_backoff_ms(&b->rng, b->cfg.pause_min_ms, b->cfg.pause_max_ms, b->opens_in_a_row);
     b->open_until = uv_now(b->service.loop->uv) + pause;
@@ -48,6 +49,8 @@ static void open_circuit(ct_breaker_t *b) {
 }
 
 static void close_circuit(ct_breaker_t *b) {
+    ct_counter_add(&b->metrics.closes, 1);
+    ct_gauge_set(&b->metrics.open, 0);
     b->open = 0;
     b->probing = 0;
     b->opens_in_a_row = 0;
@@ -97,7 +100,7 @@ static int breaker_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 
 static int refuse(ct_breaker_t *b, void *request, ct_op_t *op, int status) {
     free_msg(b, request);
-    if (status == CT_EOPEN) b->rejected++;
+    if (status == CT_EOPEN) ct_counter_add(&b->metrics.rejected, 1);
     ct_op_complete(op, status, 0, NULL);
     return 0;
 }
@@ -206,6 +209,19 @@ int ct_breaker_init(ct_breaker_t *b, ct_loop_t *loop, ct_service_t *inner,
 void ct_breaker_stats(const ct_breaker_t *b, ct_breaker_stats_t *out) {
     out->state = state(b);
     out->failures_in_a_row = b->failures_in_a_row;
-    out->opens = b->opens;
-    out->rejected = b->rejected;
+    out->opens = ct_counter_read(&b->metrics.opens);
+    out->rejected = ct_counter_read(&b->metrics.rejected);
+}
+
+int ct_breaker_add_stats(ct_breaker_t *b, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_gauge(s, "ctower_breaker_open", labels,
+                                "1 while the breaker is open or half-open.", &b->metrics.open)) ||
+        (r = ct_stats_add_counter(s, "ctower_breaker_opens_total", labels,
+                                  "Times the breaker opened.", &b->metrics.opens)) ||
+        (r = ct_stats_add_counter(s, "ctower_breaker_closes_total", labels,
+                                  "Times a probe closed the breaker.", &b->metrics.closes)))
+        return r;
+    return ct_stats_add_counter(s, "ctower_breaker_rejected_total", labels,
+                                "Calls failed fast while open.", &b->metrics.rejected);
 }

@@ -63,7 +63,7 @@ static void arm(ct_hedge_t *h) {
 static void send_backup(ct_hedge_t *h, entry_t *e) {
     void *copy;
     if (h->budget_milli < 1000) {
-        h->counts.budget_refusals++;
+        ct_counter_add(&h->metrics.budget_refusals, 1);
         return;
     }
     copy = h->cfg.copy(e->original, h->cfg.copy_ctx);
@@ -81,7 +81,7 @@ static void send_backup(ct_hedge_t *h, entry_t *e) {
         return;
     }
     h->budget_milli -= 1000;
-    h->counts.backups++;
+    ct_counter_add(&h->metrics.backups, 1);
     e->live++;
 }
 
@@ -115,7 +115,7 @@ static void on_attempt_done(ct_op_t *op, int status, void *response) {
         outer = e->outer;
         e->outer = NULL;
         ct_list_remove(&e->link); /* (if its delay was still running) */
-        if (status == 0 && backup) h->counts.backups_won++;
+        if (status == 0 && backup) ct_counter_add(&h->metrics.backups_won, 1);
         if (e->live > 0) ct_op_cancel(&e->attempt[!backup]); /* it calls back later */
     } else if (!e->outer) {
         free_msg(h, response); /* the call already ended: this one lost */
@@ -161,7 +161,7 @@ static int hedge_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e->live = 1;
     op->slot = e->index;
     h->busy++;
-    h->counts.calls++;
+    ct_counter_add(&h->metrics.calls, 1);
     h->budget_milli += h->cfg.budget_percent * 10; /* percent of a call */
     if (h->budget_milli > BUDGET_CAP_MILLI) h->budget_milli = BUDGET_CAP_MILLI;
     if (e->original) {
@@ -264,5 +264,28 @@ int ct_hedge_init(ct_hedge_t *h, ct_loop_t *loop, ct_service_t *inner,
 }
 
 ct_hedge_counts_t ct_hedge_counts(const ct_hedge_t *h) {
-    return h->counts;
+    ct_hedge_counts_t out;
+    out.calls = ct_counter_read(&h->metrics.calls);
+    out.backups = ct_counter_read(&h->metrics.backups);
+    out.backups_won = ct_counter_read(&h->metrics.backups_won);
+    out.budget_refusals = ct_counter_read(&h->metrics.budget_refusals);
+    return out;
+}
+
+int ct_hedge_add_stats(ct_hedge_t *h, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_hedge_calls_total", labels, "Calls started.",
+                                  &h->metrics.calls)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_hedge_backups_total", labels, "Backup copies sent.",
+                                  &h->metrics.backups)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_hedge_backups_won_total", labels,
+                                  "Calls answered by their backup.", &h->metrics.backups_won)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_hedge_budget_refusals_total", labels,
+                                  "Backups the budget did not allow.",
+                                  &h->metrics.budget_refusals)))
+        return r;
+    return 0;
 }

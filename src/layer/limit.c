@@ -97,7 +97,7 @@ static int limit_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
 
 static int refuse(ct_limit_t *l, void *request, ct_op_t *op) {
     if (request && l->cfg.free_msg) l->cfg.free_msg(request, l->cfg.free_ctx);
-    l->counts.refused++;
+    ct_counter_add(&l->metrics.refused, 1);
     ct_op_complete(op, CT_EOVERLOADED, 0, NULL);
     return 0;
 }
@@ -128,7 +128,7 @@ static int limit_call(ct_service_t *svc, void *request, ct_op_t *op) {
         give_token(l);
         return r;
     }
-    l->counts.calls++;
+    ct_counter_add(&l->metrics.calls, 1);
     return 0;
 }
 
@@ -144,7 +144,7 @@ static int limit_call_sync(ct_service_t *svc, void *request, int *status, void *
         return 0;
     }
     l->reserved = 0;
-    l->counts.calls++;
+    ct_counter_add(&l->metrics.calls, 1);
     return 1;
 }
 
@@ -239,5 +239,19 @@ int ct_limit_init(ct_limit_t *l, ct_loop_t *loop, ct_service_t *inner,
 }
 
 ct_limit_counts_t ct_limit_counts(const ct_limit_t *l) {
-    return l->counts;
+    ct_limit_counts_t out;
+    out.calls = ct_counter_read(&l->metrics.calls);
+    out.refused = ct_counter_read(&l->metrics.refused);
+    return out;
+}
+
+int ct_limit_add_stats(ct_limit_t *l, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_limit_calls_total", labels,
+                                  "Calls passed to the inner service.", &l->metrics.calls)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_limit_refused_total", labels,
+                                  "Calls refused with CT_EOVERLOADED.", &l->metrics.refused)))
+        return r;
+    return 0;
 }

@@ -126,7 +126,7 @@ static void on_pause_over(uv_timer_t *timer) {
 static void connect_failed(ct_reconnect_t *rc, int error) {
     uint64_t pause;
     rc->last_error = error;
-    rc->counts.connect_failures++;
+    ct_counter_add(&rc->metrics.connect_failures, 1);
     rc->failures_in_a_row++;
     rc->state = RC_PAUSED;
     pause = pause_ms(rc);
@@ -257,7 +257,7 @@ static void on_connected(ct_stream_t *stream, int status) {
     rc->state = RC_UP;
     rc->last_error = 0;
     rc->failures_in_a_row = 0;
-    rc->counts.connects++;
+    ct_counter_add(&rc->metrics.connects, 1);
     dispatch_waiting(rc);
     if (rc->state == RC_UP && ct_service_is_shutting_down(&rc->service)) drain_client(rc);
     ct_waitq_wake_all(&rc->waiters);
@@ -475,7 +475,7 @@ int ct_reconnect_init(ct_reconnect_t *rc, ct_loop_t *loop, const char *address,
     rc->rng = ct_backoff_seed(rc);
     rc->timer_closing = 0;
     ct_waitq_init(&rc->waiters);
-    rc->counts.connects = rc->counts.connect_failures = 0;
+    memset(&rc->metrics, 0, sizeof rc->metrics);
     return 0;
 }
 
@@ -488,5 +488,19 @@ int ct_reconnect_is_up(const ct_reconnect_t *rc) {
 }
 
 ct_reconnect_counts_t ct_reconnect_counts(const ct_reconnect_t *rc) {
-    return rc->counts;
+    ct_reconnect_counts_t out;
+    out.connects = ct_counter_read(&rc->metrics.connects);
+    out.connect_failures = ct_counter_read(&rc->metrics.connect_failures);
+    return out;
+}
+
+int ct_reconnect_add_stats(ct_reconnect_t *rc, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_reconnect_connects_total", labels, "Connections made.",
+                                  &rc->metrics.connects)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_reconnect_connect_failures_total", labels,
+                                  "Connects that failed.", &rc->metrics.connect_failures)))
+        return r;
+    return 0;
 }

@@ -172,16 +172,16 @@ static void attempt_ended(entry_t *e, int status, int cause, void *response) {
     }
     if (status != 0 && no_time_for(e, 0)) { /* whatever failed, the caller's time is up */
         free_msg(t, response);
-        t->counts.deadline_refusals++;
+        ct_counter_add(&t->metrics.deadline_refusals, 1);
         finish(e, CT_ETIMEDOUT, CT_EDEADLINE, NULL);
         return;
     }
     again = !t->closing && e->original && retryable(t, e, status, cause, response);
     if (again && e->attempts >= t->cfg.max_attempts) {
-        t->counts.exhausted++;
+        ct_counter_add(&t->metrics.exhausted, 1);
         again = 0;
     } else if (again && !budget_allows(t)) {
-        t->counts.budget_refusals++;
+        ct_counter_add(&t->metrics.budget_refusals, 1);
         again = 0;
     }
     if (!again) {
@@ -191,7 +191,7 @@ static void attempt_ended(entry_t *e, int status, int cause, void *response) {
     pause = ct_backoff_ms(&t->rng, t->cfg.backoff_min_ms, t->cfg.backoff_max_ms, e->attempts);
     free_msg(t, response);
     if (no_time_for(e, pause)) { /* it would wake past the deadline */
-        t->counts.deadline_refusals++;
+        ct_counter_add(&t->metrics.deadline_refusals, 1);
         finish(e, CT_ETIMEDOUT, CT_EDEADLINE, NULL);
         return;
     }
@@ -218,7 +218,8 @@ static void attempt(ct_retry_t *t, entry_t *e) {
         finish(e, e->last_status, e->last_cause, NULL);
         return;
     }
-    if (e->attempts++ > 0) t->counts.retries++; /* (0: a call queued by keep_order) */
+    if (e->attempts++ > 0)
+        ct_counter_add(&t->metrics.retries, 1); /* (0: a call queued by keep_order) */
     e->ctx.attempt = (uint8_t)(e->attempts - 1 > 255 ? 255 : e->attempts - 1);
     r = ct_service_call(t->inner, request, &e->inner);
     if (r < 0) { /* nothing started, and the copy is still ours */
@@ -423,5 +424,30 @@ int ct_retry_init(ct_retry_t *t, ct_loop_t *loop, ct_service_t *inner,
 }
 
 ct_retry_counts_t ct_retry_counts(const ct_retry_t *t) {
-    return t->counts;
+    ct_retry_counts_t out;
+    out.retries = ct_counter_read(&t->metrics.retries);
+    out.budget_refusals = ct_counter_read(&t->metrics.budget_refusals);
+    out.exhausted = ct_counter_read(&t->metrics.exhausted);
+    out.deadline_refusals = ct_counter_read(&t->metrics.deadline_refusals);
+    return out;
+}
+
+int ct_retry_add_stats(ct_retry_t *t, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_retry_retries_total", labels,
+                                  "Attempts after the first.", &t->metrics.retries)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_retry_budget_refusals_total", labels,
+                                  "Retries the budget did not allow.",
+                                  &t->metrics.budget_refusals)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_retry_exhausted_total", labels,
+                                  "Calls that failed after their last attempt.",
+                                  &t->metrics.exhausted)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_retry_deadline_refusals_total", labels,
+                                  "Calls ended because the caller's deadline came first.",
+                                  &t->metrics.deadline_refusals)))
+        return r;
+    return 0;
 }

@@ -12,6 +12,7 @@
 #include "../core/list.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct ct_timeout_entry {
     ct_op_t inner;
@@ -52,6 +53,7 @@ static void on_timer(uv_timer_t *timer) {
     while (!ct_list_empty(&t->by_deadline)) {
         entry_t *e = CT_CONTAINER_OF(t->by_deadline.next, entry_t, link);
         if (e->deadline > now) break;
+        ct_counter_add(e->caller_deadline ? &t->metrics.deadlines : &t->metrics.timeouts, 1);
         answer(e, CT_ETIMEDOUT, e->caller_deadline ? CT_EDEADLINE : 0, NULL);
         ct_op_cancel(&e->inner);
     }
@@ -190,6 +192,7 @@ int ct_timeout_init(ct_timeout_t *t, ct_loop_t *loop, ct_service_t *inner,
     int r;
     if (!t || !loop || !inner || inner->owner || !cfg || cfg->timeout_ms == 0) return CT_EINVAL;
     cap = cfg->max_in_flight ? cfg->max_in_flight : 1024;
+    memset(&t->metrics, 0, sizeof t->metrics);
     t->entries = calloc(cap, sizeof *t->entries);
     if (!t->entries) return UV_ENOMEM;
     if ((r = uv_timer_init(loop->uv, &t->timer)) != 0) {
@@ -211,5 +214,17 @@ int ct_timeout_init(ct_timeout_t *t, ct_loop_t *loop, ct_service_t *inner,
         t->entries[i].layer = t;
         ct_list_push_back(&t->free_entries, &t->entries[i].link);
     }
+    return 0;
+}
+
+int ct_timeout_add_stats(ct_timeout_t *t, ct_stats_t *s, const char *labels) {
+    int r;
+    if ((r = ct_stats_add_counter(s, "ctower_timeout_timeouts_total", labels,
+                                  "Calls ended by the layer's timeout.", &t->metrics.timeouts)))
+        return r;
+    if ((r = ct_stats_add_counter(s, "ctower_timeout_deadlines_total", labels,
+                                  "Calls ended by their caller's deadline.",
+                                  &t->metrics.deadlines)))
+        return r;
     return 0;
 }

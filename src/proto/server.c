@@ -106,6 +106,10 @@ static size_t take_slot(ct_server_t *srv) {
     return srv->never_used++;
 }
 
+ct_server_t *ct_server_of_call(const ct_op_t *op) {
+    return op && op->cb == on_service_done ? op->data : NULL;
+}
+
 static void maybe_closed(ct_server_t *srv) {
     if (!srv->transport_closed || srv->outstanding > 0) return;
     free(srv->free_slots); /* the start of the one allocation */

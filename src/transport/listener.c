@@ -23,6 +23,7 @@ typedef struct conn {
     ct_stream_t stream;
     ct_http2_t h2; /* with HTTP/2: between the stream and the server */
     ct_server_t server;
+    struct sockaddr_storage peer; /* TCP: the client's address (family 0: unknown) */
 } conn_t;
 
 static void accept_one(ct_listener_t *l);
@@ -127,6 +128,10 @@ static void accept_one(ct_listener_t *l) {
     }
     r = uv_accept(&l->h.stream, ct_stream_uv(&c->stream));
     if (r == 0 && !is_pipe(l)) r = ct_stream_connected(&c->stream);
+    if (r == 0 && !is_pipe(l)) {
+        int len = (int)sizeof c->peer; /* (a failure leaves it unknown, family 0) */
+        uv_tcp_getpeername((uv_tcp_t *)ct_stream_uv(&c->stream), (struct sockaddr *)&c->peer, &len);
+    }
     if (r == 0 && l->cfg.stream.tls) r = ct_stream_tls_start(&c->stream, 1, NULL, NULL);
     if (r == 0) r = serve_with(l, c);
     if (r != 0) {
@@ -425,5 +430,15 @@ int ct_listener_add_stats(ct_listener_t *l, ct_stats_t *s, const char *labels) {
                                   "Requests that ended in an error (answered by on_error or not).",
                                   &sv->errors)))
         return r;
+    return 0;
+}
+
+int ct_listener_peer(const ct_server_t *srv, ct_address_t *out) {
+    const conn_t *c;
+    if (!srv || srv->close_cb != on_conn_closed) return CT_EINVAL;
+    c = CT_CONTAINER_OF(srv, conn_t, server);
+    memset(out, 0, sizeof *out);
+    out->kind = is_pipe(c->listener) ? CT_ADDRESS_UNIX : CT_ADDRESS_TCP;
+    if (out->kind == CT_ADDRESS_TCP) out->sa = c->peer;
     return 0;
 }

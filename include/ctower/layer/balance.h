@@ -59,6 +59,7 @@
 #define CTOWER_LAYER_BALANCE_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -115,6 +116,16 @@ typedef struct ct_balance_endpoint_stats {
     uint64_t rtt_us;   /* CT_BALANCE_PEAK_EWMA: its round-trip time as estimated now */
 } ct_balance_endpoint_stats_t;
 
+/* What the balancer counts, all endpoints together (stats.h;
+ * ct_balance_add_stats registers them). An endpoint's own calls, errors
+ * and latency are an observing layer's over it (layer/observe.h). */
+typedef struct ct_balance_metrics {
+    ct_gauge_t endpoints;   /* endpoints that take calls */
+    ct_counter_t added;     /* endpoints added (those of the config included) */
+    ct_counter_t removed;   /* endpoints removed */
+    ct_counter_t ejections; /* failures that left an endpoint out for a pause */
+} ct_balance_metrics_t;
+
 struct ct_balance_endpoint;
 struct ct_balance_entry;
 typedef struct ct_balance ct_balance_t;
@@ -125,6 +136,7 @@ typedef void (*ct_balance_removed_cb)(ct_balance_t *b, ct_service_t *endpoint, v
 
 struct ct_balance {
     ct_service_t service; /* first: a balancer is a service */
+    ct_balance_metrics_t metrics;
     /* private */
     ct_balance_config_t cfg;
     struct ct_balance_endpoint **slots;  /* by id; NULL: a free id */
@@ -172,6 +184,12 @@ int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void
 /* Endpoint id's figures (ids: cfg->endpoints' order, then ct_balance_add's).
  * Returns 0, or CT_EINVAL if there is no endpoint id. */
 int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpoint_stats_t *out);
+
+/* Registers the balancer's metrics in stats (of its loop) with labels (may
+ * be NULL): ctower_balance_endpoints, ctower_balance_added_total,
+ * ctower_balance_removed_total, ctower_balance_ejections_total. Returns 0
+ * or ct_stats_add_*'s error. */
+int ct_balance_add_stats(ct_balance_t *b, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,7 @@
 #define CTOWER_LAYER_BREAKER_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -63,6 +64,14 @@ typedef struct ct_breaker_stats {
     uint64_t rejected; /* calls failed at once with CT_EOPEN */
 } ct_breaker_stats_t;
 
+/* What the breaker counts (stats.h; ct_breaker_add_stats registers them). */
+typedef struct ct_breaker_metrics {
+    ct_gauge_t open;       /* 1 while open or half-open, 0 closed */
+    ct_counter_t opens;    /* transitions to open */
+    ct_counter_t closes;   /* transitions back to closed (a probe answered) */
+    ct_counter_t rejected; /* calls failed at once with CT_EOPEN */
+} ct_breaker_metrics_t;
+
 struct ct_breaker_entry;
 
 typedef struct ct_breaker {
@@ -78,7 +87,7 @@ typedef struct ct_breaker {
     int probing;  /* half-open: the probe is in flight */
     uint64_t open_until;
     unsigned failures_in_a_row, opens_in_a_row;
-    uint64_t opens, rejected;
+    ct_breaker_metrics_t metrics;
     uint32_t rng;
     ct_waitq_t waiters;
 } ct_breaker_t;
@@ -90,6 +99,12 @@ int ct_breaker_init(ct_breaker_t *b, ct_loop_t *loop, ct_service_t *inner,
                     const ct_breaker_config_t *cfg);
 
 void ct_breaker_stats(const ct_breaker_t *b, ct_breaker_stats_t *out);
+
+/* Registers the breaker's metrics in stats (of its loop) with labels (may
+ * be NULL): ctower_breaker_open, ctower_breaker_opens_total,
+ * ctower_breaker_closes_total, ctower_breaker_rejected_total. Returns 0 or
+ * ct_stats_add_*'s error. */
+int ct_breaker_add_stats(ct_breaker_t *b, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

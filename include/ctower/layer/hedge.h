@@ -34,6 +34,7 @@
 #define CTOWER_LAYER_HEDGE_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -64,6 +65,15 @@ typedef struct ct_hedge_counts {
     uint64_t budget_refusals; /* backups the budget did not allow */
 } ct_hedge_counts_t;
 
+/* The same, as the layer counts them (stats.h: read them from any thread,
+ * register them with ct_hedge_add_stats). */
+typedef struct ct_hedge_metrics {
+    ct_counter_t calls;
+    ct_counter_t backups;
+    ct_counter_t backups_won;
+    ct_counter_t budget_refusals;
+} ct_hedge_metrics_t;
+
 struct ct_hedge_entry;
 
 typedef struct ct_hedge {
@@ -80,7 +90,7 @@ typedef struct ct_hedge {
     uv_timer_t timer;
     ct_waitq_t waiters;
     int closing;
-    ct_hedge_counts_t counts;
+    ct_hedge_metrics_t metrics;
 } ct_hedge_t;
 
 /* Wraps inner (which the layer owns from now on: closing the layer closes
@@ -91,6 +101,11 @@ int ct_hedge_init(ct_hedge_t *layer, ct_loop_t *loop, ct_service_t *inner,
 
 /* Calls, backups sent, backups that won, and backups refused, so far. */
 ct_hedge_counts_t ct_hedge_counts(const ct_hedge_t *layer);
+
+/* Registers the layer's counters in stats (of its loop) with labels (may be
+ * NULL): ctower_hedge_calls_total, ctower_hedge_backups_total, ctower_hedge_backups_won_total,
+ * ctower_hedge_budget_refusals_total. Returns 0 or ct_stats_add_counter's error. */
+int ct_hedge_add_stats(ct_hedge_t *layer, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@
 #define CTOWER_LAYER_LIMIT_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -48,6 +49,13 @@ typedef struct ct_limit_counts {
     uint64_t refused; /* calls refused with CT_EOVERLOADED */
 } ct_limit_counts_t;
 
+/* The same, as the layer counts them (stats.h: read them from any thread,
+ * register them with ct_limit_add_stats). */
+typedef struct ct_limit_metrics {
+    ct_counter_t calls;
+    ct_counter_t refused;
+} ct_limit_metrics_t;
+
 struct ct_limit_entry;
 
 typedef struct ct_limit {
@@ -63,7 +71,7 @@ typedef struct ct_limit {
     uint64_t refilled_ms;  /* loop time of the last refill */
     uv_timer_t timer;      /* wakes the waiters when a token is due */
     ct_waitq_t waiters;
-    ct_limit_counts_t counts;
+    ct_limit_metrics_t metrics;
 } ct_limit_t;
 
 /* Wraps inner (which the layer owns from now on: closing the layer closes
@@ -74,6 +82,11 @@ int ct_limit_init(ct_limit_t *l, ct_loop_t *loop, ct_service_t *inner,
 
 /* Calls passed on and refused so far. */
 ct_limit_counts_t ct_limit_counts(const ct_limit_t *l);
+
+/* Registers the layer's counters in stats (of its loop) with labels (may be
+ * NULL): ctower_limit_calls_total, ctower_limit_refused_total. Returns 0 or ct_stats_add_counter's
+ * error. */
+int ct_limit_add_stats(ct_limit_t *layer, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,7 @@
 #include "ctower/connector.h"
 #include "ctower/http2.h"
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/tag_store.h"
 
 #ifdef __cplusplus
@@ -90,6 +91,13 @@ typedef struct ct_reconnect_counts {
     uint64_t connect_failures; /* connects that failed */
 } ct_reconnect_counts_t;
 
+/* The same, as the layer counts them (stats.h: read them from any thread,
+ * register them with ct_reconnect_add_stats). */
+typedef struct ct_reconnect_metrics {
+    ct_counter_t connects;
+    ct_counter_t connect_failures;
+} ct_reconnect_metrics_t;
+
 struct ct_reconnect_entry;
 struct ct_reconnect_conn;
 
@@ -114,7 +122,7 @@ typedef struct ct_reconnect {
     uv_timer_t timer;
     int timer_closing;
     ct_waitq_t waiters;
-    ct_reconnect_counts_t counts;
+    ct_reconnect_metrics_t metrics;
 } ct_reconnect_t;
 
 /* Initializes rc to connect to address (see address.h) with streams
@@ -135,6 +143,11 @@ int ct_reconnect_is_up(const ct_reconnect_t *rc);
 
 /* Connections made and connects failed so far. */
 ct_reconnect_counts_t ct_reconnect_counts(const ct_reconnect_t *rc);
+
+/* Registers the layer's counters in stats (of its loop) with labels (may be
+ * NULL): ctower_reconnect_connects_total, ctower_reconnect_connect_failures_total. Returns 0 or
+ * ct_stats_add_counter's error. */
+int ct_reconnect_add_stats(ct_reconnect_t *layer, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

@@ -58,6 +58,7 @@
 #define CTOWER_LAYER_RETRY_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -102,6 +103,15 @@ typedef struct ct_retry_counts {
     uint64_t deadline_refusals; /* calls ended because the caller's deadline came first */
 } ct_retry_counts_t;
 
+/* The same, as the layer counts them (stats.h: read them from any thread,
+ * register them with ct_retry_add_stats). */
+typedef struct ct_retry_metrics {
+    ct_counter_t retries;
+    ct_counter_t budget_refusals;
+    ct_counter_t exhausted;
+    ct_counter_t deadline_refusals;
+} ct_retry_metrics_t;
+
 enum { CT_RETRY_WINDOW_S = 10 };
 
 struct ct_retry_entry;
@@ -128,7 +138,7 @@ typedef struct ct_retry {
     uint64_t bucket_second[CT_RETRY_WINDOW_S];
     uint64_t bucket_calls[CT_RETRY_WINDOW_S];
     uint64_t bucket_retries[CT_RETRY_WINDOW_S];
-    ct_retry_counts_t counts;
+    ct_retry_metrics_t metrics;
 } ct_retry_t;
 
 /* Wraps inner (which the layer owns from now on: closing the layer closes
@@ -140,6 +150,12 @@ int ct_retry_init(ct_retry_t *layer, ct_loop_t *loop, ct_service_t *inner,
 
 /* Retries made, refused by the budget, and calls out of attempts, so far. */
 ct_retry_counts_t ct_retry_counts(const ct_retry_t *layer);
+
+/* Registers the layer's counters in stats (of its loop) with labels (may be
+ * NULL): ctower_retry_retries_total, ctower_retry_budget_refusals_total,
+ * ctower_retry_exhausted_total, ctower_retry_deadline_refusals_total. Returns 0 or
+ * ct_stats_add_counter's error. */
+int ct_retry_add_stats(ct_retry_t *layer, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #define CTOWER_LAYER_TIMEOUT_H
 
 #include "ctower/service.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -34,10 +35,17 @@ typedef struct ct_timeout_config {
     void *free_ctx;
 } ct_timeout_config_t;
 
+/* What the layer counts (stats.h; ct_timeout_add_stats registers them). */
+typedef struct ct_timeout_metrics {
+    ct_counter_t timeouts;  /* calls ended by the layer's timeout */
+    ct_counter_t deadlines; /* calls ended by their caller's earlier deadline */
+} ct_timeout_metrics_t;
+
 struct ct_timeout_entry;
 
 typedef struct ct_timeout {
     ct_service_t service; /* first: a timeout layer is a service */
+    ct_timeout_metrics_t metrics;
     /* private */
     ct_service_t *inner;
     struct ct_timeout_entry *entries;
@@ -56,6 +64,11 @@ typedef struct ct_timeout {
  * Returns 0, CT_EINVAL or UV_ENOMEM. */
 int ct_timeout_init(ct_timeout_t *layer, ct_loop_t *loop, ct_service_t *inner,
                     const ct_timeout_config_t *cfg);
+
+/* Registers the layer's counters in stats (of its loop) with labels (may be
+ * NULL): ctower_timeout_timeouts_total, ctower_timeout_deadlines_total. Returns 0 or
+ * ct_stats_add_counter's error. */
+int ct_timeout_add_stats(ct_timeout_t *layer, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
 }
