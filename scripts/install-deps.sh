@@ -23,10 +23,13 @@ set -euo pipefail
 # /metrics (tests/tools/admin.py).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
 # certificates of the tool's TLS test (tests/cli.sh).
+# With --plot it also installs python3-matplotlib, which bench/metrics-plot
+# draws the README's picture with (the tests do not need it).
 packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
   redis-server redis-tools nutcracker valgrind nginx-light
   libnghttp2-dev nghttp2-client nghttp2-server python3 h2o prometheus)
+[ "${1:-}" = "--plot" ] && packages+=(python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
