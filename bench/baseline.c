@@ -15,7 +15,7 @@
  * --port PORT runs only the client, against a server already listening on
  * 127.0.0.1:PORT (this one's, or `ctower serve`, to compare servers alone).
  */
-#include "../tools/histogram.h"
+#include "ctower/stats.h" /* the same histogram as ctower bench's */
 
 #include <signal.h>
 #include <stdio.h>
@@ -199,7 +199,7 @@ typedef struct client {
     cconn_t *conns;
     int connected, stopping, closed;
     uint64_t done, t_start, t_end;
-    histogram_t hist;
+    ct_histogram_t hist;
     char *frame; /* one request frame */
     size_t frame_len;
 } client_t;
@@ -285,7 +285,7 @@ static void c_complete_tagged(cconn_t *c, size_t whole, size_t count, uint64_t n
         }
         c->busy[tag] = 0;
         c->inflight--;
-        hist_record(&cl->hist, now - c->sent_at[tag]);
+        ct_histogram_record(&cl->hist, now - c->sent_at[tag]);
         if (!cl->stopping) c_queue_tagged(c, tag, now);
     }
     cl->done += count;
@@ -315,7 +315,7 @@ static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         c_complete_tagged(c, whole, count, now);
     } else {
         for (i = 0; i < count; i++) {
-            hist_record(&cl->hist, now - c->sent_at[c->head]);
+            ct_histogram_record(&cl->hist, now - c->sent_at[c->head]);
             c->head = (c->head + 1) % (size_t)O.depth;
             c->inflight--;
         }
@@ -372,7 +372,7 @@ static void client_run(client_t *cl, int port) {
     uv_loop_init(&cl->loop);
     uv_timer_init(&cl->loop, &cl->timer);
     cl->timer.data = cl;
-    hist_init(&cl->hist);
+    ct_histogram_init(&cl->hist);
     cl->frame_len = 4 + (size_t)O.size;
     cl->frame = calloc(1, cl->frame_len);
     cl->frame[0] = (char)(O.size >> 24);
@@ -467,15 +467,17 @@ int main(int argc, char **argv) {
         printf("{\"requests_per_sec\": %.1f, \"mb_per_sec\": %.3f, \"p50_us\": %.1f, \"p90_us\": "
                "%.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, \"requests\": %llu, "
                "\"errors\": 0}\n",
-               rps, rps * 2.0 * O.size / 1e6, hist_quantile(&cl.hist, 0.5) / 1e3,
-               hist_quantile(&cl.hist, 0.9) / 1e3, hist_quantile(&cl.hist, 0.99) / 1e3,
-               hist_quantile(&cl.hist, 0.999) / 1e3, cl.hist.max / 1e3,
+               rps, rps * 2.0 * O.size / 1e6, ct_histogram_quantile(&cl.hist, 0.5) / 1e3,
+               ct_histogram_quantile(&cl.hist, 0.9) / 1e3,
+               ct_histogram_quantile(&cl.hist, 0.99) / 1e3,
+               ct_histogram_quantile(&cl.hist, 0.999) / 1e3, cl.hist.max / 1e3,
                (unsigned long long)cl.done);
     else
         printf(
             "baseline (raw libuv, %s): %d connection(s) x depth %d, %d-byte payload: %.0f req/s, "
             "p50 %.1f us, p99 %.1f us\n",
             O.multiplex ? "multiplex" : "pipeline", O.connections, O.depth, O.size, rps,
-            hist_quantile(&cl.hist, 0.5) / 1e3, hist_quantile(&cl.hist, 0.99) / 1e3);
+            ct_histogram_quantile(&cl.hist, 0.5) / 1e3,
+            ct_histogram_quantile(&cl.hist, 0.99) / 1e3);
     return 0;
 }

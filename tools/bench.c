@@ -8,7 +8,6 @@
  * free loopback port, and client thread i talks to server thread i. */
 #include "bench.h"
 #include "context_block.h"
-#include "histogram.h"
 #include "http_echo.h"
 #include "resp_text.h"
 
@@ -69,7 +68,7 @@ typedef struct client_thread {
     char address[160];
     bench_conn_t *conns;
     int nconns, next_connect, settled, failed, closed;
-    histogram_t hist;
+    ct_histogram_t hist;
     uint64_t done;           /* this thread's own count */
     uint64_t watched_done;   /* done at the last look of on_watch */
     uint64_t done_published; /* a copy for the main thread's progress line */
@@ -267,7 +266,7 @@ static __attribute__((flatten)) void on_reply(ct_op_t *op, int status, void *res
     }
     now = now_ns(th);
     if (status == 0) { /* a failed request has no latency, and is an error, not a request */
-        hist_record(&th->hist, now - r->start_ns);
+        ct_histogram_record(&th->hist, now - r->start_ns);
         th->done++; /* a locked add here cost ~5% of the whole benchmark's CPU */
     }
     if (status != 0 || echoed->len != th->size || th->budget == 0) {
@@ -505,7 +504,7 @@ static void client_thread_run(void *arg) {
     th->clock.data = th;
     uv_prepare_start(&th->clock, on_clock);
     uv_unref((uv_handle_t *)&th->clock);
-    hist_init(&th->hist);
+    ct_histogram_init(&th->hist);
     th->conns = calloc((size_t)th->nconns, sizeof *th->conns);
     for (i = 0; i < th->nconns; i++) {
         th->conns[i].th = th;
@@ -651,7 +650,7 @@ static int too_much_memory(const options_t *o) {
 }
 
 typedef struct totals {
-    histogram_t hist;
+    ct_histogram_t hist;
     uint64_t done, errors;
     const char *first_error; /* --codec resp: the first error reply's text, or NULL */
     uint64_t resp_bytes;     /* --codec resp: commands and replies, in bytes */
@@ -695,10 +694,11 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
         printf("{\"requests_per_sec\": %.1f, \"mb_per_sec\": %.3f, \"p50_us\": %.1f, "
                "\"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
                "\"requests\": %llu, \"errors\": %llu, \"errors_by_kind\": {",
-               t->rps, t->mbps, hist_quantile(&t->hist, 0.5) * us,
-               hist_quantile(&t->hist, 0.9) * us, hist_quantile(&t->hist, 0.99) * us,
-               hist_quantile(&t->hist, 0.999) * us, t->hist.max * us, (unsigned long long)t->done,
-               (unsigned long long)t->errors);
+               t->rps, t->mbps, ct_histogram_quantile(&t->hist, 0.5) * us,
+               ct_histogram_quantile(&t->hist, 0.9) * us,
+               ct_histogram_quantile(&t->hist, 0.99) * us,
+               ct_histogram_quantile(&t->hist, 0.999) * us, t->hist.max * us,
+               (unsigned long long)t->done, (unsigned long long)t->errors);
         for (i = 0; i < t->nkinds; i++)
             printf("%s\"%s\": %llu", i ? ", " : "", kind_name(t->kinds[i].code),
                    (unsigned long long)t->kinds[i].count);
@@ -752,9 +752,9 @@ static void report(const options_t *o, const totals_t *t, long mem_per_conn) {
            : o->http ? "requests and responses, whole"
                      : "payload");
     printf("  %-14s p50 %.1f us   p90 %.1f us   p99 %.1f us   p99.9 %.1f us   max %.1f us\n",
-           "latency", hist_quantile(&t->hist, 0.5) * us, hist_quantile(&t->hist, 0.9) * us,
-           hist_quantile(&t->hist, 0.99) * us, hist_quantile(&t->hist, 0.999) * us,
-           t->hist.max * us);
+           "latency", ct_histogram_quantile(&t->hist, 0.5) * us,
+           ct_histogram_quantile(&t->hist, 0.9) * us, ct_histogram_quantile(&t->hist, 0.99) * us,
+           ct_histogram_quantile(&t->hist, 0.999) * us, t->hist.max * us);
     printf("  %-14s %llu", "errors", (unsigned long long)t->errors);
     for (i = 0; i < t->nkinds; i++)
         printf("%s%s %llu", i ? ", " : " (", kind_name(t->kinds[i].code),
@@ -880,11 +880,11 @@ int bench_main(const options_t *given) {
     }
     if (progress) fprintf(stderr, "\r%60s\r", "");
     memset(&t, 0, sizeof t);
-    hist_init(&t.hist);
+    ct_histogram_init(&t.hist);
     for (i = 0; i < n; i++) {
         int k;
         uv_thread_join(&cl[i].tid);
-        hist_merge(&t.hist, &cl[i].hist);
+        ct_histogram_merge(&t.hist, &cl[i].hist);
         for (k = 0; k < MAX_ERROR_KINDS && cl[i].errors[k].code; k++) {
             add_kind(&t, cl[i].errors[k].code, cl[i].errors[k].count);
             t.errors += cl[i].errors[k].count;
