@@ -83,7 +83,9 @@ typedef struct proxy {
     ct_stats_t stats;          /* for --admin */
     admin_t admin;
     int admin_up;
-    access_log_t log; /* --access-log */
+    access_log_t log;                    /* --access-log */
+    ct_stream_stats_t connector_streams; /* the backends' connections */
+    ct_http2_stats_t connector_http2;
 } proxy_t;
 
 static void on_loop_closed(ct_loop_t *loop) {
@@ -308,6 +310,10 @@ int proxy_main(const options_t *o) {
     p.wire.stream.tls = o->client_tls; /* the backends' */
     p.options = o;
     ct_stats_init(&p.stats);
+    p.wire.stream.stats = &p.connector_streams;
+    p.wire.h2_client.stats = &p.connector_http2;
+    ct_stream_add_stats(&p.connector_streams, &p.stats, "ctower_connector", NULL);
+    if (o->http2) ct_http2_add_stats(&p.connector_http2, &p.stats, "ctower_connector_http2", NULL);
     if (stack_init(&p, o) != 0) return 2;
     p.service->data = &p;
     if ((r = listener_init(&p, o)) != 0) {

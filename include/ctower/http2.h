@@ -68,6 +68,7 @@
 #define CTOWER_HTTP2_H
 
 #include "ctower/buf.h"
+#include "ctower/stats.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
@@ -80,6 +81,17 @@ enum {
     CT_HTTP2_FLOOD_RATE = 100         /* ... and a second, after that */
 };
 
+/* What sessions count (stats.h), shared by the sessions of one loop that
+ * name it. */
+typedef struct ct_http2_stats {
+    ct_counter_t streams;         /* streams closed (answered, reset or cut) */
+    ct_counter_t resets_received; /* RST_STREAM frames from the peer */
+    ct_counter_t resets_sent;
+    ct_counter_t goaways_received;
+    ct_counter_t goaways_sent;
+    ct_counter_t floods; /* sessions ended for frames that do no work (CT_EFLOOD) */
+} ct_http2_stats_t;
+
 typedef struct ct_http2_config {
     int server;                /* 0: the client side */
     ct_buf_pool_t *pool;       /* messages come from it (required) */
@@ -88,6 +100,7 @@ typedef struct ct_http2_config {
     size_t max_message;        /* bytes of one message, at most (0: 1 MiB) */
     uint32_t max_streams;      /* server: streams a client may open at once (0: 100) */
     const char *scheme;        /* client: the requests' :scheme (NULL: "http") */
+    ct_http2_stats_t *stats;   /* where the session counts (NULL: nowhere) */
 } ct_http2_config_t;
 
 struct ct_http2_stream;
@@ -142,6 +155,14 @@ typedef struct ct_http2 {
  * driven by someone) or UV_ENOMEM; on error bytes is still the caller's. */
 int ct_http2_init(ct_http2_t *h2, ct_loop_t *loop, ct_transport_t *bytes,
                   const ct_http2_config_t *cfg);
+
+/* Registers st's counters in stats as PREFIX_streams_total,
+ * PREFIX_resets_received_total, PREFIX_resets_sent_total,
+ * PREFIX_goaways_received_total, PREFIX_goaways_sent_total and
+ * PREFIX_floods_total (e.g. "ctower_http2"), with labels (may be NULL).
+ * Returns 0 or ct_stats_add_named's error. */
+int ct_http2_add_stats(const ct_http2_stats_t *st, ct_stats_t *stats, const char *prefix,
+                       const char *labels);
 
 #ifdef __cplusplus
 }

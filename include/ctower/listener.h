@@ -89,6 +89,8 @@ typedef struct ct_listener_stats {
     ct_counter_t refused_slow; /* by header_timeout_ms or body_timeout_ms */
     ct_gauge_t connections;    /* open */
     ct_server_stats_t servers;
+    ct_stream_stats_t streams; /* bytes, TLS handshakes */
+    ct_http2_stats_t http2;    /* with HTTP/2: streams, resets, GOAWAYs */
 } ct_listener_stats_t;
 
 struct ct_listener {
@@ -142,7 +144,12 @@ void ct_listener_counts(const ct_listener_t *listener, size_t *accepted, size_t 
  *   ..._closed_idle_total, ..._refused_slow_total (counters),
  *   ctower_listener_connections (gauge: open now),
  *   ctower_server_requests_total, ctower_server_responses_total,
- *   ctower_server_errors_total (its servers', counters).
+ *   ctower_server_errors_total (its servers', counters),
+ *   ctower_listener_bytes_read_total, ..._bytes_written_total,
+ *   ..._tls_handshakes_total, ..._tls_failures_total (its streams'),
+ *   and with HTTP/2 ctower_listener_http2_streams_total, ..._resets_received_total,
+ *   ..._resets_sent_total, ..._goaways_received_total, ..._goaways_sent_total,
+ *   ..._floods_total (its sessions', http2.h).
  * Returns 0, or ct_stats_add_*'s error. */
 int ct_listener_add_stats(ct_listener_t *listener, ct_stats_t *stats, const char *labels);
 

@@ -123,6 +123,12 @@ int ct_stats_add_gauge(ct_stats_t *s, const char *name, const char *labels, cons
 int ct_stats_add_histogram(ct_stats_t *s, const char *name, const char *labels, const char *help,
                            double scale, const ct_histogram_t *h);
 
+/* The same under the name PREFIX_SUFFIX (a component that registers its
+ * metrics under a caller's prefix); scale is for histograms. CT_EINVAL
+ * for a name over 127 bytes. */
+int ct_stats_add_named(ct_stats_t *s, ct_stats_kind_t kind, const char *prefix, const char *suffix,
+                       const char *labels, const char *help, double scale, const void *metric);
+
 /* Removes the metrics that lie in [component, component + size) (a
  * component's struct, before it is freed); returns how many. */
 size_t ct_stats_remove(ct_stats_t *s, const void *component, size_t size);

@@ -39,12 +39,23 @@
 #include "ctower/codec/http.h"
 #include "ctower/codec/length.h"
 #include "ctower/codec/line.h"
+#include "ctower/stats.h"
 #include "ctower/tls.h"
 #include "ctower/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* What streams count (stats.h), shared by the streams of one loop that
+ * name it (a listener's, a connector's). Bytes are those on the wire
+ * (ciphertext with TLS), added per read and per write, not per message. */
+typedef struct ct_stream_stats {
+    ct_counter_t bytes_read;
+    ct_counter_t bytes_written;
+    ct_counter_t tls_handshakes; /* handshakes that succeeded */
+    ct_counter_t tls_failures;   /* handshakes that failed (refused, not TLS, a bad certificate) */
+} ct_stream_stats_t;
 
 typedef struct ct_stream_config {
     /* A codec to copy for this stream (each stream keeps its own state).
@@ -66,6 +77,9 @@ typedef struct ct_stream_config {
     /* Output not yet written counts against it (budget.h; NULL: none):
      * once it is spent, send_ready is PENDING while any is left. */
     ct_budget_t *budget;
+    /* Where the stream counts (NULL: nowhere; a listener points its
+     * streams at its own, ct_listener_add_stats). */
+    ct_stream_stats_t *stats;
 } ct_stream_config_t;
 
 /* Room for any built-in codec, or a user codec of up to 128 bytes. */
@@ -124,6 +138,13 @@ typedef struct ct_stream {
  * codec or pool, a codec too large to copy): connectors and listeners check
  * it at init, rather than fail every connection later. */
 int ct_stream_config_check(const ct_stream_config_t *cfg);
+
+/* Registers st's counters in stats as PREFIX_bytes_read_total,
+ * PREFIX_bytes_written_total, PREFIX_tls_handshakes_total and
+ * PREFIX_tls_failures_total, with labels (may be NULL). Returns 0 or
+ * ct_stats_add_named's error. */
+int ct_stream_add_stats(const ct_stream_stats_t *st, ct_stats_t *stats, const char *prefix,
+                        const char *labels);
 
 /* For connectors and listeners: initializes stream with a TCP (ipc = -1) or
  * pipe handle. Returns 0, CT_EINVAL or a libuv error. */

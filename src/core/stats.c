@@ -167,6 +167,15 @@ int ct_stats_add_histogram(ct_stats_t *s, const char *name, const char *labels, 
     return add(s, name, labels, help, CT_STATS_HISTOGRAM, scale > 0 ? scale : 1, h);
 }
 
+int ct_stats_add_named(ct_stats_t *s, ct_stats_kind_t kind, const char *prefix, const char *suffix,
+                       const char *labels, const char *help, double scale, const void *metric) {
+    char name[128];
+    int n = snprintf(name, sizeof name, "%s_%s", prefix ? prefix : "", suffix ? suffix : "");
+    if (!prefix || !suffix || n < 0 || (size_t)n >= sizeof name) return CT_EINVAL;
+    return add(s, name, labels, help, kind, kind == CT_STATS_HISTOGRAM && scale > 0 ? scale : 1,
+               metric);
+}
+
 size_t ct_stats_remove(ct_stats_t *s, const void *component, size_t size) {
     const char *from = component, *to = from + size;
     size_t i, kept = 0, removed = 0;

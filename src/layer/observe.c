@@ -181,12 +181,7 @@ int ct_observe_init(ct_observe_t *o, ct_loop_t *loop, ct_service_t *inner,
 
 static int add_named(ct_stats_t *s, const char *prefix, const char *suffix, const char *labels,
                      const char *help, ct_stats_kind_t kind, const void *metric) {
-    char name[128];
-    int n = snprintf(name, sizeof name, "%s_%s", prefix, suffix);
-    if (n < 0 || (size_t)n >= sizeof name) return CT_EINVAL;
-    if (kind == CT_STATS_COUNTER) return ct_stats_add_counter(s, name, labels, help, metric);
-    if (kind == CT_STATS_GAUGE) return ct_stats_add_gauge(s, name, labels, help, metric);
-    return ct_stats_add_histogram(s, name, labels, help, 1e-9, metric);
+    return ct_stats_add_named(s, kind, prefix, suffix, labels, help, 1e-9, metric);
 }
 
 int ct_observe_add_stats(ct_observe_t *o, ct_stats_t *s, const char *prefix, const char *labels) {

@@ -249,6 +249,7 @@ static void drop_input(ct_http2_t *h2) {
 
 /* The flood budget is spent: GOAWAY ENHANCE_YOUR_CALM, and the end. */
 static void flood_ends(ct_http2_t *h2) {
+    if (h2->cfg.stats) ct_counter_add(&h2->cfg.stats->floods, 1);
     nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
     h2->broken = CT_EFLOOD;
     drop_input(h2);
@@ -526,5 +527,30 @@ int ct_http2_init(ct_http2_t *h2, ct_loop_t *loop, ct_transport_t *bytes,
     h2->flood_budget = CT_HTTP2_FLOOD_BURST;
     h2->flood_at_ms = uv_now(loop->uv);
     ct_http2_schedule_pump(h2); /* the preface and settings */
+    return 0;
+}
+
+int ct_http2_add_stats(const ct_http2_stats_t *st, ct_stats_t *s, const char *prefix,
+                       const char *labels) {
+    static const struct {
+        const char *suffix, *help;
+        size_t offset;
+    } counters[] = {
+        {"streams_total", "Streams closed.", offsetof(ct_http2_stats_t, streams)},
+        {"resets_received_total", "RST_STREAM frames received.",
+         offsetof(ct_http2_stats_t, resets_received)},
+        {"resets_sent_total", "RST_STREAM frames sent.", offsetof(ct_http2_stats_t, resets_sent)},
+        {"goaways_received_total", "GOAWAY frames received.",
+         offsetof(ct_http2_stats_t, goaways_received)},
+        {"goaways_sent_total", "GOAWAY frames sent.", offsetof(ct_http2_stats_t, goaways_sent)},
+        {"floods_total", "Sessions ended for a flood of frames that do no work.",
+         offsetof(ct_http2_stats_t, floods)},
+    };
+    size_t i;
+    int r;
+    for (i = 0; i < sizeof counters / sizeof *counters; i++)
+        if ((r = ct_stats_add_named(s, CT_STATS_COUNTER, prefix, counters[i].suffix, labels,
+                                    counters[i].help, 1, (const char *)st + counters[i].offset)))
+            return r;
     return 0;
 }

@@ -290,6 +290,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     ct_http2_t *h2 = ct_http2_of(session, user);
     ct_http2_stream_t *st;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (h2->cfg.stats && frame->hd.type == NGHTTP2_RST_STREAM)
+        ct_counter_add(&h2->cfg.stats->resets_received, 1);
+    if (h2->cfg.stats && frame->hd.type == NGHTTP2_GOAWAY)
+        ct_counter_add(&h2->cfg.stats->goaways_received, 1);
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     st = ct_http2_stream_of(h2, frame->hd.stream_id);
     if (!st || st->dropped || !st->head) return 0;
@@ -310,6 +314,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
     ct_http2_t *h2 = ct_http2_of(session, user);
     ct_http2_stream_t *st = ct_http2_stream_of(h2, id);
     int r = 0;
+    if (h2->cfg.stats) ct_counter_add(&h2->cfg.stats->streams, 1);
     if (!st || ct_transport_is_closing(&h2->transport)) return 0;
     /* on a broken connection the end of the receive side fails them all */
     if (!h2->cfg.server && !st->answered && !h2->broken)
@@ -340,6 +345,10 @@ static int on_frame_sent(nghttp2_session *session, const nghttp2_frame *frame, v
     ct_http2_t *h2 = ct_http2_of(session, user);
     if (frame->hd.type == NGHTTP2_DATA) ct_http2_credit(h2, CREDIT_PER_DATA_SENT);
     if (frame->hd.type == NGHTTP2_RST_STREAM) ct_http2_no_work(h2); /* a stream for nothing */
+    if (h2->cfg.stats && frame->hd.type == NGHTTP2_RST_STREAM)
+        ct_counter_add(&h2->cfg.stats->resets_sent, 1);
+    if (h2->cfg.stats && frame->hd.type == NGHTTP2_GOAWAY)
+        ct_counter_add(&h2->cfg.stats->goaways_sent, 1);
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h2->broken)
         h2->broken = CT_EMALFORMED;

@@ -321,6 +321,7 @@ static int take_config(ct_listener_t *l, const ct_listener_config_t *cfg) {
         if (cfg->stream.codec || !cfg->stream.pool) return CT_EINVAL;
         l->http2 = *cfg->http2;
         l->http2.server = 1;
+        if (!l->http2.stats) l->http2.stats = &l->stats.http2; /* its sessions count here */
         if (!l->http2.pool) l->http2.pool = cfg->stream.pool;
         l->http2.bytes_pool = cfg->stream.pool;
         ct_raw_codec_init(&l->bytes_codec, cfg->stream.pool->buf_cap);
@@ -346,6 +347,7 @@ int ct_listener_init(ct_listener_t *l, ct_loop_t *loop, const char *address, ct_
     memset(l, 0, sizeof *l);
     if ((r = take_config(l, cfg)) != 0) return r;
     if (!l->cfg.server.stats) l->cfg.server.stats = &l->stats.servers; /* its servers count here */
+    if (!l->cfg.stream.stats) l->cfg.stream.stats = &l->stats.streams; /* and its streams */
     if ((r = parse_bindable(address, &l->address)) != 0) return r;
     if (cfg->reuse_port && is_pipe(l)) return CT_EINVAL;
     l->loop = loop;
@@ -430,7 +432,9 @@ int ct_listener_add_stats(ct_listener_t *l, ct_stats_t *s, const char *labels) {
                                   "Requests that ended in an error (answered by on_error or not).",
                                   &sv->errors)))
         return r;
-    return 0;
+    if ((r = ct_stream_add_stats(l->cfg.stream.stats, s, "ctower_listener", labels))) return r;
+    return l->cfg.http2 ? ct_http2_add_stats(l->http2.stats, s, "ctower_listener_http2", labels)
+                        : 0;
 }
 
 int ct_listener_peer(const ct_server_t *srv, ct_address_t *out) {

@@ -157,8 +157,13 @@ static void give_back_out(ct_stream_t *s);
 
 static void tls_on_read(ct_stream_t *s, ssize_t nread, const uint8_t *cipher);
 
+static void count(ct_counter_t *c, ssize_t n) {
+    if (n > 0) ct_counter_add(c, (uint64_t)n);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
+    if (s->cfg.stats) count(&s->cfg.stats->bytes_read, nread);
     if (s->tls) {
         tls_on_read(s, nread, (const uint8_t *)buf->base);
         return;
@@ -468,6 +473,8 @@ static void after_write(ct_stream_t *s) {
 
 static void on_write(uv_write_t *req, int status) {
     ct_stream_t *s = req->data;
+    if (s->cfg.stats && status == 0)
+        count(&s->cfg.stats->bytes_written, (ssize_t)(s->tls ? s->tls->sending_len : s->wbusy_len));
     s->writing = 0;
     s->wbusy_len = 0;
     if (status < 0) {
@@ -494,6 +501,7 @@ static void flush(ct_task_t *task) {
     b = uv_buf_init((char *)s->wbuf, (unsigned)s->wlen);
     n = uv_try_write(&s->h.stream, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (s->cfg.stats) count(&s->cfg.stats->bytes_written, n);
     if (n < 0) {
         write_failed(s, n);
         return;
@@ -578,6 +586,7 @@ static void secure_done(ct_stream_t *s, int status) {
  * the end of the stream; a client's stream has no reader yet: its connector
  * hears it. */
 static void tls_failed(ct_stream_t *s, int status) {
+    if (s->cfg.stats) ct_counter_add(&s->cfg.stats->tls_failures, 1);
     tls_send(s); /* OpenSSL's alert for the peer, if the socket takes it */
     write_failed(s, status);
     if (s->tls->is_server) {
@@ -611,6 +620,7 @@ static void tls_send(ct_stream_t *s) {
     b = uv_buf_init((char *)t->sending, (unsigned)len);
     n = uv_try_write(&s->h.stream, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (s->cfg.stats) count(&s->cfg.stats->bytes_written, n);
     if (n < 0) {
         tls_write_failed(s, n);
         return;
@@ -678,6 +688,7 @@ static void tls_pump(ct_stream_t *s) {
         }
         tls_send(s); /* the handshake's next messages */
         if (r == 0 || !s->handle_open) return;
+        if (s->cfg.stats) ct_counter_add(&s->cfg.stats->tls_handshakes, 1);
         secure_done(s, 0); /* the stream may be closed, or reading, now */
         if (!s->handle_open) return;
     }
@@ -783,6 +794,20 @@ static void st_close(ct_transport_t *t) {
 static const ct_transport_vtable_t stream_vtable = {
     st_send_ready, st_send, st_recv_start, st_recv_stop, st_shutdown, st_close,
 };
+
+int ct_stream_add_stats(const ct_stream_stats_t *st, ct_stats_t *s, const char *prefix,
+                        const char *labels) {
+    int r;
+    if ((r = ct_stats_add_named(s, CT_STATS_COUNTER, prefix, "bytes_read_total", labels,
+                                "Bytes read from the network.", 1, &st->bytes_read)) ||
+        (r = ct_stats_add_named(s, CT_STATS_COUNTER, prefix, "bytes_written_total", labels,
+                                "Bytes written to the network.", 1, &st->bytes_written)) ||
+        (r = ct_stats_add_named(s, CT_STATS_COUNTER, prefix, "tls_handshakes_total", labels,
+                                "TLS handshakes that succeeded.", 1, &st->tls_handshakes)))
+        return r;
+    return ct_stats_add_named(s, CT_STATS_COUNTER, prefix, "tls_failures_total", labels,
+                              "TLS handshakes that failed.", 1, &st->tls_failures);
+}
 
 int ct_stream_config_check(const ct_stream_config_t *cfg) {
     if (!cfg || !cfg->codec || !cfg->pool) return CT_EINVAL;
