@@ -13,6 +13,8 @@ Prometheus's HTTP API and asserts that
 - the killed backend's error counter rose (its calls in flight broke, its
   connects failed), and the balancer's ejections with it, the backend left
   alive has none, and the proxy's errors are bench's 502 answers;
+- the proxy's --access-log has a line per request, in its format, as many
+  of them 502 as bench got;
 - a latency quantile (histogram_quantile over the proxy's histogram) is
   there and plausible against bench's own percentiles: within bench's p50
   / 4 and its max x 2.5 (the exposition's buckets are 1-2.5-5 steps).
@@ -27,6 +29,7 @@ this way; matplotlib is needed for that part only).
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -134,6 +137,34 @@ def plot(path, port, start, end, killed, kill_at):
     print(f"plot: {path}")
 
 
+def check_access_log(path, sent, errors, addresses):
+    """--access-log: a line per request, each well formed, as many failed
+    (an error's name: the proxy answered it 502) as bench got 502s, written
+    whole by the time the proxy has stopped."""
+    line_re = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z tcp://127\.0\.0\.1:\d+ "
+                         r"(\d{3}|[A-Z_]+) (\d+\.\d{6}) (\S+)$")
+    lines = statuses = 0
+    by_backend = {}
+    with open(path) as f:
+        for line in f:
+            m = line_re.match(line.rstrip("\n"))
+            if not m:
+                fail(f"--access-log: a line not in the format: {line!r}")
+            lines += 1
+            statuses += m.group(1) != "200"
+            by_backend[m.group(3)] = by_backend.get(m.group(3), 0) + 1
+    if lines != sent:
+        fail(f"--access-log has {lines} lines; bench sent {sent} requests")
+    if statuses != errors:
+        fail(f"--access-log has {statuses} lines that are not 200; bench got {errors} 502s")
+    if any(b == "-" for b in by_backend) and by_backend["-"] > errors:
+        fail(f"--access-log: {by_backend['-']} requests without a backend")
+    if set(by_backend) - set(addresses) - {"-"} or by_backend.get(addresses[0], 0) == 0:
+        fail(f"--access-log's backends: {by_backend}")
+    print(f"ok: --access-log has a line per request ({lines}), {statuses} of them failed, "
+          f"by backend {by_backend}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ctower")
@@ -152,8 +183,10 @@ def main():
             backends.append(b)
         admin = free_port()
         addresses = [f"tcp://127.0.0.1:{b.port}" for b in backends]
+        access_log = os.path.join(tmp, "access.log")
         proxy = Server([ctower, "proxy", "tcp://127.0.0.1:{port}", *addresses, "--codec", "http",
-                        "--timeout", "1", "--admin", f"tcp://127.0.0.1:{admin}"])
+                        "--timeout", "1", "--admin", f"tcp://127.0.0.1:{admin}",
+                        "--access-log", access_log])
         servers.append(proxy)
         prom = start_prometheus(tmp, admin)
         servers.append(prom)
@@ -218,6 +251,7 @@ def main():
             code = s.stop()
             if code != 0:
                 fail(f"exit {code}: {''.join(s.stderr_lines[-20:])}")
+        check_access_log(access_log, sent, result["errors"], addresses)
         if sanitizer_report(servers):
             fail("a sanitizer's report")
     finally:

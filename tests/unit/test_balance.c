@@ -414,6 +414,7 @@ Test(balance, a_left_out_endpoint_comes_back_after_its_pause) {
                   (unsigned long long)(uv_now(&H.uv) - start));
     cr_assert_not(stats(0).left_out);
     cr_assert_eq(stats(0).failures, 1);
+    cr_assert_eq(ct_counter_read(&layer.metrics.ejections), 1);
     unwrap(2);
 }
 
@@ -866,6 +867,9 @@ Test(balance, a_removed_endpoint_drains_then_is_handed_back) {
     H_RUN_UNTIL(nhanded_back == 1);
     cr_assert_eq(handed_back[0], &eps[1].service);
     cr_assert(!eps[1].closed, "the layer closed what it handed back");
+    cr_assert_eq(ct_counter_read(&layer.metrics.added), 2);
+    cr_assert_eq(ct_counter_read(&layer.metrics.removed), 1);
+    cr_assert_eq(ct_gauge_read(&layer.metrics.endpoints), 1);
     cr_assert_eq(ct_balance_endpoint_stats(&layer, 1, &st), CT_EINVAL, "the id is free");
     ep_complete_all(&eps[0], 0);
     for (i = 0; i < N; i++) {

@@ -54,6 +54,19 @@ Test(breaker, it_opens_after_failures_in_a_row_and_then_fails_fast) {
     cr_assert_eq(inner.calls, 3, "a call reached the service while open");
     cr_assert_eq(stats().rejected, 2);
     cr_assert_eq(H.live_msgs, 0, "a refused request was not freed");
+    {
+        /* its metrics, as an admin endpoint shows them */
+        ct_stats_t st;
+        const ct_stats_t *loops[1] = {&st};
+        static char out[8192];
+        ct_stats_init(&st);
+        cr_assert_eq(ct_breaker_add_stats(&breaker, &st, "backend=\"a\""), 0);
+        cr_assert(ct_stats_write(loops, 1, out, sizeof out) < sizeof out);
+        cr_assert(strstr(out, "ctower_breaker_open{backend=\"a\"} 1\n"), "%s", out);
+        cr_assert(strstr(out, "ctower_breaker_opens_total{backend=\"a\"} 1\n"), "%s", out);
+        cr_assert(strstr(out, "ctower_breaker_rejected_total{backend=\"a\"} 2\n"), "%s", out);
+        ct_stats_free(&st);
+    }
     h_close_service(&breaker.service);
 }
 
@@ -99,6 +112,8 @@ Test(breaker, the_probe_after_the_pause_closes_it) {
     H_RUN_UNTIL(probe.calls);
     cr_assert_eq(probe.status, 0);
     cr_assert_eq(stats().state, CT_BREAKER_CLOSED);
+    cr_assert_eq(ct_counter_read(&breaker.metrics.closes), 1);
+    cr_assert_eq(ct_gauge_read(&breaker.metrics.open), 0);
     cr_assert_eq(call_answered(12, 0), 0);
     h_close_service(&breaker.service);
 }

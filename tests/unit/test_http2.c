@@ -381,6 +381,9 @@ Test(http2, a_request_too_large_for_the_server_resets_its_stream) {
     cr_assert_eq(conn.failed, 0, "%s", ct_err_name(conn.first_status));
     cr_assert_eq(conn.wrong, 10);
     cr_assert_str_eq(conn.last_error, "CANCEL");
+    /* the listener's sessions counted the resets they sent, and every stream */
+    cr_assert_eq(ct_counter_read(&N.listener.stats.http2.resets_sent), 10);
+    cr_assert_eq(ct_counter_read(&N.listener.stats.http2.streams), 30);
     h2_close(&conn);
     net_stop(&N.svc.service);
 }
@@ -480,6 +483,8 @@ Test(http2, a_flood_of_frames_that_do_no_work_is_closed) {
     h_raw_write(&raw, flood + HALF * FRAME, (FLOOD - HALF) * FRAME);
     H_RUN_UNTIL(raw.end);
     cr_assert(got_goaway(&raw, 0xb), "GOAWAY ENHANCE_YOUR_CALM before the end");
+    cr_assert_eq(ct_counter_read(&N.listener.stats.http2.floods), 1);
+    cr_assert_geq(ct_counter_read(&N.listener.stats.http2.goaways_sent), 1);
     cr_assert_eq(conn.failed, 0);
     cr_assert_eq(conn.wrong, 0);
     h_raw_close(&raw);

@@ -43,6 +43,8 @@ Test(timeout, a_silent_service_times_out_once) {
     cr_assert_eq(held.cancels, 1, "the inner op was canceled");
     h_turns(3);
     cr_assert_eq(r.calls, 1);
+    cr_assert_eq(ct_counter_read(&layer.metrics.timeouts), 1);
+    cr_assert_eq(ct_counter_read(&layer.metrics.deadlines), 0);
     unwrap();
 }
 
@@ -187,6 +189,8 @@ Test(timeout, a_deadline_before_the_timeout_ends_the_call_with_its_cause) {
     cr_assert_eq(r.status, CT_ETIMEDOUT);
     cr_assert_eq(r.cause, CT_EDEADLINE);
     cr_assert_eq(held.cancels, 1);
+    cr_assert_eq(ct_counter_read(&layer.metrics.deadlines), 1, "counted as the caller's deadline");
+    cr_assert_eq(ct_counter_read(&layer.metrics.timeouts), 0);
     unwrap();
 }
 

@@ -237,6 +237,14 @@ static void round_trip(const char *address, int multiplex, const char *cert_name
     ct_listener_counts(&listener, &accepted, &failed);
     cr_assert_eq(accepted, CONNS);
     cr_assert_eq(failed, 0);
+    /* its streams counted the handshakes, and at least the ciphertext of
+     * every payload each way */
+    cr_assert_eq(ct_counter_read(&listener.stats.streams.tls_handshakes), CONNS);
+    cr_assert_eq(ct_counter_read(&listener.stats.streams.tls_failures), 0);
+    cr_assert_geq(ct_counter_read(&listener.stats.streams.bytes_read),
+                  (uint64_t)CONNS * PER_CONN * PAYLOAD);
+    cr_assert_geq(ct_counter_read(&listener.stats.streams.bytes_written),
+                  (uint64_t)CONNS * PER_CONN * PAYLOAD);
     for (i = 0; i < CONNS; i++)
         close_conn(&conns[i]);
     stop_listening();
@@ -388,6 +396,8 @@ Test(tls, a_client_that_does_not_speak_tls_is_dropped) {
     cr_assert_eq(plain.answered, 0);
     cr_assert_eq(plain.errors, DEPTH, "each request in flight fails once");
     cr_assert_eq(plain.first_error, CT_ERECVBROKEN, "%s", ct_err_name(plain.first_error));
+    cr_assert_eq(ct_counter_read(&listener.stats.streams.tls_failures), 1);
+    cr_assert_eq(ct_counter_read(&listener.stats.streams.tls_handshakes), 0);
     close_conn(&plain);
     still_serves();
     stop_listening();
