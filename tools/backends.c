@@ -42,16 +42,17 @@ static void *on_backend_call(void *ctx, const ct_op_t *op, const void *request) 
     return NULL;
 }
 
-/* Over the rest, an observing layer: the backend's requests, errors by
- * kind and latency, as the proxy sees them. */
+/* --access-log: over the rest, an observing layer whose hook tells the
+ * log which backend each request goes to (and counts the backend's
+ * requests, errors and latency: ctower_backend_*). Without a log there is
+ * none: the balancer counts each backend's calls and errors for less. */
 static int add_observe(backend_set_t *s, backend_t *b) {
     ct_observe_config_t cfg = {0};
     int r;
+    if (!s->log) return 0;
     cfg.max_in_flight = BACKEND_IN_FLIGHT;
-    if (s->log) {
-        cfg.on_start = on_backend_call;
-        cfg.hooks_ctx = b;
-    }
+    cfg.on_start = on_backend_call;
+    cfg.hooks_ctx = b;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &s->wire->pool;
     if ((r = ct_observe_init(&b->observe, s->ct, b->top, &cfg)) != 0) {
@@ -70,7 +71,7 @@ static int register_stats(backend_set_t *s, backend_t *b) {
     int r;
     if (!s->stats) return 0;
     snprintf(labels, sizeof labels, "backend=\"%s\"", b->address);
-    if ((r = ct_observe_add_stats(&b->observe, s->stats, "ctower_backend", labels)) ||
+    if ((s->log && (r = ct_observe_add_stats(&b->observe, s->stats, "ctower_backend", labels))) ||
         (r = ct_reconnect_add_stats(&b->client, s->stats, labels)) ||
         (r = ct_timeout_add_stats(&b->timeout, s->stats, labels)))
         return r;
@@ -174,6 +175,24 @@ static int in_use(const backend_set_t *s, const char *address) {
 
 static void on_backend_closed(ct_service_t *svc);
 
+/* The balancer's counts of backend b (calls, errors by kind, in flight,
+ * ejections), under its address. */
+static void register_endpoint(backend_set_t *s, backend_t *b) {
+    char labels[300];
+    int r;
+    if (!s->stats) return;
+    snprintf(labels, sizeof labels, "backend=\"%s\"", b->address);
+    if ((r = ct_balance_endpoint_add_stats(&s->balance, (size_t)b->id, s->stats, labels)) != 0)
+        fprintf(stderr, "ctower proxy: backend %s: its metrics: %s\n", b->address, ct_strerror(r));
+}
+
+/* Before the balancer lets go of b's endpoint (its counts go with it). */
+static void unregister_endpoint(backend_set_t *s, backend_t *b) {
+    if (s->stats)
+        ct_stats_remove(s->stats, ct_balance_endpoint_metrics(&s->balance, (size_t)b->id),
+                        sizeof(ct_balance_endpoint_metrics_t));
+}
+
 /* Adds a backend for address to the balancer. */
 static int add(backend_set_t *s, const char *address) {
     backend_t *b;
@@ -190,6 +209,7 @@ static int add(backend_set_t *s, const char *address) {
         return -1;
     }
     s->list[s->n++] = b;
+    register_endpoint(s, b);
     return 0;
 }
 
@@ -221,9 +241,12 @@ int backend_set_reload(backend_set_t *s) {
     for (i = 0; i < s->n; i++) {
         backend_t *b = s->list[i];
         if (b->removing || named(names, n, b->address)) continue;
+        unregister_endpoint(s, b); /* while the balancer still has it */
         if (ct_balance_remove(&s->balance, (size_t)b->id, on_removed, b) == 0) {
             b->removing = 1;
             removed++;
+        } else {
+            register_endpoint(s, b); /* refused (shutting down): it stays */
         }
     }
     for (i = 0; i < n; i++)
@@ -293,8 +316,10 @@ int backend_set_init(backend_set_t *s, ct_loop_t *ct, const options_t *o, wire_t
         return 0;
     }
     if (balance_init(s) != 0) return -1;
-    for (i = 0; i < s->n; i++)
+    for (i = 0; i < s->n; i++) {
         if ((s->list[i]->id = ct_balance_add(&s->balance, s->list[i]->top)) < 0) return -1;
+        register_endpoint(s, s->list[i]);
+    }
     return 0;
 }
 

@@ -72,7 +72,7 @@ typedef struct proxy {
     ct_retry_t retry;
     ct_limit_t limit;      /* --max-in-flight, --rate */
     filter_t filter;       /* --codec resp or http */
-    ct_observe_t observe;  /* the top: the proxy's requests, and --access-log's hooks */
+    ct_observe_t observe;  /* --access-log: the top, whose hooks write the log */
     ct_service_t *service; /* the top of the stack so far */
     ct_listener_t listener;
     uv_signal_t sigint, sigterm, sigusr1, sighup;
@@ -207,21 +207,21 @@ static int limit_init(proxy_t *p, const options_t *o) {
     return ct_limit_add_stats(&p->limit, &p->stats, NULL);
 }
 
-/* On top of everything, an observing layer: the proxy's requests as its
- * clients see them (ctower_proxy_*), and --access-log's hooks. */
+/* With --access-log, on top of everything, an observing layer whose hooks
+ * write the log (and which counts ctower_proxy_*). Without it the
+ * listener's servers count the requests, errors and latency, for less. */
 static int observe_init(proxy_t *p, const options_t *o) {
     ct_observe_config_t cfg = {0};
     int r;
+    if (!o->access_log) return 0;
     cfg.max_in_flight = TOP_IN_FLIGHT;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &p->wire.pool;
-    if (o->access_log) {
-        if (access_log_open(&p->log, &p->uv, o->access_log, TOP_IN_FLIGHT, o->http) != 0) return -1;
-        cfg.on_start = access_log_start;
-        cfg.on_called = access_log_called;
-        cfg.on_end = access_log_end;
-        cfg.hooks_ctx = &p->log;
-    }
+    if (access_log_open(&p->log, &p->uv, o->access_log, TOP_IN_FLIGHT, o->http) != 0) return -1;
+    cfg.on_start = access_log_start;
+    cfg.on_called = access_log_called;
+    cfg.on_end = access_log_end;
+    cfg.hooks_ctx = &p->log;
     if ((r = ct_observe_init(&p->observe, &p->ct, p->service, &cfg)) != 0) {
         fprintf(stderr, "ctower proxy: observing layer: %s\n", ct_strerror(r));
         return r;

@@ -77,6 +77,27 @@ const char *ct_strerror(int err);
  * Never NULL. */
 const char *ct_err_name(int err);
 
+/* The kinds errors are counted by (stats.h: a "kind" label), from a
+ * status; a layer or server that counts errors counts them by these. */
+typedef enum ct_error_kind {
+    CT_KIND_TIMEOUT,     /* CT_ETIMEDOUT (a layer's timeout or the caller's deadline) */
+    CT_KIND_OVERLOADED,  /* CT_EOVERLOADED */
+    CT_KIND_CANCELED,    /* CT_ECANCELED */
+    CT_KIND_BROKEN,      /* the connection broke: CT_ESENDBROKEN, CT_ERECVBROKEN, CT_EDESYNC */
+    CT_KIND_CONNECT,     /* could not connect: CT_ECONNECT, CT_ETLS, CT_ETLSVERIFY */
+    CT_KIND_OPEN,        /* a breaker open: CT_EOPEN */
+    CT_KIND_UNAVAILABLE, /* no way to the service: CT_ENOENDPOINT, CT_ECLOSED, CT_ESHUTDOWN */
+    CT_KIND_REFUSED,     /* a request refused as bad or slow: CT_EMALFORMED, CT_EFRAMETOOLARGE,
+                          * CT_EHEADERTOOLARGE, CT_EREQTIMEOUT */
+    CT_KIND_OTHER,       /* anything else (a service's own errors) */
+    CT_KIND_COUNT
+} ct_error_kind_t;
+
+ct_error_kind_t ct_error_kind(int status);
+
+/* "timeout", "overloaded", ...: the label value of a kind. */
+const char *ct_error_kind_name(ct_error_kind_t kind);
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,7 +73,9 @@ struct ct_loop {
     /* shared buffers: allocated at their first lend, freed by close */
     uint8_t *shared[2];
     int shared_lent[2];
-    uint64_t rng; /* ct_loop_random's state */
+    uint64_t rng;      /* ct_loop_random's state */
+    uint64_t clock_ns; /* ct_loop_clock_ns's reading, while clock_fresh */
+    int clock_fresh;
 };
 
 #define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -122,6 +124,25 @@ void ct_loop_return_buffer(ct_loop_t *loop, int which);
  * a generator of the loop's own (splitmix64), seeded from the system's
  * random source when the loop was initialized. */
 uint64_t ct_loop_random(ct_loop_t *loop);
+
+/* A batch's clock (uv_hrtime's, ns): read once per batch of work, the
+ * first time it is asked for after ct_loop_clock_stale(), which the loop
+ * calls as each drain of its queues begins and a stream as each read
+ * callback begins. Requests that arrived in one read share its reading,
+ * as they shared the socket; what a server times with it (its latency
+ * histogram) is known to within the batch that read or answered it, for
+ * two clock reads per batch instead of two per request. */
+static inline uint64_t ct_loop_clock_ns(ct_loop_t *loop) {
+    if (!loop->clock_fresh) {
+        loop->clock_ns = uv_hrtime();
+        loop->clock_fresh = 1;
+    }
+    return loop->clock_ns;
+}
+
+static inline void ct_loop_clock_stale(ct_loop_t *loop) {
+    loop->clock_fresh = 0;
+}
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@
 
 #include "ctower/budget.h"
 #include "ctower/context.h"
+#include "ctower/error.h"
 #include "ctower/service.h"
 #include "ctower/stats.h"
 #include "ctower/tag_store.h"
@@ -63,7 +64,14 @@ typedef int (*ct_server_context_fn)(void *ctx, const void *request, uint64_t now
 typedef struct ct_server_stats {
     ct_counter_t requests;  /* read */
     ct_counter_t responses; /* handed to the transport (on_error's included) */
-    ct_counter_t errors;    /* answered by on_error, or ending the connection */
+    /* requests that ended in an error (answered by on_error, or ending the
+     * connection), by kind (error.h) */
+    ct_counter_t errors[CT_KIND_COUNT];
+    /* From the read of a request to the hand-off of its response to the
+     * transport, in ns, on the loop's batch clock (loop.h): to within the
+     * batches that read and answered it; 0 for one answered in the batch
+     * that read it. */
+    ct_histogram_t latency;
 } ct_server_stats_t;
 
 typedef struct ct_server_config {

@@ -69,8 +69,20 @@ int64_t ct_gauge_read(const ct_gauge_t *g);
 
 void ct_histogram_init(ct_histogram_t *h);
 
-/* The bucket of value v, and the values bucket i holds: [low, high]. */
-size_t ct_histogram_bucket(uint64_t v);
+/* The bucket of value v (inline: it is on the hot path), and the values
+ * bucket i holds: [low, high]. Values below 64 have a bucket each; above,
+ * the power of two (the highest bit) picks 32 buckets and the next 5 bits
+ * one of them. */
+static inline size_t ct_histogram_bucket(uint64_t v) {
+    unsigned msb;
+    size_t i;
+    if (v < 2 * CT_HISTOGRAM_SUB) return (size_t)v;
+    msb = 63u - (unsigned)__builtin_clzll(v);
+    i = 2 * CT_HISTOGRAM_SUB + (size_t)(msb - 6) * CT_HISTOGRAM_SUB +
+        (size_t)((v >> (msb - 5)) - CT_HISTOGRAM_SUB);
+    return i < CT_HISTOGRAM_BUCKETS ? i : CT_HISTOGRAM_BUCKETS - 1;
+}
+
 void ct_histogram_bucket_range(size_t i, uint64_t *low, uint64_t *high);
 
 static inline void ct_histogram_record(ct_histogram_t *h, uint64_t v) {

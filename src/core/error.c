@@ -41,3 +41,39 @@ const char *ct_err_name(int err) {
     if (ct_err_is_service(err)) return "CT_SERVICE_ERROR";
     return uv_err_name(err);
 }
+
+/* ---- kinds, for counting ------------------------------------------------- */
+
+ct_error_kind_t ct_error_kind(int status) {
+    switch (status) {
+    case CT_ETIMEDOUT:
+        return CT_KIND_TIMEOUT;
+    case CT_EOVERLOADED:
+        return CT_KIND_OVERLOADED;
+    case CT_ECANCELED:
+        return CT_KIND_CANCELED;
+    case CT_ESENDBROKEN:
+    case CT_ERECVBROKEN:
+    case CT_EDESYNC:
+        return CT_KIND_BROKEN;
+    case CT_ECONNECT:
+    case CT_ETLS:
+    case CT_ETLSVERIFY:
+        return CT_KIND_CONNECT;
+    case CT_EOPEN:
+        return CT_KIND_OPEN;
+    case CT_ENOENDPOINT:
+    case CT_ECLOSED:
+    case CT_ESHUTDOWN:
+        return CT_KIND_UNAVAILABLE;
+    default:
+        return CT_KIND_OTHER;
+    }
+}
+
+const char *ct_error_kind_name(ct_error_kind_t kind) {
+    static const char *const names[CT_KIND_COUNT] = {"timeout",     "overloaded", "canceled",
+                                                     "broken",      "connect",    "open",
+                                                     "unavailable", "refused",    "other"};
+    return (unsigned)kind < CT_KIND_COUNT ? names[kind] : "other";
+}

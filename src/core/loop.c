@@ -51,6 +51,7 @@ static int queue_empty(const ct_loop_t *loop, const ct_link_t *queue) {
 
 static void on_check(uv_check_t *check) {
     ct_loop_t *loop = CT_CONTAINER_OF(check, ct_loop_t, check);
+    ct_loop_clock_stale(loop);
     run_queue(loop, &loop->tasks);
     if (ct_list_empty(&loop->tasks) && ct_list_empty(&loop->flushes)) {
         uv_idle_stop(&loop->idle);
@@ -60,6 +61,7 @@ static void on_check(uv_check_t *check) {
 
 static void on_prepare(uv_prepare_t *prepare) {
     ct_loop_t *loop = CT_CONTAINER_OF(prepare, ct_loop_t, prepare);
+    ct_loop_clock_stale(loop);
     run_queue(loop, &loop->flushes);
     if (ct_list_empty(&loop->flushes)) {
         uv_prepare_stop(&loop->prepare);
@@ -76,6 +78,7 @@ int ct_loop_init(ct_loop_t *loop, uv_loop_t *uv) {
     loop->prepare_active = 0;
     loop->closing = 0;
     loop->close_cb = NULL;
+    loop->clock_fresh = 0;
     ct_list_init(&loop->tasks);
     ct_list_init(&loop->flushes);
     ct_list_init(&loop->drain_mark);

@@ -24,15 +24,6 @@ void ct_histogram_init(ct_histogram_t *h) {
     memset(h, 0, sizeof *h);
 }
 
-size_t ct_histogram_bucket(uint64_t v) {
-    unsigned msb;
-    size_t i;
-    if (v < EXACT) return (size_t)v;
-    msb = 63u - (unsigned)__builtin_clzll(v);
-    i = EXACT + (size_t)(msb - (SUB_BITS + 1)) * SUB + (size_t)((v >> (msb - SUB_BITS)) - SUB);
-    return i < CT_HISTOGRAM_BUCKETS ? i : CT_HISTOGRAM_BUCKETS - 1;
-}
-
 void ct_histogram_bucket_range(size_t i, uint64_t *low, uint64_t *high) {
     unsigned msb, shift;
     if (i < EXACT) {

@@ -10,6 +10,7 @@
 #include "failure.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +20,10 @@ typedef struct ct_balance_endpoint {
     ct_service_t *svc;
     ct_waker_t waker; /* given to svc's poll_ready: wakes the layer's waiters */
     ct_balance_t *layer;
-    size_t in_flight;
-    uint64_t out_until; /* loop time before which it is left out */
+    ct_balance_endpoint_metrics_t metrics; /* its in_flight is the load's count */
+    uint64_t out_until;                    /* loop time before which it is left out */
     unsigned failures_in_a_row;
     int dead;
-    uint64_t calls;
     uint64_t failures;
     double rtt_ns;      /* CT_BALANCE_PEAK_EWMA: the estimate, as of rtt_stamp */
     uint64_t rtt_stamp; /* ns */
@@ -68,6 +68,7 @@ static __attribute__((noinline)) void note_error(ct_balance_t *b, endpoint_t *ep
     ep->failures++;
     ep->failures_in_a_row++;
     ct_counter_add(&b->metrics.ejections, 1);
+    ct_counter_add(&ep->metrics.ejections, 1);
     pause = ct_backoff_ms(&b->rng, b->cfg.pause_min_ms, b->cfg.pause_max_ms, ep->failures_in_a_row);
     ep->out_until = now_ms(b) + pause;
 }
@@ -135,9 +136,10 @@ static void observe_rtt(ct_balance_t *b, endpoint_t *ep, uint64_t sent) {
 
 /* Whether a is less loaded than c. */
 static inline int lighter(const ct_balance_t *b, const endpoint_t *a, const endpoint_t *c) {
-    if (b->cfg.load == CT_BALANCE_IN_FLIGHT) return a->in_flight < c->in_flight;
-    return rtt_at(b, a, b->now_ns) * (double)(a->in_flight + 1) <
-           rtt_at(b, c, b->now_ns) * (double)(c->in_flight + 1);
+    if (b->cfg.load == CT_BALANCE_IN_FLIGHT)
+        return a->metrics.in_flight.value < c->metrics.in_flight.value;
+    return rtt_at(b, a, b->now_ns) * (double)(a->metrics.in_flight.value + 1) <
+           rtt_at(b, c, b->now_ns) * (double)(c->metrics.in_flight.value + 1);
 }
 
 /* ---- picking ----------------------------------------------------------------- */
@@ -247,14 +249,16 @@ static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
     ct_balance_t *b = e->layer;
     endpoint_t *ep = e->endpoint;
-    ep->in_flight--;
+    ct_gauge_add(&ep->metrics.in_flight, -1);
     if (b->cfg.load == CT_BALANCE_PEAK_EWMA && status != CT_ECANCELED)
         observe_rtt(b, ep, e->sent_ns); /* (a failure's time says something too) */
     if (status == 0)
         ep->failures_in_a_row = 0;
     else if (status != CT_ECANCELED) /* (which says nothing of the endpoint) */
         note_error(b, ep, status, op->cause);
-    if (ep->removed_cb && ep->in_flight == 0 && !b->closed) /* (closing: the layer closes it) */
+    if (status < 0) ct_counter_add(&ep->metrics.errors[ct_error_kind(status)], 1);
+    if (ep->removed_cb && ep->metrics.in_flight.value == 0 &&
+        !b->closed) /* (closing: the layer closes it) */
         ct_task_post(b->service.loop, &ep->removed_task);
     give_back(b, e);
     ct_entry_answer(&e->outer, op, status, response, b->cfg.free_msg, b->cfg.free_ctx);
@@ -305,8 +309,8 @@ static int balance_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e->endpoint = ep;
     if (b->cfg.load == CT_BALANCE_PEAK_EWMA) e->sent_ns = b->now_ns = uv_hrtime();
     op->slot = e->index;
-    ep->in_flight++;
-    ep->calls++;
+    ct_gauge_add(&ep->metrics.in_flight, 1);
+    ct_counter_add(&ep->metrics.calls, 1);
     return 0;
 }
 
@@ -418,7 +422,7 @@ int ct_balance_remove(ct_balance_t *b, size_t id, ct_balance_removed_cb cb, void
     ep->removed_cb = cb;
     ep->removed_ctx = ctx;
     b->draining++;
-    if (ep->in_flight == 0) ct_task_post(b->service.loop, &ep->removed_task);
+    if (ep->metrics.in_flight.value == 0) ct_task_post(b->service.loop, &ep->removed_task);
     return 0;
 }
 
@@ -580,9 +584,9 @@ int ct_balance_init(ct_balance_t *b, ct_loop_t *loop, const ct_balance_config_t 
 int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpoint_stats_t *out) {
     const endpoint_t *ep;
     if (!b || !out || id >= b->nslots || !(ep = b->slots[id])) return CT_EINVAL;
-    out->calls = ep->calls;
+    out->calls = ct_counter_read(&ep->metrics.calls);
     out->failures = ep->failures;
-    out->in_flight = ep->in_flight;
+    out->in_flight = (size_t)ep->metrics.in_flight.value;
     out->left_out = !ep->dead && ep->out_until > now_ms(b);
     out->dead = ep->dead;
     out->removing = ep->removed_cb != NULL;
@@ -603,4 +607,33 @@ int ct_balance_add_stats(ct_balance_t *b, ct_stats_t *s, const char *labels) {
     return ct_stats_add_counter(s, "ctower_balance_ejections_total", labels,
                                 "Failures that left an endpoint out for a while.",
                                 &b->metrics.ejections);
+}
+
+const ct_balance_endpoint_metrics_t *ct_balance_endpoint_metrics(const ct_balance_t *b, size_t id) {
+    return b && id < b->nslots && b->slots[id] ? &b->slots[id]->metrics : NULL;
+}
+
+int ct_balance_endpoint_add_stats(ct_balance_t *b, size_t id, ct_stats_t *s, const char *labels) {
+    const ct_balance_endpoint_metrics_t *m = ct_balance_endpoint_metrics(b, id);
+    char with_kind[512];
+    int r, k;
+    if (!m) return CT_EINVAL;
+    if (!labels) labels = "";
+    if ((r = ct_stats_add_counter(s, "ctower_balance_endpoint_calls_total", labels,
+                                  "Calls given to the endpoint.", &m->calls)) ||
+        (r = ct_stats_add_gauge(s, "ctower_balance_endpoint_in_flight", labels,
+                                "The endpoint's calls not answered yet.", &m->in_flight)) ||
+        (r = ct_stats_add_counter(s, "ctower_balance_endpoint_ejections_total", labels,
+                                  "Failures that left the endpoint out for a while.",
+                                  &m->ejections)))
+        return r;
+    for (k = 0; k < CT_KIND_COUNT; k++) {
+        int n = snprintf(with_kind, sizeof with_kind, "%s%skind=\"%s\"", labels,
+                         labels[0] ? "," : "", ct_error_kind_name((ct_error_kind_t)k));
+        if (n < 0 || (size_t)n >= sizeof with_kind) return CT_EINVAL;
+        if ((r = ct_stats_add_counter(s, "ctower_balance_endpoint_errors_total", with_kind,
+                                      "The endpoint's calls that failed, by kind.", &m->errors[k])))
+            return r;
+    }
+    return 0;
 }

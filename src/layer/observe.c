@@ -16,39 +16,6 @@ typedef struct ct_observe_entry {
     ct_observe_t *layer;
 } entry_t;
 
-ct_error_kind_t ct_error_kind(int status) {
-    switch (status) {
-    case CT_ETIMEDOUT:
-        return CT_KIND_TIMEOUT;
-    case CT_EOVERLOADED:
-        return CT_KIND_OVERLOADED;
-    case CT_ECANCELED:
-        return CT_KIND_CANCELED;
-    case CT_ESENDBROKEN:
-    case CT_ERECVBROKEN:
-    case CT_EDESYNC:
-        return CT_KIND_BROKEN;
-    case CT_ECONNECT:
-    case CT_ETLS:
-    case CT_ETLSVERIFY:
-        return CT_KIND_CONNECT;
-    case CT_EOPEN:
-        return CT_KIND_OPEN;
-    case CT_ENOENDPOINT:
-    case CT_ECLOSED:
-    case CT_ESHUTDOWN:
-        return CT_KIND_UNAVAILABLE;
-    default:
-        return CT_KIND_OTHER;
-    }
-}
-
-const char *ct_error_kind_name(ct_error_kind_t kind) {
-    static const char *const names[CT_KIND_COUNT] = {
-        "timeout", "overloaded", "canceled", "broken", "connect", "open", "unavailable", "other"};
-    return (unsigned)kind < CT_KIND_COUNT ? names[kind] : "other";
-}
-
 /* The caller is answered (or has canceled): the call ends here for the
  * layer, whatever the inner op does later. */
 static void end_call(ct_observe_t *o, entry_t *e, int status, int cause, const void *response) {

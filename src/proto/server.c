@@ -27,6 +27,7 @@ struct ct_server_slot {
     int replaced;     /* the response is on_error's: it is not replaced twice */
     size_t bytes;     /* of its request and response, for max_bytes */
     ct_context_t ctx; /* the request's, when op.ctx points to it */
+    uint64_t read_ns; /* with stats: the batch clock when it was read */
 };
 
 typedef struct ct_server_slot slot_t;
@@ -178,7 +179,8 @@ static void drop_if_late(ct_server_t *srv, slot_t *s, int *status, void **respon
 /* The slot has its outcome; in completion order it may now leave. */
 static inline void settle(ct_server_t *srv, slot_t *s, int status, void *response) {
     if (s->op.ctx) drop_if_late(srv, s, &status, &response);
-    if (status < 0 && srv->cfg.stats) ct_counter_add(&srv->cfg.stats->errors, 1);
+    if (status < 0 && srv->cfg.stats)
+        ct_counter_add(&srv->cfg.stats->errors[ct_error_kind(status)], 1);
     if (status < 0 && replacement_for(srv, s, status, &response)) status = 0;
     if (status == 0) {
         s->response = response;
@@ -278,8 +280,14 @@ static int replace_refused(ct_server_t *srv, slot_t *s, int status) {
 }
 
 /* The response at the head of the send queue is now the transport's. */
-static inline void sent(ct_server_t *srv, size_t index) {
-    if (srv->cfg.stats) ct_counter_add(&srv->cfg.stats->responses, 1);
+/* (always inlined: it runs per response, and the stats made it too big for
+ * the compiler to inline by itself) */
+static inline __attribute__((always_inline)) void sent(ct_server_t *srv, size_t index) {
+    if (srv->cfg.stats) {
+        ct_counter_add(&srv->cfg.stats->responses, 1);
+        ct_histogram_record(&srv->cfg.stats->latency,
+                            ct_loop_clock_ns(srv->loop) - srv->slots[index].read_ns);
+    }
     srv->slots[index].response = NULL;
     ring_pop(srv->send_queue, srv->cap, &srv->send_head, &srv->send_count);
     release_slot(srv, index);
@@ -362,6 +370,7 @@ static slot_t *new_slot(ct_server_t *srv, void *msg, uint32_t tag, const ct_cont
     s->replaced = 0;
     s->tag = tag;
     s->bytes = 0;
+    if (srv->cfg.stats) s->read_ns = ct_loop_clock_ns(srv->loop);
     hold(srv, s, msg);
     if (srv->in_order)
         ring_push(srv->send_queue, srv->cap, srv->send_head, &srv->send_count, index);
@@ -381,7 +390,10 @@ static int answer_at_once(ct_server_t *srv, void *msg, uint32_t tag) {
     if (status == 0) {
         if (srv->cfg.set_tag) srv->cfg.set_tag(response, tag);
         if (ct_transport_send(srv->transport, response) == 0) {
-            if (srv->cfg.stats) ct_counter_add(&srv->cfg.stats->responses, 1);
+            if (srv->cfg.stats) { /* answered in the batch that read it */
+                ct_counter_add(&srv->cfg.stats->responses, 1);
+                ct_histogram_record(&srv->cfg.stats->latency, 0);
+            }
             return 1;
         }
     }

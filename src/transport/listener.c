@@ -410,7 +410,7 @@ int ct_listener_shutdown(ct_listener_t *l, uint64_t deadline_ms, ct_listener_clo
 
 int ct_listener_add_stats(ct_listener_t *l, ct_stats_t *s, const char *labels) {
     const ct_server_stats_t *sv = l->cfg.server.stats;
-    int r;
+    int r, k;
     if ((r = ct_stats_add_counter(s, "ctower_listener_connections_accepted_total", labels,
                                   "Connections accepted.", &l->stats.accepted)) ||
         (r = ct_stats_add_counter(s, "ctower_listener_accept_errors_total", labels,
@@ -428,10 +428,22 @@ int ct_listener_add_stats(ct_listener_t *l, ct_stats_t *s, const char *labels) {
                                   &sv->requests)) ||
         (r = ct_stats_add_counter(s, "ctower_server_responses_total", labels,
                                   "Responses handed to the transport.", &sv->responses)) ||
-        (r = ct_stats_add_counter(s, "ctower_server_errors_total", labels,
-                                  "Requests that ended in an error (answered by on_error or not).",
-                                  &sv->errors)))
+        (r = ct_stats_add_histogram(s, "ctower_server_latency_seconds", labels,
+                                    "From a request's read to its response's hand-off (to within "
+                                    "a loop's batch of work).",
+                                    1e-9, &sv->latency)))
         return r;
+    for (k = 0; k < CT_KIND_COUNT; k++) {
+        char with_kind[512];
+        int n = snprintf(with_kind, sizeof with_kind, "%s%skind=\"%s\"", labels ? labels : "",
+                         labels && labels[0] ? "," : "", ct_error_kind_name((ct_error_kind_t)k));
+        if (n < 0 || (size_t)n >= sizeof with_kind) return CT_EINVAL;
+        if ((r = ct_stats_add_counter(s, "ctower_server_errors_total", with_kind,
+                                      "Requests that ended in an error (answered by on_error or "
+                                      "not), by kind.",
+                                      &sv->errors[k])))
+            return r;
+    }
     if ((r = ct_stream_add_stats(l->cfg.stream.stats, s, "ctower_listener", labels))) return r;
     return l->cfg.http2 ? ct_http2_add_stats(l->http2.stats, s, "ctower_listener_http2", labels)
                         : 0;

@@ -163,6 +163,7 @@ static void count(ct_counter_t *c, ssize_t n) {
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     ct_stream_t *s = stream->data;
+    ct_loop_clock_stale(s->transport.loop); /* a batch begins */
     if (s->cfg.stats) count(&s->cfg.stats->bytes_read, nread);
     if (s->tls) {
         tls_on_read(s, nread, (const uint8_t *)buf->base);

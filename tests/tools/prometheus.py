@@ -115,10 +115,12 @@ def plot(path, port, start, end, killed, kill_at):
         import matplotlib.pyplot as plt
     except ImportError:
         fail("--plot needs matplotlib: scripts/install-deps.sh --plot installs it")
-    rate = query_range(port, "rate(ctower_proxy_requests_total[2s])", start, end)
-    p99 = query_range(port, "histogram_quantile(0.99, rate(ctower_proxy_latency_seconds_bucket[2s]))",
+    rate = query_range(port, 'rate(ctower_server_requests_total{listener="main"}[2s])', start, end)
+    p99 = query_range(port, "histogram_quantile(0.99, rate(ctower_server_latency_seconds_bucket"
+                      '{listener="main"}[2s]))',
                       start, end)
-    errors = query_range(port, f'sum(rate(ctower_backend_errors_total{{backend="{killed}"}}[2s]))',
+    errors = query_range(port,
+                         f'sum(rate(ctower_balance_endpoint_errors_total{{backend="{killed}"}}[2s]))',
                          start, end)
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
     series = ((rate, "requests/s", 1e-3, "thousand requests/s"),
@@ -211,39 +213,45 @@ def main():
         time.sleep(2.5)  # two scrapes after the last request
         end = time.time()
 
-        requests = scalar(prom.port, "ctower_proxy_requests_total")
+        requests = scalar(prom.port, 'ctower_server_requests_total{listener="main"}')
         if requests is None:
-            fail("no ctower_proxy_requests_total in Prometheus")
+            fail("no ctower_server_requests_total in Prometheus")
         if int(requests) != sent:
             fail(f"Prometheus says the proxy counted {requests:.0f} requests; bench sent {sent}")
-        print(f"ok: ctower_proxy_requests_total {requests:.0f} = bench's {sent} requests")
+        logged = scalar(prom.port, "ctower_proxy_requests_total")  # (the access log's layer)
+        if logged != requests:
+            fail(f"ctower_proxy_requests_total {logged}, the proxy's server {requests}")
+        print(f"ok: ctower_server_requests_total {requests:.0f} = bench's {sent} requests "
+              "= the access log's layer's")
 
         killed = addresses[1]
-        errors = scalar(prom.port, f'sum(ctower_backend_errors_total{{backend="{killed}"}})')
+        errors = scalar(prom.port,
+                        f'sum(ctower_balance_endpoint_errors_total{{backend="{killed}"}})')
         kinds = {r["metric"]["kind"]: float(r["value"][1]) for r in
-                 query(prom.port, f'ctower_backend_errors_total{{backend="{killed}"}} > 0')}
+                 query(prom.port, f'ctower_balance_endpoint_errors_total{{backend="{killed}"}} > 0')}
         ejections = scalar(prom.port, "ctower_balance_ejections_total")
-        proxy_errors = scalar(prom.port, "sum(ctower_proxy_errors_total)")
+        proxy_errors = scalar(prom.port, 'sum(ctower_server_errors_total{listener="main"})')
         if not errors or not ejections:
             fail(f"after the kill: errors of {killed} {errors}, ejections {ejections}")
         if proxy_errors != result["errors"]:
             fail(f"the proxy counted {proxy_errors} errors, bench got {result['errors']} 502s")
-        alive_errors = scalar(prom.port,
-                              f'sum(ctower_backend_errors_total{{backend="{addresses[0]}"}})')
+        alive_errors = scalar(
+            prom.port, f'sum(ctower_balance_endpoint_errors_total{{backend="{addresses[0]}"}})')
         if alive_errors:
             fail(f"the backend left alive has {alive_errors} errors")
         print(f"ok: the killed backend's errors {errors:.0f} {kinds}, ejections {ejections:.0f}, "
               f"the proxy's errors {proxy_errors:.0f} = bench's 502s; the other backend 0")
 
-        q = scalar(prom.port, "histogram_quantile(0.99, sum by (le) "
-                              f"(increase(ctower_proxy_latency_seconds_bucket[{end - start + 5:.0f}s])))")
+        window = f"{end - start + 5:.0f}s"
+        q = scalar(prom.port, "histogram_quantile(0.99, sum by (le) (increase("
+                              f'ctower_server_latency_seconds_bucket{{listener="main"}}[{window}])))')
         p50, p99, mx = result["p50_us"] * 1e-6, result["p99_us"] * 1e-6, result["max_us"] * 1e-6
         if q is None or q != q:
             fail("no latency quantile from Prometheus")
         if not (p50 / 4 <= q <= mx * 2.5):
             fail(f"the proxy's p99 from Prometheus, {q * 1e6:.0f} us, is not within bench's "
                  f"p50/4 {p50 / 4 * 1e6:.0f} us and max x 2.5 {mx * 2.5e6:.0f} us")
-        print(f"ok: histogram_quantile(0.99) of the proxy's latency {q * 1e6:.0f} us; bench "
+        print(f"ok: histogram_quantile(0.99) of the proxy's server latency {q * 1e6:.0f} us; bench "
               f"(client side) p50 {p50 * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us, max {mx * 1e6:.0f} us")
         if args.plot:
             plot(args.plot, prom.port, start, end, killed, args.kill_at)

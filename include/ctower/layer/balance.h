@@ -58,6 +58,7 @@
 #ifndef CTOWER_LAYER_BALANCE_H
 #define CTOWER_LAYER_BALANCE_H
 
+#include "ctower/error.h"
 #include "ctower/service.h"
 #include "ctower/stats.h"
 #include "ctower/transport.h"
@@ -117,14 +118,21 @@ typedef struct ct_balance_endpoint_stats {
 } ct_balance_endpoint_stats_t;
 
 /* What the balancer counts, all endpoints together (stats.h;
- * ct_balance_add_stats registers them). An endpoint's own calls, errors
- * and latency are an observing layer's over it (layer/observe.h). */
+ * ct_balance_add_stats registers them). */
 typedef struct ct_balance_metrics {
     ct_gauge_t endpoints;   /* endpoints that take calls */
     ct_counter_t added;     /* endpoints added (those of the config included) */
     ct_counter_t removed;   /* endpoints removed */
     ct_counter_t ejections; /* failures that left an endpoint out for a pause */
 } ct_balance_metrics_t;
+
+/* What the balancer counts of one endpoint (ct_balance_endpoint_add_stats). */
+typedef struct ct_balance_endpoint_metrics {
+    ct_counter_t calls;
+    ct_counter_t errors[CT_KIND_COUNT]; /* its calls that failed, by kind (error.h) */
+    ct_counter_t ejections;             /* failures that left it out for a pause */
+    ct_gauge_t in_flight;               /* the count its load is weighed by */
+} ct_balance_endpoint_metrics_t;
 
 struct ct_balance_endpoint;
 struct ct_balance_entry;
@@ -190,6 +198,20 @@ int ct_balance_endpoint_stats(const ct_balance_t *b, size_t id, ct_balance_endpo
  * ctower_balance_removed_total, ctower_balance_ejections_total. Returns 0
  * or ct_stats_add_*'s error. */
 int ct_balance_add_stats(ct_balance_t *b, ct_stats_t *stats, const char *labels);
+
+/* Endpoint id's metrics (NULL: no such id): valid until the endpoint is
+ * handed back after ct_balance_remove(), or the layer closes. */
+const ct_balance_endpoint_metrics_t *ct_balance_endpoint_metrics(const ct_balance_t *b, size_t id);
+
+/* Registers endpoint id's metrics in stats with labels (may be NULL; say,
+ * 'backend="ADDRESS"'): ctower_balance_endpoint_calls_total,
+ * ctower_balance_endpoint_in_flight, ctower_balance_endpoint_ejections_total,
+ * ctower_balance_endpoint_errors_total{kind=...}. Before removing the
+ * endpoint, take them out of stats: ct_stats_remove(stats,
+ * ct_balance_endpoint_metrics(b, id), sizeof (ct_balance_endpoint_metrics_t)).
+ * Returns 0, CT_EINVAL (no such id) or ct_stats_add_*'s error. */
+int ct_balance_endpoint_add_stats(ct_balance_t *b, size_t id, ct_stats_t *stats,
+                                  const char *labels);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,7 @@
 #ifndef CTOWER_LAYER_OBSERVE_H
 #define CTOWER_LAYER_OBSERVE_H
 
+#include "ctower/error.h"
 #include "ctower/service.h"
 #include "ctower/stats.h"
 #include "ctower/transport.h"
@@ -39,24 +40,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The kinds errors are counted by (the "kind" label), from a status. */
-typedef enum ct_error_kind {
-    CT_KIND_TIMEOUT,     /* CT_ETIMEDOUT (a layer's timeout or the caller's deadline) */
-    CT_KIND_OVERLOADED,  /* CT_EOVERLOADED */
-    CT_KIND_CANCELED,    /* CT_ECANCELED */
-    CT_KIND_BROKEN,      /* the connection broke: CT_ESENDBROKEN, CT_ERECVBROKEN, CT_EDESYNC */
-    CT_KIND_CONNECT,     /* could not connect: CT_ECONNECT, CT_ETLS, CT_ETLSVERIFY */
-    CT_KIND_OPEN,        /* a breaker open: CT_EOPEN */
-    CT_KIND_UNAVAILABLE, /* no way to the service: CT_ENOENDPOINT, CT_ECLOSED, CT_ESHUTDOWN */
-    CT_KIND_OTHER,       /* anything else (a service's own errors) */
-    CT_KIND_COUNT
-} ct_error_kind_t;
-
-ct_error_kind_t ct_error_kind(int status);
-
-/* "timeout", "overloaded", ...: the label value of a kind. */
-const char *ct_error_kind_name(ct_error_kind_t kind);
 
 typedef struct ct_observe_metrics {
     ct_counter_t requests;
