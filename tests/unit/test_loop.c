@@ -195,3 +195,31 @@ Test(loop_close, a_buffer_lent_when_the_loop_closes_is_freed_when_it_comes_back)
     uv_run(&uv, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&uv), 0);
 }
+
+/* The batch clock: one reading for a batch of work, a fresh one for the next. */
+static uint64_t clock_seen[2];
+static int clock_tasks;
+static void read_clock_task(ct_task_t *task) {
+    (void)task;
+    uint64_t first = ct_loop_clock_ns(&H.ct);
+    uv_sleep(2);
+    cr_assert_eq(ct_loop_clock_ns(&H.ct), first, "the clock moved within a batch");
+    clock_seen[clock_tasks++] = first;
+}
+
+Test(loop, the_batch_clock_holds_within_a_drain_and_moves_between_them) {
+    ct_task_t a, b;
+    uint64_t before = uv_hrtime();
+    clock_tasks = 0;
+    ct_task_init(&a, read_clock_task);
+    ct_task_init(&b, read_clock_task);
+    ct_task_post(&H.ct, &a);
+    uv_run(&H.uv, UV_RUN_NOWAIT);
+    uv_sleep(2);
+    ct_task_post(&H.ct, &b);
+    uv_run(&H.uv, UV_RUN_NOWAIT);
+    cr_assert_eq(clock_tasks, 2);
+    cr_assert_geq(clock_seen[0], before);
+    cr_assert_geq(clock_seen[1], clock_seen[0] + 4000000, "a later drain kept an old reading");
+    cr_assert_leq(clock_seen[1], uv_hrtime());
+}

@@ -961,19 +961,48 @@ static void on_steady(ct_op_t *op, int status, void *response) {
     }
 }
 
+/* Tracing hooks that keep their spans in a fixed table, as a user's would
+ * hand them to a tracer that owns its memory. */
+static long spans_started, spans_ended;
+static char span_table[64];
+
+static void *on_span_start(void *ctx, const ct_op_t *op, const void *request) {
+    (void)ctx, (void)op, (void)request;
+    return &span_table[spans_started++ % sizeof span_table];
+}
+
+static void on_span_end(void *ctx, void *span, const ct_op_t *op, int status, int cause,
+                        const void *response, uint64_t duration_ns) {
+    (void)ctx, (void)op, (void)status, (void)cause, (void)response, (void)duration_ns;
+    cr_assert(span != NULL);
+    spans_ended++;
+}
+
 /* Through rc, or through a retry layer over it (which copies every request,
- * from the pool), with or without a context on every call. */
-static void reconnect_steady_state(int multiplex, int with_retry, int with_context) {
+ * from the pool), with or without a context on every call, with or without
+ * an observing layer on top (its metrics registered, its hooks set). */
+static void reconnect_steady_state(int multiplex, int with_retry, int with_context,
+                                   int with_observe) {
     enum { DEPTH = 16, WARMUP = 10000, MEASURED = 10000 };
     static ct_op_t ops[DEPTH];
     static ct_context_t contexts[DEPTH];
     static ct_retry_t retry;
+    static ct_observe_t observe;
+    ct_stats_t stats;
     long allocs;
     start(&echo.service, multiplex);
     if (with_retry) {
         ct_retry_config_t cfg = retry_config();
         cr_assert_eq(ct_retry_init(&retry, &H.ct, &rc.service, &cfg), 0);
         calls_to = &retry.service;
+    }
+    ct_stats_init(&stats);
+    if (with_observe) {
+        ct_observe_config_t ocfg = {.on_start = on_span_start, .on_end = on_span_end};
+        cr_assert_eq(ct_observe_init(&observe, &H.ct, calls_to, &ocfg), 0);
+        cr_assert_eq(ct_observe_add_stats(&observe, &stats, "test_client", "side=\"client\""), 0);
+        calls_to = &observe.service;
+        spans_started = spans_ended = 0;
     }
     steady_issued = steady_done = steady_errors = 0;
     steady_total = WARMUP + MEASURED;
@@ -998,28 +1027,40 @@ static void reconnect_steady_state(int multiplex, int with_retry, int with_conte
     H_RUN_UNTIL(steady_done + steady_errors == steady_total);
     cr_assert_eq(steady_errors, 0);
     cr_assert_eq(allocs, 0, "%ld allocations for %d requests after warm-up", allocs, MEASURED);
-    if (with_retry) {
+    if (with_observe) {
+        cr_assert_eq(spans_started, steady_total);
+        cr_assert_eq(spans_ended, steady_total);
+        cr_assert_eq(ct_counter_read(&observe.metrics.responses), (uint64_t)steady_total);
+        cr_assert_eq(observe.metrics.latency.count, (uint64_t)steady_total);
+        cr_assert_eq(ct_service_close(&observe.service, on_rc_closed), 0); /* closes the rest */
+        H_RUN_UNTIL(rc_closed);
+    } else if (with_retry) {
         cr_assert_eq(ct_service_close(&retry.service, on_rc_closed), 0); /* closes rc too */
         H_RUN_UNTIL(rc_closed);
     }
+    ct_stats_free(&stats);
     finish();
     h_run();
     ct_buf_pool_destroy(&pool);
 }
 
 Test(alloc, pipeline_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(0, 0, 0);
+    reconnect_steady_state(0, 0, 0, 0);
 }
 
 Test(alloc, multiplex_through_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(1, 0, 0);
+    reconnect_steady_state(1, 0, 0, 0);
 }
 
 Test(alloc, through_a_retry_layer_over_the_reconnecting_client_allocates_nothing_per_request) {
-    reconnect_steady_state(0, 1, 0);
+    reconnect_steady_state(0, 1, 0, 0);
 }
 
 Test(alloc, with_a_context_on_every_call_allocates_nothing_per_request) {
-    reconnect_steady_state(1, 1, 1);
+    reconnect_steady_state(1, 1, 1, 0);
+}
+
+Test(alloc, through_an_observing_layer_with_hooks_and_stats_allocates_nothing_per_request) {
+    reconnect_steady_state(1, 1, 1, 1);
 }
 #endif

@@ -245,6 +245,12 @@ static void round_trip(const char *address, int multiplex, const char *cert_name
                   (uint64_t)CONNS * PER_CONN * PAYLOAD);
     cr_assert_geq(ct_counter_read(&listener.stats.streams.bytes_written),
                   (uint64_t)CONNS * PER_CONN * PAYLOAD);
+    /* its servers counted every request and timed every answer */
+    cr_assert_eq(ct_counter_read(&listener.stats.servers.requests), (uint64_t)CONNS * PER_CONN);
+    cr_assert_eq(ct_counter_read(&listener.stats.servers.responses), (uint64_t)CONNS * PER_CONN);
+    cr_assert_eq(listener.stats.servers.latency.count, (uint64_t)CONNS * PER_CONN);
+    for (i = 0; i < CT_KIND_COUNT; i++)
+        cr_assert_eq(ct_counter_read(&listener.stats.servers.errors[i]), 0);
     for (i = 0; i < CONNS; i++)
         close_conn(&conns[i]);
     stop_listening();
