@@ -86,7 +86,7 @@ static inline void stop_reading_if_full(ct_server_t *srv) {
     }
 }
 
-static void release_slot(ct_server_t *srv, size_t index) {
+static inline __attribute__((always_inline)) void release_slot(ct_server_t *srv, size_t index) {
     unhold(srv, &srv->slots[index]);
     srv->slots[index].state = SLOT_FREE;
     srv->free_slots[srv->nfree_stack++] = index;
