@@ -22,6 +22,30 @@ cc -Wall -Wextra -Werror $(pkg-config --cflags ctower) \
    "$libdir/libctower.a" $(pkg-config --libs libuv)
 "$prefix/echo_pc" | grep -qx "Hello, ctower"
 
+# pkg-config alone, against the shared library, on a machine without the
+# OpenSSL and nghttp2 dev packages: only ctower.pc and libuv's are visible.
+# The flags name the prefix plainly and none of those libraries.
+only_pc="$prefix/only-pc"
+mkdir -p "$only_pc"
+cp "$libdir/pkgconfig/ctower.pc" "$(pkg-config --variable=pcfiledir libuv)/libuv.pc" "$only_pc/"
+flags=$(PKG_CONFIG_LIBDIR="$only_pc" PKG_CONFIG_PATH= pkg-config --cflags --libs ctower)
+case " $flags " in
+*-lssl* | *-lcrypto* | *-lnghttp2* | *-lhttp_parser* | *..*)
+  echo "install check: pkg-config --cflags --libs ctower gave: $flags" >&2
+  exit 1
+  ;;
+esac
+case " $flags " in *" -I$prefix/include "*) ;; *)
+  echo "install check: the include path is not $prefix/include: $flags" >&2
+  exit 1
+  ;;
+esac
+# shellcheck disable=SC2086 # $flags is a list of flags
+cc -Wall -Wextra -Werror "$src_dir/examples/echo_channel.c" -o "$prefix/echo_shared" $flags
+LD_LIBRARY_PATH="$libdir" "$prefix/echo_shared" | grep -qx "Hello, ctower"
+LD_LIBRARY_PATH="$libdir" ldd "$prefix/echo_shared" | grep -q "$libdir/libctower.so" ||
+  { echo "install check: echo_shared is not linked to the installed libctower.so" >&2; exit 1; }
+
 # CMake package.
 mkdir -p "$prefix/consumer"
 cat > "$prefix/consumer/CMakeLists.txt" <<CMAKE
@@ -34,4 +58,4 @@ CMAKE
 cmake -S "$prefix/consumer" -B "$prefix/consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/consumer/build" >/dev/null
 "$prefix/consumer/build/echo_cmake" | grep -qx "Hello, ctower"
-echo "install check passed: pkg-config and find_package consumers built and ran"
+echo "install check passed: pkg-config (static, and shared without the dev packages of OpenSSL and nghttp2) and find_package consumers built and ran"
