@@ -146,9 +146,10 @@ int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd)
             if (positional(o, cmd, argv, i) != 0) return -1;
             continue;
         }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return OPTIONS_HELP;
         if (!takes(cmd, a)) {
-            fprintf(stderr, "ctower %s: %s is not an option of %s\n", command_names[cmd], a,
-                    command_names[cmd]);
+            fprintf(stderr, "ctower %s: %s is not an option of %s (ctower %s --help)\n",
+                    command_names[cmd], a, command_names[cmd], command_names[cmd]);
             return -1;
         }
         if (strcmp(a, "--json") == 0) { /* the flags, which take no value */

@@ -55,9 +55,12 @@ typedef struct options {
     ct_tls_config_t client_tls_cfg, server_tls_cfg;
 } options_t;
 
+enum { OPTIONS_HELP = 1 };
+
 /* Parses argv[first..argc) into o (defaults already set) for cmd: serve
  * and call take an address and only their own options, call also its
- * messages. Returns 0, or -1 after printing what was wrong. */
+ * messages. Returns 0, OPTIONS_HELP where -h or --help stands as an
+ * option, or -1 after printing what was wrong. */
 int options_parse(options_t *o, int argc, char **argv, int first, command_t cmd);
 
 /* Makes the TLS contexts the options ask for (for bench without --server,

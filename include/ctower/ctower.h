@@ -42,9 +42,6 @@
 #include "ctower/layer/shard.h"
 #include "ctower/layer/breaker.h"
 #include "ctower/layer/observe.h"
-
-#define CTOWER_VERSION_MAJOR 0
-#define CTOWER_VERSION_MINOR 1
-#define CTOWER_VERSION_PATCH 0
+#include "ctower/version.h"
 
 #endif

@@ -38,6 +38,31 @@ expect_exit 0 "$ctower" --help
 grep -q "ctower bench" "$tmp/out" || fail "--help shows no usage"
 expect_exit 2 "$ctower"
 expect_exit 2 "$ctower" frobnicate
+grep -q "unknown command 'frobnicate'" "$tmp/err" || fail "an unknown command is not named"
+# --version: the library's, as the header says it
+version=$(sed -n 's/^#define CT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
+  "$(dirname "$0")/../../include/ctower/version.h" | paste -sd.)
+[ -n "$version" ] || fail "no version in include/ctower/version.h"
+expect_exit 0 "$ctower" --version
+grep -qx "ctower $version" "$tmp/out" || fail "--version printed '$(cat "$tmp/out")', not $version"
+# each command's own help, by --help, -h and `ctower help COMMAND`, exit 0
+for cmd in serve bench proxy call; do
+  for form in "$cmd --help" "$cmd -h" "help $cmd"; do
+    # shellcheck disable=SC2086 # $form is the words of the command line
+    expect_exit 0 "$ctower" $form
+    grep -q "^  ctower $cmd " "$tmp/out" || fail "'ctower $form' shows no usage of $cmd"
+    for other in serve bench proxy call; do
+      [ "$other" = "$cmd" ] || ! grep -q "^  ctower $other " "$tmp/out" ||
+        fail "'ctower $form' shows $other's usage too"
+    done
+  done
+done
+expect_exit 0 "$ctower" serve tcp://127.0.0.1:1 --help # after other arguments too
+grep -q "^  ctower serve " "$tmp/out" || fail "serve ADDR --help shows no usage"
+expect_exit 0 "$ctower" help
+grep -q "ctower proxy" "$tmp/out" || fail "'ctower help' shows no usage"
+expect_exit 2 "$ctower" help frobnicate
+grep -q "unknown command" "$tmp/err" || fail "'ctower help frobnicate' is not refused"
 expect_exit 2 "$ctower" bench --depth 0
 grep -q "depth" "$tmp/err" || fail "a bad --depth is not explained"
 expect_exit 2 "$ctower" bench --mode multiplex --codec line

@@ -38,3 +38,11 @@ Test(error, service_codes_round_trip) {
     cr_assert_str_eq(ct_err_name(CT_SERVICE_ERROR(7)), "CT_SERVICE_ERROR");
     cr_assert_str_eq(ct_strerror(CT_SERVICE_ERROR(7)), "service-specific error");
 }
+
+Test(version, the_library_reports_the_version_of_its_headers) {
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", CT_VERSION_MAJOR, CT_VERSION_MINOR, CT_VERSION_PATCH);
+    cr_assert_str_eq(ct_version_string(), want);
+    cr_assert_eq(ct_version(), (unsigned)CT_VERSION_HEX);
+    cr_assert_eq(ct_version() >> 16, (unsigned)CT_VERSION_MAJOR);
+}
