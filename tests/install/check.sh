@@ -12,6 +12,14 @@ test -f "$prefix/include/ctower/ctower.h"
 libdir=$(ls -d "$prefix"/lib* | head -n 1)
 test -f "$libdir/libctower.a"
 test -f "$libdir/pkgconfig/ctower.pc"
+# Its manual page, which renders without a warning and tells every command.
+man1="$prefix/share/man/man1/ctower.1"
+test -f "$man1"
+manual=$(groff -man -Tascii -P-cbou -ww "$man1" 2>"$prefix/groff.err")
+[ ! -s "$prefix/groff.err" ] || { cat "$prefix/groff.err" >&2; exit 1; }
+for cmd in serve bench proxy call help; do
+  grep -q "ctower $cmd" <<<"$manual" || { echo "install check: ctower(1) lacks $cmd" >&2; exit 1; }
+done
 # The tool comes with the library, and runs from where it was installed.
 "$prefix/bin/ctower" bench --connections 2 --depth 2 --requests 200 --json | grep -q '"errors": 0,'
 
