@@ -6,7 +6,7 @@
 # bench/compare-redis (ctower bench and redis-benchmark against redis-server),
 # `make compare-proxy` bench/compare-proxy (ctower proxy and twemproxy),
 # `make proxy-cost` bench/proxy-cost (instructions per request of the proxy's stacks),
-# `make buffer-bench` bench/buffer_bench.c (calls through the buffer layer, across threads),
+# `make share-bench` bench/share_bench.c (calls through the share layer, across threads),
 # `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side),
 # `make compare-http` bench/compare-http (ctower serve --codec http and nginx),
 # `make hostile` bench/hostile (the hostile suite's attacks on ctower serve, nginx and h2o).
@@ -16,7 +16,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost buffer-bench tls-cost hostile example test test-plain test-asan fuzz-long install format clean
+.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost share-bench tls-cost hostile example test test-plain test-asan fuzz-long install format clean
 
 all: build
 
@@ -62,9 +62,9 @@ hostile: build
 tls-cost: build
 	bench/tls-cost $(BUILD)
 
-buffer-bench: build
-	./$(BUILD)/buffer_bench 1 3 64
-	./$(BUILD)/buffer_bench 1 3 1024
+share-bench: build
+	./$(BUILD)/share_bench 1 3 64
+	./$(BUILD)/share_bench 1 3 1024
 
 example: build
 	./$(BUILD)/examples/echo_channel
@@ -76,7 +76,7 @@ example: build
 	./$(BUILD)/examples/http2
 	./$(BUILD)/examples/reconnect
 	./$(BUILD)/examples/balance
-	./$(BUILD)/examples/buffer_threads
+	./$(BUILD)/examples/share_threads
 
 test: test-plain test-asan
 

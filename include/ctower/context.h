@@ -12,7 +12,7 @@
  * so one deadline serves every layer of a process without arithmetic: a
  * proxy that spent 3 ms has 3 ms less to give its backend without doing
  * anything. Every loop of a process reads the same monotonic clock, so a
- * deadline may cross to another loop (ct_buffer_t). On the wire it travels
+ * deadline may cross to another loop (ct_share_t). On the wire it travels
  * as the time left (ct_context_format_timeout) and comes back absolute on
  * the receiver's clock: two hosts never compare their clocks.
  *

@@ -37,7 +37,7 @@
 #include "ctower/layer/retry.h"
 #include "ctower/layer/balance.h"
 #include "ctower/layer/limit.h"
-#include "ctower/layer/buffer.h"
+#include "ctower/layer/share.h"
 #include "ctower/layer/hedge.h"
 #include "ctower/layer/shard.h"
 #include "ctower/layer/breaker.h"

@@ -56,14 +56,14 @@ else
 fi
 REQUESTS=x "$src/bench/proxy-cost" "$build" >/dev/null 2>&1 && fail "proxy-cost took REQUESTS=x"
 pgrep -f "proxy-cost|serve1.sock|serve2.sock" >/dev/null && fail "proxy-cost left a server running"
-# buffer_bench: three paths, each with calls/s and a ratio to direct (1.00).
-out=$("$build/buffer_bench" 0.05 1 16 2>&1) || fail "buffer_bench exited $?: $out"
+# share_bench: three paths, each with calls/s and a ratio to direct (1.00).
+out=$("$build/share_bench" 0.05 1 16 2>&1) || fail "share_bench exited $?: $out"
 for path in direct "same loop" "other thread"; do
   echo "$out" | grep -Eq "^$path +[1-9][0-9]* +[0-9]+\.[0-9]{2}$" ||
-    fail "buffer_bench printed no figure for $path: $out"
+    fail "share_bench printed no figure for $path: $out"
 done
-echo "$out" | grep -Eq "^direct +[0-9]+ +1\.00$" || fail "buffer_bench's direct ratio is not 1: $out"
-"$build/buffer_bench" 0 >/dev/null 2>&1 && fail "buffer_bench took 0 seconds"
+echo "$out" | grep -Eq "^direct +[0-9]+ +1\.00$" || fail "share_bench's direct ratio is not 1: $out"
+"$build/share_bench" 0 >/dev/null 2>&1 && fail "share_bench took 0 seconds"
 # The baseline's multiplex client tags its requests and matches the answers
 # by tag: against the echo servers, every request is answered.
 out=$("$build/baseline" --mode multiplex --connections 2 --depth 8 --duration 0.3 --json) ||

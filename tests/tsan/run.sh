@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Builds the cross-thread stress programs with clang's ThreadSanitizer and
 # runs them. Used by ctest (not in the ASan build: the two cannot mix).
-#   buffer_stress: calls and cancels through a ct_buffer_handle_t to a
+#   share_stress: calls and cancels through a ct_share_handle_t to a
 #                  service on another thread (every op completes once);
 #   stats_stress: stats read (ct_stats_write) while two threads record;
-#   buffer_threads: examples/buffer_threads.c, four threads calling one
+#   share_threads: examples/share_threads.c, four threads calling one
 #                  service on the main thread.
 set -euo pipefail
 src_dir=$1
 out_dir=$2
 command -v clang >/dev/null || { echo "clang is required for the TSan test" >&2; exit 1; }
 mkdir -p "$out_dir"
-for program in tests/tsan/buffer_stress.c tests/tsan/stats_stress.c examples/buffer_threads.c; do
+for program in tests/tsan/share_stress.c tests/tsan/stats_stress.c examples/share_threads.c; do
   name=$(basename "$program" .c)
   # shellcheck disable=SC2046 # pkg-config's flags are several words
   clang -g -O1 -fsanitize=thread -I"$src_dir/include" "$src_dir/$program" \

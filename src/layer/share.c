@@ -1,19 +1,19 @@
-/* The buffer: calls from other loops to a service on its own.
+/* The share: calls from other loops to a service on its own.
  *
  * An entry belongs to its handle and carries one call both ways. Its state
- * says who has it, and changes only under the buffer's lock:
+ * says who has it, and changes only under the share's lock:
  *   FREE    the handle's (in its free list, or being filled in);
- *   QUEUED  in the buffer's submitted list: the handle may still take it
+ *   QUEUED  in the share's submitted list: the handle may still take it
  *           back (cancel) under the lock;
- *   TAKEN   the buffer loop's (waiting for the inner service's READY, or in
+ *   TAKEN   the share loop's (waiting for the inner service's READY, or in
  *           flight in it); a cancel is a message (the cancels list);
  *   DONE    on its way back (the handle's done list, under its lock).
- * Whatever the buffer loop does with an entry, it does on its own thread;
+ * Whatever the share loop does with an entry, it does on its own thread;
  * the handle's loop touches entries only while they are FREE or DONE, and
  * the lock orders the hand-overs. The last thing each side does with the
  * other's memory, a wake-up, happens under the lock that the other side
  * takes before it may free that memory. */
-#include "ctower/layer/buffer.h"
+#include "ctower/layer/share.h"
 #include "ctower/error.h"
 #include "../core/list.h"
 
@@ -22,25 +22,25 @@
 
 enum { E_FREE, E_QUEUED, E_TAKEN, E_DONE };
 
-typedef struct ct_buffer_entry {
-    ct_op_t inner;  /* the call in the inner service (buffer loop) */
+typedef struct ct_share_entry {
+    ct_op_t inner;  /* the call in the inner service (share loop) */
     ct_op_t *outer; /* the caller's op (handle loop); NULL once answered */
     void *request;  /* until the inner service takes it */
     void *response;
     int status, cause;
-    int state;             /* under the buffer's lock */
-    int waiting;           /* (buffer loop) in buffer->waiting */
+    int state;             /* under the share's lock */
+    int waiting;           /* (share loop) in share->waiting */
     ct_link_t link;        /* free_entries, submitted, waiting, or done */
-    ct_link_t cancel_link; /* in buffer->cancels, or alone */
-    ct_buffer_handle_t *handle;
+    ct_link_t cancel_link; /* in share->cancels, or alone */
+    ct_share_handle_t *handle;
 } entry_t;
 
-/* ---- the buffer's side (its loop's thread) --------------------------------------- */
+/* ---- the share's side (its loop's thread) --------------------------------------- */
 
 /* Sends e back to its handle with an outcome; a request not taken by the
  * inner service goes back too, for the handle to free. */
-static void finish(ct_buffer_t *b, entry_t *e, int status, int cause, void *response) {
-    ct_buffer_handle_t *h = e->handle;
+static void finish(ct_share_t *b, entry_t *e, int status, int cause, void *response) {
+    ct_share_handle_t *h = e->handle;
     e->status = status;
     e->cause = cause;
     e->response = response;
@@ -56,23 +56,23 @@ static void finish(ct_buffer_t *b, entry_t *e, int status, int cause, void *resp
 
 static void on_inner_done(ct_op_t *op, int status, void *response) {
     entry_t *e = CT_CONTAINER_OF(op, entry_t, inner);
-    finish(e->handle->buffer, e, status, op->cause, response);
+    finish(e->handle->share, e, status, op->cause, response);
 }
 
 static void on_wakeup_closed(uv_handle_t *handle) {
-    ct_buffer_t *b = CT_CONTAINER_OF(handle, ct_buffer_t, wakeup);
+    ct_share_t *b = CT_CONTAINER_OF(handle, ct_share_t, wakeup);
     uv_mutex_destroy(&b->lock);
     ct_service_closed(&b->service);
 }
 
 static void on_inner_closed(ct_service_t *inner) {
-    ct_buffer_t *b = inner->owner;
+    ct_share_t *b = inner->owner;
     uv_close((uv_handle_t *)&b->wakeup, on_wakeup_closed);
 }
 
 /* Calls the inner service with the waiting entries, in order, each after a
  * READY; when closing, fails them instead. */
-static void pump(ct_buffer_t *b) {
+static void pump(ct_share_t *b) {
     int r;
     while (!ct_list_empty(&b->waiting)) {
         entry_t *e = CT_CONTAINER_OF(b->waiting.next, entry_t, link);
@@ -90,11 +90,11 @@ static void pump(ct_buffer_t *b) {
 }
 
 static void on_inner_ready(ct_waker_t *waker) {
-    pump(CT_CONTAINER_OF(waker, ct_buffer_t, ready));
+    pump(CT_CONTAINER_OF(waker, ct_share_t, ready));
 }
 
-/* A cancel from a handle, for an entry the buffer had taken. */
-static void cancel_taken(ct_buffer_t *b, entry_t *e) {
+/* A cancel from a handle, for an entry the share had taken. */
+static void cancel_taken(ct_share_t *b, entry_t *e) {
     if (e->waiting) { /* never called: it goes back as it came */
         ct_list_remove(&e->link);
         e->waiting = 0;
@@ -105,7 +105,7 @@ static void cancel_taken(ct_buffer_t *b, entry_t *e) {
 }
 
 static void on_wakeup(uv_async_t *async) {
-    ct_buffer_t *b = CT_CONTAINER_OF(async, ct_buffer_t, wakeup);
+    ct_share_t *b = CT_CONTAINER_OF(async, ct_share_t, wakeup);
     ct_link_t cancels, *node;
     size_t handles;
     ct_list_init(&cancels);
@@ -113,7 +113,7 @@ static void on_wakeup(uv_async_t *async) {
     for (node = b->submitted.next; node != &b->submitted; node = node->next) {
         entry_t *e = CT_CONTAINER_OF(node, entry_t, link);
         e->state = E_TAKEN;
-        e->waiting = 1; /* (a field of the buffer loop's: this is its thread) */
+        e->waiting = 1; /* (a field of the share loop's: this is its thread) */
     }
     ct_list_splice_back(&b->waiting, &b->submitted);
     ct_list_splice_back(&cancels, &b->cancels);
@@ -128,28 +128,28 @@ static void on_wakeup(uv_async_t *async) {
     }
 }
 
-static int buffer_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+static int share_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     (void)svc;
     (void)waker;
     return CT_ENOTSUP; /* call a handle */
 }
 
-static int buffer_call(ct_service_t *svc, void *request, ct_op_t *op) {
+static int share_call(ct_service_t *svc, void *request, ct_op_t *op) {
     (void)svc;
     (void)request;
     (void)op;
     return CT_ENOTSUP;
 }
 
-static void buffer_cancel(ct_service_t *svc, ct_op_t *op) {
+static void share_cancel(ct_service_t *svc, ct_op_t *op) {
     (void)svc;
     (void)op; /* never called: no op is ever pending here */
 }
 
 /* Calls still queued fail; the inner service closes once every handle has
- * (on_wakeup: each handle's detach wakes the buffer). */
-static void buffer_close(ct_service_t *svc) {
-    ct_buffer_t *b = (ct_buffer_t *)svc;
+ * (on_wakeup: each handle's detach wakes the share). */
+static void share_close(ct_service_t *svc) {
+    ct_share_t *b = (ct_share_t *)svc;
     uv_mutex_lock(&b->lock);
     b->closing = 1;
     uv_mutex_unlock(&b->lock);
@@ -157,11 +157,11 @@ static void buffer_close(ct_service_t *svc) {
     on_wakeup(&b->wakeup);
 }
 
-static const ct_service_vtable_t buffer_vtable = {
-    buffer_poll_ready, buffer_call, buffer_cancel, NULL, NULL, buffer_close, NULL,
+static const ct_service_vtable_t share_vtable = {
+    share_poll_ready, share_call, share_cancel, NULL, NULL, share_close, NULL,
 };
 
-int ct_buffer_init(ct_buffer_t *b, ct_service_t *inner) {
+int ct_share_init(ct_share_t *b, ct_service_t *inner) {
     int r;
     if (!b || !inner || inner->owner) return CT_EINVAL;
     memset(b, 0, sizeof *b);
@@ -170,7 +170,7 @@ int ct_buffer_init(ct_buffer_t *b, ct_service_t *inner) {
         uv_mutex_destroy(&b->lock);
         return r;
     }
-    ct_service_init(&b->service, inner->loop, &buffer_vtable);
+    ct_service_init(&b->service, inner->loop, &share_vtable);
     b->inner = inner;
     inner->owner = b;
     ct_list_init(&b->submitted);
@@ -182,36 +182,36 @@ int ct_buffer_init(ct_buffer_t *b, ct_service_t *inner) {
 
 /* ---- a handle's side (its loop's thread) ------------------------------------------ */
 
-static void free_msg(ct_buffer_handle_t *h, void *msg) {
+static void free_msg(ct_share_handle_t *h, void *msg) {
     if (msg && h->cfg.free_msg) h->cfg.free_msg(msg, h->cfg.free_ctx);
 }
 
 static void on_handle_wakeup_closed(uv_handle_t *handle) {
-    ct_buffer_handle_t *h = CT_CONTAINER_OF(handle, ct_buffer_handle_t, wakeup);
+    ct_share_handle_t *h = CT_CONTAINER_OF(handle, ct_share_handle_t, wakeup);
     uv_mutex_destroy(&h->lock);
     free(h->entries);
     h->entries = NULL;
     ct_service_closed(&h->service);
 }
 
-/* Every entry is home: the buffer forgets h, and h closes. */
-static void detach(ct_buffer_handle_t *h) {
-    ct_buffer_t *b = h->buffer;
+/* Every entry is home: the share forgets h, and h closes. */
+static void detach(ct_share_handle_t *h) {
+    ct_share_t *b = h->share;
     uv_mutex_lock(&b->lock);
     b->handles--;
-    uv_async_send(&b->wakeup); /* a closing buffer may be waiting for this */
+    uv_async_send(&b->wakeup); /* a closing share may be waiting for this */
     uv_mutex_unlock(&b->lock);
     uv_close((uv_handle_t *)&h->wakeup, on_handle_wakeup_closed);
 }
 
-static void give_back(ct_buffer_handle_t *h, entry_t *e) {
+static void give_back(ct_share_handle_t *h, entry_t *e) {
     e->state = E_FREE; /* (nobody else can see it now) */
     ct_list_push_back(&h->free_entries, &e->link);
     h->in_flight--;
 }
 
 static void on_handle_wakeup(uv_async_t *async) {
-    ct_buffer_handle_t *h = CT_CONTAINER_OF(async, ct_buffer_handle_t, wakeup);
+    ct_share_handle_t *h = CT_CONTAINER_OF(async, ct_share_handle_t, wakeup);
     ct_link_t done, *node;
     ct_list_init(&done);
     uv_mutex_lock(&h->lock);
@@ -235,15 +235,15 @@ static void on_handle_wakeup(uv_async_t *async) {
 }
 
 static int handle_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
-    ct_buffer_handle_t *h = (ct_buffer_handle_t *)svc;
+    ct_share_handle_t *h = (ct_share_handle_t *)svc;
     if (!ct_list_empty(&h->free_entries)) return CT_READY;
     if (waker) ct_waitq_add(&h->waiters, waker);
     return CT_PENDING;
 }
 
 static int handle_call(ct_service_t *svc, void *request, ct_op_t *op) {
-    ct_buffer_handle_t *h = (ct_buffer_handle_t *)svc;
-    ct_buffer_t *b = h->buffer;
+    ct_share_handle_t *h = (ct_share_handle_t *)svc;
+    ct_share_t *b = h->share;
     ct_link_t *node = ct_list_pop_front(&h->free_entries);
     entry_t *e;
     int closed;
@@ -255,7 +255,7 @@ static int handle_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e = CT_CONTAINER_OF(node, entry_t, link);
     e->outer = op;
     e->request = request;
-    /* read on the buffer's loop, after the lock below: the caller keeps it
+    /* read on the share's loop, after the lock below: the caller keeps it
      * unchanged until its op completes (context.h) */
     e->inner.ctx = op->ctx;
     op->slot = (size_t)(e - h->entries);
@@ -278,10 +278,10 @@ static int handle_call(ct_service_t *svc, void *request, ct_op_t *op) {
     return 0;
 }
 
-/* Takes e back from the buffer, or asks the buffer to let go of it: a
+/* Takes e back from the share, or asks the share to let go of it: a
  * queued entry comes back at once, a taken one by the done list. */
-static void recall(ct_buffer_handle_t *h, entry_t *e) {
-    ct_buffer_t *b = h->buffer;
+static void recall(ct_share_handle_t *h, entry_t *e) {
+    ct_share_t *b = h->share;
     int queued;
     uv_mutex_lock(&b->lock);
     queued = e->state == E_QUEUED;
@@ -301,7 +301,7 @@ static void recall(ct_buffer_handle_t *h, entry_t *e) {
 }
 
 static void handle_cancel(ct_service_t *svc, ct_op_t *op) {
-    ct_buffer_handle_t *h = (ct_buffer_handle_t *)svc;
+    ct_share_handle_t *h = (ct_share_handle_t *)svc;
     entry_t *e = &h->entries[op->slot];
     e->outer = NULL;
     ct_op_complete(op, CT_ECANCELED, 0, NULL);
@@ -310,7 +310,7 @@ static void handle_cancel(ct_service_t *svc, ct_op_t *op) {
 }
 
 static void handle_close(ct_service_t *svc) {
-    ct_buffer_handle_t *h = (ct_buffer_handle_t *)svc;
+    ct_share_handle_t *h = (ct_share_handle_t *)svc;
     size_t i;
     h->closing = 1;
     for (i = 0; i < h->cfg.max_in_flight; i++) {
@@ -328,8 +328,8 @@ static const ct_service_vtable_t handle_vtable = {
     handle_poll_ready, handle_call, handle_cancel, NULL, NULL, handle_close, NULL,
 };
 
-int ct_buffer_handle_init(ct_buffer_handle_t *h, ct_loop_t *loop, ct_buffer_t *b,
-                          const ct_buffer_handle_config_t *cfg) {
+int ct_share_handle_init(ct_share_handle_t *h, ct_loop_t *loop, ct_share_t *b,
+                         const ct_share_handle_config_t *cfg) {
     size_t i, n;
     int r;
     if (!h || !loop || !b) return CT_EINVAL;
@@ -337,7 +337,7 @@ int ct_buffer_handle_init(ct_buffer_handle_t *h, ct_loop_t *loop, ct_buffer_t *b
     if (cfg) h->cfg = *cfg;
     if (h->cfg.max_in_flight == 0) h->cfg.max_in_flight = 1024;
     n = h->cfg.max_in_flight;
-    uv_mutex_lock(&b->lock); /* attached first: a closing buffer refuses */
+    uv_mutex_lock(&b->lock); /* attached first: a closing share refuses */
     r = b->closing ? CT_ECLOSING : 0;
     if (r == 0) b->handles++;
     uv_mutex_unlock(&b->lock);
@@ -350,7 +350,7 @@ int ct_buffer_handle_init(ct_buffer_handle_t *h, ct_loop_t *loop, ct_buffer_t *b
     if ((r = uv_mutex_init(&h->lock)) != 0) goto fail_mutex;
     if ((r = uv_async_init(loop->uv, &h->wakeup, on_handle_wakeup)) != 0) goto fail_async;
     ct_service_init(&h->service, loop, &handle_vtable);
-    h->buffer = b;
+    h->share = b;
     ct_list_init(&h->free_entries);
     ct_list_init(&h->done);
     ct_waitq_init(&h->waiters);
@@ -358,7 +358,7 @@ int ct_buffer_handle_init(ct_buffer_handle_t *h, ct_loop_t *loop, ct_buffer_t *b
         entry_t *e = &h->entries[i];
         e->handle = h;
         ct_list_init(&e->cancel_link);
-        ct_op_init(&e->inner, on_inner_done); /* used on the buffer's loop */
+        ct_op_init(&e->inner, on_inner_done); /* used on the share's loop */
         ct_list_push_back(&h->free_entries, &e->link);
     }
     return 0;

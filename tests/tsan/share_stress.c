@@ -1,5 +1,5 @@
-/* ThreadSanitizer stress of the buffer layer: an echo service on a second
- * thread behind a ct_buffer_t, a handle on the main thread making N calls
+/* ThreadSanitizer stress of the share layer: an echo service on a second
+ * thread behind a ct_share_t, a handle on the main thread making N calls
  * (at most 64 in flight) and canceling some of them at random. Every op must
  * complete exactly once, with its own answer or CT_ECANCELED, and both loops
  * must close clean. Exits non-zero otherwise (TSan exits 66 on a race). */
@@ -14,14 +14,14 @@ static struct {
     uv_loop_t uv;
     ct_loop_t ct;
     ct_service_fn_t echo;
-    ct_buffer_t buffer;
+    ct_share_t share;
     uv_async_t close_request;
     uv_thread_t thread;
 } side;
 
 static uv_loop_t main_uv;
 static ct_loop_t main_ct;
-static ct_buffer_handle_t handle;
+static ct_share_handle_t handle;
 static ct_op_t ops[N];
 static int completions[N];
 static long completed, answered, canceled, wrong;
@@ -30,14 +30,14 @@ static void on_loop_closed(ct_loop_t *loop) {
     (void)loop;
 }
 
-static void on_buffer_closed(ct_service_t *svc) {
+static void on_share_closed(ct_service_t *svc) {
     (void)svc;
     ct_loop_close(&side.ct, on_loop_closed);
 }
 
 static void on_close_request(uv_async_t *async) {
     uv_close((uv_handle_t *)async, NULL);
-    ct_service_close(&side.buffer.service, on_buffer_closed);
+    ct_service_close(&side.share.service, on_share_closed);
 }
 
 static void run_side(void *arg) {
@@ -67,13 +67,13 @@ static void on_handle_closed(ct_service_t *svc) {
 }
 
 static int start(void) {
-    ct_buffer_handle_config_t cfg = {64, ct_buf_free_msg, NULL};
+    ct_share_handle_config_t cfg = {64, ct_buf_free_msg, NULL};
     if (uv_loop_init(&side.uv) || ct_loop_init(&side.ct, &side.uv)) return -1;
     ct_echo_service_init(&side.echo, &side.ct);
-    if (ct_buffer_init(&side.buffer, &side.echo.service)) return -1;
+    if (ct_share_init(&side.share, &side.echo.service)) return -1;
     if (uv_async_init(&side.uv, &side.close_request, on_close_request)) return -1;
     if (uv_loop_init(&main_uv) || ct_loop_init(&main_ct, &main_uv)) return -1;
-    if (ct_buffer_handle_init(&handle, &main_ct, &side.buffer, &cfg)) return -1;
+    if (ct_share_handle_init(&handle, &main_ct, &side.share, &cfg)) return -1;
     return uv_thread_create(&side.thread, run_side, NULL);
 }
 
@@ -120,7 +120,7 @@ int main(void) {
     if (uv_loop_close(&main_uv) || uv_loop_close(&side.uv))
         return fprintf(stderr, "handles left\n"), 1;
     if (canceled == 0 || answered == 0) return fprintf(stderr, "no cancel or no answer\n"), 1;
-    printf("buffer_stress: %d calls, %ld answered, %ld canceled, each once\n", N, answered,
+    printf("share_stress: %d calls, %ld answered, %ld canceled, each once\n", N, answered,
            canceled);
     return 0;
 }

@@ -1,14 +1,14 @@
-/* The buffer: a service on a loop in another thread, called through a
+/* The share: a service on a loop in another thread, called through a
  * handle on the test's loop. Answers in order of their own requests, the
  * inner service's back-pressure, cancel wherever the call is, close of a
- * handle with calls under way, a buffer closed before its handle, and
+ * handle with calls under way, a share closed before its handle, and
  * random runs with exactly-once completion. */
 #include "testutil.h"
 
 #include <stdatomic.h>
 #include <string.h>
 
-TestSuite(buffer, .init = h_setup, .fini = h_teardown);
+TestSuite(share, .init = h_setup, .fini = h_teardown);
 
 /* ---- the other thread: a loop with a slow echo service --------------------------- */
 
@@ -29,9 +29,9 @@ static struct side {
     ct_loop_t ct;
     uv_thread_t thread;
     slow_t inner;
-    ct_buffer_t buffer;
-    uv_async_t close_request; /* the test thread asks for the buffer's close */
-    atomic_int buffer_closed;
+    ct_share_t share;
+    uv_async_t close_request; /* the test thread asks for the share's close */
+    atomic_int share_closed;
     atomic_long freed; /* test messages freed on this side */
     atomic_long calls, cancels;
 } side;
@@ -109,15 +109,15 @@ static void on_side_loop_closed(ct_loop_t *loop) {
     (void)loop;
 }
 
-static void on_buffer_closed(ct_service_t *svc) {
+static void on_share_closed(ct_service_t *svc) {
     (void)svc;
-    atomic_store(&side.buffer_closed, 1);
+    atomic_store(&side.share_closed, 1);
     ct_loop_close(&side.ct, on_side_loop_closed);
 }
 
 static void on_close_request(uv_async_t *async) {
     uv_close((uv_handle_t *)async, NULL);
-    cr_assert_eq(ct_service_close(&side.buffer.service, on_buffer_closed), 0);
+    cr_assert_eq(ct_service_close(&side.share.service, on_share_closed), 0);
 }
 
 static void side_run(void *arg) {
@@ -125,11 +125,11 @@ static void side_run(void *arg) {
     uv_run(&side.uv, UV_RUN_DEFAULT);
 }
 
-/* The other loop, with the slow service (capacity, tick_ms) under a buffer;
- * its thread runs until the buffer is closed. */
+/* The other loop, with the slow service (capacity, tick_ms) under a share;
+ * its thread runs until the share is closed. */
 static void side_start(size_t capacity, uint64_t tick_ms) {
     memset(&side.inner, 0, sizeof side.inner);
-    atomic_store(&side.buffer_closed, 0);
+    atomic_store(&side.share_closed, 0);
     atomic_store(&side.freed, 0);
     atomic_store(&side.calls, 0);
     atomic_store(&side.cancels, 0);
@@ -142,24 +142,24 @@ static void side_start(size_t capacity, uint64_t tick_ms) {
     cr_assert_eq(uv_timer_init(&side.uv, &side.inner.timer), 0);
     side.inner.timer.data = &side.inner;
     if (tick_ms) uv_timer_start(&side.inner.timer, on_tick, tick_ms, tick_ms);
-    cr_assert_eq(ct_buffer_init(&side.buffer, &side.inner.service), 0);
+    cr_assert_eq(ct_share_init(&side.share, &side.inner.service), 0);
     cr_assert_eq(uv_async_init(&side.uv, &side.close_request, on_close_request), 0);
     cr_assert_eq(uv_thread_create(&side.thread, side_run, NULL), 0);
 }
 
-/* Closes the buffer (on its thread), waits for the thread, and counts the
+/* Closes the share (on its thread), waits for the thread, and counts the
  * messages freed there as freed. */
 static void side_stop(void) {
     uv_async_send(&side.close_request);
     cr_assert_eq(uv_thread_join(&side.thread), 0);
-    cr_assert(atomic_load(&side.buffer_closed));
+    cr_assert(atomic_load(&side.share_closed));
     cr_assert_eq(uv_loop_close(&side.uv), 0, "the other loop has handles left");
     H.live_msgs -= atomic_load(&side.freed);
 }
 
 /* ---- the handle, on the test's loop ------------------------------------------------- */
 
-static ct_buffer_handle_t handle;
+static ct_share_handle_t handle;
 static int woken;
 
 static void on_woken(ct_waker_t *w) {
@@ -168,11 +168,11 @@ static void on_woken(ct_waker_t *w) {
 }
 
 static void attach(size_t max_in_flight) {
-    ct_buffer_handle_config_t cfg;
+    ct_share_handle_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.max_in_flight = max_in_flight;
     cfg.free_msg = tmsg_free;
-    cr_assert_eq(ct_buffer_handle_init(&handle, &H.ct, &side.buffer, &cfg), 0);
+    cr_assert_eq(ct_share_handle_init(&handle, &H.ct, &side.share, &cfg), 0);
 }
 
 static void call(rec_op_t *r, uint64_t id) {
@@ -182,22 +182,22 @@ static void call(rec_op_t *r, uint64_t id) {
 
 /* ---- tests ------------------------------------------------------------------------- */
 
-Test(buffer, bad_arguments_are_refused) {
-    ct_buffer_t b;
+Test(share, bad_arguments_are_refused) {
+    ct_share_t b;
     rec_op_t r;
     tmsg_t *m = tmsg_new(1);
-    cr_assert_eq(ct_buffer_init(NULL, NULL), CT_EINVAL);
+    cr_assert_eq(ct_share_init(NULL, NULL), CT_EINVAL);
     side_start(0, 0);
-    cr_assert_eq(ct_buffer_init(&b, &side.inner.service), CT_EINVAL, "already wrapped");
-    cr_assert_eq(ct_buffer_handle_init(&handle, &H.ct, NULL, NULL), CT_EINVAL);
+    cr_assert_eq(ct_share_init(&b, &side.inner.service), CT_EINVAL, "already wrapped");
+    cr_assert_eq(ct_share_handle_init(&handle, &H.ct, NULL, NULL), CT_EINVAL);
     rec_op_init(&r);
-    cr_assert_eq(ct_service_call(&side.buffer.service, m, &r.op), CT_ENOTSUP,
-                 "the buffer itself takes no calls: its handles do");
+    cr_assert_eq(ct_service_call(&side.share.service, m, &r.op), CT_ENOTSUP,
+                 "the share itself takes no calls: its handles do");
     tmsg_free(m, NULL);
     side_stop();
 }
 
-Test(buffer, calls_from_another_thread_are_answered) {
+Test(share, calls_from_another_thread_are_answered) {
     side_start(0, 0); /* echo at once */
     attach(64);
     cr_assert_eq(h_drive(&handle.service, 16, 20000), 0, "answers overtook others");
@@ -206,9 +206,9 @@ Test(buffer, calls_from_another_thread_are_answered) {
     side_stop();
 }
 
-/* The inner service holds 4 at most: the buffer keeps the rest queued, and
+/* The inner service holds 4 at most: the share keeps the rest queued, and
  * every call is answered in the end. */
-Test(buffer, the_inner_services_back_pressure_holds_the_queue) {
+Test(share, the_inner_services_back_pressure_holds_the_queue) {
     side_start(4, 1);
     attach(32);
     cr_assert_eq(h_drive(&handle.service, 32, 300), 0);
@@ -217,7 +217,7 @@ Test(buffer, the_inner_services_back_pressure_holds_the_queue) {
     cr_assert_eq(side.inner.max_n, 4, "%zu held at once", side.inner.max_n);
 }
 
-Test(buffer, a_handle_is_bounded) {
+Test(share, a_handle_is_bounded) {
     rec_op_t r[3];
     ct_waker_t w;
     side_start(0, 1000); /* holds everything for a second */
@@ -238,7 +238,7 @@ Test(buffer, a_handle_is_bounded) {
 /* A call canceled once the other side holds it: the caller sees
  * CT_ECANCELED at once, the inner call is canceled, and the slot comes
  * back. */
-Test(buffer, cancel_reaches_the_other_thread) {
+Test(share, cancel_reaches_the_other_thread) {
     rec_op_t r[2];
     int i;
     side_start(0, 100000); /* holds everything */
@@ -262,7 +262,7 @@ Test(buffer, cancel_reaches_the_other_thread) {
     side_stop();
 }
 
-Test(buffer, close_of_a_handle_completes_its_calls_once) {
+Test(share, close_of_a_handle_completes_its_calls_once) {
     rec_op_t r[8];
     int i;
     side_start(0, 100000);
@@ -278,10 +278,10 @@ Test(buffer, close_of_a_handle_completes_its_calls_once) {
     side_stop();
 }
 
-/* The buffer is closed first: its close waits for the handle, which is
- * refused from then on; the handle's close lets the buffer finish. */
-Test(buffer, a_buffer_closes_after_its_last_handle) {
-    static ct_buffer_handle_t late;
+/* The share is closed first: its close waits for the handle, which is
+ * refused from then on; the handle's close lets the share finish. */
+Test(share, a_share_closes_after_its_last_handle) {
+    static ct_share_handle_t late;
     rec_op_t r;
     side_start(0, 0);
     attach(4);
@@ -290,15 +290,15 @@ Test(buffer, a_buffer_closes_after_its_last_handle) {
     cr_assert_eq(r.status, 0);
     uv_async_send(&side.close_request);
     uv_sleep(50);
-    cr_assert_not(atomic_load(&side.buffer_closed), "closed under a handle");
+    cr_assert_not(atomic_load(&side.share_closed), "closed under a handle");
     call(&r, 2);
     H_RUN_UNTIL(r.calls);
     cr_assert_eq(r.status, CT_ECLOSED);
-    cr_assert_eq(ct_buffer_handle_init(&late, &H.ct, &side.buffer, NULL), CT_ECLOSING,
-                 "a handle attached to a closing buffer");
+    cr_assert_eq(ct_share_handle_init(&late, &H.ct, &side.share, NULL), CT_ECLOSING,
+                 "a handle attached to a closing share");
     h_close_service(&handle.service);
     cr_assert_eq(uv_thread_join(&side.thread), 0);
-    cr_assert(atomic_load(&side.buffer_closed));
+    cr_assert(atomic_load(&side.share_closed));
     cr_assert_eq(uv_loop_close(&side.uv), 0);
     H.live_msgs -= atomic_load(&side.freed);
 }
@@ -306,7 +306,7 @@ Test(buffer, a_buffer_closes_after_its_last_handle) {
 /* Random calls and cancels against a slow service on the other thread:
  * every call completes once, with its own answer or CT_ECANCELED, and no
  * message leaks (the teardown counts them). */
-Test(buffer, random_calls_and_cancels_complete_once) {
+Test(share, random_calls_and_cancels_complete_once) {
     enum { N = 3000 };
     static rec_op_t r[N];
     unsigned seed = 12345;

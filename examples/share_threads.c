@@ -1,9 +1,9 @@
-/* buffer_threads: one service, called from several threads.
+/* share_threads: one service, called from several threads.
  *
  * A ticket service hands out the numbers 1, 2, 3, ... Its counter is plain
  * memory with no lock, because the service lives on one loop (the main
  * thread's) and only that loop touches it. Four worker threads, each with
- * a loop of its own, call it through a ct_buffer_handle_t, 16 calls in
+ * a loop of its own, call it through a ct_share_handle_t, 16 calls in
  * flight at a time, 5,000 calls each. At the end, the 20,000 tickets must
  * be exactly 1..20,000, each handed out once. */
 #include <ctower/ctower.h>
@@ -19,7 +19,7 @@ enum { WORKERS = 4, CALLS = 5000, DEPTH = 16 };
 static uint64_t next_ticket; /* no lock: only the main loop's thread runs this */
 
 static int hand_out_ticket(void *ctx, void *request, void **response) {
-    ct_buf_t *buf = request; /* the answer goes back in the request's buffer */
+    ct_buf_t *buf = request; /* the answer goes back in the request's share */
     (void)ctx;
     next_ticket++;
     memcpy(buf->base, &next_ticket, sizeof next_ticket);
@@ -34,7 +34,7 @@ typedef struct worker {
     uv_thread_t thread;
     uv_loop_t uv;
     ct_loop_t ct;
-    ct_buffer_handle_t handle;
+    ct_share_handle_t handle;
     ct_op_t ops[DEPTH];
     int sent, answered, failed;
     uint64_t tickets[CALLS];
@@ -75,7 +75,7 @@ static void on_ticket(ct_op_t *op, int status, void *response) {
         w->failed++;
     } else {
         memcpy(&w->tickets[w->answered++], ((ct_buf_t *)response)->base, sizeof(uint64_t));
-        send_one(w, op, response); /* the next call reuses the buffer */
+        send_one(w, op, response); /* the next call reuses the share */
     }
     if (w->answered + w->failed == CALLS) ct_service_close(&w->handle.service, on_handle_closed);
 }
@@ -95,19 +95,19 @@ static void run_worker(void *arg) {
 
 static ct_loop_t main_ct;
 
-static void on_buffer_closed(ct_service_t *svc) {
+static void on_share_closed(ct_service_t *svc) {
     (void)svc;
     ct_loop_close(&main_ct, on_loop_closed);
 }
 
-/* Once every worker is done, the buffer closes, and the service with it.
+/* Once every worker is done, the share closes, and the service with it.
  * (worker_done itself is closed only after the threads are joined: a
  * worker may still be inside uv_async_send when the count reaches
  * WORKERS.) */
 static void on_worker_done(uv_async_t *async) {
-    ct_buffer_t *buffer = async->data;
-    if (atomic_load(&workers_done) < WORKERS || ct_service_is_closing(&buffer->service)) return;
-    ct_service_close(&buffer->service, on_buffer_closed);
+    ct_share_t *share = async->data;
+    if (atomic_load(&workers_done) < WORKERS || ct_service_is_closing(&share->service)) return;
+    ct_service_close(&share->service, on_share_closed);
 }
 
 static int check(worker_t *workers) {
@@ -131,25 +131,25 @@ int main(void) {
     static worker_t workers[WORKERS];
     uv_loop_t uv;
     ct_service_fn_t tickets;
-    ct_buffer_t buffer;
-    ct_buffer_handle_config_t cfg = {DEPTH, ct_buf_free_msg, NULL};
+    ct_share_t share;
+    ct_share_handle_config_t cfg = {DEPTH, ct_buf_free_msg, NULL};
     int i, r;
     if (uv_loop_init(&uv) || ct_loop_init(&main_ct, &uv)) return 1;
     ct_service_fn_init(&tickets, &main_ct, hand_out_ticket, NULL);
-    if ((r = ct_buffer_init(&buffer, &tickets.service)) != 0)
-        return fprintf(stderr, "buffer: %s\n", ct_strerror(r)), 1;
+    if ((r = ct_share_init(&share, &tickets.service)) != 0)
+        return fprintf(stderr, "share: %s\n", ct_strerror(r)), 1;
     uv_async_init(&uv, &worker_done, on_worker_done);
-    uv_unref((uv_handle_t *)&worker_done); /* the loop runs for the buffer */
-    worker_done.data = &buffer;
+    uv_unref((uv_handle_t *)&worker_done); /* the loop runs for the share */
+    worker_done.data = &share;
     for (i = 0; i < WORKERS; i++) {
         worker_t *w = &workers[i];
         if (uv_loop_init(&w->uv) || ct_loop_init(&w->ct, &w->uv)) return 1;
-        if ((r = ct_buffer_handle_init(&w->handle, &w->ct, &buffer, &cfg)) != 0)
+        if ((r = ct_share_handle_init(&w->handle, &w->ct, &share, &cfg)) != 0)
             return fprintf(stderr, "handle: %s\n", ct_strerror(r)), 1;
         w->handle.service.data = w;
         uv_thread_create(&w->thread, run_worker, w);
     }
-    uv_run(&uv, UV_RUN_DEFAULT); /* until the buffer and the service are closed */
+    uv_run(&uv, UV_RUN_DEFAULT); /* until the share and the service are closed */
     for (i = 0; i < WORKERS; i++) {
         uv_thread_join(&workers[i].thread);
         if (uv_loop_close(&workers[i].uv) != 0) return fprintf(stderr, "handles left\n"), 1;
