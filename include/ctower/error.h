@@ -73,8 +73,9 @@ int ct_err_service_code(int err);
  * Never NULL; an unknown code gives "unknown error". */
 const char *ct_strerror(int err);
 
-/* The code's symbolic name ("CT_EDESYNC", "ECONNRESET", "CT_SERVICE_ERROR").
- * Never NULL. */
+/* The code's symbolic name, as a program spells it: "CT_EDESYNC",
+ * "CT_ETIMEDOUT", "UV_ECONNRESET", "CT_SERVICE_ERROR" for a service's own
+ * code, "CT_EUNKNOWN" for a code that is none of these. Never NULL. */
 const char *ct_err_name(int err);
 
 /* The kinds errors are counted by (stats.h: a "kind" label), from a

@@ -24,11 +24,13 @@ typedef struct ct_service_fn {
     void *ctx;
 } ct_service_fn_t;
 
-/* Initializes svc to answer each request with fn(ctx, request, &response). */
-void ct_service_fn_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_service_fn_cb fn, void *ctx);
+/* Initializes svc to answer each request with fn(ctx, request, &response).
+ * Returns 0, or CT_EINVAL if svc, loop or fn is NULL. */
+int ct_service_fn_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_service_fn_cb fn, void *ctx);
 
-/* Initializes svc as the echo service: the response is the request itself. */
-void ct_echo_service_init(ct_service_fn_t *svc, ct_loop_t *loop);
+/* Initializes svc as the echo service: the response is the request itself.
+ * Returns 0 or CT_EINVAL. */
+int ct_echo_service_init(ct_service_fn_t *svc, ct_loop_t *loop);
 
 #ifdef __cplusplus
 }

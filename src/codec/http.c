@@ -332,12 +332,16 @@ int ct_http_codec_limits(ct_http_codec_t *c, size_t max_header, size_t max_field
     return 0;
 }
 
-void ct_http_codec_init_server(ct_http_codec_t *c, size_t max_payload) {
+int ct_http_codec_init_server(ct_http_codec_t *c, size_t max_payload) {
+    if (!c) return CT_EINVAL;
     init(c, max_payload, 0);
+    return 0;
 }
 
-void ct_http_codec_init_client(ct_http_codec_t *c, size_t max_payload) {
+int ct_http_codec_init_client(ct_http_codec_t *c, size_t max_payload) {
+    if (!c) return CT_EINVAL;
     init(c, max_payload, 1);
+    return 0;
 }
 
 void ct_http_codec_trust_sent(ct_http_codec_t *c) {

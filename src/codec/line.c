@@ -39,7 +39,8 @@ static int line_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, ui
 
 static const ct_codec_vtable_t line_vtable = {line_decode, line_encode};
 
-void ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
+int ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
+    if (!c) return CT_EINVAL;
     c->codec.vtable = &line_vtable;
     c->codec.max_payload = max_payload ? max_payload : 64u << 10;
     c->codec.overhead = 1;
@@ -49,10 +50,12 @@ void ct_line_codec_init(ct_line_codec_t *c, size_t max_payload) {
     c->codec.max_pending = 0;
     c->codec.error = 0;
     c->codec.scan = 0;
+    return 0;
 }
 
-void ct_line_codec_init_crlf(ct_line_codec_t *c, size_t max_payload) {
-    ct_line_codec_init(c, max_payload);
+int ct_line_codec_init_crlf(ct_line_codec_t *c, size_t max_payload) {
+    if (ct_line_codec_init(c, max_payload) != 0) return CT_EINVAL;
     c->codec.overhead = 2;
     c->crlf = 1;
+    return 0;
 }

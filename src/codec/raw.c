@@ -1,5 +1,6 @@
 /* The raw codec: whatever bytes are there make one message. */
 #include "ctower/codec/raw.h"
+#include "ctower/error.h"
 
 #include <string.h>
 
@@ -22,10 +23,12 @@ static int raw_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, uin
 
 static const ct_codec_vtable_t raw_vtable = {raw_decode, raw_encode};
 
-void ct_raw_codec_init(ct_raw_codec_t *c, size_t max_payload) {
+int ct_raw_codec_init(ct_raw_codec_t *c, size_t max_payload) {
+    if (!c) return CT_EINVAL;
     memset(c, 0, sizeof *c);
     c->codec.vtable = &raw_vtable;
     c->codec.max_payload = max_payload ? max_payload : 16u << 10;
     c->codec.overhead = 0;
     c->codec.size = sizeof *c;
+    return 0;
 }

@@ -273,7 +273,8 @@ static int resp_encode(ct_codec_t *codec, const uint8_t *payload, size_t len, ui
 
 static const ct_codec_vtable_t resp_vtable = {resp_decode, resp_encode};
 
-void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
+int ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
+    if (!c) return CT_EINVAL;
     c->codec.vtable = &resp_vtable;
     c->codec.max_payload = max_payload ? max_payload : 1u << 20;
     c->codec.overhead = 0; /* the payload is the frame */
@@ -285,12 +286,14 @@ void ct_resp_codec_init(ct_resp_codec_t *c, size_t max_payload) {
     c->resume_depth = 0;
     c->commands_only = 0;
     c->inline_commands = 0;
+    return 0;
 }
 
-void ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload, int inline_commands) {
-    ct_resp_codec_init(c, max_payload);
+int ct_resp_codec_init_commands(ct_resp_codec_t *c, size_t max_payload, int inline_commands) {
+    if (ct_resp_codec_init(c, max_payload) != 0) return CT_EINVAL;
     c->commands_only = 1;
     c->inline_commands = inline_commands != 0;
+    return 0;
 }
 
 size_t ct_resp_format_command(uint8_t *out, size_t cap, int argc, const char *const argv[],

@@ -38,8 +38,21 @@ const char *ct_err_name(int err) {
     default:
         break;
     }
+    /* libuv's codes by the names a program writes: CT_ for the two that
+     * ctower spells itself, UV_ for the rest */
+    if (err == CT_ECANCELED) return "CT_ECANCELED";
+    if (err == CT_ETIMEDOUT) return "CT_ETIMEDOUT";
+    switch (err) {
+#define CT__UV_NAME(name, msg)                                                                     \
+    case UV_##name:                                                                                \
+        return "UV_" #name;
+        UV_ERRNO_MAP(CT__UV_NAME)
+#undef CT__UV_NAME
+    default:
+        break;
+    }
     if (ct_err_is_service(err)) return "CT_SERVICE_ERROR";
-    return uv_err_name(err);
+    return "CT_EUNKNOWN";
 }
 
 /* ---- kinds, for counting ------------------------------------------------- */

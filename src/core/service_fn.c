@@ -1,5 +1,6 @@
 /* A synchronous C function wrapped in the service contract. */
 #include "ctower/service_fn.h"
+#include "ctower/error.h"
 
 static int fn_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     (void)svc;
@@ -44,10 +45,12 @@ static const ct_service_vtable_t fn_vtable = {
     fn_poll_ready, fn_call, fn_cancel, NULL, fn_shutdown, fn_close, fn_call_sync,
 };
 
-void ct_service_fn_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_service_fn_cb fn, void *ctx) {
+int ct_service_fn_init(ct_service_fn_t *svc, ct_loop_t *loop, ct_service_fn_cb fn, void *ctx) {
+    if (!svc || !loop || !fn) return CT_EINVAL;
     ct_service_init(&svc->service, loop, &fn_vtable);
     svc->fn = fn;
     svc->ctx = ctx;
+    return 0;
 }
 
 static int echo(void *ctx, void *request, void **response) {
@@ -56,6 +59,6 @@ static int echo(void *ctx, void *request, void **response) {
     return 0;
 }
 
-void ct_echo_service_init(ct_service_fn_t *svc, ct_loop_t *loop) {
-    ct_service_fn_init(svc, loop, echo, NULL);
+int ct_echo_service_init(ct_service_fn_t *svc, ct_loop_t *loop) {
+    return ct_service_fn_init(svc, loop, echo, NULL);
 }

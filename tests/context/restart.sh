@@ -56,7 +56,7 @@ run deadline --deadline 2000
 [ "$bench_rc" = 0 ] || fail "with --deadline 2000, calls failed across the restart: $(cat "$tmp/bench-deadline.out")"
 grep -q "^  errors         0$" "$tmp/bench-deadline.out" || fail "errors: $(cat "$tmp/bench-deadline.out")"
 run none
-grep -q "ECONNREFUSED" "$tmp/bench-none.out" ||
+grep -q "UV_ECONNREFUSED" "$tmp/bench-none.out" ||
   fail "without a deadline no call failed: was the server restarted at all? $(cat "$tmp/bench-none.out")"
 if grep -l "Sanitizer\|runtime error" "$tmp"/*.log "$tmp"/*.out >/dev/null 2>&1; then
   cat "$tmp"/*.log "$tmp"/*.out >&2

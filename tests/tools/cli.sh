@@ -98,7 +98,7 @@ for mode in pipeline multiplex; do
     grep -q '"reconnect": true' "$tmp/out" || fail "--reconnect, $mode: $(cat "$tmp/out")"
 done
 expect_exit 1 "$ctower" bench --reconnect --server tcp://127.0.0.1:1 --connections 2 --depth 3 --json
-grep -q '"ECONNREFUSED": 6' "$tmp/out" || fail "--reconnect, refused: $(cat "$tmp/out")"
+grep -q '"UV_ECONNREFUSED": 6' "$tmp/out" || fail "--reconnect, refused: $(cat "$tmp/out")"
 
 # Under a retry layer (ct_retry_t): the same runs, with nothing to retry; a
 # refused server's requests are tried 3 times each (2 retries), then counted.
@@ -111,7 +111,7 @@ for mode in pipeline multiplex; do
 done
 expect_exit 1 "$ctower" bench --retry --reconnect --server tcp://127.0.0.1:1 --connections 2 \
   --depth 3 --json
-grep -q '"ECONNREFUSED": 6' "$tmp/out" && grep -q '"retries": 12,' "$tmp/out" &&
+grep -q '"UV_ECONNREFUSED": 6' "$tmp/out" && grep -q '"retries": 12,' "$tmp/out" &&
   grep -q '"calls_out_of_attempts": 6' "$tmp/out" || fail "--retry, refused: $(cat "$tmp/out")"
 
 # Two client loops and two server loops.
@@ -169,7 +169,7 @@ grep -q '"CT_ECLOSED": 8' "$tmp/out" || fail "silent server, --requests: $(cat "
 start=$(date +%s)
 expect_exit 1 "$ctower" call "unix://$sock" --codec line --timeout 0.5 a b
 (($(date +%s) - start < 5)) || fail "a silent server kept call waiting"
-[ "$(grep -c ETIMEDOUT "$tmp/err")" -eq 2 ] || fail "call, silent server: $(cat "$tmp/err")"
+[ "$(grep -c CT_ETIMEDOUT "$tmp/err")" -eq 2 ] || fail "call, silent server: $(cat "$tmp/err")"
 kill -CONT "$server_pid"
 stop server_pid "$tmp/serve.log"
 [ ! -e "$sock" ] || fail "serve left its socket file behind"
@@ -616,5 +616,5 @@ stop server_pid
 
 # Nothing listens there: every connection is refused, and said so.
 expect_exit 1 "$ctower" bench --server "unix://$tmp/nobody.sock" --connections 2 --requests 10
-grep -q "ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
+grep -q "UV_ENOENT" "$tmp/out" || fail "the refused connections are not reported: $(cat "$tmp/out")"
 echo "ctower tool: all checks passed"

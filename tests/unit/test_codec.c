@@ -490,3 +490,29 @@ Test(codec, resp_integers_are_64_bit) {
     at = 0;
     cr_assert_eq(ct_resp_read((const uint8_t *)":\r\n", 3, &at, &it), CT_EMALFORMED);
 }
+
+/* One convention for every init of a codec: 0, or CT_EINVAL. */
+Test(codec_init, every_codec_init_returns_0_or_einval) {
+    ct_line_codec_t line;
+    ct_raw_codec_t raw;
+    ct_resp_codec_t resp;
+    ct_http_codec_t http;
+    ct_length_codec_t length;
+    ct_length_codec_config_t bad = {.field_size = 3};
+    cr_assert_eq(ct_line_codec_init(&line, 0), 0);
+    cr_assert_eq(ct_line_codec_init_crlf(&line, 0), 0);
+    cr_assert_eq(ct_raw_codec_init(&raw, 0), 0);
+    cr_assert_eq(ct_resp_codec_init(&resp, 0), 0);
+    cr_assert_eq(ct_resp_codec_init_commands(&resp, 0, 1), 0);
+    cr_assert_eq(ct_http_codec_init_server(&http, 0), 0);
+    cr_assert_eq(ct_http_codec_init_client(&http, 0), 0);
+    cr_assert_eq(ct_length_codec_init(&length, NULL), 0);
+    cr_assert_eq(ct_length_codec_init(&length, &bad), CT_EINVAL);
+    cr_assert_eq(ct_line_codec_init(NULL, 0), CT_EINVAL);
+    cr_assert_eq(ct_line_codec_init_crlf(NULL, 0), CT_EINVAL);
+    cr_assert_eq(ct_raw_codec_init(NULL, 0), CT_EINVAL);
+    cr_assert_eq(ct_resp_codec_init(NULL, 0), CT_EINVAL);
+    cr_assert_eq(ct_resp_codec_init_commands(NULL, 0, 0), CT_EINVAL);
+    cr_assert_eq(ct_http_codec_init_server(NULL, 0), CT_EINVAL);
+    cr_assert_eq(ct_http_codec_init_client(NULL, 0), CT_EINVAL);
+}

@@ -14,10 +14,13 @@ Test(error, own_codes_have_names_and_messages) {
 Test(error, libuv_codes_pass_through) {
     cr_assert_eq(CT_ECANCELED, UV_ECANCELED);
     cr_assert_eq(CT_ETIMEDOUT, UV_ETIMEDOUT);
-    cr_assert_str_eq(ct_err_name(UV_ECONNRESET), "ECONNRESET");
+    cr_assert_str_eq(ct_err_name(UV_ECONNRESET), "UV_ECONNRESET");
+    cr_assert_str_eq(ct_err_name(UV_EOF), "UV_EOF");
+    cr_assert_str_eq(ct_err_name(-29999), "CT_EUNKNOWN");
     cr_assert_str_eq(ct_strerror(UV_ECONNRESET), uv_strerror(UV_ECONNRESET));
-    cr_assert_str_eq(ct_err_name(CT_ECANCELED), "ECANCELED");
-    cr_assert_str_eq(ct_err_name(CT_ETIMEDOUT), "ETIMEDOUT");
+    cr_assert_str_eq(ct_err_name(CT_ECANCELED), "CT_ECANCELED");
+    cr_assert_str_eq(ct_err_name(CT_ETIMEDOUT), "CT_ETIMEDOUT");
+    cr_assert_str_eq(ct_err_name(CT_ECANCELED), "CT_ECANCELED");
 }
 
 /* ctower's range must not collide with any code libuv defines. */

@@ -245,3 +245,12 @@ Test(service, call_sync_on_an_asynchronous_service_takes_nothing) {
     h_close_service(&h.service);
     held_free(&h);
 }
+
+Test(service, fn_init_refuses_what_it_cannot_run) {
+    ct_service_fn_t svc;
+    cr_assert_eq(ct_echo_service_init(&svc, NULL), CT_EINVAL);
+    cr_assert_eq(ct_service_fn_init(&svc, &H.ct, NULL, NULL), CT_EINVAL);
+    cr_assert_eq(ct_service_fn_init(NULL, &H.ct, NULL, NULL), CT_EINVAL);
+    cr_assert_eq(ct_echo_service_init(&svc, &H.ct), 0);
+    h_close_service(&svc.service);
+}

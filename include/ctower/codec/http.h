@@ -99,11 +99,13 @@ typedef struct ct_http_codec {
 
 /* Initializes codec for a server (or a proxy's listening side): it decodes
  * requests and encodes responses, of at most max_payload bytes each (0: 1
- * MiB). */
-void ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
+ * MiB). Returns 0, or CT_EINVAL for a NULL codec, as every init of a codec
+ * or a service does. */
+int ct_http_codec_init_server(ct_http_codec_t *codec, size_t max_payload);
 
-/* Likewise, for a client: encodes requests, decodes responses. */
-void ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
+/* Likewise, for a client: encodes requests, decodes responses. Returns 0
+ * or CT_EINVAL. */
+int ct_http_codec_init_client(ct_http_codec_t *codec, size_t max_payload);
 
 /* Limits on what a peer may send before the body: max_header bytes of
  * head, from the start line to the blank line after the fields (0:

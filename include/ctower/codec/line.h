@@ -23,11 +23,12 @@ typedef struct ct_line_codec {
     int crlf;
 } ct_line_codec_t;
 
-/* Initializes codec for lines of at most max_payload bytes (0: 64 KiB). */
-void ct_line_codec_init(ct_line_codec_t *codec, size_t max_payload);
+/* Initializes codec for lines of at most max_payload bytes (0: 64 KiB).
+ * Returns 0, or CT_EINVAL for a NULL codec. */
+int ct_line_codec_init(ct_line_codec_t *codec, size_t max_payload);
 
-/* The same, for lines that end in "\r\n". */
-void ct_line_codec_init_crlf(ct_line_codec_t *codec, size_t max_payload);
+/* The same, for lines that end in "\r\n". Returns 0 or CT_EINVAL. */
+int ct_line_codec_init_crlf(ct_line_codec_t *codec, size_t max_payload);
 
 #ifdef __cplusplus
 }

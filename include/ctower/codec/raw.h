@@ -22,8 +22,8 @@ typedef struct ct_raw_codec {
 
 /* Initializes codec to deliver at most max_payload bytes per message (0:
  * 16 KiB). A stream's pool with buffers of that size gives every message a
- * pooled buffer. */
-void ct_raw_codec_init(ct_raw_codec_t *codec, size_t max_payload);
+ * pooled buffer. Returns 0, or CT_EINVAL for a NULL codec. */
+int ct_raw_codec_init(ct_raw_codec_t *codec, size_t max_payload);
 
 #ifdef __cplusplus
 }

@@ -49,8 +49,9 @@ typedef struct ct_resp_codec {
     int inline_commands; /* ... with inline commands */
 } ct_resp_codec_t;
 
-/* Initializes codec for values of at most max_payload bytes (0: 1 MiB). */
-void ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
+/* Initializes codec for values of at most max_payload bytes (0: 1 MiB).
+ * Returns 0, or CT_EINVAL for a NULL codec. */
+int ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
 
 /* Likewise, for the side of a server or a proxy that reads commands: every
  * frame decoded must be a command as Redis reads one, an array of one or
@@ -66,8 +67,8 @@ void ct_resp_codec_init(ct_resp_codec_t *codec, size_t max_payload);
  * optional). Its payload is the line without its end: turn it into a
  * command with ct_resp_inline_to_command(). Blank lines (spaces only) before
  * a command are skipped, as Redis skips them without a reply: they are part
- * of the next frame, before its payload. */
-void ct_resp_codec_init_commands(ct_resp_codec_t *codec, size_t max_payload, int inline_commands);
+ * of the next frame, before its payload. Returns 0 or CT_EINVAL. */
+int ct_resp_codec_init_commands(ct_resp_codec_t *codec, size_t max_payload, int inline_commands);
 
 /* The inline command line[0..len) (a line's words, without its end) as a
  * command, an array of bulk strings, written into out if it fits in cap
