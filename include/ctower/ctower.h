@@ -42,6 +42,7 @@
 #include "ctower/layer/shard.h"
 #include "ctower/layer/breaker.h"
 #include "ctower/layer/observe.h"
+#include "ctower/layer/queue.h"
 #include "ctower/version.h"
 
 #endif
