@@ -43,6 +43,7 @@
 #include "ctower/layer/breaker.h"
 #include "ctower/layer/observe.h"
 #include "ctower/layer/queue.h"
+#include "ctower/stack.h"
 #include "ctower/version.h"
 
 #endif

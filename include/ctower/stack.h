@@ -1,0 +1,156 @@
+/* ct_stack_t: a client stack built from one description (tower's
+ * ServiceBuilder, for C).
+ *
+ * Each layer has a bound of its own (a reconnecting client 64 calls, a
+ * timeout layer 1024, ...), and a stack put together by hand fails calls
+ * with CT_EOVERLOADED where the smallest bound is, even below a retry
+ * layer that would have tried them again. A ct_stack_t builds the usual
+ * stack with one bound for every layer, and frees it with one call:
+ *
+ *     queue -> limit -> retry -> balance -> [breaker -> timeout -> client]
+ *                                           (one per endpoint)
+ *
+ * from the top, each present only when asked for, except the clients:
+ *
+ * - queue (ct_queue_t): calls beyond max_in_flight wait, up to max_queued,
+ *   so that a caller need not drive readiness; with shed, no queue: the
+ *   stack is PENDING when full and a call made anyway fails with
+ *   CT_EOVERLOADED.
+ * - limit (ct_limit_t): with rate_per_s, calls started per second.
+ * - retry (ct_retry_t): with a retry configuration; above the balancer, so
+ *   that an attempt may go to another endpoint.
+ * - balance (ct_balance_t): over two or more endpoints, or with balance
+ *   set (then endpoints may be added and removed while it runs).
+ * - breaker (ct_breaker_t): with a breaker configuration, per endpoint,
+ *   so that the balancer leaves out an endpoint whose breaker is open.
+ * - timeout (ct_timeout_t): with timeout_ms, each attempt's bound.
+ * - client (ct_reconnect_t): one per endpoint address.
+ *
+ * Every layer, and each endpoint's client, gets max_in_flight (an
+ * HTTP/1.1 client no more than its codec's CT_HTTP_MAX_PENDING; the
+ * queue and the balancer then wait, they do not refuse). Layers of your
+ * own go over the stack (their inner service is `stack.service`) or, for
+ * a layer per endpoint, in a stack of your own making.
+ */
+#ifndef CTOWER_STACK_H
+#define CTOWER_STACK_H
+
+#include "ctower/layer/balance.h"
+#include "ctower/layer/breaker.h"
+#include "ctower/layer/limit.h"
+#include "ctower/layer/queue.h"
+#include "ctower/layer/reconnect.h"
+#include "ctower/layer/retry.h"
+#include "ctower/layer/timeout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_stack_config {
+    /* The endpoints' addresses (address.h); the array may go once init
+     * returns. At least one, unless balance is set. */
+    const char *const *endpoints;
+    size_t n_endpoints;
+    int balance; /* a balancer even over one endpoint, or none yet */
+    ct_balance_load_t load;
+    /* How each endpoint's connections are made (codec, pool, TLS), and
+     * spoken: pipelined, multiplexed (tags through get_tag and set_tag, both
+     * NULL: ct_buf's), or HTTP/2 (reconnect.h). Required: stream. */
+    const ct_stream_config_t *stream;
+    int multiplex;
+    ct_tag_get_fn get_tag;
+    ct_tag_set_fn set_tag;
+    const ct_http2_config_t *http2;
+    uint64_t connect_timeout_ms; /* 0: 5 s */
+    /* The one bound: calls under way in every layer at most (0: 1024). */
+    size_t max_in_flight;
+    /* Calls that wait above it at most (0: 8 * max_in_flight; each costs
+     * about 150 bytes, taken at init); beyond, a call fails with
+     * CT_EOVERLOADED. With shed, none wait (above). */
+    size_t max_queued;
+    int shed;
+    /* Each attempt answered within it (0: no timeout layer). */
+    uint64_t timeout_ms;
+    /* Calls started per second at most (0: no limit layer). */
+    uint32_t rate_per_s;
+    /* NULL: no retry layer. Otherwise its configuration (retry.h), whose
+     * copy is required; its max_in_flight, free_msg and free_ctx are the
+     * stack's. */
+    const ct_retry_config_t *retry;
+    /* NULL: no breakers. Otherwise each endpoint's (breaker.h); its
+     * max_in_flight, free_msg and free_ctx are the stack's. */
+    const ct_breaker_config_t *breaker;
+    /* Frees the messages no caller gets (refused requests, late answers).
+     * May be NULL. */
+    ct_msg_free_fn free_msg;
+    void *free_ctx;
+} ct_stack_config_t;
+
+struct ct_stack_endpoint;
+typedef struct ct_stack ct_stack_t;
+typedef void (*ct_stack_close_cb)(ct_stack_t *stack);
+
+struct ct_stack {
+    ct_service_t *service; /* the top of the stack: call this */
+    void *data;            /* for the user */
+    /* private */
+    ct_loop_t *loop;
+    ct_stack_config_t cfg; /* (endpoints not kept) */
+    ct_queue_t queue;
+    ct_limit_t limit;
+    ct_retry_t retry;
+    ct_balance_t balance;
+    ct_breaker_config_t breaker_cfg;
+    ct_retry_config_t retry_cfg;
+    int has_queue, has_limit, has_retry, has_balance, has_breaker;
+    struct ct_stack_endpoint *endpoints; /* every one allocated, a list */
+    struct ct_stack_endpoint *single;    /* without a balancer: the one endpoint */
+    size_t closing_endpoints;            /* removed, whose close has not called back */
+    int closed;                          /* the top's close has called back */
+    ct_stack_close_cb close_cb;
+    ct_stats_t *stats; /* ct_stack_add_stats()'s, for endpoints that come later */
+    char labels[256];
+};
+
+/* Builds the stack on loop. The top service's data is the stack's from
+ * now on. Returns 0, CT_EINVAL (no stream, no endpoint without balance, a
+ * retry without copy) or an error of a layer's init (CT_EBADADDR for an
+ * endpoint's address, UV_ENOMEM); on error what was built closes by
+ * itself as the loop runs, and nothing is the caller's to close. */
+int ct_stack_init(ct_stack_t *stack, ct_loop_t *loop, const ct_stack_config_t *cfg);
+
+/* With a balancer: adds an endpoint for address, which takes calls at
+ * once. Returns its id (>= 0), or CT_EINVAL (no balancer), CT_EBADADDR, an
+ * error of ct_balance_add(). */
+int ct_stack_add(ct_stack_t *stack, const char *address);
+
+/* With a balancer: takes endpoint id out; it gets no more calls, and is
+ * closed and freed once its calls in flight are answered. Returns 0 or
+ * ct_balance_remove()'s error. */
+int ct_stack_remove(ct_stack_t *stack, int id);
+
+/* The endpoints the stack holds: those taking calls, and those removed
+ * whose calls in flight or close have not ended yet. */
+size_t ct_stack_endpoints(const ct_stack_t *stack);
+
+/* The address endpoint id was made for, or NULL. */
+const char *ct_stack_address(const ct_stack_t *stack, int id);
+
+/* Closes the whole stack: every call under way completes (with
+ * CT_ECLOSED if not answered), then cb (may be NULL) runs, after which
+ * stack's memory may go. Returns 0 or CT_ECLOSING (twice). */
+int ct_stack_close(ct_stack_t *stack, ct_stack_close_cb cb);
+
+/* Registers every layer's metrics in stats (of the stack's loop) under
+ * labels (may be NULL, fewer than 256 bytes), each endpoint's with
+ * endpoint="ADDRESS" after them, those of endpoints added later too; a
+ * removed endpoint's go with it, and the whole stack's when it has
+ * closed. Once per stack. Returns 0, CT_EINVAL or ct_stats_add_*'s
+ * error. */
+int ct_stack_add_stats(ct_stack_t *stack, ct_stats_t *stats, const char *labels);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
