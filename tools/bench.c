@@ -41,13 +41,16 @@ typedef struct bench_req {
 #define REQ_CONN(r) ((struct bench_conn *)(r)->op.data)
 
 typedef struct bench_conn {
-    ct_service_t *svc; /* &client.service, or &rc->service with --reconnect */
+    ct_service_t *svc; /* &client.service, or the stack's top with --reconnect */
     ct_stream_t stream;
     ct_http2_t *h2; /* --codec http2: its own allocation, between the stream and client */
     ct_client_t client;
     ct_slab_tags_t tags;
-    ct_reconnect_t *rc; /* --reconnect: its own allocation, so that runs without it stay small */
-    ct_retry_t *retry;  /* --retry: likewise; over the client or rc */
+    /* --reconnect: a stack of a reconnecting client (and with --retry a
+     * retry layer) built by ct_stack_t, its own allocation, so that runs
+     * without it stay small */
+    ct_stack_t *stack;
+    ct_retry_t *retry; /* --retry without --reconnect: likewise, over the client */
     struct client_thread *th;
     bench_req_t *reqs;
     int up;
@@ -150,7 +153,7 @@ static uint64_t now_ns(client_thread_t *th) {
 static void call_refused(bench_req_t *r, ct_buf_t *b, int rc) {
     bench_conn_t *c = REQ_CONN(r);
     client_thread_t *th = c->th;
-    int cause = c->rc ? 0 : ct_client_cause(&c->client);
+    int cause = c->stack ? 0 : ct_client_cause(&c->client);
     ct_buf_pool_put(&th->wire.pool, b);
     count_error(th, cause ? cause : rc);
     if (--th->outstanding == 0) finish_thread(th);
@@ -288,17 +291,18 @@ static void add_retry_counts(ct_retry_counts_t *sum, ct_retry_counts_t n) {
     sum->exhausted += n.exhausted;
 }
 
-static void on_client_closed(ct_service_t *svc) {
-    bench_conn_t *c = svc->data;
+static void conn_closed(bench_conn_t *c) {
     client_thread_t *th = c->th;
     if (c->retry) {
         add_retry_counts(&th->retries, ct_retry_counts(c->retry));
         free(c->retry);
     }
-    if (c->rc)
-        free(c->rc);
-    else if (th->o->multiplex)
+    if (c->stack) {
+        if (c->stack->has_retry) add_retry_counts(&th->retries, ct_retry_counts(&c->stack->retry));
+        free(c->stack);
+    } else if (th->o->multiplex) {
         ct_slab_tags_free(&c->tags);
+    }
     free(c->h2);
     if (++th->closed == th->nconns - th->failed) {
         uv_close((uv_handle_t *)&th->timer, NULL);
@@ -307,14 +311,28 @@ static void on_client_closed(ct_service_t *svc) {
     }
 }
 
+static void on_client_closed(ct_service_t *svc) {
+    conn_closed(svc->data);
+}
+
+static void on_stack_closed(ct_stack_t *stack) {
+    conn_closed(stack->data);
+}
+
 static void finish_thread(client_thread_t *th) {
     int i;
     if (th->t_end) return;
     th->t_end = uv_hrtime();
     th->budget = 0;
     uv_timer_stop(&th->timer);
-    for (i = 0; i < th->nconns; i++)
-        if (th->conns[i].up) ct_service_close(th->conns[i].svc, on_client_closed);
+    for (i = 0; i < th->nconns; i++) {
+        bench_conn_t *c = &th->conns[i];
+        if (!c->up) continue;
+        if (c->stack)
+            ct_stack_close(c->stack, on_stack_closed);
+        else
+            ct_service_close(c->svc, on_client_closed);
+    }
     if (th->nconns == th->failed) {
         uv_close((uv_handle_t *)&th->timer, NULL);
         uv_close((uv_handle_t *)&th->clock, NULL);
@@ -375,7 +393,7 @@ static ct_service_t *with_retry(bench_conn_t *c, ct_service_t *svc) {
     client_thread_t *th = c->th;
     ct_retry_config_t cfg = {0};
     int r;
-    if (!th->o->retry) return svc;
+    if (!th->o->retry || c->stack) return svc; /* (a stack has its own) */
     cfg.copy = ct_buf_pool_copy_msg;
     cfg.copy_ctx = &th->wire.pool;
     cfg.free_msg = ct_buf_pool_free_msg;
@@ -454,30 +472,47 @@ static void connect_next(client_thread_t *th) {
     }
 }
 
-/* --reconnect: every connection is a reconnecting client, whose requests
- * wait for its first connect, so there is nothing to wait for here (and no
- * bound on connects at once: they all start with the first requests). */
+/* --reconnect: every connection is a stack (ct_stack_t) of one reconnecting
+ * client, under a retry layer with --retry, with the depth as its one
+ * bound and nothing queued (the bench keeps depth calls in flight itself).
+ * Its requests wait for its first connect, so there is nothing to wait for
+ * here (and no bound on connects at once: they all start with the first
+ * requests). */
 static void start_reconnecting(client_thread_t *th) {
-    ct_reconnect_config_t cfg = {0};
+    ct_stack_config_t cfg = {0};
+    ct_retry_config_t retry = {0};
+    const char *endpoints[1] = {th->address};
     int i, r;
+    cfg.endpoints = endpoints;
+    cfg.n_endpoints = 1;
+    cfg.stream = &th->wire.stream;
     cfg.multiplex = th->o->multiplex;
     cfg.http2 = th->o->http2 ? &th->wire.h2_client : NULL;
     cfg.max_in_flight = (size_t)th->o->depth;
+    cfg.shed = 1;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &th->wire.pool;
     cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+    if (th->o->retry) {
+        retry.copy = ct_buf_pool_copy_msg;
+        retry.copy_ctx = &th->wire.pool;
+        /* an echo may run twice: the calls a broken connection took are
+         * tried again too */
+        retry.retry_on = CT_RETRY_IDEMPOTENT;
+        cfg.retry = &retry;
+    }
     for (i = 0; i < th->nconns; i++) {
         bench_conn_t *c = &th->conns[i];
-        c->rc = malloc(sizeof *c->rc);
-        r = c->rc ? ct_reconnect_init(c->rc, &th->ct, th->address, &th->wire.stream, &cfg)
-                  : UV_ENOMEM;
+        c->stack = malloc(sizeof *c->stack);
+        r = c->stack ? ct_stack_init(c->stack, &th->ct, &cfg) : UV_ENOMEM;
         if (r < 0) {
-            free(c->rc);
-            c->rc = NULL;
+            free(c->stack);
+            c->stack = NULL;
             th->failed++;
             count_error(th, r);
         } else {
-            conn_up(c, &c->rc->service);
+            c->stack->data = c;
+            conn_up(c, c->stack->service);
         }
     }
     th->settled = th->nconns;

@@ -154,9 +154,32 @@ static int build_queue(ct_stack_t *s) {
     return 0;
 }
 
+/* What a failed build leaves to close: it must not need the stack, whose
+ * memory the caller may free as soon as init returns. */
+typedef struct failed_build {
+    endpoint_t *endpoints;
+} failed_build_t;
+
 static void on_failed_build_closed(ct_service_t *svc) {
-    ct_stack_t *s = svc->data;
-    free_endpoints(s);
+    failed_build_t *f = svc->data;
+    while (f->endpoints) {
+        endpoint_t *ep = f->endpoints;
+        f->endpoints = ep->next;
+        free(ep);
+    }
+    free(f);
+}
+
+static void close_failed_build(ct_stack_t *s) {
+    failed_build_t *f = malloc(sizeof *f);
+    if (!f) { /* (out of memory twice over: the endpoints' memory is lost) */
+        ct_service_close(s->service, NULL);
+        return;
+    }
+    f->endpoints = s->endpoints;
+    s->endpoints = NULL;
+    s->service->data = f;
+    ct_service_close(s->service, on_failed_build_closed);
 }
 
 int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) {
@@ -190,8 +213,7 @@ int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) 
     if (r == 0) r = build_limit(s);
     if (r == 0) r = build_queue(s);
     if (r != 0) { /* what was built closes, from its top, and its endpoints go */
-        s->service->data = s;
-        ct_service_close(s->service, on_failed_build_closed);
+        close_failed_build(s);
         return r;
     }
     return 0;
