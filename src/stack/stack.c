@@ -316,8 +316,17 @@ static void on_top_closed(ct_service_t *svc) {
 }
 
 int ct_stack_close(ct_stack_t *s, ct_stack_close_cb cb) {
+    endpoint_t *ep;
     int r;
     if (!s || !s->service) return CT_EINVAL;
+    if (ct_service_is_closing(s->service)) return CT_ECLOSING;
+    /* the balancer frees its endpoints' counts as it closes them: the
+     * registry forgets them first (the rest lives until the close is done) */
+    if (s->stats && s->has_balance)
+        for (ep = s->endpoints; ep; ep = ep->next)
+            if (!ep->removing)
+                ct_stats_remove(s->stats, ct_balance_endpoint_metrics(&s->balance, (size_t)ep->id),
+                                sizeof(ct_balance_endpoint_metrics_t));
     s->service->data = s;
     if ((r = ct_service_close(s->service, on_top_closed)) != 0) return r;
     s->close_cb = cb;
