@@ -44,6 +44,7 @@
 #include "ctower/layer/observe.h"
 #include "ctower/layer/queue.h"
 #include "ctower/stack.h"
+#include "ctower/shutdown.h"
 #include "ctower/version.h"
 
 #endif

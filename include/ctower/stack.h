@@ -90,6 +90,7 @@ typedef struct ct_stack_config {
 struct ct_stack_endpoint;
 typedef struct ct_stack ct_stack_t;
 typedef void (*ct_stack_close_cb)(ct_stack_t *stack);
+typedef void (*ct_stack_shutdown_cb)(ct_stack_t *stack, int status);
 
 struct ct_stack {
     ct_service_t *service; /* the top of the stack: call this */
@@ -109,6 +110,7 @@ struct ct_stack {
     size_t closing_endpoints;            /* removed, whose close has not called back */
     int closed;                          /* the top's close has called back */
     ct_stack_close_cb close_cb;
+    ct_stack_shutdown_cb shutdown_cb;
     ct_stats_t *stats; /* ct_stack_add_stats()'s, for endpoints that come later */
     char labels[256];
 };
@@ -136,6 +138,13 @@ size_t ct_stack_endpoints(const ct_stack_t *stack);
 
 /* The address endpoint id was made for, or NULL. */
 const char *ct_stack_address(const ct_stack_t *stack, int id);
+
+/* Drains the stack (ct_service_shutdown() of its top): no new calls, the
+ * calls under way and waiting are answered, then cb runs with 0 or the
+ * error that cut the drain short (CT_ECANCELED if the stack is closed
+ * meanwhile). The stack must still be closed. Returns 0 or
+ * ct_service_shutdown()'s error. */
+int ct_stack_shutdown(ct_stack_t *stack, ct_stack_shutdown_cb cb);
 
 /* Closes the whole stack: every call under way completes (with
  * CT_ECLOSED if not answered), then cb (may be NULL) runs, after which

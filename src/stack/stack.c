@@ -315,6 +315,22 @@ static void on_top_closed(ct_service_t *svc) {
     maybe_closed(s);
 }
 
+static void on_top_drained(ct_service_t *top, int status) {
+    ct_stack_t *s = top->data;
+    ct_stack_shutdown_cb cb = s->shutdown_cb;
+    s->shutdown_cb = NULL;
+    if (cb) cb(s, status);
+}
+
+int ct_stack_shutdown(ct_stack_t *s, ct_stack_shutdown_cb cb) {
+    int r;
+    if (!s || !s->service) return CT_EINVAL;
+    s->service->data = s;
+    s->shutdown_cb = cb;
+    if ((r = ct_service_shutdown(s->service, on_top_drained)) != 0) s->shutdown_cb = NULL;
+    return r;
+}
+
 int ct_stack_close(ct_stack_t *s, ct_stack_close_cb cb) {
     endpoint_t *ep;
     int r;
