@@ -52,6 +52,12 @@ struct ct_codec {
      * line and fields), set by codecs that have one: a listener's header
      * timeout applies then, its body timeout otherwise (listener.h). */
     int in_header;
+    /* Bytes a decode asks the transport to write now, ahead of anything
+     * encoded after it (reply_len 0: none): an HTTP/1.1 server's "100
+     * Continue" to a request that waits for it before sending its body.
+     * The transport writes them and sets reply_len back to 0. */
+    const char *reply;
+    size_t reply_len;
     /* private */
     int error;   /* sticky */
     size_t scan; /* bytes of the pending frame already examined */

@@ -15,6 +15,7 @@
 #include <http_parser.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 _Static_assert(sizeof(http_parser) <= sizeof(((ct_http_codec_t *)0)->parser),
                "ct_http_codec_t has no room for an http_parser");
@@ -75,14 +76,18 @@ static int on_field_name(http_parser *p, const char *at, size_t len) {
     if (!c->in_name) {
         c->in_name = 1;
         c->nfields++;
+        c->expect_name = 0;
     }
+    /* (a name cut by a read is not recognised: its client waits for its own
+     * delay, as without this) */
+    c->expect_name = len == 6 && strncasecmp(at, "expect", 6) == 0;
     return 0;
 }
 
 static int on_field_value(http_parser *p, const char *at, size_t len) {
     ct_http_codec_t *c = p->data;
-    (void)at;
-    (void)len;
+    if (c->in_name && c->expect_name && len == 12 && strncasecmp(at, "100-continue", 12) == 0)
+        c->expects = 1;
     c->in_name = 0;
     return 0;
 }
@@ -111,6 +116,10 @@ static int on_request_headers(http_parser *p) {
     ct_http_codec_t *c = p->data;
     if (head_done(p) != 0) return -1;
     c->chunked = (p->flags & F_CHUNKED) != 0;
+    /* a body will follow, and nothing earlier waits for its answer */
+    c->wants_continue = c->expects && p->http_major == 1 && p->http_minor >= 1 &&
+                        c->requests == c->responses &&
+                        (c->chunked || (p->content_length > 0 && p->content_length != ULLONG_MAX));
     return 0;
 }
 
@@ -163,6 +172,9 @@ static void start_message(ct_http_codec_t *c) {
     c->in_name = 0;
     c->why = 0;
     c->chunked = 0;
+    c->expect_name = 0;
+    c->expects = 0;
+    c->wants_continue = 0;
 }
 
 /* An interim response's fields do not count against the final one's. */
@@ -236,6 +248,12 @@ static int http_decode(ct_codec_t *codec, const uint8_t *data, size_t len, ct_fr
     }
     if (codec->in_header && codec->scan == head_stop(c, SIZE_MAX)) return CT_EHEADERTOOLARGE;
     if (len >= codec->max_payload) return codec->in_header ? CT_EHEADERTOOLARGE : CT_EFRAMETOOLARGE;
+    if (c->wants_continue) { /* its head is whole, its body is still to come */
+        static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->wants_continue = 0;
+        codec->reply = go_on;
+        codec->reply_len = sizeof go_on - 1;
+    }
     return CT_CODEC_NEED_MORE;
 }
 

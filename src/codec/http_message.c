@@ -5,6 +5,7 @@
 #include "http_chunked.h"
 #include "http_rules.h"
 
+#include <errno.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <string.h>
@@ -237,8 +238,10 @@ int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const c
     return finish(&w, fields, usual || body_len > 0, body, body_len, size);
 }
 
-int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
-                            const void *body, size_t body_len, size_t *size) {
+/* A response, with a Connection field of ours (NULL: none) before the
+ * caller's fields. */
+static int format_response(uint8_t *out, size_t cap, int status, const char *connection,
+                           const char *fields, const void *body, size_t body_len, size_t *size) {
     writer_t w = {out, out ? cap : 0, 0};
     int no_body = status < 200 || status == 204 || status == 304;
     const char *reason = http_status_str((enum http_status)status);
@@ -250,7 +253,50 @@ int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fi
     put_str(&w, " ");
     put_str(&w, reason);
     put_str(&w, "\r\n");
+    if (connection) put_str(&w, connection);
     return finish(&w, fields, !no_body, body, body_len, size);
+}
+
+int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
+                            const void *body, size_t body_len, size_t *size) {
+    return format_response(out, cap, status, NULL, fields, body, body_len, size);
+}
+
+/* fields (whole lines) name a Connection field of their own. */
+static int has_connection(const char *fields) {
+    while (fields && *fields) {
+        const char *end = strstr(fields, "\r\n");
+        if (!end) return 0;
+        if (starts_with_name(fields, (size_t)(end - fields), "connection")) return 1;
+        fields = end + 2;
+    }
+    return 0;
+}
+
+static int is_method(const ct_http_message_t *m, const char *name) {
+    return m->method.len == strlen(name) && memcmp(m->method.p, name, m->method.len) == 0;
+}
+
+int ct_http_respond(ct_buf_pool_t *pool, const ct_http_message_t *request, int status,
+                    const char *fields, const void *body, size_t body_len, void **response) {
+    const char *connection = NULL;
+    size_t size = 0;
+    ct_buf_t *b;
+    int r;
+    if (!pool || !response || (!body && body_len)) return CT_EINVAL;
+    if (request && !has_connection(fields)) {
+        if (!request->keep_alive)
+            connection = "Connection: close\r\n";
+        else if (request->version_minor == 0) /* HTTP/1.0 that asked to keep it */
+            connection = "Connection: keep-alive\r\n";
+    }
+    if (request && is_method(request, "HEAD")) body = NULL; /* its length, not its bytes */
+    if ((r = format_response(NULL, 0, status, connection, fields, body, body_len, &size)) != 0)
+        return r;
+    if (!(b = ct_buf_pool_get(pool, size))) return -ENOMEM; /* UV_ENOMEM */
+    format_response((uint8_t *)b->base, size, status, connection, fields, body, body_len, &b->len);
+    *response = b;
+    return 0;
 }
 
 int ct_http_refusal_status(int error) {

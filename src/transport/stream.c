@@ -243,12 +243,29 @@ static int decode_be32(ct_stream_t *s) {
     return 0;
 }
 
+static __attribute__((noinline)) int grow_out(ct_stream_t *s, size_t need);
+
+/* What a decode asked to be written (codec.h's reply: HTTP/1.1's 100
+ * Continue), after what is already out. */
+static __attribute__((noinline, cold)) void write_reply(ct_stream_t *s, ct_codec_t *c) {
+    size_t len = c->reply_len;
+    c->reply_len = 0;
+    if (s->send_error || s->shut_pending) return;
+    if (s->wlen + len > s->wcap && grow_out(s, s->wlen + len) != 0) return; /* (it waits) */
+    memcpy(s->wbuf + s->wlen, c->reply, len);
+    s->wlen += len;
+    ct_loop_post_flush(s->transport.loop, &s->flush_task);
+}
+
 /* Any other codec, through its vtable. */
 static int decode_generic(ct_stream_t *s) {
     while (s->reading && s->rlen > 0) {
         ct_frame_t f;
         int r = ct_codec_decode(codec(s), s->rbuf + s->rstart, s->rlen, &f);
-        if (r == CT_CODEC_NEED_MORE) break;
+        if (r == CT_CODEC_NEED_MORE) {
+            if (codec(s)->reply_len) write_reply(s, codec(s));
+            break;
+        }
         if (r < 0) {
             end_stream(s, r);
             return -1;

@@ -510,6 +510,14 @@ addr=$(address_in "$tmp/serve.log" '.*echo on (tcp:[^ ]*) .*') || fail "serve --
 hostport=${addr#tcp://}
 out=$(curl -s --max-time 5 -d 'curl body' "http://$hostport/x") || fail "curl to serve --codec http failed"
 [ "$out" = "curl body" ] || fail "curl's POST through serve --codec http: '$out'"
+# Expect: 100-continue: the server answers it, so curl (which would wait
+# 10 s for it here) sends the body at once; its trace shows the answer
+head -c 2000 /dev/zero | tr '\0' 'b' >"$tmp/body"
+curl -sv --max-time 5 --expect100-timeout 10 -H 'Expect: 100-continue' --data-binary "@$tmp/body" \
+  -o "$tmp/echoed" "http://$hostport/up" 2>"$tmp/curl-expect.log" || fail "curl with Expect: 100-continue"
+grep -q '^< HTTP/1.1 100 Continue' "$tmp/curl-expect.log" ||
+  fail "no 100 Continue for Expect: 100-continue: $(cat "$tmp/curl-expect.log")"
+cmp -s "$tmp/body" "$tmp/echoed" || fail "the body sent after 100 Continue did not come back"
 code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -I "http://$hostport/") || fail "curl -I failed"
 [ "$code" = 200 ] || fail "curl's HEAD: status '$code'"
 "$ctower" call "$addr" --codec http /a "HEAD /b" "POST /c third" >"$tmp/out" 2>"$tmp/err" ||

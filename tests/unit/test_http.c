@@ -1095,3 +1095,105 @@ Test(http_net, a_drip_of_bytes_does_not_keep_a_connection_open) {
     NR = (struct net_refusals){0};
     net_stop(NULL, 0);
 }
+
+/* Expect: 100-continue: the head alone gets "100 Continue" (once); the
+ * whole request at once gets none; nor does HTTP/1.0, a request without a
+ * body, one without the field, or one behind an unanswered request. */
+static const char continue_head[] = "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                    "Content-Length: 5\r\n\r\n";
+
+static int reply_to(const char *text) {
+    ct_frame_t f;
+    ct_http_codec_init_server(&server, 0);
+    (void)ct_codec_decode(&server.codec, BYTES(text), &f);
+    return server.codec.reply_len > 0;
+}
+
+Test(http, a_request_that_expects_100_continue_gets_it_once_its_head_is_whole) {
+    char whole[256], head_only[256];
+    ct_frame_t f;
+    snprintf(head_only, sizeof head_only, "%s", continue_head);
+    snprintf(whole, sizeof whole, "%shello", continue_head);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(head_only), &f), CT_CODEC_NEED_MORE);
+    cr_assert_eq(server.codec.reply_len, strlen("HTTP/1.1 100 Continue\r\n\r\n"));
+    cr_assert_eq(memcmp(server.codec.reply, "HTTP/1.1 100 Continue\r\n\r\n", 25), 0);
+    server.codec.reply_len = 0; /* (the transport's part) */
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(head_only), &f), CT_CODEC_NEED_MORE);
+    cr_assert_eq(server.codec.reply_len, 0, "answered twice");
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(whole), &f), CT_CODEC_FRAME);
+    cr_assert_eq(server.codec.reply_len, 0);
+    cr_assert(!reply_to(whole), "the body came with the head: nothing to wait for");
+    cr_assert(reply_to(continue_head));
+    cr_assert(!reply_to("POST /up HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+    cr_assert(!reply_to("POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"));
+    cr_assert(!reply_to("GET /up HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"));
+    cr_assert(!reply_to("POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+    cr_assert(
+        !reply_to("POST /up HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\n"));
+    cr_assert(reply_to(
+        "POST /up HTTP/1.1\r\nEXPECT: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    /* behind a request whose answer has not gone: its 100 would be read as
+     * that request's */
+    ct_http_codec_init_server(&server, 0);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES("GET / HTTP/1.1\r\n\r\n"), &f),
+                 CT_CODEC_FRAME);
+    cr_assert_eq(ct_codec_decode(&server.codec, BYTES(continue_head), &f), CT_CODEC_NEED_MORE);
+    cr_assert_eq(server.codec.reply_len, 0, "100 Continue before an earlier answer");
+}
+
+/* One call answers a request: the length, the connection's fate and HEAD
+ * taken from the request. */
+static ct_http_message_t parsed(const char *text, char *copy, size_t cap) {
+    ct_http_message_t m;
+    size_t n = strlen(text);
+    cr_assert_lt(n, cap);
+    memcpy(copy, text, n);
+    cr_assert_eq(ct_http_parse_request((uint8_t *)copy, n, &m), 0);
+    return m;
+}
+
+static char *answer_text(ct_buf_pool_t *pool, const ct_http_message_t *req, int status,
+                         const char *fields, const char *body) {
+    void *res = NULL;
+    static char out[512];
+    ct_buf_t *b;
+    cr_assert_eq(ct_http_respond(pool, req, status, fields, body, body ? strlen(body) : 0, &res),
+                 0);
+    b = res;
+    cr_assert_lt(b->len, sizeof out);
+    memcpy(out, b->base, b->len);
+    out[b->len] = 0;
+    ct_buf_pool_put(pool, b);
+    return out;
+}
+
+Test(http, one_call_answers_a_request_as_the_request_asks) {
+    ct_buf_pool_t pool;
+    char a[256], b[256], c[256], d[256];
+    ct_http_message_t get = parsed("GET / HTTP/1.1\r\nHost: x\r\n\r\n", a, sizeof a);
+    ct_http_message_t last = parsed("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", b, sizeof b);
+    ct_http_message_t old = parsed("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", c, sizeof c);
+    ct_http_message_t head = parsed("HEAD / HTTP/1.1\r\n\r\n", d, sizeof d);
+    void *res = NULL;
+    ct_buf_pool_init(&pool, 256, 4);
+    cr_assert_str_eq(answer_text(&pool, &get, 200, "Content-Type: text/plain\r\n", "Hello, World!"),
+                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+                     "Hello, World!");
+    cr_assert_str_eq(answer_text(&pool, &last, 404, NULL, "no"),
+                     "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno");
+    cr_assert_str_eq(answer_text(&pool, &old, 200, NULL, "x"),
+                     "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx");
+    cr_assert_str_eq(answer_text(&pool, &head, 200, NULL, "hello"),
+                     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD: the length, no body");
+    cr_assert_str_eq(answer_text(&pool, &last, 200, "Connection: upgrade\r\n", NULL),
+                     "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+                     "the caller's own Connection field");
+    cr_assert_str_eq(answer_text(&pool, NULL, 204, NULL, NULL), "HTTP/1.1 204 No Content\r\n\r\n");
+    cr_assert_eq(ct_http_respond(&pool, &get, 204, NULL, "x", 1, &res), CT_EINVAL);
+    cr_assert_eq(ct_http_respond(&pool, &get, 200, "Content-Length: 3\r\n", "x", 1, &res),
+                 CT_EINVAL);
+    cr_assert_eq(ct_http_respond(&pool, &get, 200, "no line end", NULL, 0, &res), CT_EINVAL);
+    cr_assert_eq(ct_http_respond(&pool, &get, 42, NULL, NULL, 0, &res), CT_EINVAL);
+    cr_assert_null(res);
+    ct_buf_pool_destroy(&pool);
+}

@@ -54,15 +54,23 @@
  * until the connection ends, or end it with CT_EFRAMETOOLARGE once they
  * reach max_payload.
  *
+ * A request with "Expect: 100-continue" (HTTP/1.1) whose head has come
+ * and whose body has not gets "HTTP/1.1 100 Continue" from the server's
+ * codec (codec.h's reply), so that a client waiting for it (curl, for a
+ * large body) sends its body at once instead of after its own delay. Only
+ * when every earlier request on the connection has been answered: sent
+ * before an earlier final response, the interim answer would be read as
+ * that request's. A body over max_payload is refused from its
+ * Content-Length before any 100 Continue (413).
+ *
  * Not handled: switching protocols (a 101 response, or CONNECT, ends
  * HTTP/1.1 on the connection: the bytes after it must still be HTTP/1.1
- * messages, or the connection ends with CT_EMALFORMED); a server does not
- * send "100 Continue" by itself (clients that wait for it send the body
- * after their own delay).
+ * messages, or the connection ends with CT_EMALFORMED).
  */
 #ifndef CTOWER_CODEC_HTTP_H
 #define CTOWER_CODEC_HTTP_H
 
+#include "ctower/buf.h"
 #include "ctower/codec.h"
 #include "ctower/context.h"
 
@@ -91,6 +99,9 @@ typedef struct ct_http_codec {
     int in_name;        /* its last piece was a field's name */
     int why;            /* the error a callback refused the message with */
     int chunked;        /* its body is chunked (known once its head is read) */
+    int expect_name;    /* its last field's name was Expect */
+    int expects;        /* it asked for 100-continue */
+    int wants_continue; /* a server's: to answer 100 Continue once its head is whole */
     uint32_t requests;  /* requests seen (sent by a client, received by a server) */
     uint32_t responses; /* responses seen likewise: their difference is pending */
     uint64_t heads[CT_HTTP_MAX_PENDING / 64];  /* bit i % MAX: request i is a HEAD */
@@ -181,6 +192,20 @@ int ct_http_format_request(uint8_t *out, size_t cap, const char *method, const c
  * body_len that length. */
 int ct_http_format_response(uint8_t *out, size_t cap, int status, const char *fields,
                             const void *body, size_t body_len, size_t *size);
+
+/* Answers request in one call: a buffer from pool (to return as the
+ * service's response) holding the whole response, with status, fields
+ * (NULL, or whole lines each ending in "\r\n", without Content-Length or
+ * Transfer-Encoding) and body[0..body_len), as ct_http_format_response()
+ * writes it. From the request (a view of ct_http_parse_request(); NULL for
+ * none) it adds "Connection: close" when the request is its connection's
+ * last, "Connection: keep-alive" to an HTTP/1.0 request that keeps it
+ * (unless fields have a Connection of their own), and sends no body to a
+ * HEAD (its Content-Length says body_len). Returns 0 with *response,
+ * CT_EINVAL (a status or fields ct_http_format_response() refuses, a body
+ * for a status that has none) or UV_ENOMEM. */
+int ct_http_respond(ct_buf_pool_t *pool, const ct_http_message_t *request, int status,
+                    const char *fields, const void *body, size_t body_len, void **response);
 
 /* The status a server answers a refused request with, by the error that
  * refused it (the codec's, or the listener's timeouts): CT_EMALFORMED 400,
