@@ -2,8 +2,8 @@
  * loopback, in one program and one loop.
  *
  * The server is a plain function (ct_service_fn_t) that reads each request
- * as a view (ct_http_parse_request) and writes its response
- * (ct_http_format_response): GET /hello?NAME greets NAME, POST /echo sends
+ * as a view (ct_http_parse_request) and answers it with one call
+ * (ct_http_respond): GET /hello?NAME greets NAME, POST /echo sends
  * the body back, anything else is 404. The client keeps 8 requests in flight
  * on one connection, a HEAD among them, and checks every answer: HTTP/1.1
  * answers in order, and the codec knows that the answer to a HEAD has no
@@ -41,11 +41,10 @@ static int is(ct_http_str_t s, const char *text) {
 /* The server: one response for one request, both in buffers of the pool. */
 static int handle(void *ctx, void *request, void **response) {
     ct_buf_pool_t *pool = ctx;
-    ct_buf_t *req = request, *res;
+    ct_buf_t *req = request;
     ct_http_message_t m;
     char body[128];
-    const char *content;
-    size_t body_len = 0, size = 0;
+    size_t body_len = 0;
     int status = 404, r = ct_http_parse_request((uint8_t *)req->base, req->len, &m);
     if (r == 0 && (is(m.method, "GET") || is(m.method, "HEAD")) && m.target.len > 7 &&
         memcmp(m.target.p, "/hello?", 7) == 0) {
@@ -58,18 +57,12 @@ static int handle(void *ctx, void *request, void **response) {
         memcpy(body, m.body.p, m.body.len);
         body_len = m.body.len;
     }
-    /* a HEAD's answer says the length of the body a GET would get, and has
-     * none (a NULL body): the client's codec knows not to wait for one */
-    content = r == 0 && is(m.method, "HEAD") ? NULL : body;
-    ct_http_format_response(NULL, 0, status, NULL, content, body_len, &size);
-    res = ct_buf_pool_get(pool, size);
-    if (res)
-        ct_http_format_response((uint8_t *)res->base, size, status, NULL, content, body_len,
-                                &res->len);
+    /* sized, formatted, Connection: close if the request ends its
+     * connection; a HEAD's answer says the length of the body a GET would
+     * get and has none: the client's codec knows not to wait for one */
+    r = ct_http_respond(pool, r == 0 ? &m : NULL, status, NULL, body, body_len, response);
     ct_buf_pool_put(pool, req);
-    if (!res) return UV_ENOMEM;
-    *response = res;
-    return 0;
+    return r;
 }
 
 /* Request n: GET /hello?n, HEAD /hello?n, POST /echo with "n", GET /nowhere. */

@@ -1,7 +1,9 @@
-/* redis_client: a Redis client in one page. A reconnecting client with the
- * RESP codec sends a few commands, pipelined on one connection, and reads
- * each reply with ct_resp_read(). It checks the replies, so the tests run it
- * against a real redis-server (tests/interop/redis.sh).
+/* redis_client: a Redis client in one page. A client stack (ct_stack_t: a
+ * reconnecting client under a timeout) with the RESP codec sends a few
+ * commands at once, pipelined on one connection, reads each reply with
+ * ct_resp_read(), and closes with one call (ct_shutdown_t). It checks the
+ * replies, so the tests run it against a real redis-server
+ * (tests/interop/redis.sh).
  *
  *   redis_client ADDR      e.g. tcp://127.0.0.1:6379 or unix:///run/redis.sock
  */
@@ -32,7 +34,8 @@ typedef struct app {
     ct_loop_t ct;
     ct_buf_pool_t pool;
     ct_resp_codec_t resp;
-    ct_reconnect_t redis;
+    ct_stack_t redis;
+    ct_shutdown_t shutdown;
     ct_op_t ops[N];
     int answered, exit_code;
 } app_t;
@@ -67,15 +70,6 @@ static void reply_text(const ct_buf_t *reply, char *out, size_t cap) {
     }
 }
 
-static void on_loop_closed(ct_loop_t *loop) {
-    (void)loop;
-}
-
-static void on_redis_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    ct_loop_close(&app->ct, on_loop_closed);
-}
-
 static void on_reply(ct_op_t *op, int status, void *response) {
     app_t *app = op->data;
     size_t i = (size_t)(op - app->ops);
@@ -97,7 +91,7 @@ static void on_reply(ct_op_t *op, int status, void *response) {
         }
         ct_buf_pool_put(&app->pool, response);
     }
-    if (++app->answered == N) ct_service_close(&app->redis.service, on_redis_closed);
+    if (++app->answered == N) ct_shutdown_start(&app->shutdown, 1000, NULL); /* all closes */
 }
 
 /* commands[i] as a RESP array of bulk strings, pipelined behind the others. */
@@ -116,7 +110,7 @@ static int send_command(app_t *app, size_t i) {
     request->len = ct_resp_format_command((uint8_t *)request->base, size, argc, words, lens);
     ct_op_init(&app->ops[i], on_reply);
     app->ops[i].data = app;
-    r = ct_service_call(&app->redis.service, request, &app->ops[i]);
+    r = ct_service_call(app->redis.service, request, &app->ops[i]);
     if (r != 0) ct_buf_pool_put(&app->pool, request);
     return r;
 }
@@ -125,7 +119,7 @@ int main(int argc, char **argv) {
     static app_t app;
     uv_loop_t uv;
     ct_stream_config_t wire = {0};
-    ct_reconnect_config_t cfg = {0};
+    ct_stack_config_t cfg = {0};
     size_t i;
     int r;
     if (argc != 2) return fprintf(stderr, "usage: redis_client ADDR\n"), 2;
@@ -135,12 +129,17 @@ int main(int argc, char **argv) {
     ct_resp_codec_init(&app.resp, 0); /* replies up to 1 MiB */
     wire.codec = &app.resp.codec;
     wire.pool = &app.pool;
+    cfg.endpoints = (const char *const *)&argv[1];
+    cfg.n_endpoints = 1;
+    cfg.stream = &wire;
+    cfg.timeout_ms = 2000; /* no retries: INCR must not run twice */
+    cfg.connect_timeout_ms = 2000;
     cfg.free_msg = ct_buf_pool_free_msg;
     cfg.free_ctx = &app.pool;
-    cfg.connect_timeout_ms = 2000;
-    r = ct_reconnect_init(&app.redis, &app.ct, argv[1], &wire, &cfg);
+    r = ct_stack_init(&app.redis, &app.ct, &cfg);
     if (r != 0) return fprintf(stderr, "%s: %s\n", argv[1], ct_strerror(r)), 2;
-    app.redis.service.data = &app;
+    ct_shutdown_init(&app.shutdown, &app.ct);
+    ct_shutdown_add_stack(&app.shutdown, &app.redis);
     /* All of them at once: they wait for the connection, then leave in order. */
     for (i = 0; i < N; i++)
         if ((r = send_command(&app, i)) != 0) return fprintf(stderr, "%s\n", ct_strerror(r)), 1;
