@@ -51,6 +51,9 @@ esac
 # shellcheck disable=SC2086 # $flags is a list of flags
 cc -Wall -Wextra -Werror "$src_dir/examples/echo_channel.c" -o "$prefix/echo_shared" $flags
 LD_LIBRARY_PATH="$libdir" "$prefix/echo_shared" | grep -qx "Hello, ctower"
+# the tutorial's step 3, as it says to build it
+cc -Wall -Wextra -Werror "$src_dir/examples/kv.c" -o "$prefix/kv" $flags
+LD_LIBRARY_PATH="$libdir" "$prefix/kv" | grep -q "GET: 10000 answered, 0 wrong, 0 failed"
 LD_LIBRARY_PATH="$libdir" ldd "$prefix/echo_shared" | grep -q "$libdir/libctower.so" ||
   { echo "install check: echo_shared is not linked to the installed libctower.so" >&2; exit 1; }
 
