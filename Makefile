@@ -10,15 +10,19 @@
 # `make tls-cost` bench/tls-cost (ctower bench plain and with TLS, side by side),
 # `make compare-http` bench/compare-http (ctower serve --codec http and nginx),
 # `make hostile` bench/hostile (the hostile suite's attacks on ctower serve, nginx and h2o).
+# `make docs` the API reference from the headers (doxygen), in $(BUILD)/docs/html.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-.PHONY: all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost share-bench tls-cost hostile example test test-plain test-asan fuzz-long install format clean
+.PHONY: docs all deps build bench compare compare-servers compare-clients compare-redis compare-proxy compare-http compare-http2 proxy-cost share-bench tls-cost hostile example test test-plain test-asan fuzz-long install format clean
 
 all: build
+
+docs: deps
+	tests/docs/check.sh $(CURDIR) $(CURDIR)/$(BUILD)/docs
 
 deps:
 	@./scripts/install-deps.sh

@@ -37,7 +37,7 @@ clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_codec.c" "$src_dir/src/codec/codec
   "$src_dir/src/codec/resp_inline.c" \
   -o "$out_dir/fuzz_codec"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_http.c" "$src_dir/src/codec/codec.c" \
-  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_chunked.c" "$src_dir/src/codec/http_message.c" "$src_dir/src/codec/http_context.c" "$src_dir/src/core/context.c" -lhttp_parser \
+  "$src_dir/src/codec/http.c" "$src_dir/src/codec/http_chunked.c" "$src_dir/src/codec/http_message.c" "$src_dir/src/codec/http_context.c" "$src_dir/src/core/context.c" "$src_dir/src/core/buf.c" -lhttp_parser \
   -o "$out_dir/fuzz_http"
 clang "${flags[@]}" "$src_dir/tests/fuzz/fuzz_context.c" "$src_dir/src/codec/http_context.c" \
   "$src_dir/src/core/context.c" -o "$out_dir/fuzz_context"

@@ -83,9 +83,11 @@ typedef struct ct_queue {
 int ct_queue_init(ct_queue_t *queue, ct_loop_t *loop, ct_service_t *inner,
                   const ct_queue_config_t *cfg);
 
-/* Registers the queue's metrics in stats: ctower_queue_calls_total,
- * _refused_total, _expired_total, _waiting and _in_flight, with labels
- * (may be NULL). Returns 0 or ct_stats_add_*'s error. */
+/* Registers the queue's metrics in stats, with labels (may be NULL):
+ * ctower_queue_calls_total, ctower_queue_refused_total,
+ * ctower_queue_expired_total, ctower_queue_waiting and
+ * ctower_queue_in_flight. Returns 0 or an error of ct_stats_add_counter()
+ * or ct_stats_add_gauge(). */
 int ct_queue_add_stats(ct_queue_t *queue, ct_stats_t *stats, const char *labels);
 
 #ifdef __cplusplus
