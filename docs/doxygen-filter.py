@@ -47,8 +47,10 @@ def main(path):
                 seen_first = True
             else:
                 # code, then a comment on the same line: the code's
-                m = re.match(r"^(\s*[^/\s].*?[;,{])(\s*)/\*(?![*!<])(.*)$", line.rstrip("\n"))
-                if m and not m.group(1).lstrip().startswith(("*", "#")):
+                m = re.match(r"^(\s*[^/\s].*?[;,{])(\s*)/\*(?![*!<])(.*)$", line.rstrip("\n")) or \
+                    re.match(r"^(\s*#define\s+\S+\s+\S.*?)(\s+)/\*(?![*!<])(.*)$", line.rstrip("\n"))
+                if m and (not m.group(1).lstrip().startswith(("*", "#")) or
+                          m.group(1).lstrip().startswith("#define")):
                     line = m.group(1) + m.group(2) + "/**<" + m.group(3) + "\n"
             # a backslash in a comment ("\\r\\n" in a line codec's) is text,
             # not a doxygen command
@@ -58,10 +60,42 @@ def main(path):
                     line.replace("\\", "\\\\")
             in_comment = (in_comment or "/*" in line) and "*/" not in line.rsplit("/*", 1)[-1]
             out.append(line)
-    sys.stdout.write("".join(out))
+    sys.stdout.write("".join(group_runs(out)))
 
 def out_has_code(out):
     return any(l.strip() and not l.lstrip().startswith(("/*", "*")) for l in out)
+
+def group_runs(lines):
+    """A comment on lines of its own over several declarations in a row
+    (free_msg and free_ctx; three functions of one kind) speaks of them
+    all: they become a member group, whose documentation
+    doxygen gives to each (DISTRIBUTE_GROUP_DOC)."""
+    i, n = 0, len(lines)
+    while i < n:
+        s = lines[i].strip()
+        if s.startswith("/**") and not s.startswith("/**<") and "@file" not in s and \
+                "@cond" not in s and "@endcond" not in s:
+            j = i
+            while j < n and "*/" not in lines[j]:
+                j += 1
+            start = j + 1
+            end = start
+            items = 0
+            while end < n:
+                t = lines[end].strip()
+                # (not macros: a marker on a #define line would break it)
+                if not t or t.startswith(("/*", "*", "}", "#")) or "@cond" in t or "{" in t:
+                    break
+                if t.endswith(";"):
+                    items += 1
+                end += 1
+            if items >= 2 and "{" not in (lines[end] if end < n else ""):
+                lines[start] = "/**@{*/ " + lines[start]
+                lines[end - 1] = lines[end - 1].rstrip("\n") + " /**@}*/\n"
+            i = max(end, i + 1)
+        else:
+            i += 1
+    return lines
 
 if __name__ == "__main__":
     main(sys.argv[1])

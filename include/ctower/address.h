@@ -21,8 +21,9 @@ extern "C" {
 
 enum { CT_ADDRESS_TCP = 1, CT_ADDRESS_UNIX = 2 };
 
+/* A parsed address: a TCP host and port (numeric, or a name to resolve) or a Unix socket's path. */
 typedef struct ct_address {
-    int kind;
+    int kind;                   /* CT_ADDRESS_TCP or CT_ADDRESS_UNIX */
     struct sockaddr_storage sa; /* CT_ADDRESS_TCP with a numeric host */
     char path[108];             /* CT_ADDRESS_UNIX */
     char host[256];             /* CT_ADDRESS_TCP by name (empty otherwise) */

@@ -22,6 +22,7 @@
 extern "C" {
 #endif
 
+/* The bytes the connections of one loop may hold together, and who holds the most. */
 typedef struct ct_budget {
     size_t limit; /* bytes */
     size_t used;  /* counted by its users; read it, do not write it */

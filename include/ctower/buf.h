@@ -12,10 +12,11 @@
 extern "C" {
 #endif
 
+/* A message: len bytes of data at base, in a buffer of cap bytes, allocated with its header. */
 typedef struct ct_buf {
     char *base; /* points just past the header, in the same allocation */
-    size_t len;
-    size_t cap;
+    size_t len; /* bytes of data at base */
+    size_t cap; /* bytes base has room for */
     /* private */
     struct ct_buf *next_free; /* in a pool's free list */
 } ct_buf_t;

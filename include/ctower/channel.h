@@ -21,6 +21,7 @@
 extern "C" {
 #endif
 
+/* One end of an in-memory transport pair; its peer is the other end. */
 typedef struct ct_channel {
     ct_transport_t transport; /* first: a ct_channel_t * is a ct_transport_t * */
     /* private */

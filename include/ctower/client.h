@@ -42,6 +42,8 @@ extern "C" {
 
 #define CT_CLIENT_DEFAULT_IN_FLIGHT 64
 
+/* How a client bounds and frees what it holds (ct_pipeline_client_init(),
+ * ct_multiplex_client_init()). */
 typedef struct ct_client_config {
     /* Requests in flight at most, tombstones included; 0 means the default
      * (or, for a multiplex client, the tag store's capacity if smaller).
@@ -56,6 +58,7 @@ typedef struct ct_client_config {
 
 struct ct_client_slot;
 
+/* A request/response client over one transport: a service. */
 typedef struct ct_client {
     ct_service_t service; /* first: a client is a service */
     /* private */

@@ -23,23 +23,25 @@ enum { CT_CODEC_NEED_MORE = 0, CT_CODEC_FRAME = 1, CT_CODEC_LAST = 2 };
 /* Where a decoded frame lies in the bytes given to ct_codec_decode(). */
 typedef struct ct_frame {
     size_t payload_offset; /* the payload starts here */
-    size_t payload_len;
-    size_t frame_len; /* bytes the whole frame takes: consume them */
+    size_t payload_len;    /* the payload's bytes */
+    size_t frame_len;      /* bytes the whole frame takes: consume them */
 } ct_frame_t;
 
 typedef struct ct_codec ct_codec_t;
 
+/* What a codec implements: decoding frames out of bytes, encoding a payload into a frame. */
 typedef struct ct_codec_vtable {
     int (*decode)(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame);
     int (*encode)(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
                   size_t *written);
 } ct_codec_vtable_t;
 
+/* The part of every codec a transport reads: its operations, bounds and framing hints. */
 struct ct_codec {
-    const ct_codec_vtable_t *vtable;
-    size_t max_payload; /* larger frames are CT_EFRAMETOOLARGE */
-    size_t overhead;    /* bytes a frame adds to its payload, at most */
-    size_t size;        /* sizeof the concrete codec, so a transport can copy it */
+    const ct_codec_vtable_t *vtable; /* the codec's operations */
+    size_t max_payload;              /* larger frames are CT_EFRAMETOOLARGE */
+    size_t overhead;                 /* bytes a frame adds to its payload, at most */
+    size_t size;                     /* sizeof the concrete codec, so a transport can copy it */
     /* 1 if every frame is a 4-byte big-endian payload length, then the
      * payload, with max_payload < 2^32: the common framing, which a transport
      * may then frame inline, with the same results, without the vtable. */

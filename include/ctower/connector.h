@@ -23,10 +23,11 @@ extern "C" {
  * the configuration's server_name), CT_ETLS for any other failure. */
 typedef void (*ct_connect_cb)(ct_stream_t *stream, int status);
 
+/* Makes connected streams to one address on demand. */
 typedef struct ct_connector {
-    ct_loop_t *loop;
-    ct_address_t address;
-    ct_stream_config_t stream_cfg;
+    ct_loop_t *loop;               /* the loop its streams are on */
+    ct_address_t address;          /* where it connects */
+    ct_stream_config_t stream_cfg; /* each stream's configuration */
     /* Set after init to bound each connect, resolving the name included:
      * past it the connect fails with UV_ETIMEDOUT. 0 (the default): no
      * bound but the kernel's (for TCP about two minutes of SYN retries to a

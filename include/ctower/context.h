@@ -42,12 +42,13 @@
 extern "C" {
 #endif
 
+/* What a call carries besides its request: its deadline, its trace, its attempt. */
 typedef struct ct_context {
     uint64_t deadline_ms; /* absolute, on uv_now()'s clock; 0: none */
     uint8_t trace_id[16]; /* all zero: no trace */
     uint8_t span_id[8];   /* the caller's span: the parent of the callee's */
-    uint8_t trace_flags;
-    uint8_t attempt; /* 0: the first try; retry counts its further ones */
+    uint8_t trace_flags;  /* W3C trace flags (01: sampled) */
+    uint8_t attempt;      /* 0: the first try; retry counts its further ones */
 } ct_context_t;
 
 /* The longest forms of the wire helpers below, with their NUL. */

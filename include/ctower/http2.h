@@ -84,14 +84,15 @@ enum {
 /* What sessions count (stats.h), shared by the sessions of one loop that
  * name it. */
 typedef struct ct_http2_stats {
-    ct_counter_t streams;         /* streams closed (answered, reset or cut) */
-    ct_counter_t resets_received; /* RST_STREAM frames from the peer */
-    ct_counter_t resets_sent;
-    ct_counter_t goaways_received;
-    ct_counter_t goaways_sent;
-    ct_counter_t floods; /* sessions ended for frames that do no work (CT_EFLOOD) */
+    ct_counter_t streams;          /* streams closed (answered, reset or cut) */
+    ct_counter_t resets_received;  /* RST_STREAM frames from the peer */
+    ct_counter_t resets_sent;      /* streams this side reset */
+    ct_counter_t goaways_received; /* GOAWAY frames from the peer */
+    ct_counter_t goaways_sent;     /* GOAWAY frames sent */
+    ct_counter_t floods;           /* sessions ended for frames that do no work (CT_EFLOOD) */
 } ct_http2_stats_t;
 
+/* An HTTP/2 session's side, bounds and settings. */
 typedef struct ct_http2_config {
     int server;                /* 0: the client side */
     ct_buf_pool_t *pool;       /* messages come from it (required) */
@@ -109,11 +110,13 @@ struct nghttp2_session;
 /* nghttp2's memory for one session: freed blocks kept by size for reuse
  * (private; see src/transport/http2_mem.c). */
 enum { CT_HTTP2_MEM_CLASSES = 10 };
+/* The allocator of one loop's HTTP/2 sessions: size classes of freed blocks, kept for reuse. */
 typedef struct ct_http2_mem {
     void *free[CT_HTTP2_MEM_CLASSES];
     size_t cached; /* bytes kept */
 } ct_http2_mem_t;
 
+/* A transport of HTTP messages over HTTP/2, on a transport of bytes. */
 typedef struct ct_http2 {
     ct_transport_t transport; /* first: a ct_http2_t * is a ct_transport_t * */
     /* private */

@@ -83,20 +83,21 @@ typedef struct ct_listener_config {
 
 /* What a listener counts, its servers' counts with it (stats.h). */
 typedef struct ct_listener_stats {
-    ct_counter_t accepted;
-    ct_counter_t accept_errors;
-    ct_counter_t closed_idle;  /* shut down by idle_timeout_ms */
-    ct_counter_t refused_slow; /* by header_timeout_ms or body_timeout_ms */
-    ct_gauge_t connections;    /* open */
-    ct_server_stats_t servers;
-    ct_stream_stats_t streams; /* bytes, TLS handshakes */
-    ct_http2_stats_t http2;    /* with HTTP/2: streams, resets, GOAWAYs */
+    ct_counter_t accepted;      /* connections accepted */
+    ct_counter_t accept_errors; /* accepts that failed */
+    ct_counter_t closed_idle;   /* shut down by idle_timeout_ms */
+    ct_counter_t refused_slow;  /* by header_timeout_ms or body_timeout_ms */
+    ct_gauge_t connections;     /* open */
+    ct_server_stats_t servers;  /* what its servers count, together */
+    ct_stream_stats_t streams;  /* bytes, TLS handshakes */
+    ct_http2_stats_t http2;     /* with HTTP/2: streams, resets, GOAWAYs */
 } ct_listener_stats_t;
 
+/* A listener: accepts connections on an address and serves each. */
 struct ct_listener {
-    void *data; /* for the user */
-    ct_loop_t *loop;
-    ct_service_t *service;
+    void *data;            /* for the user */
+    ct_loop_t *loop;       /* the loop it runs on */
+    ct_service_t *service; /* the service each connection's server calls */
     /* private */
     ct_listener_config_t cfg;
     ct_http2_config_t http2;

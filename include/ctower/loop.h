@@ -37,8 +37,8 @@ extern "C" {
 
 /* An intrusive doubly-linked list node (private to the library). */
 typedef struct ct_link {
-    struct ct_link *prev;
-    struct ct_link *next;
+    struct ct_link *prev; /* the previous node (the list's head links both ends) */
+    struct ct_link *next; /* the next node */
 } ct_link_t;
 
 typedef struct ct_loop ct_loop_t;
@@ -49,15 +49,16 @@ typedef void (*ct_loop_close_cb)(ct_loop_t *loop);
 /* A callback to run later from a fresh stack. Caller-allocated, usually
  * embedded in a larger struct and recovered with CT_CONTAINER_OF. */
 struct ct_task {
-    ct_task_cb cb;
+    ct_task_cb cb; /* what runs */
     /* private */
     ct_link_t link;
     int queued;
 };
 
+/* ctower's state for one uv_loop_t: its queue of callbacks, shared buffers, clock. */
 struct ct_loop {
-    uv_loop_t *uv;
-    void *data; /* for the user */
+    uv_loop_t *uv; /* the libuv loop it is on, yours */
+    void *data;    /* for the user */
     /* private */
     uv_check_t check;
     uv_idle_t idle;

@@ -25,9 +25,10 @@ struct ct_context;
  * error when status is a transport kind (CT_ESENDBROKEN, CT_ERECVBROKEN). */
 typedef void (*ct_op_cb)(ct_op_t *op, int status, void *response);
 
+/* One asynchronous call and its completion: the caller's, embedded in its own struct. */
 struct ct_op {
-    void *data; /* for the user */
-    ct_op_cb cb;
+    void *data;  /* for the user */
+    ct_op_cb cb; /* the completion callback */
     /* The call's context (context.h): its deadline, trace and attempt; NULL
      * (ct_op_init's) for none. Set by the caller before ct_service_call();
      * it must stay unchanged until the op completes. */

@@ -74,6 +74,7 @@ typedef struct ct_server_stats {
     ct_histogram_t latency;
 } ct_server_stats_t;
 
+/* A server's bounds, hooks and counts. */
 typedef struct ct_server_config {
     /* Requests read and not yet answered, at most; 0 means the default.
      * Never more than the transport's max_in_flight (transport.h). */
@@ -116,11 +117,12 @@ typedef struct ct_server_config {
 
 struct ct_server_slot;
 
+/* A server: one transport driven with one service. */
 struct ct_server {
-    void *data; /* for the user */
-    ct_loop_t *loop;
-    ct_transport_t *transport;
-    ct_service_t *service;
+    void *data;                /* for the user */
+    ct_loop_t *loop;           /* its loop */
+    ct_transport_t *transport; /* the connection it reads requests from */
+    ct_service_t *service;     /* the service it calls */
     /* private */
     struct ct_server_slot *slots;
     size_t *free_slots;

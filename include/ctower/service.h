@@ -58,10 +58,11 @@ typedef struct ct_service_vtable {
     int (*call_sync)(ct_service_t *svc, void *request, int *status, void **response);
 } ct_service_vtable_t;
 
+/* A service: the vtable, its loop, and what the generic rules keep. */
 struct ct_service {
-    const ct_service_vtable_t *vtable;
-    ct_loop_t *loop;
-    void *data; /* for the user */
+    const ct_service_vtable_t *vtable; /* the implementation's operations */
+    ct_loop_t *loop;                   /* the loop it belongs to */
+    void *data;                        /* for the user */
     /* private */
     void *owner; /* the layer that wraps this service, if any */
     int flags;

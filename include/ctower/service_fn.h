@@ -17,6 +17,7 @@ extern "C" {
  * which case *response is ignored. */
 typedef int (*ct_service_fn_cb)(void *ctx, void *request, void **response);
 
+/* A service that answers with a plain C function. */
 typedef struct ct_service_fn {
     ct_service_t service; /* first: a ct_service_fn_t * is a ct_service_t * */
     /* private */

@@ -40,6 +40,7 @@ enum { CT_SHUTDOWN_MAX = 16 }; /* listeners, and services and stacks, each */
 typedef struct ct_shutdown ct_shutdown_t;
 typedef void (*ct_shutdown_done_cb)(ct_shutdown_t *shutdown, int status);
 
+/* A program's shutdown: what it closes, in order, and its deadline. */
 struct ct_shutdown {
     void *data; /* for the user */
     /* private */

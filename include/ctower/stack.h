@@ -47,6 +47,7 @@
 extern "C" {
 #endif
 
+/* A client stack's description: endpoints, connections, one bound, and the layers asked for. */
 typedef struct ct_stack_config {
     /* The endpoints' addresses (address.h); the array may go once init
      * returns. At least one, unless balance is set. */
@@ -92,6 +93,7 @@ typedef struct ct_stack ct_stack_t;
 typedef void (*ct_stack_close_cb)(ct_stack_t *stack);
 typedef void (*ct_stack_shutdown_cb)(ct_stack_t *stack, int status);
 
+/* A client stack built by ct_stack_init(). */
 struct ct_stack {
     ct_service_t *service; /* the top of the stack: call this */
     void *data;            /* for the user */

@@ -31,10 +31,12 @@
 extern "C" {
 #endif
 
+/* A count that only grows, written by one loop. */
 typedef struct ct_counter {
     uint64_t value;
 } ct_counter_t;
 
+/* A value that goes up and down, written by one loop. */
 typedef struct ct_gauge {
     int64_t value;
 } ct_gauge_t;
@@ -43,11 +45,12 @@ typedef struct ct_gauge {
 /* 0..63 one value each, then 32 per power of two from 2^6 to 2^38 */
 #define CT_HISTOGRAM_BUCKETS (2 * CT_HISTOGRAM_SUB + (38 - 6) * CT_HISTOGRAM_SUB)
 
+/* A log-linear histogram of values (latencies in ns), written by one loop. */
 typedef struct ct_histogram {
-    uint64_t counts[CT_HISTOGRAM_BUCKETS];
-    uint64_t count;
-    uint64_t sum; /* of the values recorded, for a mean */
-    uint64_t max;
+    uint64_t counts[CT_HISTOGRAM_BUCKETS]; /* values recorded per bucket */
+    uint64_t count;                        /* values recorded */
+    uint64_t sum;                          /* of the values recorded, for a mean */
+    uint64_t max;                          /* the largest recorded */
 } ct_histogram_t;
 
 /* The single writer's side: relaxed stores (see above). */
@@ -105,17 +108,19 @@ uint64_t ct_histogram_quantile(const ct_histogram_t *h, double q);
 
 typedef enum { CT_STATS_COUNTER, CT_STATS_GAUGE, CT_STATS_HISTOGRAM } ct_stats_kind_t;
 
+/* One registered metric: its name, labels, kind and where its value is. */
 typedef struct ct_stats_entry {
-    char *name;       /* Prometheus's: [a-zA-Z_:][a-zA-Z0-9_:]* (the library's copy) */
-    const char *help; /* one line */
-    char *labels;     /* 'key="value",...' (the library's copy, with the name's), or "" */
-    ct_stats_kind_t kind;
-    double scale;       /* histograms: exposed value = recorded * scale (ns to s: 1e-9) */
-    const void *metric; /* the component's ct_counter_t, ct_gauge_t or ct_histogram_t */
+    char *name;           /* Prometheus's: [a-zA-Z_:][a-zA-Z0-9_:]* (the library's copy) */
+    const char *help;     /* one line */
+    char *labels;         /* 'key="value",...' (the library's copy, with the name's), or "" */
+    ct_stats_kind_t kind; /* counter, gauge or histogram */
+    double scale;         /* histograms: exposed value = recorded * scale (ns to s: 1e-9) */
+    const void *metric;   /* the component's ct_counter_t, ct_gauge_t or ct_histogram_t */
 } ct_stats_entry_t;
 
+/* One loop's registry of named metrics. */
 typedef struct ct_stats {
-    ct_stats_entry_t *entries;
+    ct_stats_entry_t *entries; /* n of them, room for cap */
     size_t n, cap;
 } ct_stats_t;
 

@@ -51,12 +51,13 @@ extern "C" {
  * name it (a listener's, a connector's). Bytes are those on the wire
  * (ciphertext with TLS), added per read and per write, not per message. */
 typedef struct ct_stream_stats {
-    ct_counter_t bytes_read;
-    ct_counter_t bytes_written;
+    ct_counter_t bytes_read;     /* bytes read from the socket */
+    ct_counter_t bytes_written;  /* bytes written to it */
     ct_counter_t tls_handshakes; /* handshakes that succeeded */
     ct_counter_t tls_failures;   /* handshakes that failed (refused, not TLS, a bad certificate) */
 } ct_stream_stats_t;
 
+/* How a stream frames, pools, bounds, encrypts and counts. */
 typedef struct ct_stream_config {
     /* A codec to copy for this stream (each stream keeps its own state).
      * Its size must fit ct_codec_storage_t. */
@@ -100,6 +101,7 @@ typedef union ct_uv_stream {
     uv_pipe_t pipe;
 } ct_uv_stream_t;
 
+/* A transport over a TCP or Unix socket, with a codec. */
 typedef struct ct_stream {
     ct_transport_t transport; /* first: a ct_stream_t * is a ct_transport_t * */
     /* private */

@@ -22,6 +22,7 @@ extern "C" {
 
 typedef struct ct_tag_store ct_tag_store_t;
 
+/* What a tag store implements. */
 typedef struct ct_tag_store_vtable {
     /* Tags request, which is about to be sent for slot. Returns 0, or a
      * negative error that fails this request alone. */
@@ -39,8 +40,9 @@ typedef struct ct_tag_store_vtable {
     void (*unassign)(ct_tag_store_t *store, size_t slot);
 } ct_tag_store_vtable_t;
 
+/* How a multiplex client finds a response's request: tags assigned and retired. */
 struct ct_tag_store {
-    const ct_tag_store_vtable_t *vtable;
+    const ct_tag_store_vtable_t *vtable; /* the store's operations */
     size_t capacity; /* slots it can tell apart; bounds the client's in-flight */
 };
 

@@ -41,6 +41,7 @@ typedef void (*ct_recv_cb)(ct_transport_t *t, int status, void *msg);
 typedef void (*ct_transport_shutdown_cb)(ct_transport_t *t, int status);
 typedef void (*ct_transport_close_cb)(ct_transport_t *t);
 
+/* What a transport implements. */
 typedef struct ct_transport_vtable {
     int (*send_ready)(ct_transport_t *t, ct_waker_t *waker);
     int (*send)(ct_transport_t *t, void *msg);
@@ -52,10 +53,11 @@ typedef struct ct_transport_vtable {
     void (*close)(ct_transport_t *t);
 } ct_transport_vtable_t;
 
+/* A framed message pipe: the vtable, its loop, its owner. */
 struct ct_transport {
-    const ct_transport_vtable_t *vtable;
-    ct_loop_t *loop;
-    void *data; /* for the user */
+    const ct_transport_vtable_t *vtable; /* the implementation's operations */
+    ct_loop_t *loop;                     /* the loop it belongs to */
+    void *data;                          /* for the user */
     /* Requests in flight at most that the protocol on this transport can
      * keep track of (0: no bound; a stream takes its codec's max_pending).
      * Clients and servers keep their in-flight bound within it. */

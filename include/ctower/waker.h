@@ -25,9 +25,10 @@ enum { CT_READY = 0, CT_PENDING = 1 };
 typedef struct ct_waker ct_waker_t;
 typedef void (*ct_waker_cb)(ct_waker_t *waker);
 
+/* A caller-owned callback that a PENDING answer keeps and wakes. */
 struct ct_waker {
-    void *data; /* for the user */
-    ct_waker_cb cb;
+    void *data;     /* for the user */
+    ct_waker_cb cb; /* runs, from a fresh stack, once woken */
     /* private */
     ct_task_t task;
     ct_link_t wait_link;
@@ -36,7 +37,7 @@ struct ct_waker {
 
 /* A list of wakers waiting for one condition (for implementers). */
 typedef struct ct_waitq {
-    ct_link_t head;
+    ct_link_t head; /* the wakers waiting */
 } ct_waitq_t;
 
 /* Initializes waker on loop with its callback. */

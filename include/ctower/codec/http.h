@@ -84,6 +84,7 @@ enum {
     CT_HTTP_DEFAULT_MAX_HEADER = 64 << 10 /* bytes of a start line and fields, by default */
 };
 
+/* The HTTP/1.1 codec of one side of a connection. */
 typedef struct ct_http_codec {
     ct_codec_t codec; /* first: a ct_http_codec_t * is a ct_codec_t * */
     /* private */
@@ -139,12 +140,13 @@ void ct_http_codec_trust_sent(ct_http_codec_t *codec);
 
 /* A view of bytes inside a message (or of a static string). */
 typedef struct ct_http_str {
-    const char *p;
-    size_t len;
+    const char *p; /* the first byte (not NUL-terminated) */
+    size_t len;    /* bytes at p */
 } ct_http_str_t;
 
+/* One header (or trailer) field of a message view: name and value. */
 typedef struct ct_http_field {
-    ct_http_str_t name, value;
+    ct_http_str_t name, value; /* as sent: the name in its case, the value trimmed */
 } ct_http_field_t;
 
 /* A message read by ct_http_parse_*(): views into its payload, valid while
@@ -158,7 +160,7 @@ typedef struct ct_http_message {
     int keep_alive;       /* 0: the peer will close, or asks to (Connection: close, 1.0) */
     size_t nfields;       /* header fields, then trailer fields */
     size_t nheaders;      /* of them, the header fields (the rest are trailers) */
-    ct_http_field_t fields[CT_HTTP_MAX_HEADERS];
+    ct_http_field_t fields[CT_HTTP_MAX_HEADERS]; /* nfields of them */
     ct_http_str_t body; /* the content; a chunked body is joined in place */
 } ct_http_message_t;
 

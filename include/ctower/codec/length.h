@@ -14,6 +14,7 @@
 extern "C" {
 #endif
 
+/* The length field's form: its size, byte order, what it counts, the largest payload. */
 typedef struct ct_length_codec_config {
     unsigned field_size; /* 1, 2, 4 or 8 */
     int little_endian;   /* 0: big-endian (network order) */
@@ -21,6 +22,7 @@ typedef struct ct_length_codec_config {
     size_t max_payload;  /* 0: 8 MiB */
 } ct_length_codec_config_t;
 
+/* The length-delimited codec: a length field, then the payload. */
 typedef struct ct_length_codec {
     ct_codec_t codec; /* first: a ct_length_codec_t * is a ct_codec_t * */
     /* private */

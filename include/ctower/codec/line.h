@@ -17,6 +17,7 @@
 extern "C" {
 #endif
 
+/* The line codec: one message per line, ending in "\n" or "\r\n". */
 typedef struct ct_line_codec {
     ct_codec_t codec; /* first: a ct_line_codec_t * is a ct_codec_t * */
     /* private */

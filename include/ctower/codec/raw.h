@@ -16,6 +16,7 @@
 extern "C" {
 #endif
 
+/* The raw codec: the bytes as they come, a read's worth per message. */
 typedef struct ct_raw_codec {
     ct_codec_t codec; /* first: a ct_raw_codec_t * is a ct_codec_t * */
 } ct_raw_codec_t;

@@ -38,6 +38,7 @@ extern "C" {
 
 enum { CT_RESP_RESUME_DEPTH = 8 };
 
+/* The RESP codec: one Redis value (or, on a server's side, one command) per frame. */
 typedef struct ct_resp_codec {
     ct_codec_t codec; /* first: a ct_resp_codec_t * is a ct_codec_t * */
     /* private: where the scan of a value that has not all arrived stopped

@@ -78,6 +78,7 @@ typedef enum ct_balance_load {
  * failure. */
 typedef int (*ct_balance_failure_fn)(void *ctx, int status, int cause);
 
+/* The balancer's first endpoints, bound, failure rule, pauses and load measure. */
 typedef struct ct_balance_config {
     /* The first endpoints (none: ct_balance_add() brings them), each a
      * distinct service that no layer wraps yet. The layer owns them from a
@@ -128,7 +129,7 @@ typedef struct ct_balance_metrics {
 
 /* What the balancer counts of one endpoint (ct_balance_endpoint_add_stats). */
 typedef struct ct_balance_endpoint_metrics {
-    ct_counter_t calls;
+    ct_counter_t calls;                 /* calls given to the endpoint */
     ct_counter_t errors[CT_KIND_COUNT]; /* its calls that failed, by kind (error.h) */
     ct_counter_t ejections;             /* failures that left it out for a pause */
     ct_gauge_t in_flight;               /* the count its load is weighed by */
@@ -142,9 +143,10 @@ typedef struct ct_balance ct_balance_t;
  * elsewhere. ctx is ct_balance_remove()'s. */
 typedef void (*ct_balance_removed_cb)(ct_balance_t *b, ct_service_t *endpoint, void *ctx);
 
+/* The balancing layer: a service over a set of endpoints. */
 struct ct_balance {
-    ct_service_t service; /* first: a balancer is a service */
-    ct_balance_metrics_t metrics;
+    ct_service_t service;         /* first: a balancer is a service */
+    ct_balance_metrics_t metrics; /* its counts (ct_balance_add_stats()) */
     /* private */
     ct_balance_config_t cfg;
     struct ct_balance_endpoint **slots;  /* by id; NULL: a free id */

@@ -38,6 +38,7 @@ extern "C" {
  * service. Asked about every error but CT_ECANCELED. */
 typedef int (*ct_breaker_failure_fn)(void *ctx, int status, int cause);
 
+/* When the breaker opens, for how long, and what counts as a failure. */
 typedef struct ct_breaker_config {
     unsigned failures_to_open;        /* failures in a row that open it (0: 5) */
     uint64_t pause_min_ms;            /* the first pause (0: 1 s) */
@@ -57,11 +58,12 @@ typedef enum ct_breaker_state {
     CT_BREAKER_HALF_OPEN = 2 /* the pause is over: the next call probes */
 } ct_breaker_state_t;
 
+/* The breaker's state and counts (ct_breaker_stats()). */
 typedef struct ct_breaker_stats {
-    ct_breaker_state_t state;
-    unsigned failures_in_a_row;
-    uint64_t opens;    /* times it opened */
-    uint64_t rejected; /* calls failed at once with CT_EOPEN */
+    ct_breaker_state_t state;   /* closed, open or half-open */
+    unsigned failures_in_a_row; /* since the last answer */
+    uint64_t opens;             /* times it opened */
+    uint64_t rejected;          /* calls failed at once with CT_EOPEN */
 } ct_breaker_stats_t;
 
 /* What the breaker counts (stats.h; ct_breaker_add_stats registers them). */
@@ -74,6 +76,7 @@ typedef struct ct_breaker_metrics {
 
 struct ct_breaker_entry;
 
+/* The circuit breaker: a service over the one it guards. */
 typedef struct ct_breaker {
     ct_service_t service; /* first: a breaker is a service */
     /* private */

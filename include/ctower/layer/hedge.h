@@ -41,6 +41,7 @@
 extern "C" {
 #endif
 
+/* When a backup is sent, within what budget, and how requests are copied. */
 typedef struct ct_hedge_config {
     /* Copies a request (required): ct_buf_copy_msg, ct_buf_pool_copy_msg. */
     ct_msg_copy_fn copy;
@@ -58,6 +59,7 @@ typedef struct ct_hedge_config {
     size_t max_in_flight;
 } ct_hedge_config_t;
 
+/* The hedge layer's counts, read at once (ct_hedge_counts()). */
 typedef struct ct_hedge_counts {
     uint64_t calls;           /* calls started */
     uint64_t backups;         /* backup copies sent */
@@ -68,14 +70,15 @@ typedef struct ct_hedge_counts {
 /* The same, as the layer counts them (stats.h: read them from any thread,
  * register them with ct_hedge_add_stats). */
 typedef struct ct_hedge_metrics {
-    ct_counter_t calls;
-    ct_counter_t backups;
-    ct_counter_t backups_won;
-    ct_counter_t budget_refusals;
+    ct_counter_t calls;           /* calls taken */
+    ct_counter_t backups;         /* backup copies sent */
+    ct_counter_t backups_won;     /* calls a backup answered first */
+    ct_counter_t budget_refusals; /* backups the budget did not allow */
 } ct_hedge_metrics_t;
 
 struct ct_hedge_entry;
 
+/* The hedging layer: a service over the one it sends backups to. */
 typedef struct ct_hedge {
     ct_service_t service; /* first: a hedge layer is a service */
     /* private */

@@ -32,6 +32,7 @@
 extern "C" {
 #endif
 
+/* The limit layer's bounds: calls in flight, calls started per second. */
 typedef struct ct_limit_config {
     /* Calls in flight at most (0: no bound). */
     size_t max_in_flight;
@@ -44,6 +45,7 @@ typedef struct ct_limit_config {
     void *free_ctx;
 } ct_limit_config_t;
 
+/* The limit layer's counts, read at once (ct_limit_counts()). */
 typedef struct ct_limit_counts {
     uint64_t calls;   /* calls passed to the inner service */
     uint64_t refused; /* calls refused with CT_EOVERLOADED */
@@ -52,12 +54,13 @@ typedef struct ct_limit_counts {
 /* The same, as the layer counts them (stats.h: read them from any thread,
  * register them with ct_limit_add_stats). */
 typedef struct ct_limit_metrics {
-    ct_counter_t calls;
-    ct_counter_t refused;
+    ct_counter_t calls;   /* calls let through */
+    ct_counter_t refused; /* calls refused with CT_EOVERLOADED */
 } ct_limit_metrics_t;
 
 struct ct_limit_entry;
 
+/* The limit layer: a service over the one it bounds. */
 typedef struct ct_limit {
     ct_service_t service; /* first: a limit is a service */
     /* private */

@@ -41,8 +41,9 @@
 extern "C" {
 #endif
 
+/* What the observing layer counts and times. */
 typedef struct ct_observe_metrics {
-    ct_counter_t requests;
+    ct_counter_t requests;              /* calls started */
     ct_counter_t responses;             /* calls answered with a response */
     ct_counter_t errors[CT_KIND_COUNT]; /* calls answered with an error, by kind */
     ct_gauge_t in_flight;               /* calls whose caller waits */
@@ -54,6 +55,7 @@ typedef void (*ct_observe_end_fn)(void *ctx, void *span, const ct_op_t *op, int 
                                   const void *response, uint64_t duration_ns);
 typedef void (*ct_observe_called_fn)(void *ctx, void *span);
 
+/* The observing layer's bound and hooks. */
 typedef struct ct_observe_config {
     size_t max_in_flight; /* calls in flight at most (0: 1024); PENDING beyond */
     /* The tracing hooks; any may be NULL. */
@@ -68,6 +70,7 @@ typedef struct ct_observe_config {
 
 struct ct_observe_entry;
 
+/* The observing layer: a service over the one it watches. */
 typedef struct ct_observe {
     ct_service_t service;         /* first: the layer is a service */
     ct_observe_metrics_t metrics; /* read them (ct_counter_read ...) or register them */

@@ -36,6 +36,7 @@
 extern "C" {
 #endif
 
+/* The queue's bounds, and how it frees what nobody gets. */
 typedef struct ct_queue_config {
     size_t max_queued;    /* calls waiting at most (0: 1024) */
     size_t max_in_flight; /* calls issued to the inner service at most (0: 1024) */
@@ -56,9 +57,10 @@ typedef struct ct_queue_metrics {
 
 struct ct_queue_entry;
 
+/* The queueing layer: a service over the one whose readiness it waits for. */
 typedef struct ct_queue {
-    ct_service_t service; /* first: the layer is a service */
-    ct_queue_metrics_t metrics;
+    ct_service_t service;       /* first: the layer is a service */
+    ct_queue_metrics_t metrics; /* its counts (ct_queue_add_stats()) */
     /* private */
     ct_service_t *inner;
     ct_queue_config_t cfg;

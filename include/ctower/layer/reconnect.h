@@ -56,6 +56,7 @@
 extern "C" {
 #endif
 
+/* The reconnecting client's protocol, bound, connect timeout and pauses between connects. */
 typedef struct ct_reconnect_config {
     /* 0: a pipeline client; otherwise a multiplex client with a slab tag
      * store (tag_store.h) per connection, reading and writing tags through
@@ -86,6 +87,7 @@ typedef struct ct_reconnect_config {
     const ct_http2_config_t *http2;
 } ct_reconnect_config_t;
 
+/* Connections made and connects failed (ct_reconnect_counts()). */
 typedef struct ct_reconnect_counts {
     uint64_t connects;         /* connections made */
     uint64_t connect_failures; /* connects that failed */
@@ -94,13 +96,15 @@ typedef struct ct_reconnect_counts {
 /* The same, as the layer counts them (stats.h: read them from any thread,
  * register them with ct_reconnect_add_stats). */
 typedef struct ct_reconnect_metrics {
-    ct_counter_t connects;
-    ct_counter_t connect_failures;
+    ct_counter_t connects;         /* connections made */
+    ct_counter_t connect_failures; /* connects that failed */
 } ct_reconnect_metrics_t;
 
 struct ct_reconnect_entry;
 struct ct_reconnect_conn;
 
+/* A client that keeps one connection to an address and makes a new one when it breaks: a service.
+ */
 typedef struct ct_reconnect {
     ct_service_t service; /* first: a reconnecting client is a service */
     /* private */

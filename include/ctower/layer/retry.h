@@ -76,6 +76,7 @@ typedef enum ct_retry_on {
     CT_RETRY_IDEMPOTENT = 1,
 } ct_retry_on_t;
 
+/* What the retry layer tries again, how often, after what pause, within what budget. */
 typedef struct ct_retry_config {
     /* Copies a request (required): ct_buf_copy_msg, ct_buf_pool_copy_msg. */
     ct_msg_copy_fn copy;
@@ -96,6 +97,7 @@ typedef struct ct_retry_config {
     int keep_order;            /* 1: attempts go out in call order (above) */
 } ct_retry_config_t;
 
+/* The retry layer's counts, read at once (ct_retry_counts()). */
 typedef struct ct_retry_counts {
     uint64_t retries;           /* attempts after the first */
     uint64_t budget_refusals;   /* retries the budget did not allow */
@@ -106,16 +108,17 @@ typedef struct ct_retry_counts {
 /* The same, as the layer counts them (stats.h: read them from any thread,
  * register them with ct_retry_add_stats). */
 typedef struct ct_retry_metrics {
-    ct_counter_t retries;
-    ct_counter_t budget_refusals;
-    ct_counter_t exhausted;
-    ct_counter_t deadline_refusals;
+    ct_counter_t retries;           /* attempts after the first */
+    ct_counter_t budget_refusals;   /* retries the budget did not allow */
+    ct_counter_t exhausted;         /* calls failed after their last attempt */
+    ct_counter_t deadline_refusals; /* retries the caller's deadline left no time for */
 } ct_retry_metrics_t;
 
 enum { CT_RETRY_WINDOW_S = 10 };
 
 struct ct_retry_entry;
 
+/* The retry layer: a service over the one it tries again. */
 typedef struct ct_retry {
     ct_service_t service; /* first: a retry layer is a service */
     /* private */

@@ -41,6 +41,7 @@ extern "C" {
  * request that cannot be sent to one shard. */
 typedef int (*ct_shard_key_fn)(void *ctx, const void *request, uint64_t *hash);
 
+/* The shards, and how a call's key is found. */
 typedef struct ct_shard_config {
     /* The shards, at least one, each a distinct service that no layer wraps
      * yet; the layer owns them from a successful init on. Their order is
@@ -57,6 +58,7 @@ typedef struct ct_shard_config {
     void *free_ctx;
 } ct_shard_config_t;
 
+/* One shard's calls, waiting and in flight (ct_shard_stats()). */
 typedef struct ct_shard_stats {
     uint64_t calls;   /* calls sent to it */
     size_t waiting;   /* calls waiting for it to be ready */
@@ -66,6 +68,7 @@ typedef struct ct_shard_stats {
 struct ct_shard_part;
 struct ct_shard_entry;
 
+/* The sharding layer: a service over its shards. */
 typedef struct ct_shard {
     ct_service_t service; /* first: a sharding layer is a service */
     /* private */

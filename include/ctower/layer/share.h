@@ -49,6 +49,7 @@ extern "C" {
 
 struct ct_share_entry;
 
+/* A service on its own loop, shared with the handles of other loops. */
 typedef struct ct_share {
     ct_service_t service; /* first: for close; the calls go through handles */
     /* private */
@@ -63,6 +64,7 @@ typedef struct ct_share {
     int closing;
 } ct_share_t;
 
+/* A handle's bound, and how it frees what nobody gets. */
 typedef struct ct_share_handle_config {
     /* Calls in flight at most through this handle (0: 1024). */
     size_t max_in_flight;
@@ -74,6 +76,7 @@ typedef struct ct_share_handle_config {
     void *free_ctx;
 } ct_share_handle_config_t;
 
+/* A service on another loop whose calls go to a ct_share_t. */
 typedef struct ct_share_handle {
     ct_service_t service; /* first: a handle is a service, on its own loop */
     /* private */

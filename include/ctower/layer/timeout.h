@@ -25,6 +25,7 @@
 extern "C" {
 #endif
 
+/* The timeout layer's time, bound, and how it frees late answers. */
 typedef struct ct_timeout_config {
     uint64_t timeout_ms; /* must be > 0 */
     /* Calls in flight at most (0: 1024); poll_ready is PENDING beyond. */
@@ -43,9 +44,10 @@ typedef struct ct_timeout_metrics {
 
 struct ct_timeout_entry;
 
+/* The timeout layer: a service over the one it times. */
 typedef struct ct_timeout {
-    ct_service_t service; /* first: a timeout layer is a service */
-    ct_timeout_metrics_t metrics;
+    ct_service_t service;         /* first: a timeout layer is a service */
+    ct_timeout_metrics_t metrics; /* its counts (ct_timeout_add_stats()) */
     /* private */
     ct_service_t *inner;
     struct ct_timeout_entry *entries;
