@@ -102,7 +102,7 @@ static int takes(command_t cmd, const char *name) {
     for (i = 0; i < sizeof option_commands / sizeof option_commands[0]; i++)
         if (strcmp(name, option_commands[i].name) == 0)
             return (option_commands[i].commands & (1 << cmd)) != 0;
-    return cmd == CMD_BENCH;
+    return 0; /* no command's: refused as not this one's, with where to look */
 }
 
 /* An argument that is not an option: serve's, call's and proxy's address,

@@ -69,6 +69,8 @@ expect_exit 2 "$ctower" bench --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "multiplex + line is not explained"
 expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --mode multiplex --codec line
 grep -q "length codec" "$tmp/err" || fail "serve: multiplex + line is not explained"
+expect_exit 2 "$ctower" bench --bogus
+grep -q "not an option of bench" "$tmp/err" || fail "bench: an unknown option is not named: $(cat "$tmp/err")"
 expect_exit 2 "$ctower" serve tcp://127.0.0.1:1 --depth 4
 grep -q "not an option of serve" "$tmp/err" || fail "serve: a bench option is not refused"
 expect_exit 2 "$ctower" serve "unix://$tmp/t.sock" --threads 2
