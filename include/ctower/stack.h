@@ -20,7 +20,8 @@
  * - retry (ct_retry_t): with a retry configuration; above the balancer, so
  *   that an attempt may go to another endpoint.
  * - balance (ct_balance_t): over two or more endpoints, or with balance
- *   set (then endpoints may be added and removed while it runs).
+ *   set (then endpoints may be added and removed while it runs); or, with
+ *   shard_key, sharding (ct_shard_t) over them instead.
  * - breaker (ct_breaker_t): with a breaker configuration, per endpoint,
  *   so that the balancer leaves out an endpoint whose breaker is open.
  * - timeout (ct_timeout_t): with timeout_ms, each attempt's bound.
@@ -41,6 +42,7 @@
 #include "ctower/layer/queue.h"
 #include "ctower/layer/reconnect.h"
 #include "ctower/layer/retry.h"
+#include "ctower/layer/shard.h"
 #include "ctower/layer/timeout.h"
 
 #ifdef __cplusplus
@@ -48,6 +50,8 @@ extern "C" {
 #endif
 
 /* A client stack's description: endpoints, connections, one bound, and the layers asked for. */
+typedef struct ct_stack ct_stack_t;
+
 typedef struct ct_stack_config {
     /* The endpoints' addresses (address.h); the array may go once init
      * returns. At least one, unless balance is set. */
@@ -55,6 +59,11 @@ typedef struct ct_stack_config {
     size_t n_endpoints;
     int balance; /* a balancer even over one endpoint, or none yet */
     ct_balance_load_t load;
+    /* Instead of a balancer: the endpoints are shards, in the order given
+     * (ct_shard_t), each call going to the one its key names; none added
+     * or removed later. NULL: no sharding. */
+    ct_shard_key_fn shard_key;
+    void *shard_key_ctx;
     /* How each endpoint's connections are made (codec, pool, TLS), and
      * spoken: pipelined, multiplexed (tags through get_tag and set_tag, both
      * NULL: ct_buf's), or HTTP/2 (reconnect.h). Required: stream. */
@@ -86,10 +95,23 @@ typedef struct ct_stack_config {
      * May be NULL. */
     ct_msg_free_fn free_msg;
     void *free_ctx;
+    /* The label that names an endpoint in its metrics (NULL: "endpoint"). */
+    const char *endpoint_label;
+    /* May be NULL. A layer of the caller's over each endpoint, on top of
+     * the stack's: wrap_endpoint gets the endpoint's service and returns
+     * the one over it (or it, or NULL for none: then the endpoint is not
+     * made), whose memory is the caller's; the stack closes it with the
+     * endpoint, then calls endpoint_gone with it (removed: 1 when the
+     * endpoint was taken out by ct_stack_remove(), 0 when the stack
+     * closed), after which that memory may go. */
+    ct_service_t *(*wrap_endpoint)(void *ctx, ct_stack_t *stack, const char *address,
+                                   ct_service_t *endpoint);
+    void (*endpoint_gone)(void *ctx, ct_stack_t *stack, const char *address, ct_service_t *wrapped,
+                          int removed);
+    void *endpoint_ctx;
 } ct_stack_config_t;
 
 struct ct_stack_endpoint;
-typedef struct ct_stack ct_stack_t;
 typedef void (*ct_stack_close_cb)(ct_stack_t *stack);
 typedef void (*ct_stack_shutdown_cb)(ct_stack_t *stack, int status);
 
@@ -104,9 +126,10 @@ struct ct_stack {
     ct_limit_t limit;
     ct_retry_t retry;
     ct_balance_t balance;
+    ct_shard_t shard;
     ct_breaker_config_t breaker_cfg;
     ct_retry_config_t retry_cfg;
-    int has_queue, has_limit, has_retry, has_balance, has_breaker;
+    int has_queue, has_limit, has_retry, has_balance, has_shard, has_breaker;
     struct ct_stack_endpoint *endpoints; /* every one allocated, a list */
     struct ct_stack_endpoint *single;    /* without a balancer: the one endpoint */
     size_t closing_endpoints;            /* removed, whose close has not called back */
@@ -140,6 +163,14 @@ size_t ct_stack_endpoints(const ct_stack_t *stack);
 
 /* The address endpoint id was made for, or NULL. */
 const char *ct_stack_address(const ct_stack_t *stack, int id);
+
+/* The id of the endpoint taking calls for address, or CT_EINVAL. */
+int ct_stack_find(const ct_stack_t *stack, const char *address);
+
+/* Endpoint id's reconnecting client and breaker (NULL without one), for
+ * their counts; NULL if there is no endpoint id. The stack owns them. */
+ct_reconnect_t *ct_stack_client(ct_stack_t *stack, int id);
+ct_breaker_t *ct_stack_breaker(ct_stack_t *stack, int id);
 
 /* Drains the stack (ct_service_shutdown() of its top): no new calls, the
  * calls under way and waiting are answered, then cb runs with 0 or the

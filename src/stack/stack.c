@@ -11,7 +11,8 @@ typedef struct ct_stack_endpoint {
     ct_reconnect_t client;
     ct_timeout_t timeout;
     ct_breaker_t breaker;
-    ct_service_t *top; /* the endpoint as a service */
+    ct_service_t *top;     /* the endpoint as a service: the caller's layer, or ours */
+    ct_service_t *wrapped; /* the caller's layer (wrap_endpoint), or NULL */
     int id;
     int removing;
     char address[256];
@@ -30,18 +31,28 @@ static void unlink_endpoint(ct_stack_t *s, endpoint_t *ep) {
     if (*p) *p = ep->next;
 }
 
+/* An endpoint's memory goes, and with it the caller's layer over it
+ * (stack NULL: a build that failed, whose stack may be gone). */
+static void endpoint_free(endpoint_t *ep, ct_stack_t *s, int removed) {
+    const ct_stack_config_t *c = &ep->stack->cfg;
+    if (ep->wrapped && c->endpoint_gone)
+        c->endpoint_gone(c->endpoint_ctx, s, ep->address, ep->wrapped, removed);
+    free(ep);
+}
+
 static void free_endpoints(ct_stack_t *s) {
     while (s->endpoints) {
         endpoint_t *ep = s->endpoints;
         s->endpoints = ep->next;
-        free(ep);
+        endpoint_free(ep, s, 0);
     }
 }
 
 /* An endpoint that failed half-built is closed from its top; its memory
  * goes when that close calls back. */
 static void on_half_built_closed(ct_service_t *svc) {
-    free(svc->data);
+    endpoint_t *ep = svc->data;
+    endpoint_free(ep, ep->stack, 0);
 }
 
 static void close_half_built(ct_service_t *top, endpoint_t *ep) {
@@ -88,6 +99,14 @@ static endpoint_t *endpoint_new(ct_stack_t *s, const char *address, int *err) {
     }
     snprintf(ep->address, sizeof ep->address, "%s", address);
     ep->stack = s;
+    if (c->wrap_endpoint) {
+        ct_service_t *w = c->wrap_endpoint(c->endpoint_ctx, s, ep->address, ep->top);
+        if (!w) { /* not taken: ours to close */
+            close_half_built(ep->top, ep);
+            return *err = CT_EINVAL, NULL;
+        }
+        if (w != ep->top) ep->wrapped = ep->top = w;
+    }
     ep->next = s->endpoints;
     s->endpoints = ep;
     return ep;
@@ -111,6 +130,46 @@ static int build_balance(ct_stack_t *s, const char *const *addresses, size_t n) 
     for (i = 0; i < n; i++)
         if ((r = ct_stack_add(s, addresses[i])) < 0) return r;
     return 0;
+}
+
+/* The endpoints as shards, in the order given. */
+static int build_shard(ct_stack_t *s, const char *const *addresses, size_t n) {
+    ct_service_t **list = calloc(n, sizeof *list);
+    ct_shard_config_t c = {0};
+    size_t i;
+    int r = 0, err = 0;
+    if (!list) return UV_ENOMEM;
+    for (i = 0; i < n && r == 0; i++) {
+        endpoint_t *ep = endpoint_new(s, addresses[i], &err);
+        if (!ep)
+            r = err;
+        else {
+            ep->id = (int)i;
+            list[i] = ep->top;
+        }
+    }
+    if (r == 0) {
+        c.shards = list;
+        c.n_shards = n;
+        c.key = s->cfg.shard_key;
+        c.key_ctx = s->cfg.shard_key_ctx;
+        c.max_in_flight = s->cfg.max_in_flight;
+        c.free_msg = s->cfg.free_msg;
+        c.free_ctx = s->cfg.free_ctx;
+        r = ct_shard_init(&s->shard, s->loop, &c);
+    }
+    if (r != 0) { /* the endpoints made close by themselves */
+        endpoint_t *ep;
+        while ((ep = s->endpoints)) {
+            s->endpoints = ep->next;
+            close_half_built(ep->top, ep);
+        }
+    } else {
+        s->has_shard = 1;
+        s->service = &s->shard.service;
+    }
+    free(list);
+    return r;
 }
 
 static int build_retry(ct_stack_t *s) {
@@ -158,6 +217,7 @@ static int build_queue(ct_stack_t *s) {
  * memory the caller may free as soon as init returns. */
 typedef struct failed_build {
     endpoint_t *endpoints;
+    ct_stack_config_t cfg; /* (each endpoint's stack pointer is the gone stack's) */
 } failed_build_t;
 
 static void on_failed_build_closed(ct_service_t *svc) {
@@ -165,6 +225,8 @@ static void on_failed_build_closed(ct_service_t *svc) {
     while (f->endpoints) {
         endpoint_t *ep = f->endpoints;
         f->endpoints = ep->next;
+        if (ep->wrapped && f->cfg.endpoint_gone)
+            f->cfg.endpoint_gone(f->cfg.endpoint_ctx, NULL, ep->address, ep->wrapped, 0);
         free(ep);
     }
     free(f);
@@ -177,6 +239,7 @@ static void close_failed_build(ct_stack_t *s) {
         return;
     }
     f->endpoints = s->endpoints;
+    f->cfg = s->cfg;
     s->endpoints = NULL;
     s->service->data = f;
     ct_service_close(s->service, on_failed_build_closed);
@@ -201,7 +264,10 @@ int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) 
         s->breaker_cfg.free_ctx = cfg->free_ctx;
         s->has_breaker = 1;
     }
-    if (cfg->balance || cfg->n_endpoints > 1) {
+    if (cfg->shard_key) {
+        if (cfg->n_endpoints == 0 || cfg->balance) return CT_EINVAL;
+        if ((r = build_shard(s, cfg->endpoints, cfg->n_endpoints)) != 0) return r;
+    } else if (cfg->balance || cfg->n_endpoints > 1) {
         r = build_balance(s, cfg->endpoints, cfg->n_endpoints);
         if (r != 0 && !s->has_balance) return r;
     } else if (!(s->single = endpoint_new(s, cfg->endpoints[0], &err))) {
@@ -244,8 +310,27 @@ int ct_stack_add(ct_stack_t *s, const char *address) {
 static endpoint_t *find(const ct_stack_t *s, int id) {
     endpoint_t *ep;
     for (ep = s->endpoints; ep; ep = ep->next)
-        if (ep->id == id && !ep->removing && (s->has_balance || ep == s->single)) return ep;
+        if (ep->id == id && !ep->removing && (s->has_balance || s->has_shard || ep == s->single))
+            return ep;
     return NULL;
+}
+
+int ct_stack_find(const ct_stack_t *s, const char *address) {
+    const endpoint_t *ep;
+    if (!s || !address) return CT_EINVAL;
+    for (ep = s->endpoints; ep; ep = ep->next)
+        if (!ep->removing && strcmp(ep->address, address) == 0) return ep->id;
+    return CT_EINVAL;
+}
+
+ct_reconnect_t *ct_stack_client(ct_stack_t *s, int id) {
+    endpoint_t *ep = find(s, id);
+    return ep ? &ep->client : NULL;
+}
+
+ct_breaker_t *ct_stack_breaker(ct_stack_t *s, int id) {
+    endpoint_t *ep = find(s, id);
+    return ep && s->has_breaker ? &ep->breaker : NULL;
 }
 
 size_t ct_stack_endpoints(const ct_stack_t *s) {
@@ -277,7 +362,7 @@ static void on_removed_closed(ct_service_t *svc) {
     endpoint_t *ep = svc->data;
     ct_stack_t *s = ep->stack;
     unlink_endpoint(s, ep);
-    free(ep);
+    endpoint_free(ep, s, 1);
     s->closing_endpoints--;
     maybe_closed(s);
 }
@@ -354,8 +439,8 @@ int ct_stack_close(ct_stack_t *s, ct_stack_close_cb cb) {
 /* Endpoint ep's metrics, labelled with the stack's labels and its address. */
 static int register_endpoint(ct_stack_t *s, endpoint_t *ep) {
     char labels[512];
-    int n = snprintf(labels, sizeof labels, "%s%sendpoint=\"%s\"", s->labels,
-                     s->labels[0] ? "," : "", ep->address);
+    int n = snprintf(labels, sizeof labels, "%s%s%s=\"%s\"", s->labels, s->labels[0] ? "," : "",
+                     s->cfg.endpoint_label ? s->cfg.endpoint_label : "endpoint", ep->address);
     int r;
     if (n < 0 || (size_t)n >= sizeof labels) return CT_EINVAL;
     if ((r = ct_reconnect_add_stats(&ep->client, s->stats, labels)) ||

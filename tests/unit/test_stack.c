@@ -367,3 +367,108 @@ Test(stack, bad_descriptions_are_refused) {
     close_stack();
     stop_serving(0);
 }
+
+/* ---- a layer of the caller's per endpoint, sharding, lookups ---------------------------- */
+
+typedef struct wrapped {
+    ct_observe_t observe;
+    char address[64];
+    int gone, removed;
+} wrapped_t;
+
+static wrapped_t wrappers[4];
+static int nwrapped;
+
+static ct_service_t *wrap(void *ctx, ct_stack_t *s, const char *address, ct_service_t *ep) {
+    wrapped_t *w = &wrappers[nwrapped++];
+    ct_observe_config_t oc = {.free_msg = ct_buf_pool_free_msg, .free_ctx = &pool};
+    cr_assert_eq(ctx, &wrappers);
+    cr_assert_eq(s, &stack);
+    snprintf(w->address, sizeof w->address, "%s", address);
+    cr_assert_eq(ct_observe_init(&w->observe, &H.ct, ep, &oc), 0);
+    return &w->observe.service;
+}
+
+static void gone(void *ctx, ct_stack_t *s, const char *address, ct_service_t *svc, int removed) {
+    wrapped_t *w = CT_CONTAINER_OF(svc, wrapped_t, observe.service);
+    (void)ctx, (void)s;
+    cr_assert_str_eq(address, w->address);
+    w->gone++;
+    w->removed = removed;
+}
+
+/* The caller's layer over each endpoint sees that endpoint's calls, and
+ * is handed back once, removed or closed. */
+Test(stack, a_layer_of_the_callers_own_goes_over_each_endpoint) {
+    const char *endpoints[2];
+    ct_stack_config_t c;
+    serve(2);
+    endpoints[0] = addresses[0];
+    endpoints[1] = addresses[1];
+    memset(wrappers, 0, sizeof wrappers);
+    nwrapped = 0;
+    c = config(endpoints, 2);
+    c.max_queued = 1000;
+    c.breaker = &(ct_breaker_config_t){.failures_to_open = 5};
+    c.wrap_endpoint = wrap;
+    c.endpoint_gone = gone;
+    c.endpoint_ctx = &wrappers;
+    cr_assert_eq(ct_stack_init(&stack, &H.ct, &c), 0);
+    cr_assert_eq(nwrapped, 2);
+    call_many(stack.service, calls, 1000);
+    cr_assert_eq(failed, 0);
+    cr_assert_eq(ct_counter_read(&wrappers[0].observe.metrics.requests) +
+                     ct_counter_read(&wrappers[1].observe.metrics.requests),
+                 1000);
+    cr_assert_gt(ct_counter_read(&wrappers[0].observe.metrics.requests), 0);
+    /* lookups */
+    cr_assert_eq(ct_stack_find(&stack, addresses[1]), 1);
+    cr_assert_eq(ct_stack_find(&stack, "tcp://127.0.0.1:9"), CT_EINVAL);
+    cr_assert_not_null(ct_stack_client(&stack, 0));
+    cr_assert_not_null(ct_stack_breaker(&stack, 1));
+    cr_assert_eq(ct_reconnect_counts(ct_stack_client(&stack, 0)).connects, 1);
+    cr_assert_null(ct_stack_client(&stack, 7));
+    cr_assert_eq(ct_stack_remove(&stack, 0), 0);
+    H_RUN_UNTIL(wrappers[0].gone);
+    cr_assert_eq(wrappers[0].removed, 1);
+    cr_assert_eq(ct_stack_find(&stack, addresses[0]), CT_EINVAL);
+    close_stack();
+    cr_assert_eq(wrappers[0].gone, 1);
+    cr_assert_eq(wrappers[1].gone, 1);
+    cr_assert_eq(wrappers[1].removed, 0);
+    stop_serving(2);
+}
+
+/* Sharding: each call goes to the endpoint its key names, always the same. */
+static int by_first_id_byte(void *ctx, const void *request, uint64_t *hash) {
+    const ct_buf_t *b = request;
+    (void)ctx;
+    *hash = (uint64_t)(unsigned char)b->base[0] * 0x9e3779b97f4a7c15ull;
+    return 0;
+}
+
+Test(stack, the_endpoints_may_be_shards) {
+    const char *endpoints[2];
+    ct_stack_config_t c;
+    ct_shard_stats_t st[2];
+    serve(2);
+    endpoints[0] = addresses[0];
+    endpoints[1] = addresses[1];
+    c = config(endpoints, 2);
+    c.shard_key = by_first_id_byte;
+    c.max_queued = 1000;
+    cr_assert_eq(ct_stack_init(&stack, &H.ct, &c), 0);
+    cr_assert(stack.has_shard && !stack.has_balance);
+    call_many(stack.service, calls, 1000);
+    cr_assert_eq(failed, 0, "%s", ct_err_name(first_error));
+    cr_assert_eq(ct_shard_stats(&stack.shard, 0, &st[0]), 0);
+    cr_assert_eq(ct_shard_stats(&stack.shard, 1, &st[1]), 0);
+    cr_assert_eq(st[0].calls + st[1].calls, 1000);
+    cr_assert_gt(st[0].calls, 0);
+    cr_assert_gt(st[1].calls, 0);
+    cr_assert_eq(ct_stack_add(&stack, addresses[0]), CT_EINVAL, "shards are fixed");
+    c.balance = 1;
+    cr_assert_eq(ct_stack_init(&(ct_stack_t){0}, &H.ct, &c), CT_EINVAL, "shards or a balancer");
+    close_stack();
+    stop_serving(2);
+}
