@@ -120,6 +120,14 @@ int ct_service_is_closing(const ct_service_t *svc);
 /* Non-zero once ct_service_shutdown() was accepted. */
 int ct_service_is_shutting_down(const ct_service_t *svc);
 
+/* For implementers of a service whose call hands its caller's op, as it
+ * is, to another service on the same loop (a front for a stack of
+ * layers): from inside its vtable call, starts request on to with op, so
+ * that op completes (and is canceled) there. Returns what
+ * ct_service_call() would; on error nothing started and the outer call
+ * returns the error. */
+int ct_service_forward(ct_service_t *to, void *request, ct_op_t *op);
+
 /* For implementers: initializes the generic part of a service. */
 void ct_service_init(ct_service_t *svc, ct_loop_t *loop, const ct_service_vtable_t *vtable);
 

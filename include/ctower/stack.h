@@ -117,9 +117,13 @@ typedef void (*ct_stack_shutdown_cb)(ct_stack_t *stack, int status);
 
 /* A client stack built by ct_stack_init(). */
 struct ct_stack {
-    ct_service_t *service; /* the top of the stack: call this */
-    void *data;            /* for the user */
+    /* The stack as one service: call this. A layer of yours may wrap it
+     * (and own it, and close it: the stack closes with it). */
+    ct_service_t *service;
+    void *data; /* for the user */
     /* private */
+    ct_service_t front; /* what service points at: hands each call to top */
+    ct_service_t *top;  /* the top layer */
     ct_loop_t *loop;
     ct_stack_config_t cfg; /* (endpoints not kept) */
     ct_queue_t queue;

@@ -120,6 +120,15 @@ static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     return r;
 }
 
+int ct_service_forward(ct_service_t *to, void *request, ct_op_t *op) {
+    int r;
+    assert(op->state == OP_CALLING && "forwarded from outside a call");
+    op->state = OP_IDLE;
+    r = start_call(to, request, op);
+    if (r < 0) op->state = OP_CALLING; /* the outer call fails with it */
+    return r;
+}
+
 int ct_service_call(ct_service_t *svc, void *request, ct_op_t *op) {
     int r = start_call(svc, request, op);
     if (r >= 0 && op->state == OP_INLINE) { /* its callback still runs later */

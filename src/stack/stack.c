@@ -126,7 +126,7 @@ static int build_balance(ct_stack_t *s, const char *const *addresses, size_t n) 
     b.load = s->cfg.load;
     if ((r = ct_balance_init(&s->balance, s->loop, &b)) != 0) return r;
     s->has_balance = 1;
-    s->service = &s->balance.service;
+    s->top = &s->balance.service;
     for (i = 0; i < n; i++)
         if ((r = ct_stack_add(s, addresses[i])) < 0) return r;
     return 0;
@@ -166,7 +166,7 @@ static int build_shard(ct_stack_t *s, const char *const *addresses, size_t n) {
         }
     } else {
         s->has_shard = 1;
-        s->service = &s->shard.service;
+        s->top = &s->shard.service;
     }
     free(list);
     return r;
@@ -180,9 +180,9 @@ static int build_retry(ct_stack_t *s) {
     s->retry_cfg.max_in_flight = s->cfg.max_in_flight;
     s->retry_cfg.free_msg = s->cfg.free_msg;
     s->retry_cfg.free_ctx = s->cfg.free_ctx;
-    if ((r = ct_retry_init(&s->retry, s->loop, s->service, &s->retry_cfg)) != 0) return r;
+    if ((r = ct_retry_init(&s->retry, s->loop, s->top, &s->retry_cfg)) != 0) return r;
     s->has_retry = 1;
-    s->service = &s->retry.service;
+    s->top = &s->retry.service;
     return 0;
 }
 
@@ -193,9 +193,9 @@ static int build_limit(ct_stack_t *s) {
     l.rate_per_s = s->cfg.rate_per_s;
     l.free_msg = s->cfg.free_msg;
     l.free_ctx = s->cfg.free_ctx;
-    if ((r = ct_limit_init(&s->limit, s->loop, s->service, &l)) != 0) return r;
+    if ((r = ct_limit_init(&s->limit, s->loop, s->top, &l)) != 0) return r;
     s->has_limit = 1;
-    s->service = &s->limit.service;
+    s->top = &s->limit.service;
     return 0;
 }
 
@@ -207,9 +207,9 @@ static int build_queue(ct_stack_t *s) {
     q.max_queued = s->cfg.max_queued ? s->cfg.max_queued : 8 * s->cfg.max_in_flight;
     q.free_msg = s->cfg.free_msg;
     q.free_ctx = s->cfg.free_ctx;
-    if ((r = ct_queue_init(&s->queue, s->loop, s->service, &q)) != 0) return r;
+    if ((r = ct_queue_init(&s->queue, s->loop, s->top, &q)) != 0) return r;
     s->has_queue = 1;
-    s->service = &s->queue.service;
+    s->top = &s->queue.service;
     return 0;
 }
 
@@ -235,15 +235,17 @@ static void on_failed_build_closed(ct_service_t *svc) {
 static void close_failed_build(ct_stack_t *s) {
     failed_build_t *f = malloc(sizeof *f);
     if (!f) { /* (out of memory twice over: the endpoints' memory is lost) */
-        ct_service_close(s->service, NULL);
+        ct_service_close(s->top, NULL);
         return;
     }
     f->endpoints = s->endpoints;
     f->cfg = s->cfg;
     s->endpoints = NULL;
-    s->service->data = f;
-    ct_service_close(s->service, on_failed_build_closed);
+    s->top->data = f;
+    ct_service_close(s->top, on_failed_build_closed);
 }
+
+static const ct_service_vtable_t front_vtable;
 
 int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) {
     int r = 0, err = 0;
@@ -273,7 +275,7 @@ int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) 
     } else if (!(s->single = endpoint_new(s, cfg->endpoints[0], &err))) {
         return err;
     } else {
-        s->service = s->single->top;
+        s->top = s->single->top;
     }
     if (r == 0) r = build_retry(s);
     if (r == 0) r = build_limit(s);
@@ -282,6 +284,9 @@ int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) 
         close_failed_build(s);
         return r;
     }
+    ct_service_init(&s->front, loop, &front_vtable);
+    s->top->owner = &s->front;
+    s->service = &s->front;
     return 0;
 }
 
@@ -355,7 +360,7 @@ static void maybe_closed(ct_stack_t *s) {
         ct_stats_remove(s->stats, s, sizeof *s);
     }
     free_endpoints(s);
-    if (s->close_cb) s->close_cb(s); /* last: it may free s */
+    ct_service_closed(&s->front); /* last: its callback may free s */
 }
 
 static void on_removed_closed(ct_service_t *svc) {
@@ -392,16 +397,66 @@ int ct_stack_remove(ct_stack_t *s, int id) {
     return 0;
 }
 
-/* ---- close ---------------------------------------------------------------------- */
+/* ---- the front: the stack as one service ---------------------------------------------- */
 
-static void on_top_closed(ct_service_t *svc) {
-    ct_stack_t *s = svc->data;
+static ct_stack_t *of_front(ct_service_t *svc) {
+    return CT_CONTAINER_OF(svc, ct_stack_t, front);
+}
+
+static int front_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
+    return ct_service_poll_ready(of_front(svc)->top, waker);
+}
+
+/* The caller's op goes to the top layer as it is: it completes, and is
+ * canceled, there. */
+static int front_call(ct_service_t *svc, void *request, ct_op_t *op) {
+    return ct_service_forward(of_front(svc)->top, request, op);
+}
+
+static void front_cancel(ct_service_t *svc, ct_op_t *op) {
+    (void)svc; /* (never: a forwarded op is the top layer's) */
+    ct_op_complete(op, CT_ECANCELED, 0, NULL);
+}
+
+static void front_release(ct_service_t *svc) {
+    ct_service_release(of_front(svc)->top);
+}
+
+static int front_shutdown(ct_service_t *svc) {
+    return ct_service_shutdown(of_front(svc)->top, ct_service_shutdown_done_owner);
+}
+
+static void on_top_closed(ct_service_t *top) {
+    ct_stack_t *s = of_front(top->owner);
     s->closed = 1;
     maybe_closed(s);
 }
 
-static void on_top_drained(ct_service_t *top, int status) {
-    ct_stack_t *s = top->data;
+/* Closed by ct_stack_close() or by a layer over the stack: the balancer
+ * frees its endpoints' counts as it closes them, so the registry forgets
+ * them first (the rest lives until the close is done). */
+static void front_close(ct_service_t *svc) {
+    ct_stack_t *s = of_front(svc);
+    endpoint_t *ep;
+    if (s->stats && s->has_balance)
+        for (ep = s->endpoints; ep; ep = ep->next)
+            if (!ep->removing)
+                ct_stats_remove(s->stats, ct_balance_endpoint_metrics(&s->balance, (size_t)ep->id),
+                                sizeof(ct_balance_endpoint_metrics_t));
+    if (ct_service_close(s->top, on_top_closed) < 0) on_top_closed(s->top);
+}
+
+static int front_call_sync(ct_service_t *svc, void *request, int *status, void **response) {
+    return ct_service_call_sync(of_front(svc)->top, request, status, response);
+}
+
+static const ct_service_vtable_t front_vtable = {
+    front_poll_ready, front_call,  front_cancel,    front_release,
+    front_shutdown,   front_close, front_call_sync,
+};
+
+static void on_front_drained(ct_service_t *svc, int status) {
+    ct_stack_t *s = of_front(svc);
     ct_stack_shutdown_cb cb = s->shutdown_cb;
     s->shutdown_cb = NULL;
     if (cb) cb(s, status);
@@ -410,27 +465,21 @@ static void on_top_drained(ct_service_t *top, int status) {
 int ct_stack_shutdown(ct_stack_t *s, ct_stack_shutdown_cb cb) {
     int r;
     if (!s || !s->service) return CT_EINVAL;
-    s->service->data = s;
     s->shutdown_cb = cb;
-    if ((r = ct_service_shutdown(s->service, on_top_drained)) != 0) s->shutdown_cb = NULL;
+    if ((r = ct_service_shutdown(&s->front, on_front_drained)) != 0) s->shutdown_cb = NULL;
     return r;
 }
 
+static void on_front_closed(ct_service_t *svc) {
+    ct_stack_t *s = of_front(svc);
+    if (s->close_cb) s->close_cb(s); /* last: it may free s */
+}
+
 int ct_stack_close(ct_stack_t *s, ct_stack_close_cb cb) {
-    endpoint_t *ep;
     int r;
     if (!s || !s->service) return CT_EINVAL;
-    if (ct_service_is_closing(s->service)) return CT_ECLOSING;
-    /* the balancer frees its endpoints' counts as it closes them: the
-     * registry forgets them first (the rest lives until the close is done) */
-    if (s->stats && s->has_balance)
-        for (ep = s->endpoints; ep; ep = ep->next)
-            if (!ep->removing)
-                ct_stats_remove(s->stats, ct_balance_endpoint_metrics(&s->balance, (size_t)ep->id),
-                                sizeof(ct_balance_endpoint_metrics_t));
-    s->service->data = s;
-    if ((r = ct_service_close(s->service, on_top_closed)) != 0) return r;
     s->close_cb = cb;
+    if ((r = ct_service_close(&s->front, on_front_closed)) != 0) return r;
     return 0;
 }
 

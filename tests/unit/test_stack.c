@@ -472,3 +472,46 @@ Test(stack, the_endpoints_may_be_shards) {
     close_stack();
     stop_serving(2);
 }
+
+/* A layer of the caller's over the whole stack owns it: closing the layer
+ * closes the stack, its endpoints and their metrics with it. A call
+ * canceled through the stack is canceled where it is. */
+Test(stack, a_layer_over_the_stack_closes_it_with_itself) {
+    const char *endpoints[2];
+    const ct_stats_t *loops[1];
+    ct_stats_t stats;
+    ct_stack_config_t c;
+    ct_observe_t over;
+    ct_observe_config_t oc = {.free_msg = ct_buf_pool_free_msg, .free_ctx = &pool};
+    static char text[1 << 16];
+    rec_op_t r;
+    serve(2);
+    endpoints[0] = addresses[0];
+    endpoints[1] = addresses[1];
+    c = config(endpoints, 2);
+    c.max_queued = 100;
+    cr_assert_eq(ct_stack_init(&stack, &H.ct, &c), 0);
+    ct_stats_init(&stats);
+    cr_assert_eq(ct_stack_add_stats(&stack, &stats, NULL), 0);
+    cr_assert_eq(ct_observe_init(&over, &H.ct, stack.service, &oc), 0);
+    call_many(&over.service, calls, 100);
+    cr_assert_eq(failed, 0);
+    /* a call canceled at once, through both */
+    rec_op_init(&r);
+    {
+        ct_buf_t *b = ct_buf_pool_get(&pool, PAYLOAD);
+        memset(b->base, 0, PAYLOAD);
+        b->len = PAYLOAD;
+        cr_assert_eq(h_call(&over.service, b, &r.op), 0);
+    }
+    ct_op_cancel(&r.op);
+    H_RUN_UNTIL(r.calls);
+    cr_assert_eq(r.status, CT_ECANCELED);
+    h_close_service(&over.service);
+    cr_assert_eq(ct_stack_endpoints(&stack), 0, "the endpoints' memory stayed");
+    loops[0] = &stats;
+    ct_stats_write(loops, 1, text, sizeof text);
+    cr_assert_null(strstr(text, "endpoint="), "the closed stack's metrics stayed:\n%s", text);
+    ct_stats_free(&stats);
+    stop_serving(2);
+}
