@@ -61,7 +61,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { POOL_BUF = 512, PER_CONNECTION = 128, RETRY_IN_FLIGHT = 4096, TOP_IN_FLIGHT = 16384 };
+enum { POOL_BUF = 512, PER_CONNECTION = 128, TOP_IN_FLIGHT = 16384 };
 
 typedef struct proxy {
     uv_loop_t uv;
@@ -69,7 +69,6 @@ typedef struct proxy {
     wire_t wire;
     ct_resp_codec_t commands; /* --codec resp: what clients may send */
     backend_set_t backends;
-    ct_retry_t retry;
     ct_limit_t limit;      /* --max-in-flight, --rate */
     filter_t filter;       /* --codec resp or http */
     ct_observe_t observe;  /* --access-log: the top, whose hooks write the log */
@@ -102,7 +101,7 @@ static void on_service_closed(ct_service_t *svc) {
 static void report(const proxy_t *p) {
     backend_set_report(&p->backends);
     if (p->options->retry) {
-        ct_retry_counts_t c = ct_retry_counts(&p->retry);
+        ct_retry_counts_t c = backend_set_retries(&p->backends);
         fprintf(stderr,
                 "ctower proxy: retry: %llu retries, %llu refused by the budget, %llu out of "
                 "attempts, %llu ended by the caller's deadline\n",
@@ -165,28 +164,14 @@ static int resp_error_reply(ct_server_t *srv, int status, void **response) {
     return *response ? 0 : status;
 }
 
-/* The backends (one, or a balancer over several), and a retry layer with
- * --retry; 0 or an error, said. */
+/* The backends (one, a balancer over several, or shards), with a retry
+ * layer on top with --retry: a client stack (backends.h); 0 or -1, said. */
 static int backends_init(proxy_t *p, const options_t *o) {
-    ct_retry_config_t retry = {0};
-    int r;
     if (backend_set_init(&p->backends, &p->ct, o, &p->wire, &p->stats,
                          o->access_log ? &p->log : NULL) != 0)
         return -1;
     p->service = p->backends.service;
-    if (!o->retry) return 0;
-    retry.copy = ct_buf_pool_copy_msg;
-    retry.copy_ctx = &p->wire.pool;
-    retry.free_msg = ct_buf_pool_free_msg;
-    retry.free_ctx = &p->wire.pool;
-    retry.max_in_flight = RETRY_IN_FLIGHT;
-    /* a pipelined client's commands may depend on the ones before them */
-    retry.keep_order = !o->multiplex;
-    r = ct_retry_init(&p->retry, &p->ct, p->service, &retry);
-    if (r != 0) fprintf(stderr, "ctower proxy: retry layer: %s\n", ct_strerror(r));
-    if (r != 0) return r;
-    p->service = &p->retry.service;
-    return ct_retry_add_stats(&p->retry, &p->stats, NULL);
+    return 0;
 }
 
 /* With --max-in-flight or --rate, a limit layer on top: the clients'
@@ -320,7 +305,6 @@ int proxy_main(const options_t *o) {
         fprintf(stderr, "ctower proxy: cannot listen on %s: %s\n", o->address, ct_strerror(r));
         ct_service_close(p.service, on_service_closed);
         uv_run(&p.uv, UV_RUN_DEFAULT);
-        backend_set_free(&p.backends);
         wire_destroy(&p.wire);
         return 1;
     }
@@ -355,9 +339,9 @@ int proxy_main(const options_t *o) {
         fprintf(stderr, "%s%s", i ? ", " : "", o->backends[i]);
     if (o->backends_file) fprintf(stderr, "the backends in %s", o->backends_file);
     fprintf(stderr, " (%s codec, %g s timeout%s%s", codec_name(o), o->timeout_s,
-            p.backends.balanced  ? ", balanced"
-            : p.backends.sharded ? ", sharded"
-                                 : "",
+            p.backends.stack.has_balance ? ", balanced"
+            : p.backends.stack.has_shard ? ", sharded"
+                                         : "",
             o->retry ? ", retrying" : "");
     if (o->max_in_flight) fprintf(stderr, ", %ld in flight at most", o->max_in_flight);
     if (o->rate_per_s) fprintf(stderr, ", %ld requests/s at most", o->rate_per_s);
@@ -368,7 +352,6 @@ int proxy_main(const options_t *o) {
     fprintf(stderr, ")\n");
     uv_run(&p.uv, UV_RUN_DEFAULT);
     ct_stats_free(&p.stats);
-    backend_set_free(&p.backends);
     wire_destroy(&p.wire);
     return uv_loop_close(&p.uv) == 0 && !failed ? 0 : 1;
 }

@@ -99,11 +99,13 @@ typedef struct ct_stack_config {
     const char *endpoint_label;
     /* May be NULL. A layer of the caller's over each endpoint, on top of
      * the stack's: wrap_endpoint gets the endpoint's service and returns
-     * the one over it (or it, or NULL for none: then the endpoint is not
-     * made), whose memory is the caller's; the stack closes it with the
-     * endpoint, then calls endpoint_gone with it (removed: 1 when the
-     * endpoint was taken out by ct_stack_remove(), 0 when the stack
-     * closed), after which that memory may go. */
+     * the one over it (or the endpoint's own: no layer; NULL: the endpoint
+     * is not made), whose memory is the caller's; the stack closes it with
+     * the endpoint. endpoint_gone (may be NULL) runs once for every
+     * endpoint whose memory goes, with the caller's layer (NULL if none;
+     * stack NULL for a build that failed), removed 1 when the endpoint was
+     * taken out by ct_stack_remove() and 0 when the stack closed; the
+     * layer's memory may go then. */
     ct_service_t *(*wrap_endpoint)(void *ctx, ct_stack_t *stack, const char *address,
                                    ct_service_t *endpoint);
     void (*endpoint_gone)(void *ctx, ct_stack_t *stack, const char *address, ct_service_t *wrapped,

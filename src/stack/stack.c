@@ -35,8 +35,7 @@ static void unlink_endpoint(ct_stack_t *s, endpoint_t *ep) {
  * (stack NULL: a build that failed, whose stack may be gone). */
 static void endpoint_free(endpoint_t *ep, ct_stack_t *s, int removed) {
     const ct_stack_config_t *c = &ep->stack->cfg;
-    if (ep->wrapped && c->endpoint_gone)
-        c->endpoint_gone(c->endpoint_ctx, s, ep->address, ep->wrapped, removed);
+    if (c->endpoint_gone) c->endpoint_gone(c->endpoint_ctx, s, ep->address, ep->wrapped, removed);
     free(ep);
 }
 
@@ -225,7 +224,7 @@ static void on_failed_build_closed(ct_service_t *svc) {
     while (f->endpoints) {
         endpoint_t *ep = f->endpoints;
         f->endpoints = ep->next;
-        if (ep->wrapped && f->cfg.endpoint_gone)
+        if (f->cfg.endpoint_gone)
             f->cfg.endpoint_gone(f->cfg.endpoint_ctx, NULL, ep->address, ep->wrapped, 0);
         free(ep);
     }

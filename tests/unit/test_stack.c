@@ -392,6 +392,7 @@ static ct_service_t *wrap(void *ctx, ct_stack_t *s, const char *address, ct_serv
 static void gone(void *ctx, ct_stack_t *s, const char *address, ct_service_t *svc, int removed) {
     wrapped_t *w = CT_CONTAINER_OF(svc, wrapped_t, observe.service);
     (void)ctx, (void)s;
+    cr_assert_not_null(svc);
     cr_assert_str_eq(address, w->address);
     w->gone++;
     w->removed = removed;
