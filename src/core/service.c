@@ -94,6 +94,17 @@ static int refusal(const ct_service_t *svc) {
     return svc->flags & SVC_CLOSING ? CT_ECLOSING : CT_ESHUTDOWN;
 }
 
+/* The outer start_call() has checked the op and its deadline, and goes on
+ * from what this leaves: the op still CALLING (or INLINE, answered at
+ * once), now the inner service's, so that it completes and is canceled
+ * there. */
+int ct_service_forward(ct_service_t *to, void *request, ct_op_t *op) {
+    assert(op->state == OP_CALLING && "forwarded from outside a call");
+    if (to->flags) return refusal(to);
+    op->svc = to;
+    return to->vtable->call(to, request, op);
+}
+
 int ct_service_poll_ready(ct_service_t *svc, ct_waker_t *waker) {
     if (svc->flags) return refusal(svc);
     return svc->vtable->poll_ready(svc, waker);
@@ -117,15 +128,6 @@ static int start_call(ct_service_t *svc, void *request, ct_op_t *op) {
     } else if (op->state == OP_CALLING) {
         op->state = OP_PENDING;
     }
-    return r;
-}
-
-int ct_service_forward(ct_service_t *to, void *request, ct_op_t *op) {
-    int r;
-    assert(op->state == OP_CALLING && "forwarded from outside a call");
-    op->state = OP_IDLE;
-    r = start_call(to, request, op);
-    if (r < 0) op->state = OP_CALLING; /* the outer call fails with it */
     return r;
 }
 

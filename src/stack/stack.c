@@ -445,13 +445,10 @@ static void front_close(ct_service_t *svc) {
     if (ct_service_close(s->top, on_top_closed) < 0) on_top_closed(s->top);
 }
 
-static int front_call_sync(ct_service_t *svc, void *request, int *status, void **response) {
-    return ct_service_call_sync(of_front(svc)->top, request, status, response);
-}
-
+/* No call_sync: under every stack are reconnecting clients, which never
+ * answer at once, and a server asks call_sync first for every request. */
 static const ct_service_vtable_t front_vtable = {
-    front_poll_ready, front_call,  front_cancel,    front_release,
-    front_shutdown,   front_close, front_call_sync,
+    front_poll_ready, front_call, front_cancel, front_release, front_shutdown, front_close, NULL,
 };
 
 static void on_front_drained(ct_service_t *svc, int status) {
