@@ -40,6 +40,7 @@
 extern "C" {
 #endif
 
+/* A client's bound on calls in flight when its configuration gives none. */
 #define CT_CLIENT_DEFAULT_IN_FLIGHT 64
 
 /* How a client bounds and frees what it holds (ct_pipeline_client_init(),

@@ -31,7 +31,9 @@ typedef struct ct_codec ct_codec_t;
 
 /* What a codec implements: decoding frames out of bytes, encoding a payload into a frame. */
 typedef struct ct_codec_vtable {
+    /* As ct_codec_decode(). */
     int (*decode)(ct_codec_t *codec, const uint8_t *data, size_t len, ct_frame_t *frame);
+    /* As ct_codec_encode(). */
     int (*encode)(ct_codec_t *codec, const uint8_t *payload, size_t len, uint8_t *out,
                   size_t *written);
 } ct_codec_vtable_t;

@@ -46,6 +46,7 @@ extern "C" {
     XX(EHEADERTOOLARGE, -30022, "header block too large, or too many fields")                      \
     XX(EDEADLINE, -30023, "the caller's deadline passed (its context's, not a local timeout)")
 
+/* ctower's own codes, from the table above. */
 typedef enum {
 #define CT__ERR_ENUM(name, value, msg) CT_##name = (value),
     CT_ERRNO_MAP(CT__ERR_ENUM)
@@ -54,14 +55,14 @@ typedef enum {
 
 /* Canceled and timed out are libuv's codes (static-asserted equal in error.c);
  * they are spelled here through errno so that this header stays uv-free. */
-#define CT_ECANCELED (-ECANCELED)
-#define CT_ETIMEDOUT (-ETIMEDOUT)
+#define CT_ECANCELED (-ECANCELED) /* an op canceled, or a drain cut short by a close */
+#define CT_ETIMEDOUT (-ETIMEDOUT) /* too late: a timeout layer's, or the call's deadline */
 
 /* A service's own error code n (0 <= n <= CT_SERVICE_ERROR_MAX), as an op
  * status. ct_err_service_code() recovers n. */
-#define CT_SERVICE_ERROR_BASE (-100000)
-#define CT_SERVICE_ERROR_MAX  999999
-#define CT_SERVICE_ERROR(n)   (CT_SERVICE_ERROR_BASE - (int)(n))
+#define CT_SERVICE_ERROR_BASE (-100000)                          /* CT_SERVICE_ERROR(0) */
+#define CT_SERVICE_ERROR_MAX  999999                             /* the largest n */
+#define CT_SERVICE_ERROR(n)   (CT_SERVICE_ERROR_BASE - (int)(n)) /* n's op status */
 
 /* Non-zero if err was made by CT_SERVICE_ERROR(). */
 int ct_err_is_service(int err);
@@ -94,6 +95,8 @@ typedef enum ct_error_kind {
     CT_KIND_COUNT
 } ct_error_kind_t;
 
+/* The kind error code status is counted as (CT_KIND_OTHER when it is of
+ * no other kind). */
 ct_error_kind_t ct_error_kind(int status);
 
 /* "timeout", "overloaded", ...: the label value of a kind. */

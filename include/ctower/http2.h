@@ -112,8 +112,8 @@ struct nghttp2_session;
 enum { CT_HTTP2_MEM_CLASSES = 10 };
 /* The allocator of one loop's HTTP/2 sessions: size classes of freed blocks, kept for reuse. */
 typedef struct ct_http2_mem {
-    void *free[CT_HTTP2_MEM_CLASSES];
-    size_t cached; /* bytes kept */
+    void *free[CT_HTTP2_MEM_CLASSES]; /* freed blocks of each size class, a list each */
+    size_t cached;                    /* bytes kept */
 } ct_http2_mem_t;
 
 /* A transport of HTTP messages over HTTP/2, on a transport of bytes. */

@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 typedef struct ct_listener ct_listener_t;
+/* What ct_listener_shutdown() calls back, once everything is closed. */
 typedef void (*ct_listener_close_cb)(ct_listener_t *listener);
 
 /* A service of its own for each connection (tower's MakeService), for state

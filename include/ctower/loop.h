@@ -43,7 +43,9 @@ typedef struct ct_link {
 
 typedef struct ct_loop ct_loop_t;
 typedef struct ct_task ct_task_t;
+/* A task's work. */
 typedef void (*ct_task_cb)(ct_task_t *task);
+/* What ct_loop_close() calls back, once the loop's handles are closed. */
 typedef void (*ct_loop_close_cb)(ct_loop_t *loop);
 
 /* A callback to run later from a fresh stack. Caller-allocated, usually
@@ -79,6 +81,7 @@ struct ct_loop {
     int clock_fresh;
 };
 
+/* The struct of type that ptr's member is in. */
 #define CT_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Initializes loop over uv. Returns 0 or a libuv error. */
@@ -141,6 +144,7 @@ static inline uint64_t ct_loop_clock_ns(ct_loop_t *loop) {
     return loop->clock_ns;
 }
 
+/* The next ct_loop_clock_ns() reads the clock again. */
 static inline void ct_loop_clock_stale(ct_loop_t *loop) {
     loop->clock_fresh = 0;
 }

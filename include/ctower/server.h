@@ -34,8 +34,8 @@
 extern "C" {
 #endif
 
-#define CT_SERVER_DEFAULT_IN_FLIGHT 64
-#define CT_SERVER_DEFAULT_MAX_BYTES ((size_t)1 << 20)
+#define CT_SERVER_DEFAULT_IN_FLIGHT 64                /* max_in_flight when 0 */
+#define CT_SERVER_DEFAULT_MAX_BYTES ((size_t)1 << 20) /* max_bytes when 0 */
 
 typedef struct ct_server ct_server_t;
 

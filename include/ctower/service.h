@@ -31,14 +31,18 @@ extern "C" {
 #endif
 
 typedef struct ct_service ct_service_t;
+/* What ct_service_close() calls back, after which svc's memory may go. */
 typedef void (*ct_close_cb)(ct_service_t *svc);
+/* What ct_service_shutdown() calls back, once drained (or why not). */
 typedef void (*ct_shutdown_cb)(ct_service_t *svc, int status);
 
 /* What a service implements. Every entry is called only through the
  * ct_service_* functions below, which check the generic rules (op reuse,
  * closing) first. */
 typedef struct ct_service_vtable {
+    /* As ct_service_poll_ready(). */
     int (*poll_ready)(ct_service_t *svc, ct_waker_t *waker);
+    /* As ct_service_call(), op already marked as inside the call. */
     int (*call)(ct_service_t *svc, void *request, ct_op_t *op);
     /* Must complete op with CT_ECANCELED (ct_op_complete) before returning. */
     void (*cancel)(ct_service_t *svc, ct_op_t *op);

@@ -38,6 +38,7 @@ extern "C" {
 enum { CT_SHUTDOWN_MAX = 16 }; /* listeners, and services and stacks, each */
 
 typedef struct ct_shutdown ct_shutdown_t;
+/* What ct_shutdown_start() calls back, once the loop has closed. */
 typedef void (*ct_shutdown_done_cb)(ct_shutdown_t *shutdown, int status);
 
 /* A program's shutdown: what it closes, in order, and its deadline. */

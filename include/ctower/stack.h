@@ -49,9 +49,10 @@
 extern "C" {
 #endif
 
-/* A client stack's description: endpoints, connections, one bound, and the layers asked for. */
+/* A client stack (below). */
 typedef struct ct_stack ct_stack_t;
 
+/* A client stack's description: endpoints, connections, one bound, and the layers asked for. */
 typedef struct ct_stack_config {
     /* The endpoints' addresses (address.h); the array may go once init
      * returns. At least one, unless balance is set. */
@@ -114,7 +115,9 @@ typedef struct ct_stack_config {
 } ct_stack_config_t;
 
 struct ct_stack_endpoint;
+/* What ct_stack_close() calls back, once the whole stack has closed. */
 typedef void (*ct_stack_close_cb)(ct_stack_t *stack);
+/* What ct_stack_shutdown() calls back, once the stack has drained. */
 typedef void (*ct_stack_shutdown_cb)(ct_stack_t *stack, int status);
 
 /* A client stack built by ct_stack_init(). */

@@ -33,12 +33,12 @@ extern "C" {
 
 /* A count that only grows, written by one loop. */
 typedef struct ct_counter {
-    uint64_t value;
+    uint64_t value; /* read it with ct_counter_read() */
 } ct_counter_t;
 
 /* A value that goes up and down, written by one loop. */
 typedef struct ct_gauge {
-    int64_t value;
+    int64_t value; /* read it with ct_gauge_read() */
 } ct_gauge_t;
 
 #define CT_HISTOGRAM_SUB 32 /* linear buckets per power of two */
@@ -58,10 +58,12 @@ static inline void ct_counter_add(ct_counter_t *c, uint64_t n) {
     __atomic_store_n(&c->value, c->value + n, __ATOMIC_RELAXED);
 }
 
+/* Moves the gauge by n (may be negative). */
 static inline void ct_gauge_add(ct_gauge_t *g, int64_t n) {
     __atomic_store_n(&g->value, g->value + n, __ATOMIC_RELAXED);
 }
 
+/* Sets the gauge to v. */
 static inline void ct_gauge_set(ct_gauge_t *g, int64_t v) {
     __atomic_store_n(&g->value, v, __ATOMIC_RELAXED);
 }
@@ -70,6 +72,7 @@ static inline void ct_gauge_set(ct_gauge_t *g, int64_t v) {
 uint64_t ct_counter_read(const ct_counter_t *c);
 int64_t ct_gauge_read(const ct_gauge_t *g);
 
+/* An empty histogram. */
 void ct_histogram_init(ct_histogram_t *h);
 
 /* The bucket of value v (inline: it is on the hot path), and the values
@@ -86,8 +89,10 @@ static inline size_t ct_histogram_bucket(uint64_t v) {
     return i < CT_HISTOGRAM_BUCKETS ? i : CT_HISTOGRAM_BUCKETS - 1;
 }
 
+/* The values bucket i holds, [*low, *high]. */
 void ct_histogram_bucket_range(size_t i, uint64_t *low, uint64_t *high);
 
+/* Records v (the single writer's side). */
 static inline void ct_histogram_record(ct_histogram_t *h, uint64_t v) {
     size_t i = ct_histogram_bucket(v);
     __atomic_store_n(&h->counts[i], h->counts[i] + 1, __ATOMIC_RELAXED);
@@ -121,9 +126,11 @@ typedef struct ct_stats_entry {
 /* One loop's registry of named metrics. */
 typedef struct ct_stats {
     ct_stats_entry_t *entries; /* n of them, room for cap */
-    size_t n, cap;
+    size_t n;                  /* metrics registered */
+    size_t cap;                /* room in entries */
 } ct_stats_t;
 
+/* An empty registry. */
 void ct_stats_init(ct_stats_t *s);
 
 /* Frees the list (not the metrics: their components own them). */

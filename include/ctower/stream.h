@@ -85,20 +85,20 @@ typedef struct ct_stream_config {
 
 /* Room for any built-in codec, or a user codec of up to 128 bytes. */
 typedef union ct_codec_storage {
-    ct_codec_t base;
-    ct_length_codec_t length;
-    ct_line_codec_t line;
-    ct_http_codec_t http;
-    char custom[128];
+    ct_codec_t base;          /* what every codec begins with */
+    ct_length_codec_t length; /* the built-in ones */
+    ct_line_codec_t line;     /* ... */
+    ct_http_codec_t http;     /* ... */
+    char custom[128];         /* a user's codec */
 } ct_codec_storage_t;
 
 /* A libuv stream handle that is a TCP socket or a pipe, with views of it as
  * a handle and as a stream (for streams and listeners; private). */
 typedef union ct_uv_stream {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
+    uv_handle_t handle; /* as a handle (uv_close) */
+    uv_stream_t stream; /* as a stream (reads, writes) */
+    uv_tcp_t tcp;       /* a TCP socket */
+    uv_pipe_t pipe;     /* a Unix socket */
 } ct_uv_stream_t;
 
 /* A transport over a TCP or Unix socket, with a codec. */

@@ -49,6 +49,7 @@ struct ct_tag_store {
 /* ---- the slab store: a 32-bit tag field --------------------------------- */
 
 typedef uint32_t (*ct_tag_get_fn)(const void *msg);
+/* Writes tag into the message msg. */
 typedef void (*ct_tag_set_fn)(void *msg, uint32_t tag);
 
 /* Tags are the slot index in the low bits and a generation in the high bits,

@@ -43,10 +43,10 @@ typedef void (*ct_transport_close_cb)(ct_transport_t *t);
 
 /* What a transport implements. */
 typedef struct ct_transport_vtable {
-    int (*send_ready)(ct_transport_t *t, ct_waker_t *waker);
-    int (*send)(ct_transport_t *t, void *msg);
-    int (*recv_start)(ct_transport_t *t);
-    int (*recv_stop)(ct_transport_t *t);
+    int (*send_ready)(ct_transport_t *t, ct_waker_t *waker); /* ct_transport_send_ready() */
+    int (*send)(ct_transport_t *t, void *msg);               /* ct_transport_send() */
+    int (*recv_start)(ct_transport_t *t);                    /* ct_transport_recv_start() */
+    int (*recv_stop)(ct_transport_t *t);                     /* ct_transport_recv_stop() */
     /* Calls ct_transport_shutdown_done() once the write side is closed. */
     int (*shutdown)(ct_transport_t *t);
     /* Frees what the transport holds, then calls ct_transport_closed(). */

@@ -9,12 +9,14 @@
 extern "C" {
 #endif
 
-#define CT_VERSION_MAJOR 0
-#define CT_VERSION_MINOR 1
-#define CT_VERSION_PATCH 0
+#define CT_VERSION_MAJOR 0 /* incompatible changes */
+#define CT_VERSION_MINOR 1 /* additions */
+#define CT_VERSION_PATCH 0 /* fixes */
 
+/* (to spell the version) */
 #define CT_VERSION_STRINGIFY_(x) #x
-#define CT_VERSION_STRINGIFY(x)  CT_VERSION_STRINGIFY_(x)
+/* x's value as a string literal */
+#define CT_VERSION_STRINGIFY(x) CT_VERSION_STRINGIFY_(x)
 /* "0.1.0" */
 #define CT_VERSION_STRING                                                                          \
     CT_VERSION_STRINGIFY(CT_VERSION_MAJOR)                                                         \

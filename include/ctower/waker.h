@@ -23,6 +23,7 @@ extern "C" {
 enum { CT_READY = 0, CT_PENDING = 1 };
 
 typedef struct ct_waker ct_waker_t;
+/* A waker's callback. */
 typedef void (*ct_waker_cb)(ct_waker_t *waker);
 
 /* A caller-owned callback that a PENDING answer keeps and wakes. */

@@ -146,7 +146,8 @@ typedef struct ct_http_str {
 
 /* One header (or trailer) field of a message view: name and value. */
 typedef struct ct_http_field {
-    ct_http_str_t name, value; /* as sent: the name in its case, the value trimmed */
+    ct_http_str_t name;  /* as sent, in its case */
+    ct_http_str_t value; /* trimmed of spaces around it */
 } ct_http_field_t;
 
 /* A message read by ct_http_parse_*(): views into its payload, valid while

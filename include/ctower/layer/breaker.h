@@ -45,13 +45,14 @@ typedef struct ct_breaker_config {
     uint64_t pause_max_ms;            /* the longest (0: 30 s, or pause_min_ms if longer) */
     size_t max_in_flight;             /* calls in flight at most (0: 1024) */
     ct_breaker_failure_fn is_failure; /* NULL: the failures listed above */
-    void *is_failure_ctx;
+    void *is_failure_ctx;             /* is_failure's first argument */
     /* Frees a request the breaker refuses, and a response nobody waits for
      * any more. May be NULL. */
     ct_msg_free_fn free_msg;
     void *free_ctx;
 } ct_breaker_config_t;
 
+/* Where the breaker is: calls go through, fail at once, or one probes. */
 typedef enum ct_breaker_state {
     CT_BREAKER_CLOSED = 0,
     CT_BREAKER_OPEN = 1,
@@ -101,6 +102,7 @@ typedef struct ct_breaker {
 int ct_breaker_init(ct_breaker_t *b, ct_loop_t *loop, ct_service_t *inner,
                     const ct_breaker_config_t *cfg);
 
+/* The breaker's state and counts into *out. */
 void ct_breaker_stats(const ct_breaker_t *b, ct_breaker_stats_t *out);
 
 /* Registers the breaker's metrics in stats (of its loop) with labels (may

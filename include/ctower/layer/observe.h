@@ -50,9 +50,12 @@ typedef struct ct_observe_metrics {
     ct_histogram_t latency;             /* of every answered call, in ns */
 } ct_observe_metrics_t;
 
+/* A call starts: returns the span of the caller's tracer (may be NULL). */
 typedef void *(*ct_observe_start_fn)(void *ctx, const ct_op_t *op, const void *request);
+/* It is answered (status, cause, response) after duration_ns, or canceled. */
 typedef void (*ct_observe_end_fn)(void *ctx, void *span, const ct_op_t *op, int status, int cause,
                                   const void *response, uint64_t duration_ns);
+/* The synchronous part of the call is over: span is no longer current. */
 typedef void (*ct_observe_called_fn)(void *ctx, void *span);
 
 /* The observing layer's bound and hooks. */

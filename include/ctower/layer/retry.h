@@ -71,6 +71,7 @@ extern "C" {
 typedef int (*ct_retry_policy_fn)(void *ctx, const void *request, int status, int cause,
                                   const void *response);
 
+/* Which failures the retry layer tries again (without a policy). */
 typedef enum ct_retry_on {
     CT_RETRY_UNSENT = 0,
     CT_RETRY_IDEMPOTENT = 1,
