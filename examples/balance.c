@@ -6,7 +6,9 @@
  * requests, 16 at a time, and counts who answered. Halfway through, server
  * b shuts down: the next call that goes to b fails to connect, the balancer
  * leaves b out, the retry layer sends that request again, to a or c, and
- * they share the rest. Every request is answered. */
+ * they share the rest. Every request is answered, and one ct_shutdown_t
+ * closes the rest. (examples/proxy.c builds such a client with ct_stack_t
+ * in one description; this one puts the layers together by hand.) */
 #include <ctower/ctower.h>
 
 #include <signal.h>
@@ -23,13 +25,13 @@ typedef struct app {
     ct_stream_config_t wire;
     ct_service_fn_t named[SERVERS]; /* server i answers with its name */
     ct_listener_t listeners[SERVERS];
-    int listening[SERVERS];
     ct_reconnect_t clients[SERVERS];
     ct_balance_t balance;
     ct_retry_t retry;
     ct_op_t ops[DEPTH];
-    int limit; /* requests to send before the next step */
-    int sent, answered, failed, by_server[SERVERS], servers_closed, exit_code;
+    int limit;              /* requests to send before the next step */
+    ct_shutdown_t shutdown; /* at the end: a and c, their functions, the client */
+    int sent, answered, failed, by_server[SERVERS], exit_code;
 } app_t;
 
 static const char names[SERVERS] = {'a', 'b', 'c'};
@@ -42,34 +44,20 @@ static int answer_with_name(void *ctx, void *request, void **response) {
     return 0;
 }
 
-static void on_loop_closed(ct_loop_t *loop) {
-    (void)loop;
-}
-
-static void on_server_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    if (++app->servers_closed == SERVERS) ct_loop_close(&app->ct, on_loop_closed);
-}
-
 static void send_request(app_t *app, ct_op_t *op);
 
-static void on_listener_closed(ct_listener_t *listener) {
-    app_t *app = listener->data;
-    int i = (int)(listener - app->listeners);
-    app->listening[i] = 0;
-    ct_service_close(&app->named[i].service, on_server_closed);
-    if (app->limit < REQUESTS) { /* b is gone: the second half */
-        app->limit = REQUESTS;
-        for (i = 0; i < DEPTH; i++)
-            send_request(app, &app->ops[i]);
-    }
+static void on_b_closed(ct_service_t *svc) {
+    (void)svc;
 }
 
-static void on_client_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
+/* b is gone: its function goes too, and the second half starts. */
+static void on_b_stopped(ct_listener_t *listener) {
+    app_t *app = listener->data;
     int i;
-    for (i = 0; i < SERVERS; i++)
-        if (app->listening[i]) ct_listener_shutdown(&app->listeners[i], 1000, on_listener_closed);
+    ct_service_close(&app->named[1].service, on_b_closed);
+    app->limit = REQUESTS;
+    for (i = 0; i < DEPTH; i++)
+        send_request(app, &app->ops[i]);
 }
 
 static void report(app_t *app, const char *when) {
@@ -107,11 +95,11 @@ static void on_response(ct_op_t *op, int status, void *response) {
     if (app->answered + app->failed == REQUESTS / 2) {
         report(app, "first half, three servers");
         printf("server b shuts down\n");
-        ct_listener_shutdown(&app->listeners[1], 1000, on_listener_closed);
+        ct_listener_shutdown(&app->listeners[1], 1000, on_b_stopped);
     } else if (app->answered + app->failed == REQUESTS) {
         report(app, "second half, b gone");
         report_b(app);
-        ct_service_close(&app->retry.service, on_client_closed); /* and all below */
+        ct_shutdown_start(&app->shutdown, 1000, NULL); /* everything else, in one call */
     } else {
         send_request(app, op);
     }
@@ -147,7 +135,6 @@ static int start_server(app_t *app, int i, char *address, size_t size) {
                          &cfg);
     if (r != 0) return fprintf(stderr, "listen: %s\n", ct_strerror(r)), r;
     app->listeners[i].data = app;
-    app->listening[i] = 1;
     ct_listener_address(&app->listeners[i], &bound);
     return ct_address_format(&bound, address, size);
 }
@@ -199,6 +186,12 @@ int main(void) {
         if (start_server(&app, i, addresses[i], sizeof addresses[i]) != 0) return 1;
     if ((r = start_client(&app, addresses)) != 0)
         return fprintf(stderr, "client: %s\n", ct_strerror(r)), 1;
+    ct_shutdown_init(&app.shutdown, &app.ct);
+    ct_shutdown_add_listener(&app.shutdown, &app.listeners[0]);
+    ct_shutdown_add_listener(&app.shutdown, &app.listeners[2]);
+    ct_shutdown_add_service(&app.shutdown, &app.retry.service); /* and all below it */
+    ct_shutdown_add_service(&app.shutdown, &app.named[0].service);
+    ct_shutdown_add_service(&app.shutdown, &app.named[2].service);
     app.limit = REQUESTS / 2;
     for (i = 0; i < DEPTH; i++) {
         ct_op_init(&app.ops[i], on_response);

@@ -27,33 +27,22 @@ typedef struct app {
     ct_op_t ops[IN_FLIGHT];
     ct_op_t refused_op;
     int refused_done, refused_status, refused_cause;
-    int sent, answered, closed, exit_code;
+    ct_shutdown_t shutdown;
+    int sent, answered, finishing, exit_code;
 } app_t;
 
-static void on_loop_closed(ct_loop_t *loop) {
-    (void)loop;
-}
-
-static void on_echo_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    ct_loop_close(&app->ct, on_loop_closed);
-}
-
-static void on_listener_closed(ct_listener_t *listener) {
-    app_t *app = listener->data;
-    ct_service_close(&app->echo.service, on_echo_closed);
-}
-
-static void on_client_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    if (++app->closed == 2) ct_listener_shutdown(&app->listener, 1000, on_listener_closed);
-}
-
-/* Both clients are done: the refused one's answer came, and every echo. */
+/* Both clients are done: the refused one's answer came, and every echo.
+ * The listener, the clients, the echo function and the loop close in one
+ * call. */
 static void finish_if_done(app_t *app) {
-    if (!app->refused_done || app->answered < REQUESTS) return;
-    ct_service_close(&app->untrusting.service, on_client_closed);
-    ct_service_close(&app->trusting.service, on_client_closed);
+    if (!app->refused_done || app->answered < REQUESTS || app->finishing) return;
+    app->finishing = 1;
+    ct_shutdown_init(&app->shutdown, &app->ct);
+    ct_shutdown_add_listener(&app->shutdown, &app->listener);
+    ct_shutdown_add_service(&app->shutdown, &app->untrusting.service);
+    ct_shutdown_add_service(&app->shutdown, &app->trusting.service);
+    ct_shutdown_add_service(&app->shutdown, &app->echo.service);
+    ct_shutdown_start(&app->shutdown, 1000, NULL);
 }
 
 static int call(app_t *app, ct_reconnect_t *client, ct_op_t *op, const char *text) {

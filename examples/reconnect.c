@@ -24,6 +24,7 @@ typedef struct app {
     ct_listener_t listener;
     char address[128];
     ct_reconnect_t client;
+    ct_shutdown_t shutdown;
     uv_timer_t tick, restart;
     ct_op_t op;
     int sent, answered_before, failed, answered_after, exit_code;
@@ -32,35 +33,19 @@ typedef struct app {
 
 static int listen_on(app_t *app, const char *address);
 
-static void on_loop_closed(ct_loop_t *loop) {
-    (void)loop;
-}
-
-static void on_echo_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    ct_loop_close(&app->ct, on_loop_closed);
-}
-
-static void on_final_stop(ct_listener_t *listener) {
-    app_t *app = listener->data;
-    ct_service_close(&app->echo.service, on_echo_closed);
-}
-
-static void on_client_closed(ct_service_t *svc) {
-    app_t *app = svc->data;
-    if (app->listening)
-        ct_listener_shutdown(&app->listener, 1000, on_final_stop);
-    else
-        ct_service_close(&app->echo.service, on_echo_closed);
-}
-
+/* The end, in one call: the listener (if it is up), the client, the echo
+ * function and the loop. */
 static void finish(app_t *app) {
     if (app->finishing) return;
     app->finishing = 1;
     uv_timer_stop(&app->tick);
     uv_close((uv_handle_t *)&app->tick, NULL);
     uv_close((uv_handle_t *)&app->restart, NULL);
-    ct_service_close(&app->client.service, on_client_closed);
+    ct_shutdown_init(&app->shutdown, &app->ct);
+    if (app->listening) ct_shutdown_add_listener(&app->shutdown, &app->listener);
+    ct_shutdown_add_service(&app->shutdown, &app->client.service);
+    ct_shutdown_add_service(&app->shutdown, &app->echo.service);
+    ct_shutdown_start(&app->shutdown, 1000, NULL);
 }
 
 static void on_restart(uv_timer_t *timer) {
