@@ -21,6 +21,7 @@ set -euo pipefail
 # beside ctower and nginx (run with a configuration of its own, as nginx).
 # prometheus brings promtool, which checks the exposition of --admin's
 # /metrics (tests/tools/admin.py).
+# wrk drives examples/http_hello in its test (tests/tools/http_hello.sh).
 # doxygen writes the API reference from the headers (make docs, and the
 # docs test, which fails on a public symbol left undocumented).
 # libssl-dev is OpenSSL for TLS streams; the openssl command makes the
@@ -30,7 +31,7 @@ set -euo pipefail
 packages=(libuv1-dev libssl-dev libhttp-parser-dev curl openssl libcriterion-dev cmake pkg-config make gcc g++ clang
   libclang-rt-14-dev
   redis-server redis-tools nutcracker valgrind nginx-light
-  libnghttp2-dev nghttp2-client nghttp2-server python3 h2o prometheus doxygen)
+  libnghttp2-dev nghttp2-client nghttp2-server python3 h2o prometheus doxygen wrk)
 [ "${1:-}" = "--plot" ] && packages+=(python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # examples/http_hello, as a newcomer tries it: curl against each route
 # (GET, HEAD, POST with Expect: 100-continue, a 404, Connection: close),
-# then SIGTERM, after which it must exit 0 with everything closed.
+# wrk for a second, then SIGTERM, after which it must exit 0 with everything closed.
 set -uo pipefail
 example=$1
 tmp=$(mktemp -d)
@@ -31,10 +31,16 @@ cmp -s "$tmp/body" "$tmp/echoed" || fail "POST /echo did not echo the body"
 closing=$(curl -s --max-time 5 -i -H 'Connection: close' "http://$addr/hello" | tr -d '\r')
 grep -qx "Connection: close" <<<"$closing" || fail "no Connection: close for a closing request: $closing"
 
+# wrk, for a second: every answer a 2xx, no socket error
+command -v wrk >/dev/null || fail "wrk is missing: run scripts/install-deps.sh"
+wrk -t1 -c10 -d1s "http://$addr/hello" >"$tmp/wrk" 2>&1 || fail "wrk: $(cat "$tmp/wrk")"
+grep -Eq "^ +[1-9][0-9]* requests in" "$tmp/wrk" || fail "wrk got no answers: $(cat "$tmp/wrk")"
+! grep -Eq "Socket errors|Non-2xx" "$tmp/wrk" || fail "wrk saw errors: $(cat "$tmp/wrk")"
+
 kill -TERM "$pid"
 wait "$pid"
 status=$?
 pid=
 [ "$status" -eq 0 ] || fail "http_hello exited $status after SIGTERM"
 grep -q "stopped" "$tmp/log" || fail "http_hello did not say it stopped"
-echo "http_hello: GET, HEAD, 404, 100-continue, Connection: close, SIGTERM: ok"
+echo "http_hello: GET, HEAD, 404, 100-continue, Connection: close, wrk ($(sed -n 's/^Requests\/sec: *//p' "$tmp/wrk") req/s), SIGTERM: ok"
