@@ -1,6 +1,7 @@
-/* Model-based fuzz target for the balancing, sharding, breaker and limit layers.
- * The input is a script played against a stack of a limit layer (or not)
- * over a circuit breaker (or not) over a balancer (or a sharding layer)
+/* Model-based fuzz target for the balancing, sharding, breaker, limit and
+ * queueing layers. The input is a script played against a stack of a queue
+ * (or not) over a limit layer (or not) over a circuit breaker (or not) over
+ * a balancer (or a sharding layer)
  * over 1-4 endpoints that the script steers: polls, calls
  * (with or without a READY), cancels, releases, endpoints that answer,
  * fail, fill up, free up or die, endpoints added and removed, shutdowns
@@ -67,6 +68,7 @@ static struct {
     int sharded;
     ct_breaker_t breaker; /* over either, in some runs */
     ct_limit_t limit;
+    ct_queue_t queue; /* on top, in some runs */
     ct_service_t *top;
     struct rec {
         ct_op_t op;
@@ -278,7 +280,7 @@ static void shard_over(ct_service_t **list, size_t bound) {
 /* shape: endpoints (bits 0-1), the bound (2-5), a limit layer (6) with a
  * rate (7); mode: a balancer (that weighs round-trip times, or counts
  * calls) or a sharding layer over the endpoints. */
-static void setup(uint8_t shape, int mode, int breaker) {
+static void setup(uint8_t shape, int mode, int breaker, int queue) {
     ct_service_t *list[EPS];
     ct_balance_config_t bc;
     int i;
@@ -321,6 +323,15 @@ static void setup(uint8_t shape, int mode, int breaker) {
                                 free_msg, NULL};
         must(ct_limit_init(&S.limit, &S.ct, S.top, &lc) == 0);
         S.top = &S.limit.service;
+    }
+    if (queue) { /* calls wait their turn: a few, a few in flight */
+        ct_queue_config_t qc;
+        memset(&qc, 0, sizeof qc);
+        qc.max_queued = 1 + (shape & 7);
+        qc.max_in_flight = 1 + ((shape >> 3) & 7);
+        qc.free_msg = free_msg;
+        must(ct_queue_init(&S.queue, &S.ct, S.top, &qc) == 0);
+        S.top = &S.queue.service;
     }
     ct_waker_init(&S.waker, &S.ct, on_woken);
 }
@@ -377,7 +388,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int k, j;
     if (size < 1) return 0;
     /* (the script's length picks the layers) */
-    setup(data[0], (int)(size % 3), (int)((size / 3) % 2));
+    setup(data[0], (int)(size % 3), (int)((size / 3) % 2), (int)((size / 6) % 2));
     for (i = 1; i + 1 < size && i < 1 + 2 * 400; i += 2)
         step(data[i], data[i + 1]);
     for (j = 0; j < S.neps; j++) /* the endpoints answer what they hold */
