@@ -40,7 +40,7 @@ expect_exit 2 "$ctower"
 expect_exit 2 "$ctower" frobnicate
 grep -q "unknown command 'frobnicate'" "$tmp/err" || fail "an unknown command is not named"
 # --version: the library's, as the header says it
-version=$(sed -n 's/^#define CT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
+version=$(sed -n 's/^#define CT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)\( .*\)\{0,1\}$/\2/p' \
   "$(dirname "$0")/../../include/ctower/version.h" | paste -sd.)
 [ -n "$version" ] || fail "no version in include/ctower/version.h"
 expect_exit 0 "$ctower" --version
