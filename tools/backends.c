@@ -117,31 +117,26 @@ static int named(char names[][256], int n, const char *address) {
 
 int backend_set_reload(backend_set_t *s) {
     static char names[OPTIONS_MAX_BACKENDS][256];
-    int n = read_file(s->o->backends_file, names, OPTIONS_MAX_BACKENDS), i, added = 0, removed = 0;
+    const char *set[OPTIONS_MAX_BACKENDS];
+    int n = read_file(s->o->backends_file, names, OPTIONS_MAX_BACKENDS), i, r;
+    size_t added = 0, removed = 0;
     if (n < 0) {
         fprintf(stderr, "ctower proxy: backends unchanged\n");
         return -1;
     }
-    for (i = 0; i < s->n; i++) { /* gone from the file: drained, then closed */
-        int id = ct_stack_find(&s->stack, s->names[i]);
-        if (named(names, n, s->names[i]) || id < 0 || ct_stack_remove(&s->stack, id) != 0) continue;
-        removed++;
-        memmove(s->names[i], s->names[i + 1], (size_t)(s->n - i - 1) * sizeof s->names[0]);
-        s->n--;
-        i--;
-    }
-    for (i = 0; i < n; i++) {
-        int id;
-        if (named(s->names, s->n, names[i])) continue;
-        if ((id = ct_stack_add(&s->stack, names[i])) < 0) {
-            fprintf(stderr, "ctower proxy: backend %s: %s\n", names[i], ct_strerror(id));
-            continue;
-        }
-        snprintf(s->names[s->n++], sizeof s->names[0], "%s", names[i]);
-        added++;
-    }
-    fprintf(stderr, "ctower proxy: backends from %s: %d added, %d removed, %d in use\n",
-            s->o->backends_file, added, removed, n);
+    for (i = 0; i < n; i++)
+        set[i] = names[i];
+    /* the set, whole: the new ones added, those gone drained and closed */
+    if (n > 0 && (r = ct_stack_apply(&s->stack, set, (size_t)n, &added, &removed)) != 0)
+        fprintf(stderr, "ctower proxy: backends from %s: %s\n", s->o->backends_file,
+                ct_strerror(r));
+    if (n == 0) fprintf(stderr, "ctower proxy: %s names no backend: kept\n", s->o->backends_file);
+    s->n = 0; /* the backends in use, for the report */
+    for (i = 0; i < n; i++)
+        if (ct_stack_find(&s->stack, names[i]) >= 0 && !named(s->names, s->n, names[i]))
+            snprintf(s->names[s->n++], sizeof s->names[0], "%s", names[i]);
+    fprintf(stderr, "ctower proxy: backends from %s: %zu added, %zu removed, %d in use\n",
+            s->o->backends_file, added, removed, s->n);
     return 0;
 }
 

@@ -166,6 +166,18 @@ int ct_stack_add(ct_stack_t *stack, const char *address);
  * ct_balance_remove()'s error. */
 int ct_stack_remove(ct_stack_t *stack, int id);
 
+/* With a balancer: makes the endpoints the set addresses[0..n) (what a
+ * discovery source reports, whole, each time it changes): adds those not
+ * there, removes those no longer named (they drain first, as
+ * ct_stack_remove()). A set is checked whole before anything changes: an
+ * address that does not parse (CT_EBADADDR) or an empty set (CT_EINVAL: a
+ * source that lost everything must not empty the stack by accident)
+ * changes nothing. *added and *removed (may be NULL) get the counts.
+ * Returns 0, or the first error of an endpoint that could not be added
+ * (the rest of the set is applied). */
+int ct_stack_apply(ct_stack_t *stack, const char *const *addresses, size_t n, size_t *added,
+                   size_t *removed);
+
 /* The endpoints the stack holds: those taking calls, and those removed
  * whose calls in flight or close have not ended yet. */
 size_t ct_stack_endpoints(const ct_stack_t *stack);

@@ -337,6 +337,42 @@ ct_breaker_t *ct_stack_breaker(ct_stack_t *s, int id) {
     return ep && s->has_breaker ? &ep->breaker : NULL;
 }
 
+static int listed(const char *const *addresses, size_t n, const char *address) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp(addresses[i], address) == 0) return 1;
+    return 0;
+}
+
+int ct_stack_apply(ct_stack_t *s, const char *const *addresses, size_t n, size_t *added,
+                   size_t *removed) {
+    endpoint_t *ep;
+    ct_address_t a;
+    size_t i, nadded = 0, nremoved = 0;
+    int r, first_error = 0;
+    if (added) *added = 0;
+    if (removed) *removed = 0;
+    if (!s || !s->has_balance || n == 0 || !addresses) return CT_EINVAL;
+    for (i = 0; i < n; i++) /* whole, or not at all */
+        if (!addresses[i] || strlen(addresses[i]) >= sizeof ep->address ||
+            ct_address_parse(addresses[i], &a) != 0)
+            return CT_EBADADDR;
+    for (ep = s->endpoints; ep; ep = ep->next)
+        if (!ep->removing && !listed(addresses, n, ep->address) && ct_stack_remove(s, ep->id) == 0)
+            nremoved++;
+    for (i = 0; i < n; i++) {
+        if (listed(addresses, i, addresses[i]) || ct_stack_find(s, addresses[i]) >= 0) continue;
+        if ((r = ct_stack_add(s, addresses[i])) < 0) {
+            if (!first_error) first_error = r;
+            continue;
+        }
+        nadded++;
+    }
+    if (added) *added = nadded;
+    if (removed) *removed = nremoved;
+    return first_error;
+}
+
 size_t ct_stack_endpoints(const ct_stack_t *s) {
     const endpoint_t *ep;
     size_t n = 0;

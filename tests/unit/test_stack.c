@@ -516,3 +516,44 @@ Test(stack, a_layer_over_the_stack_closes_it_with_itself) {
     ct_stats_free(&stats);
     stop_serving(2);
 }
+
+/* A set applied whole: new endpoints added, those gone drained and removed,
+ * duplicates counted once; a bad address or an empty set changes nothing. */
+Test(stack, a_set_of_endpoints_is_applied_whole_or_not_at_all) {
+    const char *first[2], *second[3], *bad[2], *none[1] = {NULL};
+    ct_stack_config_t c;
+    size_t added = 9, removed = 9;
+    serve(2);
+    first[0] = addresses[0];
+    c = config(first, 0);
+    c.balance = 1;
+    c.max_queued = 500;
+    cr_assert_eq(ct_stack_init(&stack, &H.ct, &c), 0);
+    cr_assert_eq(ct_stack_apply(&stack, first, 1, &added, &removed), 0);
+    cr_assert_eq(added, 1);
+    cr_assert_eq(removed, 0);
+    call_many(stack.service, calls, 200);
+    cr_assert_eq(failed, 0);
+    /* the second server joins, the first leaves, the second is named twice */
+    second[0] = addresses[1];
+    second[1] = addresses[1];
+    second[2] = addresses[1];
+    cr_assert_eq(ct_stack_apply(&stack, second, 3, &added, &removed), 0);
+    cr_assert_eq(added, 1);
+    cr_assert_eq(removed, 1);
+    call_many(stack.service, calls, 200);
+    cr_assert_eq(failed, 0);
+    H_RUN_UNTIL(ct_stack_endpoints(&stack) == 1);
+    cr_assert_eq(ct_stack_find(&stack, addresses[0]), CT_EINVAL);
+    cr_assert_geq(ct_stack_find(&stack, addresses[1]), 0);
+    /* refused whole */
+    bad[0] = addresses[0];
+    bad[1] = "not an address";
+    cr_assert_eq(ct_stack_apply(&stack, bad, 2, &added, &removed), CT_EBADADDR);
+    cr_assert_eq(ct_stack_apply(&stack, none, 0, &added, &removed), CT_EINVAL, "an empty set");
+    cr_assert_eq(added + removed, 0);
+    cr_assert_eq(ct_stack_endpoints(&stack), 1, "a refused set changed the endpoints");
+    cr_assert_geq(ct_stack_find(&stack, addresses[1]), 0);
+    close_stack();
+    stop_serving(2);
+}
