@@ -30,8 +30,8 @@
  * Every layer, and each endpoint's client, gets max_in_flight (an
  * HTTP/1.1 client no more than its codec's CT_HTTP_MAX_PENDING; the
  * queue and the balancer then wait, they do not refuse). Layers of your
- * own go over the stack (their inner service is `stack.service`) or, for
- * a layer per endpoint, in a stack of your own making.
+ * own go over the stack (their inner service is `stack.service`, which
+ * they then own and close), or over each endpoint (wrap_endpoint).
  */
 #ifndef CTOWER_STACK_H
 #define CTOWER_STACK_H
@@ -149,8 +149,7 @@ struct ct_stack {
     char labels[256];
 };
 
-/* Builds the stack on loop. The top service's data is the stack's from
- * now on. Returns 0, CT_EINVAL (no stream, no endpoint without balance, a
+/* Builds the stack on loop. Returns 0, CT_EINVAL (no stream, no endpoint without balance, a
  * retry without copy) or an error of a layer's init (CT_EBADADDR for an
  * endpoint's address, UV_ENOMEM); on error what was built closes by
  * itself as the loop runs, and nothing is the caller's to close. */
