@@ -54,7 +54,6 @@ struct ct_shutdown {
     } after[CT_SHUTDOWN_MAX];
     size_t nafter, next; /* the one being closed */
     uv_timer_t deadline;
-    uint64_t deadline_ms;
     int started, late, forcing, status;
     ct_shutdown_done_cb cb;
     /* the data fields borrowed while each closes */

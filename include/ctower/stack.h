@@ -67,7 +67,9 @@ typedef struct ct_stack_config {
     void *shard_key_ctx;
     /* How each endpoint's connections are made (codec, pool, TLS), and
      * spoken: pipelined, multiplexed (tags through get_tag and set_tag, both
-     * NULL: ct_buf's), or HTTP/2 (reconnect.h). Required: stream. */
+     * NULL: ct_buf's), or HTTP/2 (reconnect.h). Required: stream. stream
+     * and http2 must outlive the stack: endpoints added later use them;
+     * the retry and breaker configurations are copied at init. */
     const ct_stream_config_t *stream;
     int multiplex;
     ct_tag_get_fn get_tag;

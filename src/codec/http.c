@@ -76,7 +76,6 @@ static int on_field_name(http_parser *p, const char *at, size_t len) {
     if (!c->in_name) {
         c->in_name = 1;
         c->nfields++;
-        c->expect_name = 0;
     }
     /* (a name cut by a read is not recognised: its client waits for its own
      * delay, as without this) */

@@ -111,8 +111,6 @@ static void issue(ct_queue_t *q, entry_t *e) {
 
 /* Issues waiting calls while the inner service is READY and has room. */
 static void pump(ct_queue_t *q) {
-    if (q->pumping) return; /* (an answer given at once comes back inside issue) */
-    q->pumping = 1;
     while (!ct_list_empty(&q->waiting) && q->in_flight < q->cfg.max_in_flight) {
         int r = ct_service_poll_ready(q->inner, &q->ready);
         entry_t *e;
@@ -126,7 +124,6 @@ static void pump(ct_queue_t *q) {
         ct_gauge_add(&q->metrics.waiting, -1);
         issue(q, e);
     }
-    q->pumping = 0;
     if (q->draining && ct_list_empty(&q->waiting)) {
         q->draining = 0;
         ct_service_shutdown_inner_later(&q->service, q->inner);

@@ -169,7 +169,6 @@ int ct_shutdown_start(ct_shutdown_t *sd, uint64_t deadline_ms, ct_shutdown_done_
     if (sd->started) return CT_ECLOSING;
     sd->started = 1;
     sd->cb = cb;
-    sd->deadline_ms = deadline_ms;
     if (deadline_ms) uv_timer_start(&sd->deadline, on_deadline, deadline_ms, 0);
     if (sd->nlisteners == 0) {
         close_next(sd);

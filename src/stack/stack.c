@@ -20,10 +20,6 @@ typedef struct ct_stack_endpoint {
     struct ct_stack_endpoint *next;
 } endpoint_t;
 
-static size_t endpoint_bound(const ct_stack_t *s) {
-    return s->cfg.max_in_flight;
-}
-
 static void unlink_endpoint(ct_stack_t *s, endpoint_t *ep) {
     endpoint_t **p = &s->endpoints;
     while (*p && *p != ep)
@@ -72,7 +68,7 @@ static endpoint_t *endpoint_new(ct_stack_t *s, const char *address, int *err) {
     rc.get_tag = c->get_tag;
     rc.set_tag = c->set_tag;
     rc.http2 = c->http2;
-    rc.max_in_flight = endpoint_bound(s);
+    rc.max_in_flight = c->max_in_flight;
     rc.free_msg = c->free_msg;
     rc.free_ctx = c->free_ctx;
     rc.connect_timeout_ms = c->connect_timeout_ms ? c->connect_timeout_ms : 5000;
@@ -82,7 +78,7 @@ static endpoint_t *endpoint_new(ct_stack_t *s, const char *address, int *err) {
     }
     ep->top = &ep->client.service;
     if (c->timeout_ms) {
-        ct_timeout_config_t t = {c->timeout_ms, endpoint_bound(s), c->free_msg, c->free_ctx};
+        ct_timeout_config_t t = {c->timeout_ms, c->max_in_flight, c->free_msg, c->free_ctx};
         if ((r = ct_timeout_init(&ep->timeout, s->loop, ep->top, &t)) != 0) {
             close_half_built(ep->top, ep);
             return *err = r, NULL;
@@ -283,6 +279,8 @@ int ct_stack_init(ct_stack_t *s, ct_loop_t *loop, const ct_stack_config_t *cfg) 
         close_failed_build(s);
         return r;
     }
+    s->cfg.retry = NULL; /* copied: the caller's may go (has_retry, has_breaker say) */
+    s->cfg.breaker = NULL;
     ct_service_init(&s->front, loop, &front_vtable);
     s->top->owner = &s->front;
     s->service = &s->front;

@@ -75,7 +75,6 @@ typedef struct ct_queue {
     uv_timer_t deadline_timer;
     uint64_t next_deadline; /* the timer's, 0: not armed */
     int draining;           /* shut down: the inner one after the last waiting call */
-    int pumping;
     int closing;
 } ct_queue_t;
 
