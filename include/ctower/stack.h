@@ -106,7 +106,8 @@ typedef struct ct_stack_config {
      * is not made), whose memory is the caller's; the stack closes it with
      * the endpoint. endpoint_gone (may be NULL) runs once for every
      * endpoint whose memory goes, with the caller's layer (NULL if none;
-     * stack NULL for a build that failed), removed 1 when the endpoint was
+     * stack NULL for one that never took a call: its ct_stack_add() or the
+     * build failed, and the stack may be gone), removed 1 when it was
      * taken out by ct_stack_remove() and 0 when the stack closed; the
      * layer's memory may go then. */
     ct_service_t *(*wrap_endpoint)(void *ctx, ct_stack_t *stack, const char *address,

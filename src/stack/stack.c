@@ -17,6 +17,12 @@ typedef struct ct_stack_endpoint {
     int removing;
     char address[256];
     ct_stack_t *stack;
+    int made; /* built whole: endpoint_gone is told when it goes */
+    /* (the stack's endpoint_gone, kept here: a half-built or failed
+     * stack's endpoints close after the stack's memory may have gone) */
+    void (*gone)(void *ctx, ct_stack_t *stack, const char *address, ct_service_t *wrapped,
+                 int removed);
+    void *gone_ctx;
     struct ct_stack_endpoint *next;
 } endpoint_t;
 
@@ -30,8 +36,7 @@ static void unlink_endpoint(ct_stack_t *s, endpoint_t *ep) {
 /* An endpoint's memory goes, and with it the caller's layer over it
  * (stack NULL: a build that failed, whose stack may be gone). */
 static void endpoint_free(endpoint_t *ep, ct_stack_t *s, int removed) {
-    const ct_stack_config_t *c = &ep->stack->cfg;
-    if (c->endpoint_gone) c->endpoint_gone(c->endpoint_ctx, s, ep->address, ep->wrapped, removed);
+    if (ep->made && ep->gone) ep->gone(ep->gone_ctx, s, ep->address, ep->wrapped, removed);
     free(ep);
 }
 
@@ -46,8 +51,7 @@ static void free_endpoints(ct_stack_t *s) {
 /* An endpoint that failed half-built is closed from its top; its memory
  * goes when that close calls back. */
 static void on_half_built_closed(ct_service_t *svc) {
-    endpoint_t *ep = svc->data;
-    endpoint_free(ep, ep->stack, 0);
+    endpoint_free(svc->data, NULL, 0);
 }
 
 static void close_half_built(ct_service_t *top, endpoint_t *ep) {
@@ -64,6 +68,8 @@ static endpoint_t *endpoint_new(ct_stack_t *s, const char *address, int *err) {
     int r;
     if (strlen(address) >= sizeof ep->address) return *err = CT_EBADADDR, NULL;
     if (!(ep = calloc(1, sizeof *ep))) return *err = UV_ENOMEM, NULL;
+    ep->gone = c->endpoint_gone;
+    ep->gone_ctx = c->endpoint_ctx;
     rc.multiplex = c->multiplex;
     rc.get_tag = c->get_tag;
     rc.set_tag = c->set_tag;
@@ -102,6 +108,7 @@ static endpoint_t *endpoint_new(ct_stack_t *s, const char *address, int *err) {
         }
         if (w != ep->top) ep->wrapped = ep->top = w;
     }
+    ep->made = 1;
     ep->next = s->endpoints;
     s->endpoints = ep;
     return ep;
@@ -212,7 +219,6 @@ static int build_queue(ct_stack_t *s) {
  * memory the caller may free as soon as init returns. */
 typedef struct failed_build {
     endpoint_t *endpoints;
-    ct_stack_config_t cfg; /* (each endpoint's stack pointer is the gone stack's) */
 } failed_build_t;
 
 static void on_failed_build_closed(ct_service_t *svc) {
@@ -220,9 +226,7 @@ static void on_failed_build_closed(ct_service_t *svc) {
     while (f->endpoints) {
         endpoint_t *ep = f->endpoints;
         f->endpoints = ep->next;
-        if (f->cfg.endpoint_gone)
-            f->cfg.endpoint_gone(f->cfg.endpoint_ctx, NULL, ep->address, ep->wrapped, 0);
-        free(ep);
+        endpoint_free(ep, NULL, 0);
     }
     free(f);
 }
@@ -234,7 +238,6 @@ static void close_failed_build(ct_stack_t *s) {
         return;
     }
     f->endpoints = s->endpoints;
-    f->cfg = s->cfg;
     s->endpoints = NULL;
     s->top->data = f;
     ct_service_close(s->top, on_failed_build_closed);

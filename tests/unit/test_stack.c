@@ -551,3 +551,37 @@ Test(stack, a_set_of_endpoints_is_applied_whole_or_not_at_all) {
     close_stack();
     stop_serving(2);
 }
+
+/* An endpoint made but refused by the balancer (the stack is draining)
+ * is closed at once: the caller's layer over it is handed back, once. */
+static int drained = 1;
+static void on_drained(ct_stack_t *s, int status) {
+    (void)s;
+    drained = status;
+}
+
+Test(stack, an_endpoint_the_balancer_refuses_hands_back_the_callers_layer) {
+    const char *endpoints[1];
+    ct_stack_config_t c;
+    serve(2);
+    endpoints[0] = addresses[0];
+    memset(wrappers, 0, sizeof wrappers);
+    nwrapped = 0;
+    c = config(endpoints, 1);
+    c.balance = 1;
+    c.wrap_endpoint = wrap;
+    c.endpoint_gone = gone;
+    c.endpoint_ctx = &wrappers;
+    cr_assert_eq(ct_stack_init(&stack, &H.ct, &c), 0);
+    drained = 1;
+    cr_assert_eq(ct_stack_shutdown(&stack, on_drained), 0);
+    cr_assert_lt(ct_stack_add(&stack, addresses[1]), 0, "added while draining");
+    cr_assert_eq(nwrapped, 2);
+    H_RUN_UNTIL(wrappers[1].gone == 1 && drained != 1);
+    cr_assert_eq(wrappers[1].removed, 0);
+    cr_assert_eq(wrappers[0].gone, 0);
+    close_stack();
+    cr_assert_eq(wrappers[0].gone, 1);
+    cr_assert_eq(wrappers[1].gone, 1, "handed back twice");
+    stop_serving(2);
+}
