@@ -13,8 +13,9 @@
 typedef struct ct_queue_entry {
     ct_op_t inner;
     ct_op_t *outer; /* NULL once the caller has been answered */
-    void *request;  /* while it waits */
+    void *request;  /* while it waits (a request may be NULL) */
     ct_link_t link; /* in queue->waiting while it waits */
+    int waiting;    /* it is */
     ct_queue_t *queue;
 } entry_t;
 
@@ -40,6 +41,7 @@ static int is_full(const ct_queue_t *q) {
 static void fail_waiting(ct_queue_t *q, entry_t *e, int status, int cause) {
     ct_op_t *op = e->outer;
     ct_list_remove(&e->link);
+    e->waiting = 0;
     q->nwaiting--;
     ct_gauge_add(&q->metrics.waiting, -1);
     free_request(q, e->request);
@@ -120,6 +122,7 @@ static void pump(ct_queue_t *q) {
             break;
         }
         e = CT_CONTAINER_OF(ct_list_pop_front(&q->waiting), entry_t, link);
+        e->waiting = 0;
         q->nwaiting--;
         ct_gauge_add(&q->metrics.waiting, -1);
         issue(q, e);
@@ -175,6 +178,7 @@ static int queue_call(ct_service_t *svc, void *request, ct_op_t *op) {
     e->request = request;
     op->slot = (size_t)(e - q->entries);
     ct_list_push_back(&q->waiting, &e->link);
+    e->waiting = 1;
     q->nwaiting++;
     ct_gauge_add(&q->metrics.waiting, 1);
     if (op->ctx && op->ctx->deadline_ms &&
@@ -189,7 +193,7 @@ static int queue_call(ct_service_t *svc, void *request, ct_op_t *op) {
 static void queue_cancel(ct_service_t *svc, ct_op_t *op) {
     ct_queue_t *q = (ct_queue_t *)svc;
     entry_t *e = &q->entries[op->slot];
-    if (e->request) { /* still waiting */
+    if (e->waiting) {
         fail_waiting(q, e, CT_ECANCELED, 0);
         return;
     }

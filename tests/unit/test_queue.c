@@ -299,3 +299,23 @@ Test(queue, ten_thousand_calls_at_once_complete_without_an_error) {
     cr_assert_eq(ct_counter_read(&q.metrics.refused), 0);
     close_over_pair(&q, &pair, &echo);
 }
+
+/* A request may be NULL: canceled while it waits, it is still taken out
+ * of the queue, and never issued. */
+Test(queue, a_waiting_null_request_is_canceled_like_any_other) {
+    rec_op_t r[2];
+    wrap_held(1, 0, 0);
+    call(&r[0], 0);
+    rec_op_init(&r[1]);
+    cr_assert_eq(h_call(&layer.service, NULL, &r[1].op), 0);
+    cr_assert_eq(gauge(&layer.metrics.waiting), 1);
+    ct_op_cancel(&r[1].op);
+    H_RUN_UNTIL(r[1].calls);
+    cr_assert_eq(r[1].status, CT_ECANCELED);
+    cr_assert_eq(gauge(&layer.metrics.waiting), 0);
+    held_complete(&held, 0, 0);
+    H_RUN_UNTIL(r[0].calls);
+    h_turns(4);
+    cr_assert_eq(held.calls, 1, "the canceled call was issued");
+    unwrap_held();
+}
